@@ -1,0 +1,123 @@
+"""The MM7 codec: message object <-> HTTP body bytes (SOAP 1.1 envelope, with attachments when
+the message carries content). Sans-I/O: no sockets, no clock, no disk.
+
+    encoded = encode(SubmitReq(...), dialect)      # .content_type, .body
+    decoded = decode(body, content_type)           # .message, .leniencies, .parts
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import structlog
+
+from mm7.core.dialect import STRICT_3GPP, Dialect
+from mm7.core.emit import CONTENT_ID, write_envelope
+from mm7.core.leniency import Leniency
+from mm7.core.limits import DEFAULT_LIMITS, Limits
+from mm7.core.mime import Part, build_multipart, make_part, parse_swa
+from mm7.core.model import Message
+from mm7.core.read import read_envelope
+from mm7.core.versions import Version, version_for_namespace
+from mm7.core.xmlsafe import parse_xml
+
+log = structlog.get_logger("mm7.codec")
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """An HTTP body ready to send: its Content-Type header value and its bytes."""
+
+    content_type: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """What a body held: the typed message, the leniencies applied, and the raw pieces."""
+
+    message: Message
+    #: the schema version of the body's namespace; None when the namespace is unknown
+    version: Version | None
+    leniencies: tuple[Leniency, ...]
+    #: every top-level MIME part besides the SOAP part, as received
+    parts: tuple[Part, ...]
+    soap: bytes
+
+    @property
+    def operation(self) -> str:
+        op = getattr(self.message, "operation", None)
+        return op if isinstance(op, str) else self.message.OPERATION
+
+
+def encode(message: Message, dialect: Dialect = STRICT_3GPP) -> Encoded:
+    """Serialise ``message`` for the wire as ``dialect`` writes it (EmitError when it cannot)."""
+    version = dialect.version
+    if message.namespace:
+        found = version_for_namespace(message.namespace)
+        if found is not None:
+            version = found
+    envelope = write_envelope(message, dialect, version)
+    content: Part | None = getattr(message, "content", None)
+    if content is None:
+        return Encoded(dialect.soap_content_type, envelope)
+    content = _with_transfer_encodings(content, dialect)
+    if content.content_id is None:
+        content = dataclasses.replace(content, content_id=CONTENT_ID)
+    soap_part = make_part(
+        envelope,
+        dialect.soap_content_type,
+        content_id=dialect.soap_content_id,
+        transfer_encoding=dialect.soap_transfer_encoding,
+    )
+    params: dict[str, str] = {}
+    if dialect.emit_type:
+        params["type"] = "text/xml"
+    if dialect.emit_start:
+        cid = dialect.soap_content_id
+        params["start"] = f"<{cid}>" if dialect.start_brackets else cid
+    content_type, body = build_multipart(
+        [soap_part, content],
+        subtype="related",
+        params=params,
+        bracket_content_id=dialect.content_id_brackets,
+    )
+    return Encoded(content_type, body)
+
+
+def _with_transfer_encodings(part: Part, dialect: Dialect) -> Part:
+    """The part tree with the dialect's Content-Transfer-Encoding where the caller set none."""
+    if part.children:
+        children = tuple(_with_transfer_encodings(c, dialect) for c in part.children)
+        if children == part.children and all(
+            a.transfer_encoding == b.transfer_encoding
+            for a, b in zip(children, part.children, strict=True)
+        ):
+            return part
+        return dataclasses.replace(part, children=children)
+    if part.transfer_encoding is not None:
+        return part
+    cte = dialect.transfer_encoding_for(part.content_type.mime_type)
+    return dataclasses.replace(part, transfer_encoding=cte)
+
+
+def decode(body: bytes, content_type: str | None, limits: Limits = DEFAULT_LIMITS) -> Decoded:
+    """Parse an HTTP body (bare SOAP or SwA multipart) into a typed message.
+
+    Raises ParseError (status 2007), ValidationError (4004), UnsafeXMLError or
+    LimitExceededError, each naming where and what was expected.
+    """
+    swa = parse_swa(body, content_type, limits)
+    leniencies = list(swa.leniencies)
+    root = parse_xml(swa.soap, mime_charset=swa.soap_charset, limits=limits, leniencies=leniencies)
+    message, version = read_envelope(root, swa.parts, leniencies)
+    applied = tuple(dict.fromkeys(leniencies))
+    if applied:
+        log.debug(
+            "mm7.leniencies",
+            operation=message.OPERATION,
+            transaction_id=message.transaction_id,
+            leniencies=[str(x) for x in applied],
+        )
+    return Decoded(message, version, applied, swa.parts, swa.soap)

@@ -1,0 +1,414 @@
+"""Writing the SOAP envelope of an MM7 message, element by element, in schema sequence order.
+
+The XML is written as text (escaped here, once) rather than built as an lxml tree: the envelope is
+small and this is the hot path. Every choice a peer might disagree with comes from the Dialect;
+strict dialects refuse what the version's schema forbids with an EmitError that says what and why.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from mm7.core.dialect import Dialect
+from mm7.core.errors import EmitError
+from mm7.core.model import (
+    Address,
+    AddressKind,
+    Fault,
+    Message,
+    PreviouslySentBy,
+    PreviouslySentDate,
+    Recipients,
+    ReplyCharging,
+    Status,
+    UACapabilities,
+)
+from mm7.core.spec import (
+    OPERATION_BY_MODEL,
+    SENDER_ID_ELEMENTS,
+    Element,
+    Kind,
+    Operation,
+    enum_values,
+)
+from mm7.core.values import Duration, format_bool, format_datetime, format_relative_or_absolute
+from mm7.core.versions import SOAP_ENV_NS, Version
+
+_INVALID_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_NMTOKEN = re.compile(r"^[\w.\-:\u00b7]+$")
+
+
+def escape_text(value: str, where: str) -> str:
+    """Escape character data; refuse characters XML 1.0 cannot carry at all."""
+    if _INVALID_XML_CHARS.search(value):
+        raise EmitError(f"{where}: contains a control character XML 1.0 cannot carry")
+    if "&" in value:
+        value = value.replace("&", "&amp;")
+    if "<" in value:
+        value = value.replace("<", "&lt;")
+    if ">" in value:
+        value = value.replace(">", "&gt;")
+    if "\r" in value:
+        value = value.replace("\r", "&#13;")
+    return value
+
+
+def escape_attr(value: str, where: str) -> str:
+    return escape_text(value, where).replace('"', "&quot;").replace("\n", "&#10;")
+
+
+class _Writer:
+    """Writes one message's body for one (version, dialect); collects text pieces."""
+
+    __slots__ = ("dialect", "version", "p", "out", "op")
+
+    def __init__(self, dialect: Dialect, version: Version, op: Operation) -> None:
+        self.dialect = dialect
+        self.version = version
+        self.op = op
+        self.p = f"{dialect.mm7_prefix}:" if dialect.mm7_prefix else ""
+        self.out: list[str] = []
+
+    # -- scalar helpers
+    def simple(self, name: str, text: str) -> None:
+        p = self.p
+        self.out.append(f"<{p}{name}>{escape_text(text, name)}</{p}{name}>")
+
+    def boolean(self, value: bool) -> str:
+        return format_bool(value, self.dialect.boolean_spelling)
+
+    def date(self, value: datetime) -> str:
+        return format_datetime(value, self.dialect.date_style)
+
+    def reldate(self, value: datetime | Duration) -> str:
+        return format_relative_or_absolute(value, self.dialect.date_style)
+
+    def ident(self, name: str, value: str) -> str:
+        if self.version.nmtoken_identifiers and not _NMTOKEN.match(value) and self.dialect.strict:
+            raise EmitError(
+                    f"{self.op.name}/{name}: {value!r} is not an xs:NMTOKEN, which "
+                    f"{self.version.token} requires (no spaces, '+', '/', '@' ...)"
+                )
+        return value
+
+    def address_value(self, name: str, addr: Address) -> str:
+        value = addr.value
+        if addr.kind is AddressKind.RFC2822:
+            return value
+        if self.dialect.number_plus == "strip" and value.startswith("+"):
+            value = value[1:]
+        if self.version.nmtoken_identifiers and not _NMTOKEN.match(value) and self.dialect.strict:
+            raise EmitError(
+                f"{self.op.name}/{name}: {addr.kind.value} {value!r} is not an xs:NMTOKEN, which "
+                f"{self.version.token} requires (a leading '+' is invalid there); "
+                "use a dialect with number_plus='strip' or a newer schema version"
+            )
+        return value
+
+    def address(self, name: str, addr: Address) -> str:
+        attrs = []
+        if addr.display_only is not None:
+            attrs.append(f' displayOnly="{self.boolean(addr.display_only)}"')
+        if addr.address_coding is not None or addr.id is not None:
+            if self.version.key < (6, 0):
+                if self.dialect.strict:
+                    raise EmitError(
+                        f"{self.op.name}/{name}: addressCoding and id exist from REL-6-MM7-1-0 on, "
+                        f"not in {self.version.token}"
+                    )
+            else:
+                if addr.address_coding is not None:
+                    attrs.append(f' addressCoding="{addr.address_coding.value}"')
+                if addr.id is not None:
+                    attrs.append(f' id="{escape_attr(addr.id, name)}"')
+        tag = f"{self.p}{addr.kind.value}"
+        text = escape_text(self.address_value(name, addr), name)
+        return f"<{tag}{''.join(attrs)}>{text}</{tag}>"
+
+    def enum(self, el: Element, value: Any) -> str:
+        text = str(value.value if hasattr(value, "value") else value)
+        assert el.enum is not None
+        if self.dialect.strict and text not in enum_values(el.enum, self.version):
+            allowed = ", ".join(enum_values(el.enum, self.version))
+            raise EmitError(
+                f"{self.op.name}/{el.name}: {text!r} is not allowed in {self.version.token} "
+                f"(allowed: {allowed})"
+            )
+        return text
+
+    # -- element writers by kind
+    def write(self, el: Element, value: Any, msg: Message) -> None:
+        kind = el.kind
+        p = self.p
+        name = el.name
+        out = self.out
+        if kind is Kind.STRING or kind is Kind.SERVICE_CODE:
+            self.simple(name, value)
+        elif kind is Kind.ID:
+            self.simple(name, self.ident(name, value))
+        elif kind is Kind.BOOLEAN:
+            out.append(f"<{p}{name}>{self.boolean(value)}</{p}{name}>")
+        elif kind is Kind.DATETIME:
+            out.append(f"<{p}{name}>{self.date(value)}</{p}{name}>")
+        elif kind is Kind.REL_DATE:
+            out.append(f"<{p}{name}>{self.reldate(value)}</{p}{name}>")
+        elif kind is Kind.ENUM or kind is Kind.MM_STATUS or kind is Kind.READ_STATUS:
+            out.append(f"<{p}{name}>{self.enum(el, value)}</{p}{name}>")
+        elif kind is Kind.VERSION:
+            out.append(f"<{p}{name}>{escape_text(value, name)}</{p}{name}>")
+        elif kind is Kind.ADDRESS:
+            out.append(f"<{p}{name}>{self.address(name, value)}</{p}{name}>")
+        elif kind is Kind.RECIPIENTS:
+            self.recipients(value)
+        elif kind is Kind.SENDER_ID:
+            self.sender_id(msg)
+        elif kind is Kind.STATUS or kind is Kind.CODE_ONLY_STATUS:
+            self.status(value, code_only=kind is Kind.CODE_ONLY_STATUS)
+        elif kind is Kind.REPLY_CHARGING:
+            self.reply_charging(value)
+        elif kind is Kind.DELIVERY_CONDITION:
+            dcs = "".join(f"<{p}DC>{int(dc)}</{p}DC>" for dc in value)
+            out.append(f"<{p}{name}>{dcs}</{p}{name}>")
+        elif kind is Kind.DELIVERY_CONDITION_TEXT:
+            self.simple(name, " ".join(str(int(dc)) for dc in value))
+        elif kind is Kind.PREVIOUSLY_SENT_BY:
+            self.previously_sent_by(value)
+        elif kind is Kind.PREVIOUSLY_SENT_DATE:
+            self.previously_sent_date(value)
+        elif kind is Kind.CAPABILITIES:
+            self.capabilities(value)
+        elif kind is Kind.CONTENT:
+            self.content(value, msg)
+        else:  # pragma: no cover - the table only uses the kinds above
+            raise EmitError(f"{self.op.name}/{name}: no writer for kind {kind}")
+
+    def recipients(self, value: Recipients) -> None:
+        p = self.p
+        if not len(value):
+            raise EmitError(f"{self.op.name}/Recipients: at least one recipient is required")
+        out = [f"<{p}Recipients>"]
+        for tag, addrs in (("To", value.to), ("Cc", value.cc), ("Bcc", value.bcc)):
+            if addrs:
+                inner = "".join(self.address(tag, a) for a in addrs)
+                out.append(f"<{p}{tag}>{inner}</{p}{tag}>")
+        out.append(f"</{p}Recipients>")
+        self.out.append("".join(out))
+
+    def sender_id(self, msg: Message) -> None:
+        p = self.p
+        self.out.append(f"<{p}SenderIdentification>")
+        for el in SENDER_ID_ELEMENTS:
+            value = getattr(msg, el.attr)
+            if value is None:
+                continue
+            if el.kind is Kind.SENDER_ADDRESS:
+                typed = self.dialect.typed_sender_address
+                if typed is None:
+                    typed = self.version.typed_sender_address
+                if typed:
+                    addr = self.address("SenderAddress", value)
+                    self.out.append(f"<{p}SenderAddress>{addr}</{p}SenderAddress>")
+                else:
+                    self.simple("SenderAddress", self.address_value("SenderAddress", value))
+            else:
+                self.simple(el.name, self.ident(el.name, value))
+        self.out.append(f"</{p}SenderIdentification>")
+
+    def status(self, value: Status, *, code_only: bool) -> None:
+        p = self.p
+        if value.code <= 0:
+            raise EmitError(f"{self.op.name}/Status: StatusCode must be a positive integer")
+        parts = [f"<{p}Status><{p}StatusCode>{value.code}</{p}StatusCode>"]
+        if not code_only:
+            parts.append(f"<{p}StatusText>{escape_text(value.text, 'StatusText')}</{p}StatusText>")
+            if value.details is not None:
+                details = escape_text(value.details, "Details")
+                tag = self.dialect.details_element
+                if tag:
+                    details = f"<{tag}>{details}</{tag}>"
+                parts.append(f"<{p}Details>{details}</{p}Details>")
+        parts.append(f"</{p}Status>")
+        self.out.append("".join(parts))
+
+    def reply_charging(self, value: ReplyCharging) -> None:
+        attrs = ""
+        if value.size is not None:
+            if value.size <= 0 and self.dialect.strict:
+                raise EmitError(f"{self.op.name}/ReplyCharging: replyChargingSize must be > 0")
+            attrs += f' replyChargingSize="{int(value.size)}"'
+        if value.deadline is not None:
+            attrs += f' replyDeadline="{self.reldate(value.deadline)}"'
+        self.out.append(f"<{self.p}ReplyCharging{attrs}/>")
+
+    def previously_sent_by(self, value: tuple[PreviouslySentBy, ...]) -> None:
+        p = self.p
+        items = []
+        for item in value:
+            seq = f' sequence="{int(item.sequence)}"' if item.sequence is not None else ""
+            items.append(
+                f"<{p}UserAgent{seq}>{self.address('UserAgent', item.address)}</{p}UserAgent>"
+            )
+        self.out.append(f"<{p}Previouslysentby>{''.join(items)}</{p}Previouslysentby>")
+
+    def previously_sent_date(self, value: tuple[PreviouslySentDate, ...]) -> None:
+        p = self.p
+        items = []
+        for item in value:
+            seq = f' sequence="{int(item.sequence)}"' if item.sequence is not None else ""
+            items.append(f"<{p}DateTime{seq}>{self.reldate(item.value)}</{p}DateTime>")
+        self.out.append(
+            f"<{p}Previouslysentdateandtime>{''.join(items)}</{p}Previouslysentdateandtime>"
+        )
+
+    def capabilities(self, value: UACapabilities) -> None:
+        attrs = ""
+        if value.ua_prof is not None:
+            attrs += f' UAProf="{escape_attr(value.ua_prof, "UAProf")}"'
+        if value.timestamp is not None:
+            attrs += f' TimeStamp="{self.reldate(value.timestamp)}"'
+        self.out.append(f"<{self.p}UACapabilities{attrs}/>")
+
+    def content(self, value: Any, msg: Message) -> None:
+        cid = value.content_id or CONTENT_ID
+        attrs = f' href="cid:{escape_attr(cid, "Content/@href")}"'
+        allow = getattr(msg, "allow_adaptations", None)
+        if allow is not None:
+            attrs += f' allowAdaptations="{self.boolean(allow)}"'
+        self.out.append(f"<{self.p}Content{attrs}/>")
+
+
+#: Content-ID given to the message content when the caller's part has none
+CONTENT_ID = "mm7-content"
+
+def _missing(value: Any) -> bool:
+    return value is None or value == () or value == ""
+
+
+def write_body(message: Message, dialect: Dialect, version: Version) -> str:
+    """The body element (``<mm7:SubmitReq>...``) of ``message`` as text."""
+    op = OPERATION_BY_MODEL.get(type(message).__name__)
+    if op is None:
+        raise EmitError(f"{type(message).__name__} is not an MM7 body element")
+    if not op.exists_in(version):
+        raise EmitError(f"{op.name} does not exist in {version.token} (REL-6-MM7-1-4 only)")
+    w = _Writer(dialect, version, op)
+    sequence = op.sequence(version)
+    for el in sequence:
+        if el.kind is Kind.VERSION:
+            value: Any = message.mm7_version or dialect.effective_mm7_version
+            if (
+                dialect.strict
+                and not dialect.allow_any_mm7_version
+                and value not in version.mm7_versions
+            ):
+                raise EmitError(
+                    f"{op.name}/MM7Version: {value!r} is not allowed by {version.token} "
+                    f"(allowed: {', '.join(version.mm7_versions)})"
+                )
+        elif el.kind is Kind.SENDER_ID:
+            value = message
+        else:
+            value = getattr(message, el.attr)
+        if _missing(value):
+            if el.required and dialect.strict:
+                raise EmitError(f"{op.name}/{el.name} is required in {version.token}")
+            continue
+        w.write(el, value, message)
+    if dialect.strict:
+        _refuse_fields_outside(message, op, sequence, version)
+    ns = version.namespace
+    p = w.p
+    decl = "" if dialect.mm7_prefix else f' xmlns="{ns}"'
+    return f"<{p}{op.name}{decl}>{''.join(w.out)}</{p}{op.name}>"
+
+
+_ALWAYS = frozenset(
+    {"transaction_id", "mm7_version", "namespace", "extensions", "allow_adaptations"}
+)
+
+
+def _refuse_fields_outside(
+    message: Message, op: Operation, sequence: tuple[Element, ...], version: Version
+) -> None:
+    """Strict emission: a field set on the model that the version has no element for is an error."""
+    present = {el.attr for el in sequence}
+    if any(el.kind is Kind.SENDER_ID for el in sequence):
+        present |= {el.attr for el in SENDER_ID_ELEMENTS}
+    for el in op.elements:
+        if el.attr in present or el.attr in _ALWAYS or not el.attr:
+            continue
+        if not _missing(getattr(message, el.attr)):
+            raise EmitError(
+                f"{op.name}: {el.attr} ({el.name}) does not exist in {version.token}; "
+                "choose a newer version or a non-strict dialect that drops it"
+            )
+        present.add(el.attr)
+
+
+def write_envelope(message: Message, dialect: Dialect, version: Version | None = None) -> bytes:
+    """The whole SOAP envelope of ``message`` as UTF-8 bytes."""
+    if version is None:
+        version = _version_of(message, dialect)
+    e = dialect.envelope_prefix
+    ns = version.namespace
+    mp = dialect.mm7_prefix
+    if isinstance(message, Fault):
+        body = write_fault(message, dialect, version)
+    else:
+        body = write_body(message, dialect, version)
+    ns_decl = f' xmlns:{mp}="{ns}"' if mp else ""
+    parts = []
+    if dialect.xml_declaration:
+        parts.append('<?xml version="1.0" encoding="UTF-8"?>')
+    parts.append(f'<{e}:Envelope xmlns:{e}="{SOAP_ENV_NS}"{ns_decl}>')
+    if message.transaction_id:
+        mu = f' {e}:mustUnderstand="1"' if dialect.must_understand else ""
+        tag = f"{mp}:TransactionID" if mp else "TransactionID"
+        tdecl = "" if mp else f' xmlns="{ns}"'
+        tid = escape_text(message.transaction_id, "TransactionID")
+        parts.append(f"<{e}:Header><{tag}{tdecl}{mu}>{tid}</{tag}></{e}:Header>")
+    parts.append(f"<{e}:Body>{body}</{e}:Body></{e}:Envelope>")
+    return "".join(parts).encode("utf-8")
+
+
+def _version_of(message: Message, dialect: Dialect) -> Version:
+    from mm7.core.versions import version_for_namespace
+
+    if message.namespace:
+        found = version_for_namespace(message.namespace)
+        if found is None:
+            raise EmitError(f"unknown MM7 namespace {message.namespace!r}")
+        return found
+    return dialect.version
+
+
+def fault_code_for(status: Status | None) -> str:
+    """SOAP faultcode for an MM7 status: Client for request faults (2xxx, bad identification,
+    version, operation, validation, denial), Server for the rest (3xxx, 4000, 4005, 4006, 4008)."""
+    if status is None:
+        return "Server"
+    code = status.code
+    if 2000 <= code < 3000 or code in (4001, 4002, 4003, 4004, 4007):
+        return "Client"
+    return "Server"
+
+
+def write_fault(fault: Fault, dialect: Dialect, version: Version) -> str:
+    """A SOAP 1.1 Fault with the MM7 error element (RSErrorRsp/VASPErrorRsp) in its detail."""
+    e = dialect.envelope_prefix
+    code = fault.faultcode
+    if ":" not in code:
+        code = f"{e}:{code}"
+    parts = [
+        f"<{e}:Fault><faultcode>{escape_text(code, 'faultcode')}</faultcode>",
+        f"<faultstring>{escape_text(fault.faultstring, 'faultstring')}</faultstring>",
+    ]
+    if fault.faultactor is not None:
+        parts.append(f"<faultactor>{escape_text(fault.faultactor, 'faultactor')}</faultactor>")
+    if fault.error is not None:
+        parts.append(f"<detail>{write_body(fault.error, dialect, version)}</detail>")
+    parts.append(f"</{e}:Fault>")
+    return "".join(parts)
+

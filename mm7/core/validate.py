@@ -1,0 +1,73 @@
+"""Schema validation of a SOAP envelope: the envelope against SOAP 1.1, the body element (or the
+error element in a Fault's detail) against the MM7 schema of its namespace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mm7.core.versions import SOAP_ENV_NS, version_for_namespace
+from mm7.core.xsdgen import load_envelope_schema, load_schema
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaReport:
+    """The outcome: which schema was used and every violation, each with its line."""
+
+    namespace: str | None
+    element: str | None
+    errors: tuple[str, ...]
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+
+def _local(tag: Any) -> str:
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
+
+
+def validate_envelope(root: Any, schema_dir: str | None = None) -> SchemaReport:
+    """Validate a parsed Envelope; ``schema_dir`` holds <token>.xsd files (default: our own)."""
+    errors: list[str] = []
+    env_schema = load_envelope_schema(schema_dir)
+    if not env_schema.validate(root):
+        errors.extend(_errors(env_schema, "Envelope"))
+    body = next((c for c in root if _local(c.tag) == "Body"), None)
+    target = None
+    if body is not None:
+        target = next((c for c in body if isinstance(c.tag, str)), None)
+        if (
+            target is not None
+            and _local(target.tag) == "Fault"
+            and target.tag.startswith("{" + SOAP_ENV_NS)
+        ):
+            detail = next((c for c in target if _local(c.tag) == "detail"), None)
+            target = None
+            if detail is not None:
+                target = next((c for c in detail if isinstance(c.tag, str)), None)
+            if target is None:
+                return SchemaReport(SOAP_ENV_NS, "Fault", tuple(errors))
+    if target is None:
+        errors.append("Body: no MM7 element to validate")
+        return SchemaReport(None, None, tuple(errors))
+    ns = target.tag[1:].partition("}")[0] if target.tag.startswith("{") else None
+    version = version_for_namespace(ns)
+    name = _local(target.tag)
+    if version is None:
+        errors.append(f"{name}: no MM7 schema for namespace {ns!r}")
+        return SchemaReport(ns, name, tuple(errors))
+    schema = load_schema(version.token, schema_dir)
+    if not schema.validate(target):
+        errors.extend(_errors(schema, name))
+    header = next((c for c in root if _local(c.tag) == "Header"), None)
+    if header is not None and version.transaction_id_has_soap_attrs:
+        for h in header:
+            if _local(h.tag) == "TransactionID" and h.tag.startswith("{" + (ns or "")):
+                if not schema.validate(h):
+                    errors.extend(_errors(schema, "TransactionID"))
+    return SchemaReport(ns, name, tuple(errors))
+
+
+def _errors(schema: Any, where: str) -> list[str]:
+    return [f"{where}: line {e.line}: {e.message}" for e in schema.error_log]
