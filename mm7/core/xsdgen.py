@@ -285,9 +285,9 @@ class _MemoryResolver(etree.Resolver):
         super().__init__()
         self.soap_xsd = soap_xsd
 
-    def resolve(self, system_url: str, public_id: str, context: object) -> object:
+    def resolve(self, system_url: str, public_id: str, context: object) -> object:  # type: ignore[override]  # lxml-stubs lag lxml
         if system_url.endswith(SOAP_XSD_NAME) or system_url.rstrip("/") == SOAP_ENV_NS.rstrip("/"):
-            return self.resolve_string(self.soap_xsd, context)
+            return self.resolve_string(self.soap_xsd, context)  # type: ignore[call-arg]
         return None
 
 
