@@ -73,3 +73,8 @@ class Leniency(StrEnum):
     # --- MIME / SwA packaging (added with mm7.core.mime) ---
     MULTIPART_NOT_RELATED = "multipart-not-related"  # SwA body as multipart/mixed etc.
     BASE64_MALFORMED = "base64-malformed"  # base64 with missing padding or data after padding
+    # --- SOAP body / faults (added with the leniency fixtures) ---
+    ERROR_ELEMENT_NAME = "error-element-name"  # MM7VASPErrorRsp/MM7RSErrorRsp (CMCC API)
+    SENDER_ADDRESS_TYPED = "sender-address-typed"  # typed SenderAddress where xs:string is due
+    ADDRESS_ELEMENT_NAME = "address-element-name"  # RFC822Address for RFC2822Address (instantcom)
+    ATTRIBUTE_QUALIFIED = "attribute-qualified"  # mm7:displayOnly, mm7:sequence, ... (instantcom)

@@ -40,7 +40,6 @@ _XML_TYPES = frozenset(
 _SOAP_ROOT_TYPES = frozenset({"text/xml", "application/xop+xml"})  # acceptable type= values
 _SMIL_TYPES = frozenset({"application/smil", "application/smil+xml"})
 _IDENTITY_CTES = frozenset({"7bit", "8bit", "binary"})
-_KNOWN_CTES = _IDENTITY_CTES | {"base64", "quoted-printable"}
 _MANAGED_HEADERS = frozenset(
     {"content-type", "content-transfer-encoding", "content-id", "content-location"}
 )
@@ -48,13 +47,12 @@ _MANAGED_HEADERS = frozenset(
 _TSPECIALS = frozenset('()<>@,;:\\"/[]?= \t')
 _TOKEN_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_WHITESPACE = b" \t\r\n\x0b\x0c"
 _BCHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'()+_,-./:=? ")
 _BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
-_SNIFF = 1024
+_TOKEN_STR = _TOKEN_BYTES.decode("ascii")
+_SNIFF = 1024  # bytes looked at to tell bare XML from a multipart body
 # Splits base64 text into 76-character lines 64 lines at a time, in C rather than by slicing.
 _B64_BLOCK = struct.Struct("76s" * 64)
-_TOKEN_STR = _TOKEN_BYTES.decode("ascii")  # bytes looked at to tell bare XML from a multipart body
 
 
 def _note(leniencies: list[Leniency] | None, item: Leniency) -> None:
@@ -87,9 +85,13 @@ class ContentType:
         return self.params.get(name.lower())
 
     def header_value(self) -> str:
-        """Serialise as ``type/subtype; k=v; ...``, quoting values that need it."""
+        """Serialise as ``type/subtype; k=v; ...``, quoting values that need it (and boundary,
+        which some MMSCs accept only quoted)."""
+        if not self.params:
+            return self.mime_type
         pieces = [self.mime_type]
-        pieces.extend(f"{k}={_quote(v)}" for k, v in self.params.items())
+        for k, v in self.params.items():
+            pieces.append(f"{k}={_quote(v, k == 'boundary')}")
         return "; ".join(pieces)
 
     def _content_params(self) -> dict[str, str]:
@@ -109,9 +111,10 @@ class ContentType:
         return f"ContentType({self.header_value()!r})"
 
 
-def _quote(value: str) -> str:
+def _quote(value: str, always: bool = False) -> str:
     """Quote a parameter value when it is empty or holds tspecials, controls or non-ASCII."""
-    if value and value.isascii() and value.isprintable() and not _TSPECIALS.intersection(value):
+    plain = bool(value) and value.isascii() and value.isprintable()
+    if plain and not always and _TSPECIALS.isdisjoint(value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -127,23 +130,26 @@ def parse_content_type(value: str, leniencies: list[Leniency] | None = None) -> 
     characters that need quoting (BOUNDARY_UNQUOTED).
     """
     cached = _CT_CACHE.get(value)
-    if cached is None:
-        found: list[Leniency] = []
-        mime_type, params = _parse_content_type(value, found)
-        if not mime_type.startswith("multipart/"):  # boundaries make multipart values unique
-            if len(_CT_CACHE) >= _CT_CACHE_MAX:
-                _CT_CACHE.clear()
-            _CT_CACHE[value] = (mime_type, tuple(params.items()), tuple(found))
-    else:
-        mime_type, items, found_t = cached
-        params, found = dict(items), list(found_t)
+    if cached is not None:
+        ct, noted = cached
+        for item in noted:
+            _note(leniencies, item)
+        return ct
+    found: list[Leniency] = []
+    mime_type, params = _parse_content_type(value, found)
+    ct = ContentType(mime_type, params)
+    if not mime_type.startswith("multipart/"):  # boundaries make multipart values unique
+        if len(_CT_CACHE) >= _CT_CACHE_MAX:
+            _CT_CACHE.clear()
+        _CT_CACHE[value] = (ct, tuple(found))
     for item in found:
         _note(leniencies, item)
-    return ContentType(mime_type, params)
+    return ct
 
 
-# Parsed non-multipart Content-Type values: part types repeat from message to message.
-_CT_CACHE: dict[str, tuple[str, tuple[tuple[str, str], ...], tuple[Leniency, ...]]] = {}
+# Parsed non-multipart Content-Type values (part types repeat from message to message), shared:
+# a ContentType is immutable and its params are read-only.
+_CT_CACHE: dict[str, tuple[ContentType, tuple[Leniency, ...]]] = {}
 _CT_CACHE_MAX = 512
 
 
@@ -424,16 +430,17 @@ def build_multipart(
     """Build an SwA HTTP body: (Content-Type value with boundary first, then params, body bytes)."""
     ct = ContentType(f"multipart/{subtype}", dict(params or {}))
     out: list[bytes] = []
-    chosen = _emit_children(
-        list(parts), out, [], bracket_content_id, boundary, explicit=boundary is not None
-    )
-    return _with_boundary(ct, chosen).header_value(), b"".join(out)
+    chosen = _emit_children(parts, out, [], bracket_content_id, boundary, explicit=bool(boundary))
+    return _multipart_header_value(ct, chosen), b"".join(out)
 
 
-def _with_boundary(ct: ContentType, boundary: str) -> ContentType:
-    params = {"boundary": boundary}
-    params.update(ct._content_params())
-    return ContentType(ct.mime_type, params)
+def _multipart_header_value(ct: ContentType, boundary: str) -> str:
+    """The Content-Type value of a multipart entity: boundary first, then its other params."""
+    value = f'{ct.mime_type}; boundary="{boundary}"'
+    for k, v in ct.params.items():
+        if k != "boundary":
+            value += f"; {k}={_quote(v)}"
+    return value
 
 
 def _emit_entity(
@@ -445,42 +452,42 @@ def _emit_entity(
 ) -> None:
     """Append ``part`` (headers, blank line, body) to ``out``; leaf bodies also go to ``bodies``."""
     slot = len(out)
-    out.append(b"")  # header block, filled in once the body length is known
+    out.append(b"")  # header block, filled in once the body is out
     te = part.transfer_encoding
-    if part.is_multipart and (part.children or not part.body):
+    ct = part.content_type
+    if ct.mime_type.startswith("multipart/") and (part.children or not part.body):
         if te and te.lower() not in _IDENTITY_CTES:
             raise EmitError(f"a multipart entity cannot use Content-Transfer-Encoding {te!r}")
-        start = len(out)
-        reuse = boundary or part.content_type.param("boundary")
-        chosen = _emit_children(
-            list(part.children), out, bodies, bracket, reuse, explicit=boundary is not None
-        )
-        ct_value = _with_boundary(part.content_type, chosen).header_value()
-        length = sum(len(p) for p in out[start:])
+        reuse = boundary or ct.params.get("boundary")
+        chosen = _emit_children(part.children, out, bodies, bracket, reuse, explicit=bool(boundary))
+        head = "Content-Type: " + _multipart_header_value(ct, chosen)
     else:
-        encoded = encode_body(part.body, te)
+        encoded = encode_body(part.body, te) if te else part.body
         out.append(encoded)
         bodies.append(encoded)
-        ct_value = part.content_type.header_value()
-        length = len(encoded)
-    lines = [f"Content-Type: {ct_value}"]
+        head = "Content-Type: " + ct.header_value()
+    lines = [head]
     if te:
-        lines.append(f"Content-Transfer-Encoding: {te}")
+        lines.append("Content-Transfer-Encoding: " + te)
     if part.content_id is not None:
         lines.append(
-            f"Content-ID: <{part.content_id}>" if bracket else f"Content-ID: {part.content_id}"
+            f"Content-ID: <{part.content_id}>" if bracket else "Content-ID: " + part.content_id
         )
     if part.content_location is not None:
-        lines.append(f"Content-Location: {part.content_location}")
+        lines.append("Content-Location: " + part.content_location)
     for name, value in part.headers:
         low = name.lower()
         if low in _MANAGED_HEADERS:
             continue
-        lines.append(f"{name}: {length}" if low == "content-length" else f"{name}: {value}")
-    for line in lines:
-        if "\r" in line or "\n" in line:
-            raise EmitError(f"header line {line[:60]!r} holds a line break")
-    out[slot] = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+        if low == "content-length":  # say the length actually sent, not a stale one
+            value = str(sum(len(piece) for piece in out[slot + 1 :]))
+        if not name or name.strip(_TOKEN_STR):
+            raise EmitError(f"header name {name!r} is not a token")
+        lines.append(f"{name}: {value}")
+    block = "\r\n".join(lines)
+    if block.count("\n") != len(lines) - 1 or block.count("\r") != len(lines) - 1:
+        raise EmitError(f"a header of the {ct.mime_type} part holds a line break: {lines!r}")
+    out[slot] = (block + "\r\n\r\n").encode("utf-8")
 
 
 def _new_boundary() -> str:
@@ -493,7 +500,7 @@ def _valid_boundary(boundary: str) -> bool:
 
 
 def _emit_children(
-    children: list[Part],
+    children: Sequence[Part],
     out: list[bytes],
     bodies: list[bytes],
     bracket: bool,
@@ -551,13 +558,6 @@ class _State:
         self.lens: list[Leniency] = []
         self.parts = 0
         self.decoded = 0
-
-    def count_part(self, where: str) -> None:
-        self.parts += 1
-        if self.parts > self.limits.max_parts:
-            raise LimitExceededError(
-                f"more than max_parts={self.limits.max_parts} MIME parts", where=where
-            )
 
     def count_decoded(self, n: int, where: str) -> None:
         self.decoded += n
@@ -695,7 +695,10 @@ def parse_entity(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[Part, lis
             raw, body_start, end, ct.param("boundary"), "MIME entity body", "", 1, st
         )
         return Part(ct, b"", cid, location, tuple(children), te, others), st.lens
-    body = decode_body(raw[body_start:], cte, st.lens)
+    try:
+        body = decode_body(raw[body_start:], cte, st.lens)
+    except ParseError as exc:
+        raise ParseError(str(exc), where="MIME entity") from None
     st.count_decoded(len(body), "MIME entity")
     return Part(ct, body, cid, location, (), te, others), st.lens
 
@@ -748,9 +751,12 @@ def _first_delimiter(
         i += 1
 
 
-def _next_delimiter(buf: bytes, frm: int, end: int, dash: bytes) -> tuple[int, _Delimiter | None]:
-    """The next delimiter line after a line break at or after ``frm``: (index of that LF, line)."""
-    nl_dash = b"\n" + dash
+def _next_delimiter(
+    buf: bytes, frm: int, end: int, dash: bytes, nl_dash: bytes
+) -> tuple[int, _Delimiter | None]:
+    """The next delimiter line after a line break at or after ``frm``: (index of that LF, line).
+
+    ``nl_dash`` is ``b"\\n" + dash``."""
     k = frm
     while True:
         k = buf.find(nl_dash, k, end)
@@ -860,6 +866,8 @@ def _multipart(
     if first > start and buf[start:first].strip():
         _note(lens, Leniency.PREAMBLE)
     prefix = f"{path}." if path else ""
+    nl_dash = b"\n" + dash
+    max_parts = st.limits.max_parts
     parts: list[Part] = []
     while True:
         after, close, space, lf = d
@@ -872,7 +880,9 @@ def _multipart(
         s = after
         number = f"{prefix}{len(parts) + 1}"
         pwhere = f"MIME part {number}"
-        st.count_part(where)
+        st.parts += 1
+        if st.parts > max_parts:
+            raise LimitExceededError(f"more than max_parts={max_parts} MIME parts", where=where)
         headers, body_start = _parse_headers(buf, s, end, pwhere, st, dash)
         ct, cid, location, te, cte, others = _classify(headers, lens)
         if ct.mime_type.startswith("multipart/"):
@@ -889,17 +899,17 @@ def _multipart(
                     number,
                     depth + 1,
                     st,
-                    parent=b"\n" + dash,
+                    parent=nl_dash,
                 )
                 if nested is None:
                     st.restore(snap)
             if nested is not None:
                 children, inner_end = nested
-                k, nd = _next_delimiter(buf, inner_end - 1, end, dash)  # only the epilogue
+                k, nd = _next_delimiter(buf, inner_end - 1, end, dash, nl_dash)  # only the epilogue
                 if nd is None and parent is not None:
                     return None
             else:
-                k, nd = _next_delimiter(buf, body_start - 1, end, dash)
+                k, nd = _next_delimiter(buf, body_start - 1, end, dash, nl_dash)
                 if nd is None and parent is not None:
                     return None
                 e = end if nd is None else _body_end(buf, body_start, k, lens)
@@ -916,7 +926,7 @@ def _multipart(
                 )
             part = Part(ct, b"", cid, location, tuple(children), te, others)
         else:
-            k, nd = _next_delimiter(buf, body_start - 1, end, dash)
+            k, nd = _next_delimiter(buf, body_start - 1, end, dash, nl_dash)
             if nd is None:
                 if parent is not None:
                     return None
@@ -925,7 +935,13 @@ def _multipart(
                     e -= 2 if buf.endswith(b"\r\n", body_start, e) else 1
             else:
                 e = _body_end(buf, body_start, k, lens)
-            body = decode_body(buf[body_start:e], cte, lens)
+            if te is None or (te in _IDENTITY_CTES and te == cte):
+                body = buf[body_start:e]
+            else:
+                try:
+                    body = decode_body(buf[body_start:e], cte, lens)
+                except ParseError as exc:
+                    raise ParseError(str(exc), where=pwhere) from None
             st.count_decoded(len(body), pwhere)
             part = Part(ct, body, cid, location, (), te, others)
         if nd is None:
@@ -956,9 +972,10 @@ def _parse_headers(
     """
     limit = st.limits.max_header_bytes
     headers: list[tuple[str, str]] = []
-    # Fast path: a CRLF block of plain "Name: value" lines ending in a blank line.
+    # Fast path: a CRLF block of plain "Name: value" lines ending in a blank line. A line starting
+    # with "--" may be a delimiter (boundaries may hold ':'), which only the slow path checks.
     stop = buf.find(b"\r\n\r\n", start, min(end, start + limit + 4))
-    if stop > start:
+    if stop > start and not buf.startswith(b"--", start) and buf.find(b"\n--", start, stop) < 0:
         for text in _decode_header(buf[start:stop]).split("\r\n"):
             key, sep, val = text.partition(":")
             if not sep or not key or key.strip(_TOKEN_STR) or "\n" in text or "\r" in text:
@@ -1040,7 +1057,7 @@ def _classify(
                 location = value.strip() or None
         else:
             others.append((name, value))
-    te = cte.strip().strip('"').lower() or None if cte else None
+    te = (cte.strip().strip('"').lower() or None) if cte else None
     return ct or _TEXT_PLAIN, cid, location, te, cte, tuple(others)
 
 
@@ -1053,8 +1070,8 @@ def find_content(
     """The part an MM7 ``Content href`` names, resolving the ways real peers write it.
 
     href=None (no Content element) yields the only part, or all parts as one synthetic
-    multipart/related. A resolved leaf part with sibling media yields one synthetic
-    multipart/related holding them all (CONTENT_FLATTENED).
+    multipart/related. A resolved leaf part with non-XML siblings (media flattened into the
+    top level) yields one synthetic multipart/related holding it and them (CONTENT_FLATTENED).
     """
     if href is None:
         if not parts:
@@ -1090,7 +1107,8 @@ def find_content(
                 _note(leniencies, Leniency.HREF_UNRESOLVED)
                 return p
         return None
-    if found.is_multipart or len(parts) < 2:
+    media = [p for p in parts if p is found or p.content_type.mime_type not in _XML_TYPES]
+    if found.is_multipart or len(media) < 2:
         return found
     _note(leniencies, Leniency.CONTENT_FLATTENED)
     params: dict[str, str] = {}
@@ -1098,7 +1116,7 @@ def find_content(
         params["type"] = found.content_type.mime_type
         if found.content_id is not None:
             params["start"] = f"<{found.content_id}>"
-    return make_multipart(parts, "related", params=params)
+    return make_multipart(media, "related", params=params)
 
 
 def _match(parts: Sequence[Part], key: str) -> Part | None:
