@@ -48,8 +48,16 @@ _ENUM_CLASSES: dict[str, type[StrEnum]] = {
     "contentClass": model.ContentClass,
     "mmStatusExtension": model.MMStatusExtension,
 }
-_ADDRESS_TAGS = {k.value: k for k in AddressKind} | {"RFC822Address": AddressKind.RFC2822}
-_STATUS_IN_TEXT = re.compile(r"\b([1-4]\d{3})\b")
+_ADDRESS_TAGS = {k.value: k for k in AddressKind}
+#: instantcom's model writes RFC822Address; read as RFC2822Address (ADDRESS_ELEMENT_NAME)
+_ADDRESS_MISNAMED = {"RFC822Address": AddressKind.RFC2822}
+#: xs:integer as MM7 writes it: ASCII digits only (int() would also take "1_000" or other scripts)
+_INTEGER = re.compile(r"\s*([+-]?\d+)\s*", re.ASCII)
+# A status code written into a faultstring ("2007", "Error 2002 - Address Error"); not a year of a
+# date (2024-07-04), a time or a version, nor a quantity such as "3000 ms".
+_STATUS_IN_TEXT = re.compile(
+    r"(?<![\w.:/-])([1-4]\d{3})(?![\w:/-]|\.\d)(?!\s*(?:ms|s|sec|seconds|bytes|[kKmM]?B)\b)"
+)
 _PLMN = re.compile(r"/TYPE=PLMN(?=@|$)", re.IGNORECASE)
 _ERROR_ELEMENTS = {
     "RSErrorRsp": "RSErrorRsp",
@@ -91,15 +99,18 @@ def _text(el: Any) -> str:
 
 
 def _attr(
-    el: Any, name: str, leniencies: list[Leniency], qualified: Leniency | None = None
+    el: Any,
+    name: str,
+    leniencies: list[Leniency],
+    qualified: Leniency = Leniency.ATTRIBUTE_QUALIFIED,
 ) -> str | None:
+    """An attribute by local name; a namespace-qualified one (mm7:href) adds ``qualified``."""
     value = el.get(name)
     if value is not None:
         return str(value)
     for key, val in el.attrib.items():
         if key.endswith("}" + name):
-            if qualified is not None:
-                leniencies.append(qualified)
+            leniencies.append(qualified)
             return str(val)
     return None
 
@@ -107,10 +118,20 @@ def _attr(
 class _Reader:
     """Reads one body element of one operation in one version."""
 
-    def __init__(self, op: Operation, version: Version, leniencies: list[Leniency]) -> None:
+    def __init__(
+        self,
+        op: Operation,
+        version: Version,
+        leniencies: list[Leniency],
+        *,
+        version_known: bool = True,
+    ) -> None:
         self.op = op
         self.version = version
         self.leniencies = leniencies
+        #: False when the namespace is unknown and ``version`` is only the tables we read with:
+        #: then no MM7Version can be judged against it
+        self.version_known = version_known
         self.extensions: list[tuple[str, str]] = []
 
     def where(self, name: str) -> str:
@@ -135,15 +156,24 @@ class _Reader:
         except ParseError as exc:
             raise ParseError(str(exc), where=self.where(name)) from None
 
+    def bool_attr(self, text: str, name: str) -> bool:
+        """An xs:boolean attribute value (allowAdaptations, displayOnly); errors say where."""
+        try:
+            return parse_bool(text, self.leniencies)
+        except ParseError as exc:
+            raise ParseError(str(exc), where=self.where(name)) from None
+
     def posint(self, text: str | None, name: str) -> int | None:
+        """A non-negative integer (sizes, sequence numbers); None when absent."""
         if text is None:
             return None
-        try:
-            return int(text.strip())
-        except ValueError:
+        match = _INTEGER.fullmatch(text)
+        value = int(match.group(1)) if match is not None else -1
+        if value < 0:
             raise ParseError(
-                f"expected a positive integer, got {text!r}", where=self.where(name)
-            ) from None
+                f"expected a non-negative integer, got {text!r}", where=self.where(name)
+            )
+        return value
 
     def enum(self, el: Any, element: Element) -> Any:
         raw = _text(el).strip()
@@ -176,6 +206,9 @@ class _Reader:
     def address_element(self, child: Any, name: str) -> Address:
         tag = local(child)
         kind = _ADDRESS_TAGS.get(tag)
+        if kind is None and tag in _ADDRESS_MISNAMED:
+            self.leniencies.append(Leniency.ADDRESS_ELEMENT_NAME)
+            kind = _ADDRESS_MISNAMED[tag]
         if kind is None:
             raise ParseError(
                 f"expected Number, ShortCode or RFC2822Address, got {tag}", where=self.where(name)
@@ -192,7 +225,7 @@ class _Reader:
         addr = Address(
             _text(child).strip(),
             kind,
-            parse_bool(display, self.leniencies) if display is not None else None,
+            self.bool_attr(display, f"{name}/@displayOnly") if display is not None else None,
             addr_coding,
             _attr(child, "id", self.leniencies),
         )
@@ -238,13 +271,12 @@ class _Reader:
                 details = "".join(kid.itertext()).strip() if len(kid) else _text(kid)
         if code_text is None:
             raise ValidationError("Status has no StatusCode", where=self.where(name))
-        try:
-            code = int(code_text)
-        except ValueError:
+        match = _INTEGER.fullmatch(code_text)
+        if match is None:
             raise ParseError(
                 f"StatusCode must be an integer, got {code_text!r}", where=self.where(name)
-            ) from None
-        return Status(code, text, details)
+            )
+        return Status(int(match.group(1)), text, details)
 
     # -- the body
     def read(self, body: Any, cls: type[Message], parts: Sequence[Part]) -> Message:
@@ -280,16 +312,10 @@ class _Reader:
                 content_href = _attr(child, "href", self.leniencies, Leniency.HREF_QUALIFIED)
                 allow = _attr(child, "allowAdaptations", self.leniencies, Leniency.HREF_QUALIFIED)
                 if allow is not None:
-                    kwargs["allow_adaptations"] = parse_bool(allow, self.leniencies)
+                    kwargs["allow_adaptations"] = self.bool_attr(allow, f"{name}/@allowAdaptations")
                 continue
             self.value(child, element, kwargs)
-        for element in self.op.sequence(self.version):
-            if element.required and element.attr and element.attr not in kwargs:
-                if element.kind is Kind.SENDER_ID:
-                    continue  # all its children are optional; an empty one is harmless
-                raise ValidationError(
-                    f"missing required element {element.name}", where=self.op.name, status_code=4004
-                )
+        self.check_required(kwargs)
         if any(el.kind is Kind.CONTENT for el in self.op.elements) and (saw_content or parts):
             content = find_content(parts, content_href if saw_content else None, self.leniencies)
             if content is not None:
@@ -300,6 +326,30 @@ class _Reader:
             return cls(**kwargs)
         except TypeError as exc:  # a required model field without an element
             raise ValidationError(str(exc), where=self.op.name) from None
+
+    def check_required(self, kwargs: dict[str, Any]) -> None:
+        """Refuse (4004) a body that lacks an element its schema version requires.
+
+        A response carrying an error status needs only MM7Version and Status: TS 23.140 makes the
+        other information elements of a response (SubmitRsp's MessageID) conditional on success,
+        and MMSCs answering 2002 have no MessageID to give, although the XSD makes it mandatory.
+        """
+        status = kwargs.get("status")
+        failed = isinstance(status, Status) and not status.is_success
+        previous = "the start of the body"
+        for element in self.op.sequence(self.version):
+            if element.required and element.attr and element.attr not in kwargs:
+                if element.kind is Kind.SENDER_ID:
+                    continue  # all its children are optional; an empty one is harmless
+                if failed and element.kind not in (Kind.VERSION, Kind.STATUS):
+                    continue
+                raise ValidationError(
+                    f"missing required element {element.name} (expected after {previous} "
+                    f"in {self.version.token})",
+                    where=self.op.name,
+                    status_code=4004,
+                )
+            previous = element.name
 
     def value(self, child: Any, element: Element, kwargs: dict[str, Any]) -> None:
         kind = element.kind
@@ -314,7 +364,7 @@ class _Reader:
             kwargs[attr] = _text(child).strip()
         elif kind is Kind.VERSION:
             value = _text(child).strip()
-            if value not in self.version.mm7_versions:
+            if self.version_known and value not in self.version.mm7_versions:
                 self.leniencies.append(Leniency.VERSION_NAMESPACE_MISMATCH)
             kwargs[attr] = value
         elif kind is Kind.BOOLEAN:
@@ -340,7 +390,13 @@ class _Reader:
         elif kind is Kind.ADDRESS:
             kwargs[attr] = self.address(child, name)
         elif kind is Kind.RECIPIENTS:
-            kwargs[attr] = self.recipients(child)
+            recipients = self.recipients(child)
+            if element.required and not len(recipients):
+                raise ValidationError(
+                    "Recipients holds no To, Cc or Bcc address: expected at least one",
+                    where=self.where(name),
+                )
+            kwargs[attr] = recipients
         elif kind is Kind.SENDER_ID:
             self.sender_id(child, kwargs)
         elif kind is Kind.STATUS or kind is Kind.CODE_ONLY_STATUS:
@@ -394,7 +450,10 @@ class _Reader:
                 kwargs[element.attr] = _text(kid).strip()
 
     def sender_address(self, el: Any) -> Address:
+        """SenderAddress: xs:string up to REL-5-MM7-1-1, an address element after; either read."""
         if _children(el):
+            if not self.version.typed_sender_address:
+                self.leniencies.append(Leniency.SENDER_ADDRESS_TYPED)
             return self.address_element(_children(el)[0], "SenderAddress")
         text = _text(el).strip()
         if self.version.typed_sender_address:
@@ -414,7 +473,7 @@ def read_envelope(
     env_ns = namespace(root)
     if local(root) != "Envelope" or env_ns not in (SOAP_ENV_NS, _SOAP_NS_NO_SLASH):
         raise ParseError(
-            f"expected a SOAP 1.1 Envelope ({{{SOAP_ENV_NS}}}Envelope), got {root.tag}",
+            f"expected a SOAP 1.1 Envelope ({{{SOAP_ENV_NS}}}Envelope), got <{root.tag}>",
             where="SOAP part",
         )
     if env_ns == _SOAP_NS_NO_SLASH:
@@ -427,7 +486,10 @@ def read_envelope(
         elif name == "Body" and body is None:
             body = child
     if body is None:
-        raise ParseError("SOAP Envelope has no Body", where="SOAP part")
+        raise ParseError(
+            "SOAP Envelope has no Body: expected a Body after the optional Header",
+            where="SOAP part",
+        )
     kids = _children(body)
     if not kids:
         raise ParseError("SOAP Body is empty: expected an MM7 request or response", where="Body")
@@ -435,12 +497,14 @@ def read_envelope(
 
     transaction_id = ""
     header_ns: str | None = None
+    found_header = False
     if header is not None:
         for h in header.iter():
             if isinstance(h.tag, str) and local(h) == "TransactionID":
+                found_header = True
                 raw = h.text or ""
                 transaction_id = raw.strip()
-                if transaction_id != raw:
+                if transaction_id and transaction_id != raw:
                     leniencies.append(Leniency.TRANSACTION_ID_WHITESPACE)
                 header_ns = namespace(h)
                 break
@@ -449,10 +513,14 @@ def read_envelope(
 
     if local(first) == "Fault" and namespace(first) in (SOAP_ENV_NS, _SOAP_NS_NO_SLASH):
         fault = read_fault(first, parts, leniencies, transaction_id, header_ns)
+        if found_header and fault.error is not None and header_ns != fault.namespace:
+            leniencies.append(Leniency.HEADER_NS_MISMATCH)
         return fault, version_for_namespace(fault.namespace)
 
     message, version = read_body(first, parts, leniencies, header_ns)
-    if header_ns is not None and header_ns != message.namespace:
+    if found_header and header_ns != message.namespace:
+        # another MM7 namespace, or none at all, on the TransactionID; a body in no namespace
+        # takes the header's (reported once, as MM7_NO_NAMESPACE)
         leniencies.append(Leniency.HEADER_NS_MISMATCH)
     return dataclasses.replace(message, transaction_id=transaction_id), version
 
@@ -460,31 +528,41 @@ def read_envelope(
 def read_body(
     el: Any, parts: Sequence[Part], leniencies: list[Leniency], header_ns: str | None = None
 ) -> tuple[Message, Version | None]:
-    """Read an MM7 body element (SubmitReq, DeliverRsp, RSErrorRsp, ...) of any known version."""
+    """Read an MM7 body element (SubmitReq, DeliverRsp, RSErrorRsp, ...) of any known version.
+
+    The version returned is the one of the namespace the message ends up with (the header's
+    for a body in no namespace); None when that namespace is unknown or absent.
+    """
     name = local(el)
-    op = OPERATION_BY_NAME.get(name) or OPERATION_BY_NAME.get(_ERROR_ELEMENTS.get(name, ""))
+    op = OPERATION_BY_NAME.get(name)
+    if op is None and name in _ERROR_ELEMENTS:
+        op = OPERATION_BY_NAME[_ERROR_ELEMENTS[name]]
+        leniencies.append(Leniency.ERROR_ELEMENT_NAME)
     if op is None:
         lowered = {k.lower(): v for k, v in OPERATION_BY_NAME.items()}
         op = lowered.get(name.lower())
         if op is None:
-            raise ParseError(f"unsupported MM7 operation {name!r}", where="Body", status_code=4003)
+            raise ParseError(
+                f"unsupported MM7 operation {name!r}: expected one of "
+                f"{', '.join(OPERATION_BY_NAME)} or a SOAP Fault",
+                where="Body",
+                status_code=4003,
+            )
         leniencies.append(Leniency.ENUM_CASE)
     ns = namespace(el)
-    version = version_for_namespace(ns)
-    read_version = version
     if ns is None:
         leniencies.append(Leniency.MM7_NO_NAMESPACE)
-        read_version = version_for_namespace(header_ns)
-    elif version is None:
+        ns = header_ns
+    version = version_for_namespace(ns)
+    if ns is not None and version is None:
         leniencies.append(Leniency.NAMESPACE_UNKNOWN)
-    if read_version is None:
-        read_version = LATEST
+    read_version = version if version is not None else LATEST
     if not op.exists_in(read_version):
         leniencies.append(Leniency.ELEMENT_OTHER_VERSION)
         read_version = LATEST
-    reader = _Reader(op, read_version, leniencies)
+    reader = _Reader(op, read_version, leniencies, version_known=read_version is version)
     message = reader.read(el, _MODEL_CLASSES[op.name], parts)
-    return dataclasses.replace(message, namespace=ns if ns is not None else header_ns), version
+    return dataclasses.replace(message, namespace=ns), version
 
 
 def read_fault(
@@ -514,18 +592,19 @@ def read_fault(
     mm7_version: str | None = None
     if detail is not None:
         kids = _children(detail)
-        first = kids[0] if kids else None
-        if first is not None and local(first) in _ERROR_ELEMENTS:
-            error, _ = read_body(first, parts, leniencies, header_ns)
+        carried = next((k for k in kids if local(k) in _ERROR_ELEMENTS), None)
+        bare = next((k for k in kids if local(k) == "Status"), None)
+        if carried is not None:
+            error, _ = read_body(carried, parts, leniencies, header_ns)
             status = error.status
             ns = error.namespace
             mm7_version = error.mm7_version
-        elif first is not None and local(first) == "Status":
+        elif bare is not None:
             leniencies.append(Leniency.FAULT_BARE_STATUS)
             status = _Reader(OPERATION_BY_NAME["RSErrorRsp"], LATEST, leniencies).status(
-                first, "detail/Status"
+                bare, "detail/Status"
             )
-            ns = namespace(first) or ns
+            ns = namespace(bare) or ns
         else:
             for node in detail.iter():
                 if isinstance(node.tag, str) and local(node) == "StatusCode":
