@@ -1,74 +1,121 @@
-"""The `mm7` command: compose, inspect and validate MM7 messages (later: serve, simulate).
+"""The `mm7` command: compose, inspect and validate MM7 messages, and write the schemas.
 
-Malformed input exits 2 with one line on stderr naming the problem; never a traceback.
+    mm7 compose --to +15551230001 --text hi --media photo.jpg -o submit.mime
+    mm7 inspect capture.http --json
+    mm7 validate submit.mime [--schema-dir DIR]
+
+Exit status: 0 success (valid), 1 invalid against the schema (validate), 2 unreadable input or a
+bad option. Bad input of any shape is reported as ONE line on stderr naming where and what was
+expected -- never a traceback. Only the MM7Error family (and UsageError for options and files) is
+caught: any other exception is a bug and is left to surface, so that tests find it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
+import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+import structlog
+from lxml import etree
 
 from mm7 import __version__
-from mm7.core.capture import read_capture
+from mm7.core.capture import max_capture_bytes, read_capture
 from mm7.core.codec import decode, encode
-from mm7.core.dialect import DIALECTS, STRICT_3GPP, Dialect, DialectError, get_dialect
-from mm7.core.errors import MM7Error, ParseError
+from mm7.core.dialect import DIALECTS, Dialect, get_dialect
+from mm7.core.errors import LimitExceededError, MM7Error
 from mm7.core.jsonview import leaf_parts, message_fields, part_summary
 from mm7.core.mime import Part, make_multipart, make_part, parse_swa
 from mm7.core.model import Address, Fault, Priority, Recipients, Response, SubmitReq
 from mm7.core.sniff import sniff
 from mm7.core.validate import validate_envelope
 from mm7.core.values import parse_relative_or_absolute
-from mm7.core.versions import get_version
+from mm7.core.versions import SOAP_ENV_NS, get_version
 from mm7.core.xmlsafe import parse_xml
 
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_UNREADABLE = 2
+#: 128 + SIGPIPE, what a shell reports when the reader of our output went away
+EXIT_BROKEN_PIPE = 141
 
 
 class UsageError(Exception):
-    """A bad command-line value: reported in one line, exit status 2."""
+    """A bad command-line value or an unreadable file: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2) like every other failure."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_UNREADABLE, f"{self.prog}: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def _priority(text: str) -> Priority:
+    """--priority value, case-insensitive (Mbuni users write 'normal')."""
+    for p in Priority:
+        if p.value.lower() == text.strip().lower():
+            return p
+    raise argparse.ArgumentTypeError(
+        f"expected one of {', '.join(p.value for p in Priority)}, got {text!r}"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mm7", description="3GPP MM7 gateway toolkit")
+    """The argument parser of every sub-command (also what `--help` prints)."""
+    parser = _Parser(prog="mm7", description="3GPP MM7 (TS 23.140) gateway toolkit")
     parser.add_argument("--version", action="version", version=f"mm7 {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log the codec's debug events to stderr"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    c = sub.add_parser("compose", help="write a SubmitReq as a MIME entity (what goes on the wire)")
+    c = sub.add_parser(
+        "compose",
+        help="write a SubmitReq as a MIME entity: Content-Type header, blank line, HTTP body",
+    )
     c.add_argument("--mm7-version", default=None, help="schema version, e.g. REL-6-MM7-1-4")
     c.add_argument("--version-value", default=None, help="MM7Version element value, e.g. 6.8.0")
-    c.add_argument("--dialect", default="3gpp", choices=sorted(DIALECTS))
+    c.add_argument("--dialect", default="3gpp", help=f"one of: {', '.join(DIALECTS)}")
     c.add_argument("--vasp-id")
     c.add_argument("--vas-id")
     c.add_argument("--from", dest="sender", help="sender address (number, short code or e-mail)")
-    c.add_argument("--to", action="append", default=[], required=True)
-    c.add_argument("--cc", action="append", default=[])
-    c.add_argument("--bcc", action="append", default=[])
+    c.add_argument("--to", action="append", default=[], required=True, help="repeatable")
+    c.add_argument("--cc", action="append", default=[], help="repeatable")
+    c.add_argument("--bcc", action="append", default=[], help="repeatable")
     c.add_argument("--subject")
-    c.add_argument("--text")
-    c.add_argument("--media", action="append", default=[], type=Path)
+    c.add_argument("--text", help="a text/plain part (UTF-8)")
+    c.add_argument(
+        "--media",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="media files; the type is read from the bytes, not the name",
+    )
     c.add_argument("--service-code")
     c.add_argument("--linked-id")
     c.add_argument("--delivery-report", action="store_true", default=None)
     c.add_argument("--read-reply", action="store_true", default=None)
-    c.add_argument("--priority", choices=[p.value for p in Priority])
+    c.add_argument("--priority", type=_priority, help="High, Normal or Low")
     c.add_argument("--expiry", help="ISO 8601 date-time or xsd:duration (P1D)")
     c.add_argument("--transaction-id")
-    c.add_argument("-o", "--output", type=Path, required=True)
+    c.add_argument("-o", "--output", required=True, help="output file, '-' for stdout")
 
     i = sub.add_parser("inspect", help="show what an MM7 message, capture or MIME entity holds")
-    i.add_argument("file", type=Path)
-    i.add_argument("--json", action="store_true")
+    i.add_argument("file", help="a capture, MIME entity or SOAP XML file; '-' for stdin")
+    i.add_argument("--json", action="store_true", help="print one JSON object")
 
     v = sub.add_parser("validate", help="check the SOAP part against the schema of its namespace")
-    v.add_argument("file", type=Path)
+    v.add_argument("file", help="a capture, MIME entity or SOAP XML file; '-' for stdin")
     v.add_argument("--schema-dir", default=None, help="folder of <REL-x-MM7-1-y>.xsd files")
 
     x = sub.add_parser("schemas", help="write the project's XSDs (generated from the codec table)")
@@ -77,45 +124,143 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; returns the exit status (also for --help, --version and usage errors)."""
     try:
-        if args.command == "compose":
-            return cmd_compose(args)
-        if args.command == "inspect":
-            return cmd_inspect(args)
-        if args.command == "validate":
-            return cmd_validate(args)
-        if args.command == "schemas":
-            from mm7.core.xsdgen import write_schemas
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors: argparse has printed already
+        return exc.code if isinstance(exc.code, int) else EXIT_UNREADABLE
+    command: Callable[[argparse.Namespace], int] = _COMMANDS[args.command]
+    with _logging(verbose=args.verbose):
+        try:
+            return command(args)
+        except (MM7Error, UsageError) as exc:
+            print(one_line(f"mm7 {args.command}: {exc}"), file=sys.stderr)
+            return EXIT_UNREADABLE
+        except BrokenPipeError:
+            # The reader of our output went away (mm7 inspect x | head): not an error of ours.
+            # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_BROKEN_PIPE
 
-            for path in write_schemas(args.folder):
-                print(path)
-            return EXIT_OK
-    except (MM7Error, UsageError, DialectError, KeyError, OSError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"mm7 {args.command}: {message}", file=sys.stderr)
-        return EXIT_UNREADABLE
-    return EXIT_UNREADABLE  # pragma: no cover
+
+def one_line(text: str) -> str:
+    """``text`` as a single printable line: line breaks become spaces, controls are escaped."""
+    flat = re.sub(r"\s*[\r\n]+\s*", " ", text.strip())
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in flat)
+
+
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    """A structlog logger printing to the current stderr (for -v)."""
+    return structlog.PrintLogger(sys.stderr)  # sys.stderr looked up per call: pytest swaps it
+
+
+def _null_logger(*_args: Any) -> structlog.ReturnLogger:
+    """A structlog logger that prints nothing (the default: streams stay clean)."""
+    return structlog.ReturnLogger()  # returns the event instead of printing it
+
+
+@contextlib.contextmanager
+def _logging(*, verbose: bool) -> Iterator[None]:
+    """Route the core's structlog events to stderr (-v) or nowhere, then restore the config.
+
+    By default structlog prints to stdout, which would corrupt `inspect --json`; and the stderr
+    contract for bad input is exactly one line.
+    """
+    saved = structlog.get_config()
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.DEBUG if verbose else logging.CRITICAL
+        ),
+        logger_factory=_stderr_logger if verbose else _null_logger,
+        cache_logger_on_first_use=False,
+    )
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _read_file(name: str, what: str = "", limit: int | None = None) -> bytes:
+    """Bytes of file ``name`` ('-' is stdin); UsageError naming it and the option if unreadable."""
+    cap = max_capture_bytes() if limit is None else limit
+    label = f"{what} {name}" if what else name
+    try:
+        if name == "-":
+            data = sys.stdin.buffer.read(cap + 1)
+        else:
+            with open(name, "rb") as fh:
+                data = fh.read(cap + 1)
+    except FileNotFoundError:
+        raise UsageError(f"{label}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{label}: is a directory, expected a file") from None
+    except OSError as exc:
+        raise UsageError(f"{label}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > cap:
+        raise LimitExceededError(f"over the limit of {cap} bytes", where=label)
+    return data
+
+
+def _write_output(name: str, data: bytes) -> None:
+    """Write ``data`` to file ``name`` or, for '-', to stdout."""
+    if name == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        Path(name).write_bytes(data)
+    except OSError as exc:
+        raise UsageError(f"-o {name}: cannot write: {exc.strerror or exc}") from None
+
+
+# --------------------------------------------------------------------------- compose
 
 
 def _dialect(args: argparse.Namespace) -> Dialect:
-    dialect = get_dialect(args.dialect) if args.dialect else STRICT_3GPP
+    """The dialect to write with: --dialect, moved to --mm7-version / --version-value."""
+    try:
+        dialect = get_dialect(args.dialect)
+    except KeyError as exc:
+        raise UsageError(f"--dialect: {exc.args[0]}") from None
     if args.mm7_version or args.version_value:
-        version = get_version(args.mm7_version) if args.mm7_version else dialect.version
-        dialect = dialect.with_version(version, args.version_value)
+        try:
+            version = get_version(args.mm7_version) if args.mm7_version else dialect.version
+        except KeyError as exc:
+            raise UsageError(f"--mm7-version: {exc.args[0]}") from None
+        try:
+            dialect = dialect.with_version(version, args.version_value)
+        except MM7Error as exc:
+            raise UsageError(f"--version-value: {exc}") from None
     return dialect
 
 
-def _media_part(path: Path, index: int) -> Part:
-    data = path.read_bytes()
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _media_part(name: str, index: int) -> Part:
+    """A media file as a part whose type is sniffed from its bytes (never from its name)."""
+    data = _read_file(name, "--media")
+    if not data:
+        raise UsageError(f"--media {name}: the file is empty")
     mime = sniff(data)
     if mime == "text/plain":
-        mime = "text/plain; charset=utf-8"
-    return make_part(data, mime, content_id=f"part{index}", content_location=path.name)
+        mime = "text/plain; charset=utf-8"  # sniff only says text/plain for valid UTF-8
+    # Content-Location is a header: keep it ASCII and free of spaces and quotes.
+    location = _UNSAFE_NAME.sub("_", Path(name).name).strip("._") or f"part{index}"
+    return make_part(data, mime, content_id=f"part{index}", content_location=location)
 
 
-def compose_content(text: str | None, media: Sequence[Path]) -> Part | None:
-    """One part for a single item, else multipart/related of the parts (SMIL arrives later)."""
+def compose_content(text: str | None, media: Sequence[str]) -> Part | None:
+    """The MM content: one part for a single item, else multipart/related of the parts.
+
+    Without a SMIL file the parts are packed as they are (the first one is the RFC 2387 root,
+    named by type=); a single SMIL file among the media becomes the root (type=application/smil,
+    start=<its Content-ID>) so that its src references resolve to the other parts.
+    """
     parts = [_media_part(p, n) for n, p in enumerate(media, start=1)]
     if text is not None:
         parts.append(
@@ -130,54 +275,82 @@ def compose_content(text: str | None, media: Sequence[Path]) -> Part | None:
         return None
     if len(parts) == 1:
         return parts[0]
-    return make_multipart(parts, "related", content_id="mm7-content")
+    smil = [p for p in parts if p.content_type.mime_type == "application/smil"]
+    if len(smil) == 1:
+        parts.remove(smil[0])
+        parts.insert(0, smil[0])
+        params = {"type": "application/smil", "start": f"<{smil[0].content_id}>"}
+    else:
+        params = {"type": parts[0].content_type.mime_type}
+    return make_multipart(parts, "related", params=params, content_id="mm7-content")
+
+
+def _addresses(option: str, values: Sequence[str]) -> tuple[Address, ...]:
+    """Addresses for --to/--cc/--bcc/--from (kind guessed); an empty one is a usage error."""
+    for value in values:
+        if not value.strip():
+            raise UsageError(f"{option}: empty address")
+    return tuple(Address.guess(v) for v in values)
 
 
 def cmd_compose(args: argparse.Namespace) -> int:
+    """Write a SubmitReq as a MIME entity: exactly the HTTP body, behind its Content-Type."""
     dialect = _dialect(args)
-    expiry = parse_relative_or_absolute(args.expiry) if args.expiry else None
+    expiry = None
+    if args.expiry is not None:
+        try:
+            expiry = parse_relative_or_absolute(args.expiry)
+        except MM7Error:
+            raise UsageError(
+                f"--expiry: expected an ISO 8601 date-time (2026-01-02T03:04:05Z) or an "
+                f"xsd:duration (P1D, PT12H), got {args.expiry!r}"
+            ) from None
     message = SubmitReq(
         transaction_id=args.transaction_id or datetime.now(UTC).strftime("mm7-%Y%m%d%H%M%S%f"),
         vasp_id=args.vasp_id,
         vas_id=args.vas_id,
-        sender_address=Address.guess(args.sender) if args.sender else None,
+        sender_address=_addresses("--from", [args.sender])[0] if args.sender is not None else None,
         recipients=Recipients(
-            to=tuple(Address.guess(a) for a in args.to),
-            cc=tuple(Address.guess(a) for a in args.cc),
-            bcc=tuple(Address.guess(a) for a in args.bcc),
+            to=_addresses("--to", args.to),
+            cc=_addresses("--cc", args.cc),
+            bcc=_addresses("--bcc", args.bcc),
         ),
         service_code=args.service_code,
         linked_id=args.linked_id,
         delivery_report=args.delivery_report,
         read_reply=args.read_reply,
-        priority=Priority(args.priority) if args.priority else None,
+        priority=args.priority,
         subject=args.subject,
         expiry_date=expiry,
         content=compose_content(args.text, args.media),
     )
     encoded = encode(message, dialect)
-    args.output.write_bytes(
-        b"Content-Type: " + encoded.content_type.encode() + b"\r\n\r\n" + encoded.body
+    _write_output(
+        args.output,
+        b"Content-Type: " + encoded.content_type.encode("ascii") + b"\r\n\r\n" + encoded.body,
     )
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- inspect
+
+
 def inspect_bytes(raw: bytes) -> dict[str, Any]:
-    """What `mm7 inspect --json` prints for ``raw`` (ParseError when it is not readable)."""
+    """What `mm7 inspect --json` prints for ``raw`` (an MM7Error when it is not readable)."""
     capture = read_capture(raw)
     decoded = decode(capture.body, capture.content_type)
     msg = decoded.message
     status = None
-    if isinstance(msg, Response):
-        status = {"code": msg.status.code, "text": msg.status.text}
-        if msg.status.details:
-            status["details"] = msg.status.details
-    elif isinstance(msg, Fault) and msg.status is not None:
-        status = {"code": msg.status.code, "text": msg.status.text}
-    parts: list[dict[str, Any]] = []
-    content = getattr(msg, "content", None)
+    found = msg.status if isinstance(msg, Response | Fault) else None
+    if found is not None:
+        status = {"code": found.code, "text": found.text}
+        if found.details:
+            status["details"] = found.details
+    content: Part | None = getattr(msg, "content", None)
     if content is not None:
-        parts = [part_summary(p) for p in leaf_parts(content)]
+        media = leaf_parts(content)
+    else:  # parts no Content element points at (e.g. a Cancel with an attachment)
+        media = [leaf for p in decoded.parts for leaf in leaf_parts(p)]
     result: dict[str, Any] = {
         "operation": decoded.operation,
         "namespace": msg.namespace,
@@ -186,21 +359,27 @@ def inspect_bytes(raw: bytes) -> dict[str, Any]:
         "transaction_id": msg.transaction_id,
         "status": status,
         "fields": message_fields(msg),
-        "parts": parts,
-        "leniencies": [str(x) for x in decoded.leniencies],
+        "parts": [part_summary(p) for p in media],
+        "leniencies": [str(x) for x in dict.fromkeys(capture.leniencies + decoded.leniencies)],
         "capture": capture.kind,
+        "content_type": capture.content_type,
     }
+    if capture.start_line:
+        result["start_line"] = capture.start_line
     if capture.http_status is not None:
         result["http_status"] = capture.http_status
     return result
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    info = inspect_bytes(args.file.read_bytes())
+    """Print what a capture holds, as text or (--json) one JSON object."""
+    info = inspect_bytes(_read_file(args.file))
     if args.json:
         print(json.dumps(info, indent=2, ensure_ascii=False))
         return EXIT_OK
     print(f"{info['operation']}  ({info['namespace']}, MM7Version {info['mm7_version']})")
+    if "start_line" in info:
+        print(f"  {info['capture']}: {info['start_line']}")
     print(f"  TransactionID: {info['transaction_id']}")
     if info["status"]:
         print(f"  Status: {info['status']['code']} {info['status']['text']}")
@@ -214,21 +393,59 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- validate
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    capture = read_capture(args.file.read_bytes())
+    """Check the SOAP part against the schema of its namespace: 0 valid, 1 invalid, 2 unreadable."""
+    schema_dir: str | None = args.schema_dir
+    if schema_dir is not None and not Path(schema_dir).is_dir():
+        raise UsageError(f"--schema-dir {schema_dir}: no such folder")
+    capture = read_capture(_read_file(args.file))
     swa = parse_swa(capture.body, capture.content_type)
     root = parse_xml(swa.soap, mime_charset=swa.soap_charset)
-    if args.schema_dir is not None and not Path(args.schema_dir).is_dir():
-        raise ParseError(f"schema folder {args.schema_dir} does not exist", where="--schema-dir")
-    report = validate_envelope(root, args.schema_dir)
+    try:
+        report = validate_envelope(root, schema_dir)
+    except (OSError, etree.XMLSchemaParseError, etree.XMLSyntaxError) as exc:
+        raise UsageError(f"--schema-dir {schema_dir}: cannot load a schema: {exc}") from None
     if report.valid:
         print(f"valid: {report.element} against {report.namespace}")
         return EXIT_OK
     print(f"invalid: {report.element} ({report.namespace})")
     for err in report.errors:
-        print(f"  {err}")
+        print(f"  {one_line(_short_names(err, report.namespace))}")
     return EXIT_INVALID
 
+
+def _short_names(text: str, namespace: str | None) -> str:
+    """lxml's {uri}Name written as mm7:Name / env:Name, so that a reason fits on a screen."""
+    if namespace:
+        text = text.replace("{" + namespace + "}", "mm7:")
+    return text.replace("{" + SOAP_ENV_NS + "}", "env:")
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    """Write the generated XSDs into a folder, one path per line."""
+    from mm7.core.xsdgen import write_schemas
+
+    try:
+        paths = write_schemas(args.folder)
+    except OSError as exc:
+        raise UsageError(f"{args.folder}: cannot write: {exc.strerror or exc}") from None
+    for path in paths:
+        print(path)
+    return EXIT_OK
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "compose": cmd_compose,
+    "inspect": cmd_inspect,
+    "validate": cmd_validate,
+    "schemas": cmd_schemas,
+}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -47,13 +47,19 @@ def part_summary(part: Part) -> dict[str, Any]:
     }
     if part.charset:
         out["charset"] = part.charset
+    if part.transfer_encoding:
+        out["transfer_encoding"] = part.transfer_encoding
     if part.children:
         out["children"] = [part_summary(c) for c in part.children]
     return out
 
 
 def message_fields(message: Message) -> dict[str, Any]:
-    """Every body field of ``message`` as JSON (envelope fields and content excluded)."""
+    """Every body field of ``message`` as JSON (envelope fields and content excluded).
+
+    Vendor elements kept as ``extensions`` come out as ``{"element": ..., "text": ...}`` objects
+    in wire order, so that a reader sees what a peer added without knowing the model.
+    """
     skip = {"transaction_id", "mm7_version", "namespace", "content"}
     out: dict[str, Any] = {}
     for f in dataclasses.fields(message):
@@ -61,6 +67,9 @@ def message_fields(message: Message) -> dict[str, Any]:
             continue
         v = getattr(message, f.name)
         if v is None or v == ():
+            continue
+        if f.name == "extensions":
+            out[f.name] = [{"element": name, "text": text} for name, text in v]
             continue
         out[f.name] = to_json(v)
     return out
