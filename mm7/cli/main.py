@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-import structlog
 from lxml import etree
 
 from mm7 import __version__
@@ -150,35 +149,26 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in flat)
 
 
-def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
-    """A structlog logger printing to the current stderr (for -v)."""
-    return structlog.PrintLogger(sys.stderr)  # sys.stderr looked up per call: pytest swaps it
-
-
-def _null_logger(*_args: Any) -> structlog.ReturnLogger:
-    """A structlog logger that prints nothing (the default: streams stay clean)."""
-    return structlog.ReturnLogger()  # returns the event instead of printing it
-
-
 @contextlib.contextmanager
 def _logging(*, verbose: bool) -> Iterator[None]:
-    """Route the core's structlog events to stderr (-v) or nowhere, then restore the config.
+    """With -v, show the core's debug events (leniencies applied) on stderr; else stay silent.
 
-    By default structlog prints to stdout, which would corrupt `inspect --json`; and the stderr
-    contract for bad input is exactly one line.
+    The core logs through stdlib logging, silent unless enabled, so stdout stays clean for --json.
     """
-    saved = structlog.get_config()
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.DEBUG if verbose else logging.CRITICAL
-        ),
-        logger_factory=_stderr_logger if verbose else _null_logger,
-        cache_logger_on_first_use=False,
-    )
+    if not verbose:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger("mm7")
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
     try:
         yield
     finally:
-        structlog.configure(**saved)
+        root.removeHandler(handler)
+        root.setLevel(previous)
 
 
 # --------------------------------------------------------------------------- files

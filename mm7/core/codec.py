@@ -8,9 +8,8 @@ the message carries content). Sans-I/O: no sockets, no clock, no disk.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
-
-import structlog
 
 from mm7.core.dialect import STRICT_3GPP, Dialect
 from mm7.core.emit import CONTENT_ID, write_envelope
@@ -22,7 +21,8 @@ from mm7.core.read import read_envelope
 from mm7.core.versions import Version, version_for_namespace
 from mm7.core.xmlsafe import parse_xml
 
-log = structlog.get_logger("mm7.codec")
+#: stdlib logging, silent unless the application enables it (a library must not print)
+log = logging.getLogger("mm7.codec")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +113,11 @@ def decode(body: bytes, content_type: str | None, limits: Limits = DEFAULT_LIMIT
     root = parse_xml(swa.soap, mime_charset=swa.soap_charset, limits=limits, leniencies=leniencies)
     message, version = read_envelope(root, swa.parts, leniencies)
     applied = tuple(dict.fromkeys(leniencies))
-    if applied:
+    if applied and log.isEnabledFor(logging.DEBUG):
         log.debug(
-            "mm7.leniencies",
-            operation=message.OPERATION,
-            transaction_id=message.transaction_id,
-            leniencies=[str(x) for x in applied],
+            "mm7.leniencies operation=%s transaction_id=%s leniencies=%s",
+            message.OPERATION,
+            message.transaction_id,
+            ",".join(applied),
         )
     return Decoded(message, version, applied, swa.parts, swa.soap)
