@@ -396,7 +396,7 @@ def test_depth_checked_after_charset_fallback() -> None:
         (b'<a x="1" x="2"/>', "malformed XML at line 1, column 15: Attribute x redefined"),
         (b"<a>\x00</a>", "malformed XML at line 1, column 4: Invalid character: Char 0x0 out of"),
         (
-            b'\n<?xml version="1.0"?><a/>',
+            b'<a/>\n<?xml version="1.0"?>',
             "malformed XML at line 2, column 6: XML declaration allowed only at the start",
         ),
         (b"junk<a/>", "malformed XML at line 1, column 1: Start tag expected, '<' not found"),
@@ -505,3 +505,12 @@ def test_parse_schema_document_errors(tmp_path: Path) -> None:
     assert str(info.value).startswith(f"{broken}: malformed XML at line 1")
     with pytest.raises(OSError):
         parse_schema_document(tmp_path / "missing.xsd")
+
+
+def test_blank_lines_before_the_xml_declaration_are_a_named_leniency() -> None:
+    from mm7.core.codec import decode
+
+    body = b'\r\n\r\n  <?xml version="1.0"?><e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body><m:CancelRsp xmlns:m="http://www.3gpp.org/ftp/Specs/archive/23_series/23.140/schema/REL-6-MM7-1-4"><m:MM7Version>6.8.0</m:MM7Version><m:Status><m:StatusCode>1000</m:StatusCode><m:StatusText>ok</m:StatusText></m:Status></m:CancelRsp></e:Body></e:Envelope>'
+    decoded = decode(body, "text/xml")
+    assert decoded.message.OPERATION == "CancelRsp"
+    assert "xml-leading-whitespace" in decoded.leniencies

@@ -78,3 +78,4 @@ class Leniency(StrEnum):
     SENDER_ADDRESS_TYPED = "sender-address-typed"  # typed SenderAddress where xs:string is due
     ADDRESS_ELEMENT_NAME = "address-element-name"  # RFC822Address for RFC2822Address (instantcom)
     ATTRIBUTE_QUALIFIED = "attribute-qualified"  # mm7:displayOnly, mm7:sequence, ... (instantcom)
+    XML_LEADING_WHITESPACE = "xml-leading-whitespace"  # blank lines before <?xml ...?>

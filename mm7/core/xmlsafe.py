@@ -186,6 +186,9 @@ def _too_deep(root: etree._Element, max_depth: int) -> bool:
     return bool(path(root))
 
 
+_LEADING_SPACE = (b" ", b"\t", b"\r", b"\n")
+
+
 def parse_xml(
     data: bytes,
     *,
@@ -205,6 +208,11 @@ def parse_xml(
         raise LimitExceededError(
             f"XML is {len(data)} bytes, over the limit of {limits.max_xml_bytes}", where=where
         )
+    if data[:1] in _LEADING_SPACE and data.lstrip()[:5] == b"<?xml":
+        # libxml2 refuses a declaration that is not at byte 0; peers do send blank lines first
+        data = data.lstrip()
+        if leniencies is not None:
+            leniencies.append(Leniency.XML_LEADING_WHITESPACE)
     wide = _wide_codec(data)
     if wide is None:
         verdict = _scan_prolog(data)
