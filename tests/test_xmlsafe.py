@@ -510,7 +510,14 @@ def test_parse_schema_document_errors(tmp_path: Path) -> None:
 def test_blank_lines_before_the_xml_declaration_are_a_named_leniency() -> None:
     from mm7.core.codec import decode
 
-    body = b'\r\n\r\n  <?xml version="1.0"?><e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body><m:CancelRsp xmlns:m="http://www.3gpp.org/ftp/Specs/archive/23_series/23.140/schema/REL-6-MM7-1-4"><m:MM7Version>6.8.0</m:MM7Version><m:Status><m:StatusCode>1000</m:StatusCode><m:StatusText>ok</m:StatusText></m:Status></m:CancelRsp></e:Body></e:Envelope>'
+    body = (
+        b'\r\n\r\n  <?xml version="1.0"?>'
+        b'<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body>'
+        b'<m:CancelRsp xmlns:m="http://www.3gpp.org/ftp/Specs/archive/23_series/23.140/schema/'
+        b'REL-6-MM7-1-4"><m:MM7Version>6.8.0</m:MM7Version><m:Status>'
+        b"<m:StatusCode>1000</m:StatusCode><m:StatusText>ok</m:StatusText></m:Status>"
+        b"</m:CancelRsp></e:Body></e:Envelope>"
+    )
     decoded = decode(body, "text/xml")
     assert decoded.message.OPERATION == "CancelRsp"
     assert "xml-leading-whitespace" in decoded.leniencies
