@@ -1,4 +1,4 @@
-"""Messages for tests: for each operation and version, one with every element the version defines."""
+"""Test messages: for each operation and version, one with every element the version defines."""
 
 from __future__ import annotations
 

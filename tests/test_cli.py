@@ -899,3 +899,21 @@ def test_schemas_command_writes_what_validate_reads(
         capsys, "validate", str(FIXTURES / "fault-vasperror.xml"), "--schema-dir", str(folder)
     )
     assert code == EXIT_OK and out.startswith("valid: VASPErrorRsp")
+
+
+def test_validate_checks_transaction_id_as_nmtoken_in_rel5_1_0(tmp_path: Path) -> None:
+    """REL-5-MM7-1-0 types TransactionID as xs:NMTOKEN: a space is invalid, mustUnderstand is not."""
+    ns = f"{NAMESPACE_BASE}REL-5-MM7-1-0"
+    envelope = (
+        '<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Header>'
+        f'<m:TransactionID xmlns:m="{ns}" e:mustUnderstand="1">{{tid}}</m:TransactionID>'
+        f'</e:Header><e:Body><m:CancelRsp xmlns:m="{ns}"><m:MM7Version>5.3.0</m:MM7Version>'
+        "<m:Status><m:StatusCode>1000</m:StatusCode><m:StatusText>ok</m:StatusText></m:Status>"
+        "</m:CancelRsp></e:Body></e:Envelope>"
+    )
+    good = tmp_path / "good.xml"
+    good.write_text(envelope.format(tid="tx-1"))
+    bad = tmp_path / "bad.xml"
+    bad.write_text(envelope.format(tid="tx 1"))
+    assert main(["validate", str(good)]) == 0
+    assert main(["validate", str(bad)]) == 1

@@ -54,7 +54,9 @@ def _reference(version: Version) -> etree._ElementTree:
 def _enumeration(doc: etree._ElementTree, type_name: str) -> list[str]:
     return [
         e.get("value")
-        for e in doc.iterfind(f"{XS}simpleType[@name='{type_name}']/{XS}restriction/{XS}enumeration")
+        for e in doc.iterfind(
+            f"{XS}simpleType[@name='{type_name}']/{XS}restriction/{XS}enumeration"
+        )
     ]
 
 

@@ -38,4 +38,4 @@ class ValidationError(ParseError):
 
 
 class EmitError(MM7Error):
-    """A message that cannot be emitted as asked: strict emission refuses what the schema forbids."""
+    """A message that cannot be emitted as asked: strict emission refuses what a schema forbids."""

@@ -20,7 +20,7 @@ class Leniency(StrEnum):
     TYPE_WRONG = "type-wrong"  # type= is not text/xml
     PARAM_CASE = "param-case"  # Type=, Start=, Charset=, Boundary=
     BOUNDARY_UNQUOTED = "boundary-unquoted"  # boundary with characters that need quoting, unquoted
-    BOUNDARY_FROM_BODY = "boundary-from-body"  # no/unknown boundary: taken from the first delimiter line
+    BOUNDARY_FROM_BODY = "boundary-from-body"  # no/unknown boundary: taken from the first --line
     DELIMITER_TRAILING_SPACE = "delimiter-trailing-space"  # spaces after --boundary
     HEADER_FOLDED = "header-folded"  # folded (continued) header lines
     LF_LINE_ENDINGS = "lf-line-endings"  # LF instead of CRLF
@@ -30,10 +30,10 @@ class Leniency(StrEnum):
     CTE_UNKNOWN = "cte-unknown"  # a Content-Transfer-Encoding we do not know: passed through
     CTE_CASE = "cte-case"  # BASE64, Binary, ...
     MULTIPART_BUT_BARE_XML = "multipart-but-bare-xml"  # Content-Type multipart, body is bare XML
-    BARE_XML_NO_MULTIPART = "bare-xml"  # no multipart at all (normal for Cancel, reports, responses)
+    BARE_XML_NO_MULTIPART = "bare-xml"  # bare XML without an XML Content-Type
     MISSING_CLOSE_DELIMITER = "missing-close-delimiter"  # body ends without --boundary--
     PREAMBLE = "preamble"  # text before the first delimiter
-    HEADERLESS_BODY = "headerless-body"  # a saved multipart body with no Content-Type: boundary from body
+    HEADERLESS_BODY = "headerless-body"  # saved multipart body without Content-Type
     # --- Content reference ---
     HREF_NO_CID = "href-no-cid"  # href="x"
     HREF_CID_SPACE = "href-cid-space"  # href="cid: x"

@@ -3,6 +3,7 @@ error element in a Fault's detail) against the MM7 schema of its namespace."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,11 +62,17 @@ def validate_envelope(root: Any, schema_dir: str | None = None) -> SchemaReport:
     if not schema.validate(target):
         errors.extend(_errors(schema, name))
     header = next((c for c in root if _local(c.tag) == "Header"), None)
-    if header is not None and version.transaction_id_has_soap_attrs:
-        for h in header:
-            if _local(h.tag) == "TransactionID" and h.tag.startswith("{" + (ns or "")):
-                if not schema.validate(h):
-                    errors.extend(_errors(schema, "TransactionID"))
+    for h in header if header is not None else ():
+        if not (_local(h.tag) == "TransactionID" and h.tag.startswith("{" + (ns or ""))):
+            continue
+        if not version.transaction_id_has_soap_attrs:
+            # up to REL-5-MM7-1-1 TransactionID is a bare xs:NMTOKEN: check its value, and let
+            # the SOAP attributes every peer sends (mustUnderstand) pass, as they always have
+            h = copy.copy(h)
+            for key in [k for k in h.attrib if k.startswith("{" + SOAP_ENV_NS)]:
+                del h.attrib[key]
+        if not schema.validate(h):
+            errors.extend(_errors(schema, "TransactionID"))
     return SchemaReport(ns, name, tuple(errors))
 
 
