@@ -902,7 +902,7 @@ def test_schemas_command_writes_what_validate_reads(
 
 
 def test_validate_checks_transaction_id_as_nmtoken_in_rel5_1_0(tmp_path: Path) -> None:
-    """REL-5-MM7-1-0 types TransactionID as xs:NMTOKEN: a space is invalid, mustUnderstand is not."""
+    """REL-5-MM7-1-0 types TransactionID as xs:NMTOKEN: a space is invalid, mustUnderstand not."""
     ns = f"{NAMESPACE_BASE}REL-5-MM7-1-0"
     envelope = (
         '<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Header>'

@@ -117,7 +117,14 @@ ENUMS: dict[str, dict[str, frozenset[str]]] = {
 
 def enum_values(enum: str, version: Version) -> tuple[str, ...]:
     """The values enumeration ``enum`` allows in ``version``, in schema order."""
-    return tuple(v for v, vs in ENUMS[enum].items() if version.token in vs)
+    return _ENUM_CACHE[(enum, version.token)]
+
+
+_ENUM_CACHE: dict[tuple[str, str], tuple[str, ...]] = {
+    (name, v.token): tuple(value for value, vs in values.items() if v.token in vs)
+    for name, values in ENUMS.items()
+    for v in VERSIONS
+}
 
 
 # ---------------------------------------------------------------- building blocks

@@ -6,7 +6,7 @@ table, so adding a version or correcting a fact happens here once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import total_ordering
 
 NAMESPACE_BASE = "http://www.3gpp.org/ftp/Specs/archive/23_series/23.140/schema/"
@@ -21,14 +21,14 @@ class Version:
     release: int
     revision: int
     mm7_versions: tuple[str, ...]  # the versionType enumeration, newest first (schema order)
+    #: "REL-6-MM7-1-4" and the namespace URI, computed once (read on every element written)
+    token: str = field(init=False, compare=False)
+    namespace: str = field(init=False, compare=False)
 
-    @property
-    def token(self) -> str:
-        return f"REL-{self.release}-MM7-1-{self.revision}"
-
-    @property
-    def namespace(self) -> str:
-        return NAMESPACE_BASE + self.token
+    def __post_init__(self) -> None:
+        token = f"REL-{self.release}-MM7-1-{self.revision}"
+        object.__setattr__(self, "token", token)
+        object.__setattr__(self, "namespace", NAMESPACE_BASE + token)
 
     @property
     def default_mm7_version(self) -> str:

@@ -1,0 +1,53 @@
+"""Smoke test of tools/bench.py: the codec benchmark runs and prints one well-formed JSON object.
+
+It checks the shape of the output and that every number is positive, never how big the numbers
+are: the machines that run the tests are shared, so timings cannot gate a build.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "tools" / "bench.py"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the benchmark script in a fresh interpreter, as CI and people do."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, str(BENCH), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=REPO,
+        env=env,
+    )
+
+
+def test_codec_quick_json_shape() -> None:
+    proc = _run("--only", "codec", "--quick", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)  # exactly one JSON document: extra output would fail here
+    assert isinstance(data, dict)
+    assert list(data) == ["codec"]
+    codec = data["codec"]
+    assert set(codec) == {"msgs_per_s", "vs_zeep_email", "vs_floor"}
+    for key, value in codec.items():
+        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
+        assert math.isfinite(value) and value > 0, (key, value)
+    assert proc.stderr.strip(), "the human-readable report goes to stderr with --json"
+
+
+def test_unknown_benchmark_is_refused() -> None:
+    proc = _run("--only", "codec,nonesuch", "--quick", "--json")
+    assert proc.returncode == 2
+    assert "nonesuch" in proc.stderr and "codec" in proc.stderr
+    assert proc.stdout == ""
