@@ -14,7 +14,7 @@ from mm7.core.codec import decode, encode
 from mm7.core.dialect import STRICT_3GPP
 from mm7.core.mime import parse_swa
 from mm7.core.model import Fault, RSErrorRsp, Status, VASPErrorRsp
-from mm7.core.spec import operations_in
+from mm7.core.spec import OPERATION_BY_NAME, operations_in
 from mm7.core.validate import validate_envelope
 from mm7.core.versions import VERSIONS, Version
 from mm7.core.xmlsafe import parse_xml
@@ -138,3 +138,27 @@ def test_reference_check_reports_its_absence_reason() -> None:
         assert (RECONSTRUCTED / "REL-6-MM7-1-4.xsd").is_file()
     else:  # pragma: no cover - depends on the checkout layout
         pytest.skip(f"reference schemas not present at {REFERENCE}")
+
+
+def test_reply_echoes_an_unpublished_namespace_with_a_lax_dialect() -> None:
+    """instantcom's REL-6-MM7-6-7 / 6.7.0: parse it, answer in the same pair (quirk 1)."""
+    from mm7.core.dialect import Dialect
+    from mm7.core.errors import EmitError
+    from mm7.core.model import DeliveryReportRsp, reply_to
+
+    bogus = "http://www.3gpp.org/ftp/Specs/archive/23_series/23.140/schema/REL-6-MM7-6-7"
+    request = dataclasses.replace(
+        full_message(OPERATION_BY_NAME["DeliveryReportReq"], VERSIONS[-1]),
+        namespace=bogus,
+        mm7_version="6.7.0",
+    )
+    reply = reply_to(request, DeliveryReportRsp())
+    with pytest.raises(EmitError, match="unknown MM7 namespace"):
+        encode(reply, STRICT_3GPP)
+    lax = Dialect(strict=False, allow_any_mm7_version=True)
+    wire = encode(reply, lax)
+    assert f'xmlns:mm7="{bogus}"'.encode() in wire.body
+    assert b"<mm7:MM7Version>6.7.0</mm7:MM7Version>" in wire.body
+    back = decode(wire.body, wire.content_type)
+    assert back.message.namespace == bogus
+    assert back.message.transaction_id == request.transaction_id

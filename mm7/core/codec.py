@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 from mm7.core.dialect import STRICT_3GPP, Dialect
 from mm7.core.emit import CONTENT_ID, write_envelope
+from mm7.core.errors import EmitError
 from mm7.core.leniency import Leniency
 from mm7.core.limits import DEFAULT_LIMITS, Limits
 from mm7.core.mime import Part, build_multipart, make_part, parse_swa
 from mm7.core.model import Message
 from mm7.core.read import read_envelope
-from mm7.core.versions import Version, version_for_namespace
+from mm7.core.versions import LATEST, Version, version_for_namespace
 from mm7.core.xmlsafe import parse_xml
 
 #: stdlib logging, silent unless the application enables it (a library must not print)
@@ -54,11 +55,19 @@ class Decoded:
 def encode(message: Message, dialect: Dialect = STRICT_3GPP) -> Encoded:
     """Serialise ``message`` for the wire as ``dialect`` writes it (EmitError when it cannot)."""
     version = dialect.version
+    namespace = None
     if message.namespace:
         found = version_for_namespace(message.namespace)
         if found is not None:
             version = found
-    envelope = write_envelope(message, dialect, version)
+        elif dialect.strict:
+            raise EmitError(
+                f"unknown MM7 namespace {message.namespace!r}: strict dialects write only the "
+                "published schemas; a non-strict dialect echoes it with the latest element set"
+            )
+        else:
+            version, namespace = LATEST, message.namespace
+    envelope = write_envelope(message, dialect, version, namespace)
     content: Part | None = getattr(message, "content", None)
     if content is None:
         return Encoded(dialect.soap_content_type, envelope)

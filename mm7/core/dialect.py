@@ -8,6 +8,7 @@ from configuration (conf/ files), refusing unknown keys by name.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,8 @@ BOOLEAN_SPELLINGS = ("lower", "title", "upper", "digit")
 DATE_STYLES = ("utc-z", "offset", "local-naive")
 TRANSFER_ENCODINGS = ("binary", "8bit", "7bit", "base64", "quoted-printable")
 NUMBER_PLUS = ("keep", "strip")
+#: an XML namespace prefix (an ASCII NCName; names starting with "xml" are reserved)
+_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 
 
 class DialectError(MM7Error):
@@ -101,7 +104,7 @@ class Dialect:
             raise DialectError("envelope_prefix: must not be empty")
         for name in ("envelope_prefix", "mm7_prefix"):
             value = getattr(self, name)
-            if value and not value.replace("-", "").replace("_", "").isalnum():
+            if value and (not _PREFIX.fullmatch(value) or value.lower().startswith("xml")):
                 raise DialectError(f"{name}: {value!r} is not an XML prefix")
         if (
             self.mm7_version is not None
@@ -123,7 +126,10 @@ class Dialect:
             raise DialectError(f"unknown dialect key(s): {', '.join(unknown)}")
         start = base
         if "extends" in data:
-            start = get_dialect(str(data["extends"]))
+            try:
+                start = get_dialect(str(data["extends"]))
+            except KeyError as exc:
+                raise DialectError(f"extends: {exc.args[0]}") from None
         values: dict[str, Any] = dict(data)
         values.pop("extends", None)
         if "version" in values and not isinstance(values["version"], Version):
@@ -132,9 +138,9 @@ class Dialect:
             except KeyError as exc:
                 raise DialectError(f"version: {exc.args[0]}") from None
         if "transfer_encoding_by_type" in values:
-            tbt = values["transfer_encoding_by_type"]
-            pairs = tbt.items() if isinstance(tbt, Mapping) else tbt
-            values["transfer_encoding_by_type"] = tuple((str(k), str(v)) for k, v in pairs)
+            values["transfer_encoding_by_type"] = _pairs(values["transfer_encoding_by_type"])
+        for key, value in values.items():
+            _check_type(key, value)
         try:
             return dataclasses.replace(start or cls(), **values)
         except TypeError as exc:
@@ -146,10 +152,46 @@ class Dialect:
         return dataclasses.replace(self, version=v, mm7_version=mm7_version)
 
 
+def _check_type(key: str, value: Any) -> None:
+    """Refuse a configuration value of the wrong type, naming the key ("false" is not False).
+
+    The type comes from the field's annotation: ``bool``/``str``, optionally ``| None``; other
+    fields (version, transfer_encoding_by_type) are converted and checked by from_mapping.
+    """
+    annotation = str(_FIELD_TYPES[key])
+    base = annotation.removesuffix(" | None")
+    if value is None and base != annotation:
+        return
+    want = {"bool": bool, "str": str}.get(base)
+    if want is not None and not isinstance(value, want):
+        raise DialectError(
+            f"{key}: expected {'true/false' if want is bool else 'a string'}, got {value!r}"
+        )
+
+
+def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
+    """transfer_encoding_by_type from a table {prefix: cte} or a list of [prefix, cte] pairs."""
+    items: list[tuple[Any, ...]]
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, list | tuple):
+        items = [tuple(p) if isinstance(p, list | tuple) else (p,) for p in value]
+    else:
+        items = [()]
+    if not all(len(p) == 2 and all(isinstance(x, str) for x in p) for p in items):
+        raise DialectError(
+            f"transfer_encoding_by_type: expected a table of media-type prefix = CTE, got {value!r}"
+        )
+    return tuple((p[0], p[1]) for p in items)
+
+
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise DialectError(f"{name}: {value!r} is not one of {', '.join(choices)}")
 
+
+#: field name -> its annotation (a string: this module uses postponed annotations)
+_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Dialect)}
 
 STRICT_3GPP = Dialect()
 

@@ -8,8 +8,12 @@ strict dialects refuse what the version's schema forbids with an EmitError that 
 from __future__ import annotations
 
 import re
+import threading
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
+
+from lxml import etree
 
 from mm7.core.dialect import Dialect
 from mm7.core.errors import EmitError
@@ -22,6 +26,7 @@ from mm7.core.model import (
     PreviouslySentDate,
     Recipients,
     ReplyCharging,
+    Request,
     Status,
     UACapabilities,
 )
@@ -36,8 +41,44 @@ from mm7.core.spec import (
 from mm7.core.values import Duration, format_bool, format_datetime, format_relative_or_absolute
 from mm7.core.versions import SOAP_ENV_NS, Version
 
-_INVALID_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-_NMTOKEN = re.compile(r"^[\w.\-:\u00b7]+$")
+# Characters XML 1.0 cannot carry at all: C0 controls but TAB/LF/CR, U+FFFE/FFFF, and lone
+# surrogates (a Python str can hold them, UTF-8 cannot encode them).
+_INVALID_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# ASCII xs:NMTOKEN / xs:NCName; other values go to libxml2 (see _is_xsd), whose name classes are
+# XML 1.0 4th edition's (narrower than the 5th's: no U+F900 compatibility ideographs, no U+3400
+# CJK extension A), and Python's \w is wider still (it takes U+00B2).
+_ASCII_NMTOKEN = re.compile(r"[A-Za-z0-9._:\-]+")
+_ASCII_NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9._\-]*")
+_XML_SPACE = re.compile("[ \t\r\n]")
+_XSD_NAMES = (
+    '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"><xs:element name="v"><xs:complexType>'
+    '<xs:attribute name="NMTOKEN" type="xs:NMTOKEN"/><xs:attribute name="NCName" type="xs:NCName"/>'
+    '<xs:attribute name="anyURI" type="xs:anyURI"/></xs:complexType></xs:element></xs:schema>'
+)
+
+
+_NAMES_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _names_schema() -> etree.XMLSchema:
+    return etree.XMLSchema(etree.fromstring(_XSD_NAMES))
+
+
+@lru_cache(maxsize=4096)
+def _is_xsd(type_name: str, value: str) -> bool:
+    """Whether ``value`` is an xs:NMTOKEN / xs:NCName / xs:anyURI as libxml2 (and so our schemas)
+    judge it."""
+    if type_name != "anyURI":
+        fast = _ASCII_NMTOKEN if type_name == "NMTOKEN" else _ASCII_NCNAME
+        if fast.fullmatch(value):
+            return True
+        if value.isascii() or _XML_SPACE.search(value):
+            return False
+    if _INVALID_XML_CHARS.search(value):
+        return False
+    with _NAMES_LOCK:  # one compiled validator, shared: validate it one thread at a time
+        return bool(_names_schema().validate(etree.Element("v", {type_name: value})))
 
 
 def escape_text(value: str, where: str) -> str:
@@ -56,13 +97,19 @@ def escape_text(value: str, where: str) -> str:
 
 
 def escape_attr(value: str, where: str) -> str:
-    return escape_text(value, where).replace('"', "&quot;").replace("\n", "&#10;")
+    """Escape an attribute value; TAB and LF as references, which attribute normalisation keeps."""
+    return (
+        escape_text(value, where)
+        .replace('"', "&quot;")
+        .replace("\n", "&#10;")
+        .replace("\t", "&#9;")
+    )
 
 
 class _Writer:
     """Writes one message's body for one (version, dialect); collects text pieces."""
 
-    __slots__ = ("dialect", "version", "p", "out", "op")
+    __slots__ = ("dialect", "version", "p", "out", "op", "ids")
 
     def __init__(self, dialect: Dialect, version: Version, op: Operation) -> None:
         self.dialect = dialect
@@ -70,36 +117,62 @@ class _Writer:
         self.op = op
         self.p = f"{dialect.mm7_prefix}:" if dialect.mm7_prefix else ""
         self.out: list[str] = []
+        self.ids: set[str] = set()  # address id attributes (xs:ID: unique per document)
+
+    def where(self, name: str) -> str:
+        """``Operation/Element`` for error messages."""
+        return f"{self.op.name}/{name}"
 
     # -- scalar helpers
     def simple(self, name: str, text: str) -> None:
         p = self.p
-        self.out.append(f"<{p}{name}>{escape_text(text, name)}</{p}{name}>")
+        self.out.append(f"<{p}{name}>{escape_text(text, self.where(name))}</{p}{name}>")
 
     def boolean(self, value: bool) -> str:
         return format_bool(value, self.dialect.boolean_spelling)
 
-    def date(self, value: datetime) -> str:
-        return format_datetime(value, self.dialect.date_style)
+    def date(self, value: datetime, name: str) -> str:
+        try:
+            return format_datetime(value, self.dialect.date_style)
+        except (ValueError, OverflowError) as exc:
+            raise EmitError(f"{self.op.name}/{name}: cannot write {value!r}: {exc}") from None
 
-    def reldate(self, value: datetime | Duration) -> str:
-        return format_relative_or_absolute(value, self.dialect.date_style)
+    def reldate(self, value: datetime | Duration, name: str) -> str:
+        try:
+            return format_relative_or_absolute(value, self.dialect.date_style)
+        except (ValueError, OverflowError) as exc:
+            raise EmitError(f"{self.op.name}/{name}: cannot write {value!r}: {exc}") from None
+
+    def positive(self, value: int, name: str) -> str:
+        """An xs:positiveInteger; strict dialects refuse zero and negatives."""
+        if value <= 0 and self.dialect.strict:
+            raise EmitError(f"{self.op.name}/{name}: {value} is not a positive integer")
+        return str(int(value))
 
     def ident(self, name: str, value: str) -> str:
-        if self.version.nmtoken_identifiers and not _NMTOKEN.match(value) and self.dialect.strict:
+        if (
+            self.version.nmtoken_identifiers
+            and not _is_xsd("NMTOKEN", value)
+            and self.dialect.strict
+        ):
             raise EmitError(
-                    f"{self.op.name}/{name}: {value!r} is not an xs:NMTOKEN, which "
-                    f"{self.version.token} requires (no spaces, '+', '/', '@' ...)"
-                )
+                f"{self.op.name}/{name}: {value!r} is not an xs:NMTOKEN, which "
+                f"{self.version.token} requires (no spaces, '+', '/', '@' ...)"
+            )
         return value
 
-    def address_value(self, name: str, addr: Address) -> str:
+    def address_value(self, name: str, addr: Address, *, nmtoken: bool = True) -> str:
         value = addr.value
         if addr.kind is AddressKind.RFC2822:
             return value
         if self.dialect.number_plus == "strip" and value.startswith("+"):
             value = value[1:]
-        if self.version.nmtoken_identifiers and not _NMTOKEN.match(value) and self.dialect.strict:
+        if (
+            nmtoken
+            and self.version.nmtoken_identifiers
+            and not _is_xsd("NMTOKEN", value)
+            and self.dialect.strict
+        ):
             raise EmitError(
                 f"{self.op.name}/{name}: {addr.kind.value} {value!r} is not an xs:NMTOKEN, which "
                 f"{self.version.token} requires (a leading '+' is invalid there); "
@@ -122,10 +195,21 @@ class _Writer:
                 if addr.address_coding is not None:
                     attrs.append(f' addressCoding="{addr.address_coding.value}"')
                 if addr.id is not None:
-                    attrs.append(f' id="{escape_attr(addr.id, name)}"')
+                    self.check_id(name, addr.id)
+                    attrs.append(f' id="{escape_attr(addr.id, self.where(name + "/@id"))}"')
         tag = f"{self.p}{addr.kind.value}"
-        text = escape_text(self.address_value(name, addr), name)
+        text = escape_text(self.address_value(name, addr), self.where(name))
         return f"<{tag}{''.join(attrs)}>{text}</{tag}>"
+
+    def check_id(self, name: str, value: str) -> None:
+        """The id attribute is an xs:ID: an NCName, unique in the document (strict only)."""
+        if not self.dialect.strict:
+            return
+        if not _is_xsd("NCName", value):
+            raise EmitError(f"{self.op.name}/{name}/@id: {value!r} is not an xs:ID (an NCName)")
+        if value in self.ids:
+            raise EmitError(f"{self.op.name}/{name}/@id: {value!r} is used twice (xs:ID)")
+        self.ids.add(value)
 
     def enum(self, el: Element, value: Any) -> str:
         text = str(value.value if hasattr(value, "value") else value)
@@ -151,13 +235,13 @@ class _Writer:
         elif kind is Kind.BOOLEAN:
             out.append(f"<{p}{name}>{self.boolean(value)}</{p}{name}>")
         elif kind is Kind.DATETIME:
-            out.append(f"<{p}{name}>{self.date(value)}</{p}{name}>")
+            out.append(f"<{p}{name}>{self.date(value, name)}</{p}{name}>")
         elif kind is Kind.REL_DATE:
-            out.append(f"<{p}{name}>{self.reldate(value)}</{p}{name}>")
+            out.append(f"<{p}{name}>{self.reldate(value, name)}</{p}{name}>")
         elif kind is Kind.ENUM or kind is Kind.MM_STATUS or kind is Kind.READ_STATUS:
             out.append(f"<{p}{name}>{self.enum(el, value)}</{p}{name}>")
         elif kind is Kind.VERSION:
-            out.append(f"<{p}{name}>{escape_text(value, name)}</{p}{name}>")
+            out.append(f"<{p}{name}>{escape_text(value, self.where(name))}</{p}{name}>")
         elif kind is Kind.ADDRESS:
             out.append(f"<{p}{name}>{self.address(name, value)}</{p}{name}>")
         elif kind is Kind.RECIPIENTS:
@@ -169,7 +253,9 @@ class _Writer:
         elif kind is Kind.REPLY_CHARGING:
             self.reply_charging(value)
         elif kind is Kind.DELIVERY_CONDITION:
-            dcs = "".join(f"<{p}DC>{int(dc)}</{p}DC>" for dc in value)
+            dcs = "".join(
+                f"<{p}DC>{self.positive(dc, 'DeliveryCondition/DC')}</{p}DC>" for dc in value
+            )
             out.append(f"<{p}{name}>{dcs}</{p}{name}>")
         elif kind is Kind.DELIVERY_CONDITION_TEXT:
             self.simple(name, " ".join(str(int(dc)) for dc in value))
@@ -210,8 +296,9 @@ class _Writer:
                 if typed:
                     addr = self.address("SenderAddress", value)
                     self.out.append(f"<{p}SenderAddress>{addr}</{p}SenderAddress>")
-                else:
-                    self.simple("SenderAddress", self.address_value("SenderAddress", value))
+                else:  # xs:string up to REL-5-MM7-1-1, so no NMTOKEN rule
+                    text = self.address_value("SenderAddress", value, nmtoken=False)
+                    self.simple("SenderAddress", text)
             else:
                 self.simple(el.name, self.ident(el.name, value))
         self.out.append(f"</{p}SenderIdentification>")
@@ -222,9 +309,10 @@ class _Writer:
             raise EmitError(f"{self.op.name}/Status: StatusCode must be a positive integer")
         parts = [f"<{p}Status><{p}StatusCode>{value.code}</{p}StatusCode>"]
         if not code_only:
-            parts.append(f"<{p}StatusText>{escape_text(value.text, 'StatusText')}</{p}StatusText>")
+            text = escape_text(value.text, self.where("Status/StatusText"))
+            parts.append(f"<{p}StatusText>{text}</{p}StatusText>")
             if value.details is not None:
-                details = escape_text(value.details, "Details")
+                details = escape_text(value.details, self.where("Status/Details"))
                 tag = self.dialect.details_element
                 if tag:
                     details = f"<{tag}>{details}</{tag}>"
@@ -239,14 +327,16 @@ class _Writer:
                 raise EmitError(f"{self.op.name}/ReplyCharging: replyChargingSize must be > 0")
             attrs += f' replyChargingSize="{int(value.size)}"'
         if value.deadline is not None:
-            attrs += f' replyDeadline="{self.reldate(value.deadline)}"'
+            attrs += f' replyDeadline="{self.reldate(value.deadline, "ReplyCharging")}"'
         self.out.append(f"<{self.p}ReplyCharging{attrs}/>")
 
     def previously_sent_by(self, value: tuple[PreviouslySentBy, ...]) -> None:
         p = self.p
         items = []
         for item in value:
-            seq = f' sequence="{int(item.sequence)}"' if item.sequence is not None else ""
+            seq = ""
+            if item.sequence is not None:
+                seq = f' sequence="{self.positive(item.sequence, "UserAgent/@sequence")}"'
             items.append(
                 f"<{p}UserAgent{seq}>{self.address('UserAgent', item.address)}</{p}UserAgent>"
             )
@@ -256,8 +346,11 @@ class _Writer:
         p = self.p
         items = []
         for item in value:
-            seq = f' sequence="{int(item.sequence)}"' if item.sequence is not None else ""
-            items.append(f"<{p}DateTime{seq}>{self.reldate(item.value)}</{p}DateTime>")
+            seq = ""
+            if item.sequence is not None:
+                seq = f' sequence="{self.positive(item.sequence, "DateTime/@sequence")}"'
+            when = self.reldate(item.value, "Previouslysentdateandtime")
+            items.append(f"<{p}DateTime{seq}>{when}</{p}DateTime>")
         self.out.append(
             f"<{p}Previouslysentdateandtime>{''.join(items)}</{p}Previouslysentdateandtime>"
         )
@@ -265,14 +358,16 @@ class _Writer:
     def capabilities(self, value: UACapabilities) -> None:
         attrs = ""
         if value.ua_prof is not None:
-            attrs += f' UAProf="{escape_attr(value.ua_prof, "UAProf")}"'
+            attrs += f' UAProf="{escape_attr(value.ua_prof, self.where("UACapabilities/@UAProf"))}"'
         if value.timestamp is not None:
-            attrs += f' TimeStamp="{self.reldate(value.timestamp)}"'
+            attrs += f' TimeStamp="{self.reldate(value.timestamp, "UACapabilities")}"'
         self.out.append(f"<{self.p}UACapabilities{attrs}/>")
 
     def content(self, value: Any, msg: Message) -> None:
         cid = value.content_id or CONTENT_ID
-        attrs = f' href="cid:{escape_attr(cid, "Content/@href")}"'
+        if self.dialect.strict and not _is_xsd("anyURI", f"cid:{cid}"):
+            raise EmitError(f"{self.where('Content/@href')}: 'cid:{cid}' is not an xs:anyURI")
+        attrs = f' href="cid:{escape_attr(cid, self.where("Content/@href"))}"'
         allow = getattr(msg, "allow_adaptations", None)
         if allow is not None:
             attrs += f' allowAdaptations="{self.boolean(allow)}"'
@@ -282,11 +377,14 @@ class _Writer:
 #: Content-ID given to the message content when the caller's part has none
 CONTENT_ID = "mm7-content"
 
+
 def _missing(value: Any) -> bool:
     return value is None or value == () or value == ""
 
 
-def write_body(message: Message, dialect: Dialect, version: Version) -> str:
+def write_body(
+    message: Message, dialect: Dialect, version: Version, namespace: str | None = None
+) -> str:
     """The body element (``<mm7:SubmitReq>...``) of ``message`` as text."""
     op = OPERATION_BY_MODEL.get(type(message).__name__)
     if op is None:
@@ -318,7 +416,7 @@ def write_body(message: Message, dialect: Dialect, version: Version) -> str:
         w.write(el, value, message)
     if dialect.strict:
         _refuse_fields_outside(message, op, sequence, version)
-    ns = version.namespace
+    ns = namespace or version.namespace
     p = w.p
     decl = "" if dialect.mm7_prefix else f' xmlns="{ns}"'
     return f"<{p}{op.name}{decl}>{''.join(w.out)}</{p}{op.name}>"
@@ -347,17 +445,25 @@ def _refuse_fields_outside(
         present.add(el.attr)
 
 
-def write_envelope(message: Message, dialect: Dialect, version: Version | None = None) -> bytes:
-    """The whole SOAP envelope of ``message`` as UTF-8 bytes."""
+def write_envelope(
+    message: Message,
+    dialect: Dialect,
+    version: Version | None = None,
+    namespace: str | None = None,
+) -> bytes:
+    """The whole SOAP envelope of ``message`` as UTF-8 bytes.
+
+    ``namespace`` overrides the version's URI (echoing a peer's unpublished namespace).
+    """
     if version is None:
         version = _version_of(message, dialect)
     e = dialect.envelope_prefix
-    ns = version.namespace
+    ns = namespace or version.namespace
     mp = dialect.mm7_prefix
     if isinstance(message, Fault):
-        body = write_fault(message, dialect, version)
+        body = write_fault(message, dialect, version, ns)
     else:
-        body = write_body(message, dialect, version)
+        body = write_body(message, dialect, version, ns)
     ns_decl = f' xmlns:{mp}="{ns}"' if mp else ""
     parts = []
     if dialect.xml_declaration:
@@ -368,6 +474,16 @@ def write_envelope(message: Message, dialect: Dialect, version: Version | None =
         tag = f"{mp}:TransactionID" if mp else "TransactionID"
         tdecl = "" if mp else f' xmlns="{ns}"'
         tid = escape_text(message.transaction_id, "TransactionID")
+        if (
+            dialect.strict
+            and isinstance(message, Request)  # a response echoes the peer's id verbatim
+            and not version.transaction_id_has_soap_attrs
+            and not _is_xsd("NMTOKEN", message.transaction_id)
+        ):
+            raise EmitError(
+                f"TransactionID: {message.transaction_id!r} is not an xs:NMTOKEN, which "
+                f"{version.token} requires (no spaces, '/', '@' ...)"
+            )
         parts.append(f"<{e}:Header><{tag}{tdecl}{mu}>{tid}</{tag}></{e}:Header>")
     parts.append(f"<{e}:Body>{body}</{e}:Body></{e}:Envelope>")
     return "".join(parts).encode("utf-8")
@@ -395,7 +511,9 @@ def fault_code_for(status: Status | None) -> str:
     return "Server"
 
 
-def write_fault(fault: Fault, dialect: Dialect, version: Version) -> str:
+def write_fault(
+    fault: Fault, dialect: Dialect, version: Version, namespace: str | None = None
+) -> str:
     """A SOAP 1.1 Fault with the MM7 error element (RSErrorRsp/VASPErrorRsp) in its detail."""
     e = dialect.envelope_prefix
     code = fault.faultcode
@@ -406,9 +524,10 @@ def write_fault(fault: Fault, dialect: Dialect, version: Version) -> str:
         f"<faultstring>{escape_text(fault.faultstring, 'faultstring')}</faultstring>",
     ]
     if fault.faultactor is not None:
+        if dialect.strict and not _is_xsd("anyURI", fault.faultactor):
+            raise EmitError(f"Fault/faultactor: {fault.faultactor!r} is not an xs:anyURI")
         parts.append(f"<faultactor>{escape_text(fault.faultactor, 'faultactor')}</faultactor>")
     if fault.error is not None:
-        parts.append(f"<detail>{write_body(fault.error, dialect, version)}</detail>")
+        parts.append(f"<detail>{write_body(fault.error, dialect, version, namespace)}</detail>")
     parts.append(f"</{e}:Fault>")
     return "".join(parts)
-
