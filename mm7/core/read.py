@@ -7,9 +7,9 @@ recorded as a named Leniency. What cannot be read raises ParseError (2007) or Va
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -73,6 +73,13 @@ for _op in OPERATION_BY_NAME.values():
     _ANY_VERSION[_op.name] = {el.name: el for el in _op.elements}
     for _v in VERSIONS:
         _BY_NAME[(_op.name, _v.token)] = {el.name: (i, el) for i, el in enumerate(_op.sequence(_v))}
+
+
+@functools.lru_cache(maxsize=1024)
+def _tag_table(op: str, token: str, ns: str | None) -> dict[str, tuple[int, Element]]:
+    """'{ns}Name' -> (sequence index, element) for one operation, version and body namespace."""
+    prefix = "{" + ns + "}" if ns else ""
+    return {prefix + name: found for name, found in _BY_NAME[(op, token)].items()}
 
 
 def local(el: Any) -> str:
@@ -279,22 +286,40 @@ class _Reader:
         return Status(int(match.group(1)), text, details)
 
     # -- the body
-    def read(self, body: Any, cls: type[Message], parts: Sequence[Part]) -> Message:
+    def read(
+        self, body: Any, cls: type[Message], parts: Sequence[Part], kwargs: dict[str, Any]
+    ) -> Message:
+        """The message ``body`` holds; ``kwargs`` comes pre-filled with the envelope fields."""
         by_name = _BY_NAME[(self.op.name, self.version.token)]
+        body_ns = namespace(body)
+        by_tag = _tag_table(self.op.name, self.version.token, body_ns)
         any_version = _ANY_VERSION[self.op.name]
-        kwargs: dict[str, Any] = {}
         last_index = -1
         content_href: str | None = None
         saw_content = False
-        body_ns = namespace(body)
         no_ns_reported = False
-        for child in _children(body):
+        readers = _VALUE_READERS
+        for child in body:
+            tag = child.tag
+            if tag.__class__ is not str:
+                continue
+            found = by_tag.get(tag)
+            if found is not None:  # the common case: a known element of this version, in order
+                index, element = found
+                if index < last_index:
+                    self.leniencies.append(Leniency.ELEMENT_ORDER)
+                else:
+                    last_index = index
+                if element.kind is not Kind.CONTENT:
+                    readers[element.kind](self, child, element, kwargs)
+                    continue
             name = local(child)
             if body_ns is not None and namespace(child) is None and not no_ns_reported:
                 self.leniencies.append(Leniency.MM7_NO_NAMESPACE)
                 no_ns_reported = True
-            found = by_name.get(name)
-            if found is None:
+            if found is not None:
+                pass
+            elif (found := by_name.get(name)) is None:
                 other = any_version.get(name)
                 if other is None:
                     self.leniencies.append(Leniency.UNKNOWN_ELEMENT)
@@ -314,9 +339,9 @@ class _Reader:
                 if allow is not None:
                     kwargs["allow_adaptations"] = self.bool_attr(allow, f"{name}/@allowAdaptations")
                 continue
-            self.value(child, element, kwargs)
+            readers[element.kind](self, child, element, kwargs)
         self.check_required(kwargs)
-        if any(el.kind is Kind.CONTENT for el in self.op.elements) and (saw_content or parts):
+        if (saw_content or parts) and self.op.name in _WITH_CONTENT:
             content = find_content(parts, content_href if saw_content else None, self.leniencies)
             if content is not None:
                 kwargs["content"] = content
@@ -352,89 +377,8 @@ class _Reader:
             previous = element.name
 
     def value(self, child: Any, element: Element, kwargs: dict[str, Any]) -> None:
-        kind = element.kind
-        name = element.name
-        attr = element.attr
-        if kind is Kind.STRING:
-            text = _text(child)
-            if name == "Subject" and "=?" in text:
-                text = decode_rfc2047(text, self.leniencies)
-            kwargs[attr] = text
-        elif kind is Kind.ID or kind is Kind.SERVICE_CODE:
-            kwargs[attr] = _text(child).strip()
-        elif kind is Kind.VERSION:
-            value = _text(child).strip()
-            if self.version_known and value not in self.version.mm7_versions:
-                self.leniencies.append(Leniency.VERSION_NAMESPACE_MISMATCH)
-            kwargs[attr] = value
-        elif kind is Kind.BOOLEAN:
-            kwargs[attr] = self.boolean(child, name)
-        elif kind is Kind.DATETIME:
-            kwargs[attr] = self.datetime_text(_text(child), name)
-        elif kind is Kind.REL_DATE:
-            kwargs[attr] = self.reldate_text(_text(child), name)
-        elif kind is Kind.ENUM:
-            value = self.enum(child, element)
-            if value is not None:
-                kwargs[attr] = value
-        elif kind is Kind.MM_STATUS:
-            reported = parse_mm_status(_text(child), self.leniencies)
-            kwargs[attr] = reported.value
-            if reported.raw != reported.value.value:
-                kwargs["mm_status_raw"] = reported.raw
-        elif kind is Kind.READ_STATUS:
-            read_status, raw = parse_read_status(_text(child), self.leniencies)
-            kwargs[attr] = read_status
-            if raw != read_status.value:
-                kwargs["mm_status_raw"] = raw
-        elif kind is Kind.ADDRESS:
-            kwargs[attr] = self.address(child, name)
-        elif kind is Kind.RECIPIENTS:
-            recipients = self.recipients(child)
-            if element.required and not len(recipients):
-                raise ValidationError(
-                    "Recipients holds no To, Cc or Bcc address: expected at least one",
-                    where=self.where(name),
-                )
-            kwargs[attr] = recipients
-        elif kind is Kind.SENDER_ID:
-            self.sender_id(child, kwargs)
-        elif kind is Kind.STATUS or kind is Kind.CODE_ONLY_STATUS:
-            kwargs[attr] = self.status(child, name)
-        elif kind is Kind.REPLY_CHARGING:
-            deadline = _attr(child, "replyDeadline", self.leniencies)
-            kwargs[attr] = ReplyCharging(
-                self.posint(_attr(child, "replyChargingSize", self.leniencies), name),
-                self.reldate_text(deadline, name) if deadline is not None else None,
-            )
-        elif kind is Kind.DELIVERY_CONDITION or kind is Kind.DELIVERY_CONDITION_TEXT:
-            kids = _children(child)
-            texts = [_text(k) for k in kids] if kids else _text(child).split()
-            kwargs[attr] = tuple(self.posint(t, name) or 0 for t in texts)
-        elif kind is Kind.PREVIOUSLY_SENT_BY:
-            kwargs[attr] = tuple(
-                PreviouslySentBy(
-                    self.address(k, f"{name}/UserAgent"),
-                    self.posint(_attr(k, "sequence", self.leniencies), name),
-                )
-                for k in _children(child)
-            )
-        elif kind is Kind.PREVIOUSLY_SENT_DATE:
-            kwargs[attr] = tuple(
-                PreviouslySentDate(
-                    self.reldate_text(_text(k), f"{name}/DateTime"),
-                    self.posint(_attr(k, "sequence", self.leniencies), name),
-                )
-                for k in _children(child)
-            )
-        elif kind is Kind.CAPABILITIES:
-            ts = _attr(child, "TimeStamp", self.leniencies)
-            kwargs[attr] = UACapabilities(
-                _attr(child, "UAProf", self.leniencies),
-                self.reldate_text(ts, name) if ts is not None else None,
-            )
-        elif kind is Kind.SENDER_ADDRESS:  # pragma: no cover - only inside SenderIdentification
-            kwargs[attr] = self.sender_address(child)
+        """Read one element's value into ``kwargs`` (by the model attribute it maps to)."""
+        _VALUE_READERS[element.kind](self, child, element, kwargs)
 
     def sender_id(self, el: Any, kwargs: dict[str, Any]) -> None:
         names = {e.name: e for e in SENDER_ID_ELEMENTS}
@@ -459,6 +403,169 @@ class _Reader:
         if self.version.typed_sender_address:
             self.leniencies.append(Leniency.SENDER_BARE_TEXT)
         return self._plmn(Address.guess(text))
+
+
+_Kwargs = dict[str, Any]
+
+
+def _read_string(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+    text = child.text or ""
+    if element.name == "Subject" and "=?" in text:
+        text = decode_rfc2047(text, r.leniencies)
+    kwargs[element.attr] = text
+
+
+def _read_stripped(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+    kwargs[element.attr] = (child.text or "").strip()
+
+
+def _read_version(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+    value = (child.text or "").strip()
+    if r.version_known and value not in r.version.mm7_versions:
+        r.leniencies.append(Leniency.VERSION_NAMESPACE_MISMATCH)
+    kwargs[element.attr] = value
+
+
+def _read_boolean(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+    kwargs[element.attr] = r.boolean(child, element.name)
+
+
+def _read_datetime(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+    kwargs[element.attr] = r.datetime_text(child.text or "", element.name)
+
+
+def _read_rel_date(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+    kwargs[element.attr] = r.reldate_text(child.text or "", element.name)
+
+
+def _read_enum(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+    value = r.enum(child, element)
+    if value is not None:
+        kwargs[element.attr] = value
+
+
+def _read_mm_status(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+    reported = parse_mm_status(child.text or "", r.leniencies)
+    kwargs[element.attr] = reported.value
+    if reported.raw != reported.value.value:
+        kwargs["mm_status_raw"] = reported.raw
+
+
+def _read_read_status(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+    read_status, raw = parse_read_status(child.text or "", r.leniencies)
+    kwargs[element.attr] = read_status
+    if raw != read_status.value:
+        kwargs["mm_status_raw"] = raw
+
+
+def _read_address(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+    kwargs[element.attr] = r.address(child, element.name)
+
+
+def _read_recipients(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+    recipients = r.recipients(child)
+    if element.required and not len(recipients):
+        raise ValidationError(
+            "Recipients holds no To, Cc or Bcc address: expected at least one",
+            where=r.where(element.name),
+        )
+    kwargs[element.attr] = recipients
+
+
+def _read_sender_id(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+    r.sender_id(child, kwargs)
+
+
+def _read_status(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+    kwargs[element.attr] = r.status(child, element.name)
+
+
+def _read_reply_charging(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+    name = element.name
+    deadline = _attr(child, "replyDeadline", r.leniencies)
+    kwargs[element.attr] = ReplyCharging(
+        r.posint(_attr(child, "replyChargingSize", r.leniencies), name),
+        r.reldate_text(deadline, name) if deadline is not None else None,
+    )
+
+
+def _read_delivery_condition(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+    kids = _children(child)
+    texts = [_text(k) for k in kids] if kids else _text(child).split()
+    kwargs[element.attr] = tuple(r.posint(t, element.name) or 0 for t in texts)
+
+
+def _read_previously_sent_by(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+    name = element.name
+    kwargs[element.attr] = tuple(
+        PreviouslySentBy(
+            r.address(k, f"{name}/UserAgent"),
+            r.posint(_attr(k, "sequence", r.leniencies), name),
+        )
+        for k in _children(child)
+    )
+
+
+def _read_previously_sent_date(
+    r: _Reader, child: Any, element: Element, kwargs: _Kwargs
+) -> None:
+    name = element.name
+    kwargs[element.attr] = tuple(
+        PreviouslySentDate(
+            r.reldate_text(_text(k), f"{name}/DateTime"),
+            r.posint(_attr(k, "sequence", r.leniencies), name),
+        )
+        for k in _children(child)
+    )
+
+
+def _read_capabilities(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+    ts = _attr(child, "TimeStamp", r.leniencies)
+    kwargs[element.attr] = UACapabilities(
+        _attr(child, "UAProf", r.leniencies),
+        r.reldate_text(ts, element.name) if ts is not None else None,
+    )
+
+
+def _read_sender_address(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+    kwargs[element.attr] = r.sender_address(child)
+
+
+def _read_nothing(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+    """Content is read by the body loop (it needs the MIME parts)."""
+
+
+_VALUE_READERS: dict[Kind, Callable[[_Reader, Any, Element, _Kwargs], None]] = {
+    Kind.STRING: _read_string,
+    Kind.ID: _read_stripped,
+    Kind.SERVICE_CODE: _read_stripped,
+    Kind.VERSION: _read_version,
+    Kind.BOOLEAN: _read_boolean,
+    Kind.DATETIME: _read_datetime,
+    Kind.REL_DATE: _read_rel_date,
+    Kind.ENUM: _read_enum,
+    Kind.MM_STATUS: _read_mm_status,
+    Kind.READ_STATUS: _read_read_status,
+    Kind.ADDRESS: _read_address,
+    Kind.RECIPIENTS: _read_recipients,
+    Kind.SENDER_ID: _read_sender_id,
+    Kind.STATUS: _read_status,
+    Kind.CODE_ONLY_STATUS: _read_status,
+    Kind.REPLY_CHARGING: _read_reply_charging,
+    Kind.DELIVERY_CONDITION: _read_delivery_condition,
+    Kind.DELIVERY_CONDITION_TEXT: _read_delivery_condition,
+    Kind.PREVIOUSLY_SENT_BY: _read_previously_sent_by,
+    Kind.PREVIOUSLY_SENT_DATE: _read_previously_sent_date,
+    Kind.CAPABILITIES: _read_capabilities,
+    Kind.SENDER_ADDRESS: _read_sender_address,
+    Kind.CONTENT: _read_nothing,
+}
+assert set(_VALUE_READERS) == set(Kind)
+#: operations whose body may carry a Content element
+_WITH_CONTENT = frozenset(
+    op.name for op in OPERATION_BY_NAME.values() if any(e.kind is Kind.CONTENT for e in op.elements)
+)
+
 
 
 _MODEL_CLASSES: dict[str, type[Message]] = {
@@ -517,16 +624,20 @@ def read_envelope(
             leniencies.append(Leniency.HEADER_NS_MISMATCH)
         return fault, version_for_namespace(fault.namespace)
 
-    message, version = read_body(first, parts, leniencies, header_ns)
+    message, version = read_body(first, parts, leniencies, header_ns, transaction_id)
     if found_header and header_ns != message.namespace:
         # another MM7 namespace, or none at all, on the TransactionID; a body in no namespace
         # takes the header's (reported once, as MM7_NO_NAMESPACE)
         leniencies.append(Leniency.HEADER_NS_MISMATCH)
-    return dataclasses.replace(message, transaction_id=transaction_id), version
+    return message, version
 
 
 def read_body(
-    el: Any, parts: Sequence[Part], leniencies: list[Leniency], header_ns: str | None = None
+    el: Any,
+    parts: Sequence[Part],
+    leniencies: list[Leniency],
+    header_ns: str | None = None,
+    transaction_id: str = "",
 ) -> tuple[Message, Version | None]:
     """Read an MM7 body element (SubmitReq, DeliverRsp, RSErrorRsp, ...) of any known version.
 
@@ -561,8 +672,8 @@ def read_body(
         leniencies.append(Leniency.ELEMENT_OTHER_VERSION)
         read_version = LATEST
     reader = _Reader(op, read_version, leniencies, version_known=read_version is version)
-    message = reader.read(el, _MODEL_CLASSES[op.name], parts)
-    return dataclasses.replace(message, namespace=ns), version
+    envelope = {"namespace": ns, "transaction_id": transaction_id}
+    return reader.read(el, _MODEL_CLASSES[op.name], parts, envelope), version
 
 
 def read_fault(
