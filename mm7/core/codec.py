@@ -16,7 +16,7 @@ from mm7.core.emit import CONTENT_ID, write_envelope
 from mm7.core.errors import EmitError
 from mm7.core.leniency import Leniency
 from mm7.core.limits import DEFAULT_LIMITS, Limits
-from mm7.core.mime import Part, build_multipart, make_part, parse_swa
+from mm7.core.mime import Part, build_multipart, parse_content_type, parse_swa
 from mm7.core.model import Message
 from mm7.core.read import read_envelope
 from mm7.core.versions import LATEST, Version, version_for_namespace
@@ -71,14 +71,14 @@ def encode(message: Message, dialect: Dialect = STRICT_3GPP) -> Encoded:
     content: Part | None = getattr(message, "content", None)
     if content is None:
         return Encoded(dialect.soap_content_type, envelope)
-    content = _with_transfer_encodings(content, dialect)
     if content.content_id is None:
         content = dataclasses.replace(content, content_id=CONTENT_ID)
-    soap_part = make_part(
+    soap_part = Part(
+        parse_content_type(dialect.soap_content_type),
         envelope,
-        dialect.soap_content_type,
         content_id=dialect.soap_content_id,
-        transfer_encoding=dialect.soap_transfer_encoding,
+        # "" = no Content-Transfer-Encoding header (None would let the dialect pick one)
+        transfer_encoding=dialect.soap_transfer_encoding or "",
     )
     params: dict[str, str] = {}
     if dialect.emit_type:
@@ -91,24 +91,9 @@ def encode(message: Message, dialect: Dialect = STRICT_3GPP) -> Encoded:
         subtype="related",
         params=params,
         bracket_content_id=dialect.content_id_brackets,
+        transfer_encoding_for=dialect.transfer_encoding_for,
     )
     return Encoded(content_type, body)
-
-
-def _with_transfer_encodings(part: Part, dialect: Dialect) -> Part:
-    """The part tree with the dialect's Content-Transfer-Encoding where the caller set none."""
-    if part.children:
-        children = tuple(_with_transfer_encodings(c, dialect) for c in part.children)
-        if children == part.children and all(
-            a.transfer_encoding == b.transfer_encoding
-            for a, b in zip(children, part.children, strict=True)
-        ):
-            return part
-        return dataclasses.replace(part, children=children)
-    if part.transfer_encoding is not None:
-        return part
-    cte = dialect.transfer_encoding_for(part.content_type.mime_type)
-    return dataclasses.replace(part, transfer_encoding=cte)
 
 
 def decode(body: bytes, content_type: str | None, limits: Limits = DEFAULT_LIMITS) -> Decoded:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import binascii
 import secrets
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -426,11 +426,24 @@ def build_multipart(
     params: Mapping[str, str] | None = None,
     boundary: str | None = None,
     bracket_content_id: bool = True,
+    transfer_encoding_for: Callable[[str], str | None] | None = None,
 ) -> tuple[str, bytes]:
-    """Build an SwA HTTP body: (Content-Type value with boundary first, then params, body bytes)."""
+    """Build an SwA HTTP body: (Content-Type value with boundary first, then params, body bytes).
+
+    ``transfer_encoding_for(media_type)`` picks the CTE of leaf parts that do not set their own
+    (a dialect's choice), without copying the parts.
+    """
     ct = ContentType(f"multipart/{subtype}", dict(params or {}))
     out: list[bytes] = []
-    chosen = _emit_children(parts, out, [], bracket_content_id, boundary, explicit=bool(boundary))
+    chosen = _emit_children(
+        parts,
+        out,
+        [],
+        bracket_content_id,
+        boundary,
+        explicit=bool(boundary),
+        cte_for=transfer_encoding_for,
+    )
     return _multipart_header_value(ct, chosen), b"".join(out)
 
 
@@ -449,6 +462,7 @@ def _emit_entity(
     bodies: list[bytes],
     bracket: bool,
     boundary: str | None,
+    cte_for: Callable[[str], str | None] | None = None,
 ) -> None:
     """Append ``part`` (headers, blank line, body) to ``out``; leaf bodies also go to ``bodies``."""
     slot = len(out)
@@ -459,9 +473,13 @@ def _emit_entity(
         if te and te.lower() not in _IDENTITY_CTES:
             raise EmitError(f"a multipart entity cannot use Content-Transfer-Encoding {te!r}")
         reuse = boundary or ct.params.get("boundary")
-        chosen = _emit_children(part.children, out, bodies, bracket, reuse, explicit=bool(boundary))
+        chosen = _emit_children(
+            part.children, out, bodies, bracket, reuse, explicit=bool(boundary), cte_for=cte_for
+        )
         head = "Content-Type: " + _multipart_header_value(ct, chosen)
     else:
+        if te is None and cte_for is not None:
+            te = cte_for(ct.mime_type)
         encoded = encode_body(part.body, te) if te else part.body
         out.append(encoded)
         bodies.append(encoded)
@@ -507,6 +525,7 @@ def _emit_children(
     boundary: str | None,
     *,
     explicit: bool,
+    cte_for: Callable[[str], str | None] | None = None,
 ) -> str:
     """Append a multipart body to ``out``; returns the boundary used.
 
@@ -523,7 +542,7 @@ def _emit_children(
         delim = b"--" + chosen.encode("ascii")
         for i, child in enumerate(children):
             out.append((b"\r\n" + delim + b"\r\n") if i else (delim + b"\r\n"))
-            _emit_entity(child, out, bodies, bracket, None)
+            _emit_entity(child, out, bodies, bracket, None, cte_for)
         out.append((b"\r\n" + delim + b"--\r\n") if children else (delim + b"--\r\n"))
         if boundary is None or not any(delim in body for body in bodies[bodies_mark:]):
             return chosen
