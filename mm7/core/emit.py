@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -32,6 +33,7 @@ from mm7.core.model import (
 )
 from mm7.core.spec import (
     OPERATION_BY_MODEL,
+    OPERATION_BY_NAME,
     SENDER_ID_ELEMENTS,
     Element,
     Kind,
@@ -39,7 +41,7 @@ from mm7.core.spec import (
     enum_values,
 )
 from mm7.core.values import Duration, format_bool, format_datetime, format_relative_or_absolute
-from mm7.core.versions import SOAP_ENV_NS, Version
+from mm7.core.versions import SOAP_ENV_NS, Version, get_version
 
 # Characters XML 1.0 cannot carry at all: C0 controls but TAB/LF/CR, U+FFFE/FFFF, and lone
 # surrogates (a Python str can hold them, UTF-8 cannot encode them).
@@ -224,51 +226,8 @@ class _Writer:
 
     # -- element writers by kind
     def write(self, el: Element, value: Any, msg: Message) -> None:
-        kind = el.kind
-        p = self.p
-        name = el.name
-        out = self.out
-        if kind is Kind.STRING or kind is Kind.SERVICE_CODE:
-            self.simple(name, value)
-        elif kind is Kind.ID:
-            self.simple(name, self.ident(name, value))
-        elif kind is Kind.BOOLEAN:
-            out.append(f"<{p}{name}>{self.boolean(value)}</{p}{name}>")
-        elif kind is Kind.DATETIME:
-            out.append(f"<{p}{name}>{self.date(value, name)}</{p}{name}>")
-        elif kind is Kind.REL_DATE:
-            out.append(f"<{p}{name}>{self.reldate(value, name)}</{p}{name}>")
-        elif kind is Kind.ENUM or kind is Kind.MM_STATUS or kind is Kind.READ_STATUS:
-            out.append(f"<{p}{name}>{self.enum(el, value)}</{p}{name}>")
-        elif kind is Kind.VERSION:
-            out.append(f"<{p}{name}>{escape_text(value, self.where(name))}</{p}{name}>")
-        elif kind is Kind.ADDRESS:
-            out.append(f"<{p}{name}>{self.address(name, value)}</{p}{name}>")
-        elif kind is Kind.RECIPIENTS:
-            self.recipients(value)
-        elif kind is Kind.SENDER_ID:
-            self.sender_id(msg)
-        elif kind is Kind.STATUS or kind is Kind.CODE_ONLY_STATUS:
-            self.status(value, code_only=kind is Kind.CODE_ONLY_STATUS)
-        elif kind is Kind.REPLY_CHARGING:
-            self.reply_charging(value)
-        elif kind is Kind.DELIVERY_CONDITION:
-            dcs = "".join(
-                f"<{p}DC>{self.positive(dc, 'DeliveryCondition/DC')}</{p}DC>" for dc in value
-            )
-            out.append(f"<{p}{name}>{dcs}</{p}{name}>")
-        elif kind is Kind.DELIVERY_CONDITION_TEXT:
-            self.simple(name, " ".join(str(int(dc)) for dc in value))
-        elif kind is Kind.PREVIOUSLY_SENT_BY:
-            self.previously_sent_by(value)
-        elif kind is Kind.PREVIOUSLY_SENT_DATE:
-            self.previously_sent_date(value)
-        elif kind is Kind.CAPABILITIES:
-            self.capabilities(value)
-        elif kind is Kind.CONTENT:
-            self.content(value, msg)
-        else:  # pragma: no cover - the table only uses the kinds above
-            raise EmitError(f"{self.op.name}/{name}: no writer for kind {kind}")
+        """Append element ``el`` holding ``value`` (the kind's writer in _WRITERS)."""
+        _WRITERS[el.kind](self, el, value, msg)
 
     def recipients(self, value: Recipients) -> None:
         p = self.p
@@ -374,6 +333,121 @@ class _Writer:
         self.out.append(f"<{self.p}Content{attrs}/>")
 
 
+_W = Callable[["_Writer", Element, Any, Message], None]
+
+
+def _w_string(w: _Writer, el: Element, value: Any, msg: Message) -> None:
+    w.simple(el.name, value)
+
+
+def _w_id(w: _Writer, el: Element, value: Any, msg: Message) -> None:
+    w.simple(el.name, w.ident(el.name, value))
+
+
+def _w_boolean(w: _Writer, el: Element, value: Any, msg: Message) -> None:
+    p, name = w.p, el.name
+    w.out.append(f"<{p}{name}>{w.boolean(value)}</{p}{name}>")
+
+
+def _w_datetime(w: _Writer, el: Element, value: Any, msg: Message) -> None:
+    p, name = w.p, el.name
+    w.out.append(f"<{p}{name}>{w.date(value, name)}</{p}{name}>")
+
+
+def _w_rel_date(w: _Writer, el: Element, value: Any, msg: Message) -> None:
+    p, name = w.p, el.name
+    w.out.append(f"<{p}{name}>{w.reldate(value, name)}</{p}{name}>")
+
+
+def _w_enum(w: _Writer, el: Element, value: Any, msg: Message) -> None:
+    p, name = w.p, el.name
+    w.out.append(f"<{p}{name}>{w.enum(el, value)}</{p}{name}>")
+
+
+def _w_version(w: _Writer, el: Element, value: Any, msg: Message) -> None:
+    p, name = w.p, el.name
+    w.out.append(f"<{p}{name}>{escape_text(value, w.where(name))}</{p}{name}>")
+
+
+def _w_address(w: _Writer, el: Element, value: Any, msg: Message) -> None:
+    p, name = w.p, el.name
+    w.out.append(f"<{p}{name}>{w.address(name, value)}</{p}{name}>")
+
+
+def _w_recipients(w: _Writer, el: Element, value: Any, msg: Message) -> None:
+    w.recipients(value)
+
+
+def _w_sender_id(w: _Writer, el: Element, value: Any, msg: Message) -> None:
+    w.sender_id(msg)
+
+
+def _w_status(w: _Writer, el: Element, value: Any, msg: Message) -> None:
+    w.status(value, code_only=el.kind is Kind.CODE_ONLY_STATUS)
+
+
+def _w_reply_charging(w: _Writer, el: Element, value: Any, msg: Message) -> None:
+    w.reply_charging(value)
+
+
+def _w_delivery_condition(w: _Writer, el: Element, value: Any, msg: Message) -> None:
+    p = w.p
+    dcs = "".join(f"<{p}DC>{w.positive(dc, 'DeliveryCondition/DC')}</{p}DC>" for dc in value)
+    w.out.append(f"<{p}{el.name}>{dcs}</{p}{el.name}>")
+
+
+def _w_delivery_condition_text(w: _Writer, el: Element, value: Any, msg: Message) -> None:
+    w.simple(el.name, " ".join(str(int(dc)) for dc in value))
+
+
+def _w_previously_sent_by(w: _Writer, el: Element, value: Any, msg: Message) -> None:
+    w.previously_sent_by(value)
+
+
+def _w_previously_sent_date(w: _Writer, el: Element, value: Any, msg: Message) -> None:
+    w.previously_sent_date(value)
+
+
+def _w_capabilities(w: _Writer, el: Element, value: Any, msg: Message) -> None:
+    w.capabilities(value)
+
+
+def _w_content(w: _Writer, el: Element, value: Any, msg: Message) -> None:
+    w.content(value, msg)
+
+
+def _w_none(w: _Writer, el: Element, value: Any, msg: Message) -> None:  # pragma: no cover
+    raise EmitError(f"{w.op.name}/{el.name}: no writer for kind {el.kind}")
+
+
+_WRITERS: dict[Kind, _W] = {
+    Kind.STRING: _w_string,
+    Kind.SERVICE_CODE: _w_string,
+    Kind.ID: _w_id,
+    Kind.BOOLEAN: _w_boolean,
+    Kind.DATETIME: _w_datetime,
+    Kind.REL_DATE: _w_rel_date,
+    Kind.ENUM: _w_enum,
+    Kind.MM_STATUS: _w_enum,
+    Kind.READ_STATUS: _w_enum,
+    Kind.VERSION: _w_version,
+    Kind.ADDRESS: _w_address,
+    Kind.RECIPIENTS: _w_recipients,
+    Kind.SENDER_ID: _w_sender_id,
+    Kind.STATUS: _w_status,
+    Kind.CODE_ONLY_STATUS: _w_status,
+    Kind.REPLY_CHARGING: _w_reply_charging,
+    Kind.DELIVERY_CONDITION: _w_delivery_condition,
+    Kind.DELIVERY_CONDITION_TEXT: _w_delivery_condition_text,
+    Kind.PREVIOUSLY_SENT_BY: _w_previously_sent_by,
+    Kind.PREVIOUSLY_SENT_DATE: _w_previously_sent_date,
+    Kind.CAPABILITIES: _w_capabilities,
+    Kind.CONTENT: _w_content,
+    Kind.SENDER_ADDRESS: _w_none,  # written inside SenderIdentification
+}
+assert set(_WRITERS) == set(Kind)
+
+
 #: Content-ID given to the message content when the caller's part has none
 CONTENT_ID = "mm7-content"
 
@@ -393,8 +467,11 @@ def write_body(
         raise EmitError(f"{op.name} does not exist in {version.token} (REL-6-MM7-1-4 only)")
     w = _Writer(dialect, version, op)
     sequence = op.sequence(version)
+    strict = dialect.strict
+    writers = _WRITERS
     for el in sequence:
-        if el.kind is Kind.VERSION:
+        kind = el.kind
+        if kind is Kind.VERSION:
             value: Any = message.mm7_version or dialect.effective_mm7_version
             if (
                 dialect.strict
@@ -405,17 +482,22 @@ def write_body(
                     f"{op.name}/MM7Version: {value!r} is not allowed by {version.token} "
                     f"(allowed: {', '.join(version.mm7_versions)})"
                 )
-        elif el.kind is Kind.SENDER_ID:
+        elif kind is Kind.SENDER_ID:
             value = message
         else:
             value = getattr(message, el.attr)
-        if _missing(value):
-            if el.required and dialect.strict:
+        if value is None or value == () or value == "":
+            if el.required and strict:
                 raise EmitError(f"{op.name}/{el.name} is required in {version.token}")
             continue
-        w.write(el, value, message)
-    if dialect.strict:
-        _refuse_fields_outside(message, op, sequence, version)
+        writers[kind](w, el, value, message)
+    if strict:
+        for attr, name in _outside(op.name, version.token):
+            if not _missing(getattr(message, attr)):
+                raise EmitError(
+                    f"{op.name}: {attr} ({name}) does not exist in {version.token}; "
+                    "choose a newer version or a non-strict dialect that drops it"
+                )
     ns = namespace or version.namespace
     p = w.p
     decl = "" if dialect.mm7_prefix else f' xmlns="{ns}"'
@@ -427,22 +509,19 @@ _ALWAYS = frozenset(
 )
 
 
-def _refuse_fields_outside(
-    message: Message, op: Operation, sequence: tuple[Element, ...], version: Version
-) -> None:
-    """Strict emission: a field set on the model that the version has no element for is an error."""
+@lru_cache(maxsize=256)
+def _outside(op_name: str, token: str) -> tuple[tuple[str, str], ...]:
+    """(model attribute, element) pairs of ``op`` that version ``token`` has no element for."""
+    op = OPERATION_BY_NAME[op_name]
+    sequence = op.sequence(get_version(token))
     present = {el.attr for el in sequence}
     if any(el.kind is Kind.SENDER_ID for el in sequence):
         present |= {el.attr for el in SENDER_ID_ELEMENTS}
+    out: dict[str, str] = {}
     for el in op.elements:
-        if el.attr in present or el.attr in _ALWAYS or not el.attr:
-            continue
-        if not _missing(getattr(message, el.attr)):
-            raise EmitError(
-                f"{op.name}: {el.attr} ({el.name}) does not exist in {version.token}; "
-                "choose a newer version or a non-strict dialect that drops it"
-            )
-        present.add(el.attr)
+        if el.attr and el.attr not in present and el.attr not in _ALWAYS:
+            out.setdefault(el.attr, el.name)
+    return tuple(out.items())
 
 
 def write_envelope(
