@@ -393,3 +393,30 @@ def test_with_version_resets_mm7_version_to_the_namespace_default() -> None:
     assert moved.effective_mm7_version == "6.5.0"
     assert moved.name == "rel5-legacy"
     assert legacy.with_version("REL-6-MM7-1-2", "5.3.0").effective_mm7_version == "5.3.0"
+
+
+def test_http_knobs_are_data_with_checked_values() -> None:
+    """SOAPAction, chunking, extra headers and the fault status travel with the dialect."""
+    assert get_dialect("3gpp").soap_action_header() == '""'
+    assert not get_dialect("3gpp").chunked
+    assert get_dialect("3gpp").fault_http_status == 500
+    aggregator = get_dialect("aggregator")
+    assert aggregator.soap_action_header() == f'"{aggregator.namespace}"'
+    built = Dialect.from_mapping(
+        {
+            "extends": "3gpp",
+            "soap_action": "none",
+            "extra_headers": {"X-Carrier-Id": "42"},
+            "fault_http_status": 200,
+            "accept_blank_200": True,
+        }
+    )
+    assert built.soap_action_header() is None
+    assert built.extra_headers == (("X-Carrier-Id", "42"),)
+    assert built.fault_http_status == 200
+    with pytest.raises(DialectError, match="fault_http_status"):
+        Dialect.from_mapping({"fault_http_status": "500"})
+    with pytest.raises(DialectError, match="fault_http_status"):
+        Dialect.from_mapping({"fault_http_status": 42})
+    with pytest.raises(DialectError, match="extra_headers"):
+        Dialect.from_mapping({"extra_headers": {"Bad Header": "x"}})

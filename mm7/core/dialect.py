@@ -75,6 +75,18 @@ class Dialect:
     #: Status/Details is element-only in every schema: wrap details text in this element
     #: (unqualified); None writes bare text, as many MMSCs do (invalid against the schema)
     details_element: str | None = "Reason"
+    # --- HTTP knobs (data only: the transport layer reads them) ---
+    #: SOAPAction header: "empty" (SOAPAction: ""), "namespace" (the MM7 namespace URI),
+    #: "none" (no header), or any other string sent as the quoted value
+    soap_action: str = "empty"
+    #: chunked transfer-coding; default Content-Length (mBlox/NowSMS refuse chunked requests)
+    chunked: bool = False
+    #: extra HTTP headers on every request (carrier routing hints, API keys are secrets: not here)
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    #: HTTP status of a SOAP Fault we send: 500 per the SOAP 1.1 HTTP binding; some peers want 200
+    fault_http_status: int = 500
+    #: accept a blank HTTP 200 in place of a response (a named leniency some aggregators need)
+    accept_blank_200: bool = False
     #: extra labels for documentation and logs (e.g. which carrier it came from)
     notes: str = field(default="", compare=False)
 
@@ -85,6 +97,16 @@ class Dialect:
     @property
     def effective_mm7_version(self) -> str:
         return self.mm7_version or self.version.default_mm7_version
+
+    def soap_action_header(self) -> str | None:
+        """The SOAPAction header value to send, quoted as SOAP 1.1 wants; None: no header."""
+        if self.soap_action == "none":
+            return None
+        if self.soap_action == "empty":
+            return '""'
+        if self.soap_action == "namespace":
+            return f'"{self.namespace}"'
+        return f'"{self.soap_action}"'
 
     def transfer_encoding_for(self, mime_type: str) -> str:
         """The CTE to use for a media part of ``mime_type`` (multipart containers excluded)."""
@@ -100,6 +122,11 @@ class Dialect:
         _check_choice("transfer_encoding", self.transfer_encoding, TRANSFER_ENCODINGS)
         for prefix, cte in self.transfer_encoding_by_type:
             _check_choice(f"transfer_encoding_by_type[{prefix!r}]", cte, TRANSFER_ENCODINGS)
+        if not 100 <= self.fault_http_status <= 599:
+            raise DialectError(f"fault_http_status: {self.fault_http_status} is not an HTTP status")
+        for name, value in self.extra_headers:
+            if not name or any(c in name for c in " :\r\n") or "\r" in value or "\n" in value:
+                raise DialectError(f"extra_headers: {name!r} is not a valid header")
         if not self.envelope_prefix:
             raise DialectError("envelope_prefix: must not be empty")
         for name in ("envelope_prefix", "mm7_prefix"):
@@ -137,8 +164,9 @@ class Dialect:
                 values["version"] = get_version(str(values["version"]))
             except KeyError as exc:
                 raise DialectError(f"version: {exc.args[0]}") from None
-        if "transfer_encoding_by_type" in values:
-            values["transfer_encoding_by_type"] = _pairs(values["transfer_encoding_by_type"])
+        for key in ("transfer_encoding_by_type", "extra_headers"):
+            if key in values:
+                values[key] = _pairs(key, values[key])
         for key, value in values.items():
             _check_type(key, value)
         try:
@@ -162,15 +190,17 @@ def _check_type(key: str, value: Any) -> None:
     base = annotation.removesuffix(" | None")
     if value is None and base != annotation:
         return
-    want = {"bool": bool, "str": str}.get(base)
+    want = {"bool": bool, "str": str, "int": int}.get(base)
+    if want is int and isinstance(value, bool):
+        want = None
+        raise DialectError(f"{key}: expected an integer, got {value!r}")
     if want is not None and not isinstance(value, want):
-        raise DialectError(
-            f"{key}: expected {'true/false' if want is bool else 'a string'}, got {value!r}"
-        )
+        label = {bool: "true/false", str: "a string", int: "an integer"}[want]
+        raise DialectError(f"{key}: expected {label}, got {value!r}")
 
 
-def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
-    """transfer_encoding_by_type from a table {prefix: cte} or a list of [prefix, cte] pairs."""
+def _pairs(key: str, value: Any) -> tuple[tuple[str, str], ...]:
+    """A table {name: value} or a list of [name, value] pairs, as a tuple of pairs."""
     items: list[tuple[Any, ...]]
     if isinstance(value, Mapping):
         items = list(value.items())
@@ -179,9 +209,7 @@ def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
     else:
         items = [()]
     if not all(len(p) == 2 and all(isinstance(x, str) for x in p) for p in items):
-        raise DialectError(
-            f"transfer_encoding_by_type: expected a table of media-type prefix = CTE, got {value!r}"
-        )
+        raise DialectError(f"{key}: expected a table of name = value strings, got {value!r}")
     return tuple((p[0], p[1]) for p in items)
 
 
@@ -224,6 +252,7 @@ DIALECTS: dict[str, Dialect] = {
         Dialect(
             name="aggregator",
             version=get_version("REL-6-MM7-1-4"),
+            soap_action="namespace",
             mm7_prefix="",
             number_plus="strip",
             content_id_brackets=False,
