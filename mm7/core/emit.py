@@ -127,8 +127,13 @@ class _Writer:
 
     # -- scalar helpers
     def simple(self, name: str, text: str) -> None:
+        """Append <name>text</name>, escaping ``text``."""
+        self.leaf(name, escape_text(text, self.where(name)))
+
+    def leaf(self, name: str, xml_text: str) -> None:
+        """Append <name>xml_text</name>; ``xml_text`` is already escaped or needs no escaping."""
         p = self.p
-        self.out.append(f"<{p}{name}>{escape_text(text, self.where(name))}</{p}{name}>")
+        self.out.append(f"<{p}{name}>{xml_text}</{p}{name}>")
 
     def boolean(self, value: bool) -> str:
         return format_bool(value, self.dialect.boolean_spelling)
@@ -345,33 +350,27 @@ def _w_id(w: _Writer, el: Element, value: Any, msg: Message) -> None:
 
 
 def _w_boolean(w: _Writer, el: Element, value: Any, msg: Message) -> None:
-    p, name = w.p, el.name
-    w.out.append(f"<{p}{name}>{w.boolean(value)}</{p}{name}>")
+    w.leaf(el.name, w.boolean(value))
 
 
 def _w_datetime(w: _Writer, el: Element, value: Any, msg: Message) -> None:
-    p, name = w.p, el.name
-    w.out.append(f"<{p}{name}>{w.date(value, name)}</{p}{name}>")
+    w.leaf(el.name, w.date(value, el.name))
 
 
 def _w_rel_date(w: _Writer, el: Element, value: Any, msg: Message) -> None:
-    p, name = w.p, el.name
-    w.out.append(f"<{p}{name}>{w.reldate(value, name)}</{p}{name}>")
+    w.leaf(el.name, w.reldate(value, el.name))
 
 
 def _w_enum(w: _Writer, el: Element, value: Any, msg: Message) -> None:
-    p, name = w.p, el.name
-    w.out.append(f"<{p}{name}>{w.enum(el, value)}</{p}{name}>")
+    w.leaf(el.name, escape_text(w.enum(el, value), w.where(el.name)))
 
 
 def _w_version(w: _Writer, el: Element, value: Any, msg: Message) -> None:
-    p, name = w.p, el.name
-    w.out.append(f"<{p}{name}>{escape_text(value, w.where(name))}</{p}{name}>")
+    w.leaf(el.name, escape_text(value, w.where(el.name)))
 
 
 def _w_address(w: _Writer, el: Element, value: Any, msg: Message) -> None:
-    p, name = w.p, el.name
-    w.out.append(f"<{p}{name}>{w.address(name, value)}</{p}{name}>")
+    w.leaf(el.name, w.address(el.name, value))
 
 
 def _w_recipients(w: _Writer, el: Element, value: Any, msg: Message) -> None:
