@@ -31,8 +31,9 @@ class MediaItem:
     @property
     def kind(self) -> str:
         """image, video, audio, text, or other (vCard/vCalendar/anything else)."""
-        major = self.media_type.split("/", 1)[0]
-        if self.media_type in ("text/x-vcard", "text/x-vcalendar", "text/vcard", "text/calendar"):
+        media_type = self.media_type.lower()  # media types are case-insensitive (text/x-vCard)
+        major = media_type.split("/", 1)[0]
+        if media_type in ("text/x-vcard", "text/x-vcalendar", "text/vcard", "text/calendar"):
             return "other"
         return major if major in ("image", "video", "audio", "text") else "other"
 
@@ -51,7 +52,8 @@ class Slide:
 
 @dataclass(frozen=True, slots=True)
 class Presentation:
-    """Items in order plus the slides that present them; ``smil`` is set when the caller gave one."""
+    """Items in order plus the slides that present them; ``smil`` is set when the caller gave
+    one."""
 
     items: tuple[MediaItem, ...]
     slides: tuple[Slide, ...] = ()
