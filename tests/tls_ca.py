@@ -26,6 +26,8 @@ class Issued:
 class TestCA:
     """A CA with its files; ``issue`` makes leaf certificates signed by it."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     name: str
     cert: x509.Certificate
     key: ec.EllipticCurvePrivateKey

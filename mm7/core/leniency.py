@@ -79,3 +79,4 @@ class Leniency(StrEnum):
     ADDRESS_ELEMENT_NAME = "address-element-name"  # RFC822Address for RFC2822Address (instantcom)
     ATTRIBUTE_QUALIFIED = "attribute-qualified"  # mm7:displayOnly, mm7:sequence, ... (instantcom)
     XML_LEADING_WHITESPACE = "xml-leading-whitespace"  # blank lines before <?xml ...?>
+    BLANK_200 = "blank-200"  # a blank HTTP 2xx taken as success (the dialect allows it)
