@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gzip
+import io
 import json
 import logging
 import random
@@ -194,24 +195,22 @@ def test_media_types_come_from_the_bytes_not_the_names(
     content = decode(body, content_type).message.content  # type: ignore[attr-defined]
     assert isinstance(content, Part)
     assert content.content_type.mime_type == "multipart/related"
-    assert content.content_type.param("type") == "image/jpeg"  # RFC 2387 root, no SMIL
-    assert [(p.content_type.mime_type, p.body) for p in content.children] == [
+    assert content.content_type.param("type") == "application/smil"  # several parts: SMIL root
+    smil, *media = content.children
+    assert smil.content_type.mime_type == "application/smil"
+    assert [(p.content_type.mime_type, p.body) for p in media] == [
         ("image/jpeg", jpeg_bytes()),
         ("image/png", png_bytes()),
         ("image/gif", GIF),
     ]
-    assert [p.content_location for p in content.children] == [
-        "picture.png",
-        "image.gif",
-        "anim.jpg",
-    ]
-    assert b"application/smil" not in body
+    # the name is kept, the extension follows the real type
+    assert [p.content_location for p in media] == ["picture.jpg", "image.png", "anim.gif"]
 
     info = inspect_json(capsys, out)
-    assert [(p["content_type"], p["content_id"], p["size"]) for p in info["parts"]] == [
-        ("image/jpeg", "part1", len(jpeg_bytes())),
-        ("image/png", "part2", len(png_bytes())),
-        ("image/gif", "part3", len(GIF)),
+    assert [(p["content_type"], p["content_id"][:5], p["size"]) for p in info["parts"][1:]] == [
+        ("image/jpeg", "img1-", len(jpeg_bytes())),
+        ("image/png", "img2-", len(png_bytes())),
+        ("image/gif", "img3-", len(GIF)),
     ]
 
 
@@ -231,7 +230,7 @@ def test_text_and_media_with_a_smil_file_make_the_smil_the_root(
     content_type, body = split_entity(out.read_bytes())
     content = decode(body, content_type).message.content  # type: ignore[attr-defined]
     assert content.content_type.param("type") == "application/smil"
-    assert content.content_type.param("start") == "<part2>"
+    assert content.content_type.param("start") == f"<{content.children[0].content_id}>"
     types = [p.content_type.mime_type for p in content.children]
     assert types == ["application/smil", "image/png", "text/plain"]
     text = content.children[2]
@@ -382,10 +381,11 @@ def test_compose_inspect_validate_chain(
     number = "15551230001" if d.number_plus == "strip" else "+15551230001"
     assert info["fields"]["recipients"]["to"] == [{"value": number, "kind": "Number"}]
     assert info["fields"]["subject"] == "Grüße"
-    assert [(p["content_type"], p["size"]) for p in info["parts"]] == [
+    assert [(p["content_type"], p["size"]) for p in info["parts"][1:]] == [
         ("image/png", len(png_bytes())),
         ("text/plain", 5),
     ]
+    assert info["parts"][0]["content_type"] == "application/smil"  # several parts: SMIL root
     expected_lens = (
         {"content-id-unbracketed", "start-unbracketed"} if not d.content_id_brackets else set()
     )
@@ -418,11 +418,13 @@ def test_chain_through_the_installed_command(tmp_path: Path) -> None:
     shown = run_cli("inspect", "--json", str(out))
     assert shown.returncode == 0 and shown.stderr == b""
     info = json.loads(shown.stdout)
+    cid = info["parts"][0]["content_id"]
+    assert cid.startswith("img1-") and len(cid) == len("img1-") + 8
     assert info["parts"] == [
         {
             "content_type": "image/gif",
-            "content_id": "part1",
-            "content_location": "p.dat",
+            "content_id": cid,
+            "content_location": "p.gif",
             "size": len(GIF),
             "transfer_encoding": "base64",
         }
@@ -917,3 +919,213 @@ def test_validate_checks_transaction_id_as_nmtoken_in_rel5_1_0(tmp_path: Path) -
     bad.write_text(envelope.format(tid="tx 1"))
     assert main(["validate", str(good)]) == 0
     assert main(["validate", str(bad)]) == 1
+
+
+# --------------------------------------------------------------------------- content: SMIL,
+# slides, layouts and carrier profiles (issue 3)
+
+
+def _content(path: Path) -> Part:
+    content_type, body = split_entity(path.read_bytes())
+    content = decode(body, content_type).message.content  # type: ignore[attr-defined]
+    assert isinstance(content, Part)
+    return content
+
+
+def _media_files(tmp_path: Path) -> list[str]:
+    from tests.test_content_parts import amr, pillow
+
+    files = {"photo.jpg": pillow("JPEG"), "voice.amr": amr(), "logo.png": pillow("PNG")}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    return [str(tmp_path / name) for name in files]
+
+
+def test_compose_builds_slides_and_inspect_shows_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mm7.content.builder import from_part
+    from mm7.content.smil import check_smil
+
+    out = compose(
+        capsys,
+        tmp_path / "slides.mime",
+        "--media",
+        *_media_files(tmp_path),
+        "--text",
+        "Grüße",
+        "--layout",
+        "landscape",
+        "--slide-duration",
+        "2.5",
+    )
+    content = _content(out)
+    smil = content.children[0]
+    assert content.content_type.param("start") == f"<{smil.content_id}>"
+    presentation = from_part(content)
+    assert check_smil(smil.body, presentation.items) == []
+    assert b'dur="2500ms"' in smil.body and b'<region id="Text" left="128"' in smil.body
+
+    info = inspect_json(capsys, out)
+    assert info["layout"] == "landscape"
+    photo, voice, logo, text = (p["content_id"] for p in info["parts"][1:])
+    assert [
+        {k: v["content_id"] if isinstance(v, dict) else v for k, v in s.items()}
+        for s in info["slides"]
+    ] == [
+        {"duration_ms": 2500, "visual": photo, "audio": voice},
+        {"duration_ms": 2500, "visual": logo, "text": text},
+    ]
+    assert info["slides"][1]["text"]["text"] == "Grüße"
+    assert info["slides"][0]["visual"]["content_location"] == "photo.jpg"
+
+    code, stdout, err = run(capsys, "inspect", str(out))
+    assert (code, err) == (EXIT_OK, "")
+    assert f"  slide 1 (2.5 s): image/jpeg {photo}, audio/amr {voice}\n" in stdout
+    assert f'  slide 2 (2.5 s): image/png {logo}, text "Grüße"\n' in stdout
+
+
+def test_compose_smil_none_sends_the_parts_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = compose(capsys, tmp_path / "n.mime", "--smil", "none", "--media", *_media_files(tmp_path))
+    content = _content(out)
+    assert content.content_type.param("type") == "image/jpeg"
+    assert [c.content_type.mime_type for c in content.children] == [
+        "image/jpeg",
+        "audio/amr",
+        "image/png",
+    ]
+    assert "slides" not in inspect_json(capsys, out)
+
+
+def test_compose_with_a_smil_file_sends_it_as_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo, voice, _ = _media_files(tmp_path)
+    smil = tmp_path / "show.smil"
+    smil.write_bytes(
+        b'<smil><head><layout><root-layout width="160" height="120"/>'
+        b'<region id="Image" width="160" height="120"/></layout></head><body>'
+        b'<par dur="4s"><img src="photo.jpg" region="Image"/></par>'
+        b'<par dur="6s"><audio src="voice.amr"/></par></body></smil>'
+    )
+    out = compose(capsys, tmp_path / "f.mime", "--smil", str(smil), "--media", photo, voice)
+    content = _content(out)
+    assert content.children[0].body == smil.read_bytes()
+    slides = inspect_json(capsys, out)["slides"]
+    assert [(s["duration_ms"], sorted(set(s) - {"duration_ms"})) for s in slides] == [
+        (4000, ["visual"]),
+        (6000, ["audio"]),
+    ]
+    # one media item and a SMIL file: still a presentation, since SMIL was asked for
+    single = compose(
+        capsys,
+        tmp_path / "one.mime",
+        "--smil",
+        str(smil),
+        "--media",
+        photo,
+        "--media",
+        voice,
+    )
+    assert _content(single).content_type.param("type") == "application/smil"
+
+
+def test_compose_content_errors_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo, voice, logo = _media_files(tmp_path)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(Path(photo).read_bytes()[:-200])
+    wrong = tmp_path / "wrong.smil"
+    wrong.write_bytes(b'<smil><body><par dur="5s"><img src="nothere.jpg"/></par></body></smil>')
+    out = str(tmp_path / "never.mime")
+    cases = [
+        (["--media", str(cut)], f"part 1 ({cut}): truncated JPEG"),
+        (["--media", photo, "--smil", str(wrong)], "<img src='nothere.jpg'> names no part"),
+        (["--media", photo, "--smil", str(tmp_path / "gone.smil")], "no such file"),
+        (["--smil", str(wrong)], "needs --media or --text"),
+        (["--media", str(wrong), "--smil", str(wrong), "--text", "x"], "more than one SMIL"),
+        (["--slide-duration", "0"], "--slide-duration: expected a positive duration"),
+        (["--slide-duration", "soon"], "--slide-duration"),
+        (["--layout", "diagonal"], "expected one of portrait, portrait-text-above, landscape"),
+        (["--media", photo, "--profile", "no-such-carrier"], "no profile named 'no-such-carrier'"),
+        (
+            ["--media", photo, logo, "--smil", "none", "--profile", "aggregator-smil"],
+            "profile aggregator-smil requires SMIL",
+        ),
+    ]
+    for extra, expected in cases:
+        code, stdout, err = run(capsys, "compose", "--to", "+15551230001", *extra, "-o", out)
+        line = assert_one_line_failure(code, stdout, err, "compose")
+        assert expected in line, (extra, line)
+    assert not Path(out).exists()
+
+
+def test_inspect_shows_the_slides_of_a_real_deliver_req(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fixture = Path(__file__).parent / "fixtures" / "soap" / "nokia-mc5-deliverreq.http"
+    info = inspect_json(capsys, fixture)
+    assert info["slides"] == [
+        {
+            "duration_ms": 5000,
+            "visual": {
+                "content_id": "image",
+                "content_type": "image/jpeg",
+                "content_location": "image.jpg",
+                "size": 278,
+            },
+            "text": {
+                "content_id": "text",
+                "content_type": "text/plain",
+                "content_location": "text.txt",
+                "size": 16,
+                "text": "Glasam za broj 7",
+            },
+        }
+    ]
+    code, stdout, _ = run(capsys, "inspect", str(fixture))
+    assert code == EXIT_OK
+    assert '  slide 1 (5 s): image/jpeg image, text "Glasam za broj 7"\n' in stdout
+
+
+def test_compose_fits_a_carrier_profile_and_reports_each_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Last on purpose: it runs the profile fitter (mm7.content.fit) from the CLI."""
+    from PIL import Image
+
+    from mm7.content.builder import from_part
+
+    noise = Image.effect_noise((1200, 900), 90).convert("RGB")
+    big = tmp_path / "big.png"
+    noise.save(big)
+    out = tmp_path / "fit.mime"
+    code, stdout, err = run(
+        capsys,
+        "compose",
+        "--to",
+        "+15551230001",
+        "--media",
+        str(big),
+        "--text",
+        "hi",
+        "--profile",
+        "oma-image-rich",
+        "-o",
+        str(out),
+    )
+    assert (code, stdout) == (EXIT_OK, "")
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("mm7 compose: img1-")
+    assert "image/png" in lines[0] and "-> image/jpeg" in lines[0]
+    content = _content(out)
+    presentation = from_part(content)
+    photo = presentation.items[0]
+    assert photo.media_type == "image/jpeg"
+    with Image.open(io.BytesIO(photo.data)) as image:
+        assert max(image.size) <= 640 and min(image.size) <= 480
+    assert sum(len(c.body) for c in content.children) < 100_000

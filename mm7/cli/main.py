@@ -1,6 +1,7 @@
 """The `mm7` command: compose, inspect and validate MM7 messages, and write the schemas.
 
     mm7 compose --to +15551230001 --text hi --media photo.jpg -o submit.mime
+    mm7 compose --to +15551230001 --media a.jpg b.jpg --text hi --profile mms-300k -o s.mime
     mm7 inspect capture.http --json
     mm7 validate submit.mime [--schema-dir DIR]
 
@@ -27,12 +28,16 @@ from typing import Any, NoReturn
 from lxml import etree
 
 from mm7 import __version__
+from mm7.content.builder import build_presentation, find_smil, from_part, to_part
+from mm7.content.model import Layout, MediaItem, Presentation, Slide
+from mm7.content.parts import Source, make_items, text_source
+from mm7.content.smil import DEFAULT_DURATION_MS, parse_duration
 from mm7.core.capture import max_capture_bytes, read_capture
 from mm7.core.codec import decode, encode
 from mm7.core.dialect import DIALECTS, Dialect, get_dialect
 from mm7.core.errors import LimitExceededError, MM7Error
 from mm7.core.jsonview import leaf_parts, message_fields, part_summary
-from mm7.core.mime import Part, make_multipart, make_part, parse_swa
+from mm7.core.mime import ContentType, Part, make_multipart, make_part, parse_swa
 from mm7.core.model import Address, Fault, Priority, Recipients, Response, SubmitReq
 from mm7.core.sniff import sniff
 from mm7.core.validate import validate_envelope
@@ -68,6 +73,26 @@ def _priority(text: str) -> Priority:
     )
 
 
+def _slide_duration(text: str) -> int:
+    """--slide-duration in milliseconds: seconds ("5", "1.5"), or with a unit ("2500ms", "5s")."""
+    ms = parse_duration(text)
+    if ms is None or ms <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive duration such as 5, 5s or 2500ms, got {text!r}"
+        )
+    return ms
+
+
+def _layout(text: str) -> Layout:
+    """--layout value: one of the Layout names, case-insensitive."""
+    try:
+        return Layout(text.strip().lower())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected one of {', '.join(x.value for x in Layout)}, got {text!r}"
+        ) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command (also what `--help` prints)."""
     parser = _Parser(prog="mm7", description="3GPP MM7 (TS 23.140) gateway toolkit")
@@ -99,6 +124,35 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="FILE",
         help="media files; the type is read from the bytes, not the name",
+    )
+    c.add_argument(
+        "--smil",
+        default="auto",
+        metavar="auto|none|FILE",
+        help="auto: a SMIL presentation when there is more than one part (or the profile requires "
+        "it; a SMIL file among --media is used as the presentation); none: parts without SMIL; "
+        "FILE: your SMIL, checked against the parts (src by cid: or file name)",
+    )
+    c.add_argument(
+        "--slide-duration",
+        type=_slide_duration,
+        default=DEFAULT_DURATION_MS,
+        metavar="SECONDS",
+        help="how long each generated slide shows: 5, 1.5, 5s or 2500ms (default 5 s)",
+    )
+    c.add_argument(
+        "--layout",
+        type=_layout,
+        default=Layout.PORTRAIT_TEXT_BELOW,
+        metavar="LAYOUT",
+        help=f"SMIL layout, one of: {', '.join(x.value for x in Layout)} (default portrait: "
+        "image above text)",
+    )
+    c.add_argument(
+        "--profile",
+        metavar="NAME|FILE",
+        help="fit the content to a carrier profile (conf/profiles/NAME.toml or a .toml file); "
+        "what was changed is printed to stderr",
     )
     c.add_argument("--service-code")
     c.add_argument("--linked-id")
@@ -228,51 +282,94 @@ def _dialect(args: argparse.Namespace) -> Dialect:
     return dialect
 
 
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def _media_part(name: str, index: int) -> Part:
-    """A media file as a part whose type is sniffed from its bytes (never from its name)."""
+def _media_source(name: str) -> Source:
+    """A --media file as a content source; its type is sniffed from the bytes later."""
     data = _read_file(name, "--media")
     if not data:
         raise UsageError(f"--media {name}: the file is empty")
-    mime = sniff(data)
-    if mime == "text/plain":
-        mime = "text/plain; charset=utf-8"  # sniff only says text/plain for valid UTF-8
-    # Content-Location is a header: keep it ASCII and free of spaces and quotes.
-    location = _UNSAFE_NAME.sub("_", Path(name).name).strip("._") or f"part{index}"
-    return make_part(data, mime, content_id=f"part{index}", content_location=location)
+    return Source(data, filename=name)
 
 
-def compose_content(text: str | None, media: Sequence[str]) -> Part | None:
-    """The MM content: one part for a single item, else multipart/related of the parts.
+def compose_content(
+    text: str | None,
+    media: Sequence[str],
+    *,
+    smil: str = "auto",
+    layout: Layout = Layout.PORTRAIT_TEXT_BELOW,
+    slide_duration_ms: int = DEFAULT_DURATION_MS,
+    profile: str | None = None,
+    report: Callable[[str], None] | None = None,
+) -> Part | None:
+    """The MM content of --media files (in order) and --text (last), or None without any.
 
-    Without a SMIL file the parts are packed as they are (the first one is the RFC 2387 root,
-    named by type=); a single SMIL file among the media becomes the root (type=application/smil,
-    start=<its Content-ID>) so that its src references resolve to the other parts.
+    A single part goes alone unless SMIL is asked for (``smil`` a file, or a profile that
+    requires it); several parts become multipart/related with a SMIL presentation built by the
+    default slide rule (``smil="none"``: the parts only). A SMIL file among the media is taken
+    as the presentation. With ``profile`` the presentation is fitted to that carrier profile
+    and each change is passed to ``report``.
     """
-    parts = [_media_part(p, n) for n, p in enumerate(media, start=1)]
+    sources = [_media_source(name) for name in media]
+    smil_bytes: bytes | None = None
+    if smil not in ("auto", "none"):
+        smil_bytes = _read_file(smil, "--smil")
+    given = [s for s in sources if sniff(s.data) == "application/smil"]
+    if given and smil != "none":
+        if smil_bytes is not None or len(given) > 1:
+            raise UsageError("--media: more than one SMIL presentation given (files or --smil)")
+        smil_bytes = given[0].data
+        sources.remove(given[0])
     if text is not None:
-        parts.append(
-            make_part(
-                text.encode("utf-8"),
-                "text/plain; charset=utf-8",
-                content_id="text",
-                content_location="text.txt",
-            )
-        )
-    if not parts:
+        sources.append(text_source(text, filename="text.txt"))
+    if not sources:
+        if smil_bytes is not None:
+            raise UsageError("--smil: a SMIL presentation needs --media or --text parts")
         return None
+    loaded = None
+    if profile is not None:
+        from mm7.content.profile import load_profile
+
+        loaded = load_profile(profile)
+        if loaded.smil_required and smil == "none":
+            raise UsageError(f"--smil none: profile {loaded.name} requires SMIL in every message")
+    refuse = loaded is not None and loaded.on_type_mismatch == "refuse"
+    items = make_items(sources, on_mismatch="refuse" if refuse else "correct")
+    presentation = build_presentation(
+        items, smil=smil_bytes, layout=layout, slide_duration_ms=slide_duration_ms
+    )
+    if loaded is not None:
+        from mm7.content.fit import fit_to_profile
+
+        result = fit_to_profile(presentation, loaded, to_part=to_part)
+        presentation = result.presentation
+        for change in result.changes:
+            if report is not None:
+                report(change.describe())
+    if smil == "none":
+        return _without_smil(presentation.items)
+    smil_required = loaded is not None and loaded.smil_required
+    if smil_bytes is None and not smil_required and len(presentation.items) == 1:
+        return _item_part(presentation.items[0])
+    return to_part(presentation)
+
+
+def _item_part(item: MediaItem) -> Part:
+    params = {"charset": item.charset} if item.charset else {}
+    return make_part(
+        item.data,
+        ContentType(item.media_type, params),
+        content_id=item.content_id,
+        content_location=item.content_location,
+    )
+
+
+def _without_smil(items: Sequence[MediaItem]) -> Part:
+    """--smil none: one item alone, several as multipart/related rooted at the first."""
+    parts = [_item_part(item) for item in items]
     if len(parts) == 1:
         return parts[0]
-    smil = [p for p in parts if p.content_type.mime_type == "application/smil"]
-    if len(smil) == 1:
-        parts.remove(smil[0])
-        parts.insert(0, smil[0])
-        params = {"type": "application/smil", "start": f"<{smil[0].content_id}>"}
-    else:
-        params = {"type": parts[0].content_type.mime_type}
-    return make_multipart(parts, "related", params=params, content_id="mm7-content")
+    return make_multipart(
+        parts, "related", params={"type": parts[0].content_type.mime_type}, content_id="mm7-content"
+    )
 
 
 def _addresses(option: str, values: Sequence[str]) -> tuple[Address, ...]:
@@ -312,7 +409,15 @@ def cmd_compose(args: argparse.Namespace) -> int:
         priority=args.priority,
         subject=args.subject,
         expiry_date=expiry,
-        content=compose_content(args.text, args.media),
+        content=compose_content(
+            args.text,
+            args.media,
+            smil=args.smil,
+            layout=args.layout,
+            slide_duration_ms=args.slide_duration,
+            profile=args.profile,
+            report=lambda change: print(one_line(f"mm7 compose: {change}"), file=sys.stderr),
+        ),
     )
     encoded = encode(message, dialect)
     _write_output(
@@ -354,11 +459,65 @@ def inspect_bytes(raw: bytes) -> dict[str, Any]:
         "capture": capture.kind,
         "content_type": capture.content_type,
     }
+    presentation = _presentation(content)
+    if presentation is not None:
+        result["layout"] = presentation.layout.value
+        result["slides"] = [_slide_json(slide, presentation) for slide in presentation.slides]
     if capture.start_line:
         result["start_line"] = capture.start_line
     if capture.http_status is not None:
         result["http_status"] = capture.http_status
     return result
+
+
+def _presentation(content: Part | None) -> Presentation | None:
+    """The slides of content that carries SMIL (None for content without a presentation)."""
+    if content is None or find_smil(content) is None:
+        return None
+    return from_part(content)
+
+
+_PREVIEW = 200  # characters of a slide's text shown by inspect
+
+
+def _slide_json(slide: Slide, presentation: Presentation) -> dict[str, Any]:
+    """One slide for `inspect --json`: duration, then each shown part (text with its words)."""
+    out: dict[str, Any] = {"duration_ms": slide.duration_ms}
+    for slot in ("visual", "text", "audio"):
+        cid = getattr(slide, slot)
+        if cid is not None:
+            out[slot] = _item_json(presentation.item(cid))
+    if slide.refs:
+        out["refs"] = [_item_json(presentation.item(cid)) for cid in slide.refs]
+    return out
+
+
+def _item_json(item: MediaItem) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "content_id": item.content_id,
+        "content_type": item.media_type,
+        "content_location": item.content_location,
+        "size": len(item.data),
+    }
+    if item.kind == "text":
+        out["text"] = item.data.decode(item.charset or "utf-8", "replace")[:_PREVIEW]
+    return out
+
+
+def _slide_line(number: int, slide: dict[str, Any]) -> str:
+    """One slide as a line of `inspect` text output."""
+    shown = []
+    for slot in ("visual", "text", "audio"):
+        item = slide.get(slot)
+        if item is None:
+            continue
+        if slot == "text":
+            words = item["text"] if len(item["text"]) <= 40 else item["text"][:39] + "…"
+            shown.append(f"text {json.dumps(words, ensure_ascii=False)}")
+        else:
+            shown.append(f"{item['content_type']} {item['content_id']}")
+    shown.extend(f"ref {r['content_type']} {r['content_id']}" for r in slide.get("refs", ()))
+    return f"slide {number} ({slide['duration_ms'] / 1000:g} s): {', '.join(shown) or 'empty'}"
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -378,6 +537,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for n, part in enumerate(info["parts"], start=1):
         cid = part.get("content_id") or "-"
         print(f"  part {n}: {part['content_type']}  cid={cid}  {part['size']} bytes")
+    for n, slide in enumerate(info.get("slides", ()), start=1):
+        print("  " + one_line(_slide_line(n, slide)))
     if info["leniencies"]:
         print(f"  leniencies: {', '.join(info['leniencies'])}")
     return EXIT_OK

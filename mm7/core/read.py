@@ -506,9 +506,7 @@ def _read_previously_sent_by(r: _Reader, child: Any, element: Element, kwargs: _
     )
 
 
-def _read_previously_sent_date(
-    r: _Reader, child: Any, element: Element, kwargs: _Kwargs
-) -> None:
+def _read_previously_sent_date(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
     name = element.name
     kwargs[element.attr] = tuple(
         PreviouslySentDate(
@@ -565,7 +563,6 @@ assert set(_VALUE_READERS) == set(Kind)
 _WITH_CONTENT = frozenset(
     op.name for op in OPERATION_BY_NAME.values() if any(e.kind is Kind.CONTENT for e in op.elements)
 )
-
 
 
 _MODEL_CLASSES: dict[str, type[Message]] = {
