@@ -162,3 +162,18 @@ def test_reply_echoes_an_unpublished_namespace_with_a_lax_dialect() -> None:
     back = decode(wire.body, wire.content_type)
     assert back.message.namespace == bogus
     assert back.message.transaction_id == request.transaction_id
+
+
+def test_an_echoed_namespace_with_xml_special_characters_stays_well_formed() -> None:
+    """A legal URI like urn:x&y must be escaped in xmlns, or the echo is malformed XML."""
+    from mm7.core.dialect import Dialect
+    from mm7.core.model import DeliverRsp
+
+    odd = "urn:x&y<z>"
+    lax = Dialect(strict=False, allow_any_mm7_version=True)
+    for prefix in ("mm7", ""):
+        wire = encode(
+            DeliverRsp(transaction_id="t", namespace=odd, mm7_version="6.8.0"),
+            dataclasses.replace(lax, mm7_prefix=prefix),
+        )
+        assert decode(wire.body, wire.content_type).message.namespace == odd

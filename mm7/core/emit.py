@@ -499,7 +499,7 @@ def write_body(
                 )
     ns = namespace or version.namespace
     p = w.p
-    decl = "" if dialect.mm7_prefix else f' xmlns="{ns}"'
+    decl = "" if dialect.mm7_prefix else f' xmlns="{escape_attr(ns, "xmlns")}"'
     return f"<{p}{op.name}{decl}>{''.join(w.out)}</{p}{op.name}>"
 
 
@@ -536,7 +536,7 @@ def write_envelope(
     if version is None:
         version = _version_of(message, dialect)
     e = dialect.envelope_prefix
-    ns = namespace or version.namespace
+    ns = escape_attr(namespace or version.namespace, "xmlns")
     mp = dialect.mm7_prefix
     if isinstance(message, Fault):
         body = write_fault(message, dialect, version, ns)

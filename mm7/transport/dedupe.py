@@ -1,0 +1,176 @@
+"""Duplicate detection for inbound requests: has this peer sent this request before?
+
+MMSCs retry a DeliverReq or DeliveryReportReq they got no answer to (a timeout, a reset, a 5xx),
+sometimes with the same TransactionID, sometimes with a fresh one but the same report. The inbound
+endpoint asks a ``DuplicateStore`` before calling the handler and hands the handler
+``duplicate=True`` when any key of the request was seen, so the gateway can answer 1000 without
+relaying the message twice.
+
+Keys are recorded only after the handler succeeded (a 1xxx answer): if the first attempt failed,
+its retry must be processed again, not waved through as a duplicate. Concurrent requests with the
+same key are serialised (``KeyedLocks``) so a retry arriving while the first attempt is still in
+the handler waits for its outcome instead of racing it.
+
+``MemoryDedupe`` is a bounded LRU with a time-to-live, for one process; the gateway plugs in a
+durable store (same two methods) that survives restarts and is shared between instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Protocol, runtime_checkable
+
+from mm7.core.model import DeliveryReportReq, Message, ReadReplyReq
+
+#: separates the fields of a key (not a character that survives XML parsing as text)
+_SEP = "\x1f"
+
+
+@runtime_checkable
+class DuplicateStore(Protocol):
+    """Where the endpoint remembers which requests it has answered with success."""
+
+    async def seen(self, key: str) -> bool:
+        """Whether ``key`` was recorded (and has not expired)."""
+        ...
+
+    async def record(self, key: str) -> None:
+        """Remember ``key``: called after the handler succeeded, never before."""
+        ...
+
+
+class MemoryDedupe:
+    """An in-process DuplicateStore: at most ``max_entries`` keys, each kept ``ttl`` seconds.
+
+    The oldest key goes first when full (LRU: ``record`` refreshes a key). ``clock`` is
+    injectable so expiry can be tested without waiting.
+    """
+
+    def __init__(
+        self,
+        max_entries: int = 100_000,
+        ttl: float = 24 * 3600.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        self.max_entries = max_entries
+        self.ttl = ttl
+        self._clock = clock
+        self._expires: OrderedDict[str, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._expires)
+
+    async def seen(self, key: str) -> bool:
+        expires = self._expires.get(key)
+        if expires is None:
+            return False
+        if expires <= self._clock():
+            del self._expires[key]
+            return False
+        return True
+
+    async def record(self, key: str) -> None:
+        now = self._clock()
+        self._expires[key] = now + self.ttl
+        self._expires.move_to_end(key)
+        # drop expired keys from the old end, then the oldest while over the bound
+        while self._expires:
+            oldest, expires = next(iter(self._expires.items()))
+            if expires > now and len(self._expires) <= self.max_entries:
+                break
+            del self._expires[oldest]
+
+
+class NoDedupe:
+    """A DuplicateStore that never sees anything (duplicate detection off)."""
+
+    async def seen(self, key: str) -> bool:
+        return False
+
+    async def record(self, key: str) -> None:
+        return None
+
+
+def _key(peer: str, kind: str, *fields: str) -> str:
+    return _SEP.join((peer, kind, *fields))
+
+
+def dedupe_keys(peer: str, message: Message) -> tuple[str, ...]:
+    """The keys that identify ``message`` from ``peer``; a retry matches at least one.
+
+    - ``peer + TransactionID`` for every request (when it has one);
+    - for DeliveryReportReq, ``peer + MessageID + recipient + MMStatus``: one message gets
+      several reports (Forwarded, then Retrieved), which are not duplicates of each other;
+    - for ReadReplyReq, ``peer + MessageID + recipient + read status``.
+
+    DeliverReq carries no MessageID, so only its TransactionID identifies a retry.
+    """
+    keys: list[str] = []
+    if message.transaction_id:
+        keys.append(_key(peer, "tid", message.transaction_id))
+    if isinstance(message, DeliveryReportReq) and message.message_id:
+        status = message.mm_status_raw or str(message.mm_status)
+        keys.append(_key(peer, "dr", message.message_id, message.recipient.value, status))
+    elif isinstance(message, ReadReplyReq) and message.message_id:
+        status = message.mm_status_raw or str(message.mm_status)
+        keys.append(_key(peer, "rr", message.message_id, message.recipient.value, status))
+    return tuple(keys)
+
+
+async def any_seen(store: DuplicateStore, keys: Iterable[str]) -> bool:
+    """Whether ``store`` has seen any of ``keys``."""
+    for key in keys:
+        if await store.seen(key):
+            return True
+    return False
+
+
+class KeyedLocks:
+    """Per-key asyncio locks, created on demand and dropped when no one holds or waits on them.
+
+    ``hold(keys)`` takes the locks of all ``keys`` in sorted order (no deadlock between two
+    requests sharing several keys).
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    def users(self, key: str) -> int:
+        """How many requests hold or wait for ``key`` (0 when none)."""
+        entry = self._locks.get(key)
+        return entry[1] if entry is not None else 0
+
+    @asynccontextmanager
+    async def hold(self, keys: Iterable[str]) -> AsyncIterator[None]:
+        ordered = sorted(set(keys))
+        for key in ordered:
+            lock, users = self._locks.get(key, (None, 0))
+            self._locks[key] = (lock or asyncio.Lock(), users + 1)
+        acquired: list[asyncio.Lock] = []
+        try:
+            for key in ordered:
+                lock = self._locks[key][0]
+                await lock.acquire()
+                acquired.append(lock)
+            yield
+        finally:
+            for lock in reversed(acquired):
+                lock.release()
+            for key in ordered:
+                lock, users = self._locks[key]
+                if users <= 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)

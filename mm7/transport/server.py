@@ -1,0 +1,661 @@
+"""The inbound MM7 endpoint (MMSC -> VASP): an aiohttp web application.
+
+It accepts DeliverReq, DeliveryReportReq and ReadReplyReq on one path (``/mm7`` by default) in any
+published schema version, calls the application's async handler for the request type, and answers
+with the matching response that echoes the request's TransactionID, namespace and MM7Version.
+What the handler returns (or raises) becomes the response status; the handler decides, so the
+gateway answers 1000 only for what it has committed (DESIGN: acknowledge only what is committed).
+
+    async def on_deliver(ctx: InboundContext[DeliverReq]) -> Status:
+        await store.commit(ctx.message, ctx.parts)       # durable first
+        return Status.of(1000)
+
+    app = create_inbound_app(InboundConfig(peers=(Peer("mmsc", PeerAuth.of(basic=(u, p))),)),
+                             InboundHandlers(on_deliver=on_deliver))
+    web.run_app(app, port=8080)
+
+Errors are answered as the spec shapes them: a VASPErrorRsp inside a SOAP Fault's detail, with
+the peer's ``fault_http_status`` (500 by default, 200 for peers that want it). The mapping of
+every refusal to its MM7 status and HTTP status is in ``STATUS_MAP`` (and the module README text).
+
+The body is streamed with a bound: a declared Content-Length over the limit is refused before a
+byte of the body is read (also in answer to ``Expect: 100-continue``), and a chunked upload is cut
+as soon as it passes the limit. Duplicate requests (an MMSC retry) reach the handler marked
+``duplicate=True`` (see ``mm7.transport.dedupe``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import structlog
+from aiohttp import StreamReader, hdrs, web
+from aiohttp.http import HttpVersion11
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from mm7.core.codec import Decoded, decode, encode
+from mm7.core.dialect import STRICT_3GPP, Dialect
+from mm7.core.emit import fault_code_for
+from mm7.core.errors import MM7Error, ParseError
+from mm7.core.leniency import Leniency
+from mm7.core.limits import DEFAULT_LIMITS, Limits
+from mm7.core.mime import Part, parse_swa
+from mm7.core.model import (
+    DeliverReq,
+    DeliverRsp,
+    DeliveryReportReq,
+    DeliveryReportRsp,
+    Fault,
+    Message,
+    ReadReplyReq,
+    ReadReplyRsp,
+    Request,
+    Response,
+    Status,
+    VASPErrorRsp,
+    reply_to,
+)
+from mm7.core.read import local, namespace
+from mm7.core.versions import ALL, Version, get_version
+from mm7.core.xmlsafe import parse_xml
+from mm7.transport.dedupe import (
+    DuplicateStore,
+    KeyedLocks,
+    MemoryDedupe,
+    any_seen,
+    dedupe_keys,
+)
+from mm7.transport.inbound_auth import (
+    PEER_IDENTITY,
+    PeerAuth,
+    PeerIdentity,
+    Presented,
+    Refusal,
+    auth_middleware,
+    authenticate,
+    log_refusal,
+)
+from mm7.transport.wirelog import SECRET_HEADERS, wire_entry
+
+log = structlog.get_logger("mm7.transport.server")
+
+#: carrier/aggregator routing headers passed to handlers as ``carrier_id`` (ANCHORS quirk 38)
+CARRIER_ID_HEADERS = (
+    "X-Carrier-Id",
+    "X-OpenMarket-Carrier-Id",
+    "X-Mblox-Carrier-Id",
+    "X-Skycore-Carrier-Id",
+)
+
+#: how each refusal is answered: (what, MM7 status, HTTP status). "fault" = the peer dialect's
+#: fault_http_status (500 by default). Kept as data so the README and tests read one table.
+STATUS_MAP: tuple[tuple[str, int | None, str], ...] = (
+    ("handled, handler returned 1xxx", None, "200"),
+    ("handler returned or raised a non-1xxx status", None, "fault (or 200 in the Rsp)"),
+    ("handler failed unexpectedly / returned nonsense", 3000, "fault"),
+    ("malformed MIME or SOAP (core ParseError)", 2007, "fault"),
+    ("schema violation (core ValidationError)", 4004, "fault"),
+    ("unknown body element", 4003, "fault"),
+    ("SubmitReq/CancelReq/ReplaceReq/extended*/responses", 4003, "fault"),
+    ("request type the application has no handler for", 4003, "fault"),
+    ("version outside the peer's allow-list; strict: unknown namespace", 4002, "fault"),
+    ("authentication: a password would let it in", 4001, "401 + WWW-Authenticate: Basic"),
+    ("authentication: address or client certificate refused", 4001, "403"),
+    ("body over limits.max_total_bytes (declared or streamed)", 2004, "413 (configurable)"),
+)
+
+ReqT = TypeVar("ReqT", bound=Request)
+#: what a handler returns: a Status, or the full response (DeliverRsp with a ServiceCode, ...)
+HandlerResult = Status | Response
+
+
+class HandlerError(Exception):
+    """Raised by a handler to answer with ``status`` (a VASPErrorRsp fault for non-1xxx codes).
+
+    ``HandlerError(4006)`` answers "Service unavailable" (the MMSC retries later);
+    ``HandlerError(2005, "no such message")`` a permanent refusal with details.
+    """
+
+    def __init__(self, status: Status | int, details: str | None = None) -> None:
+        if isinstance(status, int):
+            status = Status.of(status, details)
+        elif details is not None:
+            status = dataclasses.replace(status, details=details)
+        self.status = status
+        super().__init__(f"{status.code} {status.text}")
+
+
+@dataclass(frozen=True, slots=True)
+class InboundContext(Generic[ReqT]):
+    """What a handler gets: the request, how it was read, who sent it, and whether it is a retry."""
+
+    message: ReqT
+    #: the decode result: version, leniencies, parts (media, decoded once, not copied), soap
+    decoded: Decoded
+    peer: PeerIdentity
+    #: the HTTP request headers, secrets (Authorization, Cookie, ...) removed
+    headers: CIMultiDictProxy[str]
+    #: the first carrier-id routing header present (X-OpenMarket-Carrier-Id, ...)
+    carrier_id: str | None
+    #: a request with the same TransactionID (or the same report) was already answered 1xxx
+    duplicate: bool
+
+    @property
+    def leniencies(self) -> tuple[Leniency, ...]:
+        return self.decoded.leniencies
+
+    @property
+    def parts(self) -> tuple[Part, ...]:
+        """Every MIME part besides the SOAP part (the message's content is ``message.content``)."""
+        return self.decoded.parts
+
+    @property
+    def version(self) -> Version | None:
+        """The schema of the request's namespace; None for an unknown namespace."""
+        return self.decoded.version
+
+
+Handler = Callable[[InboundContext[ReqT]], Awaitable[HandlerResult]]
+
+
+@dataclass(frozen=True, slots=True)
+class InboundHandlers:
+    """The application's async handlers, one per request type; None answers 4003."""
+
+    on_deliver: Handler[DeliverReq] | None = None
+    on_delivery_report: Handler[DeliveryReportReq] | None = None
+    on_read_reply: Handler[ReadReplyReq] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """One MMSC that may call the endpoint: how it is recognised and how it is answered."""
+
+    name: str
+    auth: PeerAuth = field(default_factory=PeerAuth)
+    #: how responses to this peer are written (prefixes, fault HTTP status, ...); the version is
+    #: always the request's (echoed), and responses are written leniently so any pair echoes
+    dialect: Dialect = STRICT_3GPP
+    #: schema versions accepted (tokens); a known namespace outside it is answered 4002
+    versions: frozenset[str] = ALL
+    #: refuse (4002) an unknown namespace, no namespace, or an MM7Version its namespace does not
+    #: allow; lenient (the default) accepts and echoes them
+    strict: bool = False
+    #: non-1xxx statuses as a VASPErrorRsp in a SOAP Fault (spec); False: inside the normal Rsp,
+    #: HTTP 200, for peers that want that (mmsgw, Seoultel style)
+    errors_as_fault: bool = True
+    #: log every request and response through the redacted wire log
+    wire_log: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("Peer.name must not be empty")
+        tokens = frozenset(get_version(v).token for v in self.versions)
+        object.__setattr__(self, "versions", tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundConfig:
+    """The endpoint: path, peers, size bounds and HTTP choices."""
+
+    path: str = "/mm7"
+    #: callers; the first whose checks all pass is the peer. The default is one open peer: set
+    #: real authentication for anything reachable from outside
+    peers: tuple[Peer, ...] = (Peer("default"),)
+    #: parser bounds; ``max_total_bytes`` also bounds the streamed HTTP body
+    limits: Limits = DEFAULT_LIMITS
+    #: HTTP status answering a body over the limit (with a 2004 fault)
+    oversize_http_status: int = 413
+    carrier_id_headers: tuple[str, ...] = CARRIER_ID_HEADERS
+    #: GET route answering {"status": "ok"}; None: no route
+    health_path: str | None = "/healthz"
+    #: how answers are written before a peer is known (authentication refusals, oversize)
+    dialect: Dialect = STRICT_3GPP
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/"):
+            raise ValueError(f"InboundConfig.path must start with '/': {self.path!r}")
+        if not self.peers:
+            raise ValueError("InboundConfig.peers must name at least one peer")
+        names = [p.name for p in self.peers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"InboundConfig.peers: duplicate peer names in {names}")
+        if not 400 <= self.oversize_http_status <= 599:
+            raise ValueError("InboundConfig.oversize_http_status must be a 4xx or 5xx status")
+
+
+class BodyTooLarge(Exception):
+    """The request body passed the size bound (declared or while streaming)."""
+
+    def __init__(self, size: int, limit: int, *, declared: bool) -> None:
+        self.size = size
+        self.limit = limit
+        self.declared = declared
+        how = "declares" if declared else "passed"
+        super().__init__(f"body {how} {size} bytes, over the limit of {limit} bytes")
+
+
+async def read_bounded(stream: StreamReader, limit: int) -> bytes:
+    """The whole body of ``stream``, refusing (BodyTooLarge) once more than ``limit`` arrived.
+
+    Chunks are kept as they come and joined once: one copy of the body, never a growing buffer.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await stream.readany()
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(size, limit, declared=False)
+        chunks.append(chunk)
+
+
+#: characters that make a namespace unsafe to echo into an xmlns attribute
+_UNSAFE_NS = frozenset("\"<>&'") | {chr(c) for c in range(0x20)} | {" ", "\x7f"}
+
+
+def _safe_echo(message: Message) -> Message:
+    """``message`` with a namespace we cannot write back verbatim replaced by the dialect's."""
+    ns = message.namespace
+    if ns is not None and (not ns or any(c in _UNSAFE_NS for c in ns)):
+        return dataclasses.replace(message, namespace=None)
+    return message
+
+
+def salvage_envelope(body: bytes, content_type: str | None, limits: Limits) -> Message | None:
+    """TransactionID, namespace and MM7Version of a request the codec refused, when readable.
+
+    Lets a 2007/4004/4003 fault still echo what the peer sent (it correlates answers by
+    TransactionID). None when the body is not even XML.
+    """
+    try:
+        swa = parse_swa(body, content_type, limits)
+        root = parse_xml(swa.soap, mime_charset=swa.soap_charset, limits=limits)
+    except MM7Error:
+        return None
+    transaction_id = ""
+    ns: str | None = None
+    mm7_version: str | None = None
+    for child in root:
+        name = local(child)
+        if name == "Header" and not transaction_id:
+            for h in child.iter():
+                if local(h) == "TransactionID":
+                    transaction_id = (h.text or "").strip()
+                    ns = namespace(h)
+                    break
+        elif name == "Body":
+            first = next((k for k in child if isinstance(k.tag, str)), None)
+            if first is not None:
+                ns = namespace(first) or ns
+                for el in first.iter():
+                    if local(el) == "MM7Version":
+                        mm7_version = (el.text or "").strip() or None
+                        break
+    if not transaction_id and ns is None:
+        return None
+    return _safe_echo(Message(transaction_id=transaction_id, namespace=ns, mm7_version=mm7_version))
+
+
+#: request type -> (handler attribute, response type)
+_ROUTES: dict[type[Request], tuple[str, type[Response]]] = {
+    DeliverReq: ("on_deliver", DeliverRsp),
+    DeliveryReportReq: ("on_delivery_report", DeliveryReportRsp),
+    ReadReplyReq: ("on_read_reply", ReadReplyRsp),
+}
+
+
+class MM7Inbound:
+    """The inbound endpoint: configuration, handlers and duplicate store; ``application()``."""
+
+    def __init__(
+        self,
+        config: InboundConfig | None = None,
+        handlers: InboundHandlers | None = None,
+        *,
+        dedupe: DuplicateStore | None = None,
+    ) -> None:
+        self.config = config or InboundConfig()
+        self.handlers = handlers or InboundHandlers()
+        #: None: an in-memory LRU/TTL store; pass NoDedupe() to switch detection off
+        self.dedupe: DuplicateStore = dedupe if dedupe is not None else MemoryDedupe()
+        self._locks = KeyedLocks()
+        self._peers = {p.name: p for p in self.config.peers}
+        self._lax = {p.name: _lax(p.dialect) for p in self.config.peers}
+        self._default_dialect = _lax(self.config.dialect)
+        for peer in self.config.peers:
+            if peer.auth.is_open:
+                log.warning("mm7.inbound.open_peer", peer=peer.name, path=self.config.path)
+
+    # -- wiring
+
+    def application(self) -> web.Application:
+        """A new aiohttp application serving this endpoint (auth middleware, MM7 and health)."""
+        app = web.Application(
+            middlewares=[
+                auth_middleware(
+                    self.config.peers, paths=[self.config.path], on_refused=self._refused
+                )
+            ]
+        )
+        app[INBOUND] = self
+        app.router.add_post(self.config.path, self.handle, expect_handler=self._expect)
+        if self.config.health_path:
+            app.router.add_get(self.config.health_path, self._health)
+        return app
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _expect(self, request: web.Request) -> web.StreamResponse | None:
+        """``Expect: 100-continue``: refuse a stranger or an oversized body before it is sent."""
+        outcome = authenticate(self.config.peers, Presented.from_request(request))
+        if isinstance(outcome, Refusal):
+            log_refusal(request, outcome)
+            return await self._refused(request, outcome)
+        declared = request.content_length
+        limit = self.config.limits.max_total_bytes
+        if declared is not None and declared > limit:
+            peer = self._peers[outcome.name]
+            return self._oversize(peer, BodyTooLarge(declared, limit, declared=True), outcome)
+        expect = request.headers.get(hdrs.EXPECT, "")
+        if request.version != HttpVersion11 or expect.lower() != "100-continue":
+            raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+        return None
+
+    async def _refused(self, request: web.Request, refusal: Refusal) -> web.StreamResponse:
+        """4001 in a fault, HTTP 401 + challenge or 403; the body is never read."""
+        status = Status.of(4001)
+        response = self._fault_response(self._default_dialect, None, status, refusal.http_status)
+        if refusal.challenge:
+            response.headers[hdrs.WWW_AUTHENTICATE] = refusal.challenge
+        response.force_close()
+        return response
+
+    # -- the MM7 route
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Read, decode, check, dispatch and answer one MM7 request."""
+        identity = request.get(PEER_IDENTITY)
+        if identity is None:  # mounted without the middleware: authenticate here
+            outcome = authenticate(self.config.peers, Presented.from_request(request))
+            if isinstance(outcome, Refusal):
+                log_refusal(request, outcome)
+                return await self._refused(request, outcome)
+            identity = outcome
+        peer = self._peers[identity.name]
+        bound = log.bind(peer=peer.name, remote=request.remote)
+        limit = self.config.limits.max_total_bytes
+        content_type = request.headers.get(hdrs.CONTENT_TYPE)
+        try:
+            declared = request.content_length
+            if declared is not None and declared > limit:
+                raise BodyTooLarge(declared, limit, declared=True)
+            body = await read_bounded(request.content, limit)
+        except BodyTooLarge as exc:
+            return self._oversize(peer, exc, identity)
+        if peer.wire_log:
+            bound.info(
+                "mm7.wire",
+                **wire_entry(
+                    "inbound-request",
+                    url=str(request.rel_url),
+                    headers=request.headers,
+                    body=body,
+                    content_type=content_type,
+                ),
+            )
+        response = await self._answer(request, peer, identity, body, content_type, bound)
+        if peer.wire_log:
+            bound.info(
+                "mm7.wire",
+                **wire_entry(
+                    "inbound-response",
+                    status=response.status,
+                    headers=response.headers,
+                    body=response.body if isinstance(response.body, bytes) else b"",
+                    content_type=response.headers.get(hdrs.CONTENT_TYPE),
+                ),
+            )
+        return response
+
+    async def _answer(
+        self,
+        request: web.Request,
+        peer: Peer,
+        identity: PeerIdentity,
+        body: bytes,
+        content_type: str | None,
+        bound: Any,
+    ) -> web.Response:
+        dialect = self._lax[peer.name]
+        try:
+            decoded = decode(body, content_type, self.config.limits)
+        except ParseError as exc:
+            echo = salvage_envelope(body, content_type, self.config.limits)
+            if echo is not None:
+                bound = bound.bind(transaction_id=echo.transaction_id)
+            status = Status.of(exc.status_code, _details(str(exc)))
+            bound.warning("mm7.inbound.refused", status=status.code, reason=str(exc))
+            return self._fault_response(dialect, echo, status, dialect.fault_http_status)
+
+        message = decoded.message
+        bound = bound.bind(
+            transaction_id=message.transaction_id,
+            message_id=getattr(message, "message_id", None),
+            operation=decoded.operation,
+        )
+        echo = _safe_echo(message)
+        route = _ROUTES.get(type(message)) if isinstance(message, Request) else None
+        refusal = self._version_refusal(peer, decoded)
+        if refusal is None and route is None:
+            refusal = Status.of(
+                4003, f"{decoded.operation} is not an operation an MMSC sends to a VASP"
+            )
+        handler: Handler[Any] | None = None
+        if refusal is None and route is not None:
+            handler = getattr(self.handlers, route[0])
+            if handler is None:
+                refusal = Status.of(4003, f"{decoded.operation} is not handled here")
+        if refusal is not None or handler is None or route is None:
+            status = refusal or Status.of(3000)
+            bound.warning("mm7.inbound.refused", status=status.code, reason=status.details)
+            return self._status_response(peer, echo, route[1] if route else None, status)
+        assert isinstance(message, Request)
+
+        keys = dedupe_keys(peer.name, message)
+        async with self._locks.hold(keys):
+            try:
+                duplicate = await any_seen(self.dedupe, keys)
+            except Exception:
+                # at-least-once: a store outage must not stop traffic; the relay is idempotent
+                bound.exception("mm7.inbound.dedupe_failed", step="seen")
+                duplicate = False
+            context: InboundContext[Any] = InboundContext(
+                message=message,
+                decoded=decoded,
+                peer=identity,
+                headers=_public_headers(request),
+                carrier_id=self._carrier_id(request),
+                duplicate=duplicate,
+            )
+            status, rsp = await self._call(handler, context, route[1], bound)
+            if status.is_success:
+                try:
+                    for key in keys:
+                        await self.dedupe.record(key)
+                except Exception:
+                    # committed already: answer the success; a retry is then processed again
+                    bound.exception("mm7.inbound.dedupe_failed", step="record")
+        bound.info(
+            "mm7.inbound.answered",
+            status=status.code,
+            duplicate=duplicate,
+            leniencies=list(decoded.leniencies),
+        )
+        if rsp is not None and status.is_success:
+            return self._encode_response(dialect, reply_to(echo, rsp), 200)
+        return self._status_response(peer, echo, route[1], status)
+
+    async def _call(
+        self,
+        handler: Handler[Any],
+        context: InboundContext[Any],
+        rsp_type: type[Response],
+        bound: Any,
+    ) -> tuple[Status, Response | None]:
+        """Run the handler: its Status, or its response and that response's status.
+
+        Anything unexpected (an exception, a wrong return type) is 3000 with no details; the
+        traceback goes to the server log only.
+        """
+        try:
+            result = await handler(context)
+        except HandlerError as exc:
+            return _complete(exc.status), None
+        except Exception:
+            bound.exception("mm7.inbound.handler_failed")
+            return Status.of(3000), None
+        if isinstance(result, Status):
+            return _complete(result), None
+        if isinstance(result, rsp_type):
+            status = _complete(result.status)
+            return status, dataclasses.replace(result, status=status)
+        if isinstance(result, VASPErrorRsp):
+            return _complete(result.status), None
+        bound.error(
+            "mm7.inbound.handler_failed",
+            reason=f"handler returned {type(result).__name__}, expected Status or "
+            f"{rsp_type.__name__}",
+        )
+        return Status.of(3000), None
+
+    def _version_refusal(self, peer: Peer, decoded: Decoded) -> Status | None:
+        """4002 for a schema version this peer is not accepted in, else None."""
+        message = decoded.message
+        version = decoded.version
+        if version is not None:
+            if version.token not in peer.versions:
+                accepted = ", ".join(sorted(peer.versions))
+                return Status.of(4002, f"{version.token} is not accepted (accepted: {accepted})")
+        elif peer.strict:
+            what = repr(message.namespace) if message.namespace else "no namespace"
+            return Status.of(4002, f"MM7 namespace {what} is not a published schema")
+        if peer.strict and Leniency.VERSION_NAMESPACE_MISMATCH in decoded.leniencies:
+            token = version.token if version is not None else "its namespace"
+            return Status.of(4002, f"MM7Version {message.mm7_version!r} is not allowed by {token}")
+        return None
+
+    def _carrier_id(self, request: web.Request) -> str | None:
+        for name in self.config.carrier_id_headers:
+            value = request.headers.get(name)
+            if value:
+                return value
+        return None
+
+    # -- answers
+
+    def _status_response(
+        self, peer: Peer, echo: Message | None, rsp_type: type[Response] | None, status: Status
+    ) -> web.Response:
+        """A status answer: the normal Rsp for 1xxx (or for errors, if the peer wants that),
+        else a VASPErrorRsp fault."""
+        dialect = self._lax[peer.name]
+        if rsp_type is not None and (status.is_success or not peer.errors_as_fault):
+            rsp = rsp_type(status=status)
+            return self._encode_response(dialect, rsp if echo is None else reply_to(echo, rsp), 200)
+        return self._fault_response(dialect, echo, status, dialect.fault_http_status)
+
+    def _oversize(self, peer: Peer, exc: BodyTooLarge, identity: PeerIdentity) -> web.Response:
+        log.warning(
+            "mm7.inbound.refused",
+            peer=identity.name,
+            remote=identity.remote,
+            status=2004,
+            reason=str(exc),
+        )
+        status = Status.of(2004, str(exc))
+        response = self._fault_response(
+            self._lax[peer.name], None, status, self.config.oversize_http_status
+        )
+        response.force_close()  # the rest of the body is not wanted: close, do not drain
+        return response
+
+    def _fault_response(
+        self, dialect: Dialect, echo: Message | None, status: Status, http_status: int
+    ) -> web.Response:
+        error = VASPErrorRsp(status=status)
+        fault = Fault(faultcode=fault_code_for(status), faultstring=status.text, error=error)
+        if echo is not None:
+            fault = reply_to(echo, dataclasses.replace(fault, error=reply_to(echo, error)))
+        return self._encode_response(dialect, fault, http_status)
+
+    def _encode_response(
+        self, dialect: Dialect, message: Message, http_status: int
+    ) -> web.Response:
+        """Encode ``message``; if the echo cannot be written, answer without it (never crash)."""
+        try:
+            encoded = encode(message, dialect)
+        except MM7Error:
+            log.exception("mm7.inbound.encode_failed", operation=type(message).__name__)
+            bare = dataclasses.replace(message, transaction_id="", namespace=None, mm7_version=None)
+            if isinstance(bare, Fault) and bare.error is not None:
+                plain = VASPErrorRsp(status=bare.error.status)
+                bare = dataclasses.replace(bare, error=plain)
+            encoded = encode(bare, dialect)
+        return web.Response(
+            status=http_status,
+            body=encoded.body,
+            headers={hdrs.CONTENT_TYPE: encoded.content_type},
+        )
+
+
+#: where the MM7Inbound serving an application is kept (``app[INBOUND]``)
+INBOUND = web.AppKey("mm7_inbound", MM7Inbound)
+
+
+def create_inbound_app(
+    config: InboundConfig | None = None,
+    handlers: InboundHandlers | None = None,
+    *,
+    dedupe: DuplicateStore | None = None,
+) -> web.Application:
+    """An aiohttp application serving the MM7 inbound endpoint (see ``MM7Inbound``)."""
+    return MM7Inbound(config, handlers, dedupe=dedupe).application()
+
+
+def _lax(dialect: Dialect) -> Dialect:
+    """The dialect responses are written in: the peer's, but echoing any version pair."""
+    return dataclasses.replace(dialect, strict=False, allow_any_mm7_version=True)
+
+
+def _complete(status: Status) -> Status:
+    """``status`` with the spec's text when the handler gave none."""
+    if status.text:
+        return status
+    return dataclasses.replace(status, text=Status.of(status.code).text)
+
+
+#: keep Details short: it names where the parse failed, it is not a dump of the body
+_MAX_DETAILS = 512
+
+
+def _details(text: str) -> str:
+    """Parser error text made safe for a Details element (printable, bounded)."""
+    clean = "".join(c if c.isprintable() else "?" for c in text)
+    return clean[:_MAX_DETAILS]
+
+
+def _public_headers(request: web.BaseRequest) -> CIMultiDictProxy[str]:
+    """The request headers without secrets (handlers may log them)."""
+    kept: CIMultiDict[str] = CIMultiDict(
+        (k, v) for k, v in request.headers.items() if k.lower() not in SECRET_HEADERS
+    )
+    return CIMultiDictProxy(kept)
