@@ -20,6 +20,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import textwrap
 import zlib
 from pathlib import Path
@@ -543,14 +544,17 @@ needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installe
 
 
 def _ffmpeg_media(*args: str, suffix: str) -> bytes:
+    """Media made by ffmpeg into a file (MP4/3GP muxers need a seekable output, not a pipe)."""
     assert FFMPEG is not None
-    out = subprocess.run(
-        [FFMPEG, "-hide_banner", "-nostdin", "-y", *args, "-f", suffix, "-"],
-        capture_output=True,
-        check=True,
-        timeout=120,
-    )
-    return out.stdout
+    with tempfile.TemporaryDirectory(prefix="mm7-test-") as tmp:
+        target = Path(tmp) / f"media.{suffix}"
+        subprocess.run(
+            [FFMPEG, "-hide_banner", "-nostdin", "-y", *args, "-f", suffix, str(target)],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+        return target.read_bytes()
 
 
 @needs_ffmpeg
