@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from mm7.core.codec import Decoded, decode, encode
+from mm7.core.codec import Decoded, decode, encode, salvage_envelope
 from mm7.core.dialect import Dialect
 from mm7.core.leniency import Leniency
 from mm7.core.limits import Limits
@@ -48,7 +48,6 @@ from mm7.transport.server import (
     MM7Inbound,
     Peer,
     create_inbound_app,
-    salvage_envelope,
 )
 from tests.samples import full_message
 

@@ -44,6 +44,7 @@ from mm7.core.validate import validate_envelope
 from mm7.core.values import parse_relative_or_absolute
 from mm7.core.versions import SOAP_ENV_NS, get_version
 from mm7.core.xmlsafe import parse_xml
+from mm7.simulator import cli as simulate_cli
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -173,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("schemas", help="write the project's XSDs (generated from the codec table)")
     x.add_argument("folder", type=Path)
+
+    simulate_cli.add_parser(sub)
     return parser
 
 
@@ -596,6 +599,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "inspect": cmd_inspect,
     "validate": cmd_validate,
     "schemas": cmd_schemas,
+    "simulate": simulate_cli.cmd_simulate,
 }
 
 

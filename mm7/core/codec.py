@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 from mm7.core.dialect import STRICT_3GPP, Dialect
 from mm7.core.emit import CONTENT_ID, write_envelope
-from mm7.core.errors import EmitError
+from mm7.core.errors import EmitError, MM7Error
 from mm7.core.leniency import Leniency
 from mm7.core.limits import DEFAULT_LIMITS, Limits
 from mm7.core.mime import Part, build_multipart, parse_content_type, parse_swa
 from mm7.core.model import Message
-from mm7.core.read import read_envelope
+from mm7.core.read import local, namespace, read_envelope
 from mm7.core.versions import LATEST, Version, version_for_namespace
 from mm7.core.xmlsafe import parse_xml
 
@@ -115,3 +115,50 @@ def decode(body: bytes, content_type: str | None, limits: Limits = DEFAULT_LIMIT
             ",".join(applied),
         )
     return Decoded(message, version, applied, swa.parts, swa.soap)
+
+
+#: characters that make a namespace unsafe to echo into an xmlns attribute
+UNSAFE_NAMESPACE_CHARS = frozenset("\"<>&'") | {chr(c) for c in range(0x20)} | {" ", "\x7f"}
+
+
+def safe_echo(message: Message) -> Message:
+    """``message`` with a namespace we cannot write back verbatim replaced by the dialect's."""
+    ns = message.namespace
+    if ns is not None and (not ns or any(c in UNSAFE_NAMESPACE_CHARS for c in ns)):
+        return dataclasses.replace(message, namespace=None)
+    return message
+
+
+def salvage_envelope(body: bytes, content_type: str | None, limits: Limits) -> Message | None:
+    """TransactionID, namespace and MM7Version of a request the codec refused, when readable.
+
+    Lets a 2007/4004/4003 fault still echo what the peer sent (it correlates answers by
+    TransactionID). None when the body is not even XML.
+    """
+    try:
+        swa = parse_swa(body, content_type, limits)
+        root = parse_xml(swa.soap, mime_charset=swa.soap_charset, limits=limits)
+    except MM7Error:
+        return None
+    transaction_id = ""
+    ns: str | None = None
+    mm7_version: str | None = None
+    for child in root:
+        name = local(child)
+        if name == "Header" and not transaction_id:
+            for h in child.iter():
+                if local(h) == "TransactionID":
+                    transaction_id = (h.text or "").strip()
+                    ns = namespace(h)
+                    break
+        elif name == "Body":
+            first = next((k for k in child if isinstance(k.tag, str)), None)
+            if first is not None:
+                ns = namespace(first) or ns
+                for el in first.iter():
+                    if local(el) == "MM7Version":
+                        mm7_version = (el.text or "").strip() or None
+                        break
+    if not transaction_id and ns is None:
+        return None
+    return safe_echo(Message(transaction_id=transaction_id, namespace=ns, mm7_version=mm7_version))

@@ -192,7 +192,6 @@ def _check_type(key: str, value: Any) -> None:
         return
     want = {"bool": bool, "str": str, "int": int}.get(base)
     if want is int and isinstance(value, bool):
-        want = None
         raise DialectError(f"{key}: expected an integer, got {value!r}")
     if want is not None and not isinstance(value, want):
         label = {bool: "true/false", str: "a string", int: "an integer"}[want]

@@ -36,13 +36,13 @@ from aiohttp import StreamReader, hdrs, web
 from aiohttp.http import HttpVersion11
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from mm7.core.codec import Decoded, decode, encode
+from mm7.core.codec import Decoded, decode, encode, safe_echo, salvage_envelope
 from mm7.core.dialect import STRICT_3GPP, Dialect
 from mm7.core.emit import fault_code_for
 from mm7.core.errors import MM7Error, ParseError
 from mm7.core.leniency import Leniency
 from mm7.core.limits import DEFAULT_LIMITS, Limits
-from mm7.core.mime import Part, parse_swa
+from mm7.core.mime import Part
 from mm7.core.model import (
     DeliverReq,
     DeliverRsp,
@@ -58,9 +58,7 @@ from mm7.core.model import (
     VASPErrorRsp,
     reply_to,
 )
-from mm7.core.read import local, namespace
 from mm7.core.versions import ALL, Version, get_version
-from mm7.core.xmlsafe import parse_xml
 from mm7.transport.dedupe import (
     DuplicateStore,
     KeyedLocks,
@@ -255,53 +253,6 @@ async def read_bounded(stream: StreamReader, limit: int) -> bytes:
         chunks.append(chunk)
 
 
-#: characters that make a namespace unsafe to echo into an xmlns attribute
-_UNSAFE_NS = frozenset("\"<>&'") | {chr(c) for c in range(0x20)} | {" ", "\x7f"}
-
-
-def _safe_echo(message: Message) -> Message:
-    """``message`` with a namespace we cannot write back verbatim replaced by the dialect's."""
-    ns = message.namespace
-    if ns is not None and (not ns or any(c in _UNSAFE_NS for c in ns)):
-        return dataclasses.replace(message, namespace=None)
-    return message
-
-
-def salvage_envelope(body: bytes, content_type: str | None, limits: Limits) -> Message | None:
-    """TransactionID, namespace and MM7Version of a request the codec refused, when readable.
-
-    Lets a 2007/4004/4003 fault still echo what the peer sent (it correlates answers by
-    TransactionID). None when the body is not even XML.
-    """
-    try:
-        swa = parse_swa(body, content_type, limits)
-        root = parse_xml(swa.soap, mime_charset=swa.soap_charset, limits=limits)
-    except MM7Error:
-        return None
-    transaction_id = ""
-    ns: str | None = None
-    mm7_version: str | None = None
-    for child in root:
-        name = local(child)
-        if name == "Header" and not transaction_id:
-            for h in child.iter():
-                if local(h) == "TransactionID":
-                    transaction_id = (h.text or "").strip()
-                    ns = namespace(h)
-                    break
-        elif name == "Body":
-            first = next((k for k in child if isinstance(k.tag, str)), None)
-            if first is not None:
-                ns = namespace(first) or ns
-                for el in first.iter():
-                    if local(el) == "MM7Version":
-                        mm7_version = (el.text or "").strip() or None
-                        break
-    if not transaction_id and ns is None:
-        return None
-    return _safe_echo(Message(transaction_id=transaction_id, namespace=ns, mm7_version=mm7_version))
-
-
 #: request type -> (handler attribute, response type)
 _ROUTES: dict[type[Request], tuple[str, type[Response]]] = {
     DeliverReq: ("on_deliver", DeliverRsp),
@@ -452,7 +403,7 @@ class MM7Inbound:
             message_id=getattr(message, "message_id", None),
             operation=decoded.operation,
         )
-        echo = _safe_echo(message)
+        echo = safe_echo(message)
         route = _ROUTES.get(type(message)) if isinstance(message, Request) else None
         refusal = self._version_refusal(peer, decoded)
         if refusal is None and route is None:

@@ -1,0 +1,103 @@
+"""`mm7 simulate`: the server as a real process (its printed address, a report reaching a VASP,
+SIGTERM), `simulate mo` against a running simulator, and configuration errors in one line."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from mm7.cli.main import main
+from mm7.core.model import DeliverReq, DeliveryReportReq
+from mm7.simulator.app import SimulatorConfig, create_simulator_app
+from mm7.simulator.dlr import RetryPolicy
+from mm7.transport.client import MM7Client
+from mm7.transport.link import LinkConfig
+from tests.test_simulator import Vasp, submit
+
+Server = Callable[..., Awaitable[Any]]
+
+
+async def test_simulate_mo_posts_through_the_control_api(
+    aiohttp_server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vasp = Vasp()
+    vasp_server = await aiohttp_server(vasp.app())
+    config = SimulatorConfig(
+        vasp_url=str(vasp_server.make_url("/vasp")), retry=RetryPolicy(backoff=0)
+    )
+    sim = await aiohttp_server(create_simulator_app(config))
+    image = tmp_path / "photo.png"
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (0, 0, 255)).save(buf, "PNG")
+    image.write_bytes(buf.getvalue())
+    argv = [
+        "simulate", "mo", "--simulator", str(sim.make_url("")), "--to", "12345",
+        "--from", "+15551230009", "--text", "hello from the handset", "--media", str(image),
+    ]  # fmt: skip
+    code = await asyncio.to_thread(main, argv)
+    assert code == 0, capsys.readouterr()
+    assert '"ok": true' in capsys.readouterr().out
+    message = vasp.hits[0].message
+    assert isinstance(message, DeliverReq) and message.content is not None
+    assert message.sender.value == "+15551230009"
+    assert buf.getvalue() in vasp.hits[0].body
+
+
+async def test_simulate_mo_without_a_simulator_is_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["simulate", "mo", "--simulator", "http://127.0.0.1:9", "--to", "1", "--from", "2"]
+    code = await asyncio.to_thread(main, argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "cannot reach" in err
+
+
+def test_bad_config_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "sim.toml"
+    conf.write_text('persona = "nokia"\n[dlr]\ndelay = "soon"\n')
+    assert main(["simulate", "--listen", "127.0.0.1:0", "--config", str(conf)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "dlr.delay" in err
+    assert main(["simulate", "--listen", "127.0.0.1:0", "--persona", "nope"]) == 2
+    assert "unknown persona 'nope'" in capsys.readouterr().err
+    assert main(["simulate", "--vasp-url", "http://127.0.0.1:1/"]) == 2
+    assert "--listen" in capsys.readouterr().err
+
+
+async def test_simulate_runs_as_a_process(aiohttp_server: Server, tmp_path: Path) -> None:
+    vasp = Vasp()
+    vasp_server = await aiohttp_server(vasp.app())
+    conf = tmp_path / "sim.toml"
+    conf.write_text("[retry]\nbackoff = 0\n[faults]\ntps = 100\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mm7.cli.main", "simulate", "--listen", "127.0.0.1:0",
+        "--vasp-url", str(vasp_server.make_url("/vasp")), "--persona", "nokia",
+        "--dlr-delay", "0", "--config", str(conf),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):
+            line = (await proc.stdout.readline()).decode()
+        assert "nokia" in line and "lenient" in line, line
+        url = line.split(" on ", 1)[1].split(";", 1)[0]
+        async with MM7Client(LinkConfig(name="sim", url=url)) as client:
+            rsp = await client.submit(submit())
+        hits = await vasp.wait(1)
+        assert isinstance(hits[0].message, DeliveryReportReq)
+        assert hits[0].message.message_id == rsp.message_id
+        assert b"<mm7p6a0:DeliveryReportReq" in hits[0].body
+    finally:
+        proc.terminate()
+        async with asyncio.timeout(20):
+            await proc.wait()
+    assert proc.returncode == 0
