@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from mm7.core import model
@@ -25,7 +24,7 @@ from mm7.core.model import (
     Status,
     UACapabilities,
 )
-from mm7.core.spec import OPERATIONS, Kind, Operation
+from mm7.core.spec import Kind, Operation
 from mm7.core.status import MMStatus, ReadStatus
 from mm7.core.values import Duration
 from mm7.core.versions import Version
@@ -140,7 +139,7 @@ def value_for(attr: str, kind: Kind, version: Version, op: Operation) -> Any:
 
 def full_message(op: Operation, version: Version) -> Message:
     """``op`` in ``version`` with every element the version defines set."""
-    cls = getattr(model, op.model)
+    cls: type[Message] = getattr(model, op.model)
     kwargs: dict[str, Any] = {
         "transaction_id": f"tx-{op.name}-{version.token}",
         "namespace": version.namespace,
@@ -161,13 +160,9 @@ def full_message(op: Operation, version: Version) -> Message:
 
 def minimal_message(op: Operation, version: Version) -> Message:
     """``op`` in ``version`` with only the required elements."""
-    cls = getattr(model, op.model)
+    cls: type[Message] = getattr(model, op.model)
     kwargs: dict[str, Any] = {"transaction_id": "tx-min"}
     for el in op.sequence(version):
         if el.required and el.kind not in (Kind.VERSION, Kind.SENDER_ID):
             kwargs[el.attr] = value_for(el.attr, el.kind, version, op)
     return cls(**kwargs)
-
-
-ALL_OPERATIONS = OPERATIONS
-_ = Decimal  # Duration seconds are Decimals; imported for callers building their own
