@@ -143,9 +143,10 @@ class Rig:
         return MM7Client(LinkConfig(name="sim", url=self.url, dialect=dialect, **kw))
 
     async def post(self, body: bytes, content_type: str, **kw: Any) -> tuple[int, Any, bytes]:
+        headers = {"Content-Type": content_type, **kw.pop("headers", {})}
         async with (
             aiohttp.ClientSession() as session,
-            session.post(self.url, data=body, headers={"Content-Type": content_type}, **kw) as r,
+            session.post(self.url, data=body, headers=headers, **kw) as r,
         ):
             return r.status, r.headers, await r.read()
 
@@ -176,7 +177,7 @@ async def rig(aiohttp_server: Server) -> AsyncIterator[Make]:
             persona=p, vasp_url=str(vasp_server.make_url("/vasp")), seed=7, **kw
         )
         app = create_simulator_app(config)
-        server = await aiohttp_server(app)
+        server = await aiohttp_server(app, ssl=config.ssl_context())
         return Rig(
             str(server.make_url("/mm7")),
             str(server.make_url("")).rstrip("/"),

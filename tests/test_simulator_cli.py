@@ -18,9 +18,12 @@ from mm7.cli.main import main
 from mm7.core.model import DeliverReq, DeliveryReportReq
 from mm7.simulator.app import SimulatorConfig, create_simulator_app
 from mm7.simulator.dlr import RetryPolicy
+from mm7.transport.classify import Outcome
 from mm7.transport.client import MM7Client
-from mm7.transport.link import LinkConfig
+from mm7.transport.errors import MM7ClientError
+from mm7.transport.link import LinkConfig, TLSConfig
 from tests.test_simulator import Vasp, submit
+from tests.tls_ca import Issued, make_ca
 
 Server = Callable[..., Awaitable[Any]]
 
@@ -101,3 +104,74 @@ async def test_simulate_runs_as_a_process(aiohttp_server: Server, tmp_path: Path
         async with asyncio.timeout(20):
             await proc.wait()
     assert proc.returncode == 0
+
+
+async def test_simulate_serves_mutual_tls(
+    aiohttp_server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vasp = Vasp()
+    vasp_server = await aiohttp_server(vasp.app())
+    ca = make_ca(tmp_path / "pki")
+    server, client, stranger = (
+        ca.issue("mmsc", server=True),
+        ca.issue("vasp"),
+        make_ca(tmp_path / "pki", "other").issue("vasp"),
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mm7.cli.main", "simulate", "--listen", "127.0.0.1:0",
+        "--tls-cert", str(server.cert), "--tls-key", str(server.key),
+        "--client-ca", str(ca.cert_path), "--vasp-url", str(vasp_server.make_url("/vasp")),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):
+            line = (await proc.stdout.readline()).decode()
+        assert " on https://127.0.0.1:" in line, line
+        url = line.split(" on ", 1)[1].split(";", 1)[0]
+
+        def tls(who: Issued | None) -> TLSConfig:
+            return TLSConfig(
+                ca_file=ca.cert_path,
+                cert_file=who.cert if who else None,
+                key_file=who.key if who else None,
+            )
+
+        async with MM7Client(LinkConfig(name="sim", url=url, tls=tls(client))) as c:
+            assert (await c.submit(submit(report=False))).status.code == 1000
+        for who in (None, stranger):
+            async with MM7Client(LinkConfig(name="sim", url=url, tls=tls(who))) as c:
+                with pytest.raises(MM7ClientError) as info:
+                    await c.submit(submit(report=False))
+            assert info.value.outcome in (Outcome.TLS_ERROR, Outcome.CONNECTION_RESET)
+        # `simulate mo` reaches the control API behind the same mutual TLS
+        base = url.rsplit("/mm7", 1)[0]
+        argv = [
+            "simulate", "mo", "--simulator", base, "--to", "12345", "--from", "+15551230009",
+            "--text", "over mTLS", "--cacert", str(ca.cert_path),
+        ]  # fmt: skip
+        code = await asyncio.to_thread(main, argv)
+        assert code == 2 and "cannot reach the simulator" in capsys.readouterr().err
+        creds = ["--cert", str(client.cert), "--key", str(client.key)]
+        code = await asyncio.to_thread(main, [*argv, *creds])
+        assert code == 0, capsys.readouterr()
+        assert isinstance(vasp.hits[0].message, DeliverReq)
+        assert b"over mTLS" in vasp.hits[0].body
+    finally:
+        proc.terminate()
+        async with asyncio.timeout(20):
+            await proc.wait()
+    assert proc.returncode == 0
+
+
+def test_tls_options_errors_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["simulate", "--listen", "127.0.0.1:0"]
+    assert main([*base, "--client-ca", str(tmp_path / "ca.crt")]) == 2
+    assert "client_ca" in capsys.readouterr().err
+    missing = ["--tls-cert", str(tmp_path / "no.crt"), "--tls-key", str(tmp_path / "no.key")]
+    assert main([*base, *missing]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "TLS: cannot load" in err

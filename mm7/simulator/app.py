@@ -26,15 +26,18 @@ import collections
 import dataclasses
 import random
 import socket
+import ssl
 import struct
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import hdrs, web
 from lxml import etree
+from multidict import CIMultiDict
 
 from mm7.content.builder import find_smil, from_part
 from mm7.content.parts import ContentError, Source
@@ -70,11 +73,18 @@ from mm7.core.validate import validate_envelope
 from mm7.core.versions import SOAP_ENV_NS
 from mm7.core.xmlsafe import parse_xml
 from mm7.simulator.dlr import Delivery, DlrPlan, DlrScheduler, Outbound, RetryPolicy, Sleep
-from mm7.simulator.faults import FaultConfigError, FaultInjector, FaultKind, FaultSpec
+from mm7.simulator.faults import (
+    AuthRefusal,
+    FaultConfigError,
+    FaultInjector,
+    FaultKind,
+    FaultSpec,
+)
 from mm7.simulator.mo import deliver_req, delivery_report_req, read_reply_req
 from mm7.simulator.personas import Persona
 from mm7.simulator.store import Received, TrafficStore
 from mm7.simulator.ui import PAGE_CSP, render_page
+from mm7.transport.inbound_auth import peer_certificate, server_ssl_context
 from mm7.transport.wirelog import redact_headers
 
 __all__ = ["SIMULATOR", "Simulator", "SimulatorConfig", "create_simulator_app"]
@@ -116,6 +126,15 @@ class SimulatorConfig:
     message_id_prefix: str = "sim"
     #: sender address of delivery reports when the submit had none
     mmsc_address: str = "mmsc"
+    #: serve HTTPS with this certificate and key (PEM files); None: plain HTTP
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: mutual TLS: client certificates must be issued by this CA bundle (PEM). With
+    #: ``require_client_cert`` the handshake refuses a client without one; without it the
+    #: certificate is optional at the TLS layer and the ``client_cert`` fault (control API)
+    #: decides at the HTTP layer (403 + 4001). A certificate from another CA always fails.
+    client_ca: Path | None = None
+    require_client_cert: bool = True
     #: random seed for the outcome mix and fault rates (None: unseeded)
     seed: int | None = None
     #: injectable for tests: how delays are waited, and the clock of the TPS window
@@ -126,6 +145,24 @@ class SimulatorConfig:
         for name in ("path", "control_path"):
             if not getattr(self, name).startswith("/"):
                 raise ValueError(f"SimulatorConfig.{name} must start with '/'")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("SimulatorConfig: tls_cert and tls_key go together")
+        if self.client_ca is not None and self.tls_cert is None:
+            raise ValueError("SimulatorConfig: client_ca (mutual TLS) needs tls_cert and tls_key")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server TLS context to serve with (``web.TCPSite(..., ssl_context=)``); None: HTTP.
+
+        Raises OSError / ssl.SSLError when a file cannot be read or the key does not match.
+        """
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        return server_ssl_context(
+            self.tls_cert,
+            self.tls_key,
+            client_ca=self.client_ca,
+            require_client_cert=self.require_client_cert,
+        )
 
     @property
     def is_strict(self) -> bool:
@@ -142,7 +179,8 @@ class _Answer:
     status_code: int | None
     message_id: str | None = None
     problems: tuple[str, ...] = ()
-    headers: dict[str, str] = field(default_factory=dict)
+    #: extra headers (a list: one WWW-Authenticate per challenge)
+    headers: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Simulator:
@@ -153,7 +191,7 @@ class Simulator:
         self.persona = self.config.persona
         rng = random.Random(self.config.seed)
         self.store = TrafficStore(self.config.max_exchanges, self.config.max_messages)
-        self.faults = FaultInjector(rng=rng, clock=self.config.clock)
+        self.faults = FaultInjector(rng=rng, clock=self.config.clock, baseline=self.persona.auth)
         self.faults.configure(self.config.faults)
         self.outbound = Outbound(
             self.config.vasp_url,
@@ -246,6 +284,9 @@ class Simulator:
                     status = persona.status(fault.code, fault.details)
                     op = decoded.operation if decoded is not None else ""
                     answer = self._error(echo, _rsp_type(op), status)
+                elif fault is not None and fault.kind is FaultKind.UNAUTHORIZED:
+                    decoded = self._try_decode(body, request)
+                    answer = self._refused(self.faults.injected_refusal())
                 else:
                     answer, decoded = self._answer_body(body, request, echo)
                 if decoded is not None:
@@ -277,11 +318,14 @@ class Simulator:
 
     def _pre_checks(self, request: web.Request) -> _Answer | None:
         """Refusals decided on the headers alone: authentication, chunked, declared size."""
-        if not self.faults.authorized(request.headers.get(hdrs.AUTHORIZATION)):
-            answer = self._error(None, None, self.persona.status(4001, "authentication required"))
-            answer.http_status = 401
-            answer.headers[hdrs.WWW_AUTHENTICATE] = 'Basic realm="mm7-simulator"'
-            return answer
+        refusal = self.faults.check_auth(
+            request.headers.get(hdrs.AUTHORIZATION),
+            request.method,
+            request.raw_path,
+            client_cert=peer_certificate(request) is not None,
+        )
+        if refusal is not None:
+            return self._refused(refusal)
         chunked = "chunked" in request.headers.get(hdrs.TRANSFER_ENCODING, "").lower()
         if self.persona.refuse_chunked and chunked:
             return _Answer(
@@ -296,6 +340,13 @@ class Simulator:
         if limit is not None and declared is not None and declared > limit:
             return self._oversize(declared, limit)
         return None
+
+    def _refused(self, refusal: AuthRefusal) -> _Answer:
+        """401/403 with MM7 status 4001 in the persona's error shape, and the challenges."""
+        answer = self._error(None, None, self.persona.status(4001, refusal.details))
+        answer.http_status = refusal.http_status
+        answer.headers.extend((hdrs.WWW_AUTHENTICATE, c) for c in refusal.challenges)
+        return answer
 
     def _oversize(self, size: int, limit: int) -> _Answer:
         details = f"message of {size} bytes is over the size limit of {limit} bytes"
@@ -495,7 +546,7 @@ class Simulator:
         self, request: web.Request, answer: _Answer, fault: FaultSpec | None
     ) -> web.StreamResponse:
         """Write the answer, mangled by a truncate or malformed-xml fault."""
-        headers = {hdrs.CONTENT_TYPE: answer.content_type, **answer.headers}
+        headers = CIMultiDict([(hdrs.CONTENT_TYPE, answer.content_type), *answer.headers])
         if fault is not None and fault.kind is FaultKind.MALFORMED_XML:
             broken = answer.body[: max(1, len(answer.body) * 2 // 3)] + b"<<&broken"
             return web.Response(status=200, body=broken, headers=headers)
@@ -508,7 +559,7 @@ class Simulator:
                 request.transport.close()
             return response
         response = web.Response(status=answer.http_status, body=answer.body, headers=headers)
-        if answer.http_status in (401, 411) or answer.status_code == 2004:
+        if answer.http_status in (401, 403, 411) or answer.status_code == 2004:
             response.force_close()  # the rest of the body is not wanted
         return response
 

@@ -1,8 +1,12 @@
-"""`mm7 simulate`: run the MMSC simulator, or drive a running one through its control API.
+r"""`mm7 simulate`: run the MMSC simulator, or drive a running one through its control API.
 
     mm7 simulate --listen 127.0.0.1:8088 --vasp-url http://127.0.0.1:9000/mm7 --persona nokia
     mm7 simulate mo --to 12345 --from +15551230009 --text hi --media photo.jpg
     mm7 simulate personas
+    mm7 simulate --listen 127.0.0.1:8443 --tls-cert mmsc.crt --tls-key mmsc.key \
+        --client-ca vasp-ca.crt
+    mm7 simulate mo --simulator https://127.0.0.1:8443 --cacert ca.crt \
+        --cert vasp.crt --key vasp.key --to 12345 --from +15551230009 --text hi
 
 A ``--config`` file (TOML; command-line options win over it)::
 
@@ -12,6 +16,10 @@ A ``--config`` file (TOML; command-line options win over it)::
     vasp_url = "http://127.0.0.1:9000/mm7"
     vasp_user = "mmsc"              # password from $MM7_SIM_VASP_PASSWORD
     message_id_prefix = "sim"
+    tls_cert = "server.crt"         # serve HTTPS (paths relative to this file)
+    tls_key = "server.key"
+    client_ca = "vasp-ca.crt"       # mutual TLS: VASP certificates from this CA
+    require_client_cert = true      # false: optional in TLS, the client_cert fault decides
     [dlr]                           # mm7.simulator.dlr.DlrPlan
     when = "always"
     delay = 2.0
@@ -30,8 +38,13 @@ A ``--config`` file (TOML; command-line options win over it)::
     tps = 5
     max_bytes = 300000
     rates = [{ kind = "http", http_status = 503, rate = 0.05 }]
+    digest_auth = { user = "vasp", password = "test-only", realm = "mmsc" }
 
-The control API has no authentication: listen on loopback unless the network is trusted.
+The control API has no authentication of its own: listen on loopback unless the network is
+trusted. With ``--client-ca`` (mutual TLS required in the handshake) it sits behind the same
+client-certificate check as the MM7 endpoint, so ``simulate mo`` then needs ``--cert/--key``.
+Digest and Basic requirements (``[faults]`` digest_auth / basic_auth, or the persona's ``[auth]``)
+apply to the MM7 endpoint only.
 
 Kept apart from ``mm7.cli.main`` (which only registers it) so the heavy imports (aiohttp, the
 content package) happen when the command runs, not on every ``mm7`` start. Secrets come from the
@@ -44,6 +57,7 @@ import argparse
 import base64
 import json
 import os
+import ssl
 import sys
 import tomllib
 import urllib.error
@@ -69,6 +83,10 @@ CONFIG_KEYS = {
     "dlr",
     "retry",
     "faults",
+    "tls_cert",
+    "tls_key",
+    "client_ca",
+    "require_client_cert",
 }
 
 
@@ -103,6 +121,20 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--dlr-delay", type=float, help="seconds from SubmitRsp to the first report")
     s.add_argument("--dlr", choices=("requested", "always", "never"), help="when reports are sent")
     s.add_argument("--path", help="the MM7 endpoint path (default /mm7)")
+    s.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
+    s.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
+    s.add_argument(
+        "--client-ca",
+        type=Path,
+        help="mutual TLS: require a client certificate issued by this CA (PEM)",
+    )
+    s.add_argument(
+        "--client-cert-optional",
+        action="store_true",
+        default=None,
+        help="with --client-ca: let certificate-less clients connect (the client_cert fault "
+        "then refuses them with 403 + 4001 when set)",
+    )
     actions = s.add_subparsers(dest="simulate_action", metavar="ACTION")
     mo = actions.add_parser("mo", help="originate a DeliverReq through a running simulator")
     mo.add_argument("--simulator", default=DEFAULT_CONTROL, help="the simulator's base URL")
@@ -112,6 +144,9 @@ def add_parser(sub: Any) -> None:
     mo.add_argument("--subject")
     mo.add_argument("--media", action="append", default=[], type=Path, help="repeatable")
     mo.add_argument("--linked-id")
+    mo.add_argument("--cacert", type=Path, help="https: the CA the simulator's certificate is from")
+    mo.add_argument("--cert", type=Path, help="https with mutual TLS: our client certificate")
+    mo.add_argument("--key", type=Path, help="the client certificate's private key")
     actions.add_parser("personas", help="list the persona names")
 
 
@@ -166,6 +201,11 @@ def build_config(args: argparse.Namespace) -> Any:
         if not password:
             raise SimulateError(f"--vasp-user needs the password in ${VASP_PASSWORD_ENV}")
         auth = (str(user), password)
+    require = data.get("require_client_cert", True)
+    if args.client_cert_optional:
+        require = False
+    if not isinstance(require, bool):
+        raise SimulateError("config: require_client_cert must be true or false")
     try:
         return SimulatorConfig(
             persona=persona,
@@ -179,9 +219,28 @@ def build_config(args: argparse.Namespace) -> Any:
             faults=_table(data, "faults"),
             message_id_prefix=data.get("message_id_prefix", "sim"),
             mmsc_address=data.get("mmsc_address", "mmsc"),
+            tls_cert=_path(args.tls_cert, data, "tls_cert", args.config),
+            tls_key=_path(args.tls_key, data, "tls_key", args.config),
+            client_ca=_path(args.client_ca, data, "client_ca", args.config),
+            require_client_cert=require,
         )
     except (ValueError, TypeError) as exc:
         raise SimulateError(str(exc)) from None
+
+
+def _path(
+    given: Path | None, data: Mapping[str, Any], key: str, config: Path | None
+) -> Path | None:
+    """A file named on the command line, else in the config (relative to the config file)."""
+    if given is not None:
+        return given
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise SimulateError(f"config: {key} must be a path")
+    path = Path(value)
+    return path if path.is_absolute() or config is None else config.parent / path
 
 
 def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -212,14 +271,19 @@ def _serve(args: argparse.Namespace) -> int:
     config = build_config(args)
     # validated now: a fault section with a typo fails here, not at the first request
     app = create_simulator_app(config)
+    try:
+        ssl_context = config.ssl_context()
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise SimulateError(f"TLS: cannot load the certificate, key or CA: {exc}") from None
 
     async def run() -> None:
         runner = web.AppRunner(app, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
         bound = runner.addresses[0][1] if runner.addresses else port
-        base = f"http://{host}:{bound}"
+        scheme = "https" if ssl_context is not None else "http"
+        base = f"{scheme}://{host}:{bound}"
         if host not in ("127.0.0.1", "::1", "localhost"):
             print(f"warning: the control API on {host} has no authentication", file=sys.stderr)
         print(
@@ -254,13 +318,37 @@ def _mo(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             payload[key] = value
-    answer = control_post(args.simulator, "/control/mo", payload)
+    answer = control_post(args.simulator, "/control/mo", payload, context=_client_context(args))
     print(json.dumps(answer, indent=2))
     return 0 if answer.get("ok") else 1
 
 
-def control_post(base: str, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-    """POST JSON to a running simulator's control API; its JSON answer (SimulateError if not)."""
+def _client_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context for reaching an https:// simulator (verified; mutual with --cert)."""
+    if args.cacert is None and args.cert is None:
+        return None
+    if (args.cert is None) != (args.key is None):
+        raise SimulateError("--cert and --key go together")
+    try:
+        context = ssl.create_default_context(
+            cafile=None if args.cacert is None else str(args.cacert)
+        )
+        if args.cert is not None:
+            context.load_cert_chain(args.cert, args.key)
+    except OSError as exc:  # ssl.SSLError too
+        raise SimulateError(f"TLS: cannot load the CA, certificate or key: {exc}") from None
+    return context
+
+
+def control_post(
+    base: str,
+    path: str,
+    payload: Mapping[str, Any],
+    *,
+    context: ssl.SSLContext | None = None,
+) -> dict[str, Any]:
+    """POST JSON to a running simulator's control API; its JSON answer (SimulateError if not).
+    ``context``: TLS settings for an https:// simulator (None: the system's defaults)."""
     request = urllib.request.Request(
         base.rstrip("/") + path,
         data=json.dumps(payload).encode(),
@@ -268,7 +356,8 @@ def control_post(base: str, path: str, payload: Mapping[str, Any]) -> dict[str, 
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 (operator URL)
+        # the operator's URL
+        with urllib.request.urlopen(request, timeout=120, context=context) as response:  # noqa: S310
             body = response.read()
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace")

@@ -1,16 +1,29 @@
 """Fault injection: what the simulated MMSC does wrong, per request (a one-shot queue) or as a
-rate, plus standing limits (TPS, request size, Basic authentication).
+rate, plus standing limits (TPS, request size) and authentication (Basic, Digest, a client
+certificate).
 
 Configured from JSON (the control API) or TOML (``--config``)::
 
     {"once": [{"kind": "http", "http_status": 503}],
      "rates": [{"kind": "latency", "delay": 0.5, "rate": 0.1}],
-     "tps": 5, "max_bytes": 300000, "basic_auth": {"user": "vasp", "password": "pw"}}
+     "tps": 5, "max_bytes": 300000, "basic_auth": {"user": "vasp", "password": "pw"},
+     "digest_auth": {"user": "vasp", "password": "pw", "realm": "mmsc"}, "client_cert": true}
 
 Kinds: ``latency`` (wait ``delay`` seconds, then answer normally), ``http`` (a bare HTTP
 ``http_status``, no SOAP), ``reset`` (TCP reset before answering), ``truncate`` (the real answer
 cut in half under its full Content-Length), ``malformed-xml`` (HTTP 200 with broken XML),
-``status`` (answer MM7 status ``code`` with ``details``, in the persona's error shape).
+``status`` (answer MM7 status ``code`` with ``details``, in the persona's error shape),
+``unauthorized`` (HTTP 401 + 4001 with fresh challenges, Digest ``stale=true``, even to a request
+with the right credentials: an MMSC that forgot its nonces or sessions; a client that knows the
+password answers the new challenge).
+
+Authentication: with ``basic_auth`` and/or ``digest_auth`` a request without the right
+credentials is answered HTTP 401 with MM7 status 4001 and a challenge per scheme (Digest first:
+aiohttp and most clients answer the first one); ``client_cert`` true refuses (HTTP 403, 4001)
+any request whose TLS connection carries no verified client certificate, which is how mutual TLS
+is switched on and off at run time when the simulator serves HTTPS with an optional client CA
+(with a required one, the TLS handshake itself refuses; see ``SimulatorConfig``). A persona's
+``[auth]`` is the injector's ``baseline``: it stays in force across resets.
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ from enum import StrEnum
 from typing import Any
 
 from mm7.core.errors import MM7Error
+from mm7.simulator.digest import DigestCheck, DigestCredentials, DigestVerifier
 
 
 class FaultConfigError(MM7Error):
@@ -39,6 +53,7 @@ class FaultKind(StrEnum):
     TRUNCATE = "truncate"
     MALFORMED_XML = "malformed-xml"
     STATUS = "status"
+    UNAUTHORIZED = "unauthorized"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,16 +108,41 @@ class FaultSpec:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class AuthRefusal:
+    """Why a request is not let in: the HTTP status, the challenges to send, the Details."""
+
+    http_status: int
+    challenges: tuple[str, ...]
+    details: str
+
+
+_DIGEST_REASONS = {
+    DigestCheck.MISSING: "authentication required",
+    DigestCheck.MALFORMED: "Digest: the Authorization header lacks a required parameter",
+    DigestCheck.WRONG: "Digest: wrong user name, realm, URI or password",
+    DigestCheck.UNKNOWN_NONCE: "Digest: a nonce this MMSC did not issue",
+    DigestCheck.STALE: "Digest: the nonce has expired",
+    DigestCheck.REPLAY: "Digest: the nonce count was already used with this nonce",
+}
+
+
 class FaultInjector:
-    """The faults in force. ``rng`` and ``clock`` are injectable so tests are deterministic."""
+    """The faults in force. ``rng`` and ``clock`` are injectable so tests are deterministic;
+    ``baseline`` (as ``configure`` takes it) is applied now and again on every reset."""
 
     def __init__(
-        self, *, rng: random.Random | None = None, clock: Callable[[], float] | None = None
+        self,
+        *,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] | None = None,
+        baseline: Mapping[str, Any] | None = None,
     ) -> None:
         import time
 
         self.rng = rng or random.Random()
         self.clock = clock or time.monotonic
+        self.baseline: Mapping[str, Any] = baseline or {}
         self.once: collections.deque[FaultSpec] = collections.deque()
         self.rates: list[tuple[FaultSpec, float]] = []
         #: requests per second accepted; more within one second are answered 4006
@@ -111,20 +151,28 @@ class FaultInjector:
         self.max_bytes: int | None = None
         #: Basic credentials required (401 + 4001 otherwise)
         self.basic_auth: tuple[str, str] | None = None
+        #: Digest credentials required (401 + 4001 otherwise), with the nonces issued
+        self.digest: DigestVerifier | None = None
+        #: a verified TLS client certificate required (403 + 4001 otherwise)
+        self.client_cert = False
         self._arrivals: collections.deque[float] = collections.deque()
+        self.configure(self.baseline)
 
     def reset(self) -> None:
-        """No faults, no limits."""
+        """No faults, no limits: only the baseline (the persona's authentication) again."""
         self.once.clear()
         self.rates.clear()
         self.tps = None
         self.max_bytes = None
         self.basic_auth = None
+        self.digest = None
+        self.client_cert = False
         self._arrivals.clear()
+        self.configure(self.baseline)
 
     def configure(self, data: Mapping[str, Any]) -> None:
         """Add one-shot faults and replace the rates/limits that ``data`` names."""
-        known = {"once", "rates", "tps", "max_bytes", "basic_auth"}
+        known = {"once", "rates", "tps", "max_bytes", "basic_auth", "digest_auth", "client_cert"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise FaultConfigError(f"faults: unknown key(s) {', '.join(unknown)}")
@@ -156,6 +204,35 @@ class FaultInjector:
                 self.basic_auth = (str(auth["user"]), str(auth["password"]))
             else:
                 raise FaultConfigError("basic_auth: {user, password} (or null)")
+        if "digest_auth" in data:
+            digest = data["digest_auth"]
+            if digest is None:
+                self.digest = None
+            elif (
+                isinstance(digest, Mapping)
+                and {"user", "password"} <= set(digest)
+                and set(digest) <= {"user", "password", "realm", "nonce_lifetime"}
+            ):
+                try:
+                    lifetime = float(digest.get("nonce_lifetime", 300.0))
+                except (TypeError, ValueError):
+                    lifetime = -1.0
+                if lifetime <= 0:
+                    raise FaultConfigError("digest_auth.nonce_lifetime: seconds, > 0")
+                credentials = DigestCredentials(
+                    str(digest["user"]),
+                    str(digest["password"]),
+                    str(digest.get("realm", "mm7-simulator")),
+                )
+                self.digest = DigestVerifier(credentials, lifetime=lifetime, clock=self.clock)
+            else:
+                raise FaultConfigError(
+                    "digest_auth: {user, password, realm?, nonce_lifetime?} (or null)"
+                )
+        if "client_cert" in data:
+            if not isinstance(data["client_cert"], bool):
+                raise FaultConfigError("client_cert: true or false")
+            self.client_cert = data["client_cert"]
 
     def to_json(self) -> dict[str, Any]:
         """What is in force (the password is never shown)."""
@@ -165,6 +242,14 @@ class FaultInjector:
             "tps": self.tps,
             "max_bytes": self.max_bytes,
             "basic_auth": None if self.basic_auth is None else {"user": self.basic_auth[0]},
+            "digest_auth": None
+            if self.digest is None
+            else {
+                "user": self.digest.credentials.user,
+                "realm": self.digest.credentials.realm,
+                "nonce_lifetime": self.digest.lifetime,
+            },
+            "client_cert": self.client_cert,
         }
 
     def next_fault(self) -> FaultSpec | None:
@@ -188,11 +273,46 @@ class FaultInjector:
         self._arrivals.append(now)
         return False
 
-    def authorized(self, header: str | None) -> bool:
-        """Whether an Authorization header satisfies the Basic requirement (if any)."""
-        if self.basic_auth is None:
-            return True
-        if not header or not header.startswith("Basic "):
+    def check_auth(
+        self, authorization: str | None, method: str, uri: str, *, client_cert: bool
+    ) -> AuthRefusal | None:
+        """None when the request may go on; else how to refuse it. ``uri``: the request-target
+        as sent (path and query), which a Digest answer must name."""
+        if self.client_cert and not client_cert:
+            details = "a client certificate from the configured CA is required (mutual TLS)"
+            return AuthRefusal(403, (), details)
+        if self.basic_auth is None and self.digest is None:
+            return None
+        if self.basic_auth is not None and self._basic_ok(authorization):
+            return None
+        reason = "authentication required"
+        challenges: list[str] = []
+        if self.digest is not None:
+            result = self.digest.check(authorization, method, uri)
+            if result is DigestCheck.OK:
+                return None
+            if authorization and authorization.lower().startswith("digest"):
+                reason = _DIGEST_REASONS[result]
+            challenges.append(self.digest.challenge(stale=result is DigestCheck.STALE))
+        if self.basic_auth is not None:
+            if authorization and authorization.startswith("Basic "):
+                reason = "Basic: wrong user name or password"
+            challenges.append('Basic realm="mm7-simulator"')
+        return AuthRefusal(401, tuple(challenges), reason)
+
+    def injected_refusal(self) -> AuthRefusal:
+        """The 401 of an ``unauthorized`` fault: a challenge per configured scheme (Digest with
+        ``stale=true``), a Basic one when none is configured."""
+        challenges: list[str] = []
+        if self.digest is not None:
+            challenges.append(self.digest.challenge(stale=True))
+        if self.basic_auth is not None or self.digest is None:
+            challenges.append('Basic realm="mm7-simulator"')
+        return AuthRefusal(401, tuple(challenges), "authentication required (session expired)")
+
+    def _basic_ok(self, header: str | None) -> bool:
+        """Whether an Authorization header carries the required Basic credentials."""
+        if self.basic_auth is None or not header or not header.startswith("Basic "):
             return False
         try:
             user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")

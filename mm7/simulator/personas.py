@@ -17,6 +17,12 @@ Persona files live in ``conf/personas/<name>.toml``::
     fault_shape = "rserror"        # rserror | bare-status | in-response
     [status_codes]                 # the carrier's own codes for standard ones
     2004 = { code = 2103, text = "Content size exceeded" }
+    [auth]                         # what the MMSC requires of every request (401/403 + 4001)
+    digest = { user = "vasp", password = "...", realm = "mmsc" }   # HTTP Digest, MD5, qop=auth
+    basic = { user = "vasp", password = "..." }
+    client_cert = true             # a verified TLS client certificate (serve with a client CA)
+
+The ``[auth]`` credentials are test credentials of a simulated MMSC, not secrets.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +38,7 @@ from mm7.core.dialect import Dialect, DialectError
 from mm7.core.errors import MM7Error
 from mm7.core.model import Status
 from mm7.core.versions import get_version
+from mm7.simulator.faults import FaultConfigError, FaultInjector
 
 #: error placements the simulator can reproduce (ANCHORS quirk 19)
 FAULT_SHAPES = ("rserror", "bare-status", "in-response")
@@ -70,6 +77,9 @@ class Persona:
     fault_shape: str = "rserror"
     #: standard code -> (carrier code, its text)
     status_codes: tuple[tuple[int, int, str], ...] = ()
+    #: authentication required, as FaultInjector.configure takes it (basic_auth, digest_auth,
+    #: client_cert); in force from the start and after every reset
+    auth: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if self.fault_shape not in FAULT_SHAPES:
@@ -88,7 +98,7 @@ class Persona:
     @classmethod
     def from_mapping(cls, name: str, data: Mapping[str, Any]) -> Persona:
         """A persona from a parsed TOML table; PersonaError names the bad key."""
-        known = {"description", "strict", "dialect", "accept", "reply", "status_codes"}
+        known = {"description", "strict", "dialect", "accept", "reply", "status_codes", "auth"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise PersonaError(f"persona {name!r}: unknown key(s) {', '.join(unknown)}")
@@ -129,6 +139,13 @@ class Persona:
                     f'persona {name!r}: status_codes.{key}: expected {{ code = N, text = "..." }}'
                 ) from None
             codes.append((standard, own, text))
+        auth_table = _table(name, data, "auth", {"basic", "digest", "client_cert"})
+        names = {"basic": "basic_auth", "digest": "digest_auth", "client_cert": "client_cert"}
+        auth = {names[k]: v for k, v in auth_table.items()}
+        try:
+            FaultInjector(baseline=auth)  # checked now, so a bad [auth] names itself
+        except FaultConfigError as exc:
+            raise PersonaError(f"persona {name!r}: auth: {exc}") from None
         return cls(
             name=name,
             dialect=dialect,
@@ -144,6 +161,7 @@ class Persona:
             response_content_type=reply.get("content_type"),
             fault_shape=str(reply.get("fault_shape", "rserror")),
             status_codes=tuple(codes),
+            auth=auth,
         )
 
 
