@@ -215,6 +215,12 @@ async def test_submit_gets_a_message_id_that_the_reports_carry(rig: Make) -> Non
     await r.sim.dlr.idle()
     out = [e for e in r.sim.store.exchanges if e.direction == "out"]
     assert len(out) == 2 and all(e.status_code == 1000 and e.attempt == 1 for e in out)
+    # outbound traffic keeps the bytes on the wire too: the report sent, the VASP's answer
+    for exchange in out:
+        assert b"DeliveryReportReq" in exchange.request_body
+        assert message_id.encode() in exchange.request_body
+        assert exchange.request_size == len(exchange.request_body)
+        assert b"DeliveryReportRsp" in exchange.response_body
 
 
 async def test_no_report_unless_requested(rig: Make) -> None:

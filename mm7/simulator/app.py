@@ -82,7 +82,7 @@ from mm7.simulator.faults import (
 )
 from mm7.simulator.mo import deliver_req, delivery_report_req, read_reply_req
 from mm7.simulator.personas import Persona
-from mm7.simulator.store import Received, TrafficStore
+from mm7.simulator.store import KEEP_BYTES, Received, TrafficStore
 from mm7.simulator.ui import PAGE_CSP, render_page
 from mm7.transport.inbound_auth import peer_certificate, server_ssl_context
 from mm7.transport.wirelog import redact_headers
@@ -95,8 +95,6 @@ DEFAULT_PERSONA = Persona(name="strict-3gpp", dialect=STRICT_3GPP, strict=True)
 MAX_DETAILS = 512
 #: how many submitted messages are remembered for Cancel/Replace and reports
 MAX_SUBMITTED = 10_000
-#: bytes of each request and response body kept in the traffic record (the SOAP part fits)
-KEEP_BYTES = 16 * 1024
 #: longest text shown inline in a slide's JSON
 MAX_INLINE_TEXT = 4096
 

@@ -23,7 +23,7 @@ from mm7.core.dialect import Dialect
 from mm7.core.errors import MM7Error
 from mm7.core.model import Address, DeliveryReportReq, Request, SubmitReq
 from mm7.core.status import MMStatus
-from mm7.simulator.store import TrafficStore
+from mm7.simulator.store import KEEP_BYTES, TrafficStore
 from mm7.transport.client import MM7Client, new_transaction_id
 from mm7.transport.errors import MM7ClientError
 from mm7.transport.link import BasicAuth, LinkConfig, Secret
@@ -214,7 +214,7 @@ class Outbound:
         while True:
             attempt += 1
             started = time.monotonic()
-            code, http, problem = await self._attempt(client, request)
+            code, http, problem, sent, received = await self._attempt(client, request)
             self.store.add_exchange(
                 direction="out",
                 operation=request.OPERATION,
@@ -227,6 +227,10 @@ class Outbound:
                 attempt=attempt,
                 recipient=_recipient(request),
                 mm_status=_mm_status(request),
+                request_body=sent[:KEEP_BYTES],
+                request_size=len(sent),
+                response_body=received[:KEEP_BYTES],
+                response_size=len(received),
             )
             if problem is None or attempt >= self.policy.max_attempts:
                 return Delivery(request, problem is None, attempt, code, http, problem)
@@ -234,24 +238,24 @@ class Outbound:
 
     async def _attempt(
         self, client: MM7Client, request: Request
-    ) -> tuple[int | None, int | None, str | None]:
-        """(MM7 status, HTTP status, problem or None) of one attempt."""
+    ) -> tuple[int | None, int | None, str | None, bytes, bytes]:
+        """(MM7 status, HTTP status, problem or None, bytes sent, bytes received) of one try."""
         try:
             result = await client.send(request)
         except MM7ClientError as exc:
-            return exc.code, exc.http_status, f"{exc.outcome.value}: {exc}"
+            problem = f"{exc.outcome.value}: {exc}"
+            return exc.code, exc.http_status, problem, exc.request_body, exc.response_body
         code = result.status.code
+        sent, received = result.request_body, result.response_body
         if self.policy.mode == "strict":
             if code != 1000:
-                return code, result.http_status, f"status {code}, strict mode wants 1000"
+                problem = f"status {code}, strict mode wants 1000"
+                return code, result.http_status, problem, sent, received
             echoed = result.message.transaction_id
             if echoed != request.transaction_id:
-                return (
-                    code,
-                    result.http_status,
-                    f"TransactionID {echoed!r} does not echo {request.transaction_id!r}",
-                )
-        return code, result.http_status, None
+                problem = f"TransactionID {echoed!r} does not echo {request.transaction_id!r}"
+                return code, result.http_status, problem, sent, received
+        return code, result.http_status, None, sent, received
 
 
 def _recipient(request: Request) -> str | None:

@@ -15,6 +15,9 @@ from typing import Any
 from mm7.core.mime import Part
 from mm7.core.model import Message
 
+#: how much of each HTTP body an exchange keeps (the rest is counted, not stored)
+KEEP_BYTES = 16 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
@@ -37,7 +40,7 @@ class Exchange:
     attempt: int = 1
     recipient: str | None = None
     mm_status: str | None = None
-    #: inbound only: the request headers (secrets masked) and the first bytes of both bodies
+    #: the first bytes of both bodies (both directions); request headers inbound only
     request_headers: tuple[tuple[str, str], ...] = ()
     request_body: bytes = b""
     request_size: int = 0

@@ -20,7 +20,7 @@ import ssl
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -96,6 +96,9 @@ class Result(Generic[R]):
     leniencies: tuple[str, ...] = ()
     #: response headers, secrets masked
     headers: tuple[tuple[str, str], ...] = ()
+    #: the HTTP bodies exchanged, for traffic records (the simulator, interop captures)
+    request_body: bytes = field(default=b"", repr=False, compare=False)
+    response_body: bytes = field(default=b"", repr=False, compare=False)
 
     @property
     def status(self) -> Status:
@@ -110,6 +113,8 @@ class _Exchange:
     operation: str
     expected: type[Response]
     log: Any
+    sent: bytes = b""
+    received: bytes = b""
 
 
 class MM7Client:
@@ -242,6 +247,7 @@ class MM7Client:
             encoded = encode(request, self.link.dialect)
         except MM7Error as exc:
             raise self._error(ex, Outcome.INVALID_REQUEST, f"cannot encode it: {exc}") from None
+        ex.sent = encoded.body
         session = self._session
         if session is None or session.closed:
             raise RuntimeError("MM7Client is not started: use 'async with MM7Client(link)'")
@@ -315,6 +321,7 @@ class MM7Client:
                 http_status = resp.status
                 rsp_headers = resp.headers
                 rsp_body = await self._read_body(resp)
+                ex.received = rsp_body
         except TimeoutError:
             raise self._error(
                 ex,
@@ -466,7 +473,9 @@ class MM7Client:
             elapsed_ms=round((time.monotonic() - started) * 1000, 1),
         )
         kept = tuple(redact_headers(list(headers.items())))
-        return Result(message, ex.request, http_status, verdict, leniencies, kept)
+        return Result(
+            message, ex.request, http_status, verdict, leniencies, kept, ex.sent, ex.received
+        )
 
     def _status_error(
         self,
@@ -538,6 +547,7 @@ class MM7Client:
             leniencies=leniencies,
             retry_after=retry_after,
         )
+        error.request_body, error.response_body = ex.sent, ex.received
         # refusals by an open breaker come in floods: one warning when it opens is enough
         emit = ex.log.info if outcome is Outcome.CIRCUIT_OPEN else ex.log.warning
         emit(

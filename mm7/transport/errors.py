@@ -54,6 +54,9 @@ class MM7ClientError(MM7Error):
         self.leniencies = leniencies
         #: seconds to wait before retrying, when the peer (Retry-After) or the breaker says
         self.retry_after = retry_after
+        #: the bytes sent and received (empty when nothing got that far), for traffic records
+        self.request_body = b""
+        self.response_body = b""
         super().__init__(message)
 
     @property
