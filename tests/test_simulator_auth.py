@@ -339,3 +339,20 @@ async def test_client_cert_fault_refuses_certificate_less_clients_with_403(
     ) as client:
         with pytest.raises(MM7ClientError):
             await client.submit(submit(report=False))
+
+
+async def test_the_mbuni_digest_persona_challenges_and_speaks_rel5(rig: Make) -> None:
+    """conf/personas/mbuni-digest.toml: Digest required, SOAP-ENV prefix, REL-5-MM7-1-0 echo."""
+    from mm7.core.dialect import get_dialect
+
+    r = await rig("mbuni-digest")
+    mbuni = get_dialect("mbuni")
+    async with r.client(mbuni, auth=DigestAuth("vasp", Secret("digest-demo"))) as client:
+        result = await client.send(submit(report=False))
+    assert result.status.code == 1000
+    assert result.message.namespace == mbuni.namespace
+    assert b"<SOAP-ENV:Envelope" in result.response_body
+    async with r.client(mbuni, auth=DigestAuth("vasp", Secret("wrong"))) as client:
+        with pytest.raises(MM7ClientError) as info:
+            await client.submit(submit(report=False))
+    assert info.value.http_status == 401 and info.value.code == 4001
