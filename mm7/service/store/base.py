@@ -1,0 +1,452 @@
+"""The ``Store`` protocol and the immutable records that cross it.
+
+Every gateway path goes through this interface: the API enqueues (and answers 202 only after the
+awaited call returns, i.e. after the commit), dispatchers lease recipients and record outcomes,
+the inbound endpoint records delivery reports and MO messages. Backends (SQLite now, PostgreSQL
+later) implement ``Store``; callers never see SQL, rows or dicts other than the JSON ``fields``
+payloads, which the store keeps opaque so the API and the dispatcher own their shape.
+
+Times are timezone-aware UTC ``datetime`` values taken from an injectable ``Clock`` so that tests
+can move time (lease expiry, retry schedules, message expiry) without sleeping.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from mm7.core.status import MMStatus
+
+JSONObject = Mapping[str, Any]
+"""A JSON-serialisable mapping, stored verbatim (the store does not interpret it)."""
+
+
+class StoreError(Exception):
+    """Base class of the errors a store raises on purpose."""
+
+
+class SchemaTooNewError(StoreError):
+    """The database was written by a newer mm7 (its schema version is above this code's)."""
+
+
+class UnknownMediaError(StoreError):
+    """A message part refers by hash to media that was never stored."""
+
+
+class Clock(Protocol):
+    """Where the store takes "now" from: injectable so tests control time."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class SystemClock:
+    """The wall clock."""
+
+    def now(self) -> datetime:
+        """``datetime.now(UTC)``."""
+        return datetime.now(UTC)
+
+
+class ManualClock:
+    """A clock that only moves when told to, for tests and simulations."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start if start is not None else datetime(2026, 1, 1, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        """The time last set."""
+        return self._now
+
+    def advance(self, delta: timedelta) -> None:
+        """Move the clock forward by ``delta``."""
+        self._now += delta
+
+    def set(self, when: datetime) -> None:
+        """Jump to ``when``."""
+        self._now = when
+
+
+class RecipientStatus(StrEnum):
+    """Where one recipient of an MT message stands.
+
+    ``QUEUED`` is the only state dispatchers lease from. ``SUBMITTED`` means the MMSC accepted the
+    SubmitReq; delivery reports then move it to ``DELIVERED``, ``UNDELIVERED`` or
+    ``INDETERMINATE`` (final reports never regress to an earlier state). ``FAILED`` is a permanent
+    submit error and ``EXPIRED`` a message whose expiry passed before it could be submitted.
+    """
+
+    QUEUED = "queued"
+    SUBMITTED = "submitted"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    INDETERMINATE = "indeterminate"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+class MessageStatus(StrEnum):
+    """The overall state of an MT message, kept from per-recipient counters.
+
+    ``QUEUED`` until a recipient is first leased, ``SENDING`` while any recipient is still queued,
+    then ``SUBMITTED`` if at least one recipient was accepted by the MMSC, else ``FAILED``.
+    Per-recipient delivery outcomes are on the recipients, not folded in here.
+    """
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SUBMITTED = "submitted"
+    FAILED = "failed"
+
+
+# What a delivery report's MMStatus does to a recipient. Forwarded and Deferred are not final
+# (another report follows) and leave the status as it is; they are still recorded as events.
+DLR_RECIPIENT_STATUS: Mapping[MMStatus, RecipientStatus] = {
+    MMStatus.RETRIEVED: RecipientStatus.DELIVERED,
+    MMStatus.EXPIRED: RecipientStatus.UNDELIVERED,
+    MMStatus.REJECTED: RecipientStatus.UNDELIVERED,
+    MMStatus.UNRECOGNISED: RecipientStatus.UNDELIVERED,
+    MMStatus.DELIVERY_CONDITION_NOT_MET: RecipientStatus.UNDELIVERED,
+    MMStatus.INDETERMINATE: RecipientStatus.INDETERMINATE,
+}
+
+_ADDRESS_SUFFIX = re.compile(r"/TYPE=[^/]*$", re.IGNORECASE)
+_NUMBER = re.compile(r"^\+?[0-9][0-9 ().-]*$")
+
+
+def normalize_address(address: str) -> str:
+    """The key an address is matched on when correlating delivery reports.
+
+    MMSCs echo recipients in another spelling than we sent (``+4917..`` vs ``4917..``,
+    ``/TYPE=PLMN`` suffixes, ``tel:`` prefixes, e-mail case): strip those so that the report of
+    a recipient finds it. Numbers keep their digits only; anything else is casefolded.
+    """
+    text = _ADDRESS_SUFFIX.sub("", address.strip())
+    if text.lower().startswith("tel:"):
+        text = text[4:]
+    if _NUMBER.match(text):
+        return re.sub(r"[^0-9]", "", text)
+    return text.casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPart:
+    """One part of a message as given to ``enqueue_message`` or ``store_mo``.
+
+    Exactly one of ``data`` (stored now, once by hash) and ``sha256`` (media already stored with
+    ``put_media``) is set. ``content_id``/``content_location`` are per message, not per media,
+    because two messages may name the same image differently.
+    """
+
+    content_type: str
+    data: bytes | None = None
+    sha256: str | None = None
+    content_id: str | None = None
+    content_location: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.data is None) == (self.sha256 is None):
+            raise ValueError("a MediaPart needs exactly one of data and sha256")
+
+
+@dataclass(frozen=True, slots=True)
+class PartRecord:
+    """A stored part of a message, in order, without its bytes (fetch with ``get_media``)."""
+
+    position: int
+    sha256: str
+    content_type: str
+    size: int
+    content_id: str | None
+    content_location: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaBlob:
+    """Stored media with its bytes."""
+
+    sha256: str
+    content_type: str
+    size: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """An MT message to enqueue.
+
+    ``fields`` is the API's validated request (from, subject, text, priority, delivery_report,
+    ...) as JSON; the dispatcher turns it into a SubmitReq. ``idempotency_key`` makes a repeated
+    submission return the original id. ``not_before`` is the earliest delivery time.
+    """
+
+    link: str
+    fields: JSONObject
+    idempotency_key: str | None = None
+    expires_at: datetime | None = None
+    not_before: datetime | None = None
+    callback_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """The id of the message and whether this call created it (False: idempotent repeat)."""
+
+    message_id: str
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One leased recipient: everything a dispatcher needs to build and send its SubmitReq.
+
+    ``lease_token`` identifies this lease; the outcome calls check it so that a worker whose
+    lease expired and was taken over cannot overwrite the new holder's result. ``attempts``
+    counts this attempt. ``transaction_id`` is stable across retries so that the MMSC can drop
+    duplicates of an at-least-once resend.
+    """
+
+    recipient_id: int
+    message_id: str
+    link: str
+    address: str
+    transaction_id: str
+    attempts: int
+    owner: str
+    lease_token: str
+    lease_expires_at: datetime
+    fields: JSONObject
+    parts: tuple[PartRecord, ...]
+    idempotency_key: str | None
+    expires_at: datetime | None
+    callback_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One entry of a message's history (queued, leased, submitted, retry, failed, report...)."""
+
+    id: int
+    message_id: str
+    recipient: str | None
+    kind: str
+    status: str | None
+    details: JSONObject
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientRecord:
+    """One recipient of a message as stored."""
+
+    id: int
+    address: str
+    status: RecipientStatus
+    mm7_message_id: str | None
+    transaction_id: str
+    attempts: int
+    next_attempt_at: datetime
+    last_status_code: int | None
+    last_status_text: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """An MT message with its recipients, parts and the history of events."""
+
+    id: str
+    link: str
+    idempotency_key: str | None
+    status: MessageStatus
+    fields: JSONObject
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+    not_before: datetime | None
+    callback_url: str | None
+    recipients: tuple[RecipientRecord, ...]
+    parts: tuple[PartRecord, ...]
+    events: tuple[EventRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReportResult:
+    """What a recorded delivery report was correlated to (``None``s: unknown, kept anyway)."""
+
+    report_id: int
+    message_id: str | None
+    recipient_id: int | None
+    recipient_status: RecipientStatus | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReportRecord:
+    """A stored delivery report, correlated or not."""
+
+    id: int
+    link: str
+    mm7_message_id: str
+    recipient: str
+    mm_status: MMStatus
+    raw_status: str
+    status_text: str | None
+    raw: str | None
+    message_id: str | None
+    recipient_id: int | None
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewMo:
+    """An MO message (DeliverReq) to store before answering DeliverRsp 1000.
+
+    ``transaction_id`` and ``mm7_message_id`` detect MMSC retries: either one seen before from
+    the same link makes this a duplicate.
+    """
+
+    link: str
+    transaction_id: str | None
+    mm7_message_id: str | None
+    fields: JSONObject
+    parts: Sequence[MediaPart] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MoResult:
+    """The id of the stored MO and whether it was a duplicate of an earlier one."""
+
+    mo_id: str
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MoRecord:
+    """A stored MO message."""
+
+    id: str
+    link: str
+    transaction_id: str | None
+    mm7_message_id: str | None
+    fields: JSONObject
+    status: str
+    received_at: datetime
+    parts: tuple[PartRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """Writer counters: ``commits`` transactions carried ``writes`` operations (group commit)."""
+
+    commits: int
+    writes: int
+    failed_writes: int = 0
+    largest_batch: int = 0
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What the gateway needs from persistence. Every write returns only once it is durable."""
+
+    async def close(self) -> None:
+        """Finish queued writes, then release connections and threads."""
+        ...
+
+    def stats(self) -> StoreStats:
+        """Writer counters (for metrics and the group-commit test)."""
+        ...
+
+    async def put_media(self, data: bytes, content_type: str) -> str:
+        """Store media once by content hash; return its sha256 (hex)."""
+        ...
+
+    async def get_media(self, sha256: str) -> MediaBlob | None:
+        """Stored media with its bytes, or None."""
+        ...
+
+    async def enqueue_message(
+        self, message: NewMessage, recipients: Sequence[str], parts: Sequence[MediaPart] = ()
+    ) -> EnqueueResult:
+        """Commit a message, its recipients and parts; idempotent on ``idempotency_key``."""
+        ...
+
+    async def get_message(self, message_id: str) -> MessageRecord | None:
+        """A message with recipients, parts and events, or None."""
+        ...
+
+    async def lease(self, link: str, owner: str, n: int, ttl: timedelta) -> list[WorkItem]:
+        """Lease up to ``n`` due, unexpired, unleased queued recipients of ``link``."""
+        ...
+
+    async def complete(
+        self,
+        item: WorkItem,
+        mm7_message_id: str | None,
+        status_code: int | None = None,
+        status_text: str | None = None,
+        details: JSONObject | None = None,
+    ) -> bool:
+        """Record the MMSC's acceptance and release the lease; False if the lease was lost."""
+        ...
+
+    async def fail(
+        self,
+        item: WorkItem,
+        status_code: int | None,
+        status_text: str | None,
+        details: JSONObject | None = None,
+    ) -> bool:
+        """Fail the recipient permanently and release the lease; False if the lease was lost."""
+        ...
+
+    async def retry_later(
+        self,
+        item: WorkItem,
+        at: datetime,
+        status_code: int | None = None,
+        status_text: str | None = None,
+        details: JSONObject | None = None,
+    ) -> bool:
+        """Schedule another attempt at ``at`` (or expire); False if the lease was lost."""
+        ...
+
+    async def release(self, item: WorkItem) -> bool:
+        """Give a lease back unattempted (graceful shutdown); False if the lease was lost."""
+        ...
+
+    async def record_delivery_report(
+        self,
+        link: str,
+        mm7_message_id: str,
+        recipient: str,
+        mm_status: MMStatus,
+        raw_status: str | None = None,
+        status_text: str | None = None,
+        raw: str | None = None,
+        details: JSONObject | None = None,
+    ) -> DeliveryReportResult:
+        """Record a report, correlated by (link, MessageID, recipient); unknown ones are kept."""
+        ...
+
+    async def delivery_reports(
+        self, *, message_id: str | None = None, unknown_only: bool = False, limit: int = 100
+    ) -> list[DeliveryReportRecord]:
+        """Reports of one message, or the uncorrelated ones kept for inspection."""
+        ...
+
+    async def store_mo(self, mo: NewMo) -> MoResult:
+        """Commit an MO message with its media; a retry of one already stored is a duplicate."""
+        ...
+
+    async def get_mo(self, mo_id: str) -> MoRecord | None:
+        """A stored MO message, or None."""
+        ...
+
+    async def queue_depth(self, link: str | None = None) -> int:
+        """How many recipients are queued (optionally on one link), for metrics."""
+        ...

@@ -1,0 +1,208 @@
+"""The SQLite schema as numbered migrations, applied in order when a store opens.
+
+Each migration is a tuple of statements run in one transaction together with the row that
+records it in ``schema_version``, so a crash mid-upgrade leaves the previous version intact.
+Never edit a released migration: append a new one. A database whose version is above
+``LATEST`` was written by a newer mm7 and is refused (``SchemaTooNewError``) rather than
+guessed at.
+
+Times are INTEGER milliseconds since the Unix epoch (UTC); JSON columns are TEXT.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from mm7.service.store.base import SchemaTooNewError
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema step: its version number, what it is for, and its statements."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "MT path: media, messages, recipients, parts, events, leases",
+        (
+            # Media by content hash. Small media inline as a BLOB, large media in a file under
+            # the media directory (``path`` relative to it): exactly one of the two is set.
+            """CREATE TABLE media (
+                sha256 TEXT PRIMARY KEY,
+                content_type TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                data BLOB,
+                path TEXT,
+                created_at INTEGER NOT NULL,
+                CHECK ((data IS NULL) <> (path IS NULL))
+            )""",
+            """CREATE TABLE messages (
+                id TEXT PRIMARY KEY,
+                idempotency_key TEXT UNIQUE,
+                link TEXT NOT NULL,
+                fields TEXT NOT NULL,
+                status TEXT NOT NULL,
+                recipient_count INTEGER NOT NULL,
+                queued_count INTEGER NOT NULL,
+                submitted_count INTEGER NOT NULL DEFAULT 0,
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL,
+                expires_at INTEGER,
+                not_before INTEGER,
+                callback_url TEXT
+            )""",
+            # link and expires_at are copied from the message so that leasing is one indexed
+            # scan; address_key is the normalised address that delivery reports match on.
+            """CREATE TABLE recipients (
+                id INTEGER PRIMARY KEY,
+                message_id TEXT NOT NULL REFERENCES messages(id),
+                link TEXT NOT NULL,
+                address TEXT NOT NULL,
+                address_key TEXT NOT NULL,
+                status TEXT NOT NULL,
+                mm7_message_id TEXT,
+                transaction_id TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at INTEGER NOT NULL,
+                expires_at INTEGER,
+                last_status_code INTEGER,
+                last_status_text TEXT,
+                updated_at INTEGER NOT NULL
+            )""",
+            "CREATE INDEX recipients_due ON recipients(link, status, next_attempt_at)",
+            "CREATE INDEX recipients_message ON recipients(message_id)",
+            """CREATE INDEX recipients_mm7_id ON recipients(link, mm7_message_id)
+                WHERE mm7_message_id IS NOT NULL""",
+            """CREATE TABLE message_media (
+                message_id TEXT NOT NULL REFERENCES messages(id),
+                position INTEGER NOT NULL,
+                sha256 TEXT NOT NULL REFERENCES media(sha256),
+                content_type TEXT NOT NULL,
+                content_id TEXT,
+                content_location TEXT,
+                PRIMARY KEY (message_id, position)
+            ) WITHOUT ROWID""",
+            """CREATE TABLE events (
+                id INTEGER PRIMARY KEY,
+                message_id TEXT NOT NULL,
+                recipient_id INTEGER,
+                kind TEXT NOT NULL,
+                status TEXT,
+                details TEXT NOT NULL,
+                at INTEGER NOT NULL
+            )""",
+            "CREATE INDEX events_message ON events(message_id, id)",
+            # kind names the queue ('mt' = recipients.id); token fences a taken-over lease.
+            """CREATE TABLE leases (
+                kind TEXT NOT NULL,
+                item_id INTEGER NOT NULL,
+                owner TEXT NOT NULL,
+                token TEXT NOT NULL,
+                expires_at INTEGER NOT NULL,
+                PRIMARY KEY (kind, item_id)
+            ) WITHOUT ROWID""",
+        ),
+    ),
+    Migration(
+        2,
+        "Inbound: delivery reports (correlated or kept unknown) and MO messages (issue 7)",
+        (
+            """CREATE TABLE delivery_reports (
+                id INTEGER PRIMARY KEY,
+                link TEXT NOT NULL,
+                mm7_message_id TEXT NOT NULL,
+                recipient TEXT NOT NULL,
+                mm_status TEXT NOT NULL,
+                raw_status TEXT NOT NULL,
+                status_text TEXT,
+                raw TEXT,
+                message_id TEXT,
+                recipient_id INTEGER,
+                received_at INTEGER NOT NULL
+            )""",
+            "CREATE INDEX delivery_reports_message ON delivery_reports(message_id)",
+            """CREATE INDEX delivery_reports_unknown ON delivery_reports(id)
+                WHERE message_id IS NULL""",
+            # MessageID is unique per link (a hard guarantee); TransactionID is checked within
+            # a window by the store, because MMSCs recycle small TransactionID counters.
+            """CREATE TABLE mo_messages (
+                id TEXT PRIMARY KEY,
+                link TEXT NOT NULL,
+                transaction_id TEXT,
+                mm7_message_id TEXT,
+                fields TEXT NOT NULL,
+                status TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at INTEGER NOT NULL,
+                received_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL
+            )""",
+            """CREATE UNIQUE INDEX mo_mm7_id ON mo_messages(link, mm7_message_id)
+                WHERE mm7_message_id IS NOT NULL""",
+            """CREATE INDEX mo_transaction ON mo_messages(link, transaction_id)
+                WHERE transaction_id IS NOT NULL""",
+            "CREATE INDEX mo_due ON mo_messages(status, next_attempt_at)",
+            """CREATE TABLE mo_media (
+                mo_id TEXT NOT NULL REFERENCES mo_messages(id),
+                position INTEGER NOT NULL,
+                sha256 TEXT NOT NULL REFERENCES media(sha256),
+                content_type TEXT NOT NULL,
+                content_id TEXT,
+                content_location TEXT,
+                PRIMARY KEY (mo_id, position)
+            ) WITHOUT ROWID""",
+        ),
+    ),
+)
+
+LATEST = MIGRATIONS[-1].version
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The version recorded in ``schema_version`` (0 for a new, empty database)."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        "version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+    )
+    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0]) if row is not None and row[0] is not None else 0
+
+
+def migrate(
+    conn: sqlite3.Connection, now_ms: int, target: int | None = None, where: str = "database"
+) -> int:
+    """Bring ``conn``'s schema up to ``target`` (default ``LATEST``); return the version reached.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``). ``target`` below ``LATEST``
+    exists so tests can build an old database and check the upgrade. Raises
+    ``SchemaTooNewError`` if the database is newer than this code.
+    """
+    goal = LATEST if target is None else target
+    current = schema_version(conn)
+    if current > LATEST:
+        raise SchemaTooNewError(
+            f"{where}: schema version {current} is newer than this mm7 supports ({LATEST}); "
+            "upgrade mm7 or point the store at another database"
+        )
+    for migration in MIGRATIONS:
+        if current < migration.version <= goal:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in migration.statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_version (version, description, applied_at) VALUES (?,?,?)",
+                    (migration.version, migration.description, now_ms),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            current = migration.version
+    return current

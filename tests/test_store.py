@@ -1,0 +1,366 @@
+"""The SQLite store: idempotency, media dedupe, group commit, leases, retries, reports, MO.
+
+Real database files in tmp_path; time is a ManualClock so that lease expiry and retry
+schedules are exercised by moving the clock, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from mm7.core.status import MMStatus
+from mm7.service.store import (
+    ManualClock,
+    MediaPart,
+    MessageStatus,
+    NewMessage,
+    NewMo,
+    RecipientStatus,
+    SqliteStore,
+    Store,
+    UnknownMediaError,
+    normalize_address,
+)
+
+JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40  # ~10 KB, stored inline
+BIG = b"\x89PNG\r\n\x1a\n" + b"x" * (300 * 1024)  # above the inline limit: stored as a file
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def store(tmp_path: Path, clock: ManualClock) -> AsyncIterator[SqliteStore]:
+    s = await SqliteStore.open(tmp_path / "gw.db", clock=clock)
+    yield s
+    await s.close()
+
+
+def message(
+    key: str | None = None,
+    link: str = "mmsc1",
+    *,
+    expires_at: datetime | None = None,
+    not_before: datetime | None = None,
+    callback_url: str | None = None,
+) -> NewMessage:
+    return NewMessage(
+        link=link,
+        fields={"from": "12345", "subject": "hi"},
+        idempotency_key=key,
+        expires_at=expires_at,
+        not_before=not_before,
+        callback_url=callback_url,
+    )
+
+
+def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+async def test_store_implements_the_protocol(store: SqliteStore) -> None:
+    assert isinstance(store, Store)
+
+
+async def test_database_is_wal_and_fully_synchronous(store: SqliteStore) -> None:
+    assert rows(store.path, "PRAGMA journal_mode") == [("wal",)]
+    # synchronous is per connection: the store reads its writer's setting back
+    assert store.durability == "journal_mode=wal synchronous=FULL"
+
+
+async def test_enqueue_then_get_message(store: SqliteStore, tmp_path: Path) -> None:
+    result = await store.enqueue_message(
+        message("k1", callback_url="http://app/cb"),
+        ["+4917000001", "4917000002"],
+        [MediaPart("image/jpeg", data=JPEG, content_id="<img>")],
+    )
+    assert result.created
+    got = await store.get_message(result.message_id)
+    assert got is not None
+    assert got.status is MessageStatus.QUEUED
+    assert got.fields == {"from": "12345", "subject": "hi"}
+    assert got.callback_url == "http://app/cb"
+    assert [r.address for r in got.recipients] == ["+4917000001", "4917000002"]
+    assert {r.status for r in got.recipients} == {RecipientStatus.QUEUED}
+    assert len({r.transaction_id for r in got.recipients}) == 2
+    assert got.parts[0].sha256 == hashlib.sha256(JPEG).hexdigest()
+    assert got.parts[0].content_id == "<img>"
+    assert [e.kind for e in got.events] == ["queued"]
+    assert await store.get_message("nope") is None
+
+
+async def test_repeated_idempotency_key_returns_the_original_and_writes_nothing(
+    store: SqliteStore,
+) -> None:
+    first = await store.enqueue_message(message("same"), ["111"])
+    before = rows(store.path, "SELECT COUNT(*) FROM recipients")
+    again = await store.enqueue_message(
+        message("same"), ["222", "333"], [MediaPart("image/jpeg", data=JPEG)]
+    )
+    assert again.message_id == first.message_id and not again.created
+    assert rows(store.path, "SELECT COUNT(*) FROM recipients") == before
+    assert rows(store.path, "SELECT COUNT(*) FROM media") == [(0,)]
+    # concurrent repeats of a new key also create exactly one message
+    results = await asyncio.gather(
+        *(store.enqueue_message(message("burst"), ["444"]) for _ in range(20))
+    )
+    assert len({r.message_id for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+
+
+async def test_media_shared_by_two_messages_is_stored_once(store: SqliteStore) -> None:
+    a = await store.enqueue_message(message(), ["1"], [MediaPart("image/jpeg", data=JPEG)])
+    b = await store.enqueue_message(
+        message(), ["2"], [MediaPart("image/jpeg", data=JPEG, content_location="x.jpg")]
+    )
+    digest = await store.put_media(JPEG, "image/jpeg")
+    assert rows(store.path, "SELECT sha256 FROM media") == [(digest,)]
+    ma, mb = await store.get_message(a.message_id), await store.get_message(b.message_id)
+    assert ma is not None and mb is not None
+    assert ma.parts[0].sha256 == mb.parts[0].sha256 == digest
+    blob = await store.get_media(digest)
+    assert blob is not None and blob.data == JPEG and blob.content_type == "image/jpeg"
+
+
+async def test_large_media_goes_to_one_file_and_can_be_referenced(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    digest = await store.put_media(BIG, "image/png")
+    assert await store.put_media(BIG, "image/png") == digest
+    files = [p for p in (tmp_path / "gw.db.media").rglob("*") if p.is_file()]
+    assert [p.name for p in files] == [digest]
+    assert rows(store.path, "SELECT data IS NULL, path FROM media") == [
+        (1, f"{digest[:2]}/{digest}")
+    ]
+    made = await store.enqueue_message(message(), ["1"], [MediaPart("image/png", sha256=digest)])
+    got = await store.get_message(made.message_id)
+    assert got is not None and got.parts[0].size == len(BIG)
+    blob = await store.get_media(digest)
+    assert blob is not None and blob.data == BIG
+
+
+async def test_unknown_media_reference_fails_that_write_only(store: SqliteStore) -> None:
+    bad = store.enqueue_message(message("bad"), ["1"], [MediaPart("image/png", sha256="0" * 64)])
+    good = store.enqueue_message(message("good"), ["2"])
+    outcome = await asyncio.gather(bad, good, return_exceptions=True)
+    assert isinstance(outcome[0], UnknownMediaError)
+    assert rows(store.path, "SELECT idempotency_key FROM messages") == [("good",)]
+
+
+async def test_concurrent_writes_share_commits_and_are_visible_after_await(
+    store: SqliteStore,
+) -> None:
+    before = store.stats()
+
+    async def one(i: int) -> None:
+        made = await store.enqueue_message(message(f"c{i}"), [f"49170{i:05d}"])
+        # visible to a separate reader connection as soon as the await returned
+        assert await store.get_message(made.message_id) is not None
+
+    await asyncio.gather(*(one(i) for i in range(300)))
+    after = store.stats()
+    writes = after.writes - before.writes
+    commits = after.commits - before.commits
+    assert writes == 300
+    assert commits < writes
+    assert after.largest_batch > 1
+    assert rows(store.path, "SELECT COUNT(*) FROM messages") == [(300,)]
+
+
+async def test_lease_hands_out_due_items_once(store: SqliteStore, clock: ManualClock) -> None:
+    await store.enqueue_message(message(), ["1", "2", "3"])
+    await store.enqueue_message(message(link="other"), ["9"])
+    first = await store.lease("mmsc1", "w1", 2, timedelta(seconds=30))
+    second = await store.lease("mmsc1", "w2", 5, timedelta(seconds=30))
+    assert [i.address for i in first] == ["1", "2"]
+    assert [i.address for i in second] == ["3"]
+    assert await store.lease("mmsc1", "w3", 5, timedelta(seconds=30)) == []
+    item = first[0]
+    assert item.attempts == 1 and item.owner == "w1" and item.fields["subject"] == "hi"
+    assert item.lease_expires_at == clock.now() + timedelta(seconds=30)
+    got = await store.get_message(item.message_id)
+    assert got is not None and got.status is MessageStatus.SENDING
+
+
+async def test_expired_lease_is_taken_over_and_the_old_holder_is_fenced(
+    store: SqliteStore, clock: ManualClock
+) -> None:
+    made = await store.enqueue_message(message(), ["1"])
+    (dead,) = await store.lease("mmsc1", "dead-worker", 1, timedelta(seconds=30))
+    clock.advance(timedelta(seconds=29))
+    assert await store.lease("mmsc1", "w2", 1, timedelta(seconds=30)) == []
+    clock.advance(timedelta(seconds=2))
+    (taken,) = await store.lease("mmsc1", "w2", 1, timedelta(seconds=30))
+    assert taken.recipient_id == dead.recipient_id and taken.attempts == 2
+    assert taken.transaction_id == dead.transaction_id  # stable: the MMSC can drop duplicates
+    # the first worker wakes up late: its result is kept as an event but does not apply
+    assert not await store.complete(dead, "MSG-OLD", 1000, "Success")
+    assert await store.complete(taken, "MSG-NEW", 1000, "Success")
+    got = await store.get_message(made.message_id)
+    assert got is not None
+    assert got.recipients[0].mm7_message_id == "MSG-NEW"
+    assert got.recipients[0].status is RecipientStatus.SUBMITTED
+    assert got.status is MessageStatus.SUBMITTED
+    kinds = [e.kind for e in got.events]
+    assert kinds == ["queued", "lease_expired", "stale_result", "submitted"]
+    assert got.events[2].details["mm7_message_id"] == "MSG-OLD"
+
+
+async def test_retry_later_schedules_the_next_attempt(
+    store: SqliteStore, clock: ManualClock
+) -> None:
+    made = await store.enqueue_message(message(), ["1"])
+    (item,) = await store.lease("mmsc1", "w", 1, timedelta(seconds=30))
+    assert await store.retry_later(item, clock.now() + timedelta(seconds=60), 3001, "busy")
+    assert await store.lease("mmsc1", "w", 1, timedelta(seconds=30)) == []
+    clock.advance(timedelta(seconds=59))
+    assert await store.lease("mmsc1", "w", 1, timedelta(seconds=30)) == []
+    clock.advance(timedelta(seconds=1))
+    (again,) = await store.lease("mmsc1", "w", 1, timedelta(seconds=30))
+    assert again.attempts == 2
+    assert await store.fail(again, 2001, "bad address")
+    got = await store.get_message(made.message_id)
+    assert got is not None
+    r = got.recipients[0]
+    assert r.status is RecipientStatus.FAILED and r.last_status_code == 2001
+    assert got.status is MessageStatus.FAILED
+    assert [e.kind for e in got.events] == ["queued", "retry", "failed"]
+    assert await store.queue_depth("mmsc1") == 0
+
+
+async def test_release_gives_the_item_back_unattempted(store: SqliteStore) -> None:
+    await store.enqueue_message(message(), ["1"])
+    (item,) = await store.lease("mmsc1", "w", 1, timedelta(seconds=30))
+    assert await store.release(item)
+    (again,) = await store.lease("mmsc1", "w2", 1, timedelta(seconds=30))
+    assert again.attempts == 1
+    assert not await store.release(item)  # a released lease cannot be released twice
+
+
+async def test_scheduled_and_expired_messages(store: SqliteStore, clock: ManualClock) -> None:
+    later = await store.enqueue_message(message(not_before=clock.now() + timedelta(hours=1)), ["1"])
+    short = await store.enqueue_message(
+        message(expires_at=clock.now() + timedelta(minutes=10)), ["2"]
+    )
+    (item,) = await store.lease("mmsc1", "w", 5, timedelta(seconds=30))
+    assert item.message_id == short.message_id
+    # a retry past the expiry expires the recipient instead
+    assert await store.retry_later(item, clock.now() + timedelta(minutes=11), 3001, "busy")
+    got = await store.get_message(short.message_id)
+    assert got is not None and got.recipients[0].status is RecipientStatus.EXPIRED
+    clock.advance(timedelta(hours=1))
+    (due,) = await store.lease("mmsc1", "w", 5, timedelta(seconds=30))
+    assert due.message_id == later.message_id
+    # a due recipient whose expiry passed while queued is expired instead of leased
+    stale = await store.enqueue_message(
+        message(expires_at=clock.now() + timedelta(seconds=5)), ["3"]
+    )
+    clock.advance(timedelta(seconds=6))
+    assert await store.lease("mmsc1", "w", 5, timedelta(seconds=30)) == []
+    got = await store.get_message(stale.message_id)
+    assert got is not None and got.recipients[0].status is RecipientStatus.EXPIRED
+    assert got.status is MessageStatus.FAILED
+
+
+async def test_delivery_reports_correlate_by_link_message_id_and_recipient(
+    store: SqliteStore,
+) -> None:
+    made = await store.enqueue_message(message(), ["+49 170 0001", "4917000002"])
+    items = await store.lease("mmsc1", "w", 2, timedelta(seconds=30))
+    for item in items:  # one SubmitReq for both recipients: one MessageID
+        assert await store.complete(item, "MID-1", 1000, "Success")
+    forwarded = await store.record_delivery_report(
+        "mmsc1", "MID-1", "491700001/TYPE=PLMN", MMStatus.FORWARDED
+    )
+    assert forwarded.message_id == made.message_id
+    assert forwarded.recipient_status is RecipientStatus.SUBMITTED
+    final = await store.record_delivery_report(
+        "mmsc1", "MID-1", "tel:+491700001", MMStatus.RETRIEVED, status_text="ok"
+    )
+    assert final.recipient_id == forwarded.recipient_id
+    assert final.recipient_status is RecipientStatus.DELIVERED
+    # a late, out-of-order non-final or contradicting report does not undo the final outcome
+    late = await store.record_delivery_report("mmsc1", "MID-1", "+491700001", MMStatus.REJECTED)
+    assert late.recipient_status is RecipientStatus.DELIVERED
+    other = await store.record_delivery_report("mmsc1", "MID-1", "4917000002", MMStatus.REJECTED)
+    assert other.recipient_status is RecipientStatus.UNDELIVERED
+    got = await store.get_message(made.message_id)
+    assert got is not None
+    assert [r.status for r in got.recipients] == [
+        RecipientStatus.DELIVERED,
+        RecipientStatus.UNDELIVERED,
+    ]
+    reports = [e for e in got.events if e.kind == "delivery_report"]
+    assert [e.status for e in reports] == ["Forwarded", "Retrieved", "Rejected", "Rejected"]
+    assert len(await store.delivery_reports(message_id=made.message_id)) == 4
+
+
+async def test_unknown_delivery_reports_are_kept_for_inspection(store: SqliteStore) -> None:
+    made = await store.enqueue_message(message(), ["1"])
+    (item,) = await store.lease("mmsc1", "w", 1, timedelta(seconds=30))
+    await store.complete(item, "MID-9")
+    unknown = await store.record_delivery_report(
+        "mmsc1", "NEVER-SENT", "1", MMStatus.RETRIEVED, raw="<soap/>"
+    )
+    wrong_link = await store.record_delivery_report("mmsc2", "MID-9", "1", MMStatus.RETRIEVED)
+    assert unknown.message_id is None and unknown.recipient_id is None
+    assert wrong_link.message_id is None
+    kept = await store.delivery_reports(unknown_only=True)
+    assert [(r.mm7_message_id, r.link, r.raw) for r in kept] == [
+        ("NEVER-SENT", "mmsc1", "<soap/>"),
+        ("MID-9", "mmsc2", None),
+    ]
+    got = await store.get_message(made.message_id)
+    assert got is not None and got.recipients[0].status is RecipientStatus.SUBMITTED
+
+
+async def test_mo_duplicates_are_detected_per_link(store: SqliteStore, clock: ManualClock) -> None:
+    first = await store.store_mo(
+        NewMo("mmsc1", "T1", "M1", {"text": "hello"}, [MediaPart("image/jpeg", data=JPEG)])
+    )
+    assert not first.duplicate
+    same_msg = await store.store_mo(NewMo("mmsc1", "T2", "M1", {"text": "hello"}))
+    same_txn = await store.store_mo(NewMo("mmsc1", "T1", None, {"text": "hello"}))
+    assert same_msg == same_txn == first.__class__(first.mo_id, True)
+    other_link = await store.store_mo(NewMo("mmsc2", "T1", "M1", {"text": "hello"}))
+    assert not other_link.duplicate
+    # a recycled TransactionID long after is a new message; a MessageID never is
+    clock.advance(timedelta(days=8))
+    assert not (await store.store_mo(NewMo("mmsc1", "T1", None, {}))).duplicate
+    assert (await store.store_mo(NewMo("mmsc1", "T9", "M1", {}))).duplicate
+    got = await store.get_mo(first.mo_id)
+    assert got is not None and got.fields == {"text": "hello"} and got.status == "pending"
+    assert got.parts[0].sha256 == hashlib.sha256(JPEG).hexdigest()
+    assert rows(store.path, "SELECT COUNT(*) FROM media") == [(1,)]
+
+
+def test_normalize_address() -> None:
+    assert normalize_address("+49 (170) 123-45/TYPE=PLMN") == "4917012345"
+    assert normalize_address("tel:+4917012345") == "4917012345"
+    assert normalize_address("Bob@Example.COM") == "bob@example.com"
+    assert normalize_address("12345") == "12345"
+
+
+def test_media_part_needs_data_or_hash() -> None:
+    with pytest.raises(ValueError):
+        MediaPart("image/jpeg")
+    with pytest.raises(ValueError):
+        MediaPart("image/jpeg", data=b"x", sha256="0" * 64)
+
+
+async def test_naive_datetimes_are_refused(store: SqliteStore) -> None:
+    with pytest.raises(ValueError, match="naive"):
+        await store.enqueue_message(message(expires_at=datetime(2030, 1, 1)), ["1"])
