@@ -1,0 +1,1116 @@
+"""The gateway's configuration: one TOML file (conf/gateway.toml) read into frozen dataclasses.
+
+``load_config(path)`` reads the file with stdlib ``tomllib`` and validates everything at start:
+every error is one ``ConfigError`` line naming the file and the key path, e.g.
+``conf/gateway.toml: links.carrier-a.tps: expected a positive number, got "fast"``. Unknown keys
+are refused by name (with a "did you mean"), so a typo never passes silently. The transport
+objects are built while loading (``LinkConfig``, ``Peer``, ``InboundConfig``), so what they refuse
+is refused at start too, and ``GatewayConfig.link_configs()`` / ``.inbound_config()`` hand them
+out. ``GatewayConfig.route(recipient)`` picks the link for a recipient by prefix rules.
+
+Secrets and the environment
+---------------------------
+Every secret key ``X`` (``password``, ``token``, ``key_password``, ``key``, ``secret``,
+``dsn``, ``media_url_secret``) may instead be given as ``X_env = "VARIABLE"``: the value is read
+from that environment variable when the configuration is loaded. That is the one scheme: the file
+says which variable holds which secret, so ``grep _env`` lists everything a deployment must
+provide. Giving both ``X`` and ``X_env`` is refused; an ``X_env`` naming a variable that is not
+set (or is empty) is refused with the key and the variable's name. Secrets are ``Secret`` values:
+masked (``***``) in repr, str, logs and error messages; ``reveal()`` is for the wire only. A
+secret written in the file itself works (tests, throw-away setups) but should not be used for
+anything real.
+
+The one exception is the demo API key: an ``[[api.keys]]`` entry with ``generate_if_unset =
+true`` whose ``key_env`` variable is not set gets a random key for this run (``ApiKey.generated``
+is True; the service prints it once at start). It is allowed only while the API listens on a
+loopback address, so an out-of-the-box gateway works without a secret in the file and never
+opens an unauthenticated or guessable API to a network.
+
+Files
+-----
+Named dialects come from ``dialects_file`` (default: ``dialects.toml`` beside the config file,
+when present), each a ``[dialects.NAME]`` table of ``mm7.core.dialect.Dialect`` fields whose
+``extends`` names a built-in dialect or another one of the file. Content profiles are looked up
+as ``profiles/<name>.toml`` beside the config file, then in ``mm7.content.profile.PROFILE_DIRS``.
+Other relative paths (store.path, TLS files) are relative to the working directory, as on the
+command line; TLS files must exist when the configuration is loaded.
+
+Schema (every key; defaults in brackets)
+----------------------------------------
+top level: ``dialects_file``; tables ``links``, ``inbound``, ``api``, ``store``, ``relay``,
+``logging``, ``metrics``.
+
+``[links.NAME]`` (or ``[[links]]`` with ``name``): ``url`` (required), ``dialect`` (a name, or an
+inline table of Dialect fields with optional ``extends``) [3gpp], ``auth`` = {``type`` = "basic" |
+"digest" (``username``, ``password``) | "bearer" (``token``)}, ``tls`` = {``ca_file``,
+``cert_file``, ``key_file``, ``key_password``, ``server_hostname``, ``expiry_warning_days`` [30]},
+``tps`` [no limit], ``burst`` [1], ``max_in_flight`` [10], ``max_recipients`` [no limit],
+``classification`` (mm7.transport.classify.Overrides keys), ``profile`` (name or path),
+``request_timeout`` [30s], ``connect_timeout`` [10s], ``keepalive_timeout`` [30s], ``breaker`` =
+{``threshold`` [5], ``cooldown`` [30s]}, ``wire_log`` [false], ``user_agent``, ``prefixes`` (for
+recipient routing), ``default`` [false; the only link is the default], ``vasp_id``, ``vas_id``,
+``sender_address``, ``service_code``, ``retry`` = {``initial_backoff`` [1s], ``max_backoff``
+[300s], ``max_age`` [24h]}.
+
+``[inbound]``: ``listen`` ["127.0.0.1:9000"], ``path`` ["/mm7"], ``health_path`` ["/healthz"],
+``max_body_bytes`` [16 MiB], ``oversize_http_status`` [413], ``dialect`` [3gpp], ``tls`` =
+{``cert_file``, ``key_file``, ``client_ca``, ``require_client_cert`` [true]};
+``[inbound.peers.NAME]``: ``link`` [the peer's name], ``dialect``, ``versions`` [all],
+``strict`` [false], ``errors_as_fault`` [true], ``wire_log`` [false], ``basic`` =
+{``username``, ``password``}, ``allow`` (CIDR list),
+``client_cert`` = {``subjects``, ``issuers`` (PEM files)}, ``realm`` ["MM7"].
+
+``[api]``: ``listen`` ["127.0.0.1:8000"], ``max_request_bytes`` [10 MB], ``[[api.keys]]``:
+``name``, ``key``, ``generate_if_unset`` [false]; ``[api.fetch]`` (media URLs): ``max_bytes`` [5
+MB], ``timeout`` [30s], ``schemes`` [["https", "http"]], ``allow_private`` [false].
+
+``[store]``: ``backend`` = "sqlite" (``path`` [var/mm7.sqlite]) | "postgresql" (``dsn``; accepted
+here, not implemented by the store yet).
+
+``[relay]`` (issue 7, kept as validated data): ``stop_words``, ``start_words``, ``max_age``
+[48h], ``initial_backoff`` [2s], ``max_backoff`` [600s], ``media_url_ttl`` [24h],
+``media_url_base``, ``media_url_secret``; ``[relay.hooks.NAME]``: ``url``, ``secret``,
+``concurrency`` [4], ``ordered`` [false], ``timeout`` [10s]; ``[[relay.routes]]``: ``name``,
+``hook``, ``status_hook``, ``media`` ["url" | "inline"], match keys (all given must match):
+``recipient_prefixes``, ``short_codes``, ``service_codes``, ``applic_ids``, ``keywords``,
+``links``; ``[relay.default_route]``: ``hook``, ``status_hook``, ``media``.
+
+``[logging]``: ``level`` ["info"], ``json`` [true]. ``[metrics]``: ``enabled`` [true], ``path``
+["/metrics"], ``listen`` [the API's listener].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import ipaddress
+import os
+import re
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from mm7.content.profile import PROFILE_DIRS, Profile, ProfileError, load_profile, parse_size
+from mm7.core.dialect import DIALECTS, STRICT_3GPP, Dialect, DialectError
+from mm7.core.errors import MM7Error
+from mm7.core.limits import DEFAULT_LIMITS
+from mm7.core.versions import ALL, get_version
+from mm7.service.config_read import ConfigError, Context, Table, show
+from mm7.transport.classify import Overrides
+from mm7.transport.inbound_auth import ClientCertRule, PeerAuth
+from mm7.transport.link import (
+    BasicAuth,
+    BearerAuth,
+    ClientAuth,
+    DigestAuth,
+    LinkConfig,
+    Secret,
+    TLSConfig,
+)
+from mm7.transport.server import InboundConfig, Peer
+
+__all__ = [
+    "ApiKey",
+    "ApiSettings",
+    "ConfigError",
+    "FetchSettings",
+    "GatewayConfig",
+    "InboundSettings",
+    "InboundTLS",
+    "LinkSettings",
+    "Listen",
+    "LoggingSettings",
+    "MetricsSettings",
+    "PeerSettings",
+    "RelayHook",
+    "RelayRoute",
+    "RelaySettings",
+    "RetrySettings",
+    "RouteMatch",
+    "StoreSettings",
+    "load_config",
+]
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+#: opt-out words (an MO whose whole text is one of them), compared upper-cased
+DEFAULT_STOP_WORDS = ("STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT")
+DEFAULT_START_WORDS = ("START", "UNSTOP")
+_PREFIX = re.compile(r"\+?[0-9]+")
+_ROUTE_DIGITS = re.compile(r"[\s\-.()]")
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """A listening address: host and port (port 0: any free port)."""
+
+    host: str
+    port: int
+
+    @property
+    def is_loopback(self) -> bool:
+        """Whether only this machine can connect (127.0.0.0/8, ::1, localhost)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    """How a link's dispatcher retries transient failures: exponential backoff with jitter."""
+
+    initial_backoff: float = 1.0
+    max_backoff: float = 300.0
+    #: give up (fail the recipient) this many seconds after submission when it has no expiry
+    max_age: float = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSettings:
+    """One MMSC link: the transport's ``LinkConfig`` plus what the service adds around it."""
+
+    name: str
+    link: LinkConfig
+    #: what content must fit before it is sent on this link; None: sent as given
+    profile: Profile | None = None
+    #: recipient number prefixes routed to this link ("+1555", "4477"); '+' is ignored
+    prefixes: tuple[str, ...] = ()
+    #: recipients no prefix matches go here
+    default: bool = False
+    vasp_id: str | None = None
+    vas_id: str | None = None
+    #: SenderAddress when the application gives none
+    sender_address: str | None = None
+    #: ServiceCode (charging) when the application gives none
+    service_code: str | None = None
+    retry: RetrySettings = RetrySettings()
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSettings:
+    """An MMSC calling the inbound endpoint, and the link its reports belong to."""
+
+    name: str
+    #: the link whose messages this peer's delivery reports are correlated with
+    link: str
+    peer: Peer
+
+
+@dataclass(frozen=True, slots=True)
+class InboundTLS:
+    """TLS on the inbound listener (``mm7.transport.inbound_auth.server_ssl_context``)."""
+
+    cert_file: Path
+    key_file: Path
+    #: CA bundle verifying client certificates (mutual TLS); None: none asked for
+    client_ca: Path | None = None
+    require_client_cert: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSettings:
+    """The inbound MM7 endpoint: where it listens and the ``InboundConfig`` it serves."""
+
+    listen: Listen
+    config: InboundConfig
+    peers: tuple[PeerSettings, ...]
+    tls: InboundTLS | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A key applications present as ``Authorization: Bearer <key>``."""
+
+    name: str
+    key: Secret
+    #: generated for this run because its variable was unset (``generate_if_unset``, loopback)
+    generated: bool = False
+    #: the environment variable it was read from (or that would have held it)
+    env: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSettings:
+    """Bounds on fetching media from URLs given to the sending API."""
+
+    max_bytes: int = 5_000_000
+    timeout: float = 30.0
+    schemes: tuple[str, ...] = ("https", "http")
+    #: fetch from loopback, private and link-local addresses (off: SSRF protection)
+    allow_private: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """The sending API for applications."""
+
+    listen: Listen
+    keys: tuple[ApiKey, ...]
+    max_request_bytes: int = 10_000_000
+    fetch: FetchSettings = FetchSettings()
+
+    def check_key(self, presented: str) -> ApiKey | None:
+        """The key ``presented`` matches (constant-time comparison over every key), or None."""
+        found: ApiKey | None = None
+        for key in self.keys:
+            if hmac.compare_digest(key.key.reveal().encode(), presented.encode()):
+                found = key
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """Where the gateway keeps its state. Only "sqlite" is implemented by the store today."""
+
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
+    path: Path = Path("var/mm7.sqlite")
+    #: PostgreSQL connection string (a secret: it usually holds a password)
+    dsn: Secret | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RelayHook:
+    """An application's HTTP hook: where relayed messages are POSTed, signed with ``secret``."""
+
+    name: str
+    url: str
+    secret: Secret
+    concurrency: int = 4
+    #: keep the order of messages per sender (one in flight per sender)
+    ordered: bool = False
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class RouteMatch:
+    """What an MO must have for a route to apply; every non-empty criterion must match."""
+
+    recipient_prefixes: tuple[str, ...] = ()
+    short_codes: tuple[str, ...] = ()
+    service_codes: tuple[str, ...] = ()
+    #: ApplicID or ReplyApplicID
+    applic_ids: tuple[str, ...] = ()
+    #: the first word of the text, compared upper-cased (stored upper-case)
+    keywords: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not any(dataclasses.astuple(self))
+
+
+@dataclass(frozen=True, slots=True)
+class RelayRoute:
+    """A routing rule: matching MOs go to ``hook``; status reports to ``status_hook``."""
+
+    name: str
+    hook: str
+    match: RouteMatch = RouteMatch()
+    status_hook: str | None = None
+    #: media as signed gateway URLs, or inline base64
+    media: Literal["url", "inline"] = "url"
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    """Hooks, routes (in order) and opt-out words for the relay to applications (issue 7)."""
+
+    hooks: tuple[RelayHook, ...] = ()
+    routes: tuple[RelayRoute, ...] = ()
+    default_route: RelayRoute | None = None
+    #: an MO whose whole text is one of these (case-insensitive) suppresses its sender
+    stop_words: tuple[str, ...] = DEFAULT_STOP_WORDS
+    start_words: tuple[str, ...] = DEFAULT_START_WORDS
+    max_age: float = 172800.0
+    initial_backoff: float = 2.0
+    max_backoff: float = 600.0
+    media_url_ttl: float = 86400.0
+    #: base URL applications reach the gateway's media URLs at; None: the API's listen address
+    media_url_base: str | None = None
+    media_url_secret: Secret | None = None
+
+    def hook(self, name: str) -> RelayHook:
+        for hook in self.hooks:
+            if hook.name == name:
+                return hook
+        raise KeyError(name)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    level: str = "info"
+    #: JSON lines (production); false: structlog's console renderer
+    json: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    enabled: bool = True
+    path: str = "/metrics"
+    #: a separate listener for metrics; None: served by the API's listener
+    listen: Listen | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """The whole gateway configuration, validated; built by ``load_config``."""
+
+    source: Path
+    links: tuple[LinkSettings, ...]
+    inbound: InboundSettings
+    api: ApiSettings
+    store: StoreSettings = StoreSettings()
+    relay: RelaySettings = RelaySettings()
+    logging: LoggingSettings = LoggingSettings()
+    metrics: MetricsSettings = MetricsSettings()
+
+    def link(self, name: str) -> LinkSettings:
+        """The link called ``name`` (KeyError lists the names)."""
+        for link in self.links:
+            if link.name == name:
+                return link
+        raise KeyError(f"unknown link {name!r}; links: {', '.join(self.link_names)}")
+
+    @property
+    def link_names(self) -> tuple[str, ...]:
+        return tuple(link.name for link in self.links)
+
+    def link_configs(self) -> dict[str, LinkConfig]:
+        """Each link's transport configuration, by name (in file order)."""
+        return {link.name: link.link for link in self.links}
+
+    def inbound_config(self) -> InboundConfig:
+        """The inbound endpoint's configuration (path, peers, limits)."""
+        return self.inbound.config
+
+    @property
+    def default_link(self) -> LinkSettings | None:
+        """Where recipients without a matching prefix go: the ``default`` link, or the only one."""
+        for link in self.links:
+            if link.default:
+                return link
+        return self.links[0] if len(self.links) == 1 else None
+
+    def route(self, recipient: str) -> LinkSettings | None:
+        """The link for ``recipient``: the longest matching prefix, else the default link.
+
+        Numbers are compared without '+', spaces, dashes, dots and parentheses ("+1 555-0100"
+        matches prefix "1555"); an address that is not a number (e-mail) goes to the default.
+        """
+        number = _ROUTE_DIGITS.sub("", recipient).removeprefix("+")
+        best: tuple[int, LinkSettings] | None = None
+        if number.isdigit():
+            for link in self.links:
+                for prefix in link.prefixes:
+                    bare = prefix.removeprefix("+")
+                    if number.startswith(bare) and (best is None or len(bare) > best[0]):
+                        best = (len(bare), link)
+        return best[1] if best is not None else self.default_link
+
+    def peer_link(self, peer: str) -> str:
+        """The link a peer's reports belong to (KeyError for an unknown peer)."""
+        for settings in self.inbound.peers:
+            if settings.name == peer:
+                return settings.link
+        raise KeyError(peer)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path, env: Mapping[str, str] = os.environ) -> GatewayConfig:
+    """Read and validate a gateway configuration file; ConfigError names the file and the key."""
+    source = Path(path)
+    ctx = Context(source, env)
+    data = _read_toml(ctx)
+    return _Loader(ctx, data).load()
+
+
+def _read_toml(ctx: Context) -> dict[str, Any]:
+    try:
+        text = ctx.source.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ctx.error("", f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ctx.error("", f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ctx.error("", f"not valid TOML: {exc}") from None
+
+
+class _Dialects:
+    """Named dialects: the built-in ones and those of the dialects file, built once each."""
+
+    def __init__(self, ctx: Context | None, tables: Mapping[str, Any]) -> None:
+        self._ctx = ctx
+        self._tables = tables
+        self._built: dict[str, Dialect] = {}
+        for name in tables:
+            self.get(name, "", ())
+
+    def names(self) -> list[str]:
+        return sorted({*DIALECTS, *self._tables})
+
+    def get(
+        self, name: str, where: str, stack: tuple[str, ...], ctx: Context | None = None
+    ) -> Dialect:
+        """The dialect ``name``; ``where``/``ctx`` locate the reference for the error message."""
+        if name in self._built:
+            return self._built[name]
+        if name in self._tables:
+            assert self._ctx is not None
+            file_ctx = self._ctx
+            here = f"dialects.{name}"
+            if name in stack:
+                raise file_ctx.error(here, f"extends itself ({' -> '.join((*stack, name))})")
+            table = self._tables[name]
+            if not isinstance(table, Mapping):
+                raise file_ctx.error(here, f"expected a table, got {show(table)}")
+            values = dict(table)
+            base = STRICT_3GPP
+            if "extends" in values:
+                parent = values.pop("extends")
+                if not isinstance(parent, str):
+                    raise file_ctx.error(f"{here}.extends", f"expected a name, got {show(parent)}")
+                base = self.get(parent, f"{here}.extends", (*stack, name), file_ctx)
+            values.setdefault("name", name)
+            try:
+                dialect = Dialect.from_mapping(values, base=base)
+            except DialectError as exc:
+                raise file_ctx.error(here, str(exc)) from None
+            self._built[name] = dialect
+            return dialect
+        if name in DIALECTS:
+            return DIALECTS[name]
+        error_ctx = ctx or self._ctx
+        assert error_ctx is not None
+        raise error_ctx.error(
+            where, f"unknown dialect {show(name)} (known: {', '.join(self.names())})"
+        )
+
+    def from_value(self, value: Any, where: str, ctx: Context, default_name: str) -> Dialect:
+        """A dialect from a config value: a name, or an inline table (``extends`` a name)."""
+        if isinstance(value, str):
+            return self.get(value, where, (), ctx)
+        if not isinstance(value, Mapping):
+            raise ctx.error(where, f"expected a dialect name or a table, got {show(value)}")
+        values = dict(value)
+        base = STRICT_3GPP
+        if "extends" in values:
+            parent = values.pop("extends")
+            if not isinstance(parent, str):
+                raise ctx.error(f"{where}.extends", f"expected a name, got {show(parent)}")
+            base = self.get(parent, f"{where}.extends", (), ctx)
+        values.setdefault("name", default_name)
+        try:
+            return Dialect.from_mapping(values, base=base)
+        except DialectError as exc:
+            raise ctx.error(where, str(exc)) from None
+
+
+class _Loader:
+    """One load: the top-level table, the dialects, the profile directories."""
+
+    def __init__(self, ctx: Context, data: Mapping[str, Any]) -> None:
+        self.ctx = ctx
+        self.top = Table(data, "", ctx)
+        self.profile_dirs = (ctx.source.parent / "profiles", *PROFILE_DIRS)
+        self.dialects = self._dialects()
+
+    def _dialects(self) -> _Dialects:
+        value = self.top.opt_str("dialects_file")
+        if value is None:
+            path = self.ctx.source.parent / "dialects.toml"
+            if not path.is_file():
+                return _Dialects(None, {})
+        else:
+            path = Path(value)
+            if not path.is_absolute():
+                path = self.ctx.source.parent / path
+            if not path.is_file():
+                raise self.top.error("dialects_file", f"no such file: {path}")
+        file_ctx = Context(path, self.ctx.env)
+        data = _read_toml(file_ctx)
+        file_top = Table(data, "", file_ctx)
+        tables = file_top.raw("dialects") or {}
+        if not isinstance(tables, Mapping):
+            raise file_ctx.error("dialects", f"expected tables, got {show(tables)}")
+        file_top.finish()
+        clash = sorted(set(tables) & set(DIALECTS))
+        if clash:
+            raise file_ctx.error(f"dialects.{clash[0]}", "is the name of a built-in dialect")
+        return _Dialects(file_ctx, tables)
+
+    def load(self) -> GatewayConfig:
+        links = tuple(self._link(name, t) for name, t in self.top.named_tables("links"))
+        if not links:
+            raise self.top.error("links", "at least one link is required")
+        self._check_routing(links)
+        inbound = self._inbound(self.top.table("inbound"), links)
+        api = self._api(self.top.table("api"))
+        store = self._store(self.top.table("store"))
+        relay = self._relay(self.top.table("relay"), links)
+        logging = self._logging(self.top.table("logging"))
+        metrics = self._metrics(self.top.table("metrics"))
+        self.top.finish()
+        return GatewayConfig(
+            source=self.ctx.source,
+            links=links,
+            inbound=inbound,
+            api=api,
+            store=store,
+            relay=relay,
+            logging=logging,
+            metrics=metrics,
+        )
+
+    # -- links
+
+    def _link(self, name: str, t: Table) -> LinkSettings:
+        url = t.req_str("url")
+        dialect = STRICT_3GPP
+        if t.has("dialect"):
+            dialect = self.dialects.from_value(
+                t.raw("dialect"), t.key_path("dialect"), self.ctx, f"{name}-dialect"
+            )
+        auth = self._auth(t.opt_table("auth"))
+        tls = self._link_tls(t.opt_table("tls"))
+        classification = Overrides()
+        if t.has("classification"):
+            raw = t.raw("classification")
+            if not isinstance(raw, Mapping):
+                raise t.error("classification", f"expected a table, got {show(raw)}")
+            try:
+                classification = Overrides.from_mapping(raw)
+            except ConfigError:
+                raise
+            except MM7Error as exc:
+                raise t.error("classification", str(exc)) from None
+        profile = None
+        profile_name = t.opt_str("profile")
+        if profile_name is not None:
+            try:
+                profile = load_profile(profile_name, dirs=self.profile_dirs)
+            except ProfileError as exc:
+                raise t.error("profile", str(exc)) from None
+        breaker = t.table("breaker")
+        threshold = breaker.integer("threshold", 5, minimum=0)
+        cooldown = breaker.duration("cooldown", 30.0, allow_zero=True)
+        breaker.finish()
+        retry_t = t.table("retry")
+        retry = RetrySettings(
+            initial_backoff=retry_t.duration("initial_backoff", 1.0),
+            max_backoff=retry_t.duration("max_backoff", 300.0),
+            max_age=retry_t.duration("max_age", 86400.0),
+        )
+        if retry.max_backoff < retry.initial_backoff:
+            raise retry_t.error("max_backoff", "must be >= initial_backoff")
+        retry_t.finish()
+        tps = t.opt_number("tps")
+        kwargs: dict[str, Any] = {
+            "name": name,
+            "url": url,
+            "dialect": dialect,
+            "auth": auth,
+            "tls": tls,
+            "request_timeout": t.duration("request_timeout", 30.0),
+            "connect_timeout": t.duration("connect_timeout", 10.0),
+            "keepalive_timeout": t.duration("keepalive_timeout", 30.0),
+            "tps": tps,
+            "burst": t.integer("burst", 1),
+            "max_in_flight": t.integer("max_in_flight", 10),
+            "max_recipients": t.opt_int("max_recipients"),
+            "classification": classification,
+            "breaker_threshold": threshold,
+            "breaker_cooldown": cooldown,
+            "wire_log": t.boolean("wire_log", False),
+        }
+        user_agent = t.opt_str("user_agent")
+        if user_agent is not None:
+            kwargs["user_agent"] = user_agent
+        try:
+            link = LinkConfig(**kwargs)
+        except ConfigError:
+            raise
+        except MM7Error as exc:
+            # LinkConfig's messages start with "link 'name': "; the path says that already
+            text = str(exc).removeprefix(f"link {name!r}: ")
+            raise t.error(None, text) from None
+        settings = LinkSettings(
+            name=name,
+            link=link,
+            profile=profile,
+            prefixes=t.str_list("prefixes", pattern=_PREFIX, what="digits with an optional '+'"),
+            default=t.boolean("default", False),
+            vasp_id=t.opt_str("vasp_id"),
+            vas_id=t.opt_str("vas_id"),
+            sender_address=t.opt_str("sender_address"),
+            service_code=t.opt_str("service_code"),
+            retry=retry,
+        )
+        t.finish()
+        return settings
+
+    def _auth(self, t: Table | None) -> ClientAuth | None:
+        if t is None:
+            return None
+        kind = t.req_str("type", choices=("basic", "digest", "bearer"))
+        auth: ClientAuth
+        try:
+            if kind == "bearer":
+                token = t.secret("token", required=True)
+                assert token is not None
+                auth = BearerAuth(token)
+            else:
+                username = t.req_str("username")
+                password = t.secret("password", required=True)
+                assert password is not None
+                auth = (
+                    BasicAuth(username, password)
+                    if kind == "basic"
+                    else (DigestAuth(username, password))
+                )
+        except ConfigError:
+            raise
+        except MM7Error as exc:
+            raise t.error(None, str(exc)) from None
+        t.finish()
+        return auth
+
+    def _file(self, t: Table, key: str) -> Path | None:
+        value = t.opt_str(key)
+        if value is None:
+            return None
+        path = Path(value)
+        if not path.is_file():
+            raise t.error(key, f"no such file: {value}")
+        return path
+
+    def _link_tls(self, t: Table | None) -> TLSConfig | None:
+        if t is None:
+            return None
+        try:
+            tls = TLSConfig(
+                ca_file=self._file(t, "ca_file"),
+                cert_file=self._file(t, "cert_file"),
+                key_file=self._file(t, "key_file"),
+                key_password=t.secret("key_password", required=False),
+                server_hostname=t.opt_str("server_hostname"),
+                expiry_warning_days=t.integer("expiry_warning_days", 30, minimum=0),
+            )
+        except ConfigError:
+            raise
+        except MM7Error as exc:
+            raise t.error(None, str(exc).removeprefix("tls: ")) from None
+        t.finish()
+        return tls
+
+    def _check_routing(self, links: tuple[LinkSettings, ...]) -> None:
+        defaults = [link.name for link in links if link.default]
+        if len(defaults) > 1:
+            raise self.ctx.error(
+                f"links.{defaults[1]}.default", f"only one default link (also {defaults[0]})"
+            )
+        owner: dict[str, str] = {}
+        for link in links:
+            for prefix in link.prefixes:
+                bare = prefix.removeprefix("+")
+                if bare in owner:
+                    raise self.ctx.error(
+                        f"links.{link.name}.prefixes",
+                        f"prefix {show(prefix)} is also routed to link {owner[bare]!r}",
+                    )
+                owner[bare] = link.name
+
+    # -- inbound
+
+    def _inbound(self, t: Table, links: tuple[LinkSettings, ...]) -> InboundSettings:
+        listen = _listen(t, "listen", "127.0.0.1:9000")
+        dialect = STRICT_3GPP
+        if t.has("dialect"):
+            dialect = self.dialects.from_value(
+                t.raw("dialect"), t.key_path("dialect"), self.ctx, "inbound-dialect"
+            )
+        limits = DEFAULT_LIMITS
+        if t.has("max_body_bytes"):
+            limits = dataclasses.replace(
+                DEFAULT_LIMITS, max_total_bytes=_size(t, "max_body_bytes", 0)
+            )
+        health = t.opt_str("health_path")
+        peers = tuple(self._peer(name, p, links) for name, p in t.named_tables("peers"))
+        if not peers:
+            raise t.error("peers", "at least one peer is required (who may call the endpoint)")
+        tls = self._inbound_tls(t.opt_table("tls"))
+        try:
+            config = InboundConfig(
+                path=t.str_default("path", "/mm7"),
+                peers=tuple(p.peer for p in peers),
+                limits=limits,
+                oversize_http_status=t.integer("oversize_http_status", 413),
+                health_path=health if health is not None else "/healthz",
+                dialect=dialect,
+            )
+        except ConfigError:
+            raise
+        except ValueError as exc:
+            raise t.error(None, str(exc).replace("InboundConfig.", "")) from None
+        if tls is None:
+            for p in peers:
+                if p.peer.auth.client_cert is not None:
+                    raise t.error(
+                        f"peers.{p.name}.client_cert", "needs [inbound.tls] with client_ca"
+                    )
+        t.finish()
+        return InboundSettings(listen=listen, config=config, peers=peers, tls=tls)
+
+    def _peer(self, name: str, t: Table, links: tuple[LinkSettings, ...]) -> PeerSettings:
+        link = t.str_default("link", name)
+        names = [ln.name for ln in links]
+        if link not in names:
+            key = "link" if t.has("link") else None
+            raise t.error(
+                key,
+                f"no link named {show(link)} (links: {', '.join(names)}); "
+                "set link = the link whose reports this peer sends",
+            )
+        dialect = STRICT_3GPP
+        if t.has("dialect"):
+            dialect = self.dialects.from_value(
+                t.raw("dialect"), t.key_path("dialect"), self.ctx, f"{name}-dialect"
+            )
+        versions = ALL
+        tokens = t.str_list("versions")
+        if t.has("versions"):
+            if not tokens:
+                raise t.error("versions", "must name at least one version")
+            found: set[str] = set()
+            for index, token in enumerate(tokens):
+                try:
+                    found.add(get_version(token).token)
+                except KeyError as exc:
+                    raise self.ctx.error(
+                        f"{t.key_path('versions')}[{index}]", exc.args[0]
+                    ) from None
+            versions = frozenset(found)
+        basic: tuple[str, str] | None = None
+        basic_t = t.opt_table("basic")
+        if basic_t is not None:
+            username = basic_t.req_str("username")
+            if ":" in username:
+                raise basic_t.error("username", "a ':' is not allowed in the username")
+            password = basic_t.secret("password", required=True)
+            assert password is not None
+            basic_t.finish()
+            basic = (username, password.reveal())
+        allow = t.str_list("allow")
+        for index, network in enumerate(allow):
+            try:
+                ipaddress.ip_network(network.strip(), strict=False)
+            except ValueError:
+                raise self.ctx.error(
+                    f"{t.key_path('allow')}[{index}]",
+                    f"expected an address or CIDR network, got {show(network)}",
+                ) from None
+        client_cert = None
+        cert_t = t.opt_table("client_cert")
+        if cert_t is not None:
+            subjects = cert_t.str_list("subjects")
+            issuers = cert_t.str_list("issuers")
+            for index, issuer in enumerate(issuers):
+                if not Path(issuer).is_file():
+                    raise self.ctx.error(
+                        f"{cert_t.key_path('issuers')}[{index}]", f"no such file: {issuer}"
+                    )
+            try:
+                client_cert = ClientCertRule.from_files(subjects, issuers)
+            except ConfigError:
+                raise
+            except (ValueError, OSError) as exc:
+                raise cert_t.error("issuers", f"cannot read the CA certificates: {exc}") from None
+            cert_t.finish()
+        try:
+            auth = PeerAuth.of(
+                basic=basic,
+                allow=allow,
+                client_cert=client_cert,
+                realm=t.str_default("realm", "MM7"),
+            )
+            peer = Peer(
+                name=name,
+                auth=auth,
+                dialect=dialect,
+                versions=versions,
+                strict=t.boolean("strict", False),
+                errors_as_fault=t.boolean("errors_as_fault", True),
+                wire_log=t.boolean("wire_log", False),
+            )
+        except ConfigError:
+            raise
+        except ValueError as exc:
+            raise t.error(None, str(exc)) from None
+        t.finish()
+        return PeerSettings(name=name, link=link, peer=peer)
+
+    def _inbound_tls(self, t: Table | None) -> InboundTLS | None:
+        if t is None:
+            return None
+        cert = self._file(t, "cert_file")
+        key = self._file(t, "key_file")
+        if cert is None or key is None:
+            raise t.error(None, "cert_file and key_file are both required")
+        tls = InboundTLS(
+            cert_file=cert,
+            key_file=key,
+            client_ca=self._file(t, "client_ca"),
+            require_client_cert=t.boolean("require_client_cert", True),
+        )
+        t.finish()
+        return tls
+
+    # -- api, store
+
+    def _api(self, t: Table) -> ApiSettings:
+        listen = _listen(t, "listen", "127.0.0.1:8000")
+        keys: list[ApiKey] = []
+        seen: dict[str, str] = {}
+        for name, k in t.named_tables("keys"):
+            generate = k.boolean("generate_if_unset", False)
+            env_name = k.env_named("key")
+            if generate and (env_name is None or k.has("key")):
+                raise k.error("generate_if_unset", "needs key_env (the variable it stands in for)")
+            generated = False
+            if generate and env_name is not None and env_name not in self.ctx.env:
+                if not listen.is_loopback:
+                    raise k.error(
+                        "generate_if_unset",
+                        f"only allowed while api.listen is a loopback address (it is {listen}); "
+                        f"set {env_name}",
+                    )
+                k.raw("key_env")
+                value: Secret | None = Secret(secrets.token_urlsafe(24))
+                generated = True
+            else:
+                value = k.secret("key", required=True)
+            assert value is not None
+            if value.reveal() in seen:
+                raise k.error("key", f"the same key as api.keys.{seen[value.reveal()]}")
+            seen[value.reveal()] = name
+            keys.append(ApiKey(name=name, key=value, generated=generated, env=env_name))
+            k.finish()
+        if not keys:
+            raise t.error("keys", "at least one API key is required")
+        f = t.table("fetch")
+        schemes = f.str_list("schemes") if f.has("schemes") else ("https", "http")
+        for index, scheme in enumerate(schemes):
+            if scheme not in ("http", "https"):
+                raise self.ctx.error(
+                    f"{f.key_path('schemes')}[{index}]",
+                    f"expected http or https, got {show(scheme)}",
+                )
+        fetch = FetchSettings(
+            max_bytes=_size(f, "max_bytes", 5_000_000),
+            timeout=f.duration("timeout", 30.0),
+            schemes=schemes,
+            allow_private=f.boolean("allow_private", False),
+        )
+        f.finish()
+        api = ApiSettings(
+            listen=listen,
+            keys=tuple(keys),
+            max_request_bytes=_size(t, "max_request_bytes", 10_000_000),
+            fetch=fetch,
+        )
+        t.finish()
+        return api
+
+    def _store(self, t: Table) -> StoreSettings:
+        backend = t.str_default("backend", "sqlite", choices=("sqlite", "postgresql"))
+        if backend == "sqlite":
+            path = t.str_default("path", "var/mm7.sqlite")
+            if not path:
+                raise t.error("path", "must not be empty")
+            store = StoreSettings(backend="sqlite", path=Path(path))
+        else:
+            dsn = t.secret("dsn", required=True)
+            store = StoreSettings(backend="postgresql", dsn=dsn)
+        t.finish()
+        return store
+
+    # -- relay
+
+    def _relay(self, t: Table, links: tuple[LinkSettings, ...]) -> RelaySettings:
+        hooks: list[RelayHook] = []
+        for name, h in t.named_tables("hooks"):
+            url = h.req_str("url")
+            _check_url(h, "url", url)
+            secret = h.secret("secret", required=True)
+            assert secret is not None
+            hooks.append(
+                RelayHook(
+                    name=name,
+                    url=url,
+                    secret=secret,
+                    concurrency=h.integer("concurrency", 4),
+                    ordered=h.boolean("ordered", False),
+                    timeout=h.duration("timeout", 10.0),
+                )
+            )
+            h.finish()
+        hook_names = [h.name for h in hooks]
+        link_names = [ln.name for ln in links]
+        routes: list[RelayRoute] = []
+        for name, r in t.named_tables("routes"):
+            route = self._route(name, r, hook_names, link_names, default=False)
+            routes.append(route)
+        default_t = t.opt_table("default_route")
+        default = None
+        if default_t is not None:
+            default = self._route("default", default_t, hook_names, link_names, default=True)
+        base = t.opt_str("media_url_base")
+        if base is not None:
+            _check_url(t, "media_url_base", base)
+        relay = RelaySettings(
+            hooks=tuple(hooks),
+            routes=tuple(routes),
+            default_route=default,
+            stop_words=_words(t, "stop_words", DEFAULT_STOP_WORDS),
+            start_words=_words(t, "start_words", DEFAULT_START_WORDS),
+            max_age=t.duration("max_age", 172800.0),
+            initial_backoff=t.duration("initial_backoff", 2.0),
+            max_backoff=t.duration("max_backoff", 600.0),
+            media_url_ttl=t.duration("media_url_ttl", 86400.0),
+            media_url_base=base,
+            media_url_secret=t.secret("media_url_secret", required=False),
+        )
+        overlap = sorted(set(relay.stop_words) & set(relay.start_words))
+        if overlap:
+            raise t.error("start_words", f"{show(overlap[0])} is also a stop word")
+        t.finish()
+        return relay
+
+    def _route(
+        self, name: str, r: Table, hooks: list[str], links: list[str], *, default: bool
+    ) -> RelayRoute:
+        hook = r.req_str("hook")
+        if hook not in hooks:
+            raise r.error(
+                "hook", f"no hook named {show(hook)} (hooks: {', '.join(hooks) or 'none'})"
+            )
+        status_hook = r.opt_str("status_hook")
+        if status_hook is not None and status_hook not in hooks:
+            raise r.error("status_hook", f"no hook named {show(status_hook)}")
+        media = r.str_default("media", "url", choices=("url", "inline"))
+        match = RouteMatch()
+        if not default:
+            match = RouteMatch(
+                recipient_prefixes=r.str_list(
+                    "recipient_prefixes", pattern=_PREFIX, what="digits with an optional '+'"
+                ),
+                short_codes=r.str_list("short_codes"),
+                service_codes=r.str_list("service_codes"),
+                applic_ids=r.str_list("applic_ids"),
+                keywords=tuple(w.upper() for w in r.str_list("keywords")),
+                links=r.str_list("links"),
+            )
+            for index, link in enumerate(match.links):
+                if link not in links:
+                    raise self.ctx.error(
+                        f"{r.key_path('links')}[{index}]", f"no link named {show(link)}"
+                    )
+            if match.is_empty:
+                raise r.error(
+                    None,
+                    "a route needs at least one of recipient_prefixes, short_codes, "
+                    "service_codes, applic_ids, keywords, links (use [relay.default_route] "
+                    "for everything else)",
+                )
+        r.finish()
+        return RelayRoute(
+            name=name,
+            hook=hook,
+            match=match,
+            status_hook=status_hook,
+            media="inline" if media == "inline" else "url",
+        )
+
+    # -- logging, metrics
+
+    def _logging(self, t: Table) -> LoggingSettings:
+        level = t.str_default("level", "info", choices=LOG_LEVELS)
+        settings = LoggingSettings(level=level, json=t.boolean("json", True))
+        t.finish()
+        return settings
+
+    def _metrics(self, t: Table) -> MetricsSettings:
+        path = t.str_default("path", "/metrics")
+        if not path.startswith("/"):
+            raise t.error("path", f"must start with '/', got {show(path)}")
+        settings = MetricsSettings(
+            enabled=t.boolean("enabled", True),
+            path=path,
+            listen=_listen(t, "listen", None) if t.has("listen") else None,
+        )
+        t.finish()
+        return settings
+
+
+# --------------------------------------------------------------------------- small readers
+
+
+def _listen(t: Table, key: str, default: str | None) -> Listen:
+    """HOST:PORT ("127.0.0.1:8000", "[::1]:8000", "0.0.0.0:9000")."""
+    text = t.opt_str(key)
+    if text is None:
+        if default is None:
+            raise t.error(key, "missing (required)")
+        text = default
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise t.error(key, f'expected "HOST:PORT", got {show(text)}')
+    return Listen(host, int(port))
+
+
+def _size(t: Table, key: str, default: int) -> int:
+    """A byte count: an integer or "10 MB" / "300 KiB" (mm7.content.profile.parse_size)."""
+    value = t.raw(key)
+    if value is None:
+        return default
+    try:
+        size = parse_size(value, key)
+    except ProfileError:
+        raise t.error(
+            key, f'expected a byte count (like 1000000 or "10 MB"), got {show(value)}'
+        ) from None
+    if size < 1:
+        raise t.error(key, f"expected a positive byte count, got {show(value)}")
+    return size
+
+
+def _check_url(t: Table, key: str, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise t.error(key, f"expected an http:// or https:// URL with a host, got {show(url)}")
+    if parts.username is not None or parts.password is not None:
+        raise t.error(key, "credentials in the URL are refused (use the secret key)")
+
+
+def _words(t: Table, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    if not t.has(key):
+        t.raw(key)
+        return default
+    words = t.str_list(key)
+    for index, word in enumerate(words):
+        if len(word.split()) != 1:
+            raise t.ctx.error(f"{t.key_path(key)}[{index}]", f"expected one word, got {show(word)}")
+    return tuple(w.upper() for w in words)
