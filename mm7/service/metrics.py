@@ -1,0 +1,329 @@
+"""Prometheus metrics of the gateway, served at ``/metrics`` (prometheus-client).
+
+Every ``GatewayMetrics`` has its own ``CollectorRegistry`` (never the process-wide default), so
+several gateways in one process, and tests, never share series. The dispatcher, the API and the
+inbound endpoint report through plain methods; link and store state is read when scraped.
+
+Series (``link`` is the configured link name):
+
+=========================================  =========  =======================================
+``mm7_submits_total``                      counter    link, outcome (success, partial,
+                                                      transient, permanent)
+``mm7_submit_status_total``                counter    link, status_code (the MM7 status, e.g.
+                                                      "1000", "3001"; "none" when the answer
+                                                      carried none: timeout, reset, HTTP error)
+``mm7_submit_duration_seconds``            histogram  link (SubmitReq round trip)
+``mm7_retries_total``                      counter    link (a recipient scheduled for retry)
+``mm7_delivery_reports_total``             counter    link, mm_status (Retrieved, Forwarded...)
+``mm7_inbound_requests_total``             counter    operation (DeliverReq...), status_code
+``mm7_queue_depth``                        gauge      link (recipients queued, read at scrape)
+``mm7_link_breaker_state``                 gauge      link (0 closed, 1 half-open, 2 open)
+``mm7_link_in_flight``                     gauge      link (requests on the wire now)
+``mm7_store_up``                           gauge      (1 when the store answered the scrape)
+``mm7_store_commits_total``                counter    (store transactions committed)
+``mm7_store_writes_total``                 counter    (write operations they carried)
+``mm7_store_failed_writes_total``          counter    (write operations that failed)
+=========================================  =========  =======================================
+
+Usage::
+
+    metrics = GatewayMetrics()
+    metrics.track_store(store, [link.name for link in config.links])
+    metrics.track_link("carrier-a", client)            # an MM7Client, LinkFlow or breaker
+    metrics.add_to(app, "/metrics")                     # or metrics.application() alone
+    ...
+    metrics.observe_submit("carrier-a", result.verdict, result.status.code, elapsed)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from mm7.core.status import MMStatus
+from mm7.service.health import LinkLike, breaker_of
+from mm7.service.store.base import StoreStats
+from mm7.transport.classify import Verdict
+from mm7.transport.flow import BreakerState, LinkFlow
+
+__all__ = [
+    "BREAKER_VALUES",
+    "LATENCY_BUCKETS",
+    "OUTCOMES",
+    "GatewayMetrics",
+]
+
+log = structlog.get_logger("mm7.service.metrics")
+
+#: the submit outcomes counted (``mm7.transport.classify.Verdict`` values)
+OUTCOMES: tuple[str, ...] = tuple(v.value for v in Verdict)
+#: ``mm7_link_breaker_state`` values
+BREAKER_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+#: submit round-trip buckets, seconds: MMSCs answer in tens of milliseconds to tens of seconds
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+_NO_STATUS = "none"
+_OTHER = "other"
+_MM_STATUS = {s.value.lower(): s.value for s in MMStatus}
+
+
+class _StoreLike(Protocol):
+    """What the metrics read from a store (``mm7.service.store.Store`` has both)."""
+
+    def stats(self) -> StoreStats: ...
+
+    async def queue_depth(self, link: str | None = None) -> int: ...
+
+
+def _code_label(code: int | None) -> str:
+    """A status code as a label; anything not a plausible MM7/HTTP code is "other" (bounded)."""
+    if code is None:
+        return _NO_STATUS
+    if isinstance(code, int) and 0 <= code <= 9999:
+        return str(code)
+    return _OTHER
+
+
+def _mm_status_label(status: MMStatus | str) -> str:
+    if isinstance(status, MMStatus):
+        return status.value
+    return _MM_STATUS.get(str(status).strip().lower(), _OTHER)
+
+
+def _operation_label(operation: str) -> str:
+    """An MM7 operation name (``DeliverReq``) as a label; free text is cut to stay bounded."""
+    text = str(operation).strip()
+    if not text or len(text) > 40 or not text.replace("_", "").replace("-", "").isalnum():
+        return _OTHER
+    return text
+
+
+@dataclass(slots=True)
+class _TrackedStore:
+    store: _StoreLike
+    links: tuple[str, ...]
+    depths: dict[str, int]
+    up: bool | None = None
+
+
+class _StateCollector(Collector):
+    """Reads link and store state when scraped (queue depths from the last ``refresh``)."""
+
+    def __init__(self, owner: GatewayMetrics) -> None:
+        self._owner = owner
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # families depend on what is tracked; nothing to check at registration
+
+    def collect(self) -> Iterator[Metric]:
+        owner = self._owner
+        breaker = GaugeMetricFamily(
+            "mm7_link_breaker_state",
+            "Circuit breaker of the link: 0 closed, 1 half-open, 2 open.",
+            labels=["link"],
+        )
+        in_flight = GaugeMetricFamily(
+            "mm7_link_in_flight", "Requests to the link's MMSC on the wire now.", labels=["link"]
+        )
+        for name, link in sorted(owner._links.items()):
+            breaker.add_metric([name], BREAKER_VALUES[breaker_of(link).state])
+            flow = link if isinstance(link, LinkFlow) else getattr(link, "flow", None)
+            if isinstance(flow, LinkFlow):
+                in_flight.add_metric([name], flow.in_flight)
+        yield breaker
+        yield in_flight
+
+        depth = GaugeMetricFamily(
+            "mm7_queue_depth", "Recipients queued for the link (due or scheduled).", labels=["link"]
+        )
+        up = GaugeMetricFamily("mm7_store_up", "1 when the store answered the last scrape.")
+        commits = CounterMetricFamily("mm7_store_commits", "Store transactions committed.")
+        writes = CounterMetricFamily("mm7_store_writes", "Store write operations committed.")
+        failed = CounterMetricFamily("mm7_store_failed_writes", "Store write operations failed.")
+        for tracked in owner._stores:
+            for name, value in sorted(tracked.depths.items()):
+                depth.add_metric([name], value)
+            if tracked.up is not None:
+                up.add_metric([], 1 if tracked.up else 0)
+            try:
+                stats = tracked.store.stats()
+            except Exception as exc:  # a scrape never fails on a store error
+                log.warning("mm7.metrics.store_stats_failed", error=repr(exc))
+                continue
+            commits.add_metric([], stats.commits)
+            writes.add_metric([], stats.writes)
+            failed.add_metric([], stats.failed_writes)
+        if owner._stores:
+            yield depth
+            yield up
+            yield commits
+            yield writes
+            yield failed
+
+
+class GatewayMetrics:
+    """The gateway's metrics on a registry of its own (``self.registry``)."""
+
+    def __init__(
+        self,
+        *,
+        registry: CollectorRegistry | None = None,
+        latency_buckets: Sequence[float] = LATENCY_BUCKETS,
+        refresh_timeout: float = 5.0,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        #: how long a scrape waits for the store's queue depths before answering without them
+        self.refresh_timeout = refresh_timeout
+        self._links: dict[str, LinkLike] = {}
+        self._stores: list[_TrackedStore] = []
+        self.submits = Counter(
+            "mm7_submits",
+            "SubmitReq outcomes per link (success, partial, transient, permanent).",
+            ["link", "outcome"],
+            registry=self.registry,
+        )
+        self.submit_statuses = Counter(
+            "mm7_submit_status",
+            'SubmitReq answers per link by MM7 status code ("none": no status, e.g. timeout).',
+            ["link", "status_code"],
+            registry=self.registry,
+        )
+        self.submit_seconds = Histogram(
+            "mm7_submit_duration_seconds",
+            "SubmitReq round trip per link, seconds.",
+            ["link"],
+            buckets=tuple(latency_buckets),
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "mm7_retries",
+            "Recipients scheduled for a retry, per link.",
+            ["link"],
+            registry=self.registry,
+        )
+        self.reports = Counter(
+            "mm7_delivery_reports",
+            "Delivery reports received per link by MMStatus.",
+            ["link", "mm_status"],
+            registry=self.registry,
+        )
+        self.inbound = Counter(
+            "mm7_inbound_requests",
+            "Inbound MM7 requests by operation and the status code answered.",
+            ["operation", "status_code"],
+            registry=self.registry,
+        )
+        self.registry.register(_StateCollector(self))
+
+    # -- what the dispatcher, the API and the inbound endpoint call ----------------------------
+
+    def observe_submit(
+        self, link: str, outcome: Verdict | str, status_code: int | None, seconds: float | None
+    ) -> None:
+        """One SubmitReq ended: its verdict, MM7 status code (None: none) and round trip."""
+        value = outcome.value if isinstance(outcome, Verdict) else str(outcome).strip().lower()
+        if value not in OUTCOMES:
+            raise ValueError(f"unknown submit outcome {outcome!r}; expected one of {OUTCOMES}")
+        verdict = Verdict(value)
+        self.submits.labels(link=link, outcome=verdict.value).inc()
+        self.submit_statuses.labels(link=link, status_code=_code_label(status_code)).inc()
+        if seconds is not None and seconds >= 0:
+            self.submit_seconds.labels(link=link).observe(seconds)
+
+    def observe_retry(self, link: str) -> None:
+        """A recipient on ``link`` was scheduled for another attempt."""
+        self.retries.labels(link=link).inc()
+
+    def observe_report(self, link: str, mm_status: MMStatus | str) -> None:
+        """A delivery report arrived on ``link`` with this MMStatus (unknown values: "other")."""
+        self.reports.labels(link=link, mm_status=_mm_status_label(mm_status)).inc()
+
+    def observe_inbound(self, operation: str, status_code: int | None) -> None:
+        """An inbound MM7 request (``DeliverReq``, ``DeliveryReportReq``...) was answered."""
+        self.inbound.labels(
+            operation=_operation_label(operation), status_code=_code_label(status_code)
+        ).inc()
+
+    # -- state read at scrape time -------------------------------------------------------------
+
+    def track_link(self, link: str, client_or_flow: LinkLike) -> None:
+        """Export the breaker state (and in-flight count) of ``link``; tracking again replaces.
+
+        The link's counters start at zero for every outcome, so rates work from the first scrape.
+        """
+        breaker_of(client_or_flow)  # refuse what has no breaker now, not at scrape time
+        self._links[link] = client_or_flow
+        for outcome in OUTCOMES:
+            self.submits.labels(link=link, outcome=outcome)
+        self.retries.labels(link=link)
+        self.submit_seconds.labels(link=link)
+
+    def untrack_link(self, link: str) -> None:
+        """Stop exporting the state of ``link`` (its counters stay)."""
+        self._links.pop(link, None)
+
+    def track_store(self, store: _StoreLike, links: Iterable[str]) -> None:
+        """Export the queue depth of each of ``links`` and the store's writer counters."""
+        names = tuple(dict.fromkeys(links))
+        self._stores = [t for t in self._stores if t.store is not store]
+        self._stores.append(_TrackedStore(store, names, {}))
+
+    def breaker_states(self) -> dict[str, BreakerState]:
+        """The breaker state of every tracked link (for /readyz and diagnostics)."""
+        return {name: breaker_of(link).state for name, link in self._links.items()}
+
+    async def refresh(self) -> None:
+        """Ask each tracked store for its queue depths (done by every scrape before rendering).
+
+        A store that fails or does not answer within ``refresh_timeout`` exports no depths (never
+        stale ones) and ``mm7_store_up`` 0.
+        """
+        for tracked in list(self._stores):
+            try:
+                depths = await asyncio.wait_for(self._depths(tracked), timeout=self.refresh_timeout)
+            except Exception as exc:
+                log.warning("mm7.metrics.queue_depth_failed", error=repr(exc))
+                tracked.depths = {}
+                tracked.up = False
+            else:
+                tracked.depths = depths
+                tracked.up = True
+
+    @staticmethod
+    async def _depths(tracked: _TrackedStore) -> dict[str, int]:
+        values = await asyncio.gather(*(tracked.store.queue_depth(n) for n in tracked.links))
+        return dict(zip(tracked.links, values, strict=True))
+
+    # -- exposition ----------------------------------------------------------------------------
+
+    async def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """(body, content type) of a scrape; ``accept`` may ask for OpenMetrics."""
+        await self.refresh()
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """The aiohttp handler of ``/metrics``."""
+        body, content_type = await self.render(request.headers.get("Accept"))
+        return web.Response(
+            body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"}
+        )
+
+    def add_to(self, app: web.Application, path: str = "/metrics") -> None:
+        """Serve the metrics at ``path`` on ``app`` (the API's application, by default)."""
+        app.router.add_get(path, self.handle)
+
+    def application(self, path: str = "/metrics") -> web.Application:
+        """A stand-alone application serving only the metrics (``[metrics] listen``)."""
+        app = web.Application()
+        self.add_to(app, path)
+        return app
