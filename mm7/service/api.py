@@ -1,0 +1,648 @@
+"""The application-facing sending API (aiohttp): ``create_api_app(config, store)``.
+
+Endpoints (the OpenAPI document ``mm7/service/openapi.json`` is served at ``/openapi.json``)
+-------------------------------------------------------------------------------------------
+``POST /v1/messages`` (``application/json`` or ``multipart/form-data``), ``Authorization: Bearer
+<key>``. Everything is checked, URL media fetched and the presentation built BEFORE anything is
+written; the answer comes only after ``store.enqueue_message`` returned, i.e. after the commit:
+
+* ``202 {"id": ..., "status": "queued"}`` and ``Location: /v1/messages/{id}``: created.
+* ``200 {"id": ..., "status": "duplicate"}``: the idempotency key (body ``idempotency_key`` or
+  header ``Idempotency-Key``) was seen before from the same API key; the original id, nothing
+  created. Keys are scoped per API key (stored as ``"<key name>:<key>"``) so two applications
+  cannot collide. The repeat's content is not compared (the key alone decides).
+
+Errors are JSON ``{"error": {"field": "to[1]" | null, "message": "..."}}``:
+
+* 400: not JSON / not an object, a field of the wrong type, a missing required field, an
+  unknown field (typos are refused by name);
+* 401: no or a wrong Bearer key (``WWW-Authenticate: Bearer``);
+* 404: no such message (or another API key's message); 405: method;
+* 413: the body is over ``[api] max_request_bytes`` (refused from Content-Length before reading,
+  else as soon as the read passes the limit);
+* 415: another content type;
+* 422: well-formed but unacceptable: an address that is not one, a time not in the future, an
+  unknown ``link`` (named), recipients without a route or routed to different links, a media URL
+  refused or failing (``media[0].url``: loopback/private target, scheme, size, time, HTTP
+  status), a part whose bytes are not what it claims (``media[1]``), slides or SMIL that do not
+  fit the items.
+
+No error writes anything (the store is only called once everything passed).
+
+JSON request (``POST /v1/messages``)
+------------------------------------
+``to`` (an address or an array, required; numbers with an optional '+', short codes, e-mail),
+``from``, ``subject``, ``text``, ``media`` (array of ``{"url": ...}`` or ``{"content_base64":
+..., "content_type": ...}``, each with an optional ``filename``; ``content_type`` with a URL
+overrides the server's), ``slides`` (array of ``{"duration_ms", "visual", "text", "audio",
+"refs"}``: each reference a 0-based media index or the string ``"text"``), ``smil`` (the caller's
+SMIL: reference media by their file name, the text as ``text.txt``), ``link``, ``delivery_report``,
+``read_reply``, ``priority`` (low/normal/high), ``expiry`` and ``earliest_delivery`` (an ISO 8601
+date-time or an xsd duration such as ``P1D``, in the future), ``service_code``, ``linked_id``,
+``callback_url``, ``idempotency_key``. Text or media is required. Without ``link`` every
+recipient is routed with ``config.route`` (prefix rules, then the default link); recipients on
+different links are refused (send one message per link).
+
+The presentation: the text becomes a ``text/plain; charset=utf-8`` item placed right after the
+first image/video (so it shares that slide), else first; slides follow the default rule of
+``mm7.content.builder`` unless ``slides``/``smil`` are given.
+
+multipart/form-data (or application/x-www-form-urlencoded without files): the same names as
+form fields (``to`` repeated or comma separated; booleans ``true``/``false``; ``slides`` as a
+JSON string; ``smil`` as a field or file), media as file fields named ``media`` (their filename
+and Content-Type are used) and/or ``media_url`` fields, in form order.
+
+What is stored (the dispatcher reads this)
+------------------------------------------
+``NewMessage(link, fields, idempotency_key="<key name>:<key>", expires_at, not_before,
+callback_url)`` with one recipient per ``to`` address (as normalised: number punctuation and
+``tel:`` removed) and the parts IN PRESENTATION ITEM ORDER, each ``MediaPart(content_type, data,
+content_id, content_location)`` where ``content_type`` is the real type from the bytes plus
+``; charset=<cs>`` for text (``"text/plain; charset=utf-8"``). The SMIL is NOT a part: the
+dispatcher builds the content from the items and ``fields["presentation"]`` (and fits it to the
+link's profile first). ``fields`` is exactly::
+
+    {
+      "v": 1,                          # version of this shape
+      "source": "api" | "sendmms",
+      "api_key": "dev",                # name of the API key that sent it
+      "to": ["+4915112345678", ...],   # the recipients (also the recipient rows)
+      "from": "12345" | null,          # SenderAddress; null: the link's sender_address
+      "subject": str | null,
+      "text": str | null,              # also the text item among the parts (for display/logs)
+      "delivery_report": bool | null,  # DeliveryReport; null: leave out
+      "read_reply": bool | null,       # ReadReply
+      "priority": "Low" | "Normal" | "High" | null,
+      "expiry": str | null,            # ExpiryDate as MM7 writes it: "2026-01-02T03:04:05Z" or
+                                       #   an xsd duration "P1D" (message.expires_at is absolute)
+      "earliest_delivery": str | null, # EarliestDeliveryTime, same forms (not_before absolute)
+      "service_code": str | null,      # null: the link's service_code
+      "linked_id": str | null,
+      "presentation": {
+        "layout": "portrait",          # mm7.content.model.Layout value
+        "slides": [                    # mm7.content.model.Slide; references are Content-IDs;
+          {"duration_ms": 5000,        #   null exactly when smil is set (pass one of the two to
+           "visual": "img1-1a2b3c4d" | null,  # build_presentation, never both)
+           "text": "text2-..." | null, "audio": str | null, "refs": [str, ...]}
+        ] | null,
+        "smil": str | null             # the caller's SMIL (checked against the items) or null:
+                                       #   generate it from the slides
+      }
+    }
+
+``GET /v1/messages/{id}`` answers the message (``message_view``): overall status, per recipient
+status with the MM7 MessageID, attempts and last status, the parts and the history of events.
+
+Kannel/Mbuni ``sendmms``
+------------------------
+``GET|POST /cgi-bin/sendmms`` (also ``/sendmms``), query or form parameters ``username``,
+``password``, ``to`` (repeated, or separated by spaces/commas), ``from``, ``subject``, ``text``,
+``content-url`` (repeated), ``smil``, ``dlr-url``, ``mmsc`` (or ``link``). ``username`` is the
+NAME of an ``[[api.keys]]`` entry and ``password`` its key (so one secret serves both APIs).
+``dlr-url`` becomes the ``callback_url`` (JSON status callbacks; Kannel %-escapes are not
+substituted) and sets ``delivery_report``. Answers are text/plain as Kannel/Mbuni clients expect:
+``202 Accepted: <id>`` (``200 Accepted: <id>`` never happens: sendmms has no idempotency key),
+errors ``<4xx> Error: <field>: <message>`` with the same status codes as the JSON API.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiMapping
+
+from mm7.content.builder import build_presentation
+from mm7.content.model import MediaItem, Slide
+from mm7.content.parts import ContentError, PartError, Source, make_items, text_source
+from mm7.content.smil import SmilError
+from mm7.core.sniff import sniff
+from mm7.service.api_validate import (
+    FIELDS,
+    ApiError,
+    MediaInput,
+    Request,
+    SlideInput,
+    parse_request,
+)
+from mm7.service.config import ApiKey, GatewayConfig
+from mm7.service.media_fetch import Fetcher, FetchError, MediaFetcher
+from mm7.service.store.base import MediaPart, MessageRecord, NewMessage, Store
+
+__all__ = ["OPENAPI_PATH", "create_api_app", "message_view"]
+
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+TEXT_LOCATION = "text.txt"
+
+CONFIG_KEY = web.AppKey("mm7_api_config", GatewayConfig)
+STORE_KEY = web.AppKey("mm7_api_store", Store)
+FETCHER_KEY = web.AppKey("mm7_api_fetcher", Fetcher)
+_KEY = web.RequestKey("mm7_api_key", ApiKey)
+_SENDMMS_PATHS = ("/cgi-bin/sendmms", "/sendmms")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_api_app(
+    config: GatewayConfig, store: Store, *, fetcher: Fetcher | None = None
+) -> web.Application:
+    """The API application. ``fetcher`` defaults to a ``MediaFetcher`` with ``[api.fetch]``
+    limits (closed with the app; a fetcher passed in is the caller's to close)."""
+    app = web.Application(
+        client_max_size=config.api.max_request_bytes,
+        middlewares=[_errors_middleware, _auth_middleware],
+    )
+    app[CONFIG_KEY] = config
+    app[STORE_KEY] = store
+    own = fetcher is None
+    app[FETCHER_KEY] = fetcher if fetcher is not None else MediaFetcher(config.api.fetch)
+    if own:
+
+        async def _close(app: web.Application) -> None:
+            await app[FETCHER_KEY].close()
+
+        app.on_cleanup.append(_close)
+    app.router.add_post("/v1/messages", post_message)
+    app.router.add_get("/v1/messages/{id}", get_message)
+    app.router.add_get("/openapi.json", openapi)
+    for path in _SENDMMS_PATHS:
+        app.router.add_route("GET", path, sendmms)
+        app.router.add_route("POST", path, sendmms)
+    return app
+
+
+# --------------------------------------------------------------------------- middlewares
+
+
+def _error_json(status: int, field: str | None, message: str) -> web.Response:
+    return web.json_response({"error": {"field": field, "message": message}}, status=status)
+
+
+def _is_sendmms(request: web.Request) -> bool:
+    return request.path in _SENDMMS_PATHS
+
+
+@web.middleware
+async def _errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every refusal as JSON (text for sendmms): ApiError, too-large bodies, 404/405 (keeping
+    aiohttp's headers, e.g. 405's Allow)."""
+    headers: dict[str, str] = {}
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        error = exc
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[CONFIG_KEY].api.max_request_bytes
+        error = ApiError(413, None, f"the request body is over the limit of {limit} bytes")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error = ApiError(exc.status, None, exc.reason)
+        for name in ("Allow",):
+            if name in exc.headers:
+                headers[name] = exc.headers[name]
+    if error.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if _is_sendmms(request):
+        where = f"{error.field}: " if error.field else ""
+        return web.Response(
+            status=error.status, text=f"Error: {where}{error.message}\n", headers=headers
+        )
+    response = _error_json(error.status, error.field, error.message)
+    response.headers.update(headers)
+    return response
+
+
+@web.middleware
+async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """``Authorization: Bearer <key>`` on /v1/*; the key found is kept on the request."""
+    if request.path.startswith("/v1/"):
+        header = request.headers.get("Authorization", "")
+        scheme, _, presented = header.partition(" ")
+        key = None
+        if scheme.lower() == "bearer" and presented.strip():
+            key = request.app[CONFIG_KEY].api.check_key(presented.strip())
+        if key is None:
+            raise ApiError(401, None, "missing or invalid API key (Authorization: Bearer <key>)")
+        request[_KEY] = key
+    return await handler(request)
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3 document of this API (the file kept in the repository)."""
+    return web.Response(body=OPENAPI_PATH.read_bytes(), content_type="application/json")
+
+
+async def post_message(request: web.Request) -> web.Response:
+    """``POST /v1/messages``: check, fetch, build, then enqueue (module docstring)."""
+    _check_length(request)
+    key: ApiKey = request[_KEY]
+    now = datetime.now(UTC)
+    mime = request.content_type
+    if mime == "application/json":
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError(400, None, f"the body is not valid JSON: {exc}") from None
+        if isinstance(body, dict) and "idempotency_key" not in body:
+            header_key = request.headers.get("Idempotency-Key")
+            if header_key is not None:
+                body["idempotency_key"] = header_key
+        parsed = parse_request(body, now=now)
+    elif mime in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        body, media = _form_body(await _read_form(request))
+        if "idempotency_key" not in body and "Idempotency-Key" in request.headers:
+            body["idempotency_key"] = request.headers["Idempotency-Key"]
+        parsed = parse_request(body, now=now, media=media)
+    else:
+        raise ApiError(
+            415,
+            None,
+            "expected application/json, multipart/form-data or "
+            f"application/x-www-form-urlencoded, got {mime or 'none'}",
+        )
+    message_id, created = await _submit(request.app, parsed, key, source="api")
+    if not created:
+        return web.json_response({"id": message_id, "status": "duplicate"}, status=200)
+    return web.json_response(
+        {"id": message_id, "status": "queued"},
+        status=202,
+        headers={"Location": f"/v1/messages/{message_id}"},
+    )
+
+
+async def get_message(request: web.Request) -> web.Response:
+    """``GET /v1/messages/{id}``: the message's status, recipients and history."""
+    key: ApiKey = request[_KEY]
+    record = await request.app[STORE_KEY].get_message(request.match_info["id"])
+    if record is None or record.fields.get("api_key") != key.name:
+        raise ApiError(404, "id", "no such message")
+    return web.json_response(message_view(record))
+
+
+async def sendmms(request: web.Request) -> web.Response:
+    """The Kannel/Mbuni-style ``sendmms`` (module docstring): same checks, text answers."""
+    _check_length(request)
+    params: MultiMapping[Any] = request.query
+    if request.method == "POST":
+        if request.content_type not in (
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ):
+            raise ApiError(415, None, "expected a form (application/x-www-form-urlencoded)")
+        params = await _read_form(request)
+    username = _param(params, "username") or ""
+    password = _param(params, "password") or ""
+    key = request.app[CONFIG_KEY].api.check_key(password) if password else None
+    if key is None or key.name != username:
+        raise ApiError(401, None, "wrong username or password")
+    recipients: list[str] = []
+    for value in params.getall("to", []):
+        if isinstance(value, str):
+            recipients.extend(v for v in value.replace(",", " ").split() if v)
+    body: dict[str, Any] = {"to": recipients}
+    for name, target in (("from", "from"), ("subject", "subject"), ("text", "text")):
+        value = _param(params, name)
+        if value:
+            body[target] = value
+    smil = _param(params, "smil")
+    if smil:
+        body["smil"] = smil
+    link = _param(params, "mmsc") or _param(params, "link")
+    if link:
+        body["link"] = link
+    dlr = _param(params, "dlr-url")
+    if dlr:
+        body["callback_url"] = dlr
+        body["delivery_report"] = True
+    urls = [v for v in params.getall("content-url", []) if isinstance(v, str) and v]
+    if urls:
+        body["media"] = [{"url": u} for u in urls]
+    parsed = parse_request(body, now=datetime.now(UTC))
+    message_id, _ = await _submit(request.app, parsed, key, source="sendmms")
+    return web.Response(status=202, text=f"Accepted: {message_id}\n")
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def _check_length(request: web.Request) -> None:
+    limit = request.app[CONFIG_KEY].api.max_request_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(
+            413, None, f"the request body is {request.content_length} bytes, over {limit}"
+        )
+
+
+async def _read_form(request: web.Request) -> MultiMapping[Any]:
+    """The form body; a malformed one (no boundary, broken encoding) is a 400, not a 500."""
+    try:
+        return await request.post()
+    except (ValueError, UnicodeDecodeError, AssertionError, HttpProcessingError) as exc:
+        detail = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
+        raise ApiError(400, None, f"the form cannot be read: {detail}") from None
+
+
+def _param(params: MultiMapping[Any], name: str) -> str | None:
+    value = params.get(name)
+    return value if isinstance(value, str) else None
+
+
+def _form_body(form: MultiMapping[Any]) -> tuple[dict[str, Any], list[MediaInput]]:
+    """A multipart form as a request body plus its media (URLs and uploads in form order)."""
+    body: dict[str, Any] = {}
+    media: list[MediaInput] = []
+    for name, value in form.items():
+        if name in ("media", "media_url"):
+            where = f"media[{len(media)}]"
+            if isinstance(value, web.FileField):
+                data = value.file.read()
+                if not data:
+                    raise ApiError(422, where, "empty file (a part needs content)")
+                media.append(
+                    MediaInput(
+                        where, data=data, content_type=value.content_type, filename=value.filename
+                    )
+                )
+            elif isinstance(value, str) and value:
+                media.append(MediaInput(where, url=value))
+            continue
+        if isinstance(value, web.FileField):
+            if name != "smil":
+                raise ApiError(400, name, "a file is only accepted for media and smil")
+            try:
+                value = value.file.read().decode("utf-8")
+            except UnicodeDecodeError:
+                raise ApiError(422, "smil", "the SMIL file is not UTF-8") from None
+        if name not in FIELDS:
+            raise ApiError(400, name, "unknown field")
+        if name == "to":
+            body.setdefault("to", []).extend(v for v in value.replace(",", " ").split() if v)
+        elif name in ("delivery_report", "read_reply"):
+            flag = value.strip().lower()
+            if flag not in ("true", "false", "1", "0", "yes", "no"):
+                raise ApiError(400, name, "expected true or false")
+            body[name] = flag in ("true", "1", "yes")
+        elif name == "slides":
+            try:
+                body[name] = json.loads(value)
+            except ValueError:
+                raise ApiError(400, "slides", "expected a JSON array") from None
+        else:
+            body[name] = value
+    return body, media
+
+
+def _pick_link(config: GatewayConfig, parsed: Request) -> str:
+    if parsed.link is not None:
+        if parsed.link not in config.link_names:
+            raise ApiError(
+                422,
+                "link",
+                f"unknown link {parsed.link!r} (links: {', '.join(config.link_names)})",
+            )
+        return parsed.link
+    chosen: dict[str, int] = {}
+    for index, address in enumerate(parsed.to):
+        settings = config.route(address)
+        if settings is None:
+            raise ApiError(
+                422,
+                f"to[{index}]",
+                "no link for this recipient (no prefix matches and there is no default link); "
+                "give link",
+            )
+        chosen.setdefault(settings.name, index)
+    if len(chosen) > 1:
+        which = ", ".join(f"to[{i}] -> {name}" for name, i in chosen.items())
+        raise ApiError(
+            422, "to", f"the recipients route to different links ({which}); send one per link"
+        )
+    return next(iter(chosen))
+
+
+async def _gather_media(
+    fetcher: Fetcher, media: Sequence[MediaInput], budget: int
+) -> list[tuple[MediaInput, Source]]:
+    out: list[tuple[MediaInput, Source]] = []
+    total = 0
+    for entry in media:
+        if entry.url is not None:
+            try:
+                fetched = await fetcher.fetch(entry.url)
+            except FetchError as exc:
+                raise ApiError(
+                    422, f"{entry.field}.url", f"cannot use {entry.url}: {exc}"
+                ) from None
+            data = fetched.data
+            served = (fetched.content_type or "").split(";", 1)[0].strip().lower()
+            if entry.content_type is None and served in ("text/html", "application/xhtml+xml"):
+                raise ApiError(
+                    422,
+                    f"{entry.field}.url",
+                    f"{entry.url} answered a web page ({served}), not media; "
+                    "give content_type if an HTML part is really meant",
+                )
+            source = Source(
+                data,
+                filename=entry.filename or fetched.filename,
+                media_type=entry.content_type or fetched.content_type,
+            )
+        else:
+            assert entry.data is not None
+            data = entry.data
+            source = Source(data, filename=entry.filename, media_type=entry.content_type)
+        total += len(data)
+        if total > budget:
+            raise ApiError(413, entry.field, f"the media add up to more than {budget} bytes")
+        out.append((entry, source))
+    return out
+
+
+def _slides(
+    inputs: Sequence[SlideInput], items: Sequence[MediaItem], positions: Mapping[int | str, int]
+) -> list[Slide]:
+    def cid(ref: int | str | None) -> str | None:
+        return None if ref is None else items[positions[ref]].content_id
+
+    return [
+        Slide(
+            s.duration_ms,
+            cid(s.visual),
+            cid(s.text),
+            cid(s.audio),
+            tuple(cid(r) or "" for r in s.refs),
+        )
+        for s in inputs
+    ]
+
+
+async def _submit(
+    app: web.Application, parsed: Request, key: ApiKey, *, source: str
+) -> tuple[str, bool]:
+    """Route, fetch, build and enqueue; returns (message id, created)."""
+    config = app[CONFIG_KEY]
+    link = _pick_link(config, parsed)
+    gathered = await _gather_media(app[FETCHER_KEY], parsed.media, config.api.max_request_bytes)
+    # the text goes right after the first image or video (it shares that slide), else first
+    sources: list[Source] = []
+    fields_at: list[str] = []
+    positions: dict[int | str, int] = {}
+    text_slot = 0
+    for index, (_, src) in enumerate(gathered):
+        if sniff(src.data).startswith(("image/", "video/")):
+            text_slot = index + 1
+            break
+    for index, (entry, src) in enumerate(gathered):
+        if parsed.text is not None and index == text_slot:
+            positions["text"] = len(sources)
+            sources.append(text_source(parsed.text, filename=TEXT_LOCATION))
+            fields_at.append("text")
+        positions[index] = len(sources)
+        sources.append(src)
+        fields_at.append(entry.field)
+    if parsed.text is not None and "text" not in positions:
+        positions["text"] = len(sources)
+        sources.append(text_source(parsed.text, filename=TEXT_LOCATION))
+        fields_at.append("text")
+    try:
+        items = make_items(sources)
+    except PartError as exc:
+        raise ApiError(422, fields_at[exc.index - 1], str(exc)) from None
+    except ContentError as exc:
+        raise ApiError(422, "media", str(exc)) from None
+    slides = _slides(parsed.slides, items, positions) if parsed.slides is not None else None
+    try:
+        presentation = build_presentation(
+            items,
+            slides=slides,
+            smil=parsed.smil.encode("utf-8") if parsed.smil is not None else None,
+        )
+    except SmilError as exc:
+        raise ApiError(422, "smil", str(exc)) from None
+    except ContentError as exc:
+        raise ApiError(422, "slides" if slides is not None else "media", str(exc)) from None
+    fields: dict[str, Any] = {
+        "v": 1,
+        "source": source,
+        "api_key": key.name,
+        "to": list(parsed.to),
+        "from": parsed.sender,
+        "subject": parsed.subject,
+        "text": parsed.text,
+        "delivery_report": parsed.delivery_report,
+        "read_reply": parsed.read_reply,
+        "priority": parsed.priority,
+        "expiry": parsed.expiry.xsd if parsed.expiry else None,
+        "earliest_delivery": parsed.earliest_delivery.xsd if parsed.earliest_delivery else None,
+        "service_code": parsed.service_code,
+        "linked_id": parsed.linked_id,
+        "presentation": {
+            "layout": presentation.layout.value,
+            # exactly one of slides and smil: the builder refuses both (the SMIL has its slides)
+            "slides": None
+            if parsed.smil is not None
+            else [
+                {
+                    "duration_ms": s.duration_ms,
+                    "visual": s.visual,
+                    "text": s.text,
+                    "audio": s.audio,
+                    "refs": list(s.refs),
+                }
+                for s in presentation.slides
+            ],
+            "smil": parsed.smil,
+        },
+    }
+    parts = [
+        MediaPart(
+            content_type=item.media_type + (f"; charset={item.charset}" if item.charset else ""),
+            data=item.data,
+            content_id=item.content_id,
+            content_location=item.content_location,
+        )
+        for item in presentation.items
+    ]
+    message = NewMessage(
+        link=link,
+        fields=fields,
+        idempotency_key=(
+            f"{key.name}:{parsed.idempotency_key}" if parsed.idempotency_key is not None else None
+        ),
+        expires_at=parsed.expiry.at if parsed.expiry else None,
+        not_before=parsed.earliest_delivery.at if parsed.earliest_delivery else None,
+        callback_url=parsed.callback_url,
+    )
+    result = await app[STORE_KEY].enqueue_message(message, parsed.to, parts)
+    return result.message_id, result.created
+
+
+# --------------------------------------------------------------------------- views
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def message_view(record: MessageRecord) -> dict[str, Any]:
+    """The JSON of ``GET /v1/messages/{id}`` (schema ``Message`` in openapi.json)."""
+    key = record.idempotency_key
+    if key is not None and ":" in key:
+        key = key.split(":", 1)[1]
+    return {
+        "id": record.id,
+        "status": record.status.value,
+        "link": record.link,
+        "created_at": _iso(record.created_at),
+        "updated_at": _iso(record.updated_at),
+        "expires_at": _iso(record.expires_at),
+        "not_before": _iso(record.not_before),
+        "callback_url": record.callback_url,
+        "idempotency_key": key,
+        "mm7_message_ids": sorted(
+            {r.mm7_message_id for r in record.recipients if r.mm7_message_id}
+        ),
+        "recipients": [
+            {
+                "address": r.address,
+                "status": r.status.value,
+                "mm7_message_id": r.mm7_message_id,
+                "transaction_id": r.transaction_id,
+                "attempts": r.attempts,
+                "last_status_code": r.last_status_code,
+                "last_status_text": r.last_status_text,
+                "updated_at": _iso(r.updated_at),
+            }
+            for r in record.recipients
+        ],
+        "parts": [
+            {
+                "content_type": p.content_type,
+                "size": p.size,
+                "sha256": p.sha256,
+                "content_id": p.content_id,
+                "content_location": p.content_location,
+            }
+            for p in record.parts
+        ],
+        "events": [
+            {
+                "at": _iso(e.at),
+                "kind": e.kind,
+                "recipient": e.recipient,
+                "status": e.status,
+                "details": dict(e.details),
+            }
+            for e in record.events
+        ],
+    }

@@ -1,0 +1,654 @@
+"""The sending API (mm7.service.api) against a real SQLite store and real loopback servers.
+
+Every refusal is checked to change nothing in the store: the rows of ``messages`` and ``media``
+are counted in the database file before and after, and the store's write counter must not move.
+Response bodies are validated against the schemas of mm7/service/openapi.json (jsonschema).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from aiohttp import FormData, web
+from aiohttp.test_utils import TestClient, TestServer
+from PIL import Image
+
+from mm7.service.api import OPENAPI_PATH, create_api_app
+from mm7.service.config import GatewayConfig, load_config
+from mm7.service.media_fetch import FetchError, MediaFetcher, address_refusal
+from mm7.service.store.sqlite import SqliteStore
+
+KEY = "test-key-app-0123456789"
+OTHER_KEY = "test-key-other-0123456789"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+OPENAPI = json.loads(OPENAPI_PATH.read_text())
+
+CONFIG = """
+[links.main]
+url = "http://127.0.0.1:9/mm7"
+default = true
+[links.uk]
+url = "http://127.0.0.1:9/mm7"
+prefixes = ["+44"]
+
+[inbound]
+listen = "127.0.0.1:0"
+[inbound.peers.main]
+allow = ["127.0.0.1/32"]
+
+[api]
+listen = "127.0.0.1:0"
+max_request_bytes = 200000
+[[api.keys]]
+name = "app"
+key = "{key}"
+[[api.keys]]
+name = "other"
+key = "{other}"
+[api.fetch]
+max_bytes = 60000
+allow_private = {allow_private}
+
+[store]
+path = "{db}"
+"""
+
+
+def png(width: int = 32, height: int = 24, color: str = "red") -> bytes:
+    """A small real PNG made here (no fixture files)."""
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(out, "PNG")
+    return out.getvalue()
+
+
+def noisy_png(side: int) -> bytes:
+    """A PNG that compresses badly (for the size limits)."""
+    image = Image.effect_noise((side, side), 100).convert("RGB")
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def validate(schema_name: str, body: Any) -> None:
+    """``body`` against a component schema of the OpenAPI document."""
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": OPENAPI["components"]}
+    jsonschema.validate(body, schema, cls=jsonschema.Draft202012Validator)
+
+
+def make_config(tmp_path: Path, *, allow_private: bool) -> GatewayConfig:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        CONFIG.format(
+            key=KEY,
+            other=OTHER_KEY,
+            allow_private="true" if allow_private else "false",
+            db=(tmp_path / "mm7.sqlite").as_posix(),
+        )
+    )
+    return load_config(path, env={})
+
+
+class Gateway:
+    """The API app on a loopback port with its SQLite store, plus row counting."""
+
+    def __init__(self, client: TestClient[Any, Any], store: SqliteStore, db: Path) -> None:
+        self.client = client
+        self.store = store
+        self.db = db
+
+    def counts(self) -> tuple[int, int, int]:
+        """(messages, media, store writes): all three stay put when a request is refused."""
+        with sqlite3.connect(self.db) as conn:
+            messages = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+            media = conn.execute("SELECT count(*) FROM media").fetchone()[0]
+        return messages, media, self.store.stats().writes
+
+    async def post(self, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        response = await self.client.post(
+            "/v1/messages", json=body, headers=headers if headers is not None else AUTH
+        )
+        return response.status, await response.json()
+
+    async def refused(self, body: Any, status: int, field: str | None) -> str:
+        """POST ``body``, expect an error naming ``field``, and nothing written."""
+        before = self.counts()
+        got, answer = await self.post(body)
+        assert got == status, answer
+        validate("Error", answer)
+        assert answer["error"]["field"] == field, answer
+        assert self.counts() == before
+        return str(answer["error"]["message"])
+
+
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
+    opened: list[tuple[TestClient[Any, Any], SqliteStore]] = []
+
+    async def make(allow_private: bool = False) -> Gateway:
+        config = make_config(tmp_path, allow_private=allow_private)
+        store = await SqliteStore.open(config.store.path)
+        client = TestClient(TestServer(create_api_app(config, store), host="127.0.0.1", port=0))
+        await client.start_server()
+        opened.append((client, store))
+        return Gateway(client, store, config.store.path)
+
+    yield make
+    for client, store in opened:
+        await client.close()
+        await store.close()
+
+
+@pytest.fixture
+async def media_server() -> AsyncIterator[str]:
+    """A loopback web server with media to fetch; yields its base URL."""
+    image = png(40, 30, "blue")
+    big = noisy_png(200)
+    assert len(big) > 60000
+
+    async def photo(request: web.Request) -> web.Response:
+        return web.Response(body=image, content_type="image/png")
+
+    async def big_known(request: web.Request) -> web.Response:
+        return web.Response(body=big, content_type="image/png")
+
+    async def big_chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        response.content_type = "image/png"
+        await response.prepare(request)
+        for start in range(0, len(big), 8192):
+            await response.write(big[start : start + 8192])
+        await response.write_eof()
+        return response
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/photo.png")
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<html><body>Not found</body></html>", content_type="text/html")
+
+    async def missing(request: web.Request) -> web.Response:
+        raise web.HTTPNotFound()
+
+    app = web.Application()
+    app.router.add_get("/photo.png", photo)
+    app.router.add_get("/big.png", big_known)
+    app.router.add_get("/chunked.png", big_chunked)
+    app.router.add_get("/redirect", redirect)
+    app.router.add_get("/missing.png", missing)
+    app.router.add_get("/page.png", page)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    yield f"http://127.0.0.1:{server.port}"
+    await server.close()
+
+
+# --------------------------------------------------------------------------- the happy path
+
+
+async def test_json_message_is_committed_with_fields_and_parts(gateway: GatewayFactory) -> None:
+    gw = await gateway()
+    image = png()
+    status, answer = await gw.post(
+        {
+            "to": ["+49 151 1234-5678", "alice@example.com"],
+            "from": "12345",
+            "subject": "Hello",
+            "text": "Grüße",
+            "media": [
+                {"content_base64": b64(image), "content_type": "image/png", "filename": "a b.png"}
+            ],
+            "priority": "high",
+            "delivery_report": True,
+            "expiry": "P1D",
+            "service_code": "SC1",
+            "linked_id": "L-1",
+            "callback_url": "https://app.example/status",
+        }
+    )
+    assert status == 202, answer
+    validate("Accepted", answer)
+    record = await gw.store.get_message(answer["id"])
+    assert record is not None
+    assert record.link == "main"
+    assert [r.address for r in record.recipients] == ["+4915112345678", "alice@example.com"]
+    assert record.callback_url == "https://app.example/status"
+    assert record.expires_at is not None
+    fields = dict(record.fields)
+    assert fields["v"] == 1 and fields["source"] == "api" and fields["api_key"] == "app"
+    assert fields["priority"] == "High" and fields["delivery_report"] is True
+    assert fields["read_reply"] is None and fields["expiry"] == "P1D"
+    assert fields["from"] == "12345" and fields["text"] == "Grüße"
+    # the text follows the image, so both share the one slide
+    assert [p.content_type for p in record.parts] == ["image/png", "text/plain; charset=utf-8"]
+    assert record.parts[0].content_location == "a_b.png"
+    assert record.parts[1].content_location == "text.txt"
+    slides = fields["presentation"]["slides"]
+    assert slides == [
+        {
+            "duration_ms": 5000,
+            "visual": record.parts[0].content_id,
+            "text": record.parts[1].content_id,
+            "audio": None,
+            "refs": [],
+        }
+    ]
+    assert fields["presentation"]["smil"] is None
+    blob = await gw.store.get_media(record.parts[0].sha256)
+    assert blob is not None and blob.data == image
+
+    response = await gw.client.get(f"/v1/messages/{answer['id']}", headers=AUTH)
+    assert response.status == 200
+    view = await response.json()
+    validate("Message", view)
+    assert view["status"] == "queued"
+    assert [r["status"] for r in view["recipients"]] == ["queued", "queued"]
+    assert view["events"][0]["kind"] == "queued"
+
+
+async def test_idempotency_key_returns_the_original_and_creates_nothing(
+    gateway: GatewayFactory,
+) -> None:
+    gw = await gateway()
+    body = {"to": "+15550100", "text": "once", "idempotency_key": "order-7"}
+    status, first = await gw.post(body)
+    assert status == 202
+    before = gw.counts()
+    status, again = await gw.post({**body, "text": "different content, same key"})
+    assert status == 200
+    validate("Accepted", again)
+    assert again == {"id": first["id"], "status": "duplicate"}
+    assert gw.counts()[:2] == before[:2]
+    # the header works too, and keys are per API key: another application gets its own message
+    headers = {"Authorization": f"Bearer {OTHER_KEY}", "Idempotency-Key": "order-7"}
+    status, other = await gw.post({"to": "+15550100", "text": "x"}, headers)
+    assert status == 202 and other["id"] != first["id"]
+    status, other_again = await gw.post({"to": "+15550100", "text": "x"}, headers)
+    assert status == 200 and other_again["id"] == other["id"]
+
+
+async def test_same_media_is_stored_once(gateway: GatewayFactory) -> None:
+    gw = await gateway()
+    image = png(10, 10, "green")
+    for n in range(3):
+        status, _ = await gw.post(
+            {
+                "to": f"+1555010{n}",
+                "media": [{"content_base64": b64(image), "content_type": "image/png"}],
+            }
+        )
+        assert status == 202
+    messages, media, _ = gw.counts()
+    assert (messages, media) == (3, 1)
+
+
+async def test_routing_by_prefix_and_explicit_link(gateway: GatewayFactory) -> None:
+    gw = await gateway()
+    status, answer = await gw.post({"to": "+447700900123", "text": "uk"})
+    assert status == 202
+    record = await gw.store.get_message(answer["id"])
+    assert record is not None and record.link == "uk"
+    status, answer = await gw.post({"to": "+447700900123", "text": "forced", "link": "main"})
+    record = await gw.store.get_message(answer["id"])
+    assert record is not None and record.link == "main"
+    message = await gw.refused({"to": ["+447700900123", "+15550100"], "text": "x"}, 422, "to")
+    assert "to[0] -> uk" in message and "to[1] -> main" in message
+
+
+async def test_explicit_slides_and_smil(gateway: GatewayFactory) -> None:
+    gw = await gateway()
+    one, two = png(8, 8, "red"), png(9, 9, "blue")
+    media = [
+        {"content_base64": b64(one), "content_type": "image/png", "filename": "one.png"},
+        {"content_base64": b64(two), "content_type": "image/png", "filename": "two.png"},
+    ]
+    status, answer = await gw.post(
+        {
+            "to": "+15550100",
+            "text": "caption",
+            "media": media,
+            "slides": [{"visual": 1, "duration_ms": 3000}, {"visual": 0, "text": "text"}],
+        }
+    )
+    assert status == 202, answer
+    record = await gw.store.get_message(answer["id"])
+    assert record is not None
+    cids = {p.content_location: p.content_id for p in record.parts}
+    slides = record.fields["presentation"]["slides"]
+    assert [s["visual"] for s in slides] == [cids["two.png"], cids["one.png"]]
+    assert slides[1]["text"] == cids["text.txt"] and slides[0]["duration_ms"] == 3000
+
+    smil = (
+        '<smil><head><layout><root-layout width="160" height="160"/>'
+        '<region id="Image" top="0" left="0" width="160" height="120"/>'
+        '<region id="Text" top="120" left="0" width="160" height="40"/></layout></head>'
+        '<body><par dur="5000ms"><img src="one.png" region="Image"/>'
+        '<text src="text.txt" region="Text"/></par>'
+        '<par dur="5000ms"><img src="two.png" region="Image"/></par></body></smil>'
+    )
+    status, answer = await gw.post(
+        {"to": "+15550100", "text": "caption", "media": media, "smil": smil}
+    )
+    assert status == 202, answer
+    record = await gw.store.get_message(answer["id"])
+    assert record is not None
+    assert record.fields["presentation"]["smil"] == smil
+    assert record.fields["presentation"]["slides"] is None  # the SMIL carries them
+
+
+async def test_multipart_upload(gateway: GatewayFactory) -> None:
+    gw = await gateway()
+    image = png(12, 12, "yellow")
+    form = FormData()
+    form.add_field("to", "+15550100, +15550101")
+    form.add_field("text", "from a form")
+    form.add_field("delivery_report", "true")
+    form.add_field("media", image, filename="photo.jpg", content_type="image/jpeg")
+    response = await gw.client.post("/v1/messages", data=form, headers=AUTH)
+    answer = await response.json()
+    assert response.status == 202, answer
+    record = await gw.store.get_message(answer["id"])
+    assert record is not None
+    assert [r.address for r in record.recipients] == ["+15550100", "+15550101"]
+    assert record.fields["delivery_report"] is True
+    # the label said JPEG, the bytes are PNG: the bytes win, the file name follows
+    assert record.parts[0].content_type == "image/png"
+    assert record.parts[0].content_location == "photo.png"
+
+    before = gw.counts()
+    form = FormData()
+    form.add_field("to", "+15550100")
+    form.add_field("colour", "red")
+    response = await gw.client.post("/v1/messages", data=form, headers=AUTH)
+    assert response.status == 400
+    assert (await response.json())["error"]["field"] == "colour"
+    assert gw.counts() == before
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ([], 400, None),
+        ({"text": "no recipient"}, 400, "to"),
+        ({"to": 15550100, "text": "x"}, 400, "to"),
+        ({"to": ["+15550100", "not a number"], "text": "x"}, 422, "to[1]"),
+        ({"to": ["+15550100", "+1 555 0100"], "text": "x"}, 422, "to[1]"),
+        ({"to": [], "text": "x"}, 422, "to"),
+        ({"to": "+15550100"}, 422, "text"),
+        ({"to": "+15550100", "text": 5}, 400, "text"),
+        ({"to": "+15550100", "text": "x", "delivery_report": "yes"}, 400, "delivery_report"),
+        ({"to": "+15550100", "text": "x", "priority": "urgent"}, 422, "priority"),
+        ({"to": "+15550100", "text": "x", "expiry": "tomorrow"}, 422, "expiry"),
+        ({"to": "+15550100", "text": "x", "expiry": "2001-01-01T00:00:00Z"}, 422, "expiry"),
+        ({"to": "+15550100", "text": "x", "earliest_delivery": "-P1D"}, 422, "earliest_delivery"),
+        (
+            {"to": "+15550100", "text": "x", "expiry": "PT1H", "earliest_delivery": "P1D"},
+            422,
+            "earliest_delivery",
+        ),
+        ({"to": "+15550100", "text": "x", "callback_url": "ftp://x"}, 422, "callback_url"),
+        ({"to": "+15550100", "text": "x", "delivery_reprot": True}, 400, "delivery_reprot"),
+        ({"to": "+15550100", "text": "x", "link": "nowhere"}, 422, "link"),
+        ({"to": "+15550100", "media": [{}]}, 400, "media[0]"),
+        ({"to": "+15550100", "media": [{"content_base64": "!!"}]}, 400, "media[0].content_type"),
+        (
+            {"to": "+15550100", "media": [{"content_base64": "!!", "content_type": "image/png"}]},
+            422,
+            "media[0].content_base64",
+        ),
+        (
+            {
+                "to": "+15550100",
+                "media": [{"content_base64": b64(b"just text"), "content_type": "image/png"}],
+            },
+            422,
+            "media[0]",
+        ),
+        ({"to": "+15550100", "text": "x", "slides": [{"visual": 0}]}, 422, "slides[0].visual"),
+        ({"to": "+15550100", "text": "x", "slides": [{"visual": "text"}]}, 422, "slides"),
+        ({"to": "+15550100", "text": "x", "smil": "<smil/>"}, 422, "smil"),
+        (
+            {"to": "+15550100", "text": "x", "slides": [{"text": "text"}], "smil": "<smil/>"},
+            422,
+            "smil",
+        ),
+    ],
+)
+async def test_bad_input_is_refused_naming_the_field(
+    gateway: GatewayFactory, body: Any, status: int, field: str | None
+) -> None:
+    gw = await gateway()
+    message = await gw.refused(body, status, field)
+    assert message
+    if field == "link":
+        assert "nowhere" in message and "main" in message
+
+
+async def test_not_json_and_wrong_content_type(gateway: GatewayFactory) -> None:
+    gw = await gateway()
+    before = gw.counts()
+    response = await gw.client.post(
+        "/v1/messages", data=b"{not json", headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert response.status == 400
+    validate("Error", await response.json())
+    response = await gw.client.post(
+        "/v1/messages", data=b"to=1", headers={**AUTH, "Content-Type": "text/plain"}
+    )
+    assert response.status == 415
+    assert gw.counts() == before
+
+
+async def test_oversized_bodies_are_refused(gateway: GatewayFactory) -> None:
+    gw = await gateway()
+    before = gw.counts()
+    huge = {"to": "+15550100", "text": "x" * 10_000_000}
+    status, answer = await gw.post(huge)
+    assert status == 413
+    validate("Error", answer)
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: refused while reading
+        yield b'{"to": "+15550100", "text": "'
+        for _ in range(50):
+            yield b"y" * 10_000
+        yield b'"}'
+
+    response = await gw.client.post(
+        "/v1/messages", data=chunks(), headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert response.status == 413
+    validate("Error", await response.json())
+    assert gw.counts() == before
+
+
+async def test_authentication(gateway: GatewayFactory) -> None:
+    gw = await gateway()
+    before = gw.counts()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {KEY}"}):
+        response = await gw.client.post(
+            "/v1/messages", json={"to": "+1555", "text": "x"}, headers=headers
+        )
+        assert response.status == 401
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        validate("Error", await response.json())
+    assert gw.counts() == before
+    status, answer = await gw.post({"to": "+15550100", "text": "mine"})
+    assert status == 202
+    other = {"Authorization": f"Bearer {OTHER_KEY}"}
+    response = await gw.client.get(f"/v1/messages/{answer['id']}", headers=other)
+    assert response.status == 404
+    response = await gw.client.get("/v1/messages/nope", headers=AUTH)
+    assert response.status == 404
+    validate("Error", await response.json())
+
+
+# --------------------------------------------------------------------------- media from URLs
+
+
+async def test_media_url_fetched_when_private_allowed(
+    gateway: GatewayFactory, media_server: str
+) -> None:
+    gw = await gateway(allow_private=True)
+    status, answer = await gw.post(
+        {"to": "+15550100", "media": [{"url": f"{media_server}/redirect"}], "text": "hi"}
+    )
+    assert status == 202, answer
+    record = await gw.store.get_message(answer["id"])
+    assert record is not None
+    assert record.parts[0].content_type == "image/png"
+    assert record.parts[0].content_location == "photo.png"
+    blob = await gw.store.get_media(record.parts[0].sha256)
+    assert blob is not None and blob.data == png(40, 30, "blue")
+
+    for path, needle in (
+        ("/big.png", "too large"),
+        ("/chunked.png", "too large"),
+        ("/missing.png", "HTTP 404"),
+        ("/page.png", "web page"),
+    ):
+        message = await gw.refused(
+            {"to": "+15550100", "media": [{"url": media_server + path}]}, 422, "media[0].url"
+        )
+        assert needle in message
+    message = await gw.refused(
+        {"to": "+15550100", "media": [{"url": "ftp://example.com/a.png"}]}, 422, "media[0].url"
+    )
+    assert "scheme" in message
+
+
+async def test_media_url_to_loopback_refused_by_default(
+    gateway: GatewayFactory, media_server: str
+) -> None:
+    gw = await gateway()
+    message = await gw.refused(
+        {"to": "+15550100", "media": [{"url": f"{media_server}/photo.png"}]}, 422, "media[0].url"
+    )
+    assert "loopback" in message
+    port = media_server.rsplit(":", 1)[1]
+    for host in ("localhost", "[::1]", "127.1.2.3"):
+        await gw.refused(
+            {"to": "+15550100", "media": [{"url": f"http://{host}:{port}/photo.png"}]},
+            422,
+            "media[0].url",
+        )
+
+
+async def test_resolver_refuses_names_of_private_addresses(media_server: str) -> None:
+    """A name (not an IP literal) that resolves to loopback goes through the guarded resolver."""
+    from mm7.service.config import FetchSettings
+
+    fetcher = MediaFetcher(FetchSettings())
+    port = media_server.rsplit(":", 1)[1]
+    try:
+        with pytest.raises(FetchError, match="loopback"):
+            await fetcher.fetch(f"http://localhost.:{port}/photo.png")
+    finally:
+        await fetcher.close()
+
+
+@pytest.mark.parametrize(
+    ("address", "refused"),
+    [
+        ("127.0.0.1", True),
+        ("10.1.2.3", True),
+        ("172.16.0.1", True),
+        ("192.168.1.1", True),
+        ("169.254.169.254", True),
+        ("100.64.0.1", True),
+        ("224.0.0.1", True),
+        ("0.0.0.0", True),
+        ("::1", True),
+        ("fe80::1", True),
+        ("fd00::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("8.8.8.8", False),
+        ("2606:4700:4700::1111", False),
+    ],
+)
+def test_address_refusal(address: str, refused: bool) -> None:
+    assert (address_refusal(address) is not None) is refused
+
+
+# --------------------------------------------------------------------------- sendmms
+
+
+async def test_sendmms_get_and_post(gateway: GatewayFactory) -> None:
+    gw = await gateway()
+    params = {
+        "username": "app",
+        "password": KEY,
+        "to": "+15550100 +15550101",
+        "from": "12345",
+        "subject": "Kannel",
+        "text": "hello",
+        "dlr-url": "http://127.0.0.1:1/dlr?id=%d",
+    }
+    response = await gw.client.get("/cgi-bin/sendmms", params=params)
+    text = await response.text()
+    assert response.status == 202, text
+    assert text.startswith("Accepted: ")
+    record = await gw.store.get_message(text.split()[1])
+    assert record is not None
+    assert record.fields["source"] == "sendmms" and record.fields["delivery_report"] is True
+    assert record.callback_url == "http://127.0.0.1:1/dlr?id=%d"
+    assert len(record.recipients) == 2
+
+    response = await gw.client.post("/sendmms", data={**params, "mmsc": "uk"})
+    text = await response.text()
+    assert response.status == 202, text
+    record = await gw.store.get_message(text.split()[1])
+    assert record is not None and record.link == "uk"
+
+    before = gw.counts()
+    for bad, status, needle in (
+        ({**params, "password": "wrong"}, 401, "username or password"),
+        ({**params, "username": "other"}, 401, "username or password"),
+        ({**params, "mmsc": "nowhere"}, 422, "link: unknown link 'nowhere'"),
+        ({**params, "to": ""}, 422, "to:"),
+    ):
+        response = await gw.client.get("/cgi-bin/sendmms", params=bad)
+        assert response.status == status
+        assert needle in await response.text()
+    assert gw.counts() == before
+
+
+# --------------------------------------------------------------------------- the document
+
+
+async def test_openapi_served_and_matches_the_repo(gateway: GatewayFactory) -> None:
+    gw = await gateway()
+    response = await gw.client.get("/openapi.json")
+    assert response.status == 200
+    assert await response.json() == OPENAPI
+    jsonschema.Draft202012Validator.check_schema(OPENAPI["components"]["schemas"]["SendRequest"])
+    assert OPENAPI["openapi"].startswith("3.")
+    # every route of the app is documented, with the same methods
+    routes: set[tuple[str, str]] = set()
+    server = gw.client.server
+    assert isinstance(server, TestServer)
+    for route in server.app.router.routes():
+        info = route.resource.get_info() if route.resource is not None else {}
+        path = str(info.get("path") or info.get("formatter"))
+        if route.method != "HEAD":
+            routes.add((path, route.method.lower()))
+    documented = {(p, m) for p, ops in OPENAPI["paths"].items() for m in ops}
+    assert documented <= routes
+    assert routes - documented == {("/sendmms", "get"), ("/sendmms", "post")}
