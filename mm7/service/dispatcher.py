@@ -1,0 +1,426 @@
+"""Per-link dispatch of MT messages: lease due recipients, submit, record the outcome.
+
+    async with Dispatcher(store, config.link("carrier-a"), clock=store_clock) as dispatcher:
+        ...                                        # runs until the block ends (graceful stop)
+
+The loop (one per link, ``Dispatcher.run``):
+
+1. Lease up to ``free`` due recipients (``free`` = concurrency minus items in flight), with a
+   lease TTL longer than the worst time an item can take (waiting for a TPS token behind the
+   other in-flight items, connect, request timeout, plus a margin). The store hands out only
+   due recipients (``next_attempt_at``, which is the earliest delivery time for scheduled
+   messages) and marks those whose message expired on the way.
+2. Each leased item runs as its own task: build the SubmitReq (``mm7.service.submit_build``:
+   fields + parts -> presentation -> fit to the link's profile -> ``to_part``; cached per message
+   so that its recipients share one fitting), send it through the link's ``MM7Client`` (which
+   enforces TPS, the in-flight bound and the circuit breaker), and record the result:
+   1000/1100 -> ``complete`` with the MM7 MessageID (a 1100 whose Details name the recipient
+   -> failed); a transient ``MM7ClientError`` -> ``retry_later`` with exponential backoff and
+   full jitter (``uniform(0, min(max_backoff, initial * 2^(attempt-1)))``, at least the peer's
+   Retry-After / the breaker's cool-down), until the message's expiry or, without one, the
+   link's ``retry.max_age`` after the message was created, then the recipient is expired; a
+   permanent one -> ``fail`` with the MM7 status; content that cannot be built -> ``fail``.
+   Errors are classified once, by the transport's classifier: this module only reads
+   ``MM7ClientError.transient``.
+3. With nothing due, wait for ``wake()`` (the API calls it after an enqueue), an item finishing,
+   or ``poll_interval`` seconds.
+
+One recipient per SubmitReq (the decision on fan-out): the store leases recipients one by one,
+each with its own stable TransactionID (``<message_id>.<index>``), which is the idempotency key
+the MMSC drops duplicate resends by. A request carrying several recipients would need one
+TransactionID for a group whose composition changes between retries (some accepted, some
+retried), and its 1100 partial success names failed recipients only in free text. One recipient
+a request keeps retries exact, the outcome per recipient unambiguous and never exceeds any
+link's ``max_recipients``; the cost is one request (and one TPS token) per recipient.
+
+Shutdown (``stop``): stop leasing, give the in-flight items ``grace`` seconds to finish, then
+cancel the rest and ``release`` their leases (due again at once, the attempt not counted; one
+already on the wire may reach the MMSC twice, with the same TransactionID), close the client
+when the dispatcher opened it. Cancelling the task of ``run`` itself (a crash, as tests do)
+releases nothing: the leases expire and another dispatcher takes the items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import random
+import secrets
+import socket
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+import structlog
+
+from mm7.core.model import Address, SubmitRsp
+from mm7.service.config import LinkSettings
+from mm7.service.reports import StatusNotifier, notification
+from mm7.service.store.base import Clock, Store, SystemClock, WorkItem
+from mm7.service.submit_build import (
+    BuildError,
+    BuiltContent,
+    MessageFields,
+    build_content,
+    build_submit,
+    read_fields,
+)
+from mm7.transport.client import MM7Client
+from mm7.transport.errors import MM7ClientError
+from mm7.transport.fanout import named_in_details
+
+__all__ = ["Dispatcher", "backoff_delay"]
+
+log = structlog.get_logger("mm7.service.dispatcher")
+
+#: added to the worst case an item can take, for the lease TTL
+LEASE_MARGIN = 30.0
+
+
+def backoff_delay(
+    attempt: int, initial: float, maximum: float, rng: random.Random | None = None
+) -> float:
+    """Exponential backoff with full jitter: uniform(0, min(maximum, initial * 2^(attempt-1)))."""
+    cap = min(maximum, initial * 2 ** max(0, attempt - 1))
+    return (rng or random).uniform(0.0, cap)
+
+
+class Dispatcher:
+    """The dispatcher of one link (module docstring).
+
+    ``client``: share the link's MM7Client (its flow control then covers every user); None:
+    the dispatcher opens one on ``start`` and closes it on ``stop``. ``concurrency``: items in
+    progress at once (default: the link's ``max_in_flight``). ``clock``: the store's clock (retry
+    times and expiry are compared with the store's "now"). ``rng``: the jitter's randomness.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        settings: LinkSettings,
+        *,
+        client: MM7Client | None = None,
+        owner: str | None = None,
+        concurrency: int | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        poll_interval: float = 1.0,
+        lease_ttl: timedelta | None = None,
+        notifier: StatusNotifier | None = None,
+        content_cache: int = 32,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.link = settings.name
+        self.client = client
+        self._own_client = client is None
+        self.owner = owner or f"{socket.gethostname()}:{self.link}:{secrets.token_hex(4)}"
+        self.concurrency = concurrency or settings.link.max_in_flight
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        self.poll_interval = poll_interval
+        self.lease_ttl = lease_ttl or self.default_lease_ttl(settings, self.concurrency)
+        self.notifier = notifier
+        self._cache: collections.OrderedDict[str, BuiltContent] = collections.OrderedDict()
+        self._cache_size = content_cache
+        self._building: dict[str, asyncio.Future[BuiltContent]] = {}
+        self._inflight: dict[asyncio.Task[None], WorkItem] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._releasing = False
+        self.task: asyncio.Task[None] | None = None
+        self.log = log.bind(link=self.link, owner=self.owner)
+        #: counters (metrics and tests)
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    @staticmethod
+    def default_lease_ttl(settings: LinkSettings, concurrency: int) -> timedelta:
+        """Longer than an item can take: its wait for a TPS token behind the other in-flight
+        items, connect and the whole request, plus ``LEASE_MARGIN``."""
+        link = settings.link
+        token_wait = concurrency / link.tps if link.tps else 0.0
+        return timedelta(
+            seconds=token_wait + link.connect_timeout + link.request_timeout + LEASE_MARGIN
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the client (when not given) and start the loop as ``self.task``."""
+        if self.task is not None:
+            return
+        if self.client is None:
+            self.client = MM7Client(self.settings.link)
+        await self.client.start()
+        self._stopping = False
+        self._releasing = False
+        self.task = asyncio.create_task(self.run(), name=f"mm7-dispatch-{self.link}")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Graceful shutdown: no new leases; in-flight items get ``grace`` seconds, then are
+        cancelled and released; the client is closed when the dispatcher opened it."""
+        self._stopping = True
+        self._wake.set()
+        if self.task is not None:
+            # the loop ends after its current lease or idle wait; what it leased is in flight
+            await asyncio.gather(self.task, return_exceptions=True)
+            self.task = None
+        if self._inflight:
+            _, late = await asyncio.wait(list(self._inflight), timeout=grace)
+            if late:
+                self._releasing = True
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
+        if self._own_client and self.client is not None:
+            await self.client.close()
+            self.client = None
+        self.log.info("mm7.dispatch.stopped", **dict(self.counts))
+
+    async def __aenter__(self) -> Dispatcher:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def wake(self) -> None:
+        """Look for due work now (after an enqueue, or after moving a test clock)."""
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Lease and dispatch until stopped. Cancelled: the in-flight items are cancelled too,
+        without releasing their leases (they expire: a crash as far as the store can tell)."""
+        self.log.info("mm7.dispatch.started", concurrency=self.concurrency)
+        try:
+            while not self._stopping:
+                # cleared before looking: a wake() or a finished item from now on ends the idle
+                self._wake.clear()
+                free = self.concurrency - len(self._inflight)
+                leased: list[WorkItem] = []
+                if free > 0:
+                    try:
+                        leased = await self.store.lease(self.link, self.owner, free, self.lease_ttl)
+                    except Exception:
+                        self.log.exception("mm7.dispatch.lease_failed")
+                    for item in leased:
+                        self._spawn(item)
+                if leased and len(leased) == free:
+                    continue  # maybe more is due
+                await self._idle()
+        except asyncio.CancelledError:
+            tasks = list(self._inflight)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    async def _idle(self) -> None:
+        try:
+            async with asyncio.timeout(self.poll_interval):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+
+    def _spawn(self, item: WorkItem) -> None:
+        task = asyncio.create_task(self._process(item), name=f"mm7-submit-{item.transaction_id}")
+        self._inflight[task] = item
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task, None)
+        self._wake.set()
+
+    # -- one item ------------------------------------------------------------------------------
+
+    async def _process(self, item: WorkItem) -> None:
+        bound = self.log.bind(
+            message_id=item.message_id, transaction_id=item.transaction_id, attempt=item.attempts
+        )
+        try:
+            await self._attempt(item, bound)
+        except asyncio.CancelledError:
+            if self._releasing:
+                await self._release(item, bound)
+            raise
+        except Exception as exc:
+            # a bug or a store outage: never spin on it; the lease expires if this fails too
+            bound.exception("mm7.dispatch.internal_error")
+            try:
+                await self._retry(item, None, None, {"error": f"internal: {exc!r}"[:300]}, bound)
+            except Exception:
+                bound.exception("mm7.dispatch.record_failed")
+
+    async def _release(self, item: WorkItem, bound: Any) -> None:
+        try:
+            released = await asyncio.shield(self.store.release(item))
+        except Exception:
+            bound.exception("mm7.dispatch.release_failed")
+            return
+        self.counts["released"] += 1
+        bound.info("mm7.dispatch.released", released=released)
+
+    async def _attempt(self, item: WorkItem, bound: Any) -> None:
+        try:
+            fields = read_fields(item.fields)
+            content = await self._content(item, fields)
+            request = build_submit(item, fields, content, self.settings)
+        except BuildError as exc:
+            await self._fail(item, None, str(exc), {"error": "content"}, bound)
+            return
+        assert self.client is not None
+        details: dict[str, Any] = {"owner": self.owner}
+        if content.changes:
+            details["fitted"] = content.describe_changes()
+        try:
+            rsp = await self.client.submit(request)
+        except MM7ClientError as exc:
+            details |= {"outcome": exc.outcome.value, "http_status": exc.http_status}
+            if exc.details:
+                details["details"] = exc.details
+            text = exc.text or str(exc)
+            if exc.transient:
+                await self._retry(item, exc.code, text, details, bound, exc.retry_after)
+            else:
+                await self._fail(item, exc.code, text, details, bound)
+            return
+        await self._accepted(item, rsp, details, bound)
+
+    async def _accepted(
+        self, item: WorkItem, rsp: SubmitRsp, details: dict[str, Any], bound: Any
+    ) -> None:
+        status = rsp.status
+        if status.code == 1100 and named_in_details(status.details, [Address.guess(item.address)]):
+            details["details"] = status.details
+            await self._fail(item, status.code, status.text or "partial success", details, bound)
+            return
+        if status.details:
+            details["details"] = status.details
+        ok = await self.store.complete(item, rsp.message_id, status.code, status.text, details)
+        self.counts["submitted" if ok else "lease_lost"] += 1
+        bound.info("mm7.dispatch.submitted", mm7_message_id=rsp.message_id, recorded=ok)
+        if ok:
+            self._notify(item, "submitted", rsp.message_id, status.code, status.text)
+
+    async def _fail(
+        self,
+        item: WorkItem,
+        code: int | None,
+        text: str | None,
+        details: dict[str, Any],
+        bound: Any,
+    ) -> None:
+        ok = await self.store.fail(item, code, text, details)
+        self.counts["failed" if ok else "lease_lost"] += 1
+        bound.warning("mm7.dispatch.failed", status=code, reason=text, recorded=ok)
+        if ok:
+            self._notify(item, "failed", None, code, text)
+
+    async def _retry(
+        self,
+        item: WorkItem,
+        code: int | None,
+        text: str | None,
+        details: dict[str, Any],
+        bound: Any,
+        retry_after: float | None = None,
+    ) -> None:
+        retry = self.settings.retry
+        delay = backoff_delay(item.attempts, retry.initial_backoff, retry.max_backoff, self.rng)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        now = self.clock.now()
+        at = now + timedelta(seconds=delay)
+        deadline = await self._deadline(item)
+        target = item
+        if deadline is not None and at >= deadline and item.expires_at != deadline:
+            # the link's max_age (no message expiry): the store expires an item whose next
+            # attempt falls after its expiry, so hand it the deadline that applies
+            target = dataclasses.replace(item, expires_at=deadline)
+            details = {**details, "max_age_s": retry.max_age}
+        ok = await self.store.retry_later(target, at, code, text, details)
+        expired = deadline is not None and at >= deadline
+        kind = "expired" if expired else "retry"
+        self.counts[kind if ok else "lease_lost"] += 1
+        bound.info(
+            "mm7.dispatch." + kind, status=code, reason=text, delay_s=round(delay, 3), recorded=ok
+        )
+        if ok and expired:
+            self._notify(item, "expired", None, code, text)
+
+    async def _deadline(self, item: WorkItem) -> datetime | None:
+        """When retrying stops: the message's expiry, else its creation plus retry.max_age."""
+        if item.expires_at is not None:
+            return item.expires_at
+        message = await self.store.get_message(item.message_id)
+        if message is None:
+            return None
+        return message.created_at + timedelta(seconds=self.settings.retry.max_age)
+
+    async def _content(self, item: WorkItem, fields: MessageFields) -> BuiltContent:
+        """The message's content for this link, built once per message (LRU of recent ones);
+        concurrent recipients of one message wait for the same build."""
+        key = item.message_id
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        pending = self._building.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[BuiltContent] = asyncio.get_running_loop().create_future()
+        self._building[key] = future
+        try:
+            built = await build_content(self.store, fields, item.parts, self.settings)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                future.set_exception(exc)
+                future.exception()  # retrieved: waiters re-raise it, nobody logs it as lost
+            else:
+                future.cancel()
+            raise
+        else:
+            future.set_result(built)
+            self._cache[key] = built
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+            return built
+        finally:
+            self._building.pop(key, None)
+
+    def _notify(
+        self,
+        item: WorkItem,
+        status: str,
+        mm7_message_id: str | None,
+        code: int | None,
+        text: str | None,
+    ) -> None:
+        if self.notifier is None or not item.callback_url:
+            return
+        self.notifier.notify(
+            item.callback_url,
+            notification(
+                message_id=item.message_id,
+                recipient=item.address,
+                status=status,
+                at=self.clock.now(),
+                mm7_message_id=mm7_message_id,
+                status_code=code,
+                status_text=text,
+            ),
+        )
