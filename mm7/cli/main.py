@@ -44,6 +44,7 @@ from mm7.core.validate import validate_envelope
 from mm7.core.values import parse_relative_or_absolute
 from mm7.core.versions import SOAP_ENV_NS, get_version
 from mm7.core.xmlsafe import parse_xml
+from mm7.service import cli as service_cli
 from mm7.simulator import cli as simulate_cli
 
 EXIT_OK = 0
@@ -176,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("folder", type=Path)
 
     simulate_cli.add_parser(sub)
+    service_cli.add_parsers(sub)
     return parser
 
 
@@ -600,6 +602,9 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": cmd_validate,
     "schemas": cmd_schemas,
     "simulate": simulate_cli.cmd_simulate,
+    "serve": service_cli.cmd_serve,
+    "send": service_cli.cmd_send,
+    "demo": service_cli.cmd_demo,
 }
 
 

@@ -1,0 +1,293 @@
+"""`mm7 serve`, `mm7 send` and `mm7 demo`: run the gateway, submit through it, see it work.
+
+    mm7 serve --config conf/gateway.toml
+    mm7 send --config conf/gateway.toml --to +15551230001 --text hi --media photo.jpg
+    mm7 send --config conf/gateway.toml --to-file numbers.txt --text "weekly news"
+    mm7 demo [--json]
+
+``serve`` runs until SIGTERM or SIGINT, then shuts down gracefully (``mm7.service.runtime``).
+It prints the bound addresses (and the API key of the run when one was generated) on stdout.
+
+``send`` posts one message per recipient to a running gateway's ``POST /v1/messages``: the API
+address is the config file's ``[api] listen`` (``--api-url`` overrides it), the key is
+``--api-key`` or ``$MM7_API_KEY``. Only ``[api] listen`` is read from the file, so the sender's
+environment does not need the gateway's secrets. Each accepted message prints ``<recipient>
+<message id>`` on stdout; with several recipients a progress line goes to stderr. Exit status:
+0 every recipient accepted, 1 some refused (each reason on stderr), 2 a bad option or file.
+
+Kept apart from ``mm7.cli.main`` (which only registers these) so aiohttp and the service load
+only when a command of theirs runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+import tomllib
+import urllib.error
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from mm7.core.errors import MM7Error
+
+API_KEY_ENV = "MM7_API_KEY"
+DEFAULT_API = "127.0.0.1:8000"
+
+
+class ServiceCliError(MM7Error):
+    """A bad option, file or answer: one line on stderr, exit status 2."""
+
+
+def add_parsers(sub: Any) -> None:
+    """Register ``serve``, ``send`` and ``demo`` on the subparsers of ``mm7``."""
+    s = sub.add_parser("serve", help="run the gateway (API, inbound endpoint, dispatchers)")
+    s.add_argument("--config", type=Path, required=True, help="the gateway TOML file")
+    s.add_argument(
+        "--poll-interval",
+        type=_positive,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often idle dispatchers look for due retries (default 1)",
+    )
+    s.add_argument(
+        "--grace",
+        type=_positive,
+        default=10.0,
+        metavar="SECONDS",
+        help="at shutdown, how long in-flight submits may finish before release (default 10)",
+    )
+    s.add_argument(
+        "--lease-ttl",
+        type=_positive,
+        metavar="SECONDS",
+        help="override the dispatchers' lease TTL: how soon another process takes over the "
+        "work of one that died (default: longer than the worst submit; recovery drills)",
+    )
+
+    d = sub.add_parser(
+        "demo",
+        help="start a simulator and a gateway, send one MMS through the API, show it delivered",
+    )
+    d.add_argument("--json", action="store_true", help="end with one JSON summary line")
+    d.add_argument("--timeout", type=float, default=30.0, help="seconds for the whole path")
+
+    t = sub.add_parser("send", help="submit messages through a running gateway's API")
+    t.add_argument("--config", type=Path, help="the gateway TOML file (for [api] listen)")
+    t.add_argument("--api-url", help=f"the API's base URL (default: http://{DEFAULT_API})")
+    t.add_argument("--api-key", help=f"the API key (default: ${API_KEY_ENV})")
+    t.add_argument("--to", action="append", default=[], help="a recipient (repeatable)")
+    t.add_argument("--to-file", type=Path, help="recipients, one a line (# comments)")
+    t.add_argument("--from", dest="sender", help="the sender address")
+    t.add_argument("--subject")
+    t.add_argument("--text")
+    t.add_argument("--media", action="extend", nargs="+", default=[], type=Path, metavar="FILE")
+    t.add_argument("--link", help="the link to send on (default: routing by recipient)")
+    t.add_argument("--delivery-report", action="store_true", default=None)
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the gateway until SIGTERM/SIGINT."""
+    import asyncio
+    import signal
+
+    from mm7.service.config import load_config
+    from mm7.service.runtime import Gateway
+
+    config = load_config(args.config)
+
+    async def run() -> None:
+        gateway = Gateway(
+            config,
+            poll_interval=args.poll_interval,
+            grace=args.grace,
+            lease_ttl=None if args.lease_ttl is None else timedelta(seconds=args.lease_ttl),
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await gateway.start()
+            await stop.wait()
+            print("mm7 gateway: stopping", flush=True)
+        finally:
+            await gateway.stop()
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:  # a listen address in use, an unreadable store folder
+        raise ServiceCliError(f"cannot start: {exc}") from None
+    print("mm7 gateway: stopped", flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mm7.service.demo import run_demo
+
+    return run_demo(json_output=args.json, timeout=args.timeout)
+
+
+# --------------------------------------------------------------------------- send
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """POST one message per recipient; progress on stderr; ids on stdout."""
+    base = _api_base(args)
+    key = args.api_key or os.environ.get(API_KEY_ENV)
+    if not key:
+        raise ServiceCliError(f"no API key: give --api-key or set ${API_KEY_ENV}")
+    recipients = list(args.to)
+    if args.to_file is not None:
+        recipients += _read_recipients(args.to_file)
+    recipients = [r.strip() for r in recipients if r.strip()]
+    if not recipients:
+        raise ServiceCliError("no recipient: give --to or --to-file")
+    if args.text is None and not args.media:
+        raise ServiceCliError("nothing to send: give --text and/or --media")
+    body: dict[str, Any] = {}
+    for name, value in (
+        ("from", args.sender),
+        ("subject", args.subject),
+        ("text", args.text),
+        ("link", args.link),
+        ("delivery_report", args.delivery_report),
+    ):
+        if value is not None:
+            body[name] = value
+    if args.media:
+        body["media"] = [_media(path) for path in args.media]
+    total = len(recipients)
+    progress = total > 1
+    failed = 0
+    for done, recipient in enumerate(recipients, start=1):
+        try:
+            answer = _post(base, key, {**body, "to": recipient})
+        except ServiceCliError as exc:
+            if not progress:
+                raise
+            failed += 1
+            print(f"\nmm7 send: {recipient}: {exc}", file=sys.stderr)
+        else:
+            print(f"{recipient} {answer.get('id')}", flush=True)
+        if progress:
+            _progress(done, total, failed)
+    if progress:
+        print(file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _progress(done: int, total: int, failed: int) -> None:
+    width = 30
+    filled = width * done // total
+    bar = "#" * filled + "-" * (width - filled)
+    extra = f", {failed} refused" if failed else ""
+    print(f"\rmm7 send: [{bar}] {done}/{total}{extra}", end="", file=sys.stderr, flush=True)
+
+
+def _api_base(args: argparse.Namespace) -> str:
+    if args.api_url:
+        return str(args.api_url).rstrip("/")
+    listen = DEFAULT_API
+    if args.config is not None:
+        try:
+            data = tomllib.loads(args.config.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ServiceCliError(f"--config {args.config}: {exc.strerror or exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ServiceCliError(f"--config {args.config}: not valid TOML: {exc}") from None
+        api = data.get("api", {})
+        value = api.get("listen", DEFAULT_API) if isinstance(api, dict) else DEFAULT_API
+        if not isinstance(value, str):
+            raise ServiceCliError(f"--config {args.config}: api.listen: expected HOST:PORT")
+        listen = value
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if host in ("0.0.0.0", "::", ""):  # listening everywhere: reach it on this machine
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _read_recipients(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ServiceCliError(f"--to-file {path}: {exc.strerror or exc}") from None
+    out = []
+    for line in text.splitlines():
+        value = line.split("#", 1)[0].strip()
+        if value:
+            out.append(value)
+    return out
+
+
+def _media(path: Path) -> dict[str, str]:
+    from mm7.core.sniff import sniff
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ServiceCliError(f"--media {path}: {exc.strerror or exc}") from None
+    if not data:
+        raise ServiceCliError(f"--media {path}: the file is empty")
+    return {
+        "content_base64": base64.b64encode(data).decode("ascii"),
+        "content_type": sniff(data),
+        "filename": path.name,
+    }
+
+
+def _post(base: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        base + "/v1/messages",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+        method="POST",
+    )
+    try:
+        # the operator's URL
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            raw = response.read()
+    except urllib.error.HTTPError as exc:
+        raise ServiceCliError(f"the API answered HTTP {exc.code}: {_reason(exc.read())}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ServiceCliError(f"cannot reach the gateway API at {base}: {exc}") from None
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        raise ServiceCliError("the API's answer is not JSON") from None
+    if not isinstance(answer, dict):
+        raise ServiceCliError("the API's answer is not a JSON object")
+    return answer
+
+
+def _reason(raw: bytes) -> str:
+    """The API's error JSON as 'field: message' (the raw text when it is not that)."""
+    try:
+        error = json.loads(raw)["error"]
+        field = error.get("field")
+        return f"{field}: {error['message']}" if field else str(error["message"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return raw.decode("utf-8", "replace")[:200]

@@ -1,0 +1,286 @@
+"""`mm7 demo`: the whole MT path in one command, for a newcomer.
+
+In one process, on loopback ports the system picks and a temporary SQLite store:
+
+1. the MMSC simulator (strict 3GPP persona: every request is schema-validated; delivery reports
+   always, after a short delay);
+2. the gateway (``mm7.service.runtime.Gateway``) with a link to that simulator and the
+   simulator's reports routed to its inbound endpoint;
+3. one MMS (a small JPEG made with Pillow, and a text) POSTed to ``/v1/messages``;
+4. the SubmitRsp (the recipient ``submitted`` with its MM7 MessageID), then the final delivery
+   report correlated to it (``delivered``), both read back through ``GET /v1/messages/{id}``.
+
+Each step is printed as it happens. Exit 0 only when the whole path worked, 1 with the reason
+otherwise (bounded by ``timeout`` seconds). With ``json_output`` the last stdout line is one JSON
+object: ``ok``, ``message_id``, ``mm7_message_id``, ``submit_status``, ``delivery_report_status``,
+``recipient``, ``recipient_status``, ``elapsed_seconds`` and, on failure, ``error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import secrets
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mm7.core.errors import MM7Error
+
+__all__ = ["DEMO_CONFIG", "run_demo"]
+
+RECIPIENT = "+15551230001"
+#: recipient states after which no delivery report changes anything
+_FINAL = ("delivered", "undelivered", "indeterminate", "failed", "expired")
+
+#: the embedded gateway configuration (the simulator's port and the store path filled in)
+DEMO_CONFIG = """\
+[links.simulator]
+url = "http://127.0.0.1:{mmsc_port}/mm7"
+dialect = "3gpp"
+profile = "mms-600k"
+tps = 20
+burst = 5
+default = true
+vasp_id = "mm7-demo"
+vas_id = "gateway"
+sender_address = "12345"
+request_timeout = "10s"
+connect_timeout = "5s"
+
+[inbound]
+listen = "127.0.0.1:0"
+path = "/mm7"
+
+[inbound.peers.simulator]
+link = "simulator"
+allow = ["127.0.0.1/32", "::1/128"]
+
+[api]
+listen = "127.0.0.1:0"
+
+[[api.keys]]
+name = "demo"
+key = "{key}"
+
+[store]
+backend = "sqlite"
+path = "{db}"
+
+[logging]
+level = "warning"
+json = false
+
+[metrics]
+enabled = true
+"""
+
+
+class DemoFailed(Exception):
+    """A step of the demo did not happen: the reason."""
+
+
+def _jpeg() -> bytes:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (160, 120), (30, 90, 160))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((20, 20, 140, 100), outline=(250, 250, 250), width=3)
+    draw.text((45, 52), "mm7 demo", fill=(255, 255, 255))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def run_demo(*, json_output: bool = False, timeout: float = 30.0) -> int:
+    """Run the demo; the exit status (0: the whole path worked)."""
+    summary: dict[str, Any] = {"ok": False}
+    started = time.monotonic()
+    try:
+        with tempfile.TemporaryDirectory(prefix="mm7-demo-") as folder:
+            asyncio.run(_demo(Path(folder), summary, timeout))
+    except (DemoFailed, OSError, MM7Error) as exc:
+        summary["error"] = str(exc) or type(exc).__name__
+    summary["elapsed_seconds"] = round(time.monotonic() - started, 3)
+    if summary.get("error"):
+        print(f"mm7 demo: FAILED: {summary['error']}", file=sys.stderr, flush=True)
+    else:
+        summary["ok"] = True
+        _step("done: the MMS went API -> store -> dispatcher -> MMSC -> handset -> report")
+    if json_output:
+        print(json.dumps(summary), flush=True)
+    return 0 if summary["ok"] else 1
+
+
+def _step(text: str) -> None:
+    print(text, flush=True)
+
+
+async def _demo(folder: Path, summary: dict[str, Any], timeout: float) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            await _path(folder, summary)
+    except TimeoutError:
+        raise DemoFailed(
+            f"not done within {timeout:g} s (stopped while waiting for: "
+            f"{summary.get('waiting_for', 'the start')})"
+        ) from None
+
+
+async def _path(folder: Path, summary: dict[str, Any]) -> None:
+    import aiohttp
+    from aiohttp import web
+
+    from mm7.service.config import load_config
+    from mm7.service.logs import configure_logging
+    from mm7.service.runtime import Gateway
+    from mm7.simulator.app import SIMULATOR, SimulatorConfig, create_simulator_app
+    from mm7.simulator.dlr import DlrPlan, RetryPolicy
+    from mm7.simulator.personas import load_persona
+
+    # the simulator's socket first: the gateway's link needs its port, the simulator needs
+    # the gateway's inbound URL -- holding the socket open means no other program takes it
+    mmsc_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    mmsc_sock.bind(("127.0.0.1", 0))
+    mmsc_port = mmsc_sock.getsockname()[1]
+    key = secrets.token_urlsafe(24)
+    config_path = folder / "gateway.toml"
+    config_path.write_text(
+        DEMO_CONFIG.format(mmsc_port=mmsc_port, key=key, db=(folder / "mm7.sqlite").as_posix()),
+        encoding="utf-8",
+    )
+    config = load_config(config_path, env={})
+    configure_logging(config.logging.level, config.logging.json)
+
+    _step("1. starting the gateway (temporary SQLite store, ports picked by the system)")
+    gateway = Gateway(
+        config,
+        configure_logs=False,
+        poll_interval=0.2,
+        grace=2.0,
+        announce=lambda line: _step("   " + line),
+    )
+    sim_runner: web.AppRunner | None = None
+    try:
+        summary["waiting_for"] = "the gateway to start"
+        await gateway.start()
+        assert gateway.inbound_url is not None and gateway.api_url is not None
+        summary["waiting_for"] = "the simulator to start"
+        sim_app = create_simulator_app(
+            SimulatorConfig(
+                persona=load_persona("strict-3gpp"),
+                strict=True,
+                vasp_url=gateway.inbound_url,
+                dlr=DlrPlan(when="always", delay=0.3, final_delay=0.3),
+                retry=RetryPolicy(max_attempts=3, backoff=0.5, timeout=5.0),
+                ui_path=None,
+            )
+        )
+        sim_runner = web.AppRunner(sim_app, handle_signals=False, access_log=None)
+        await sim_runner.setup()
+        await web.SockSite(sim_runner, mmsc_sock).start()
+        _step(
+            f"2. MMSC simulator (strict 3GPP, schema-validating) on "
+            f"http://127.0.0.1:{mmsc_port}/mm7; its delivery reports go to {gateway.inbound_url}"
+        )
+
+        image = _jpeg()
+        body = {
+            "to": RECIPIENT,
+            "subject": "Hello from mm7",
+            "text": "This MMS went through the mm7 gateway.",
+            "media": [
+                {
+                    "content_base64": base64.b64encode(image).decode("ascii"),
+                    "content_type": "image/jpeg",
+                    "filename": "demo.jpg",
+                }
+            ],
+            "delivery_report": True,
+        }
+        headers = {"Authorization": f"Bearer {key}"}
+        api = gateway.api_url
+        async with aiohttp.ClientSession(headers=headers) as http:
+            summary["waiting_for"] = "the API to accept the message"
+            async with http.post(f"{api}/v1/messages", json=body) as rsp:
+                answer = await rsp.text()
+                if rsp.status != 202:
+                    raise DemoFailed(f"the API answered {rsp.status}: {answer}")
+                message_id = json.loads(answer)["id"]
+            summary["message_id"] = message_id
+            _step(
+                f"3. POST {api}/v1/messages (a {len(image)}-byte JPEG and a text to "
+                f"{RECIPIENT}) -> 202, message id {message_id} (committed to the store)"
+            )
+
+            summary["waiting_for"] = "the SubmitRsp"
+            view = await _wait(
+                http,
+                f"{api}/v1/messages/{message_id}",
+                lambda r: r["recipients"][0]["status"] != "queued",
+            )
+            recipient = view["recipients"][0]
+            if recipient["status"] in ("failed", "expired") or not recipient["mm7_message_id"]:
+                raise DemoFailed(
+                    f"the MMSC did not accept the message: {recipient['status']} "
+                    f"{recipient['last_status_code']} {recipient['last_status_text']}"
+                )
+            mm7_id = recipient["mm7_message_id"]
+            summary["mm7_message_id"] = mm7_id
+            summary["submit_status"] = {
+                "code": recipient["last_status_code"],
+                "text": recipient["last_status_text"],
+            }
+            submitted = sim_app[SIMULATOR].submitted.get(mm7_id)
+            parts = []
+            if submitted is not None and submitted.content is not None:
+                children = submitted.content.children or [submitted.content]
+                parts = [c.content_type.mime_type for c in children]
+            _step(
+                f"4. the dispatcher sent a SubmitReq (TransactionID {recipient['transaction_id']})"
+                f"; SubmitRsp {recipient['last_status_code']} {recipient['last_status_text']}, "
+                f"MM7 MessageID {mm7_id}; the MMSC received: {', '.join(parts) or '?'}"
+            )
+
+            summary["waiting_for"] = "the final delivery report"
+            view = await _wait(
+                http,
+                f"{api}/v1/messages/{message_id}",
+                lambda r: r["recipients"][0]["status"] in _FINAL,
+            )
+            recipient = view["recipients"][0]
+            reports = [e for e in view["events"] if e["kind"] == "delivery_report"]
+            summary["recipient"] = recipient["address"]
+            summary["recipient_status"] = recipient["status"]
+            summary["delivery_report_status"] = reports[-1]["status"] if reports else None
+            _step(
+                f"5. DeliveryReportReq from the MMSC for {mm7_id}: MMStatus "
+                f"{summary['delivery_report_status']}, correlated to {message_id} -> recipient "
+                f"{recipient['status']}"
+            )
+            if recipient["status"] != "delivered":
+                raise DemoFailed(f"the final report says {recipient['status']}, not delivered")
+        summary.pop("waiting_for", None)
+        await sim_app[SIMULATOR].dlr.idle()
+    finally:
+        await gateway.stop()
+        if sim_runner is not None:
+            await sim_runner.cleanup()
+        mmsc_sock.close()
+
+
+async def _wait(http: Any, url: str, done: Any) -> dict[str, Any]:
+    """GET ``url`` until ``done(view)`` (the caller's timeout bounds it)."""
+    while True:
+        async with http.get(url) as rsp:
+            if rsp.status != 200:
+                raise DemoFailed(f"GET {url} answered {rsp.status}: {await rsp.text()}")
+            view: dict[str, Any] = await rsp.json()
+        if done(view):
+            return view
+        await asyncio.sleep(0.05)

@@ -1,0 +1,285 @@
+"""The gateway process: every piece of ``mm7 serve`` wired together from one ``GatewayConfig``.
+
+    gateway = Gateway(load_config("conf/gateway.toml"))
+    await gateway.start()          # store, inbound endpoint, dispatchers, API: in that order
+    ...                            # gateway.api_url, gateway.inbound_url (the bound addresses)
+    await gateway.stop()           # graceful: the reverse order
+
+What ``start`` does:
+
+1. configures logging (``[logging]``) unless told not to (tests and the demo keep their own);
+2. opens the store (``[store]``, SQLite; the folder of its file is created);
+3. serves the inbound MM7 endpoint (``[inbound]``) with the delivery-report handlers
+   (``DeliveryReports``: reports correlated to the link of the calling peer), so reports of
+   messages sent before a restart land as soon as the process is up;
+4. starts one ``Dispatcher`` per link, sharing one ``StatusNotifier`` with the reports;
+5. serves the sending API (``[api]``) with ``/healthz``, ``/readyz`` (store and link breakers)
+   and, when ``[metrics]`` is enabled, ``/metrics`` (on the API's listener, or on
+   ``[metrics] listen`` of its own);
+6. announces (``announce``, stdout by default) each bound address, and the API key of this run
+   when it was generated (``generate_if_unset``) -- printed once, never logged.
+
+A listen port 0 picks a free port: the bound one is in ``api_url`` / ``inbound_url`` and in the
+announcement. Every API answer 202 (a message committed, JSON or ``sendmms``) wakes every
+dispatcher at once, so a new message does not wait for the dispatchers' poll interval.
+
+``stop`` (SIGTERM/SIGINT in ``mm7 serve``): ``/readyz`` answers 503 from now on, the API stops
+taking requests (in-flight ones finish, bounded), the dispatchers stop leasing and give their
+in-flight submits ``grace`` seconds before releasing the leases of the rest (due again at once
+for the next process), the inbound endpoint closes (it stays up until then, so reports keep
+landing while the last submits finish), pending status notifications get a bounded wait, and
+the store closes after its queued writes committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import sys
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+
+import structlog
+from aiohttp import web
+
+from mm7.service.api import create_api_app
+from mm7.service.config import ConfigError, GatewayConfig, Listen
+from mm7.service.dispatcher import Dispatcher
+from mm7.service.health import Health, LinkLike, links_check, store_check
+from mm7.service.logs import configure_logging
+from mm7.service.metrics import GatewayMetrics
+from mm7.service.reports import DeliveryReports, StatusNotifier
+from mm7.service.store.base import Store
+from mm7.service.store.sqlite import SqliteStore
+from mm7.transport.inbound_auth import server_ssl_context
+from mm7.transport.server import create_inbound_app
+
+__all__ = ["Gateway"]
+
+log = structlog.get_logger("mm7.service.runtime")
+
+#: seconds the API's and the inbound endpoint's in-flight requests get at shutdown
+HTTP_SHUTDOWN_TIMEOUT = 10.0
+
+
+def _print(line: str) -> None:
+    print(line, file=sys.stdout, flush=True)
+
+
+def _url(scheme: str, listen: Listen, port: int) -> str:
+    host = f"[{listen.host}]" if ":" in listen.host else listen.host
+    return f"{scheme}://{host}:{port}"
+
+
+class Gateway:
+    """One gateway process (module docstring).
+
+    ``poll_interval``: how often an idle dispatcher looks for due work (enqueues wake it at
+    once; retries and scheduled messages become due without a wake). ``grace``: seconds the
+    in-flight submits get at ``stop``. ``lease_ttl``: overrides the dispatchers' lease TTL
+    (tests of crash recovery shorten it). ``announce``: where the bound addresses and a
+    generated API key are written (one line each).
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        configure_logs: bool = True,
+        poll_interval: float = 1.0,
+        grace: float = 10.0,
+        lease_ttl: timedelta | None = None,
+        announce: Callable[[str], None] = _print,
+    ) -> None:
+        self.config = config
+        self.configure_logs = configure_logs
+        self.poll_interval = poll_interval
+        self.grace = grace
+        self.lease_ttl = lease_ttl
+        self.announce = announce
+        self.store: Store | None = None
+        self.notifier: StatusNotifier | None = None
+        self.dispatchers: dict[str, Dispatcher] = {}
+        self.health = Health()
+        self.metrics = GatewayMetrics()
+        self.api_url: str | None = None
+        self.inbound_url: str | None = None
+        self.metrics_url: str | None = None
+        self._runners: dict[str, web.AppRunner] = {}
+        self._started = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start everything (module docstring); on a failure what was started is stopped."""
+        if self._started:
+            return
+        self._started = True
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        config = self.config
+        if self.configure_logs:
+            configure_logging(config.logging.level, config.logging.json)
+        self.store = await self._open_store()
+        self.notifier = StatusNotifier()
+        reports = DeliveryReports(
+            self.store, link_for_peer=config.peer_link, notifier=self.notifier
+        )
+
+        inbound = create_inbound_app(config.inbound_config(), reports.handlers())
+        tls = config.inbound.tls
+        ssl_context = None
+        if tls is not None:
+            ssl_context = server_ssl_context(
+                tls.cert_file,
+                tls.key_file,
+                client_ca=tls.client_ca,
+                require_client_cert=tls.require_client_cert,
+            )
+        port = await self._serve("inbound", inbound, config.inbound.listen, ssl_context)
+        scheme = "https" if ssl_context is not None else "http"
+        self.inbound_url = _url(scheme, config.inbound.listen, port) + config.inbound.config.path
+
+        for settings in config.links:
+            dispatcher = Dispatcher(
+                self.store,
+                settings,
+                notifier=self.notifier,
+                poll_interval=self.poll_interval,
+                lease_ttl=self.lease_ttl,
+            )
+            self.dispatchers[settings.name] = dispatcher
+            await dispatcher.start()
+            if dispatcher.client is not None:
+                self.metrics.track_link(settings.name, dispatcher.client)
+        self.metrics.track_store(self.store, config.link_names)
+
+        self.health.add_check("store", store_check(self.store))
+        self.health.add_check("links", links_check(self._clients))
+        api = create_api_app(config, self.store)
+        self.health.add_to(api)
+        api.on_response_prepare.append(self._wake_on_enqueue)
+        metrics = config.metrics
+        if metrics.enabled and metrics.listen is None:
+            self.metrics.add_to(api, metrics.path)
+        port = await self._serve("api", api, config.api.listen, None)
+        self.api_url = _url("http", config.api.listen, port)
+        if metrics.enabled and metrics.listen is not None:
+            port = await self._serve(
+                "metrics", self.metrics.application(metrics.path), metrics.listen, None
+            )
+            self.metrics_url = _url("http", metrics.listen, port) + metrics.path
+        elif metrics.enabled:
+            self.metrics_url = self.api_url + metrics.path
+
+        self.announce(f"mm7 gateway: sending API on {self.api_url}/v1/messages")
+        self.announce(f"mm7 gateway: inbound MM7 endpoint on {self.inbound_url}")
+        for link in config.links:
+            self.announce(f"mm7 gateway: link {link.name} submits to {link.link.url}")
+        if self.metrics_url is not None:
+            self.announce(f"mm7 gateway: metrics on {self.metrics_url}")
+        self.announce(f"mm7 gateway: health on {self.api_url}/healthz and {self.api_url}/readyz")
+        for key in config.api.keys:
+            if key.generated:
+                self.announce(
+                    f"mm7 gateway: API key {key.name!r} generated for this run (set "
+                    f"{key.env or 'its variable'} to choose it): {key.key.reveal()}"
+                )
+        log.info(
+            "mm7.gateway.started",
+            api=self.api_url,
+            inbound=self.inbound_url,
+            links=list(self.dispatchers),
+        )
+
+    async def stop(self) -> None:
+        """Graceful shutdown (module docstring); safe to call more than once."""
+        self.health.shutting_down()
+        for name in ("api", "metrics"):
+            await self._cleanup(name)
+        if self.dispatchers:
+            results = await asyncio.gather(
+                *(d.stop(self.grace) for d in self.dispatchers.values()), return_exceptions=True
+            )
+            for name, result in zip(self.dispatchers, results, strict=True):
+                if isinstance(result, BaseException):
+                    log.error("mm7.gateway.dispatcher_stop_failed", link=name, error=repr(result))
+            self.dispatchers.clear()
+        await self._cleanup("inbound")
+        if self.notifier is not None:
+            await self.notifier.close()
+            self.notifier = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+        if self._started:
+            log.info("mm7.gateway.stopped")
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- pieces --------------------------------------------------------------------------------
+
+    async def _open_store(self) -> Store:
+        settings = self.config.store
+        if settings.backend != "sqlite":
+            raise ConfigError(
+                f"{self.config.source}: store.backend: {settings.backend!r} is not implemented "
+                f'yet; use "sqlite"'
+            )
+        path = Path(settings.path)
+        with contextlib.suppress(OSError):  # an unwritable folder fails in open, with its name
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return await SqliteStore.open(path)
+
+    async def _serve(
+        self, name: str, app: web.Application, listen: Listen, ssl_context: ssl.SSLContext | None
+    ) -> int:
+        """Serve ``app`` on ``listen``; the port bound (the chosen one for port 0)."""
+        runner = web.AppRunner(
+            app, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT, access_log=None
+        )
+        await runner.setup()
+        self._runners[name] = runner
+        site = web.TCPSite(runner, listen.host, listen.port, ssl_context=ssl_context)
+        await site.start()
+        addresses = runner.addresses
+        return int(addresses[0][1]) if addresses else listen.port
+
+    async def _cleanup(self, name: str) -> None:
+        runner = self._runners.pop(name, None)
+        if runner is not None:
+            try:
+                await runner.cleanup()
+            except Exception as exc:
+                log.error("mm7.gateway.http_stop_failed", listener=name, error=repr(exc))
+
+    def _clients(self) -> Mapping[str, LinkLike]:
+        return {n: d.client for n, d in self.dispatchers.items() if d.client is not None}
+
+    async def _wake_on_enqueue(self, request: web.Request, response: web.StreamResponse) -> None:
+        """A 202 from the API means a message was committed: look for due work now."""
+        if request.method == "POST" and response.status == 202:
+            self.wake()
+
+    def wake(self) -> None:
+        """Every dispatcher looks for due work now."""
+        for dispatcher in self.dispatchers.values():
+            dispatcher.wake()

@@ -1,0 +1,52 @@
+"""`mm7 demo` as a newcomer runs it: a real subprocess, simulator and gateway on loopback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _demo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mm7.cli.main", "demo", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,  # a guard only: the demo bounds itself with --timeout
+        check=False,
+    )
+
+
+def test_demo_shows_the_whole_mt_path(tmp_path: Path) -> None:
+    done = _demo("--json", "--timeout", "60", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.strip().splitlines()
+    summary = json.loads(lines[-1])
+    assert summary["ok"] is True
+    assert summary["message_id"] and summary["mm7_message_id"].startswith("sim-")
+    assert summary["submit_status"] == {"code": 1000, "text": "Success"}
+    assert summary["delivery_report_status"] == "Retrieved"
+    assert summary["recipient_status"] == "delivered"
+    text = "\n".join(lines[:-1])
+    for step in ("1. ", "2. ", "3. ", "4. ", "5. "):
+        assert step in text
+    assert "image/jpeg" in text and "SubmitRsp 1000" in text
+    assert list(tmp_path.iterdir()) == []  # the store was temporary
+
+
+def test_demo_without_json_has_no_json_line(tmp_path: Path) -> None:
+    done = _demo("--timeout", "60", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not done.stdout.strip().splitlines()[-1].startswith("{")
+
+
+def test_demo_that_cannot_finish_exits_1_with_the_reason(tmp_path: Path) -> None:
+    done = _demo("--json", "--timeout", "0.001", cwd=tmp_path)
+    assert done.returncode == 1
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["ok"] is False
+    assert "not done within" in summary["error"]
+    assert "FAILED" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,354 @@
+"""The gateway runtime: everything wired from one TOML file, in process and as `mm7 serve`.
+
+Real SQLite in tmp_path, real loopback sockets, the bundled simulator as the MMSC; waits are on
+conditions, each bounded by a deadline that only guards against a hang."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from PIL import Image
+
+from mm7.service.config import GatewayConfig, load_config
+from mm7.service.runtime import Gateway
+from mm7.simulator.app import SIMULATOR, SimulatorConfig, create_simulator_app
+from mm7.simulator.dlr import DlrPlan, RetryPolicy
+from mm7.simulator.personas import load_persona
+
+KEY = "test-key-runtime-0123456789"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+CONFIG = """
+[links.main]
+url = "http://127.0.0.1:{mmsc_port}/mm7"
+default = true
+vasp_id = "vasp"
+vas_id = "vas"
+sender_address = "12345"
+tps = 100
+request_timeout = "5s"
+connect_timeout = "2s"
+retry = {{ initial_backoff = "0.05s", max_backoff = "0.2s" }}
+
+[inbound]
+listen = "127.0.0.1:{inbound_port}"
+[inbound.peers.simulator]
+link = "main"
+allow = ["127.0.0.1/32"]
+
+[api]
+listen = "127.0.0.1:{api_port}"
+[[api.keys]]
+name = "app"
+{key_line}
+
+[store]
+path = "{db}"
+
+[logging]
+level = "warning"
+json = true
+"""
+
+
+def write_config(
+    tmp_path: Path,
+    mmsc_port: int,
+    *,
+    inbound_port: int = 0,
+    api_port: int = 0,
+    key_line: str = f'key = "{KEY}"',
+    extra: str = "",
+) -> Path:
+    path = tmp_path / "gateway.toml"
+    db = (tmp_path / "var" / "mm7.sqlite").as_posix()
+    path.write_text(
+        CONFIG.format(
+            mmsc_port=mmsc_port,
+            inbound_port=inbound_port,
+            api_port=api_port,
+            key_line=key_line,
+            db=db,
+        )
+        + extra
+    )
+    return path
+
+
+def jpeg() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (32, 24), (200, 40, 40)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def message(to: str = "+15551230001", **extra: Any) -> dict[str, Any]:
+    return {
+        "to": to,
+        "text": "hello",
+        "media": [
+            {"content_base64": base64.b64encode(jpeg()).decode(), "content_type": "image/jpeg"}
+        ],
+        "delivery_report": True,
+        **extra,
+    }
+
+
+@contextmanager
+def bound_socket() -> Iterator[socket.socket]:
+    """A loopback socket bound to a free port and held (the simulator is started on it)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+async def start_simulator(
+    sock: socket.socket, vasp_url: str | None
+) -> tuple[web.Application, web.AppRunner]:
+    app = create_simulator_app(
+        SimulatorConfig(
+            persona=load_persona("strict-3gpp"),
+            vasp_url=vasp_url,
+            dlr=DlrPlan(when="always", delay=0.0, final_delay=0.0),
+            retry=RetryPolicy(max_attempts=3, backoff=0.0, timeout=5.0),
+            ui_path=None,
+            seed=1,
+        )
+    )
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    return app, runner
+
+
+async def wait_for(check: Any, deadline: float = 20.0) -> Any:
+    """Poll ``check()`` until it returns something truthy (the deadline is only a guard)."""
+    async with asyncio.timeout(deadline):
+        while True:
+            value = await check()
+            if value:
+                return value
+            await asyncio.sleep(0.02)
+
+
+async def test_gateway_submits_and_correlates_the_report(tmp_path: Path) -> None:
+    lines: list[str] = []
+    with bound_socket() as mmsc:
+        config = load_config(write_config(tmp_path, mmsc.getsockname()[1]), env={})
+        # a poll interval far beyond the test's deadline: only the API's wake() can be the
+        # reason the message leaves at once
+        gateway = Gateway(config, configure_logs=False, poll_interval=3600, announce=lines.append)
+        await gateway.start()
+        sim_app, sim_runner = await start_simulator(mmsc, gateway.inbound_url)
+        try:
+            assert gateway.api_url is not None and gateway.api_url.startswith("http://127.0.0.1:")
+            assert not gateway.api_url.endswith(":0")
+            assert any(gateway.api_url in line for line in lines)
+            assert any(str(gateway.inbound_url) in line for line in lines)
+            assert (tmp_path / "var" / "mm7.sqlite").exists()  # its folder was created
+            async with aiohttp.ClientSession(headers=AUTH) as http:
+                async with http.post(f"{gateway.api_url}/v1/messages", json=message()) as rsp:
+                    assert rsp.status == 202, await rsp.text()
+                    message_id = (await rsp.json())["id"]
+
+                async def delivered() -> dict[str, Any] | None:
+                    async with http.get(f"{gateway.api_url}/v1/messages/{message_id}") as rsp:
+                        view: dict[str, Any] = await rsp.json()
+                    return view if view["recipients"][0]["status"] == "delivered" else None
+
+                view = await wait_for(delivered)
+                mm7_id = view["recipients"][0]["mm7_message_id"]
+                assert mm7_id in sim_app[SIMULATOR].submitted
+
+                async with http.get(f"{gateway.api_url}/healthz") as rsp:
+                    assert rsp.status == 200
+                async with http.get(f"{gateway.api_url}/readyz") as rsp:
+                    assert rsp.status == 200, await rsp.text()
+                async with http.get(f"{gateway.api_url}/metrics") as rsp:
+                    text = await rsp.text()
+                assert 'mm7_queue_depth{link="main"} 0.0' in text
+                assert 'mm7_link_breaker_state{link="main"} 0.0' in text
+
+                gateway.health.shutting_down()
+                async with http.get(f"{gateway.api_url}/readyz") as rsp:
+                    assert rsp.status == 503
+                    assert "shutting down" in (await rsp.json())["reason"]
+            await sim_app[SIMULATOR].dlr.idle()
+        finally:
+            await gateway.stop()
+            await sim_runner.cleanup()
+    assert gateway.store is None and not gateway.dispatchers
+    await gateway.stop()  # twice is harmless
+
+
+async def test_stop_releases_what_could_not_be_sent(tmp_path: Path) -> None:
+    """A link whose MMSC never answers: at stop the in-flight lease is released (the recipient
+    is queued again, its attempt not counted) and a second gateway on the same store sends it."""
+    with bound_socket() as mmsc:
+        mmsc.listen()  # accepts connections but never answers: the submit hangs
+        config = load_config(write_config(tmp_path, mmsc.getsockname()[1]), env={})
+        gateway = Gateway(config, configure_logs=False, poll_interval=0.05, grace=0.1,
+                          announce=lambda line: None)  # fmt: skip
+        await gateway.start()
+        try:
+            async with (
+                aiohttp.ClientSession(headers=AUTH) as http,
+                http.post(f"{gateway.api_url}/v1/messages", json=message()) as rsp,
+            ):
+                assert rsp.status == 202
+                message_id = (await rsp.json())["id"]
+            dispatcher = gateway.dispatchers["main"]
+
+            async def in_flight() -> bool:
+                return dispatcher.in_flight == 1
+
+            await wait_for(in_flight)
+        finally:
+            await gateway.stop()
+
+    with bound_socket() as mmsc:
+        config = load_config(write_config(tmp_path, mmsc.getsockname()[1]), env={})
+        again = Gateway(config, configure_logs=False, poll_interval=0.05, announce=lambda x: None)
+        await again.start()
+        sim_app, sim_runner = await start_simulator(mmsc, again.inbound_url)
+        try:
+            store = again.store
+            assert store is not None
+
+            async def submitted() -> bool:
+                record = await store.get_message(message_id)
+                assert record is not None
+                return record.recipients[0].mm7_message_id is not None
+
+            await wait_for(submitted)
+            record = await store.get_message(message_id)
+            assert record is not None and record.recipients[0].attempts == 1
+            await sim_app[SIMULATOR].dlr.idle()
+        finally:
+            await again.stop()
+            await sim_runner.cleanup()
+
+
+def test_postgresql_backend_is_refused_by_name(tmp_path: Path) -> None:
+    path = write_config(tmp_path, 9)
+    path.write_text(
+        path.read_text().replace(
+            '[store]\npath = "', '[store]\nbackend = "postgresql"\ndsn = "postgresql://x/y"\n#'
+        )
+    )
+    config: GatewayConfig = load_config(path, env={})
+    gateway = Gateway(config, configure_logs=False, announce=lambda x: None)
+    try:
+        asyncio.run(gateway.start())
+    except Exception as exc:
+        assert "store.backend" in str(exc) and "postgresql" in str(exc)
+    else:
+        raise AssertionError("a postgresql store must be refused")
+
+
+# --------------------------------------------------------------------------- mm7 serve
+
+
+def serve(config: Path, cwd: Path, env: dict[str, str], *options: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mm7.cli.main", "serve", "--config", str(config), *options],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def read_until(proc: subprocess.Popen[str], pattern: str) -> re.Match[str]:
+    """Read stdout lines until one matches (the process's start is bounded by the caller)."""
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        found = re.search(pattern, line)
+        if found:
+            return found
+    raise AssertionError(f"{pattern!r} never printed; stdout: {seen}; stderr: {proc.stderr}")
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MM7_")}
+    return env
+
+
+async def test_mm7_serve_prints_a_generated_key_and_stops_on_sigterm(tmp_path: Path) -> None:
+    with bound_socket() as mmsc:
+        path = write_config(
+            tmp_path,
+            mmsc.getsockname()[1],
+            key_line='key_env = "MM7_API_KEY"\ngenerate_if_unset = true',
+        )
+        proc = serve(path, tmp_path, clean_env())
+        try:
+            api = (await asyncio.to_thread(read_until, proc, r"sending API on (\S+)/v1/messages"))[
+                1
+            ]
+            inbound = (await asyncio.to_thread(read_until, proc, r"inbound MM7 endpoint on (\S+)"))[
+                1
+            ]
+            key = (await asyncio.to_thread(read_until, proc, r"API key 'app' generated.*: (\S+)$"))[
+                1
+            ]
+            sim_app, sim_runner = await start_simulator(mmsc, inbound)
+            try:
+                async with aiohttp.ClientSession(
+                    headers={"Authorization": f"Bearer {key}"}
+                ) as http:
+                    async with http.post(f"{api}/v1/messages", json=message()) as rsp:
+                        assert rsp.status == 202, await rsp.text()
+                        message_id = (await rsp.json())["id"]
+
+                    async def delivered() -> bool:
+                        async with http.get(f"{api}/v1/messages/{message_id}") as rsp:
+                            view = await rsp.json()
+                        return bool(view["recipients"][0]["status"] == "delivered")
+
+                    await wait_for(delivered)
+                await sim_app[SIMULATOR].dlr.idle()
+            finally:
+                await sim_runner.cleanup()
+            proc.send_signal(signal.SIGTERM)
+            out, err = await asyncio.to_thread(proc.communicate, timeout=30)
+            assert proc.returncode == 0, err
+            assert "stopped" in out
+            assert key not in err  # the key is printed once on stdout, never logged
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_mm7_serve_with_a_bad_config_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text("[links.main]\nurl = 5\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "mm7.cli.main", "serve", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "links.main.url" in done.stderr and "Traceback" not in done.stderr

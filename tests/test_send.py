@@ -1,0 +1,110 @@
+"""`mm7 send` against a gateway running in this process (real sockets, real SQLite).
+
+The command is synchronous (urllib), so it runs in a thread while the gateway serves on the
+test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mm7.cli.main import main
+from mm7.service.config import load_config
+from mm7.service.runtime import Gateway
+from tests.test_runtime import KEY, bound_socket, write_config
+
+
+def jpeg_file(tmp_path: Path) -> Path:
+    out = io.BytesIO()
+    Image.new("RGB", (20, 20), (0, 120, 200)).save(out, "JPEG")
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(out.getvalue())
+    return path
+
+
+async def test_send_to_a_list_queues_one_message_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with bound_socket() as mmsc:  # never listening: the messages stay queued, which is enough
+        config = load_config(write_config(tmp_path, mmsc.getsockname()[1]), env={})
+        gateway = Gateway(config, configure_logs=False, poll_interval=3600, announce=lambda x: None)
+        await gateway.start()
+        try:
+            assert gateway.api_url is not None and gateway.store is not None
+            port = gateway.api_url.rsplit(":", 1)[1]
+            # what an operator's copy of the config says: the API's real port
+            sender_conf = tmp_path / "sender.toml"
+            sender_conf.write_text(f'[api]\nlisten = "127.0.0.1:{port}"\n')
+            numbers = tmp_path / "numbers.txt"
+            numbers.write_text("# the list\n+15551230001\n\n+15551230002  # two\n+15551230003\n")
+            monkeypatch.setenv("MM7_API_KEY", KEY)
+            media = jpeg_file(tmp_path)
+            argv = ["send", "--config", str(sender_conf), "--to-file", str(numbers),
+                    "--text", "hello all", "--subject", "news", "--media", str(media)]  # fmt: skip
+            status = await asyncio.to_thread(main, argv)
+            out, err = capsys.readouterr()
+            assert status == 0, err
+            assert "3/3" in err and "[" in err  # the progress line
+            # (stdout also carries structlog's default output: logging is not configured here)
+            rows = [line.split() for line in out.splitlines() if line.startswith("+")]
+            assert [r[0] for r in rows] == ["+15551230001", "+15551230002", "+15551230003"]
+            for address, message_id in rows:
+                record = await gateway.store.get_message(message_id)
+                assert record is not None
+                assert [r.address for r in record.recipients] == [address]
+                assert record.fields.get("subject") == "news"
+                types = [p.content_type.split(";")[0] for p in record.parts]
+                assert "image/jpeg" in types and "text/plain" in types
+        finally:
+            await gateway.stop()
+
+
+async def test_send_one_with_a_wrong_key_or_bad_input_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MM7_API_KEY", raising=False)
+    with bound_socket() as mmsc:
+        config = load_config(write_config(tmp_path, mmsc.getsockname()[1]), env={})
+        gateway = Gateway(config, configure_logs=False, poll_interval=3600, announce=lambda x: None)
+        await gateway.start()
+        try:
+            api = str(gateway.api_url)
+            base = ["send", "--api-url", api, "--text", "hi"]
+            status = await asyncio.to_thread(main, [*base, "--api-key", "wrong", "--to", "+1555"])
+            _, err = capsys.readouterr()
+            assert status == 2 and "HTTP 401" in err
+
+            status = await asyncio.to_thread(
+                main, [*base, "--api-key", KEY, "--to", "not a number!"]
+            )
+            _, err = capsys.readouterr()
+            assert status == 2 and "HTTP 422" in err and "to" in err
+
+            status = await asyncio.to_thread(main, [*base, "--to", "+15551230001"])
+            _, err = capsys.readouterr()
+            assert status == 2 and "MM7_API_KEY" in err
+
+            # a list where one is refused: the others go, exit 1, the reason named
+            status = await asyncio.to_thread(
+                main, [*base, "--api-key", KEY, "--to", "+15551230001", "--to", "bad address!"]
+            )
+            out, err = capsys.readouterr()
+            assert status == 1
+            assert "+15551230001 " in out and "bad address!" in err and "1 refused" in err
+        finally:
+            await gateway.stop()
+
+
+def test_send_needs_content_and_a_reachable_gateway(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["send", "--api-key", "k", "--to", "+15551230001"])
+    assert status == 2 and "nothing to send" in capsys.readouterr().err
+    with bound_socket() as closed:  # bound, not listening: connection refused
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        status = main(["send", "--api-url", url, "--api-key", "k", "--to", "+1555", "--text", "x"])
+    assert status == 2 and "cannot reach the gateway API" in capsys.readouterr().err
