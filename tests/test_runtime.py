@@ -184,6 +184,11 @@ async def test_gateway_submits_and_correlates_the_report(tmp_path: Path) -> None
                     text = await rsp.text()
                 assert 'mm7_queue_depth{link="main"} 0.0' in text
                 assert 'mm7_link_breaker_state{link="main"} 0.0' in text
+                # the dispatcher and the report handler feed the metrics too
+                assert 'mm7_submits_total{link="main",outcome="success"} 1.0' in text
+                assert 'mm7_submit_status_total{link="main",status_code="1000"} 1.0' in text
+                assert 'mm7_submit_duration_seconds_count{link="main"} 1.0' in text
+                assert 'mm7_delivery_reports_total{link="main",mm_status="Retrieved"} 1.0' in text
 
                 gateway.health.shutting_down()
                 async with http.get(f"{gateway.api_url}/readyz") as rsp:

@@ -48,6 +48,7 @@ import dataclasses
 import random
 import secrets
 import socket
+import time
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -56,6 +57,7 @@ import structlog
 
 from mm7.core.model import Address, SubmitRsp
 from mm7.service.config import LinkSettings
+from mm7.service.metrics import GatewayMetrics
 from mm7.service.reports import StatusNotifier, notification
 from mm7.service.store.base import Clock, Store, SystemClock, WorkItem
 from mm7.service.submit_build import (
@@ -109,6 +111,7 @@ class Dispatcher:
         lease_ttl: timedelta | None = None,
         notifier: StatusNotifier | None = None,
         content_cache: int = 32,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -124,6 +127,7 @@ class Dispatcher:
         self.poll_interval = poll_interval
         self.lease_ttl = lease_ttl or self.default_lease_ttl(settings, self.concurrency)
         self.notifier = notifier
+        self.metrics = metrics
         self._cache: collections.OrderedDict[str, BuiltContent] = collections.OrderedDict()
         self._cache_size = content_cache
         self._building: dict[str, asyncio.Future[BuiltContent]] = {}
@@ -155,6 +159,8 @@ class Dispatcher:
         if self.client is None:
             self.client = MM7Client(self.settings.link)
         await self.client.start()
+        if self.metrics is not None:
+            self.metrics.track_link(self.link, self.client)
         self._stopping = False
         self._releasing = False
         self.task = asyncio.create_task(self.run(), name=f"mm7-dispatch-{self.link}")
@@ -286,9 +292,14 @@ class Dispatcher:
         details: dict[str, Any] = {"owner": self.owner}
         if content.changes:
             details["fitted"] = content.describe_changes()
+        started = time.monotonic()
         try:
             rsp = await self.client.submit(request)
         except MM7ClientError as exc:
+            if self.metrics is not None:
+                self.metrics.observe_submit(
+                    self.link, exc.verdict, exc.code, time.monotonic() - started
+                )
             details |= {"outcome": exc.outcome.value, "http_status": exc.http_status}
             if exc.details:
                 details["details"] = exc.details
@@ -298,6 +309,11 @@ class Dispatcher:
             else:
                 await self._fail(item, exc.code, text, details, bound)
             return
+        if self.metrics is not None:
+            verdict = "partial" if rsp.status.code == 1100 else "success"
+            self.metrics.observe_submit(
+                self.link, verdict, rsp.status.code, time.monotonic() - started
+            )
         await self._accepted(item, rsp, details, bound)
 
     async def _accepted(
@@ -354,6 +370,8 @@ class Dispatcher:
             details = {**details, "max_age_s": retry.max_age}
         ok = await self.store.retry_later(target, at, code, text, details)
         expired = deadline is not None and at >= deadline
+        if self.metrics is not None and not expired:
+            self.metrics.observe_retry(self.link)
         kind = "expired" if expired else "retry"
         self.counts[kind if ok else "lease_lost"] += 1
         bound.info(

@@ -38,6 +38,7 @@ import aiohttp
 import structlog
 
 from mm7.core.model import DeliverReq, DeliveryReportReq, ReadReplyReq, Status
+from mm7.service.metrics import GatewayMetrics
 from mm7.service.store.base import Clock, Store, SystemClock
 from mm7.transport.server import Handler, HandlerError, InboundContext, InboundHandlers
 
@@ -174,10 +175,12 @@ class DeliveryReports:
         link_for_peer: Callable[[str], str] | None = None,
         notifier: StatusNotifier | None = None,
         clock: Clock | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.store = store
         self._link_for_peer = link_for_peer
         self.notifier = notifier
+        self.metrics = metrics
         self._clock = clock or SystemClock()
 
     def handlers(self, on_deliver: Handler[DeliverReq] | None = None) -> InboundHandlers:
@@ -233,6 +236,8 @@ class DeliveryReports:
         except Exception:
             bound.exception("mm7.report.record_failed")
             raise HandlerError(4006, "the report could not be recorded now; retry later") from None
+        if self.metrics is not None:
+            self.metrics.observe_report(link, report.mm_status)
         if result.message_id is None:
             bound.warning("mm7.report.unknown_message", report_id=result.report_id)
             return Status.of(1000)

@@ -131,7 +131,10 @@ class Gateway:
         self.store = await self._open_store()
         self.notifier = StatusNotifier()
         reports = DeliveryReports(
-            self.store, link_for_peer=config.peer_link, notifier=self.notifier
+            self.store,
+            link_for_peer=config.peer_link,
+            notifier=self.notifier,
+            metrics=self.metrics,
         )
 
         inbound = create_inbound_app(config.inbound_config(), reports.handlers())
@@ -155,11 +158,10 @@ class Gateway:
                 notifier=self.notifier,
                 poll_interval=self.poll_interval,
                 lease_ttl=self.lease_ttl,
+                metrics=self.metrics,
             )
             self.dispatchers[settings.name] = dispatcher
             await dispatcher.start()
-            if dispatcher.client is not None:
-                self.metrics.track_link(settings.name, dispatcher.client)
         self.metrics.track_store(self.store, config.link_names)
 
         self.health.add_check("store", store_check(self.store))
