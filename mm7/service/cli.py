@@ -27,13 +27,12 @@ import json
 import os
 import sys
 import tomllib
-import urllib.error
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from mm7.core.errors import MM7Error
+from mm7.transport.json_post import JSONPostError, post_json
 
 API_KEY_ENV = "MM7_API_KEY"
 DEFAULT_API = "127.0.0.1:8000"
@@ -260,27 +259,19 @@ def _media(path: Path) -> dict[str, str]:
 
 
 def _post(base: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
-    request = urllib.request.Request(
-        base + "/v1/messages",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
-        method="POST",
-    )
     try:
-        # the operator's URL
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-            raw = response.read()
-    except urllib.error.HTTPError as exc:
-        raise ServiceCliError(f"the API answered HTTP {exc.code}: {_reason(exc.read())}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise ServiceCliError(f"cannot reach the gateway API at {base}: {exc}") from None
-    try:
-        answer = json.loads(raw)
-    except ValueError:
-        raise ServiceCliError("the API's answer is not JSON") from None
-    if not isinstance(answer, dict):
-        raise ServiceCliError("the API's answer is not a JSON object")
-    return answer
+        return post_json(
+            base + "/v1/messages",
+            body,
+            headers={"Authorization": f"Bearer {key}"},
+            who="the gateway API",
+        )
+    except JSONPostError as exc:
+        if exc.http_status is not None:
+            raise ServiceCliError(
+                f"the API answered HTTP {exc.http_status}: {_reason(exc.body)}"
+            ) from None
+        raise ServiceCliError(str(exc)) from None
 
 
 def _reason(raw: bytes) -> str:

@@ -60,13 +60,12 @@ import os
 import ssl
 import sys
 import tomllib
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mm7.core.errors import MM7Error
+from mm7.transport.json_post import JSONPostError, post_json
 
 VASP_PASSWORD_ENV = "MM7_SIM_VASP_PASSWORD"
 DEFAULT_CONTROL = "http://127.0.0.1:8088"
@@ -349,25 +348,12 @@ def control_post(
 ) -> dict[str, Any]:
     """POST JSON to a running simulator's control API; its JSON answer (SimulateError if not).
     ``context``: TLS settings for an https:// simulator (None: the system's defaults)."""
-    request = urllib.request.Request(
-        base.rstrip("/") + path,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
     try:
-        # the operator's URL
-        with urllib.request.urlopen(request, timeout=120, context=context) as response:  # noqa: S310
-            body = response.read()
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode("utf-8", "replace")
-        raise SimulateError(f"simulator answered HTTP {exc.code}: {detail}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise SimulateError(f"cannot reach the simulator at {base}: {exc}") from None
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        raise SimulateError("the simulator's answer is not JSON") from None
-    if not isinstance(answer, dict):
-        raise SimulateError("the simulator's answer is not a JSON object")
-    return answer
+        return post_json(
+            base.rstrip("/") + path, payload, timeout=120, context=context, who="the simulator"
+        )
+    except JSONPostError as exc:
+        if exc.http_status is not None:
+            detail = exc.body.decode("utf-8", "replace")
+            raise SimulateError(f"simulator answered HTTP {exc.http_status}: {detail}") from None
+        raise SimulateError(str(exc)) from None
