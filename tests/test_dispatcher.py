@@ -27,7 +27,7 @@ from mm7.content.builder import build_presentation, from_part
 from mm7.content.parts import make_items, text_source
 from mm7.content.profile import load_profile
 from mm7.core.codec import decode, encode
-from mm7.core.model import Address, Priority, Recipients, Request, SubmitReq
+from mm7.core.model import Address, Priority, Recipients, Request, SubmitReq, SubmitRsp, reply_to
 from mm7.core.status import MMStatus
 from mm7.service.config import LinkSettings, RetrySettings
 from mm7.service.dispatcher import Dispatcher, backoff_delay
@@ -667,3 +667,55 @@ async def test_with_30_percent_transient_faults_everything_is_eventually_accepte
     accepted = sorted(e.transaction_id for e in exchanges if e.status_code == 1000)
     records = [await r.message(m) for m in mids]
     assert accepted == sorted(x.recipients[0].transaction_id for x in records)
+
+
+@dataclass
+class SlowMMSC:
+    """An MMSC that accepts every SubmitReq, but only once ``gate`` is set."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    requests: list[Request] = field(default_factory=list)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/mm7", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.Response:
+        message = decode(await request.read(), request.headers.get("Content-Type")).message
+        assert isinstance(message, Request)
+        self.requests.append(message)
+        await self.gate.wait()
+        wire = encode(reply_to(message, SubmitRsp(message_id="slow-1")))
+        return web.Response(body=wire.body, content_type="text/xml")
+
+
+async def test_an_item_re_leased_while_still_in_flight_here_is_not_sent_twice(
+    rig: Make,
+) -> None:
+    """Our own lease expires while the MMSC is slow; the same dispatcher takes the item again:
+    it must not send it a second time, and the answer must be recorded under the new lease."""
+    r = await rig()
+    mid = await r.enqueue()
+    slow = SlowMMSC()
+    server = await r.server(slow.app())
+    d = await r.dispatcher(
+        r.settings(url=str(server.make_url("/mm7"))), owner="w", lease_ttl=timedelta(seconds=5)
+    )
+
+    async def sent_once() -> bool:
+        return len(slow.requests) == 1
+
+    await until(sent_once)
+    r.clock.advance(timedelta(seconds=10))  # the lease runs out while the request is on its way
+    d.wake()
+
+    async def re_leased() -> bool:
+        return d.counts["re_leased_in_flight"] >= 1
+
+    await until(re_leased)
+    slow.gate.set()
+    record = await r.wait_status(mid, RecipientStatus.SUBMITTED, RecipientStatus.DELIVERED)
+    assert len(slow.requests) == 1  # never sent twice
+    assert record.recipients[0].mm7_message_id == "slow-1"
+    assert not [e for e in record.events if e.kind == "stale_result"]

@@ -132,6 +132,8 @@ class Dispatcher:
         self._cache_size = content_cache
         self._building: dict[str, asyncio.Future[BuiltContent]] = {}
         self._inflight: dict[asyncio.Task[None], WorkItem] = {}
+        #: recipient id -> the newest lease this dispatcher holds on it (see _current)
+        self._latest: dict[int, WorkItem] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self._releasing = False
@@ -224,6 +226,18 @@ class Dispatcher:
                     except Exception:
                         self.log.exception("mm7.dispatch.lease_failed")
                     for item in leased:
+                        if item.recipient_id in self._latest:
+                            # our own lease ran out while the item was still on its way (a slow
+                            # MMSC, a long wait for a TPS slot) and we took it again: keep the
+                            # newer lease for the task already sending it, never send it twice
+                            self._latest[item.recipient_id] = item
+                            self.counts["re_leased_in_flight"] += 1
+                            self.log.warning(
+                                "mm7.dispatch.lease_expired_in_flight",
+                                transaction_id=item.transaction_id,
+                                lease_ttl_s=self.lease_ttl.total_seconds(),
+                            )
+                            continue
                         self._spawn(item)
                 if leased and len(leased) == free:
                     continue  # maybe more is due
@@ -245,11 +259,18 @@ class Dispatcher:
     def _spawn(self, item: WorkItem) -> None:
         task = asyncio.create_task(self._process(item), name=f"mm7-submit-{item.transaction_id}")
         self._inflight[task] = item
+        self._latest[item.recipient_id] = item
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.pop(task, None)
+        item = self._inflight.pop(task, None)
+        if item is not None:
+            self._latest.pop(item.recipient_id, None)
         self._wake.set()
+
+    def _current(self, item: WorkItem) -> WorkItem:
+        """The newest lease held on ``item``'s recipient: outcomes are recorded under it."""
+        return self._latest.get(item.recipient_id, item)
 
     # -- one item ------------------------------------------------------------------------------
 
@@ -272,6 +293,7 @@ class Dispatcher:
                 bound.exception("mm7.dispatch.record_failed")
 
     async def _release(self, item: WorkItem, bound: Any) -> None:
+        item = self._current(item)
         try:
             released = await asyncio.shield(self.store.release(item))
         except Exception:
@@ -319,6 +341,7 @@ class Dispatcher:
     async def _accepted(
         self, item: WorkItem, rsp: SubmitRsp, details: dict[str, Any], bound: Any
     ) -> None:
+        item = self._current(item)
         status = rsp.status
         if status.code == 1100 and named_in_details(status.details, [Address.guess(item.address)]):
             details["details"] = status.details
@@ -340,6 +363,7 @@ class Dispatcher:
         details: dict[str, Any],
         bound: Any,
     ) -> None:
+        item = self._current(item)
         ok = await self.store.fail(item, code, text, details)
         self.counts["failed" if ok else "lease_lost"] += 1
         bound.warning("mm7.dispatch.failed", status=code, reason=text, recorded=ok)
@@ -355,6 +379,7 @@ class Dispatcher:
         bound: Any,
         retry_after: float | None = None,
     ) -> None:
+        item = self._current(item)
         retry = self.settings.retry
         delay = backoff_delay(item.attempts, retry.initial_backoff, retry.max_backoff, self.rng)
         if retry_after is not None:
