@@ -1,0 +1,308 @@
+"""Delivering one relay event to an application's HTTP hook, and deciding what happens next.
+
+    async with HookSender(settings=config.relay, clock=store_clock) as sender:
+        outcome = await sender.deliver(hook, event, idempotency_key=key, attempt=n,
+                                       first_attempt_at=first)
+        match outcome.step:                         # next_step(...), computed for the caller
+            case "delivered": ...                   # done
+            case ("retry", at): ...                 # due again at ``at``
+            case "dead": ...                        # dead letter
+
+One attempt (``HookSender.deliver``) is a POST of the event as JSON (UTF-8, compact) to
+``hook.url`` with the headers:
+
+- ``Content-Type: application/json``
+- ``X-MM7-Signature: t=<unix>,v1=<hex>`` (``mm7.service.relay.signing``; signed at each attempt
+  with the hook's secret, the timestamp from the injected clock)
+- ``Idempotency-Key: <key>``: the caller's key, the same on every retry of the same event, so
+  the application drops duplicates (delivery is at least once)
+- ``X-MM7-Event-Type: <event["type"]>`` (mo, delivery_report, read_reply, ...)
+
+A 2xx answer delivers the event. Anything else is a failed attempt: any other status (3xx
+included: redirects are never followed, a hook that moved is a configuration error to notice,
+not something to chase with a signed body), a timeout (``hook.timeout`` seconds for the whole
+exchange) or a connection error. A failed attempt is retried (``next_step``) with exponential
+backoff and full jitter (``mm7.service.dispatcher.backoff_delay`` with the relay's
+``initial_backoff`` / ``max_backoff``) until ``max_age`` seconds after the first attempt; the last
+retry is scheduled at that deadline at the latest, and an attempt failing at or after it makes
+the event ``dead`` (a dead letter, for ``mm7 relay list|retry|drop``).
+
+Each hook has its own concurrency limit: at most ``hook.concurrency`` requests to it are in
+flight through one ``HookSender`` (a semaphore per hook name). Secrets never leave this module
+except in the signature: logs name the hook, the attempt and the outcome, and show the URL
+without credentials or query string.
+
+``deliver_until_done`` retries in memory (sleeping with the injected ``sleep`` until each retry
+is due): for tools and tests. The gateway's worker keeps attempts in the store instead and calls
+``deliver`` once per lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Literal, TypeAlias
+
+import aiohttp
+import structlog
+from yarl import URL
+
+from mm7.service.config import RelayHook, RelaySettings
+from mm7.service.dispatcher import backoff_delay
+from mm7.service.relay.signing import SIGNATURE_HEADER, signature_header
+from mm7.service.store.base import Clock, SystemClock
+
+__all__ = [
+    "EVENT_TYPE_HEADER",
+    "IDEMPOTENCY_HEADER",
+    "DeliveryOutcome",
+    "HookSender",
+    "Step",
+    "next_step",
+]
+
+log = structlog.get_logger("mm7.service.relay")
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+EVENT_TYPE_HEADER = "X-MM7-Event-Type"
+
+#: what follows an attempt: done, due again at a time, or a dead letter
+Step: TypeAlias = Literal["delivered", "dead"] | tuple[Literal["retry"], datetime]
+SessionSource: TypeAlias = aiohttp.ClientSession | Callable[[], aiohttp.ClientSession] | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """The result of one attempt to deliver an event to a hook."""
+
+    hook: str
+    idempotency_key: str
+    #: 1 for the first attempt
+    attempt: int
+    #: a 2xx answer
+    delivered: bool
+    #: the HTTP status answered; None: no answer (timeout, connection error)
+    status: int | None
+    #: why the attempt failed, for logs and dead letters ("HTTP 503", "timeout", ...); None: ok
+    error: str | None
+    #: when the attempt started (the injected clock)
+    at: datetime
+    #: what follows (``next_step``)
+    step: Step
+
+
+def next_step(
+    outcome: DeliveryOutcome,
+    first_attempt_at: datetime,
+    attempts: int,
+    now: datetime,
+    settings: RelaySettings,
+    rng: random.Random | None = None,
+) -> Step:
+    """What follows an attempt: "delivered", ``("retry", at)`` or "dead" (a dead letter).
+
+    ``attempts``: attempts made so far, this one included (the backoff grows with it).
+    A failed attempt at or after ``first_attempt_at + max_age`` is dead; otherwise the next one
+    is due ``backoff_delay(attempts, initial_backoff, max_backoff)`` from ``now``, at the
+    deadline at the latest (one last try there).
+    """
+    if outcome.delivered:
+        return "delivered"
+    deadline = first_attempt_at + timedelta(seconds=settings.max_age)
+    if now >= deadline:
+        return "dead"
+    delay = backoff_delay(attempts, settings.initial_backoff, settings.max_backoff, rng)
+    return ("retry", min(now + timedelta(seconds=delay), deadline))
+
+
+def _shown(url: str) -> str:
+    """``url`` without user info, query or fragment (for logs)."""
+    try:
+        parsed = URL(url)
+        return str(parsed.with_user(None).with_query(None).with_fragment(None))
+    except (ValueError, TypeError):
+        return "<invalid url>"
+
+
+class HookSender:
+    """Delivers relay events to hooks (module docstring).
+
+    ``session``: a ``ClientSession`` to use (not closed here), a factory called on first use
+    (the session it makes is closed by ``close``), or None: a default session is made and owned.
+    ``clock``: "now" for signature timestamps, attempt times and retry decisions (the store's
+    clock). ``sleep``: how ``deliver_until_done`` waits. ``rng``: the backoff's jitter.
+    """
+
+    def __init__(
+        self,
+        session: SessionSource = None,
+        *,
+        settings: RelaySettings | None = None,
+        clock: Clock | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._given = session if isinstance(session, aiohttp.ClientSession) else None
+        self._factory = session if callable(session) and self._given is None else None
+        self._owned: aiohttp.ClientSession | None = None
+        self.settings = settings if settings is not None else RelaySettings()
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self._sleep = sleep
+        self._rng = rng
+        self._limits: dict[str, asyncio.Semaphore] = {}
+
+    async def __aenter__(self) -> HookSender:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the session this sender made (a given session is the caller's to close)."""
+        if self._owned is not None:
+            await self._owned.close()
+            self._owned = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._given is not None:
+            return self._given
+        if self._owned is None:
+            if self._factory is not None:
+                self._owned = self._factory()
+            else:
+                self._owned = aiohttp.ClientSession()
+        return self._owned
+
+    def limit(self, hook: RelayHook) -> asyncio.Semaphore:
+        """The semaphore bounding requests in flight to ``hook`` (``hook.concurrency``)."""
+        semaphore = self._limits.get(hook.name)
+        if semaphore is None:
+            semaphore = self._limits[hook.name] = asyncio.Semaphore(max(1, hook.concurrency))
+        return semaphore
+
+    async def deliver(
+        self,
+        hook: RelayHook,
+        event: Mapping[str, Any],
+        *,
+        idempotency_key: str,
+        attempt: int,
+        first_attempt_at: datetime | None = None,
+    ) -> DeliveryOutcome:
+        """One attempt to deliver ``event`` to ``hook``; never raises for a failed attempt.
+
+        ``event`` must have a string ``type`` (the ``X-MM7-Event-Type`` header). ``attempt``:
+        this attempt's number (1 for the first). ``first_attempt_at``: when the first attempt was
+        made, for ``next_step`` (None: this one is the first). Waits for a free slot of the
+        hook's concurrency limit first; the attempt's time is taken when the slot is obtained.
+        """
+        event_type = event.get("type")
+        if not isinstance(event_type, str) or not event_type:
+            raise ValueError("a relay event needs a string 'type'")
+        if attempt < 1:
+            raise ValueError("attempt numbers start at 1")
+        body = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+        async with self.limit(hook):
+            at = self.clock.now()
+            headers = {
+                "Content-Type": "application/json",
+                SIGNATURE_HEADER: signature_header(
+                    hook.secret.reveal().encode(), int(at.timestamp()), body
+                ),
+                IDEMPOTENCY_HEADER: idempotency_key,
+                EVENT_TYPE_HEADER: event_type,
+            }
+            started = time.monotonic()
+            status, error = await self._post(hook, body, headers)
+            elapsed = time.monotonic() - started
+        delivered = status is not None and 200 <= status < 300
+        pending = DeliveryOutcome(
+            hook=hook.name,
+            idempotency_key=idempotency_key,
+            attempt=attempt,
+            delivered=delivered,
+            status=status,
+            error=error,
+            at=at,
+            step="delivered",
+        )
+        first = first_attempt_at if first_attempt_at is not None else at
+        step = next_step(pending, first, attempt, self.clock.now(), self.settings, self._rng)
+        outcome = dataclasses.replace(pending, step=step)
+        fields = {
+            "hook": hook.name,
+            "url": _shown(hook.url),
+            "event_type": event_type,
+            "idempotency_key": idempotency_key,
+            "attempt": attempt,
+            "status": status,
+            "elapsed_ms": round(elapsed * 1000, 1),
+        }
+        if delivered:
+            log.info("relay_delivered", **fields)
+        elif step == "dead":
+            log.error("relay_dead", error=error, **fields)
+        else:
+            log.warning("relay_attempt_failed", error=error, retry_at=str(step[1]), **fields)
+        return outcome
+
+    async def _post(
+        self, hook: RelayHook, body: bytes, headers: dict[str, str]
+    ) -> tuple[int | None, str | None]:
+        """POST once: (status, None) for 2xx, (status, reason) or (None, reason) otherwise."""
+        try:
+            async with self._session().post(
+                hook.url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=hook.timeout),
+            ) as response:
+                status = response.status
+        except TimeoutError:
+            return None, f"timeout after {hook.timeout:g}s"
+        except aiohttp.ClientError as exc:
+            return None, f"connection error: {type(exc).__name__}"
+        if 200 <= status < 300:
+            return status, None
+        if 300 <= status < 400:
+            return status, f"HTTP {status} (redirects are not followed)"
+        return status, f"HTTP {status}"
+
+    async def deliver_until_done(
+        self, hook: RelayHook, event: Mapping[str, Any], *, idempotency_key: str
+    ) -> list[DeliveryOutcome]:
+        """Deliver ``event``, retrying in memory until delivered or dead; every attempt's outcome.
+
+        Waits with the injected ``sleep`` until each retry is due by the injected clock. Not
+        durable (the gateway's worker keeps attempts in the store): for tools and tests.
+        """
+        outcomes: list[DeliveryOutcome] = []
+        first: datetime | None = None
+        while True:
+            outcome = await self.deliver(
+                hook,
+                event,
+                idempotency_key=idempotency_key,
+                attempt=len(outcomes) + 1,
+                first_attempt_at=first,
+            )
+            outcomes.append(outcome)
+            if first is None:
+                first = outcome.at
+            if outcome.step == "delivered" or outcome.step == "dead":
+                return outcomes
+            wait = (outcome.step[1] - self.clock.now()).total_seconds()
+            await self._sleep(max(0.0, wait))
