@@ -694,12 +694,7 @@ class Simulator:
             status=status,
             status_text=_opt_str(data, "status_text"),
         )
-        submit = self.submitted.get(message_id)
-        if submit is not None:
-            req = dataclasses.replace(
-                req, namespace=submit.namespace, mm7_version=submit.mm7_version
-            )
-        return await self._originate(req)
+        return await self._originate(self._as_submitted(req, message_id))
 
     async def c_read_reply(self, request: web.Request) -> web.Response:
         """POST {message_id, recipient, sender?, status?}: send a ReadReplyReq."""
@@ -712,12 +707,14 @@ class Simulator:
         req = read_reply_req(
             message_id=message_id, recipient=recipient, sender=sender, status=status
         )
+        return await self._originate(self._as_submitted(req, message_id))
+
+    def _as_submitted(self, req: Request, message_id: str) -> Request:
+        """``req`` in the namespace and MM7Version of the SubmitReq it reports on, if known."""
         submit = self.submitted.get(message_id)
-        if submit is not None:
-            req = dataclasses.replace(
-                req, namespace=submit.namespace, mm7_version=submit.mm7_version
-            )
-        return await self._originate(req)
+        if submit is None:
+            return req
+        return dataclasses.replace(req, namespace=submit.namespace, mm7_version=submit.mm7_version)
 
     def _report_addresses(self, data: Mapping[str, Any]) -> tuple[str, str, str]:
         message_id = _opt_str(data, "message_id")
