@@ -29,9 +29,10 @@ from mm7.content.profile import load_profile
 from mm7.core.codec import decode, encode
 from mm7.core.model import Address, Priority, Recipients, Request, SubmitReq, SubmitRsp, reply_to
 from mm7.core.status import MMStatus
-from mm7.service.config import LinkSettings, RetrySettings
+from mm7.service.config import LinkSettings, RelaySettings, RetrySettings
 from mm7.service.dispatcher import Dispatcher, backoff_delay
-from mm7.service.reports import DeliveryReports, StatusNotifier
+from mm7.service.relay.worker import RelayWorker
+from mm7.service.reports import DeliveryReports
 from mm7.service.store.base import (
     ManualClock,
     MediaPart,
@@ -47,7 +48,7 @@ from mm7.simulator.dlr import DlrPlan, RetryPolicy
 from mm7.simulator.personas import load_persona
 from mm7.transport.client import MM7Client
 from mm7.transport.errors import MM7ClientError
-from mm7.transport.link import LinkConfig
+from mm7.transport.link import LinkConfig, Secret
 from mm7.transport.server import InboundConfig, Peer, create_inbound_app
 
 Server = Callable[..., Awaitable[Any]]
@@ -549,7 +550,7 @@ async def test_content_is_fitted_to_the_links_profile(rig: Make) -> None:
     assert any("resize" in line for line in event.details["fitted"])
 
 
-async def test_status_changes_are_notified_to_the_callback_url(rig: Make) -> None:
+async def test_status_changes_are_relayed_to_the_callback_url(rig: Make) -> None:
     r = await rig()
     hits: list[dict[str, Any]] = []
 
@@ -560,21 +561,27 @@ async def test_status_changes_are_notified_to_the_callback_url(rig: Make) -> Non
     app = web.Application()
     app.router.add_post("/status", hook)
     server = await r.server(app)
-    notifier = StatusNotifier()
-    r.reports.notifier = notifier
+    relay = RelayWorker(
+        r.store, RelaySettings(), api_key_secret={"dev": Secret("k")}.get, poll_interval=0.05
+    )
+    await relay.start()
+    r.reports.on_recorded = relay.wake
     mid = await r.enqueue(
-        fields={"text": "hi", "delivery_report": True},
+        fields={"text": "hi", "delivery_report": True, "api_key": "dev"},
         callback_url=str(server.make_url("/status")),
     )
-    await r.dispatcher(notifier=notifier)
+    await r.dispatcher(on_status=relay.wake)
     await r.wait_status(mid, RecipientStatus.DELIVERED)
 
     async def both() -> bool:
         return len(hits) == 2
 
     await until(both)
-    await notifier.close()
-    assert sorted(h["status"] for h in hits) == ["report:retrieved", "submitted"]
+    await relay.stop()
+    assert sorted((h["type"], h["status"]) for h in hits) == [
+        ("delivery_report", "delivered"),
+        ("status", "submitted"),
+    ]
     assert {h["message_id"] for h in hits} == {mid}
 
 

@@ -1,9 +1,10 @@
 """Delivery reports through the real inbound app into a real SQLite store, sent by the project's
-client in the MMSC's role; status notifications to a small real application on loopback."""
+client in the MMSC's role; status events relayed by the real relay worker to a small real
+application on loopback."""
 
 from __future__ import annotations
 
-import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,12 +16,15 @@ from aiohttp import web
 
 from mm7.core.model import Address, DeliveryReportReq, ReadReplyReq
 from mm7.core.status import MMStatus, ReadStatus
-from mm7.service.reports import DeliveryReports, StatusNotifier
+from mm7.service.config import RelaySettings
+from mm7.service.relay.signing import verify
+from mm7.service.relay.worker import RelayWorker
+from mm7.service.reports import DeliveryReports
 from mm7.service.store.base import ManualClock, NewMessage, RecipientStatus
 from mm7.service.store.sqlite import SqliteStore
 from mm7.transport.client import MM7Client
 from mm7.transport.errors import MM7ClientError
-from mm7.transport.link import LinkConfig
+from mm7.transport.link import LinkConfig, Secret
 from mm7.transport.server import InboundConfig, Peer, create_inbound_app
 
 Server = Callable[..., Awaitable[Any]]
@@ -46,8 +50,7 @@ class App:
         return web.Response(status=204)
 
 
-async def no_sleep(delay: float) -> None:
-    await asyncio.sleep(0)
+API_SECRET = "app-key-secret"
 
 
 @dataclass
@@ -55,7 +58,7 @@ class Rig:
     store: SqliteStore
     clock: ManualClock
     mmsc: MM7Client
-    notifier: StatusNotifier
+    relay: RelayWorker
     hook: App
     hook_url: str
 
@@ -64,7 +67,7 @@ class Rig:
         result = await self.store.enqueue_message(
             NewMessage(
                 link=LINK,
-                fields={"subject": "hi"},
+                fields={"subject": "hi", "api_key": "dev"},
                 callback_url=self.hook_url if callback else None,
             ),
             list(recipients or ("+15551230001",)),
@@ -86,6 +89,12 @@ class Rig:
         )
         return (await self.mmsc.send(req)).status.code
 
+    async def relay_due(self) -> int:
+        """One pass of the relay worker over what is due now; how many it sent."""
+        count = await self.relay.run_once()
+        await self.relay.idle()
+        return count
+
 
 @pytest.fixture
 async def rig(aiohttp_server: Server, tmp_path: Path) -> AsyncIterator[Rig]:
@@ -93,17 +102,20 @@ async def rig(aiohttp_server: Server, tmp_path: Path) -> AsyncIterator[Rig]:
     store = await SqliteStore.open(tmp_path / "gw.db", clock=clock)
     hook = App()
     hook_server = await aiohttp_server(hook.app())
-    notifier = StatusNotifier(attempts=3, backoff=1.0, sleep=no_sleep)
-    reports = DeliveryReports(
-        store, link_for_peer={"mmsc": LINK}.__getitem__, notifier=notifier, clock=clock
+    relay = RelayWorker(
+        store,
+        RelaySettings(),
+        api_key_secret={"dev": Secret(API_SECRET)}.get,
     )
+    relay.sender.clock = clock
+    reports = DeliveryReports(store, link_for_peer={"mmsc": LINK}.__getitem__, clock=clock)
     inbound = await aiohttp_server(
         create_inbound_app(InboundConfig(peers=(Peer("mmsc"),)), reports.handlers())
     )
     mmsc = MM7Client(LinkConfig(name="mmsc", url=str(inbound.make_url("/mm7"))))
     async with mmsc:
-        yield Rig(store, clock, mmsc, notifier, hook, str(hook_server.make_url("/status")))
-        await notifier.close()
+        yield Rig(store, clock, mmsc, relay, hook, str(hook_server.make_url("/status")))
+        await relay.stop()
     await store.close()
 
 
@@ -166,20 +178,46 @@ async def test_read_reply_is_answered_1000(rig: Rig) -> None:
     assert (await rig.mmsc.send(req)).status.code == 1000
 
 
-async def test_report_is_notified_to_the_callback_url_with_retries(rig: Rig) -> None:
+async def test_report_is_relayed_to_the_callback_url_signed_and_retried(rig: Rig) -> None:
     rig.hook.fail_first = 1
     mid = await rig.submitted("mm7-6", callback=True)
+    assert await rig.relay_due() == 1  # the "submitted" status event
     assert await rig.report("mm7-6", MMStatus.RETRIEVED) == 1000
-    await rig.notifier.idle()
-    assert len(rig.hook.hits) == 2 and rig.notifier.sent == 1
-    headers, body = rig.hook.hits[-1]
-    assert body["message_id"] == mid and body["status"] == "report:retrieved"
-    assert body["mm7_message_id"] == "mm7-6" and body["recipient"] == "+15551230001"
-    assert headers["Idempotency-Key"] == f"{mid}:+15551230001:report:retrieved"
+    assert await rig.relay_due() == 1
+    assert len(rig.hook.hits) == 2  # the submitted event got the 503
+    rig.clock.advance(timedelta(hours=1))
+    assert await rig.relay_due() == 1  # retried from the store, not from memory
+    assert await rig.relay_due() == 0
+    assert len(rig.hook.hits) == 3
+    kinds = [body["type"] for _, body in rig.hook.hits]
+    assert sorted(set(kinds)) == ["delivery_report", "status"]
+    headers, body = next(h for h in rig.hook.hits if h[1]["type"] == "delivery_report")
+    assert body["message_id"] == mid and body["status"] == "delivered"
+    assert body["mm_status"] == "Retrieved" and body["mm7_message_id"] == "mm7-6"
+    assert body["recipient"] == "+15551230001"
+    assert headers["Idempotency-Key"] == f"dlr:{LINK}:mm7-6:15551230001:Retrieved"
+    submitted = [h for h in rig.hook.hits if h[1]["type"] == "status"]
+    assert len(submitted) == 2
+    assert submitted[0][0]["Idempotency-Key"] == submitted[1][0]["Idempotency-Key"]
+    # the retry was signed anew at its own time, with the API key's secret
+    headers, body = submitted[1]
+    raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    now = rig.clock.now().timestamp()
+    assert verify(API_SECRET.encode(), headers["X-MM7-Signature"], raw, now=now)
+    assert not verify(b"another key", headers["X-MM7-Signature"], raw, now=now)
 
 
-async def test_notification_gives_up_after_its_attempts(rig: Rig) -> None:
-    rig.hook.fail_first = 10
-    task = rig.notifier.notify(rig.hook_url, {"message_id": "m", "status": "failed"})
-    assert await task is False
-    assert len(rig.hook.hits) == 3 and rig.notifier.failed == 1
+async def test_a_duplicate_report_is_relayed_once(rig: Rig) -> None:
+    await rig.submitted("mm7-8", callback=True)
+    assert await rig.report("mm7-8", MMStatus.RETRIEVED, tid="t1") == 1000
+    assert await rig.report("mm7-8", MMStatus.RETRIEVED, tid="t2") == 1000  # an MMSC retry
+    while await rig.relay_due():
+        pass
+    reports = [b for _, b in rig.hook.hits if b["type"] == "delivery_report"]
+    assert len(reports) == 1
+
+
+async def test_reports_without_a_callback_queue_nothing(rig: Rig) -> None:
+    await rig.submitted("mm7-9")
+    assert await rig.report("mm7-9", MMStatus.RETRIEVED) == 1000
+    assert await rig.relay_due() == 0 and rig.hook.hits == []

@@ -342,7 +342,7 @@ async def test_mo_duplicates_are_detected_per_link(store: SqliteStore, clock: Ma
     assert not (await store.store_mo(NewMo("mmsc1", "T1", None, {}))).duplicate
     assert (await store.store_mo(NewMo("mmsc1", "T9", "M1", {}))).duplicate
     got = await store.get_mo(first.mo_id)
-    assert got is not None and got.fields == {"text": "hello"} and got.status == "pending"
+    assert got is not None and got.fields == {"text": "hello"} and got.status == "unrouted"
     assert got.parts[0].sha256 == hashlib.sha256(JPEG).hexdigest()
     assert rows(store.path, "SELECT COUNT(*) FROM media") == [(1,)]
 

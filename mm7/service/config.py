@@ -258,6 +258,13 @@ class ApiSettings:
     max_request_bytes: int = 10_000_000
     fetch: FetchSettings = FetchSettings()
 
+    def key_secret(self, name: str) -> Secret | None:
+        """The secret of the API key named ``name`` (it signs that key's status callbacks)."""
+        for key in self.keys:
+            if key.name == name:
+                return key.key
+        return None
+
     def check_key(self, presented: str) -> ApiKey | None:
         """The key ``presented`` matches (constant-time comparison over every key), or None."""
         found: ApiKey | None = None

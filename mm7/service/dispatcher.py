@@ -49,6 +49,7 @@ import random
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -58,7 +59,6 @@ import structlog
 from mm7.core.model import Address, SubmitRsp
 from mm7.service.config import LinkSettings
 from mm7.service.metrics import GatewayMetrics
-from mm7.service.reports import StatusNotifier, notification
 from mm7.service.store.base import Clock, Store, SystemClock, WorkItem
 from mm7.service.submit_build import (
     BuildError,
@@ -109,7 +109,7 @@ class Dispatcher:
         rng: random.Random | None = None,
         poll_interval: float = 1.0,
         lease_ttl: timedelta | None = None,
-        notifier: StatusNotifier | None = None,
+        on_status: Callable[[], None] | None = None,
         content_cache: int = 32,
         metrics: GatewayMetrics | None = None,
     ) -> None:
@@ -126,7 +126,9 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self.poll_interval = poll_interval
         self.lease_ttl = lease_ttl or self.default_lease_ttl(settings, self.concurrency)
-        self.notifier = notifier
+        #: called after a status change was recorded for a message with a callback_url (the
+        #: store queued a relay event in the same commit): wakes the relay worker
+        self.on_status = on_status
         self.metrics = metrics
         self._cache: collections.OrderedDict[str, BuiltContent] = collections.OrderedDict()
         self._cache_size = content_cache
@@ -353,7 +355,7 @@ class Dispatcher:
         self.counts["submitted" if ok else "lease_lost"] += 1
         bound.info("mm7.dispatch.submitted", mm7_message_id=rsp.message_id, recorded=ok)
         if ok:
-            self._notify(item, "submitted", rsp.message_id, status.code, status.text)
+            self._notify(item)
 
     async def _fail(
         self,
@@ -368,7 +370,7 @@ class Dispatcher:
         self.counts["failed" if ok else "lease_lost"] += 1
         bound.warning("mm7.dispatch.failed", status=code, reason=text, recorded=ok)
         if ok:
-            self._notify(item, "failed", None, code, text)
+            self._notify(item)
 
     async def _retry(
         self,
@@ -403,7 +405,7 @@ class Dispatcher:
             "mm7.dispatch." + kind, status=code, reason=text, delay_s=round(delay, 3), recorded=ok
         )
         if ok and expired:
-            self._notify(item, "expired", None, code, text)
+            self._notify(item)
 
     async def _deadline(self, item: WorkItem) -> datetime | None:
         """When retrying stops: the message's expiry, else its creation plus retry.max_age."""
@@ -445,25 +447,6 @@ class Dispatcher:
         finally:
             self._building.pop(key, None)
 
-    def _notify(
-        self,
-        item: WorkItem,
-        status: str,
-        mm7_message_id: str | None,
-        code: int | None,
-        text: str | None,
-    ) -> None:
-        if self.notifier is None or not item.callback_url:
-            return
-        self.notifier.notify(
-            item.callback_url,
-            notification(
-                message_id=item.message_id,
-                recipient=item.address,
-                status=status,
-                at=self.clock.now(),
-                mm7_message_id=mm7_message_id,
-                status_code=code,
-                status_text=text,
-            ),
-        )
+    def _notify(self, item: WorkItem) -> None:
+        if self.on_status is not None and item.callback_url:
+            self.on_status()

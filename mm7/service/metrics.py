@@ -16,6 +16,9 @@ Series (``link`` is the configured link name):
 ``mm7_retries_total``                      counter    link (a recipient scheduled for retry)
 ``mm7_delivery_reports_total``             counter    link, mm_status (Retrieved, Forwarded...)
 ``mm7_inbound_requests_total``             counter    operation (DeliverReq...), status_code
+``mm7_mo_total``                           counter    link, outcome (stored, duplicate)
+``mm7_relay_attempts_total``               counter    hook, outcome (delivered, retry, dead,
+                                                      skipped; hook "none" when not sent)
 ``mm7_queue_depth``                        gauge      link (recipients queued, read at scrape)
 ``mm7_link_breaker_state``                 gauge      link (0 closed, 1 half-open, 2 open)
 ``mm7_link_in_flight``                     gauge      link (requests on the wire now)
@@ -222,6 +225,18 @@ class GatewayMetrics:
             ["operation", "status_code"],
             registry=self.registry,
         )
+        self.mo = Counter(
+            "mm7_mo",
+            "MO messages (DeliverReq) stored, or recognised as duplicates, per link.",
+            ["link", "outcome"],
+            registry=self.registry,
+        )
+        self.relay = Counter(
+            "mm7_relay_attempts",
+            "Relay attempts to applications' hooks by outcome.",
+            ["hook", "outcome"],
+            registry=self.registry,
+        )
         self.registry.register(_StateCollector(self))
 
     # -- what the dispatcher, the API and the inbound endpoint call ----------------------------
@@ -238,6 +253,15 @@ class GatewayMetrics:
         self.submit_statuses.labels(link=link, status_code=_code_label(status_code)).inc()
         if seconds is not None and seconds >= 0:
             self.submit_seconds.labels(link=link).observe(seconds)
+
+    def observe_mo(self, link: str, duplicate: bool) -> None:
+        """An MO was stored (or recognised as a duplicate)."""
+        self.mo.labels(link=link, outcome="duplicate" if duplicate else "stored").inc()
+
+    def observe_relay(self, hook: str, outcome: str) -> None:
+        """A relay attempt ended (delivered, retry, dead, skipped)."""
+        label = hook.split(":", 1)[0] if hook.startswith("callback:") else hook
+        self.relay.labels(hook=label, outcome=outcome).inc()
 
     def observe_retry(self, link: str) -> None:
         """A recipient on ``link`` was scheduled for another attempt."""

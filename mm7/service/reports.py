@@ -3,7 +3,7 @@
 ``DeliveryReports`` gives the inbound endpoint (``mm7.transport.server``) its
 ``on_delivery_report`` and ``on_read_reply`` handlers:
 
-    reports = DeliveryReports(store, link_for_peer=config.peer_link, notifier=notifier)
+    reports = DeliveryReports(store, link_for_peer=config.peer_link, on_recorded=worker.wake)
     app = create_inbound_app(config.inbound_config(), reports.handlers(on_deliver=relay_handler))
 
 Delivery reports are recorded with ``Store.record_delivery_report`` correlated by (link,
@@ -16,25 +16,20 @@ store failure is answered 4006 (service unavailable: the MMSC retries later). A 
 endpoint's dedupe saw the same report answered before: ``ctx.duplicate``) is answered 1000 and
 not recorded again.
 
-Read replies are answered 1000 and logged; the store has no table for them yet (TODO: record
-them as events once the store grows ``record_read_reply``).
+Read replies are recorded as events of the message they answer (``Store.record_read_reply``)
+and answered 1000 once committed (4006 when the store fails).
 
-Status notifications (``StatusNotifier``): every status change of a recipient (submitted,
-failed, expired from the dispatcher; delivered/undelivered/indeterminate/forwarded from reports)
-is POSTed as JSON to the message's callback_url, in the background, with a few bounded retries
-(exponential backoff) and a log line when they all fail. This is best effort and not durable: a
-crash loses pending notifications. TODO(issue 7): route them through the relay's durable outbox
-(signed, leased, retried until max_age) and drop the direct POST here.
+Status notifications to the application (the message's callback_url, or the link's status
+hook) are not sent from here: the store queues a relay event in the same transaction as the
+report (``mm7.service.store.outbox``), and the relay worker delivers it, signed, retried until
+``max_age``. ``on_recorded`` (the relay worker's ``wake``) is called after each commit.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import structlog
 
 from mm7.core.model import DeliverReq, DeliveryReportReq, ReadReplyReq, Status
@@ -42,7 +37,7 @@ from mm7.service.metrics import GatewayMetrics
 from mm7.service.store.base import Clock, Store, SystemClock
 from mm7.transport.server import Handler, HandlerError, InboundContext, InboundHandlers
 
-__all__ = ["DeliveryReports", "StatusNotifier", "notification"]
+__all__ = ["DeliveryReports"]
 
 log = structlog.get_logger("mm7.service.reports")
 
@@ -50,119 +45,6 @@ log = structlog.get_logger("mm7.service.reports")
 RAW_KEEP = 16 * 1024
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-def notification(
-    *,
-    message_id: str,
-    recipient: str,
-    status: str,
-    at: datetime,
-    mm7_message_id: str | None = None,
-    status_code: int | None = None,
-    status_text: str | None = None,
-    mm_status: str | None = None,
-) -> dict[str, Any]:
-    """The JSON body of one status notification (one shape for dispatcher and reports)."""
-    return {
-        "message_id": message_id,
-        "recipient": recipient,
-        "status": status,
-        "mm7_message_id": mm7_message_id,
-        "status_code": status_code,
-        "status_text": status_text,
-        "mm_status": mm_status,
-        "at": at.isoformat(),
-    }
-
-
-class StatusNotifier:
-    """POSTs status notifications to callback URLs in the background (best effort, bounded).
-
-    ``attempts`` tries in all per notification, waiting ``backoff`` x 2^n between them. Each POST
-    carries ``Idempotency-Key: <message_id>:<recipient>:<status>`` so the application can drop
-    the repeats of an at-least-once delivery. ``close()`` waits up to ``grace`` seconds for the
-    pending ones, then cancels the rest (logged).
-    """
-
-    def __init__(
-        self,
-        *,
-        attempts: int = 3,
-        backoff: float = 1.0,
-        timeout: float = 10.0,
-        sleep: Sleep = asyncio.sleep,
-        session: aiohttp.ClientSession | None = None,
-    ) -> None:
-        if attempts < 1:
-            raise ValueError("attempts must be >= 1")
-        self.attempts = attempts
-        self.backoff = backoff
-        self.timeout = timeout
-        self._sleep = sleep
-        self._session = session
-        self._own_session = session is None
-        self._tasks: set[asyncio.Task[bool]] = set()
-        #: outcomes, for tests and metrics
-        self.sent = 0
-        self.failed = 0
-
-    def notify(self, url: str, body: Mapping[str, Any]) -> asyncio.Task[bool]:
-        """Send ``body`` to ``url`` in the background; the task's result says if it arrived."""
-        task = asyncio.create_task(self._deliver(url, dict(body)))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def idle(self) -> None:
-        """Wait until no notification is pending."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    async def close(self, grace: float = 5.0) -> None:
-        pending = list(self._tasks)
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=grace)
-            for task in late:
-                task.cancel()
-            if late:
-                log.warning("mm7.notify.dropped_at_shutdown", count=len(late))
-                await asyncio.gather(*late, return_exceptions=True)
-        if self._own_session and self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout), trust_env=False
-            )
-            self._own_session = True
-        return self._session
-
-    async def _deliver(self, url: str, body: dict[str, Any]) -> bool:
-        key = f"{body.get('message_id')}:{body.get('recipient')}:{body.get('status')}"
-        bound = log.bind(message_id=body.get("message_id"), status=body.get("status"))
-        problem = ""
-        for attempt in range(1, self.attempts + 1):
-            try:
-                async with self._client().post(
-                    url, json=body, headers={"Idempotency-Key": key}, allow_redirects=False
-                ) as rsp:
-                    await rsp.read()
-                    if 200 <= rsp.status < 300:
-                        self.sent += 1
-                        return True
-                    problem = f"HTTP {rsp.status}"
-                    if 400 <= rsp.status < 500 and rsp.status not in (408, 425, 429):
-                        break  # the application refuses it: repeating will not help
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                problem = f"{type(exc).__name__}: {exc}"[:300]
-            if attempt < self.attempts:
-                await self._sleep(self.backoff * 2 ** (attempt - 1))
-        self.failed += 1
-        bound.warning("mm7.notify.failed", attempts=self.attempts, problem=problem)
-        return False
 
 
 class DeliveryReports:
@@ -173,13 +55,13 @@ class DeliveryReports:
         store: Store,
         *,
         link_for_peer: Callable[[str], str] | None = None,
-        notifier: StatusNotifier | None = None,
+        on_recorded: Callable[[], None] | None = None,
         clock: Clock | None = None,
         metrics: GatewayMetrics | None = None,
     ) -> None:
         self.store = store
         self._link_for_peer = link_for_peer
-        self.notifier = notifier
+        self.on_recorded = on_recorded
         self.metrics = metrics
         self._clock = clock or SystemClock()
 
@@ -238,6 +120,8 @@ class DeliveryReports:
             raise HandlerError(4006, "the report could not be recorded now; retry later") from None
         if self.metrics is not None:
             self.metrics.observe_report(link, report.mm_status)
+        if self.on_recorded is not None:
+            self.on_recorded()
         if result.message_id is None:
             bound.warning("mm7.report.unknown_message", report_id=result.report_id)
             return Status.of(1000)
@@ -247,54 +131,32 @@ class DeliveryReports:
             recipient_status=result.recipient_status,
             correlated=result.recipient_id is not None,
         )
-        await self._notify(
-            result.message_id,
-            report.recipient.value,
-            report.mm_status.value,
-            mm7_message_id=report.message_id,
-            status_text=report.status_text,
-        )
         return Status.of(1000)
 
     async def on_read_reply(self, ctx: InboundContext[ReadReplyReq]) -> Status:
         reply = ctx.message
-        log.info(
-            "mm7.read_reply",
-            link=self.link_of(ctx.peer.name),
+        link = self.link_of(ctx.peer.name)
+        bound = log.bind(
+            link=link,
             mm7_message_id=reply.message_id,
-            recipient=reply.recipient.value,
-            read_status=str(reply.mm_status),
-            duplicate=ctx.duplicate,
+            read_status=reply.mm_status_raw or str(reply.mm_status),
         )
-        return Status.of(1000)
-
-    async def _notify(
-        self,
-        message_id: str,
-        recipient: str,
-        mm_status: str,
-        *,
-        mm7_message_id: str,
-        status_text: str | None,
-    ) -> None:
-        if self.notifier is None:
-            return
+        if ctx.duplicate:
+            bound.info("mm7.read_reply.duplicate")
+            return Status.of(1000)
         try:
-            message = await self.store.get_message(message_id)
+            message_id = await self.store.record_read_reply(
+                link,
+                reply.message_id,
+                reply.recipient.value,
+                str(reply.mm_status),
+                status_text=reply.status_text,
+                details={"peer": ctx.peer.name, "sender": reply.sender.value},
+            )
         except Exception:
-            log.exception("mm7.notify.lookup_failed", message_id=message_id)
-            return
-        if message is None or not message.callback_url:
-            return
-        self.notifier.notify(
-            message.callback_url,
-            notification(
-                message_id=message_id,
-                recipient=recipient,
-                status=f"report:{mm_status.lower()}",
-                at=self._clock.now(),
-                mm7_message_id=mm7_message_id,
-                status_text=status_text,
-                mm_status=mm_status,
-            ),
-        )
+            bound.exception("mm7.read_reply.record_failed")
+            raise HandlerError(4006, "the reply could not be recorded now; retry later") from None
+        bound.info("mm7.read_reply.recorded", message_id=message_id)
+        if self.on_recorded is not None:
+            self.on_recorded()
+        return Status.of(1000)

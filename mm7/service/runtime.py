@@ -9,14 +9,18 @@ What ``start`` does:
 
 1. configures logging (``[logging]``) unless told not to (tests and the demo keep their own);
 2. opens the store (``[store]``, SQLite; the folder of its file is created);
-3. serves the inbound MM7 endpoint (``[inbound]``) with the delivery-report handlers
-   (``DeliveryReports``: reports correlated to the link of the calling peer), so reports of
+3. starts the relay worker (``[relay]``): the store's outbox of MOs and status events goes to
+   the applications' hooks and callback URLs, signed, retried, dead-lettered after max_age;
+4. serves the inbound MM7 endpoint (``[inbound]``) with the delivery-report and read-reply
+   handlers (``DeliveryReports``: correlated to the link of the calling peer) and the MO
+   handler (``MoIngest``: stored with its relay event before DeliverRsp 1000), so reports of
    messages sent before a restart land as soon as the process is up;
-4. starts one ``Dispatcher`` per link, sharing one ``StatusNotifier`` with the reports;
-5. serves the sending API (``[api]``) with ``/healthz``, ``/readyz`` (store and link breakers)
+5. starts one ``Dispatcher`` per link;
+6. serves the sending API (``[api]``) with ``/healthz``, ``/readyz`` (store and link breakers),
+   ``/media/...`` (the MOs' media as signed expiring URLs)
    and, when ``[metrics]`` is enabled, ``/metrics`` (on the API's listener, or on
    ``[metrics] listen`` of its own);
-6. announces (``announce``, stdout by default) each bound address, and the API key of this run
+7. announces (``announce``, stdout by default) each bound address, and the API key of this run
    when it was generated (``generate_if_unset``) -- printed once, never logged.
 
 A listen port 0 picks a free port: the bound one is in ``api_url`` / ``inbound_url`` and in the
@@ -27,8 +31,9 @@ dispatcher at once, so a new message does not wait for the dispatchers' poll int
 taking requests (in-flight ones finish, bounded), the dispatchers stop leasing and give their
 in-flight submits ``grace`` seconds before releasing the leases of the rest (due again at once
 for the next process), the inbound endpoint closes (it stays up until then, so reports keep
-landing while the last submits finish), pending status notifications get a bounded wait, and
-the store closes after its queued writes committed.
+landing while the last submits finish), the relay worker gives its deliveries ``grace`` seconds
+(the rest are released, due again for the next process), and the store closes after its queued
+writes committed.
 """
 
 from __future__ import annotations
@@ -51,7 +56,10 @@ from mm7.service.dispatcher import Dispatcher
 from mm7.service.health import Health, LinkLike, links_check, store_check
 from mm7.service.logs import configure_logging
 from mm7.service.metrics import GatewayMetrics
-from mm7.service.reports import DeliveryReports, StatusNotifier
+from mm7.service.relay.ingest import MoIngest
+from mm7.service.relay.media_urls import MediaUrls, add_media_route
+from mm7.service.relay.worker import RelayWorker
+from mm7.service.reports import DeliveryReports
 from mm7.service.store.base import Store
 from mm7.service.store.sqlite import SqliteStore
 from mm7.transport.inbound_auth import server_ssl_context
@@ -101,7 +109,7 @@ class Gateway:
         self.lease_ttl = lease_ttl
         self.announce = announce
         self.store: Store | None = None
-        self.notifier: StatusNotifier | None = None
+        self.relay: RelayWorker | None = None
         self.dispatchers: dict[str, Dispatcher] = {}
         self.health = Health()
         self.metrics = GatewayMetrics()
@@ -128,16 +136,33 @@ class Gateway:
         config = self.config
         if self.configure_logs:
             configure_logging(config.logging.level, config.logging.json)
-        self.store = await self._open_store()
-        self.notifier = StatusNotifier()
+        self.store = store = await self._open_store()
+        media_urls = await self._media_urls(store)
+        relay = self.relay = RelayWorker(
+            store,
+            config.relay,
+            api_key_secret=config.api.key_secret,
+            media_urls=media_urls,
+            poll_interval=self.poll_interval,
+            on_outcome=self.metrics.observe_relay,
+        )
+        await relay.start()
         reports = DeliveryReports(
-            self.store,
+            store,
             link_for_peer=config.peer_link,
-            notifier=self.notifier,
+            on_recorded=relay.wake,
             metrics=self.metrics,
         )
-
-        inbound = create_inbound_app(config.inbound_config(), reports.handlers())
+        ingest = MoIngest(
+            store,
+            config.relay,
+            link_of=reports.link_of,
+            wake=relay.wake,
+            on_stored=self.metrics.observe_mo,
+        )
+        inbound = create_inbound_app(
+            config.inbound_config(), reports.handlers(on_deliver=ingest.on_deliver)
+        )
         tls = config.inbound.tls
         ssl_context = None
         if tls is not None:
@@ -155,7 +180,7 @@ class Gateway:
             dispatcher = Dispatcher(
                 self.store,
                 settings,
-                notifier=self.notifier,
+                on_status=relay.wake,
                 poll_interval=self.poll_interval,
                 lease_ttl=self.lease_ttl,
                 metrics=self.metrics,
@@ -167,6 +192,7 @@ class Gateway:
         self.health.add_check("store", store_check(self.store))
         self.health.add_check("links", links_check(self._clients))
         api = create_api_app(config, self.store)
+        add_media_route(api, media_urls, store)
         self.health.add_to(api)
         api.on_response_prepare.append(self._wake_on_enqueue)
         metrics = config.metrics
@@ -174,6 +200,8 @@ class Gateway:
             self.metrics.add_to(api, metrics.path)
         port = await self._serve("api", api, config.api.listen, None)
         self.api_url = _url("http", config.api.listen, port)
+        if config.relay.media_url_base is None:
+            media_urls.base = self.api_url
         if metrics.enabled and metrics.listen is not None:
             port = await self._serve(
                 "metrics", self.metrics.application(metrics.path), metrics.listen, None
@@ -216,9 +244,12 @@ class Gateway:
                     log.error("mm7.gateway.dispatcher_stop_failed", link=name, error=repr(result))
             self.dispatchers.clear()
         await self._cleanup("inbound")
-        if self.notifier is not None:
-            await self.notifier.close()
-            self.notifier = None
+        if self.relay is not None:
+            try:
+                await self.relay.stop(self.grace)
+            except Exception as exc:
+                log.error("mm7.gateway.relay_stop_failed", error=repr(exc))
+            self.relay = None
         if self.store is not None:
             await self.store.close()
             self.store = None
@@ -249,7 +280,21 @@ class Gateway:
         path = Path(settings.path)
         with contextlib.suppress(OSError):  # an unwritable folder fails in open, with its name
             path.parent.mkdir(parents=True, exist_ok=True)
-        return await SqliteStore.open(path)
+        relay = self.config.relay
+        status_hooks = any(r.status_hook for r in relay.routes) or (
+            relay.default_route is not None and relay.default_route.status_hook is not None
+        )
+        return await SqliteStore.open(path, relay_all_statuses=status_hooks)
+
+    async def _media_urls(self, store: Store) -> MediaUrls:
+        """Signing of MO media URLs: the configured key, else one the store keeps."""
+        relay = self.config.relay
+        secret = relay.media_url_secret
+        key = secret.reveal() if secret is not None else await store.own_secret("media_url")
+        # without media_url_base, the API's bound address is filled in once it is listening
+        return MediaUrls(
+            key.encode(), relay.media_url_base or "http://127.0.0.1", relay.media_url_ttl
+        )
 
     async def _serve(
         self, name: str, app: web.Application, listen: Listen, ssl_context: ssl.SSLContext | None

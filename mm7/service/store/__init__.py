@@ -31,9 +31,27 @@ from mm7.service.store.base import (
     WorkItem,
     normalize_address,
 )
+from mm7.service.store.outbox import (
+    AllSuppressedError,
+    MoRelay,
+    OptOut,
+    RelayItem,
+    RelayKind,
+    RelayRecord,
+    RelayStatus,
+    Suppression,
+)
 from mm7.service.store.sqlite import SqliteStore
 
 __all__ = [
+    "AllSuppressedError",
+    "MoRelay",
+    "OptOut",
+    "RelayItem",
+    "RelayKind",
+    "RelayRecord",
+    "RelayStatus",
+    "Suppression",
     "Clock",
     "DeliveryReportRecord",
     "DeliveryReportResult",

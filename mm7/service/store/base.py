@@ -17,9 +17,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from mm7.core.status import MMStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from mm7.service.store.outbox import (
+        MoRelay,
+        OptOut,
+        RelayItem,
+        RelayKind,
+        RelayRecord,
+        RelayStatus,
+        Suppression,
+    )
 
 JSONObject = Mapping[str, Any]
 """A JSON-serialisable mapping, stored verbatim (the store does not interpret it)."""
@@ -79,6 +92,7 @@ class RecipientStatus(StrEnum):
     SubmitReq; delivery reports then move it to ``DELIVERED``, ``UNDELIVERED`` or
     ``INDETERMINATE`` (final reports never regress to an earlier state). ``FAILED`` is a permanent
     submit error and ``EXPIRED`` a message whose expiry passed before it could be submitted.
+    ``SUPPRESSED`` recipients opted out and are never sent.
     """
 
     QUEUED = "queued"
@@ -88,6 +102,8 @@ class RecipientStatus(StrEnum):
     INDETERMINATE = "indeterminate"
     FAILED = "failed"
     EXPIRED = "expired"
+    #: the recipient opted out (sent a stop word) before the message was queued: never sent
+    SUPPRESSED = "suppressed"
 
 
 class MessageStatus(StrEnum):
@@ -199,6 +215,8 @@ class EnqueueResult:
 
     message_id: str
     created: bool
+    #: recipients not sent to because they opted out (stored as ``suppressed``)
+    suppressed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +333,10 @@ class NewMo:
     mm7_message_id: str | None
     fields: JSONObject
     parts: Sequence[MediaPart] = ()
+    #: the route's hook to relay it to (None: no route matched; kept as ``unrouted``)
+    relay: MoRelay | None = None
+    #: a stop/start word's effect on the suppression list
+    opt_out: OptOut | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,4 +471,81 @@ class Store(Protocol):
 
     async def queue_depth(self, link: str | None = None) -> int:
         """How many recipients are queued (optionally on one link), for metrics."""
+        ...
+
+    async def record_read_reply(
+        self,
+        link: str,
+        mm7_message_id: str,
+        recipient: str,
+        read_status: str,
+        status_text: str | None = None,
+        details: JSONObject | None = None,
+    ) -> str | None:
+        """Record a read reply on the message it answers (its id, or None) and relay it."""
+        ...
+
+    # -- the relay outbox (mm7.service.store.outbox)
+
+    async def lease_relay(
+        self, owner: str, n: int, ttl: timedelta, *, ordered_hooks: Collection[str] = ()
+    ) -> list[RelayItem]:
+        """Lease up to ``n`` due relay events (the oldest per sender for ordered hooks)."""
+        ...
+
+    async def relay_outcome(
+        self,
+        item: RelayItem,
+        outcome: Literal["delivered", "retry", "dead", "skipped"],
+        *,
+        attempted_at: datetime | None = None,
+        retry_at: datetime | None = None,
+        http_status: int | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Record an attempt's outcome and release the lease; False if the lease was lost."""
+        ...
+
+    async def release_relay(self, item: RelayItem) -> bool:
+        """Give a relay lease back unattempted (shutdown)."""
+        ...
+
+    async def relay_events(
+        self,
+        *,
+        status: RelayStatus | None = None,
+        hook: str | None = None,
+        kind: RelayKind | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[RelayRecord]:
+        """Relay events by id, filtered, paged with ``after_id``."""
+        ...
+
+    async def get_relay_event(self, event_id: int) -> RelayRecord | None:
+        """One relay event, or None."""
+        ...
+
+    async def relay_counts(self) -> dict[str, int]:
+        """Relay events per status."""
+        ...
+
+    async def requeue_relay(self, ids: Sequence[int] | None = None) -> int:
+        """Dead (or dropped) events pending again, with a fresh max_age; how many."""
+        ...
+
+    async def drop_relay(self, ids: Sequence[int]) -> int:
+        """Stop relaying these dead or pending events (kept as dropped); how many."""
+        ...
+
+    async def suppressed(self, addresses: Sequence[str]) -> set[str]:
+        """Which of ``addresses`` opted out."""
+        ...
+
+    async def suppressions(self, *, limit: int = 1000) -> list[Suppression]:
+        """The suppression list, newest first."""
+        ...
+
+    async def own_secret(self, name: str) -> str:
+        """A random secret made once and kept in the store."""
         ...

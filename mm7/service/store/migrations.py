@@ -159,6 +159,57 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        3,
+        "Relay: the outbox of events for applications' hooks, opt-out suppressions, secrets",
+        (
+            # One row per event to relay (mo, status, delivery_report, read_reply): written in
+            # the same transaction as what it reports, so nothing committed is left unrelayed.
+            # hook NULL: resolved at delivery (the message's callback_url signed with its API
+            # key, else the link's status hook). event is the JSON body; an MO's media are
+            # added at delivery (URLs that expire must be signed then, not at ingest).
+            """CREATE TABLE relay_outbox (
+                id INTEGER PRIMARY KEY,
+                kind TEXT NOT NULL,
+                idempotency_key TEXT NOT NULL UNIQUE,
+                hook TEXT,
+                callback_url TEXT,
+                api_key TEXT,
+                link TEXT,
+                sender_key TEXT,
+                source_id TEXT,
+                media TEXT,
+                event TEXT NOT NULL,
+                status TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at INTEGER NOT NULL,
+                first_attempt_at INTEGER,
+                last_http_status INTEGER,
+                last_error TEXT,
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL
+            )""",
+            "CREATE INDEX relay_due ON relay_outbox(status, next_attempt_at, id)",
+            """CREATE INDEX relay_order ON relay_outbox(hook, sender_key, id)
+                WHERE status = 'pending'""",
+            # Senders who sent a stop word; the sending API refuses them as recipients.
+            """CREATE TABLE suppressions (
+                address_key TEXT PRIMARY KEY,
+                address TEXT NOT NULL,
+                word TEXT NOT NULL,
+                link TEXT,
+                mo_id TEXT,
+                created_at INTEGER NOT NULL
+            ) WITHOUT ROWID""",
+            # Secrets the gateway makes for itself once (the media URL signing key) so that
+            # what it signed stays valid across restarts.
+            """CREATE TABLE store_secrets (
+                name TEXT PRIMARY KEY,
+                value TEXT NOT NULL,
+                created_at INTEGER NOT NULL
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

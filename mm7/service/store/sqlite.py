@@ -37,7 +37,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -58,7 +58,6 @@ from mm7.service.store.base import (
     MoResult,
     NewMessage,
     NewMo,
-    PartRecord,
     RecipientRecord,
     RecipientStatus,
     StoreStats,
@@ -68,6 +67,22 @@ from mm7.service.store.base import (
     normalize_address,
 )
 from mm7.service.store.migrations import migrate
+from mm7.service.store.outbox import AllSuppressedError, RelayKind, status_event
+from mm7.service.store.sqlite_relay import (
+    SqliteRelayOps,
+    apply_opt_out,
+    insert_event,
+    insert_mo_event,
+    suppressed_keys,
+)
+from mm7.service.store.sqlite_rows import dt as _dt
+from mm7.service.store.sqlite_rows import event as _event
+from mm7.service.store.sqlite_rows import ms as _ms
+from mm7.service.store.sqlite_rows import new_id as _new_id
+from mm7.service.store.sqlite_rows import opt_dt as _opt_dt
+from mm7.service.store.sqlite_rows import opt_ms as _opt_ms
+from mm7.service.store.sqlite_rows import parts as _parts
+from mm7.service.store.sqlite_rows import to_json as _json
 
 T = TypeVar("T")
 
@@ -76,34 +91,6 @@ _SYNC_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 _HASH_ON_LOOP_MAX = 64 * 1024  # hashing more than this moves to a worker thread
 _FINAL_REPORTED = frozenset({RecipientStatus.DELIVERED.value, RecipientStatus.UNDELIVERED.value})
 _REPORTABLE = frozenset({RecipientStatus.SUBMITTED.value, RecipientStatus.INDETERMINATE.value})
-
-
-def _ms(when: datetime) -> int:
-    """Milliseconds since the epoch; a naive datetime is refused (it would mean local time)."""
-    if when.tzinfo is None:
-        raise ValueError(f"naive datetime {when.isoformat()}: the store needs timezone-aware times")
-    return int(when.timestamp() * 1000)
-
-
-def _opt_ms(when: datetime | None) -> int | None:
-    return None if when is None else _ms(when)
-
-
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def _opt_dt(ms: int | None) -> datetime | None:
-    return None if ms is None else _dt(ms)
-
-
-def _json(value: JSONObject | None) -> str:
-    return json.dumps(dict(value) if value is not None else {}, separators=(",", ":"))
-
-
-def _new_id(now_ms: int) -> str:
-    """A time-ordered id (ms clock in hex, then 64 random bits): keeps B-tree inserts local."""
-    return f"{now_ms:012x}{secrets.token_hex(8)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +123,7 @@ def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(cast(BaseException, value))
 
 
-class SqliteStore:
+class SqliteStore(SqliteRelayOps):
     """``Store`` on one SQLite file. Create with ``await SqliteStore.open(path)``."""
 
     def __init__(
@@ -149,8 +136,10 @@ class SqliteStore:
         max_batch: int,
         readers: int,
         mo_duplicate_window: timedelta,
+        relay_all_statuses: bool = False,
     ) -> None:
         self._path = path
+        self._relay_all_statuses = relay_all_statuses
         self._clock = clock
         self._media_dir = media_dir
         self._inline_media_max = inline_media_max
@@ -187,11 +176,14 @@ class SqliteStore:
         max_batch: int = 512,
         readers: int = 4,
         mo_duplicate_window: timedelta = timedelta(days=7),
+        relay_all_statuses: bool = False,
     ) -> SqliteStore:
         """Open (creating if needed) and migrate the database at ``path``.
 
         ``media_dir`` defaults to ``<path>.media`` beside the database. ``max_batch`` bounds how
-        many writes share one commit. Raises ``SchemaTooNewError`` for a newer database.
+        many writes share one commit. ``relay_all_statuses``: queue a relay event for every
+        status change (for status hooks), not only for messages with a callback_url. Raises
+        ``SchemaTooNewError`` for a newer database.
         """
         db = Path(path)
         the_clock = clock if clock is not None else SystemClock()
@@ -206,6 +198,7 @@ class SqliteStore:
             max_batch,
             readers,
             mo_duplicate_window,
+            relay_all_statuses,
         )
 
     @staticmethod
@@ -443,6 +436,10 @@ class SqliteStore:
         A message whose ``idempotency_key`` exists already returns the original id with
         ``created=False`` and writes nothing (not even its media). The content of a repeat is
         not compared with the original: the key alone decides, as with Stripe-style keys.
+
+        Recipients on the suppression list (they sent a stop word) are stored ``suppressed``
+        and never sent (``EnqueueResult.suppressed`` names them); when every recipient is
+        suppressed nothing is written and ``AllSuppressedError`` is raised.
         """
         if not recipients:
             raise ValueError("a message needs at least one recipient")
@@ -459,6 +456,11 @@ class SqliteStore:
                 ).fetchone()
                 if row is not None:
                     return EnqueueResult(row[0], False)
+            keys = [normalize_address(a) for a in recipients]
+            blocked = suppressed_keys(conn, keys)
+            if blocked and all(k in blocked for k in keys):
+                raise AllSuppressedError(tuple(recipients))
+            queued = sum(1 for k in keys if k not in blocked)
             message_id = _new_id(now)
             conn.execute(
                 "INSERT INTO messages (id, idempotency_key, link, fields, status, recipient_count,"
@@ -471,7 +473,7 @@ class SqliteStore:
                     fields_json,
                     MessageStatus.QUEUED.value,
                     len(recipients),
-                    len(recipients),
+                    queued,
                     now,
                     now,
                     expires,
@@ -489,21 +491,29 @@ class SqliteStore:
                         message_id,
                         message.link,
                         address,
-                        normalize_address(address),
-                        RecipientStatus.QUEUED.value,
+                        key,
+                        (
+                            RecipientStatus.SUPPRESSED.value
+                            if key in blocked
+                            else RecipientStatus.QUEUED.value
+                        ),
                         f"{message_id}.{index}",
                         due,
                         expires,
                         now,
                     )
-                    for index, address in enumerate(recipients)
+                    for index, (address, key) in enumerate(zip(recipients, keys, strict=True))
                 ],
             )
             _event(
                 conn, message_id, None, "queued", MessageStatus.QUEUED.value,
                 {"recipients": len(recipients), "parts": len(parts)}, now,
             )  # fmt: skip
-            return EnqueueResult(message_id, True)
+            skipped = tuple(a for a, k in zip(recipients, keys, strict=True) if k in blocked)
+            if skipped:
+                _event(conn, message_id, None, "suppressed", RecipientStatus.SUPPRESSED.value,
+                       {"recipients": list(skipped)}, now)  # fmt: skip
+            return EnqueueResult(message_id, True, skipped)
 
         return await self._write(op)
 
@@ -601,6 +611,7 @@ class SqliteStore:
                         info = {"expired_at": _dt(row[5]).isoformat()}
                         _finish(conn, row[0], row[1], RecipientStatus.EXPIRED, None, None,
                                 "expired", info, now)  # fmt: skip
+                        self._status_event(conn, row[0], RecipientStatus.EXPIRED.value, now)
                         expired += 1
                         continue
                     # leased at once, so that the next round of this loop skips it
@@ -715,6 +726,8 @@ class SqliteStore:
             )
             _finish(conn, item.recipient_id, item.message_id, RecipientStatus.SUBMITTED,
                     status_code, status_text, "submitted", info, now)  # fmt: skip
+            self._status_event(conn, item.recipient_id, RecipientStatus.SUBMITTED.value, now,
+                               status_code=status_code, status_text=status_text)  # fmt: skip
 
         return await self._write(self._outcome(item, "submitted", info, apply))
 
@@ -736,6 +749,8 @@ class SqliteStore:
         def apply(conn: sqlite3.Connection, now: int) -> None:
             _finish(conn, item.recipient_id, item.message_id, RecipientStatus.FAILED,
                     status_code, status_text, "failed", info, now)  # fmt: skip
+            self._status_event(conn, item.recipient_id, RecipientStatus.FAILED.value, now,
+                               status_code=status_code, status_text=status_text)  # fmt: skip
 
         return await self._write(self._outcome(item, "failed", info, apply))
 
@@ -762,6 +777,8 @@ class SqliteStore:
             if expires is not None and at_ms >= expires:
                 _finish(conn, item.recipient_id, item.message_id, RecipientStatus.EXPIRED,
                         status_code, status_text, "expired", info, now)  # fmt: skip
+                self._status_event(conn, item.recipient_id, RecipientStatus.EXPIRED.value, now,
+                                   status_code=status_code, status_text=status_text)  # fmt: skip
                 return
             conn.execute(
                 "UPDATE recipients SET next_attempt_at=?, last_status_code=?,"
@@ -843,6 +860,11 @@ class SqliteStore:
             if message_id is not None:
                 _event(conn, message_id, recipient_id, "delivery_report", mm_status.value,
                        {"report_id": report_id, **info}, now)  # fmt: skip
+            self._report_event(
+                conn, RelayKind.DELIVERY_REPORT, link, mm7_message_id, recipient, key,
+                message_id, status.value if status is not None else "unknown",
+                mm_status=info["raw_status"], status_text=status_text, now=now,
+            )  # fmt: skip
             return DeliveryReportResult(report_id, message_id, recipient_id, status)
 
         return await self._write(op)
@@ -886,6 +908,110 @@ class SqliteStore:
 
         return await self._read(read)
 
+    async def record_read_reply(
+        self,
+        link: str,
+        mm7_message_id: str,
+        recipient: str,
+        read_status: str,
+        status_text: str | None = None,
+        details: JSONObject | None = None,
+    ) -> str | None:
+        """Record a ReadReplyReq as an event of the message it answers; its id, or None.
+
+        Correlated like delivery reports (link, MessageID, recipient); the relay event goes to
+        the message's callback_url or the link's status hook.
+        """
+        now = _ms(self._clock.now())
+        key = normalize_address(recipient)
+        info = {"mm7_message_id": mm7_message_id, "read_status": read_status,
+                "status_text": status_text, **(dict(details) if details else {})}  # fmt: skip
+
+        def op(conn: sqlite3.Connection) -> str | None:
+            rows = conn.execute(
+                "SELECT id, message_id, address_key FROM recipients"
+                " WHERE link=? AND mm7_message_id=? ORDER BY id",
+                (link, mm7_message_id),
+            ).fetchall()
+            matches = [r for r in rows if r[2] == key] or (rows if len(rows) == 1 else [])
+            message_id: str | None = None
+            if matches:
+                message_id = matches[0][1]
+                _event(conn, message_id, matches[0][0], "read_reply", read_status, info, now)
+            self._report_event(
+                conn, RelayKind.READ_REPLY, link, mm7_message_id, recipient, key, message_id,
+                read_status.lower(), mm_status=read_status, status_text=status_text, now=now,
+            )  # fmt: skip
+            return message_id
+
+        return await self._write(op)
+
+    # -- relay events written with what they report ----------------------------------------
+
+    def _status_event(
+        self,
+        conn: sqlite3.Connection,
+        recipient_id: int,
+        status: str,
+        now: int,
+        *,
+        status_code: int | None = None,
+        status_text: str | None = None,
+    ) -> None:
+        """Queue the status change of an MT recipient for its message's callback / hook."""
+        row = conn.execute(
+            "SELECT r.message_id, r.address, r.mm7_message_id, m.link, m.callback_url,"
+            " json_extract(m.fields, '$.api_key') FROM recipients r"
+            " JOIN messages m ON m.id = r.message_id WHERE r.id=?",
+            (recipient_id,),
+        ).fetchone()
+        if row is None or (row[4] is None and not self._relay_all_statuses):
+            return
+        body = status_event(
+            RelayKind.STATUS, message_id=row[0], recipient=row[1], status=status, at=_dt(now),
+            link=row[3], mm7_message_id=row[2], status_code=status_code,
+            status_text=status_text,
+        )  # fmt: skip
+        insert_event(conn, RelayKind.STATUS, f"status:{recipient_id}:{status}", body, now,
+                     callback_url=row[4], api_key=row[5], link=row[3],
+                     source_id=row[0])  # fmt: skip
+
+    def _report_event(
+        self,
+        conn: sqlite3.Connection,
+        kind: RelayKind,
+        link: str,
+        mm7_message_id: str,
+        recipient: str,
+        recipient_key: str,
+        message_id: str | None,
+        status: str,
+        *,
+        mm_status: str,
+        status_text: str | None,
+        now: int,
+    ) -> None:
+        """Queue a delivery report or read reply (correlated or not) for the application."""
+        callback = api_key = None
+        if message_id is not None:
+            row = conn.execute(
+                "SELECT callback_url, json_extract(fields, '$.api_key') FROM messages WHERE id=?",
+                (message_id,),
+            ).fetchone()
+            if row is not None:
+                callback, api_key = row[0], row[1]
+        if callback is None and not self._relay_all_statuses:
+            return
+        body = status_event(
+            kind, message_id=message_id, recipient=recipient, status=status, at=_dt(now),
+            link=link, mm7_message_id=mm7_message_id, mm_status=mm_status,
+            status_text=status_text,
+        )  # fmt: skip
+        prefix = "dlr" if kind is RelayKind.DELIVERY_REPORT else "rr"
+        insert_event(conn, kind, f"{prefix}:{link}:{mm7_message_id}:{recipient_key}:{mm_status}",
+                     body, now, callback_url=callback, api_key=api_key, link=link,
+                     source_id=message_id)  # fmt: skip
+
     # -- MO messages -----------------------------------------------------------------------
 
     async def store_mo(self, mo: NewMo) -> MoResult:
@@ -894,6 +1020,9 @@ class SqliteStore:
         A duplicate (same MessageID from the same link ever, or same TransactionID from the
         same link within ``mo_duplicate_window``: MMSCs recycle TransactionID counters) returns
         the first one's id with ``duplicate=True`` and writes nothing.
+
+        In the same transaction: the relay event to ``mo.relay``'s hook (none: the MO is kept
+        as ``unrouted``) and the opt-out change ``mo.opt_out`` (STOP / START).
         """
         fields_json = _json(mo.fields)
         prepared = await self._prepare_parts(mo.parts)
@@ -919,10 +1048,14 @@ class SqliteStore:
             conn.execute(
                 "INSERT INTO mo_messages (id, link, transaction_id, mm7_message_id, fields,"
                 " status, next_attempt_at, received_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                (mo_id, mo.link, mo.transaction_id, mo.mm7_message_id, fields_json, "pending",
-                 now, now, now),
+                (mo_id, mo.link, mo.transaction_id, mo.mm7_message_id, fields_json,
+                 "pending" if mo.relay is not None else "unrouted", now, now, now),
             )  # fmt: skip
             self._link_parts(conn, "mo_media", "mo_id", mo_id, prepared, mo.parts, now)
+            if mo.relay is not None:
+                insert_mo_event(conn, mo_id, mo.link, mo.relay, now)
+            if mo.opt_out is not None:
+                apply_opt_out(conn, mo.opt_out, mo.link, mo_id, now)
             return MoResult(mo_id, False)
 
         return await self._write(op)
@@ -947,22 +1080,6 @@ class SqliteStore:
 
 
 # -- helpers shared by the write operations (run on the writer thread) ------------------------
-
-
-def _event(
-    conn: sqlite3.Connection,
-    message_id: str,
-    recipient_id: int | None,
-    kind: str,
-    status: str | None,
-    details: JSONObject,
-    now: int,
-) -> None:
-    conn.execute(
-        "INSERT INTO events (message_id, recipient_id, kind, status, details, at)"
-        " VALUES (?,?,?,?,?,?)",
-        (message_id, recipient_id, kind, status, _json(details), now),
-    )
 
 
 def _finish(
@@ -998,20 +1115,6 @@ def _finish(
         ),
     )
     _event(conn, message_id, recipient_id, kind, status.value, details, now)
-
-
-def _parts(
-    conn: sqlite3.Connection, table: str, owner_column: str, owner_id: str
-) -> tuple[PartRecord, ...]:
-    return tuple(
-        PartRecord(p[0], p[1], p[2], p[3], p[4], p[5])
-        for p in conn.execute(
-            f"SELECT p.position, p.sha256, p.content_type, m.size, p.content_id,"
-            f" p.content_location FROM {table} p JOIN media m ON m.sha256 = p.sha256"
-            f" WHERE p.{owner_column}=? ORDER BY p.position",
-            (owner_id,),
-        )
-    )
 
 
 def _write_durably(target: Path, data: bytes) -> None:

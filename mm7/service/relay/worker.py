@@ -1,0 +1,289 @@
+"""The relay worker: leases events from the store's outbox and delivers them to hooks.
+
+    worker = RelayWorker(store, config.relay, api_key_secret=config.api.key_secret,
+                         media_urls=urls)
+    await worker.start()       # then worker.wake() after each commit that queued an event
+    ...
+    await worker.stop(grace=10)
+
+Each leased event goes to:
+
+- its hook (``[relay.hooks.NAME]``) when it has one: MOs, routed at ingest;
+- else the message's ``callback_url``, signed with the secret of the API key that sent the
+  message (the application already holds it, so it can verify without another secret);
+- else the status hook of the message's link (``routing.status_hook_for``);
+- else nowhere: recorded ``skipped``.
+
+An MO's media are added to the body at delivery: signed expiring URLs (``media_urls``), or
+inline base64 for routes with ``media = "inline"``. One attempt per lease
+(``HookSender.deliver``); the outcome is written back with the lease token, so a worker that
+lost its lease cannot overwrite the new holder's result. Delivered, retry at a time (exponential
+backoff with jitter) or dead after ``max_age``: dead letters wait for ``mm7 relay retry|drop``.
+
+At most ``max_in_flight`` events are leased at once (default: the hooks' concurrency added up,
+plus ``callback_concurrency``); the hook's own ``concurrency`` bounds requests to it. Ordered
+hooks get one event per sender at a time, oldest first (the store's lease query).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import functools
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from yarl import URL
+
+from mm7.service.config import RelayHook, RelaySettings
+from mm7.service.relay.hooks import DeliveryOutcome, HookSender, next_step
+from mm7.service.relay.media_urls import MediaUrls
+from mm7.service.relay.routing import status_hook_for
+from mm7.service.store.base import Store
+from mm7.service.store.outbox import RelayItem, RelayKind
+from mm7.transport.link import Secret
+
+__all__ = ["RelayWorker"]
+
+log = structlog.get_logger("mm7.service.relay.worker")
+
+#: what an attempt ended as, for metrics: delivered, retry, dead, skipped
+OutcomeHook = Callable[[str, str], None]
+
+
+class RelayWorker:
+    """Delivers the store's relay outbox to hooks (module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: RelaySettings,
+        *,
+        api_key_secret: Callable[[str], Secret | None] = lambda name: None,
+        media_urls: MediaUrls | None = None,
+        sender: HookSender | None = None,
+        owner: str | None = None,
+        max_in_flight: int | None = None,
+        callback_concurrency: int = 8,
+        callback_timeout: float = 10.0,
+        poll_interval: float = 1.0,
+        lease_ttl: timedelta = timedelta(minutes=5),
+        on_outcome: OutcomeHook | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self._api_key_secret = api_key_secret
+        self.media_urls = media_urls
+        self.sender = sender if sender is not None else HookSender(settings=settings)
+        self._own_sender = sender is None
+        self.owner = owner or f"relay-{secrets.token_hex(4)}"
+        self.max_in_flight = max_in_flight or (
+            sum(max(1, h.concurrency) for h in settings.hooks) + callback_concurrency
+        )
+        self.callback_concurrency = callback_concurrency
+        self.callback_timeout = callback_timeout
+        self.poll_interval = poll_interval
+        self.lease_ttl = lease_ttl
+        self._on_outcome = on_outcome
+        self._ordered = frozenset(h.name for h in settings.hooks if h.ordered)
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: dict[int, tuple[asyncio.Task[None], RelayItem]] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the leasing loop in the background."""
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name=f"mm7-relay-{self.owner}")
+
+    def wake(self) -> None:
+        """Look for due events now (after a commit that queued one)."""
+        self._wake.set()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop leasing; in-flight deliveries get ``grace`` seconds, the rest give leases back."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        pending = [task for task, _ in self._in_flight.values()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        for _, item in list(self._in_flight.values()):
+            with contextlib.suppress(Exception):
+                await self.store.release_relay(item)
+        self._in_flight.clear()
+        if self._own_sender:
+            await self.sender.close()
+
+    async def idle(self, timeout: float = 10.0) -> None:
+        """Wait until nothing is in flight (for tests and tools)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._in_flight and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                leased = await self.run_once()
+            except Exception:
+                log.exception("mm7.relay.lease_failed")
+                leased = 0
+            if self._stopping:
+                break
+            if leased == 0 or len(self._in_flight) >= self.max_in_flight:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    async def run_once(self) -> int:
+        """Lease what is due (up to the free slots) and start delivering it; how many."""
+        free = self.max_in_flight - len(self._in_flight)
+        if free <= 0:
+            return 0
+        items = await self.store.lease_relay(
+            self.owner, free, self.lease_ttl, ordered_hooks=self._ordered
+        )
+        for item in items:
+            task = asyncio.create_task(self._handle(item))
+            self._in_flight[item.id] = (task, item)
+            task.add_done_callback(functools.partial(self._done, item.id))
+        return len(items)
+
+    def _done(self, key: int, _task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(key, None)
+        self._wake.set()  # a slot is free, and an ordered sender's next event may be due
+
+    # -- one event -------------------------------------------------------------------------
+
+    def _target(self, item: RelayItem) -> RelayHook | str | None:
+        """The hook to POST to, an error text (retried), or None (nowhere to send)."""
+        if item.hook is not None:
+            try:
+                return self.settings.hook(item.hook)
+            except KeyError:
+                return f"no hook named {item.hook!r} in the configuration"
+        if item.callback_url is not None:
+            secret = self._api_key_secret(item.api_key) if item.api_key else None
+            if secret is None:
+                return f"API key {item.api_key!r} is not configured: cannot sign the callback"
+            host = URL(item.callback_url).host or "callback"
+            return RelayHook(
+                name=f"callback:{host}",
+                url=item.callback_url,
+                secret=secret,
+                concurrency=self.callback_concurrency,
+                timeout=self.callback_timeout,
+            )
+        name = status_hook_for(self.settings, item.link)
+        if name is None:
+            return None
+        try:
+            return self.settings.hook(name)
+        except KeyError:
+            return f"no hook named {name!r} in the configuration"
+
+    async def _body(self, item: RelayItem, inline: bool) -> dict[str, Any]:
+        body = dict(item.event)
+        if item.kind is not RelayKind.MO:
+            return body
+        media: list[dict[str, Any]] = []
+        for part in item.parts:
+            entry: dict[str, Any] = {
+                "index": part.position,
+                "content_type": part.content_type,
+                "content_id": part.content_id,
+                "filename": part.content_location,
+                "size": part.size,
+                "sha256": part.sha256,
+            }
+            if inline:
+                blob = await self.store.get_media(part.sha256)
+                if blob is None:
+                    raise LookupError(f"media {part.sha256} of MO {item.source_id} is missing")
+                entry["data_base64"] = base64.b64encode(blob.data).decode("ascii")
+            elif self.media_urls is not None and item.source_id is not None:
+                entry["url"] = self.media_urls.url(item.source_id, part.position)
+            media.append(entry)
+        body["media"] = media
+        return body
+
+    async def _handle(self, item: RelayItem) -> None:
+        bound = log.bind(relay_id=item.id, kind=item.kind.value, key=item.idempotency_key)
+        try:
+            target = self._target(item)
+            if target is None:
+                await self.store.relay_outcome(item, "skipped", error="no callback_url or hook")
+                self._count("none", "skipped")
+                return
+            if isinstance(target, str):
+                await self._failed_without_attempt(item, target)
+                return
+            body = await self._body(item, inline=item.media == "inline")
+            outcome = await self.sender.deliver(
+                target,
+                body,
+                idempotency_key=item.idempotency_key,
+                attempt=item.attempt,
+                first_attempt_at=item.first_attempt_at,
+            )
+            step = outcome.step
+            if step == "delivered":
+                await self.store.relay_outcome(
+                    item, "delivered", attempted_at=outcome.at, http_status=outcome.status
+                )
+                self._count(target.name, "delivered")
+            elif step == "dead":
+                await self.store.relay_outcome(
+                    item, "dead", attempted_at=outcome.at, http_status=outcome.status,
+                    error=outcome.error,
+                )  # fmt: skip
+                self._count(target.name, "dead")
+            else:
+                await self.store.relay_outcome(
+                    item, "retry", attempted_at=outcome.at, retry_at=step[1],
+                    http_status=outcome.status, error=outcome.error,
+                )  # fmt: skip
+                self._count(target.name, "retry")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            bound.exception("mm7.relay.handle_failed")
+            with contextlib.suppress(Exception):
+                await self._failed_without_attempt(item, f"{type(exc).__name__}: {exc}"[:300])
+
+    async def _failed_without_attempt(self, item: RelayItem, error: str) -> None:
+        """A failure before any POST (configuration, missing media): retried like a failed POST."""
+        now = self.sender.clock.now()
+        first = item.first_attempt_at or now
+        pending = DeliveryOutcome("none", item.idempotency_key, item.attempt, False, None,
+                                  error, now, "dead")  # fmt: skip
+        step = next_step(pending, first, item.attempt, now, self.settings)
+        log.warning("mm7.relay.not_sent", relay_id=item.id, error=error)
+        if step == "dead" or step == "delivered":
+            await self.store.relay_outcome(item, "dead", attempted_at=now, error=error)
+            self._count("none", "dead")
+        else:
+            await self.store.relay_outcome(
+                item, "retry", attempted_at=now, retry_at=step[1], error=error
+            )
+            self._count("none", "retry")
+
+    def _count(self, hook: str, outcome: str) -> None:
+        if self._on_outcome is not None:
+            self._on_outcome(hook, outcome)
