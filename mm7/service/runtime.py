@@ -144,6 +144,7 @@ class Gateway:
             api_key_secret=config.api.key_secret,
             media_urls=media_urls,
             poll_interval=self.poll_interval,
+            lease_ttl=self.lease_ttl or RelayWorker.default_lease_ttl(config.relay),
             on_outcome=self.metrics.observe_relay,
         )
         await relay.start()

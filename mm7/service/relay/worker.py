@@ -71,7 +71,7 @@ class RelayWorker:
         callback_concurrency: int = 8,
         callback_timeout: float = 10.0,
         poll_interval: float = 1.0,
-        lease_ttl: timedelta = timedelta(minutes=5),
+        lease_ttl: timedelta | None = None,
         on_outcome: OutcomeHook | None = None,
     ) -> None:
         self.store = store
@@ -87,13 +87,20 @@ class RelayWorker:
         self.callback_concurrency = callback_concurrency
         self.callback_timeout = callback_timeout
         self.poll_interval = poll_interval
-        self.lease_ttl = lease_ttl
+        self.lease_ttl = lease_ttl or self.default_lease_ttl(settings)
         self._on_outcome = on_outcome
         self._ordered = frozenset(h.name for h in settings.hooks if h.ordered)
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._in_flight: dict[int, tuple[asyncio.Task[None], RelayItem]] = {}
+
+    @staticmethod
+    def default_lease_ttl(settings: RelaySettings) -> timedelta:
+        """Long enough for the slowest hook's timeout a few times over (a minute at least):
+        a lease must outlive its attempt, and a crashed worker's leases come back after it."""
+        slowest = max((h.timeout for h in settings.hooks), default=10.0)
+        return timedelta(seconds=max(60.0, 3 * slowest))
 
     # -- lifecycle -------------------------------------------------------------------------
 
