@@ -19,7 +19,7 @@ def _demo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_demo_shows_the_whole_mt_path(tmp_path: Path) -> None:
+def test_demo_shows_the_whole_mt_path_and_an_mo_relayed(tmp_path: Path) -> None:
     done = _demo("--json", "--timeout", "60", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.strip().splitlines()
@@ -29,8 +29,11 @@ def test_demo_shows_the_whole_mt_path(tmp_path: Path) -> None:
     assert summary["submit_status"] == {"code": 1000, "text": "Success"}
     assert summary["delivery_report_status"] == "Retrieved"
     assert summary["recipient_status"] == "delivered"
+    assert sorted(summary["status_events"]) == ["delivery_report:delivered", "status:submitted"]
+    assert summary["mo_id"] and summary["mo_text"] == "Thanks! Here is mine."
+    assert summary["mo_media_bytes"] > 1000
     text = "\n".join(lines[:-1])
-    for step in ("1. ", "2. ", "3. ", "4. ", "5. "):
+    for step in ("1. ", "2. ", "3. ", "4. ", "5. ", "6. ", "7. ", "8. "):
         assert step in text
     assert "image/jpeg" in text and "SubmitRsp 1000" in text
     assert list(tmp_path.iterdir()) == []  # the store was temporary

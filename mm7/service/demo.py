@@ -1,4 +1,4 @@
-"""`mm7 demo`: the whole MT path in one command, for a newcomer.
+"""`mm7 demo`: the whole MT path, and an MO relayed to an application, in one command.
 
 In one process, on loopback ports the system picks and a temporary SQLite store:
 
@@ -8,12 +8,19 @@ In one process, on loopback ports the system picks and a temporary SQLite store:
    simulator's reports routed to its inbound endpoint;
 3. one MMS (a small JPEG made with Pillow, and a text) POSTed to ``/v1/messages``;
 4. the SubmitRsp (the recipient ``submitted`` with its MM7 MessageID), then the final delivery
-   report correlated to it (``delivered``), both read back through ``GET /v1/messages/{id}``.
+   report correlated to it (``delivered``), both read back through ``GET /v1/messages/{id}``;
+5. the status events of that message POSTed to its ``callback_url`` (a small application on
+   another loopback port) by the relay, signed with the API key's secret and verified there;
+6. the handset answering: the simulator originates a DeliverReq (text and a photo), the gateway
+   stores it before DeliverRsp 1000 and relays it to the application's hook
+   (``[relay.hooks.demo-app]``), which verifies the signature and fetches the photo through its
+   signed media URL.
 
 Each step is printed as it happens. Exit 0 only when the whole path worked, 1 with the reason
 otherwise (bounded by ``timeout`` seconds). With ``json_output`` the last stdout line is one JSON
 object: ``ok``, ``message_id``, ``mm7_message_id``, ``submit_status``, ``delivery_report_status``,
-``recipient``, ``recipient_status``, ``elapsed_seconds`` and, on failure, ``error``.
+``recipient``, ``recipient_status``, ``status_events``, ``mo_id``, ``mo_text``, ``mo_media_bytes``,
+``elapsed_seconds`` and, on failure, ``error``.
 """
 
 from __future__ import annotations
@@ -68,6 +75,17 @@ listen = "127.0.0.1:0"
 name = "demo"
 key = "{key}"
 
+[relay]
+initial_backoff = "0.2s"
+max_backoff = "1s"
+
+[relay.hooks.demo-app]
+url = "http://127.0.0.1:{hook_port}/hook"
+secret = "{hook_secret}"
+
+[relay.default_route]
+hook = "demo-app"
+
 [store]
 backend = "sqlite"
 path = "{db}"
@@ -111,7 +129,10 @@ def run_demo(*, json_output: bool = False, timeout: float = 30.0) -> int:
         print(f"mm7 demo: FAILED: {summary['error']}", file=sys.stderr, flush=True)
     else:
         summary["ok"] = True
-        _step("done: the MMS went API -> store -> dispatcher -> MMSC -> handset -> report")
+        _step(
+            "done: the MMS went API -> store -> dispatcher -> MMSC -> handset -> report -> "
+            "application, and the handset's MMS went MMSC -> gateway -> store -> application"
+        )
     if json_output:
         print(json.dumps(summary), flush=True)
     return 0 if summary["ok"] else 1
@@ -148,12 +169,23 @@ async def _path(folder: Path, summary: dict[str, Any]) -> None:
     mmsc_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     mmsc_sock.bind(("127.0.0.1", 0))
     mmsc_port = mmsc_sock.getsockname()[1]
+    hook_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    hook_sock.bind(("127.0.0.1", 0))
+    hook_port = hook_sock.getsockname()[1]
     key = secrets.token_urlsafe(24)
+    hook_secret = secrets.token_urlsafe(24)
     config_path = folder / "gateway.toml"
     config_path.write_text(
-        DEMO_CONFIG.format(mmsc_port=mmsc_port, key=key, db=(folder / "mm7.sqlite").as_posix()),
+        DEMO_CONFIG.format(
+            mmsc_port=mmsc_port,
+            key=key,
+            hook_port=hook_port,
+            hook_secret=hook_secret,
+            db=(folder / "mm7.sqlite").as_posix(),
+        ),
         encoding="utf-8",
     )
+    application = _Application({"/hook": hook_secret.encode(), "/status": key.encode()})
     config = load_config(config_path, env={})
     configure_logging(config.logging.level, config.logging.json)
 
@@ -166,7 +198,11 @@ async def _path(folder: Path, summary: dict[str, Any]) -> None:
         announce=lambda line: _step("   " + line),
     )
     sim_runner: web.AppRunner | None = None
+    app_runner: web.AppRunner | None = None
     try:
+        app_runner = web.AppRunner(application.app(), handle_signals=False, access_log=None)
+        await app_runner.setup()
+        await web.SockSite(app_runner, hook_sock).start()
         summary["waiting_for"] = "the gateway to start"
         await gateway.start()
         assert gateway.inbound_url is not None and gateway.api_url is not None
@@ -202,6 +238,7 @@ async def _path(folder: Path, summary: dict[str, Any]) -> None:
                 }
             ],
             "delivery_report": True,
+            "callback_url": f"http://127.0.0.1:{hook_port}/status",
         }
         headers = {"Authorization": f"Bearer {key}"}
         api = gateway.api_url
@@ -265,13 +302,97 @@ async def _path(folder: Path, summary: dict[str, Any]) -> None:
             )
             if recipient["status"] != "delivered":
                 raise DemoFailed(f"the final report says {recipient['status']}, not delivered")
+
+            summary["waiting_for"] = "the status events at the callback_url"
+            await application.wait(lambda: len(application.events("/status")) >= 2)
+            kinds = [f"{e['type']}:{e['status']}" for e in application.events("/status")]
+            summary["status_events"] = kinds
+            _step(
+                f"6. the relay POSTed the message's status events to its callback_url "
+                f"(signature checked with the API key): {', '.join(kinds)}"
+            )
+
+            summary["waiting_for"] = "the MO to reach the application"
+            control = f"http://127.0.0.1:{mmsc_port}/control/mo"
+            mo_body = {
+                "to": "12345",
+                "from": RECIPIENT,
+                "text": "Thanks! Here is mine.",
+                "media": [{"data": base64.b64encode(image).decode("ascii"), "filename": "me.jpg"}],
+            }
+            async with http.post(control, json=mo_body) as rsp:
+                delivery = await rsp.json()
+            if delivery.get("status_code") != 1000:
+                raise DemoFailed(f"the gateway answered the DeliverReq with {delivery}")
+            _step(
+                f"7. the handset {RECIPIENT} sent an MMS to 12345: the simulator's DeliverReq "
+                f"was stored, then answered DeliverRsp {delivery['status_code']}"
+            )
+            await application.wait(lambda: bool(application.events("/hook")))
+            mo = application.events("/hook")[0]
+            (photo,) = [m for m in mo["media"] if m["content_type"].startswith("image/")]
+            async with http.get(photo["url"]) as rsp:
+                fetched = await rsp.read()
+            if rsp.status != 200 or fetched != image:
+                raise DemoFailed(f"the MO's media URL answered {rsp.status}")
+            summary.update(mo_id=mo["id"], mo_text=mo["text"], mo_media_bytes=len(fetched))
+            _step(
+                f"8. the relay POSTed it to the application's hook (signature verified): "
+                f"MO {mo['id']} from {mo['from']}: {mo['text']!r}, {len(mo['slides'])} slide(s); "
+                f"the photo ({len(fetched)} bytes) fetched through its signed URL"
+            )
         summary.pop("waiting_for", None)
         await sim_app[SIMULATOR].dlr.idle()
     finally:
         await gateway.stop()
         if sim_runner is not None:
             await sim_runner.cleanup()
+        if app_runner is not None:
+            await app_runner.cleanup()
         mmsc_sock.close()
+        hook_sock.close()
+
+
+class _Application:
+    """The demo's application: verifies each POST's signature with the secret of its path."""
+
+    def __init__(self, secrets_by_path: dict[str, bytes]) -> None:
+        self._secrets = secrets_by_path
+        self._events: dict[str, list[dict[str, Any]]] = {p: [] for p in secrets_by_path}
+        self._keys: set[str] = set()
+        self._arrived = asyncio.Event()
+
+    def app(self) -> Any:
+        from aiohttp import web
+
+        app = web.Application()
+        for path in self._secrets:
+            app.router.add_post(path, self._handle)
+        return app
+
+    async def _handle(self, request: Any) -> Any:
+        from aiohttp import web
+
+        from mm7.service.relay.signing import SIGNATURE_HEADER, verify
+
+        body = await request.read()
+        secret = self._secrets[request.path]
+        if not verify(secret, request.headers.get(SIGNATURE_HEADER, ""), body, now=time.time()):
+            return web.Response(status=401, text="bad signature")
+        key = request.headers.get("Idempotency-Key", "")
+        if key not in self._keys:  # at least once: a repeat is acknowledged, not counted
+            self._keys.add(key)
+            self._events[request.path].append(json.loads(body))
+            self._arrived.set()
+        return web.Response(status=204)
+
+    def events(self, path: str) -> list[dict[str, Any]]:
+        return self._events[path]
+
+    async def wait(self, done: Any) -> None:
+        while not done():
+            self._arrived.clear()
+            await self._arrived.wait()
 
 
 async def _wait(http: Any, url: str, done: Any) -> dict[str, Any]:
