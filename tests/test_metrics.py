@@ -8,6 +8,7 @@ test builds its own GatewayMetrics (its own registry): nothing leaks between tes
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mm7.core.status import MMStatus
 from mm7.service.health import Health, links_check, store_check
 from mm7.service.metrics import GatewayMetrics
-from mm7.service.store import NewMessage, SqliteStore
+from mm7.service.store import MoRelay, NewMessage, NewMo, SqliteStore
 from mm7.transport.classify import Verdict
 from mm7.transport.client import MM7Client
 from mm7.transport.errors import MM7ClientError
@@ -232,6 +233,25 @@ async def test_queue_depth_and_store_counters_come_from_the_store(store: SqliteS
     found = await scrape(m)
     assert value(found, "mm7_queue_depth", link="carrier-a") is None
     assert value(found, "mm7_store_up") == 0
+
+
+async def test_relay_events_by_status_come_from_the_store(store: SqliteStore) -> None:
+    m = GatewayMetrics()
+    m.track_store(store, ["carrier-a"])
+    assert value(await scrape(m), "mm7_relay_events", status="pending") is None
+    relay = MoRelay(hook="app", route="default", media="url", event={"type": "mo"})
+    for n in range(3):
+        await store.store_mo(NewMo("carrier-a", f"t{n}", None, {}, relay=relay))
+    (item,) = await store.lease_relay("w", 1, timedelta(seconds=60))
+    assert await store.relay_outcome(item, "dead", error="HTTP 500")
+    found = await scrape(m)
+    assert value(found, "mm7_relay_events", status="pending") == 2
+    assert value(found, "mm7_relay_events", status="dead") == 1
+    m.observe_relay("app", "dead")
+    m.observe_relay("callback:app.example", "delivered")
+    found = await scrape(m)
+    assert value(found, "mm7_relay_attempts_total", hook="app", outcome="dead") == 1
+    assert value(found, "mm7_relay_attempts_total", hook="callback", outcome="delivered") == 1
 
 
 # --- the endpoints ------------------------------------------------------------------------------

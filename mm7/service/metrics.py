@@ -23,6 +23,8 @@ Series (``link`` is the configured link name):
 ``mm7_link_breaker_state``                 gauge      link (0 closed, 1 half-open, 2 open)
 ``mm7_link_in_flight``                     gauge      link (requests on the wire now)
 ``mm7_store_up``                           gauge      (1 when the store answered the scrape)
+``mm7_relay_events``                       gauge      status (relay events by status: pending,
+                                                      delivered, dead, dropped, skipped)
 ``mm7_store_commits_total``                counter    (store transactions committed)
 ``mm7_store_writes_total``                 counter    (write operations they carried)
 ``mm7_store_failed_writes_total``          counter    (write operations that failed)
@@ -86,6 +88,8 @@ class _StoreLike(Protocol):
 
     async def queue_depth(self, link: str | None = None) -> int: ...
 
+    async def relay_counts(self) -> dict[str, int]: ...
+
 
 def _code_label(code: int | None) -> str:
     """A status code as a label; anything not a plausible MM7/HTTP code is "other" (bounded)."""
@@ -116,6 +120,7 @@ class _TrackedStore:
     links: tuple[str, ...]
     depths: dict[str, int]
     up: bool | None = None
+    relay: dict[str, int] | None = None
 
 
 class _StateCollector(Collector):
@@ -152,11 +157,18 @@ class _StateCollector(Collector):
         commits = CounterMetricFamily("mm7_store_commits", "Store transactions committed.")
         writes = CounterMetricFamily("mm7_store_writes", "Store write operations committed.")
         failed = CounterMetricFamily("mm7_store_failed_writes", "Store write operations failed.")
+        relay = GaugeMetricFamily(
+            "mm7_relay_events",
+            "Relay events to applications by status (pending, delivered, dead, ...).",
+            labels=["status"],
+        )
         for tracked in owner._stores:
             for name, value in sorted(tracked.depths.items()):
                 depth.add_metric([name], value)
             if tracked.up is not None:
                 up.add_metric([], 1 if tracked.up else 0)
+            for status, count in sorted((tracked.relay or {}).items()):
+                relay.add_metric([status], count)
             try:
                 stats = tracked.store.stats()
             except Exception as exc:  # a scrape never fails on a store error
@@ -171,6 +183,7 @@ class _StateCollector(Collector):
             yield commits
             yield writes
             yield failed
+            yield relay
 
 
 class GatewayMetrics:
@@ -319,13 +332,14 @@ class GatewayMetrics:
                 tracked.depths = {}
                 tracked.up = False
             else:
-                tracked.depths = depths
+                tracked.depths, tracked.relay = depths
                 tracked.up = True
 
     @staticmethod
-    async def _depths(tracked: _TrackedStore) -> dict[str, int]:
+    async def _depths(tracked: _TrackedStore) -> tuple[dict[str, int], dict[str, int]]:
         values = await asyncio.gather(*(tracked.store.queue_depth(n) for n in tracked.links))
-        return dict(zip(tracked.links, values, strict=True))
+        relay = await tracked.store.relay_counts()
+        return dict(zip(tracked.links, values, strict=True)), relay
 
     # -- exposition ----------------------------------------------------------------------------
 
