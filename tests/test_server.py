@@ -264,6 +264,21 @@ async def test_handler_may_return_the_full_response(aiohttp_server: ServerFactor
     assert rsp.transaction_id == message.transaction_id  # echoed even so
 
 
+async def test_on_answer_sees_each_operation_and_the_status_answered(
+    aiohttp_server: ServerFactory,
+) -> None:
+    seen: list[tuple[str, int]] = []
+    recorder = Recorder()
+    config = InboundConfig(peers=OPEN, on_answer=lambda op, code: seen.append((op, code)))
+    server = await start(aiohttp_server, recorder, config=config)
+    url = server.make_url("/mm7")
+    await post_message(url, request_message("DeliverReq", "REL-6-MM7-1-4"))
+    recorder.answer = HandlerError(4006, "busy")
+    await post_message(url, request_message("DeliveryReportReq", "REL-6-MM7-1-4", tid="t2"))
+    await post(url, b"<not-xml", "text/xml")
+    assert seen == [("DeliverReq", 1000), ("DeliveryReportReq", 4006), ("unreadable", 2007)]
+
+
 async def test_health_route(aiohttp_server: ServerFactory) -> None:
     server = await start(aiohttp_server)
     async with aiohttp.ClientSession() as s, s.get(server.make_url("/healthz")) as resp:

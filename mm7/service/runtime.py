@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ssl
 import sys
 from collections.abc import Callable, Mapping
@@ -161,9 +162,10 @@ class Gateway:
             wake=relay.wake,
             on_stored=self.metrics.observe_mo,
         )
-        inbound = create_inbound_app(
-            config.inbound_config(), reports.handlers(on_deliver=ingest.on_deliver)
+        inbound_config = dataclasses.replace(
+            config.inbound_config(), on_answer=self.metrics.observe_inbound
         )
+        inbound = create_inbound_app(inbound_config, reports.handlers(on_deliver=ingest.on_deliver))
         tls = config.inbound.tls
         ssl_context = None
         if tls is not None:

@@ -80,6 +80,9 @@ from mm7.transport.wirelog import SECRET_HEADERS, wire_entry
 
 log = structlog.get_logger("mm7.transport.server")
 
+#: (operation, status code) of the answer, kept on the request for ``InboundConfig.on_answer``
+_ANSWERED = web.RequestKey("mm7_inbound_answered", tuple)
+
 #: carrier/aggregator routing headers passed to handlers as ``carrier_id`` (ANCHORS quirk 38)
 CARRIER_ID_HEADERS = (
     "X-Carrier-Id",
@@ -212,6 +215,9 @@ class InboundConfig:
     health_path: str | None = "/healthz"
     #: how answers are written before a peer is known (authentication refusals, oversize)
     dialect: Dialect = STRICT_3GPP
+    #: called once per decoded-or-refused request with (operation, MM7 status code answered);
+    #: operation "unreadable" for a body that did not decode (metrics hook)
+    on_answer: Callable[[str, int], None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):
@@ -364,6 +370,12 @@ class MM7Inbound:
                 ),
             )
         response = await self._answer(request, peer, identity, body, content_type, bound)
+        answered = request.get(_ANSWERED)
+        if answered is not None and self.config.on_answer is not None:
+            try:
+                self.config.on_answer(*answered)
+            except Exception:
+                bound.exception("mm7.inbound.on_answer_failed")
         if peer.wire_log:
             bound.info(
                 "mm7.wire",
@@ -395,6 +407,7 @@ class MM7Inbound:
                 bound = bound.bind(transaction_id=echo.transaction_id)
             status = Status.of(exc.status_code, _details(str(exc)))
             bound.warning("mm7.inbound.refused", status=status.code, reason=str(exc))
+            request[_ANSWERED] = ("unreadable", status.code)
             return self._fault_response(dialect, echo, status, dialect.fault_http_status)
 
         message = decoded.message
@@ -418,6 +431,7 @@ class MM7Inbound:
         if refusal is not None or handler is None or route is None:
             status = refusal or Status.of(3000)
             bound.warning("mm7.inbound.refused", status=status.code, reason=status.details)
+            request[_ANSWERED] = (decoded.operation, status.code)
             return self._status_response(peer, echo, route[1] if route else None, status)
         assert isinstance(message, Request)
 
@@ -451,6 +465,7 @@ class MM7Inbound:
             duplicate=duplicate,
             leniencies=list(decoded.leniencies),
         )
+        request[_ANSWERED] = (decoded.operation, status.code)
         if rsp is not None and status.is_success:
             return self._encode_response(dialect, reply_to(echo, rsp), 200)
         return self._status_response(peer, echo, route[1], status)
