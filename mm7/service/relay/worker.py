@@ -122,15 +122,19 @@ class RelayWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        pending = [task for task, _ in self._in_flight.values()]
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=grace)
+        in_flight = dict(self._in_flight)
+        late: set[asyncio.Task[None]] = set()
+        if in_flight:
+            _, late = await asyncio.wait([t for t, _ in in_flight.values()], timeout=grace)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        for _, item in list(self._in_flight.values()):
-            with contextlib.suppress(Exception):
-                await self.store.release_relay(item)
+        # a cancelled delivery may have reached the hook: released, it is sent again under the
+        # same Idempotency-Key (at least once), due now rather than after its lease expires
+        for task, item in in_flight.values():
+            if task in late:
+                with contextlib.suppress(Exception):
+                    await self.store.release_relay(item)
         self._in_flight.clear()
         if self._own_sender:
             await self.sender.close()

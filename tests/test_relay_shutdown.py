@@ -1,0 +1,48 @@
+"""Stopping the relay worker while a hook hangs: the unfinished delivery is handed back at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from mm7.service.config import RelayHook, RelaySettings
+from mm7.service.relay.worker import RelayWorker
+from mm7.service.store import MoRelay, NewMo, RelayStatus, SqliteStore
+from mm7.transport.link import Secret
+
+Server = Callable[..., Awaitable[Any]]
+
+
+async def test_stop_releases_a_delivery_cut_short(aiohttp_server: Server, tmp_path: Path) -> None:
+    arrived = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        arrived.set()
+        await asyncio.sleep(30)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hang)
+    server = await aiohttp_server(app)
+    hook = RelayHook("app", str(server.make_url("/hook")), Secret("s"), timeout=60)
+    settings = RelaySettings(hooks=(hook,))
+    store = await SqliteStore.open(tmp_path / "gw.db")
+    try:
+        relay = MoRelay(hook="app", route="default", media="url", event={"type": "mo"})
+        await store.store_mo(NewMo("link", "t1", None, {}, relay=relay))
+        worker = RelayWorker(store, settings, lease_ttl=timedelta(hours=1))
+        assert await worker.run_once() == 1
+        await asyncio.wait_for(arrived.wait(), 10)
+        await worker.stop(grace=0.05)
+        (event,) = await store.relay_events()
+        assert event.status is RelayStatus.PENDING and event.attempts == 0
+        # due now for the next worker, not after the hour-long lease
+        (again,) = await store.lease_relay("next", 5, timedelta(seconds=60))
+        assert again.id == event.id and again.attempt == 1
+    finally:
+        await store.close()
