@@ -831,12 +831,7 @@ class SqliteStore(SqliteRelayOps):
         }
 
         def op(conn: sqlite3.Connection) -> DeliveryReportResult:
-            rows = conn.execute(
-                "SELECT id, message_id, address_key, status FROM recipients"
-                " WHERE link=? AND mm7_message_id=? ORDER BY id",
-                (link, mm7_message_id),
-            ).fetchall()
-            matches = [r for r in rows if r[2] == key] or (rows if len(rows) == 1 else [])
+            rows, matches = _correlate(conn, link, mm7_message_id, key)
             message_id = rows[0][1] if rows else None
             recipient_id: int | None = None
             status: RecipientStatus | None = None
@@ -928,12 +923,7 @@ class SqliteStore(SqliteRelayOps):
                 "status_text": status_text, **(dict(details) if details else {})}  # fmt: skip
 
         def op(conn: sqlite3.Connection) -> str | None:
-            rows = conn.execute(
-                "SELECT id, message_id, address_key FROM recipients"
-                " WHERE link=? AND mm7_message_id=? ORDER BY id",
-                (link, mm7_message_id),
-            ).fetchall()
-            matches = [r for r in rows if r[2] == key] or (rows if len(rows) == 1 else [])
+            _, matches = _correlate(conn, link, mm7_message_id, key)
             message_id: str | None = None
             if matches:
                 message_id = matches[0][1]
@@ -1080,6 +1070,23 @@ class SqliteStore(SqliteRelayOps):
 
 
 # -- helpers shared by the write operations (run on the writer thread) ------------------------
+
+
+def _correlate(
+    conn: sqlite3.Connection, link: str, mm7_message_id: str, address_key: str
+) -> tuple[list[Any], list[Any]]:
+    """Recipients sent under (link, MessageID), and those a report on ``address_key`` means.
+
+    The recipient whose normalised address matches; failing that, when the MessageID names
+    exactly one recipient, that one (MMSCs spell addresses their own way).
+    """
+    rows = conn.execute(
+        "SELECT id, message_id, address_key, status FROM recipients"
+        " WHERE link=? AND mm7_message_id=? ORDER BY id",
+        (link, mm7_message_id),
+    ).fetchall()
+    matches = [r for r in rows if r[2] == address_key] or (rows if len(rows) == 1 else [])
+    return rows, matches
 
 
 def _finish(
