@@ -6,7 +6,9 @@ every operation and checks that the server never fails (5xx), answers only docum
 codes and content types, and that every JSON body matches its documented schema (all the
 default checks except "schema-valid data is accepted", see the test). Media URLs are
 never fetched here (generated URLs would leave the machine): the app gets a fetcher that refuses
-every URL, which the API answers as a documented 422.
+every URL, which the API answers as a documented 422. The store starts with relay events (a dead
+letter, a pending one, a status event with a callback URL) and an opt-out, so that the relay
+endpoints answer real events, not only empty lists and 404s.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,8 @@ from schemathesis.config import SchemathesisConfig
 from mm7.service.api import OPENAPI_PATH, create_api_app
 from mm7.service.config import load_config
 from mm7.service.media_fetch import Fetched, FetchError
+from mm7.service.store.base import NewMessage, NewMo
+from mm7.service.store.outbox import MoRelay, OptOut
 from mm7.service.store.sqlite import SqliteStore
 
 from .test_api import AUTH, CONFIG, KEY, OTHER_KEY
@@ -53,6 +58,34 @@ class OfflineFetcher:
 
     async def close(self) -> None:
         return None
+
+
+async def seed_relay(store: SqliteStore) -> None:
+    """Relay events in every interesting state, and a suppressed address."""
+    for n, text in enumerate(("hello", "STOP", "again")):
+        event = {"type": "mo", "from": f"+1555000{n}", "to": ["12345"], "text": text}
+        await store.store_mo(
+            NewMo(
+                link="main",
+                transaction_id=f"seed-{n}",
+                mm7_message_id=f"MID-{n}" if n else None,
+                fields=event,
+                relay=MoRelay(hook="app", route="r", media="url", event=event),
+                opt_out=OptOut("stop", f"+1555000{n}", "STOP") if text == "STOP" else None,
+            )
+        )
+    leased = await store.lease_relay("seed", 1, timedelta(minutes=1))
+    await store.relay_outcome(leased[0], "dead", http_status=503, error="HTTP 503")
+    await store.enqueue_message(
+        NewMessage(
+            link="main",
+            fields={"api_key": "app"},
+            callback_url="https://u:p@app.example/cb?token=x",
+        ),
+        ["+15550100"],
+    )
+    [item] = await store.lease("main", "seed", 1, timedelta(minutes=1))
+    await store.complete(item, "MMSC-1", 1000, "Success")
 
 
 class ServerThread:
@@ -99,6 +132,7 @@ class ServerThread:
         )
         config = load_config(path, env={})
         store = await SqliteStore.open(config.store.path)
+        await seed_relay(store)
         runner = web.AppRunner(create_api_app(config, store, fetcher=OfflineFetcher()))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

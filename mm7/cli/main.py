@@ -605,6 +605,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": service_cli.cmd_serve,
     "send": service_cli.cmd_send,
     "demo": service_cli.cmd_demo,
+    "relay": service_cli.cmd_relay,
 }
 
 

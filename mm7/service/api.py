@@ -6,7 +6,10 @@ Endpoints (the OpenAPI document ``mm7/service/openapi.json`` is served at ``/ope
 <key>``. Everything is checked, URL media fetched and the presentation built BEFORE anything is
 written; the answer comes only after ``store.enqueue_message`` returned, i.e. after the commit:
 
-* ``202 {"id": ..., "status": "queued"}`` and ``Location: /v1/messages/{id}``: created.
+* ``202 {"id": ..., "status": "queued"}`` and ``Location: /v1/messages/{id}``: created. When
+  some recipients opted out (they sent a stop word, see ``[relay] stop_words``) the answer adds
+  ``"suppressed": ["+1555...", ...]``: those are stored with status ``suppressed`` and never
+  sent; the others are queued.
 * ``200 {"id": ..., "status": "duplicate"}``: the idempotency key (body ``idempotency_key`` or
   header ``Idempotency-Key``) was seen before from the same API key; the original id, nothing
   created. Keys are scoped per API key (stored as ``"<key name>:<key>"``) so two applications
@@ -25,7 +28,9 @@ Errors are JSON ``{"error": {"field": "to[1]" | null, "message": "..."}}``:
   unknown ``link`` (named), recipients without a route or routed to different links, a media URL
   refused or failing (``media[0].url``: loopback/private target, scheme, size, time, HTTP
   status), a part whose bytes are not what it claims (``media[1]``), slides or SMIL that do not
-  fit the items.
+  fit the items, an unknown ``reply_to`` (or a ``link``/``linked_id`` contradicting it), every
+  recipient on the suppression list (``to``, or ``to[0]`` for one given in an array: the message
+  says the recipient opted out and that sending START lifts it).
 
 No error writes anything (the store is only called once everything passed).
 
@@ -39,9 +44,16 @@ overrides the server's), ``slides`` (array of ``{"duration_ms", "visual", "text"
 SMIL: reference media by their file name, the text as ``text.txt``), ``link``, ``delivery_report``,
 ``read_reply``, ``priority`` (low/normal/high), ``expiry`` and ``earliest_delivery`` (an ISO 8601
 date-time or an xsd duration such as ``P1D``, in the future), ``service_code``, ``linked_id``,
-``callback_url``, ``idempotency_key``. Text or media is required. Without ``link`` every
-recipient is routed with ``config.route`` (prefix rules, then the default link); recipients on
-different links are refused (send one message per link).
+``callback_url``, ``idempotency_key``, ``reply_to``. Text or media is required. Without
+``link`` every recipient is routed with ``config.route`` (prefix rules, then the default link);
+recipients on different links are refused (send one message per link).
+
+``reply_to`` answers an MO: the ``id`` of the relayed ``mo`` event. The gateway loads the MO and
+sends on its link, sets ``linked_id`` to the MO's MM7 MessageID when the MMSC sent one, else to
+its TransactionID (LinkedID must reference the MO as the MMSC knows it; without a MessageID the
+TransactionID is the identifier the MMSC gave it), and ``to`` / ``from`` default to the MO's
+sender / first recipient (the short code). ``to`` is required only without ``reply_to``. See
+``mm7.service.api_relay`` for the details.
 
 The presentation: the text becomes a ``text/plain; charset=utf-8`` item placed right after the
 first image/video (so it shares that slide), else first; slides follow the default rule of
@@ -77,7 +89,8 @@ link's profile first). ``fields`` is exactly::
                                        #   an xsd duration "P1D" (message.expires_at is absolute)
       "earliest_delivery": str | null, # EarliestDeliveryTime, same forms (not_before absolute)
       "service_code": str | null,      # null: the link's service_code
-      "linked_id": str | null,
+      "linked_id": str | null,         # given, or the MO's MessageID/TransactionID (reply_to)
+      "reply_to": str | null,          # the MO id this message answers
       "presentation": {
         "layout": "portrait",          # mm7.content.model.Layout value
         "slides": [                    # mm7.content.model.Slide; references are Content-IDs;
@@ -92,6 +105,13 @@ link's profile first). ``fields`` is exactly::
 
 ``GET /v1/messages/{id}`` answers the message (``message_view``): overall status, per recipient
 status with the MM7 MessageID, attempts and last status, the parts and the history of events.
+
+Relay operations (``mm7.service.api_relay``)
+--------------------------------------------
+``GET /v1/relay/events``, ``GET /v1/relay/events/{id}``, ``POST /v1/relay/events/{id}/retry``,
+``POST /v1/relay/events/{id}/drop``, ``POST /v1/relay/retry-dead``, ``GET /v1/relay/counts`` and
+``GET /v1/suppressions``: inspect and replay the relay's dead letters and read the opt-out list.
+Operator tools: any configured API key may use them (there are no roles yet).
 
 Kannel/Mbuni ``sendmms``
 ------------------------
@@ -122,6 +142,7 @@ from mm7.content.model import MediaItem, Slide
 from mm7.content.parts import ContentError, PartError, Source, make_items, text_source
 from mm7.content.smil import SmilError
 from mm7.core.sniff import sniff
+from mm7.service.api_relay import RelayApi, apply_reply, suppressed_error
 from mm7.service.api_validate import (
     FIELDS,
     ApiError,
@@ -132,7 +153,8 @@ from mm7.service.api_validate import (
 )
 from mm7.service.config import ApiKey, GatewayConfig
 from mm7.service.media_fetch import Fetcher, FetchError, MediaFetcher
-from mm7.service.store.base import MediaPart, MessageRecord, NewMessage, Store
+from mm7.service.store.base import EnqueueResult, MediaPart, MessageRecord, NewMessage, Store
+from mm7.service.store.outbox import AllSuppressedError
 
 __all__ = ["OPENAPI_PATH", "create_api_app", "message_view"]
 
@@ -170,6 +192,7 @@ def create_api_app(
     app.router.add_post("/v1/messages", post_message)
     app.router.add_get("/v1/messages/{id}", get_message)
     app.router.add_get("/openapi.json", openapi)
+    RelayApi(store).add_routes(app.router)
     for path in _SENDMMS_PATHS:
         app.router.add_route("GET", path, sendmms)
         app.router.add_route("POST", path, sendmms)
@@ -270,14 +293,14 @@ async def post_message(request: web.Request) -> web.Response:
             "expected application/json, multipart/form-data or "
             f"application/x-www-form-urlencoded, got {mime or 'none'}",
         )
-    message_id, created = await _submit(request.app, parsed, key, source="api")
-    if not created:
+    result = await _submit(request.app, parsed, key, source="api")
+    message_id = result.message_id
+    if not result.created:
         return web.json_response({"id": message_id, "status": "duplicate"}, status=200)
-    return web.json_response(
-        {"id": message_id, "status": "queued"},
-        status=202,
-        headers={"Location": f"/v1/messages/{message_id}"},
-    )
+    answer: dict[str, Any] = {"id": message_id, "status": "queued"}
+    if result.suppressed:
+        answer["suppressed"] = list(result.suppressed)
+    return web.json_response(answer, status=202, headers={"Location": f"/v1/messages/{message_id}"})
 
 
 async def get_message(request: web.Request) -> web.Response:
@@ -328,8 +351,8 @@ async def sendmms(request: web.Request) -> web.Response:
     if urls:
         body["media"] = [{"url": u} for u in urls]
     parsed = parse_request(body, now=datetime.now(UTC))
-    message_id, _ = await _submit(request.app, parsed, key, source="sendmms")
-    return web.Response(status=202, text=f"Accepted: {message_id}\n")
+    result = await _submit(request.app, parsed, key, source="sendmms")
+    return web.Response(status=202, text=f"Accepted: {result.message_id}\n")
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -488,9 +511,11 @@ def _slides(
 
 async def _submit(
     app: web.Application, parsed: Request, key: ApiKey, *, source: str
-) -> tuple[str, bool]:
-    """Route, fetch, build and enqueue; returns (message id, created)."""
+) -> EnqueueResult:
+    """Answer an MO (reply_to), route, fetch, build and enqueue."""
     config = app[CONFIG_KEY]
+    if parsed.reply_to is not None:
+        await apply_reply(app[STORE_KEY], parsed)
     link = _pick_link(config, parsed)
     gathered = await _gather_media(app[FETCHER_KEY], parsed.media, config.api.max_request_bytes)
     # the text goes right after the first image or video (it shares that slide), else first
@@ -546,6 +571,7 @@ async def _submit(
         "earliest_delivery": parsed.earliest_delivery.xsd if parsed.earliest_delivery else None,
         "service_code": parsed.service_code,
         "linked_id": parsed.linked_id,
+        "reply_to": parsed.reply_to,
         "presentation": {
             "layout": presentation.layout.value,
             # exactly one of slides and smil: the builder refuses both (the SMIL has its slides)
@@ -583,8 +609,10 @@ async def _submit(
         not_before=parsed.earliest_delivery.at if parsed.earliest_delivery else None,
         callback_url=parsed.callback_url,
     )
-    result = await app[STORE_KEY].enqueue_message(message, parsed.to, parts)
-    return result.message_id, result.created
+    try:
+        return await app[STORE_KEY].enqueue_message(message, parsed.to, parts)
+    except AllSuppressedError as exc:
+        raise suppressed_error(exc.addresses, parsed, config.relay.start_words) from None
 
 
 # --------------------------------------------------------------------------- views

@@ -62,6 +62,7 @@ FIELDS = frozenset(
         "linked_id",
         "callback_url",
         "idempotency_key",
+        "reply_to",
     }
 )
 
@@ -129,6 +130,10 @@ class Request:
     linked_id: str | None = None
     callback_url: str | None = None
     idempotency_key: str | None = None
+    #: the id of an MO this message answers (``to``/``from``/``link``/``linked_id`` come from it)
+    reply_to: str | None = None
+    #: ``to`` was given as an array (an error about its one address names ``to[0]``, not ``to``)
+    to_array: bool = True
 
 
 def _bad(field_name: str | None, message: str, status: int = 400) -> ApiError:
@@ -366,6 +371,9 @@ def _slides(value: Any, media_count: int, has_text: bool) -> list[SlideInput] | 
 def parse_request(body: Any, *, now: datetime, media: list[MediaInput] | None = None) -> Request:
     """Check a decoded request body (module docstring); ApiError names the first bad field.
 
+    ``to`` may be left out only with ``reply_to`` (``Request.to`` is then empty: the API fills
+    in the MO's sender once it has loaded the MO).
+
     ``media`` replaces the body's ``media`` (a form's URLs and file uploads, already collected).
     """
     if not isinstance(body, dict):
@@ -373,7 +381,12 @@ def parse_request(body: Any, *, now: datetime, media: list[MediaInput] | None = 
     unknown = sorted(set(body) - FIELDS)
     if unknown:
         raise _bad(unknown[0], f"unknown field (known: {', '.join(sorted(FIELDS))})")
-    to = _recipients(body.get("to"))
+    reply_to = _opt_str(body, "reply_to")
+    if reply_to is not None and not reply_to.strip():
+        raise _bad("reply_to", "empty (the id of an MO, as in the relayed event's id)", 422)
+    # answering an MO, the recipient defaults to the MO's sender (filled in by the API)
+    to_value = body.get("to")
+    to = [] if to_value is None and reply_to is not None else _recipients(to_value)
     sender = body.get("from")
     text = _opt_str(body, "text", _MAX_TEXT)
     if text is not None and not text.strip():
@@ -420,4 +433,6 @@ def parse_request(body: Any, *, now: datetime, media: list[MediaInput] | None = 
         linked_id=_opt_str(body, "linked_id"),
         callback_url=_callback(body.get("callback_url")),
         idempotency_key=key,
+        reply_to=reply_to,
+        to_array=not isinstance(to_value, str),
     )

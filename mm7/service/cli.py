@@ -1,9 +1,14 @@
-"""`mm7 serve`, `mm7 send` and `mm7 demo`: run the gateway, submit through it, see it work.
+"""`mm7 serve`, `send`, `demo` and `relay`: run the gateway, submit through it, see it work,
+replay what its relay could not deliver.
 
     mm7 serve --config conf/gateway.toml
     mm7 send --config conf/gateway.toml --to +15551230001 --text hi --media photo.jpg
     mm7 send --config conf/gateway.toml --to-file numbers.txt --text "weekly news"
     mm7 demo [--json]
+    mm7 relay list [--status dead|pending|delivered|dropped|skipped|all] [--hook H] [--json]
+    mm7 relay retry ID... | --all-dead
+    mm7 relay drop ID...
+    mm7 relay counts
 
 ``serve`` runs until SIGTERM or SIGINT, then shuts down gracefully (``mm7.service.runtime``).
 It prints the bound addresses (and the API key of the run when one was generated) on stdout.
@@ -14,6 +19,17 @@ address is the config file's ``[api] listen`` (``--api-url`` overrides it), the 
 environment does not need the gateway's secrets. Each accepted message prints ``<recipient>
 <message id>`` on stdout; with several recipients a progress line goes to stderr. Exit status:
 0 every recipient accepted, 1 some refused (each reason on stderr), 2 a bad option or file.
+
+``relay`` works on the gateway's database directly: the ``[store]`` path of ``--config``
+[conf/gateway.toml] (only ``[store]`` is read, so no secret is needed; a relative path is
+relative to the working directory, as for the gateway). It may run while the gateway runs
+(SQLite in WAL mode lets both write; the running relay worker picks requeued events up at its
+next poll). ``list`` shows the dead letters by default (``--status all`` for every event), oldest
+first, ``--limit`` [100] at a time (``--after ID`` for the next page); ``--json`` prints the same
+objects as ``GET /v1/relay/events``. ``retry`` makes dead or dropped events pending again (their
+attempts and max_age start over), ``drop`` stops relaying dead or pending ones (kept as
+``dropped``). Exit status: 0 done, 1 some IDs could not be acted on (unknown, or in another
+state: each reason on stderr), 2 a bad option, config or database.
 
 Kept apart from ``mm7.cli.main`` (which only registers these) so aiohttp and the service load
 only when a command of theirs runs.
@@ -36,6 +52,13 @@ from mm7.transport.json_post import JSONPostError, post_json
 
 API_KEY_ENV = "MM7_API_KEY"
 DEFAULT_API = "127.0.0.1:8000"
+DEFAULT_CONFIG = Path("conf/gateway.toml")
+DEFAULT_STORE = "var/mm7.sqlite"
+# the values of mm7.service.store.outbox's RelayStatus / RelayKind (not imported: argparse setup
+# must not load the service; tests/test_relay_cli.py checks that they agree)
+RELAY_STATUSES = ("pending", "delivered", "dead", "dropped", "skipped")
+RELAY_KINDS = ("mo", "status", "delivery_report", "read_reply")
+_MAX_EVENT_ID = 2**63 - 1
 
 
 class ServiceCliError(MM7Error):
@@ -87,6 +110,43 @@ def add_parsers(sub: Any) -> None:
     t.add_argument("--media", action="extend", nargs="+", default=[], type=Path, metavar="FILE")
     t.add_argument("--link", help="the link to send on (default: routing by recipient)")
     t.add_argument("--delivery-report", action="store_true", default=None)
+
+    _add_relay_parser(sub)
+
+
+def _add_relay_parser(sub: Any) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help=f"the gateway TOML file, for its [store] path (default {DEFAULT_CONFIG})",
+    )
+    r = sub.add_parser("relay", help="list, retry and drop relay events (dead letters)")
+    actions = r.add_subparsers(dest="relay_command", required=True, metavar="ACTION")
+    ls = actions.add_parser("list", parents=[common], help="show relay events (dead by default)")
+    ls.add_argument(
+        "--status",
+        choices=[*RELAY_STATUSES, "all"],
+        default="dead",
+        help="which events (default dead)",
+    )
+    ls.add_argument("--hook", help="only this hook's events")
+    ls.add_argument("--kind", choices=RELAY_KINDS, help="only events of this kind")
+    ls.add_argument("--after", type=_event_id_or_zero, default=0, metavar="ID", help="paging")
+    ls.add_argument(
+        "--limit", type=_limit, default=100, metavar="N", help="at most N events (default 100)"
+    )
+    ls.add_argument("--json", action="store_true", help="a JSON array (as the API answers)")
+    rt = actions.add_parser(
+        "retry", parents=[common], help="make dead or dropped events pending again"
+    )
+    rt.add_argument("ids", nargs="*", type=_event_id, metavar="ID")
+    rt.add_argument("--all-dead", action="store_true", help="every dead event")
+    dr = actions.add_parser("drop", parents=[common], help="stop relaying dead or pending events")
+    dr.add_argument("ids", nargs="+", type=_event_id, metavar="ID")
+    ct = actions.add_parser("counts", parents=[common], help="how many events per status")
+    ct.add_argument("--json", action="store_true", help="one JSON object")
 
 
 # --------------------------------------------------------------------------- serve
@@ -282,3 +342,188 @@ def _reason(raw: bytes) -> str:
         return f"{field}: {error['message']}" if field else str(error["message"])
     except (ValueError, KeyError, TypeError, AttributeError):
         return raw.decode("utf-8", "replace")[:200]
+
+
+# --------------------------------------------------------------------------- relay
+
+
+def _event_id(text: str) -> int:
+    value = text.strip()
+    if not (value.isascii() and value.isdigit() and 0 < int(value) <= _MAX_EVENT_ID):
+        raise argparse.ArgumentTypeError(f"expected a relay event id (a number), got {text!r}")
+    return int(value)
+
+
+def _event_id_or_zero(text: str) -> int:
+    return 0 if text.strip() == "0" else _event_id(text)
+
+
+def _limit(text: str) -> int:
+    value = text.strip()
+    if not (value.isascii() and value.isdigit() and 0 < int(value) <= 100_000):
+        raise argparse.ArgumentTypeError(f"expected a number from 1 to 100000, got {text!r}")
+    return int(value)
+
+
+def _store_path(config: Path) -> Path:
+    """The SQLite database named by the config's ``[store]`` (nothing else is read)."""
+    try:
+        data = tomllib.loads(config.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ServiceCliError(f"--config {config}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ServiceCliError(f"--config {config}: not valid TOML: {exc}") from None
+    store = data.get("store", {})
+    if not isinstance(store, dict):
+        raise ServiceCliError(f"--config {config}: store: expected a table")
+    backend = store.get("backend", "sqlite")
+    if backend != "sqlite":
+        raise ServiceCliError(
+            f"--config {config}: store.backend is {backend!r}; mm7 relay works on sqlite only"
+        )
+    path = store.get("path", DEFAULT_STORE)
+    if not isinstance(path, str) or not path:
+        raise ServiceCliError(f"--config {config}: store.path: expected a file name")
+    db = Path(path)
+    if not db.is_file():
+        raise ServiceCliError(
+            f"no database at {db} (store.path of {config}; relative to the working directory): "
+            "has the gateway run here?"
+        )
+    return db
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    """``mm7 relay list|retry|drop|counts`` on the config's database (module docstring)."""
+    import asyncio
+
+    if args.relay_command == "retry" and bool(args.ids) == bool(args.all_dead):
+        raise ServiceCliError("give the IDs of the events to retry, or --all-dead (not both)")
+    db = _store_path(args.config)
+    return asyncio.run(_relay(args, db))
+
+
+async def _relay(args: argparse.Namespace, db: Path) -> int:
+    import sqlite3
+
+    from mm7.service.store.base import StoreError
+    from mm7.service.store.sqlite import SqliteStore
+
+    try:
+        store = await SqliteStore.open(db)
+    except (StoreError, sqlite3.Error, OSError) as exc:
+        raise ServiceCliError(f"cannot open the database {db}: {exc}") from None
+    try:
+        action = {
+            "list": _relay_list,
+            "retry": _relay_retry,
+            "drop": _relay_drop,
+            "counts": _relay_counts,
+        }[args.relay_command]
+        return await action(store, args)
+    except sqlite3.Error as exc:
+        raise ServiceCliError(f"the database {db}: {exc}") from None
+    finally:
+        await store.close()
+
+
+async def _relay_list(store: Any, args: argparse.Namespace) -> int:
+    from mm7.service.api_relay import relay_event_view
+    from mm7.service.store.outbox import RelayKind, RelayStatus
+
+    records = await store.relay_events(
+        status=None if args.status == "all" else RelayStatus(args.status),
+        hook=args.hook,
+        kind=RelayKind(args.kind) if args.kind else None,
+        after_id=args.after,
+        limit=args.limit,
+    )
+    views = [relay_event_view(r) for r in records]
+    if args.json:
+        print(json.dumps(views, indent=2, ensure_ascii=False))
+    elif not views:
+        which = "" if args.status == "all" else f"{args.status} "
+        print(f"no {which}relay events")
+    else:
+        rows = [("ID", "STATUS", "KIND", "HOOK", "TRIES", "HTTP", "UPDATED", "SOURCE", "ERROR")]
+        for v in views:
+            rows.append(
+                (
+                    str(v["id"]),
+                    v["status"],
+                    v["kind"],
+                    v["hook"] or v["callback_url"] or "-",
+                    str(v["attempts"]),
+                    str(v["last_http_status"] or "-"),
+                    v["updated_at"] or "-",
+                    v["source_id"] or "-",
+                    _flat(v["last_error"] or "-", 80),
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+        for row in rows:
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+            print("  ".join([*cells, row[-1]]))
+    if len(records) == args.limit:
+        print(f"mm7 relay list: more may follow: --after {records[-1].id}", file=sys.stderr)
+    return 0
+
+
+async def _relay_retry(store: Any, args: argparse.Namespace) -> int:
+    if args.all_dead:
+        count = await store.requeue_relay(None)
+        print(f"requeued {count} dead relay event{'' if count == 1 else 's'}")
+        return 0
+    return await _relay_each(store, args.ids, "retry")
+
+
+async def _relay_drop(store: Any, args: argparse.Namespace) -> int:
+    return await _relay_each(store, args.ids, "drop")
+
+
+async def _relay_each(store: Any, ids: list[int], action: str) -> int:
+    from mm7.service.api_relay import DROPPABLE, RETRYABLE
+
+    allowed, states, done = (
+        (RETRYABLE, "dead or dropped", "requeued")
+        if action == "retry"
+        else (DROPPABLE, "dead or pending", "dropped")
+    )
+    failed = 0
+    for event_id in dict.fromkeys(ids):
+        record = await store.get_relay_event(event_id)
+        changed = 0
+        if record is not None and record.status in allowed:
+            changed = await (
+                store.requeue_relay([event_id])
+                if action == "retry"
+                else store.drop_relay([event_id])
+            )
+        if changed:
+            print(f"{done} {event_id}", flush=True)
+            continue
+        failed += 1
+        if record is None:
+            reason = "no such relay event"
+        else:
+            now = await store.get_relay_event(event_id) or record
+            reason = f"it is {now.status.value}; only {states} events can be {done}"
+        print(f"mm7 relay {action}: {event_id}: {reason}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+async def _relay_counts(store: Any, args: argparse.Namespace) -> int:
+    from mm7.service.api_relay import relay_counts_view
+
+    counts = relay_counts_view(await store.relay_counts())
+    if args.json:
+        print(json.dumps(counts))
+    else:
+        for status, count in counts.items():
+            print(f"{status} {count}")
+    return 0
+
+
+def _flat(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
