@@ -58,7 +58,14 @@ async def store_mo(
     """An MO as the inbound endpoint stores it, with its relay event; its id."""
     global _mo_counter
     _mo_counter += 1
-    event = {"type": "mo", "link": link, "from": sender, "to": [to], "text": text}
+    event = {
+        "type": "mo",
+        "link": link,
+        "from": sender,
+        "to": [to],
+        "text": text,
+        "opt_out": opt_out.action if opt_out is not None else None,
+    }
     result = await gw.store.store_mo(
         NewMo(
             link=link,
@@ -483,7 +490,21 @@ async def test_reply_to_refusals_write_nothing(gw: Gateway) -> None:
     assert status == 202
 
 
-async def test_reply_to_an_opted_out_sender_is_refused(gw: Gateway) -> None:
+async def test_an_opted_out_sender_gets_one_confirmation_and_nothing_else(gw: Gateway) -> None:
+    earlier = await store_mo(gw, sender="+15550009", text="hello")
     mo = await stop(gw, "+15550009")
-    message = await gw.refused({"reply_to": mo, "text": "you are unsubscribed"}, 422, "to")
+    # a reply to any other MO of theirs is refused: they opted out
+    message = await gw.refused({"reply_to": earlier, "text": "still there?"}, 422, "to")
     assert "opted out" in message
+    # a reply to the STOP itself is the confirmation carriers expect: sent once
+    status, first = await gw.post({"reply_to": mo, "text": "You are unsubscribed."})
+    assert status == 202 and "suppressed" not in first
+    record = await gw.store.get_message(first["id"])
+    assert record is not None and [r.status.value for r in record.recipients] == ["queued"]
+    status, again = await gw.post({"reply_to": mo, "text": "You are REALLY unsubscribed."})
+    assert status == 200 and again == {"id": first["id"], "status": "duplicate"}
+    # only a reply to the one who sent STOP alone is a confirmation: here they are skipped
+    status, other = await gw.post(
+        {"reply_to": mo, "to": ["+15550009", "+15550010"], "text": "x", "idempotency_key": "k2"}
+    )
+    assert status == 202 and other["suppressed"] == ["+15550009"]

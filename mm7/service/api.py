@@ -142,7 +142,12 @@ from mm7.content.model import MediaItem, Slide
 from mm7.content.parts import ContentError, PartError, Source, make_items, text_source
 from mm7.content.smil import SmilError
 from mm7.core.sniff import sniff
-from mm7.service.api_relay import RelayApi, apply_reply, suppressed_error
+from mm7.service.api_relay import (
+    RelayApi,
+    apply_reply,
+    is_opt_out_confirmation,
+    suppressed_error,
+)
 from mm7.service.api_validate import (
     FIELDS,
     ApiError,
@@ -514,8 +519,13 @@ async def _submit(
 ) -> EnqueueResult:
     """Answer an MO (reply_to), route, fetch, build and enqueue."""
     config = app[CONFIG_KEY]
+    confirmation = False
     if parsed.reply_to is not None:
-        await apply_reply(app[STORE_KEY], parsed)
+        mo = await apply_reply(app[STORE_KEY], parsed)
+        confirmation = is_opt_out_confirmation(mo, parsed)
+        if confirmation:
+            # one confirmation per STOP: a repeat answers 200 with the first one's id
+            parsed.idempotency_key = f"opt-out-confirmation:{mo.id}"
     link = _pick_link(config, parsed)
     gathered = await _gather_media(app[FETCHER_KEY], parsed.media, config.api.max_request_bytes)
     # the text goes right after the first image or video (it shares that slide), else first
@@ -608,6 +618,7 @@ async def _submit(
         expires_at=parsed.expiry.at if parsed.expiry else None,
         not_before=parsed.earliest_delivery.at if parsed.earliest_delivery else None,
         callback_url=parsed.callback_url,
+        allow_suppressed=confirmation,
     )
     try:
         return await app[STORE_KEY].enqueue_message(message, parsed.to, parts)

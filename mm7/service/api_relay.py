@@ -67,7 +67,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from mm7.service.api_validate import ApiError, Request, check_address
-from mm7.service.store.base import MoRecord, Store
+from mm7.service.store.base import MoRecord, Store, normalize_address
 from mm7.service.store.outbox import RelayKind, RelayRecord, RelayStatus, Suppression
 
 __all__ = [
@@ -363,6 +363,18 @@ async def apply_reply(store: Store, parsed: Request) -> MoRecord:
             # None (not usable) leaves the link's sender_address
             parsed.sender = _mo_address(recipients[0], "from")
     return mo
+
+
+def is_opt_out_confirmation(mo: MoRecord, parsed: Request) -> bool:
+    """A reply to a STOP MO sent only to its sender: the one confirmation carriers expect.
+
+    It goes out although the sender is now suppressed; the API gives it the idempotency key
+    ``opt-out-confirmation:<mo id>`` so that an application cannot send a second one.
+    """
+    sender = mo.fields.get("from")
+    if mo.fields.get("opt_out") != "stop" or not isinstance(sender, str):
+        return False
+    return [normalize_address(a) for a in parsed.to] == [normalize_address(sender)]
 
 
 def suppressed_error(

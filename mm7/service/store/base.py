@@ -207,6 +207,9 @@ class NewMessage:
     expires_at: datetime | None = None
     not_before: datetime | None = None
     callback_url: str | None = None
+    #: send even to recipients on the suppression list: only for the confirmation of an
+    #: opt-out (a reply to the STOP message itself, see mm7.service.api_relay)
+    allow_suppressed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

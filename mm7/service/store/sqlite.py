@@ -457,7 +457,7 @@ class SqliteStore(SqliteRelayOps):
                 if row is not None:
                     return EnqueueResult(row[0], False)
             keys = [normalize_address(a) for a in recipients]
-            blocked = suppressed_keys(conn, keys)
+            blocked = set() if message.allow_suppressed else suppressed_keys(conn, keys)
             if blocked and all(k in blocked for k in keys):
                 raise AllSuppressedError(tuple(recipients))
             queued = sum(1 for k in keys if k not in blocked)
