@@ -61,11 +61,23 @@ def _addresses(values: tuple[Address, ...]) -> list[str]:
     return [a.value for a in values if not a.display_only]
 
 
+def _decode(data: bytes, charset: str | None) -> str:
+    """``data`` as text in ``charset``; UTF-8 (replacing what is not) when no codec decodes it.
+
+    The label comes from the MMSC: one no codec knows ("unknown-8bit"), a bytes codec ("hex")
+    or one refusing "replace" ("idna") must not make the MO unstorable.
+    """
+    try:
+        return data.decode(charset or "utf-8", "replace")
+    except (LookupError, UnicodeError):
+        return data.decode("utf-8", "replace")
+
+
 def _text_of(presentation: Presentation) -> str | None:
     texts: list[str] = []
     for item in presentation.items:
         if item.media_type == "text/plain":
-            texts.append(item.data.decode(item.charset or "utf-8", "replace"))
+            texts.append(_decode(item.data, item.charset))
     return "\n".join(texts) if texts else None
 
 

@@ -4,8 +4,9 @@ A route matches when every criterion it names matches (criteria it leaves empty 
 anything); the first matching route wins, else ``[relay.default_route]``, else none (the MO is
 stored as ``unrouted`` and answered 1000 all the same: the MMSC must not retry it forever).
 
-- ``recipient_prefixes``: a recipient's digits start with one of them ('+' ignored);
-- ``short_codes``: a recipient is exactly one of them;
+- ``recipient_prefixes``: a recipient's number starts with one of them ('+', spaces, dashes,
+  ``tel:`` and ``/TYPE=PLMN`` ignored; an e-mail address never matches);
+- ``short_codes``: a recipient is exactly one of them (``/TYPE=...`` ignored);
 - ``service_codes``: the MO's ServiceCode (a vendor element some MMSCs add) is one of them;
 - ``applic_ids``: its ApplicID or ReplyApplicID is one of them;
 - ``keywords``: the first word of its text, upper-cased, is one of them;
@@ -50,8 +51,22 @@ def first_word(text: str | None) -> str | None:
     return word or None
 
 
+_TYPE_SUFFIX = re.compile(r"/TYPE=[^/]*$", re.IGNORECASE)
+_NUMBER = re.compile(r"\+?[0-9][0-9 ().-]*")
+
+
+def _bare(address: str) -> str:
+    """``address`` without its ``/TYPE=...`` suffix (any case) and surrounding blanks."""
+    return _TYPE_SUFFIX.sub("", address.strip()).strip()
+
+
 def _digits(address: str) -> str:
-    return re.sub(r"[^0-9]", "", address.split("/TYPE=", 1)[0])
+    """The digits of a phone number ("tel:" allowed); "" for anything else (an e-mail address's
+    digits are not a number: "4915fan@example.com" must not match prefix 4915)."""
+    text = _bare(address)
+    if text[:4].lower() == "tel:":
+        text = text[4:]
+    return re.sub(r"[^0-9]", "", text) if _NUMBER.fullmatch(text) else ""
 
 
 def _matches(match: RouteMatch, mo: MoFacts) -> bool:
@@ -62,7 +77,7 @@ def _matches(match: RouteMatch, mo: MoFacts) -> bool:
         if not any(_digits(r).startswith(p) for r in mo.recipients for p in prefixes):
             return False
     if match.short_codes:
-        bare = {r.split("/TYPE=", 1)[0].strip() for r in mo.recipients}
+        bare = {_bare(r) for r in mo.recipients}
         if not bare & set(match.short_codes):
             return False
     if match.service_codes and mo.service_code not in match.service_codes:

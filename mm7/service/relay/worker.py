@@ -171,13 +171,21 @@ class RelayWorker:
             self.owner, free, self.lease_ttl, ordered_hooks=self._ordered
         )
         for item in items:
+            previous = self._in_flight.get(item.id)
+            if previous is not None:
+                # our earlier lease of it expired before that delivery ended (it waited behind
+                # the hook's concurrency limit): the new lease wins. The old attempt could only
+                # record a stale outcome, and sent as well it would be a duplicate.
+                previous[0].cancel()
             task = asyncio.create_task(self._handle(item))
             self._in_flight[item.id] = (task, item)
             task.add_done_callback(functools.partial(self._done, item.id))
         return len(items)
 
-    def _done(self, key: int, _task: asyncio.Task[None]) -> None:
-        self._in_flight.pop(key, None)
+    def _done(self, key: int, task: asyncio.Task[None]) -> None:
+        entry = self._in_flight.get(key)
+        if entry is not None and entry[0] is task:  # not the delivery that replaced it
+            del self._in_flight[key]
         self._wake.set()  # a slot is free, and an ordered sender's next event may be due
 
     # -- one event -------------------------------------------------------------------------
