@@ -337,6 +337,8 @@ async def test_mo_duplicates_are_detected_per_link(store: SqliteStore, clock: Ma
     assert same_msg == same_txn == first.__class__(first.mo_id, True)
     other_link = await store.store_mo(NewMo("mmsc2", "T1", "M1", {"text": "hello"}))
     assert not other_link.duplicate
+    # a recycled TransactionID with a new MessageID is a new message, even within the window
+    assert not (await store.store_mo(NewMo("mmsc1", "T1", "M2", {}))).duplicate
     # a recycled TransactionID long after is a new message; a MessageID never is
     clock.advance(timedelta(days=8))
     assert not (await store.store_mo(NewMo("mmsc1", "T1", None, {}))).duplicate

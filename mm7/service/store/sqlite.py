@@ -1007,9 +1007,10 @@ class SqliteStore(SqliteRelayOps):
     async def store_mo(self, mo: NewMo) -> MoResult:
         """Commit a DeliverReq with its media before DeliverRsp 1000 is sent.
 
-        A duplicate (same MessageID from the same link ever, or same TransactionID from the
-        same link within ``mo_duplicate_window``: MMSCs recycle TransactionID counters) returns
-        the first one's id with ``duplicate=True`` and writes nothing.
+        A duplicate (same MessageID from the same link ever; without a MessageID, same
+        TransactionID from the same link within ``mo_duplicate_window``: MMSCs recycle
+        TransactionID counters) returns the first one's id with ``duplicate=True`` and writes
+        nothing.
 
         In the same transaction: the relay event to ``mo.relay``'s hook (none: the MO is kept
         as ``unrouted``) and the opt-out change ``mo.opt_out`` (STOP / START).
@@ -1026,7 +1027,9 @@ class SqliteStore(SqliteRelayOps):
                     "SELECT id FROM mo_messages WHERE link=? AND mm7_message_id=?",
                     (mo.link, mo.mm7_message_id),
                 ).fetchone()
-            if row is None and mo.transaction_id is not None:
+            # a MessageID decides alone: MMSCs recycle TransactionIDs, so an MO with a new
+            # MessageID is new even when its TransactionID was seen this week
+            if mo.mm7_message_id is None and mo.transaction_id is not None:
                 row = conn.execute(
                     "SELECT id FROM mo_messages WHERE link=? AND transaction_id=?"
                     " AND received_at>=? ORDER BY received_at DESC LIMIT 1",
