@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from datetime import timedelta
 
 import pytest
 
@@ -97,37 +98,52 @@ async def test_any_seen() -> None:
     assert not await any_seen(store, [])
 
 
-def test_keys_of_a_deliver_are_its_transaction_id() -> None:
+def test_a_deliver_is_keyed_by_transaction_id_sender_and_date() -> None:
     deliver = message("DeliverReq")
     assert isinstance(deliver, DeliverReq)
     (key,) = dedupe_keys("mmsc", deliver)
     assert deliver.transaction_id in key and "mmsc" in key
+    assert dedupe_keys("mmsc", dataclasses.replace(deliver)) == (key,)  # a retry
     assert dedupe_keys("mmsc", dataclasses.replace(deliver, transaction_id="")) == ()
-    assert dedupe_keys("other", deliver) != dedupe_keys("mmsc", deliver)
+    assert dedupe_keys("other", deliver) != (key,)
+    # a recycled TransactionID on another handset's message, or a later one: not a duplicate
+    other = dataclasses.replace(deliver.sender, value="+15550199")
+    assert dedupe_keys("mmsc", dataclasses.replace(deliver, sender=other)) != (key,)
+    assert deliver.timestamp is not None
+    later = dataclasses.replace(deliver, timestamp=deliver.timestamp + timedelta(minutes=5))
+    assert dedupe_keys("mmsc", later) != (key,)
 
 
 def test_reports_are_keyed_by_message_recipient_and_status() -> None:
     report = message("DeliveryReportReq")
     assert isinstance(report, DeliveryReportReq)
-    tid_key, report_key = dedupe_keys("mmsc", report)
+    (report_key,) = dedupe_keys("mmsc", report)
     retry = dataclasses.replace(report, transaction_id="new-tid")
-    assert dedupe_keys("mmsc", retry)[1] == report_key  # same report, new TransactionID
+    assert dedupe_keys("mmsc", retry) == (report_key,)  # same report, new TransactionID
     retrieved = dataclasses.replace(retry, mm_status=MMStatus.RETRIEVED)
     forwarded = dataclasses.replace(retry, mm_status=MMStatus.FORWARDED)
-    assert dedupe_keys("mmsc", retrieved)[1] != dedupe_keys("mmsc", forwarded)[1]
+    assert dedupe_keys("mmsc", retrieved) != dedupe_keys("mmsc", forwarded)
     raw = dataclasses.replace(retry, mm_status_raw="Delivered")
-    assert dedupe_keys("mmsc", raw)[1] != report_key
+    assert dedupe_keys("mmsc", raw) != (report_key,)
     other = dataclasses.replace(report, recipient=dataclasses.replace(report.recipient, value="+1"))
-    assert dedupe_keys("mmsc", other)[1] != report_key
+    assert dedupe_keys("mmsc", other) != (report_key,)
+    # another report that recycles the TransactionID is not taken for this one
+    recycled = dataclasses.replace(other, transaction_id=report.transaction_id)
+    assert set(dedupe_keys("mmsc", recycled)).isdisjoint({report_key})
 
 
 def test_read_replies_are_keyed_apart_from_reports() -> None:
     reply = message("ReadReplyReq")
     assert isinstance(reply, ReadReplyReq)
-    keys = dedupe_keys("mmsc", reply)
-    assert len(keys) == 2
-    deleted = dataclasses.replace(reply, transaction_id="t2", mm_status=ReadStatus.DELETED)
-    assert dedupe_keys("mmsc", deleted)[1] != keys[1]
+    (key,) = dedupe_keys("mmsc", reply)
+    deleted = dataclasses.replace(reply, mm_status=ReadStatus.DELETED)
+    assert dedupe_keys("mmsc", deleted) != (key,)
+    assert dedupe_keys("mmsc", dataclasses.replace(reply, transaction_id="t2")) == (key,)
+
+
+def test_other_requests_are_keyed_by_transaction_id() -> None:
+    cancel = message("CancelReq")
+    assert dedupe_keys("mmsc", cancel) == (f"mmsc\x1ftid\x1f{cancel.transaction_id}",)
 
 
 async def test_keyed_locks_serialise_holders_of_a_shared_key_and_clean_up() -> None:

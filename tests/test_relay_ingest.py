@@ -314,6 +314,22 @@ async def test_a_retried_deliver_req_is_answered_1000_and_relayed_once(
     assert rig.wakes == [1]
 
 
+async def test_a_recycled_transaction_id_from_another_handset_is_a_new_mo(
+    rig: Rig, aiohttp_server: Server
+) -> None:
+    assert await rig.send(deliver("tx-7", "first", sender="+15550101")) == 1000
+    assert await rig.send(deliver("tx-7", "second", sender="+15550102")) == 1000
+    # and through a restarted endpoint, where only the store can tell
+    server = await aiohttp_server(rig.inbound_app())
+    other = MM7Client(LinkConfig(name="mmsc", url=str(server.make_url("/mm7"))))
+    async with other:
+        third = (await other.send(deliver("tx-7", "third", sender="+15550103"))).status.code
+    assert third == 1000
+    texts = sorted(e["text"] for e in await rig.mo_events())
+    assert texts == ["first", "second", "third"]
+    assert rig.count("mo_messages") == 3
+
+
 async def test_stop_suppresses_the_sender_and_start_lifts_it(rig: Rig) -> None:
     sender = "+15550002"
     assert await rig.send(deliver("tx-stop", " Stop. ", sender=sender)) == 1000

@@ -339,6 +339,12 @@ async def test_mo_duplicates_are_detected_per_link(store: SqliteStore, clock: Ma
     assert not other_link.duplicate
     # a recycled TransactionID with a new MessageID is a new message, even within the window
     assert not (await store.store_mo(NewMo("mmsc1", "T1", "M2", {}))).duplicate
+    # without MessageIDs the fingerprint (sender, date, subject) tells a retry from a recycle
+    fp = await store.store_mo(NewMo("mmsc1", "T5", None, {}, fingerprint="a"))
+    assert (await store.store_mo(NewMo("mmsc1", "T5", None, {}, fingerprint="a"))) == (
+        fp.__class__(fp.mo_id, True)
+    )
+    assert not (await store.store_mo(NewMo("mmsc1", "T5", None, {}, fingerprint="b"))).duplicate
     # a recycled TransactionID long after is a new message; a MessageID never is
     clock.advance(timedelta(days=8))
     assert not (await store.store_mo(NewMo("mmsc1", "T1", None, {}))).duplicate

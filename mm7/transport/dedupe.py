@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Protocol, runtime_checkable
 
-from mm7.core.model import DeliveryReportReq, Message, ReadReplyReq
+from mm7.core.model import DeliverReq, DeliveryReportReq, Message, ReadReplyReq
 
 #: separates the fields of a key (not a character that survives XML parsing as text)
 _SEP = "\x1f"
@@ -107,23 +107,33 @@ def _key(peer: str, kind: str, *fields: str) -> str:
 def dedupe_keys(peer: str, message: Message) -> tuple[str, ...]:
     """The keys that identify ``message`` from ``peer``; a retry matches at least one.
 
-    - ``peer + TransactionID`` for every request (when it has one);
-    - for DeliveryReportReq, ``peer + MessageID + recipient + MMStatus``: one message gets
-      several reports (Forwarded, then Retrieved), which are not duplicates of each other;
-    - for ReadReplyReq, ``peer + MessageID + recipient + read status``.
+    MMSCs recycle small TransactionID counters, so a TransactionID alone would make a new
+    message with a recycled one a "duplicate" and drop it. Each key therefore holds what a
+    retry repeats and a different message does not:
 
-    DeliverReq carries no MessageID, so only its TransactionID identifies a retry.
+    - DeliveryReportReq: ``MessageID + recipient + MMStatus`` (one message gets several
+      reports, Forwarded then Retrieved, which are not duplicates of each other);
+    - ReadReplyReq: ``MessageID + recipient + read status``;
+    - DeliverReq (no MessageID in the schema): ``TransactionID + sender + Date + Subject``;
+    - any other request: its TransactionID.
     """
-    keys: list[str] = []
-    if message.transaction_id:
-        keys.append(_key(peer, "tid", message.transaction_id))
     if isinstance(message, DeliveryReportReq) and message.message_id:
         status = message.mm_status_raw or str(message.mm_status)
-        keys.append(_key(peer, "dr", message.message_id, message.recipient.value, status))
-    elif isinstance(message, ReadReplyReq) and message.message_id:
+        return (_key(peer, "dr", message.message_id, message.recipient.value, status),)
+    if isinstance(message, ReadReplyReq) and message.message_id:
         status = message.mm_status_raw or str(message.mm_status)
-        keys.append(_key(peer, "rr", message.message_id, message.recipient.value, status))
-    return tuple(keys)
+        return (_key(peer, "rr", message.message_id, message.recipient.value, status),)
+    if not message.transaction_id:
+        return ()
+    if isinstance(message, DeliverReq):
+        date = message.timestamp.isoformat() if message.timestamp is not None else ""
+        return (
+            _key(
+                peer, "mo", message.transaction_id, message.sender.value, date,
+                message.subject or "",
+            ),
+        )  # fmt: skip
+    return (_key(peer, "tid", message.transaction_id),)
 
 
 async def any_seen(store: DuplicateStore, keys: Iterable[str]) -> bool:

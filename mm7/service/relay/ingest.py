@@ -80,6 +80,7 @@ class MoIngest:
                     link=link,
                     transaction_id=content.transaction_id,
                     mm7_message_id=content.mm7_message_id,
+                    fingerprint=content.fingerprint,
                     fields=event,
                     parts=content.parts,
                     relay=relay,

@@ -21,6 +21,7 @@ order; ``text`` joins the text/plain parts. The SMIL itself is not relayed: its 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,6 +49,8 @@ class MoContent:
     facts: MoFacts
     transaction_id: str | None
     mm7_message_id: str | None
+    #: what a retry repeats and another MO with a recycled TransactionID does not
+    fingerprint: str
 
 
 def _vendor(message: DeliverReq, names: tuple[str, ...]) -> str | None:
@@ -157,4 +160,11 @@ def mo_content(ctx: InboundContext[DeliverReq], link: str, received_at: datetime
         applic_id=message.applic_id,
         reply_applic_id=message.reply_applic_id,
     )
-    return MoContent(event, parts, facts, message.transaction_id or None, mm7_message_id)
+    fingerprint = hashlib.sha256(
+        "\x1f".join(
+            (message.sender.value, _iso(message.timestamp) or "", message.subject or "")
+        ).encode("utf-8", "surrogatepass")
+    ).hexdigest()[:32]
+    return MoContent(
+        event, parts, facts, message.transaction_id or None, mm7_message_id, fingerprint
+    )

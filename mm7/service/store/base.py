@@ -336,6 +336,9 @@ class NewMo:
     mm7_message_id: str | None
     fields: JSONObject
     parts: Sequence[MediaPart] = ()
+    #: what a retry repeats besides the TransactionID (sender, date, subject); None: the
+    #: TransactionID alone decides
+    fingerprint: str | None = None
     #: the route's hook to relay it to (None: no route matched; kept as ``unrouted``)
     relay: MoRelay | None = None
     #: a stop/start word's effect on the suppression list

@@ -203,6 +203,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
             # Secrets the gateway makes for itself once (the media URL signing key) so that
             # what it signed stays valid across restarts.
+            # what a retry of an MO without MessageID repeats and another MO does not (sender,
+            # date, subject): with the TransactionID, which MMSCs recycle, it finds retries
+            "ALTER TABLE mo_messages ADD COLUMN fingerprint TEXT",
             """CREATE TABLE store_secrets (
                 name TEXT PRIMARY KEY,
                 value TEXT NOT NULL,

@@ -1008,9 +1008,9 @@ class SqliteStore(SqliteRelayOps):
         """Commit a DeliverReq with its media before DeliverRsp 1000 is sent.
 
         A duplicate (same MessageID from the same link ever; without a MessageID, same
-        TransactionID from the same link within ``mo_duplicate_window``: MMSCs recycle
-        TransactionID counters) returns the first one's id with ``duplicate=True`` and writes
-        nothing.
+        TransactionID and ``fingerprint`` from the same link within ``mo_duplicate_window``:
+        MMSCs recycle TransactionID counters) returns the first one's id with
+        ``duplicate=True`` and writes nothing.
 
         In the same transaction: the relay event to ``mo.relay``'s hook (none: the MO is kept
         as ``unrouted``) and the opt-out change ``mo.opt_out`` (STOP / START).
@@ -1032,17 +1032,20 @@ class SqliteStore(SqliteRelayOps):
             if mo.mm7_message_id is None and mo.transaction_id is not None:
                 row = conn.execute(
                     "SELECT id FROM mo_messages WHERE link=? AND transaction_id=?"
-                    " AND received_at>=? ORDER BY received_at DESC LIMIT 1",
-                    (mo.link, mo.transaction_id, since),
+                    " AND received_at>=? AND (? IS NULL OR fingerprint IS NULL OR fingerprint=?)"
+                    " ORDER BY received_at DESC LIMIT 1",
+                    (mo.link, mo.transaction_id, since, mo.fingerprint, mo.fingerprint),
                 ).fetchone()
             if row is not None:
                 return MoResult(row[0], True)
             mo_id = _new_id(now)
             conn.execute(
                 "INSERT INTO mo_messages (id, link, transaction_id, mm7_message_id, fields,"
-                " status, next_attempt_at, received_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                " status, next_attempt_at, received_at, updated_at, fingerprint)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (mo_id, mo.link, mo.transaction_id, mo.mm7_message_id, fields_json,
-                 "pending" if mo.relay is not None else "unrouted", now, now, now),
+                 "pending" if mo.relay is not None else "unrouted", now, now, now,
+                 mo.fingerprint),
             )  # fmt: skip
             self._link_parts(conn, "mo_media", "mo_id", mo_id, prepared, mo.parts, now)
             if mo.relay is not None:
