@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import socket
 import ssl
 import sys
 from collections.abc import Callable, Mapping
@@ -205,6 +206,14 @@ class Gateway:
         self.api_url = _url("http", config.api.listen, port)
         if config.relay.media_url_base is None:
             media_urls.base = self.api_url
+            if config.api.listen.host in ("0.0.0.0", "::", ""):
+                # a wildcard address is no address for an application to fetch from
+                media_urls.base = _url("http", Listen(socket.getfqdn(), port), port)
+                log.warning(
+                    "mm7.gateway.media_url_base_guessed",
+                    base=media_urls.base,
+                    hint="set [relay] media_url_base to the address applications reach",
+                )
         if metrics.enabled and metrics.listen is not None:
             port = await self._serve(
                 "metrics", self.metrics.application(metrics.path), metrics.listen, None
