@@ -12,7 +12,7 @@ from aiohttp import web
 
 from mm7.service.config import RelayHook, RelaySettings
 from mm7.service.relay.worker import RelayWorker
-from mm7.service.store import MoRelay, NewMo, RelayStatus, SqliteStore
+from mm7.service.store import ManualClock, MoRelay, NewMo, RelayStatus, SqliteStore
 from mm7.transport.link import Secret
 
 Server = Callable[..., Awaitable[Any]]
@@ -44,5 +44,30 @@ async def test_stop_releases_a_delivery_cut_short(aiohttp_server: Server, tmp_pa
         # due now for the next worker, not after the hour-long lease
         (again,) = await store.lease_relay("next", 5, timedelta(seconds=60))
         assert again.id == event.id and again.attempt == 1
+    finally:
+        await store.close()
+
+
+async def test_a_started_worker_purges_what_is_past_retain(tmp_path: Path) -> None:
+    clock = ManualClock()
+    store = await SqliteStore.open(tmp_path / "gw.db", clock=clock)
+    try:
+        relay = MoRelay(hook="app", route="default", media="url", event={"type": "mo"})
+        for tid in ("t1", "t2"):
+            await store.store_mo(NewMo("link", tid, None, {}, relay=relay))
+        first, second = await store.lease_relay("w", 5, timedelta(seconds=60))
+        assert await store.relay_outcome(first, "delivered")
+        assert await store.relay_outcome(second, "dead", error="HTTP 500")
+        clock.advance(timedelta(days=3))
+        settings = RelaySettings(retain=2 * 86400.0)
+        worker = RelayWorker(store, settings, poll_interval=0.01)
+        worker.sender.clock = clock
+        await worker.start()
+        try:
+            async with asyncio.timeout(10):
+                while await store.relay_counts() != {"dead": 1}:
+                    await asyncio.sleep(0.01)
+        finally:
+            await worker.stop()
     finally:
         await store.close()

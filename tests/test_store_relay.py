@@ -492,3 +492,25 @@ async def test_a_version_2_database_is_upgraded_and_keeps_its_data(
     conn = sqlite3.connect(db)
     assert schema_version(conn) == LATEST == 3
     conn.close()
+
+
+async def test_purge_deletes_only_finished_events_older_than_the_cutoff(
+    store: SqliteStore, clock: ManualClock
+) -> None:
+    ids = [await mo(store, f"+1555001{i}") for i in range(5)]
+    items = {i.source_id: i for i in await store.lease_relay("w", 10, TTL)}
+    assert await store.relay_outcome(items[ids[0]], "delivered")
+    assert await store.relay_outcome(items[ids[1]], "skipped")
+    assert await store.relay_outcome(items[ids[2]], "dead", error="HTTP 500")
+    assert await store.relay_outcome(items[ids[3]], "retry", retry_at=clock.now())
+    assert await store.drop_relay([items[ids[4]].id]) == 1
+    cutoff = clock.now() + timedelta(seconds=1)
+    clock.advance(timedelta(days=8))
+    assert await store.purge_relay(cutoff) == 3
+    assert await store.relay_counts() == {"dead": 1, "pending": 1}
+    assert await store.purge_relay(cutoff) == 0
+    # a finished event newer than the cutoff stays
+    (item,) = await store.lease_relay("w", 10, TTL)
+    assert await store.relay_outcome(item, "delivered")
+    assert await store.purge_relay(cutoff) == 0
+    assert (await store.relay_counts())["delivered"] == 1

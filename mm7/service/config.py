@@ -67,8 +67,8 @@ MB], ``timeout`` [30s], ``schemes`` [["https", "http"]], ``allow_private`` [fals
 ``[store]``: ``backend`` = "sqlite" (``path`` [var/mm7.sqlite]) | "postgresql" (``dsn``; accepted
 here, not implemented by the store yet).
 
-``[relay]`` (issue 7, kept as validated data): ``stop_words``, ``start_words``, ``max_age``
-[48h], ``initial_backoff`` [2s], ``max_backoff`` [600s], ``media_url_ttl`` [24h],
+``[relay]``: ``stop_words``, ``start_words``, ``max_age``
+[48h], ``initial_backoff`` [2s], ``max_backoff`` [600s], ``media_url_ttl`` [24h], ``retain`` [7d],
 ``media_url_base``, ``media_url_secret``; ``[relay.hooks.NAME]``: ``url``, ``secret``,
 ``concurrency`` [4], ``ordered`` [false], ``timeout`` [10s]; ``[[relay.routes]]``: ``name``,
 ``hook``, ``status_hook``, ``media`` ["url" | "inline"], match keys (all given must match):
@@ -341,6 +341,8 @@ class RelaySettings:
     initial_backoff: float = 2.0
     max_backoff: float = 600.0
     media_url_ttl: float = 86400.0
+    #: delivered, skipped and dropped events are deleted this long after their last change
+    retain: float = 7 * 86400.0
     #: base URL applications reach the gateway's media URLs at; None: the API's listen address
     media_url_base: str | None = None
     media_url_secret: Secret | None = None
@@ -996,6 +998,7 @@ class _Loader:
             initial_backoff=t.duration("initial_backoff", 2.0),
             max_backoff=t.duration("max_backoff", 600.0),
             media_url_ttl=t.duration("media_url_ttl", 86400.0),
+            retain=t.duration("retain", 7 * 86400.0),
             media_url_base=base,
             media_url_secret=t.secret("media_url_secret", required=False),
         )

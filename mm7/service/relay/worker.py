@@ -73,6 +73,7 @@ class RelayWorker:
         poll_interval: float = 1.0,
         lease_ttl: timedelta | None = None,
         on_outcome: OutcomeHook | None = None,
+        purge_interval: float = 3600.0,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -89,6 +90,8 @@ class RelayWorker:
         self.poll_interval = poll_interval
         self.lease_ttl = lease_ttl or self.default_lease_ttl(settings)
         self._on_outcome = on_outcome
+        self.purge_interval = purge_interval
+        self._next_purge = 0.0
         self._ordered = frozenset(h.name for h in settings.hooks if h.ordered)
         self._wake = asyncio.Event()
         self._stopping = False
@@ -148,8 +151,23 @@ class RelayWorker:
 
     # -- the loop --------------------------------------------------------------------------
 
+    async def purge(self) -> int:
+        """Delete finished events older than the relay's ``retain`` (pending and dead stay)."""
+        before = self.sender.clock.now() - timedelta(seconds=self.settings.retain)
+        count = await self.store.purge_relay(before)
+        if count:
+            log.info("mm7.relay.purged", events=count, before=before.isoformat())
+        return count
+
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self._stopping:
+            if loop.time() >= self._next_purge:
+                self._next_purge = loop.time() + self.purge_interval
+                try:
+                    await self.purge()
+                except Exception:
+                    log.exception("mm7.relay.purge_failed")
             try:
                 leased = await self.run_once()
             except Exception:

@@ -544,6 +544,10 @@ class Store(Protocol):
         """Stop relaying these dead or pending events (kept as dropped); how many."""
         ...
 
+    async def purge_relay(self, before: datetime) -> int:
+        """Delete delivered, skipped and dropped events last changed before ``before``."""
+        ...
+
     async def suppressed(self, addresses: Sequence[str]) -> set[str]:
         """Which of ``addresses`` opted out."""
         ...

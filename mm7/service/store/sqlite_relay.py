@@ -363,6 +363,24 @@ class SqliteRelayOps:
         result: int = await self._write(op)
         return result
 
+    async def purge_relay(self, before: datetime) -> int:
+        """Delete delivered, skipped and dropped events last changed before ``before``.
+
+        Pending and dead events are never purged: they still have to reach the application
+        (dead ones wait for an operator). Returns how many were deleted.
+        """
+        cutoff = ms(before)
+
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM relay_outbox WHERE status IN ('delivered', 'skipped', 'dropped')"
+                " AND updated_at<?",
+                (cutoff,),
+            ).rowcount
+
+        result: int = await self._write(op)
+        return result
+
     # -- suppressions ----------------------------------------------------------------------
 
     async def suppressed(self, addresses: Sequence[str]) -> set[str]:
