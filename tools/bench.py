@@ -20,6 +20,15 @@ of a nested multipart/related) and a text part, as one message; against
   (b) the floor: lxml parse + serialise of the same envelope and one copy of the body bytes.
 It reports ``msgs_per_s`` (ours), ``vs_zeep_email`` (ours / a, target >= 10) and ``vs_floor``
 (b / ours, target <= 3).
+
+``content``: fitting a 4 MB photo into a 300 KB carrier profile (see its section below).
+
+The multi-process benchmarks (real ``mm7 serve`` / ``mm7 simulate`` processes and load
+generators on loopback) live in tools/bench_*.py and are registered at the end of this file:
+``sim`` (the simulator as an MMSC), ``mt`` (API -> store -> dispatcher -> simulator), ``loss``
+(SIGKILL under load), ``memory`` (50 x 5 MB in flight), ``campaign`` (100,000 recipients) and
+``mo`` (MO ingest and relay); each compares itself with a bare-aiohttp baseline or a limit
+measured in the same run (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -99,7 +108,7 @@ class Settings:
         print(line, file=self.out, flush=True)
 
 
-BenchFn = Callable[[Settings], dict[str, float]]
+BenchFn = Callable[[Settings], dict[str, Any]]
 #: name -> benchmark, in the order they run when --only is not given
 BENCHMARKS: dict[str, BenchFn] = {}
 
@@ -769,6 +778,27 @@ def bench_content(settings: Settings) -> dict[str, float]:
         "naive_s": round(naive.best, 4),
         "naive_peak_mb": round(max(naive_peak, 0.01), 1),
     }
+
+
+# --------------------------------------------------------------------------- multi-process
+#
+# The benchmarks with real processes (simulator, gateway, load generators) live in their own
+# modules, tools/bench_*.py (one concept each); they are registered here, in the order they run.
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_campaign import bench_campaign  # noqa: E402
+from bench_loss import bench_loss  # noqa: E402
+from bench_memory import bench_memory  # noqa: E402
+from bench_mo import bench_mo  # noqa: E402
+from bench_mt import bench_mt  # noqa: E402
+from bench_sim import bench_sim  # noqa: E402
+
+benchmark("sim")(bench_sim)
+benchmark("mt")(bench_mt)
+benchmark("loss")(bench_loss)
+benchmark("memory")(bench_memory)
+benchmark("campaign")(bench_campaign)
+benchmark("mo")(bench_mo)
 
 
 # --------------------------------------------------------------------------- CLI

@@ -1,0 +1,92 @@
+"""Smoke tests of the multi-process benchmarks in tools/bench.py (sim, mt, loss, memory, campaign,
+mo): each runs with --quick (real processes on loopback, a few seconds) and prints one JSON
+object of the documented shape.
+
+Only shapes are checked, and that the figures are positive, never how big they are: the machines
+that run the tests are shared, so timings cannot gate a build. One behaviour is asserted: under
+two SIGKILLs of the gateway nothing acknowledged is lost (``loss``: acknowledged == delivered).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "tools" / "bench.py"
+
+
+def _run(name: str) -> dict[str, Any]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--only", name, "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=REPO,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    data = json.loads(proc.stdout)  # exactly one JSON document: extra output would fail here
+    assert isinstance(data, dict) and list(data) == [name]
+    assert proc.stderr.strip(), "the human-readable report goes to stderr with --json"
+    result: dict[str, Any] = data[name]
+    return result
+
+
+def _positive(result: dict[str, Any], *keys: str) -> None:
+    for key in keys:
+        value = result[key]
+        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
+        assert math.isfinite(value) and value > 0, (key, value)
+
+
+@pytest.mark.parametrize("name", ["sim", "mt"])
+def test_throughput_benchmarks(name: str) -> None:
+    result = _run(name)
+    _positive(result, "msgs_per_s", "vs_bare_aiohttp", "bare_per_s")
+    if name == "mt":
+        _positive(result, "p50_ms", "p99_ms", "gateway_cpu_ms_per_msg", "accept_per_s")
+        assert "synchronous=FULL" in result["durability"]
+
+
+def test_mo_benchmark() -> None:
+    result = _run("mo")
+    if result["ingest_status"] != 1000:
+        pytest.skip(f"the gateway answered DeliverReq with {result['ingest_status']}: no MO ingest")
+    _positive(result, "msgs_per_s", "vs_bare_aiohttp", "bare_per_s", "relayed_per_s")
+
+
+def test_loss_benchmark_loses_nothing_acknowledged() -> None:
+    result = _run("loss")
+    _positive(result, "acknowledged", "delivered", "kills")
+    assert result["acknowledged"] == result["delivered"]
+    assert result["lost"] == 0 and result["unexpected"] == 0
+    assert result["duplicates"] >= 0
+
+
+def test_memory_benchmark() -> None:
+    result = _run("memory")
+    _positive(result, "messages", "payload_mb", "peak_rss_mb", "idle_rss_mb", "vs_payload")
+
+
+def test_campaign_benchmark() -> None:
+    result = _run("campaign")
+    _positive(
+        result,
+        "recipients",
+        "accept_s",
+        "recipients_per_s_accepted",
+        "store_growth_mb",
+        "dispatch_per_s",
+        "vs_tps",
+    )

@@ -1,0 +1,55 @@
+"""A hook receiver for the mo benchmark: an application endpoint that answers 200 to every POST.
+
+    python tools/bench_hook.py     # prints "hook receiver on http://127.0.0.1:PORT/hook"
+
+``GET /count`` answers {"posts": n, "distinct": distinct Idempotency-Keys, "bytes": total body
+bytes}: what the gateway's relay delivered, and how many of those were retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from aiohttp import web
+
+
+def main() -> int:
+    posts = 0
+    size = 0
+    keys: set[str] = set()
+
+    async def hook(request: web.Request) -> web.Response:
+        nonlocal posts, size
+        body = await request.read()
+        posts += 1
+        size += len(body)
+        keys.add(request.headers.get("Idempotency-Key", f"none-{posts}"))
+        return web.Response(text="ok")
+
+    async def count(request: web.Request) -> web.Response:
+        return web.json_response({"posts": posts, "distinct": len(keys), "bytes": size})
+
+    async def run() -> None:
+        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app.router.add_post("/hook", hook)
+        app.router.add_get("/count", count)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        print(f"hook receiver on http://127.0.0.1:{runner.addresses[0][1]}/hook", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
