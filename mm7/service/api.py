@@ -156,6 +156,7 @@ from mm7.service.api_validate import (
     SlideInput,
     parse_request,
 )
+from mm7.service.backlog import Backlog
 from mm7.service.config import ApiKey, GatewayConfig
 from mm7.service.media_fetch import Fetcher, FetchError, MediaFetcher
 from mm7.service.store.base import EnqueueResult, MediaPart, MessageRecord, NewMessage, Store
@@ -169,6 +170,7 @@ TEXT_LOCATION = "text.txt"
 CONFIG_KEY = web.AppKey("mm7_api_config", GatewayConfig)
 STORE_KEY = web.AppKey("mm7_api_store", Store)
 FETCHER_KEY = web.AppKey("mm7_api_fetcher", Fetcher)
+BACKLOG_KEY = web.AppKey("mm7_api_backlog", Backlog)
 _KEY = web.RequestKey("mm7_api_key", ApiKey)
 _SENDMMS_PATHS = ("/cgi-bin/sendmms", "/sendmms")
 
@@ -186,6 +188,8 @@ def create_api_app(
     )
     app[CONFIG_KEY] = config
     app[STORE_KEY] = store
+    if config.api.max_backlog is not None:
+        app[BACKLOG_KEY] = Backlog(store, config.api.max_backlog)
     own = fetcher is None
     app[FETCHER_KEY] = fetcher if fetcher is not None else MediaFetcher(config.api.fetch)
     if own:
@@ -224,6 +228,7 @@ async def _errors_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     except ApiError as exc:
         error = exc
+        headers.update(exc.headers)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CONFIG_KEY].api.max_request_bytes
         error = ApiError(413, None, f"the request body is over the limit of {limit} bytes")
@@ -527,6 +532,17 @@ async def _submit(
             # one confirmation per STOP: a repeat answers 200 with the first one's id
             parsed.idempotency_key = f"opt-out-confirmation:{mo.id}"
     link = _pick_link(config, parsed)
+    backlog = app.get(BACKLOG_KEY)
+    if backlog is not None:
+        queued = await backlog.over(link, len(parsed.to))
+        if queued is not None:
+            raise ApiError(
+                503,
+                None,
+                f"link {link!r} has {queued} recipients queued (api.max_backlog is "
+                f"{backlog.limit}); retry later",
+                headers={"Retry-After": "1"},
+            )
     gathered = await _gather_media(app[FETCHER_KEY], parsed.media, config.api.max_request_bytes)
     # the text goes right after the first image or video (it shares that slide), else first
     sources: list[Source] = []

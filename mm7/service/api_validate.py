@@ -71,11 +71,19 @@ class ApiError(Exception):
     """A request the API refuses: HTTP ``status``, the ``field`` at fault (None: the request as a
     whole) and a ``message`` saying why."""
 
-    def __init__(self, status: int, field: str | None, message: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        field: str | None,
+        message: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(f"{field}: {message}" if field else message)
         self.status = status
         self.field = field
         self.message = message
+        #: extra response headers (Retry-After on 503)
+        self.headers = dict(headers or {})
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,8 @@ recipient routing), ``default`` [false; the only link is the default], ``vasp_id
 {``username``, ``password``}, ``allow`` (CIDR list),
 ``client_cert`` = {``subjects``, ``issuers`` (PEM files)}, ``realm`` ["MM7"].
 
-``[api]``: ``listen`` ["127.0.0.1:8000"], ``max_request_bytes`` [10 MB], ``[[api.keys]]``:
+``[api]``: ``listen`` ["127.0.0.1:8000"], ``max_request_bytes`` [10 MB], ``max_backlog``
+[none: recipients queued per link above which new messages get 503 + Retry-After], ``[[api.keys]]``:
 ``name``, ``key``, ``generate_if_unset`` [false]; ``[api.fetch]`` (media URLs): ``max_bytes`` [5
 MB], ``timeout`` [30s], ``schemes`` [["https", "http"]], ``allow_private`` [false].
 
@@ -257,6 +258,10 @@ class ApiSettings:
     keys: tuple[ApiKey, ...]
     max_request_bytes: int = 10_000_000
     fetch: FetchSettings = FetchSettings()
+    #: recipients queued on a link above which new messages for it are refused with 503 and
+    #: Retry-After (back-pressure: latency stays bounded instead of the queue growing); None:
+    #: no bound
+    max_backlog: int | None = None
 
     def key_secret(self, name: str) -> Secret | None:
         """The secret of the API key named ``name`` (it signs that key's status callbacks)."""
@@ -938,6 +943,7 @@ class _Loader:
             keys=tuple(keys),
             max_request_bytes=_size(t, "max_request_bytes", 10_000_000),
             fetch=fetch,
+            max_backlog=t.opt_int("max_backlog", minimum=1),
         )
         t.finish()
         return api
