@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from PIL import Image
 
@@ -357,3 +358,31 @@ def test_mm7_serve_with_a_bad_config_is_one_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "links.main.url" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_mm7_serve_runs_on_the_chosen_event_loop(tmp_path: Path, loop: str) -> None:
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    with bound_socket() as mmsc:
+        path = write_config(tmp_path, mmsc.getsockname()[1])
+        proc = serve(path, tmp_path, clean_env(), "--loop", loop)
+        try:
+            chosen = await asyncio.to_thread(read_until, proc, r"event loop (\S+)")
+            assert chosen[1] == loop
+            api = (await asyncio.to_thread(read_until, proc, r"sending API on (\S+)/v1/messages"))[
+                1
+            ]
+            async with aiohttp.ClientSession(headers=AUTH) as http:
+                async with http.post(f"{api}/v1/messages", json=message()) as rsp:
+                    assert rsp.status == 202, await rsp.text()
+                async with http.get(f"{api}/readyz") as rsp:
+                    assert rsp.status in (200, 503)  # the link's MMSC is not listening
+            proc.send_signal(signal.SIGTERM)
+            out, err = await asyncio.to_thread(proc.communicate, timeout=30)
+            assert proc.returncode == 0, err
+            assert "stopped" in out
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

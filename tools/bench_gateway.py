@@ -167,18 +167,17 @@ def start_gateway(
     env = dict(os.environ)
     env.update(GATEWAY_ENV)
     env["MM7_API_KEY"] = API_KEY
-    argv = ["-m", "mm7.cli.main", "serve", "--config", str(config), *serve_options]
-    # experiments, bench only: the gateway with another GIL switch interval, or on uvloop
+    # the event loop is chosen, not left to `--loop auto`: asyncio unless MM7_BENCH_UVLOOP=1
+    loop = "uvloop" if os.environ.get("MM7_BENCH_UVLOOP") == "1" else "asyncio"
+    options = ("--loop", loop, *serve_options)
+    argv = ["-m", "mm7.cli.main", "serve", "--config", str(config), *options]
+    # an experiment, bench only: the gateway with another GIL switch interval
     switch = os.environ.get("MM7_BENCH_SWITCH_INTERVAL")
-    uvloop = os.environ.get("MM7_BENCH_UVLOOP") == "1"
-    if switch or uvloop:
+    if switch:
         code = "import sys; sys.argv[0] = 'mm7'"
-        if switch:
-            code += f"; sys.setswitchinterval({float(switch)!r})"
-        if uvloop:
-            code += "; import uvloop; uvloop.install()"
+        code += f"; sys.setswitchinterval({float(switch)!r})"
         code += "; from mm7.cli.main import main; sys.exit(main())"
-        argv = ["-c", code, "serve", "--config", str(config), *serve_options]
+        argv = ["-c", code, "serve", "--config", str(config), *options]
     if profile is not None:
         argv = ["-m", "cProfile", "-o", str(profile), *argv]
     gateway = procs.python("gateway", *argv, env=env)

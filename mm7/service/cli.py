@@ -90,6 +90,13 @@ def add_parsers(sub: Any) -> None:
         help="override the dispatchers' lease TTL: how soon another process takes over the "
         "work of one that died (default: longer than the worst submit; recovery drills)",
     )
+    s.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="the event loop: uvloop (pip install 'mm7[fast]'), asyncio, or auto: uvloop when "
+        "installed (default)",
+    )
 
     d = sub.add_parser(
         "demo",
@@ -190,12 +197,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
         finally:
             await gateway.stop()
 
+    factory, name = _loop_factory(args.loop)
+    print(f"mm7 gateway: event loop {name}", flush=True)
     try:
-        asyncio.run(run())
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(run())
     except OSError as exc:  # a listen address in use, an unreadable store folder
         raise ServiceCliError(f"cannot start: {exc}") from None
     print("mm7 gateway: stopped", flush=True)
     return 0
+
+
+def _loop_factory(choice: str) -> tuple[Any, str]:
+    """(loop factory or None for asyncio's, its name) for ``--loop``."""
+    if choice == "asyncio":
+        return None, "asyncio"
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise ServiceCliError(
+                "--loop uvloop: uvloop is not installed (pip install 'mm7[fast]')"
+            ) from None
+        return None, "asyncio"
+    return uvloop.new_event_loop, f"uvloop {getattr(uvloop, '__version__', '')}".strip()
 
 
 # --------------------------------------------------------------------------- demo
