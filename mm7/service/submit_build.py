@@ -36,7 +36,7 @@ Ignored: ``v``, ``source``, ``api_key``, ``to`` (the recipient rows are authorit
 ``callback_url`` (the store's column is used).
 
 Parts (``PartRecord``) give the media in presentation item order: their bytes come from
-``Store.get_media`` by sha256; a part without a Content-ID or Content-Location gets a stable
+``Store.get_media_many`` by sha256; a part without a Content-ID or Content-Location gets a stable
 generated one; a part of type application/smil is taken as the SMIL.
 """
 
@@ -158,8 +158,9 @@ async def build_content(
     items: list[MediaItem] = []
     smil = fields.smil
     taken: set[str] = set()
+    blobs = await store.get_media_many([p.sha256 for p in parts]) if parts else {}
     for index, record in enumerate(sorted(parts, key=lambda p: p.position), start=1):
-        blob = await store.get_media(record.sha256)
+        blob = blobs.get(record.sha256)
         if blob is None:
             raise BuildError(f"part {index}: media {record.sha256[:12]}... is not in the store")
         media_type = canonical_type(record.content_type)
@@ -182,6 +183,9 @@ async def build_content(
         items.append(text_item)
     if not items:
         return BuiltContent(None)
+    if settings.profile is None:
+        # no fitting: assembling the MIME is quick, a thread hop would cost more than it saves
+        return _fit_and_build(items, fields, smil, settings)
     return await asyncio.to_thread(_fit_and_build, items, fields, smil, settings)
 
 

@@ -397,6 +397,10 @@ class Store(Protocol):
         """Stored media with its bytes, or None."""
         ...
 
+    async def get_media_many(self, hashes: Sequence[str]) -> dict[str, MediaBlob]:
+        """Several media with their bytes in one read; those not stored are left out."""
+        ...
+
     async def enqueue_message(
         self, message: NewMessage, recipients: Sequence[str], parts: Sequence[MediaPart] = ()
     ) -> EnqueueResult:

@@ -409,22 +409,29 @@ class SqliteStore(SqliteRelayOps):
 
     async def get_media(self, sha256: str) -> MediaBlob | None:
         """The media's bytes, from the row or its file."""
+        return (await self.get_media_many([sha256])).get(sha256)
 
-        def read(conn: sqlite3.Connection) -> tuple[str, int, bytes | None, str | None] | None:
-            return cast(
-                tuple[str, int, bytes | None, str | None] | None,
-                conn.execute(
+    async def get_media_many(self, hashes: Sequence[str]) -> dict[str, MediaBlob]:
+        """Several media by sha256 in one read (files read on the same reader thread); the
+        ones not stored are absent from the answer."""
+        wanted = list(dict.fromkeys(hashes))
+
+        def read(conn: sqlite3.Connection) -> dict[str, MediaBlob]:
+            found: dict[str, MediaBlob] = {}
+            for sha256 in wanted:
+                row = conn.execute(
                     "SELECT content_type, size, data, path FROM media WHERE sha256=?", (sha256,)
-                ).fetchone(),
-            )
+                ).fetchone()
+                if row is None:
+                    continue
+                content_type, size, data, rel = row
+                if data is None:
+                    data = (self._media_dir / cast(str, rel)).read_bytes()
+                found[sha256] = MediaBlob(sha256, content_type, size, data)
+            return found
 
-        row = await self._read(read)
-        if row is None:
-            return None
-        content_type, size, data, rel = row
-        if data is None:
-            data = await asyncio.to_thread((self._media_dir / cast(str, rel)).read_bytes)
-        return MediaBlob(sha256, content_type, size, data)
+        result: dict[str, MediaBlob] = await self._read(read)
+        return result
 
     # -- MT messages -----------------------------------------------------------------------
 
