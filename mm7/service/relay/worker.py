@@ -240,6 +240,7 @@ class RelayWorker:
         if item.kind is not RelayKind.MO:
             return body
         media: list[dict[str, Any]] = []
+        blobs = await self.store.get_media_many([p.sha256 for p in item.parts]) if inline else {}
         for part in item.parts:
             entry: dict[str, Any] = {
                 "index": part.position,
@@ -250,7 +251,7 @@ class RelayWorker:
                 "sha256": part.sha256,
             }
             if inline:
-                blob = await self.store.get_media(part.sha256)
+                blob = blobs.get(part.sha256)
                 if blob is None:
                     raise LookupError(f"media {part.sha256} of MO {item.source_id} is missing")
                 entry["data_base64"] = base64.b64encode(blob.data).decode("ascii")
