@@ -10,15 +10,13 @@ transport limit for that body; the mt, mo and sim benchmarks divide by it (``vs_
 
 from __future__ import annotations
 
-import asyncio
 import io
 import random
-import signal
 import sys
 from functools import cache
 from pathlib import Path
 
-from bench_proc import Procs, SettingsLike
+from bench_proc import Procs, SettingsLike, serve_until_signalled
 
 #: the SubmitReq of mt and sim: about 31 KB on the wire
 SUBMIT_IMAGE_BYTES = 30_000
@@ -92,23 +90,9 @@ def _serve() -> int:
         await request.read()
         return web.Response(body=body, headers={"Content-Type": content_type})
 
-    async def run() -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/mm7", handle)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        print(f"bare server on http://127.0.0.1:{port}/mm7", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await runner.cleanup()
-
-    asyncio.run(run())
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/mm7", handle)
+    serve_until_signalled(app, "bare server on http://127.0.0.1:{port}/mm7")
     return 0
 
 

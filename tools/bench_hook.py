@@ -8,11 +8,10 @@ bytes}: what the gateway's relay delivered, and how many of those were retries.
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
 
 from aiohttp import web
+from bench_proc import serve_until_signalled
 
 
 def main() -> int:
@@ -31,23 +30,10 @@ def main() -> int:
     async def count(request: web.Request) -> web.Response:
         return web.json_response({"posts": posts, "distinct": len(keys), "bytes": size})
 
-    async def run() -> None:
-        app = web.Application(client_max_size=256 * 1024 * 1024)
-        app.router.add_post("/hook", hook)
-        app.router.add_get("/count", count)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        print(f"hook receiver on http://127.0.0.1:{runner.addresses[0][1]}/hook", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await runner.cleanup()
-
-    asyncio.run(run())
+    app = web.Application(client_max_size=256 * 1024 * 1024)
+    app.router.add_post("/hook", hook)
+    app.router.add_get("/count", count)
+    serve_until_signalled(app, "hook receiver on http://127.0.0.1:{port}/hook")
     return 0
 
 

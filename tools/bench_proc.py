@@ -300,3 +300,28 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
     return ordered[index]
+
+
+def serve_until_signalled(app: Any, announce: str) -> None:
+    """Serve the aiohttp ``app`` on 127.0.0.1 port 0 until SIGINT/SIGTERM (a child process).
+
+    ``announce`` is printed once listening, with ``{port}`` replaced by the bound port: the
+    parent reads it to learn the address.
+    """
+    import asyncio
+
+    from aiohttp import web
+
+    async def run() -> None:
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        print(announce.format(port=runner.addresses[0][1]), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    asyncio.run(run())

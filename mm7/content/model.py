@@ -49,6 +49,16 @@ class Slide:
     #: other items attached to this slide (vCard ...), referenced with <ref>
     refs: tuple[str, ...] = ()
 
+    def as_json(self) -> dict[str, object]:
+        """The slide as the API stores it and the relay sends it (Content-IDs, not indexes)."""
+        return {
+            "duration_ms": self.duration_ms,
+            "visual": self.visual,
+            "text": self.text,
+            "audio": self.audio,
+            "refs": list(self.refs),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Presentation:

@@ -603,16 +603,7 @@ async def _submit(
             # exactly one of slides and smil: the builder refuses both (the SMIL has its slides)
             "slides": None
             if parsed.smil is not None
-            else [
-                {
-                    "duration_ms": s.duration_ms,
-                    "visual": s.visual,
-                    "text": s.text,
-                    "audio": s.audio,
-                    "refs": list(s.refs),
-                }
-                for s in presentation.slides
-            ],
+            else [s.as_json() for s in presentation.slides],
             "smil": parsed.smil,
         },
     }

@@ -113,16 +113,7 @@ def mo_content(ctx: InboundContext[DeliverReq], link: str, received_at: datetime
         "text": text,
         "keyword": first_word(text),
         "opt_out": None,
-        "slides": [
-            {
-                "duration_ms": s.duration_ms,
-                "visual": s.visual,
-                "text": s.text,
-                "audio": s.audio,
-                "refs": list(s.refs),
-            }
-            for s in (presentation.slides if presentation is not None else ())
-        ],
+        "slides": [s.as_json() for s in (presentation.slides if presentation else ())],
         "mm7": {
             "namespace": message.namespace,
             "version": version.token if version is not None else None,
