@@ -471,10 +471,18 @@ async def test_an_event_whose_hook_was_removed_is_retried_then_dead(rig: Rig) ->
 async def test_a_hooks_concurrency_is_never_exceeded(rig: Rig) -> None:
     ids = [await rig.mo(f"+1555000{i}", hook="gated") for i in range(6)]
     worker = rig.worker(rig.settings(concurrency=2))
-    assert await worker.run_once() == 6  # all leased: the limit is the hook's, not the lease's
-    for expected in (2, 2, 2, 2, 2, 1):  # in flight while 6, 5, ... 1 are left
-        await rig.rx.until(lambda n=expected: rig.rx.in_flight == n)
+    # only what the hook can take now is leased: nothing waits, leased, behind its limit
+    assert await worker.run_once() == 2
+    await rig.rx.until(lambda: rig.rx.in_flight == 2)
+    assert await worker.run_once() == 0
+    assert len(await rig.store.relay_events(status=RelayStatus.PENDING)) == 6
+    delivered = 0
+    while delivered < 6:
         rig.rx.gate.release()
+        await rig.rx.until(lambda n=delivered: len(rig.rx.seen) > n + 1 or rig.rx.in_flight < 2)
+        await worker.idle(timeout=0.05)
+        delivered = (await rig.store.relay_counts()).get("delivered", 0)
+        await worker.run_once()  # a slot is free: the next one goes
     await worker.idle()
     assert rig.rx.max_in_flight == 2
     assert sorted(r.body["id"] for r in rig.rx.seen) == sorted(ids)
@@ -519,29 +527,26 @@ async def test_the_background_loop_delivers_on_wake(rig: Rig) -> None:
     assert (await rig.event_of(mo_id)).status is RelayStatus.DELIVERED
 
 
-async def test_a_lease_that_expired_while_waiting_for_the_hook_is_not_sent_twice(
-    rig: Rig,
-) -> None:
-    """Events queued behind a slow hook's concurrency limit outlive their lease; leased again
-    by the same worker, the stale attempt must not be sent as well, nor hide the new one."""
+async def test_a_full_hook_leaves_the_next_event_unleased_for_anyone(rig: Rig) -> None:
+    """The second event is not leased while the first holds the hook's only slot, so it can
+    neither outlive a lease waiting nor be sent twice; it goes once the slot is free."""
     first = await rig.mo("+15550001", hook="gated")
     second = await rig.mo("+15550002", hook="gated")
     worker = RelayWorker(rig.store, rig.settings(concurrency=1), lease_ttl=timedelta(seconds=60))
     worker.sender.clock = rig.clock
     rig.workers.append(worker)
-    assert await worker.run_once() == 2
-    await rig.rx.until(lambda: rig.rx.in_flight == 1)  # the first at the hook, the second queued
-    rig.clock.advance(timedelta(seconds=61))
-    assert await worker.run_once() == 2  # both leases expired: leased again
-    for _ in range(10):
-        rig.rx.gate.release()
-    for _ in range(1000):  # until both are recorded delivered (a safety bound, not a timing)
-        if await rig.store.relay_counts() == {"delivered": 2}:
-            break
-        await asyncio.sleep(0.01)
+    assert await worker.run_once() == 1
+    await rig.rx.until(lambda: rig.rx.in_flight == 1)
+    assert await worker.run_once() == 0  # the hook is full
+    (waiting,) = [
+        r for r in await rig.store.relay_events(status=RelayStatus.PENDING) if r.attempts == 0
+    ]
+    assert waiting.source_id == second
+    rig.rx.gate.release()
+    await worker.idle()
+    assert await worker.run_once() == 1
+    rig.rx.gate.release()
     await worker.idle()
     assert await rig.store.relay_counts() == {"delivered": 2}
-    keys = rig.rx.keys()
-    assert keys[f"mo:{second}"] == 1  # it never reached the hook before its lease expired
-    assert keys[f"mo:{first}"] <= 2
+    assert rig.rx.keys() == {f"mo:{first}": 1, f"mo:{second}": 1}
     assert not worker._in_flight

@@ -514,3 +514,17 @@ async def test_purge_deletes_only_finished_events_older_than_the_cutoff(
     assert await store.relay_outcome(item, "delivered")
     assert await store.purge_relay(cutoff) == 0
     assert (await store.relay_counts())["delivered"] == 1
+
+
+async def test_quotas_bound_the_leases_per_hook(store: SqliteStore) -> None:
+    for i in range(3):
+        await mo(store, f"+1555003{i}", hook="app")
+        await mo(store, f"+1555004{i}", hook="other")
+    await submitted(store, "M9", "+15550049", callback="https://app/cb")  # a hookless event
+    got = await store.lease_relay("w", 10, TTL, quotas={"app": 1, None: 0})
+    hooks = sorted(i.hook or "-" for i in got)
+    assert hooks == ["app", "other", "other", "other"]  # "other" is not limited
+    got = await store.lease_relay("w", 10, TTL, quotas={"app": 0, "other": 0, None: 1})
+    assert [(i.hook, i.kind.value) for i in got] == [(None, "status")]
+    got = await store.lease_relay("w", 1, TTL, quotas={"app": 5})
+    assert [i.hook for i in got] == ["app"]  # n still bounds the whole call

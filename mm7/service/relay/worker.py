@@ -21,8 +21,10 @@ lost its lease cannot overwrite the new holder's result. Delivered, retry at a t
 backoff with jitter) or dead after ``max_age``: dead letters wait for ``mm7 relay retry|drop``.
 
 At most ``max_in_flight`` events are leased at once (default: the hooks' concurrency added up,
-plus ``callback_concurrency``); the hook's own ``concurrency`` bounds requests to it. Ordered
-hooks get one event per sender at a time, oldest first (the store's lease query).
+plus ``callback_concurrency``), and per hook no more than its free slots (``quotas``): what is
+leased starts at once, nothing waits leased behind a slow hook's limit (where it could outlive
+its lease and be taken by another process too). Ordered hooks get one event per sender at a
+time, oldest first (the store's lease query).
 """
 
 from __future__ import annotations
@@ -186,7 +188,7 @@ class RelayWorker:
         if free <= 0:
             return 0
         items = await self.store.lease_relay(
-            self.owner, free, self.lease_ttl, ordered_hooks=self._ordered
+            self.owner, free, self.lease_ttl, ordered_hooks=self._ordered, quotas=self.quotas()
         )
         for item in items:
             previous = self._in_flight.get(item.id)
@@ -199,6 +201,18 @@ class RelayWorker:
             self._in_flight[item.id] = (task, item)
             task.add_done_callback(functools.partial(self._done, item.id))
         return len(items)
+
+    def quotas(self) -> dict[str | None, int]:
+        """Free slots per configured hook (key None: callbacks and status-hook events), so that
+        what is leased can start at once instead of waiting, leased, for the hook's limit."""
+        busy: dict[str | None, int] = {}
+        for _, item in self._in_flight.values():
+            busy[item.hook] = busy.get(item.hook, 0) + 1
+        quotas: dict[str | None, int] = {
+            h.name: max(1, h.concurrency) - busy.get(h.name, 0) for h in self.settings.hooks
+        }
+        quotas[None] = self.callback_concurrency - busy.get(None, 0)
+        return quotas
 
     def _done(self, key: int, task: asyncio.Task[None]) -> None:
         entry = self._in_flight.get(key)

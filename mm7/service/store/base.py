@@ -498,9 +498,16 @@ class Store(Protocol):
     # -- the relay outbox (mm7.service.store.outbox)
 
     async def lease_relay(
-        self, owner: str, n: int, ttl: timedelta, *, ordered_hooks: Collection[str] = ()
+        self,
+        owner: str,
+        n: int,
+        ttl: timedelta,
+        *,
+        ordered_hooks: Collection[str] = (),
+        quotas: Mapping[str | None, int] | None = None,
     ) -> list[RelayItem]:
-        """Lease up to ``n`` due relay events (the oldest per sender for ordered hooks)."""
+        """Lease up to ``n`` due relay events (the oldest per sender for ordered hooks; at
+        most ``quotas[hook]`` per hook, key None for events without a hook)."""
         ...
 
     async def relay_outcome(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
@@ -130,16 +130,28 @@ class SqliteRelayOps:
         ttl: timedelta,
         *,
         ordered_hooks: Collection[str] = (),
+        quotas: Mapping[str | None, int] | None = None,
     ) -> list[RelayItem]:
         """Lease up to ``n`` due pending events not leased by anyone else.
 
         For hooks in ``ordered_hooks`` only the oldest pending event of each sender is ever
         eligible, so one sender's events reach the hook one at a time, in order (an event
         waiting for its retry holds back the sender's later ones).
+
+        ``quotas``: at most this many events per hook in this call (key None: events without a
+        hook, i.e. callbacks and status hooks resolved at delivery); hooks not named are not
+        limited. A worker passes its free slots per hook, so that it never holds leases on
+        events that would only wait for the hook's concurrency limit (and could outlive their
+        lease there).
         """
         now = ms(self._clock.now())
         until = now + int(ttl.total_seconds() * 1000)
         ordered = json.dumps(sorted(ordered_hooks))
+        left = dict(quotas or {})
+        full = json.dumps(sorted(h for h, q in left.items() if h is not None and q <= 0))
+        unhooked_ok = left.get(None, 1) > 0
+        # more candidates than n when quotas may turn some away
+        scan = n if not left else n * 4
 
         def op(conn: sqlite3.Connection) -> list[RelayItem]:
             rows = conn.execute(
@@ -152,11 +164,20 @@ class SqliteRelayOps:
                 "  OR o.hook NOT IN (SELECT value FROM json_each(?))"
                 "  OR o.id = (SELECT MIN(p.id) FROM relay_outbox p WHERE p.status='pending'"
                 "   AND p.hook=o.hook AND p.sender_key=o.sender_key))"
+                " AND (o.hook IS NULL OR o.hook NOT IN (SELECT value FROM json_each(?)))"
+                " AND (o.hook IS NOT NULL OR ?)"
                 " ORDER BY o.next_attempt_at, o.id LIMIT ?",
-                (LEASE_KIND_RELAY, now, now, ordered, n),
+                (LEASE_KIND_RELAY, now, now, ordered, full, unhooked_ok, scan),
             ).fetchall()
             items: list[RelayItem] = []
             for row in rows:
+                if len(items) >= n:
+                    break
+                hook = row[3]
+                if hook in left:
+                    if left[hook] <= 0:
+                        continue
+                    left[hook] -= 1
                 token = secrets.token_hex(8)
                 conn.execute(
                     "INSERT OR REPLACE INTO leases (kind, item_id, owner, token, expires_at)"
