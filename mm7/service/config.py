@@ -66,7 +66,8 @@ recipient routing), ``default`` [false; the only link is the default], ``vasp_id
 MB], ``timeout`` [30s], ``schemes`` [["https", "http"]], ``allow_private`` [false].
 
 ``[store]``: ``backend`` = "sqlite" (``path`` [var/mm7.sqlite]) | "postgresql" (``dsn``; accepted
-here, not implemented by the store yet).
+here, not implemented by the store yet); ``retain`` [30d]: finished messages, MOs, reports and
+unused media are deleted after it.
 
 ``[relay]``: ``stop_words``, ``start_words``, ``max_age``
 [48h], ``initial_backoff`` [2s], ``max_backoff`` [600s], ``media_url_ttl`` [24h], ``retain`` [7d],
@@ -287,6 +288,8 @@ class StoreSettings:
     path: Path = Path("var/mm7.sqlite")
     #: PostgreSQL connection string (a secret: it usually holds a password)
     dsn: Secret | None = None
+    #: finished messages, MOs, delivery reports and unused media are deleted after this
+    retain: float = 30 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -958,6 +961,7 @@ class _Loader:
         else:
             dsn = t.secret("dsn", required=True)
             store = StoreSettings(backend="postgresql", dsn=dsn)
+        store = dataclasses.replace(store, retain=t.duration("retain", 30 * 86400.0))
         t.finish()
         return store
 

@@ -45,7 +45,7 @@ import socket
 import ssl
 import sys
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
@@ -112,6 +112,9 @@ class Gateway:
         self.announce = announce
         self.store: Store | None = None
         self.relay: RelayWorker | None = None
+        #: seconds between two retention passes (``[store] retain``); the first runs at start
+        self.retention_interval = 3600.0
+        self._retention: asyncio.Task[None] | None = None
         self.dispatchers: dict[str, Dispatcher] = {}
         self.health = Health()
         self.metrics = GatewayMetrics()
@@ -139,6 +142,7 @@ class Gateway:
         if self.configure_logs:
             configure_logging(config.logging.level, config.logging.json)
         self.store = store = await self._open_store()
+        self._retention = asyncio.create_task(self._retain(store), name="mm7-retention")
         media_urls = await self._media_urls(store)
         relay = self.relay = RelayWorker(
             store,
@@ -256,6 +260,11 @@ class Gateway:
                     log.error("mm7.gateway.dispatcher_stop_failed", link=name, error=repr(result))
             self.dispatchers.clear()
         await self._cleanup("inbound")
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
+            self._retention = None
         if self.relay is not None:
             try:
                 await self.relay.stop(self.grace)
@@ -297,6 +306,19 @@ class Gateway:
             relay.default_route is not None and relay.default_route.status_hook is not None
         )
         return await SqliteStore.open(path, relay_all_statuses=status_hooks)
+
+    async def _retain(self, store: Store) -> None:
+        """Delete what is finished and older than ``[store] retain``, now and every interval."""
+        retain = timedelta(seconds=self.config.store.retain)
+        while True:
+            try:
+                stats = await store.purge(datetime.now(UTC) - retain)
+            except Exception:
+                log.exception("mm7.gateway.retention_failed")
+            else:
+                if any(dataclasses.astuple(stats)):
+                    log.info("mm7.gateway.retention", **dataclasses.asdict(stats))
+            await asyncio.sleep(self.retention_interval)
 
     async def _media_urls(self, store: Store) -> MediaUrls:
         """Signing of MO media URLs: the configured key, else one the store keeps."""

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         RelayStatus,
         Suppression,
     )
+    from mm7.service.store.sqlite_retention import PurgeStats
 
 JSONObject = Mapping[str, Any]
 """A JSON-serialisable mapping, stored verbatim (the store does not interpret it)."""
@@ -553,6 +554,10 @@ class Store(Protocol):
 
     async def drop_relay(self, ids: Sequence[int]) -> int:
         """Stop relaying these dead or pending events (kept as dropped); how many."""
+        ...
+
+    async def purge(self, before: datetime) -> PurgeStats:
+        """Delete finished messages, MOs, reports and unused media older than ``before``."""
         ...
 
     async def purge_relay(self, before: datetime) -> int:

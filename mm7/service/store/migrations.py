@@ -206,6 +206,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             # what a retry of an MO without MessageID repeats and another MO does not (sender,
             # date, subject): with the TransactionID, which MMSCs recycle, it finds retries
             "ALTER TABLE mo_messages ADD COLUMN fingerprint TEXT",
+            # retention looks media up by hash to find the ones no message uses any more
+            "CREATE INDEX message_media_sha ON message_media(sha256)",
+            "CREATE INDEX mo_media_sha ON mo_media(sha256)",
             """CREATE TABLE store_secrets (
                 name TEXT PRIMARY KEY,
                 value TEXT NOT NULL,

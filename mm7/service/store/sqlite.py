@@ -75,6 +75,7 @@ from mm7.service.store.sqlite_relay import (
     insert_mo_event,
     suppressed_keys,
 )
+from mm7.service.store.sqlite_retention import SqliteRetention
 from mm7.service.store.sqlite_rows import dt as _dt
 from mm7.service.store.sqlite_rows import event as _event
 from mm7.service.store.sqlite_rows import ms as _ms
@@ -123,7 +124,7 @@ def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(cast(BaseException, value))
 
 
-class SqliteStore(SqliteRelayOps):
+class SqliteStore(SqliteRelayOps, SqliteRetention):
     """``Store`` on one SQLite file. Create with ``await SqliteStore.open(path)``."""
 
     def __init__(
@@ -363,13 +364,22 @@ class SqliteStore(SqliteRelayOps):
                 out.append(part)
         return out
 
-    @staticmethod
-    def _insert_media(conn: sqlite3.Connection, media: _Prepared, now: int) -> None:
+    def _insert_media(
+        self, conn: sqlite3.Connection, media: _Prepared, now: int, data: bytes | None = None
+    ) -> None:
+        """Store media once; storing it again marks it as used now (``created_at``), which
+        retention reads as "last used". ``data``: the bytes, to write the file again should
+        retention have removed it since it was prepared."""
         conn.execute(
-            "INSERT OR IGNORE INTO media (sha256, content_type, size, data, path, created_at) "
-            "VALUES (?,?,?,?,?,?)",
+            "INSERT INTO media (sha256, content_type, size, data, path, created_at) "
+            "VALUES (?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET"
+            " created_at=MAX(created_at, excluded.created_at)",
             (media.sha256, media.content_type, media.size, media.data, media.path, now),
         )
+        if media.path is not None and data is not None:
+            target = self._media_dir / media.path
+            if not target.exists():
+                _write_durably(target, data)
 
     def _link_parts(
         self,
@@ -384,7 +394,7 @@ class SqliteStore(SqliteRelayOps):
         rows = []
         for position, (ready, part) in enumerate(zip(prepared, parts, strict=True)):
             if isinstance(ready, _Prepared):
-                self._insert_media(conn, ready, now)
+                self._insert_media(conn, ready, now, part.data)
                 digest = ready.sha256
             else:
                 digest = cast(str, ready.sha256)
@@ -404,7 +414,7 @@ class SqliteStore(SqliteRelayOps):
         """Store ``data`` once by its sha256 (a second put of the same bytes writes nothing)."""
         ready = await self._prepare(data, content_type)
         now = _ms(self._clock.now())
-        await self._write(lambda conn: self._insert_media(conn, ready, now))
+        await self._write(lambda conn: self._insert_media(conn, ready, now, data))
         return ready.sha256
 
     async def get_media(self, sha256: str) -> MediaBlob | None:
