@@ -78,7 +78,9 @@ link's profile first). ``fields`` is exactly::
       "v": 1,                          # version of this shape
       "source": "api" | "sendmms",
       "api_key": "dev",                # name of the API key that sent it
-      "to": ["+4915112345678", ...],   # the recipients (also the recipient rows)
+      "to": ["+4915112345678", ...],   # the first FIELDS_TO_MAX (100) recipients: every one
+                                       #   is a recipient row; the list is for display only
+      "recipient_count": 1,            # how many recipients the message has
       "from": "12345" | null,          # SenderAddress; null: the link's sender_address
       "subject": str | null,
       "text": str | null,              # also the text item among the parts (for display/logs)
@@ -166,6 +168,9 @@ __all__ = ["OPENAPI_PATH", "create_api_app", "message_view"]
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 TEXT_LOCATION = "text.txt"
+
+#: recipients repeated in the stored fields (all of them are recipient rows)
+FIELDS_TO_MAX = 100
 
 CONFIG_KEY = web.AppKey("mm7_api_config", GatewayConfig)
 STORE_KEY = web.AppKey("mm7_api_store", Store)
@@ -586,7 +591,10 @@ async def _submit(
         "v": 1,
         "source": source,
         "api_key": key.name,
-        "to": list(parsed.to),
+        # the recipient rows hold every address; a campaign's list is not repeated here (every
+        # lease reads these fields: 100,000 addresses would be parsed again each time)
+        "to": list(parsed.to[:FIELDS_TO_MAX]),
+        "recipient_count": len(parsed.to),
         "from": parsed.sender,
         "subject": parsed.subject,
         "text": parsed.text,

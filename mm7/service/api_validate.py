@@ -33,7 +33,9 @@ __all__ = [
     "parse_timing",
 ]
 
-MAX_RECIPIENTS = 1000
+#: recipients per message: a campaign is one call (one stored image, one row per recipient,
+#: committed in one transaction of about a second at this size)
+MAX_RECIPIENTS = 100_000
 MAX_MEDIA = 40
 _MAX_SHORT = 255
 _MAX_TEXT = 1_000_000
