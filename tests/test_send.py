@@ -108,3 +108,30 @@ def test_send_needs_content_and_a_reachable_gateway(
         url = f"http://127.0.0.1:{closed.getsockname()[1]}"
         status = main(["send", "--api-url", url, "--api-key", "k", "--to", "+1555", "--text", "x"])
     assert status == 2 and "cannot reach the gateway API" in capsys.readouterr().err
+
+
+async def test_send_one_message_to_a_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with bound_socket() as mmsc:
+        config = load_config(write_config(tmp_path, mmsc.getsockname()[1]), env={})
+        gateway = Gateway(config, configure_logs=False, poll_interval=3600, announce=lambda x: None)
+        await gateway.start()
+        try:
+            assert gateway.api_url is not None and gateway.store is not None
+            numbers = tmp_path / "numbers.txt"
+            numbers.write_text("".join(f"+1555123{n:04d}\n" for n in range(250)))
+            monkeypatch.setenv("MM7_API_KEY", KEY)
+            media = str(jpeg_file(tmp_path))
+            argv = ["send", "--api-url", gateway.api_url, "--to-file", str(numbers),
+                    "--one-message", "--text", "campaign", "--media", media]  # fmt: skip
+            status = await asyncio.to_thread(main, argv)
+            out, err = capsys.readouterr()
+            assert status == 0, err
+            (line,) = [x for x in out.splitlines() if x.endswith("250 recipients")]
+            record = await gateway.store.get_message(line.split()[0])
+            assert record is not None and len(record.recipients) == 250
+            assert record.fields["recipient_count"] == 250 and len(record.fields["to"]) == 100
+            assert len({p.sha256 for p in record.parts}) == len(record.parts)
+        finally:
+            await gateway.stop()

@@ -111,6 +111,12 @@ def add_parsers(sub: Any) -> None:
     t.add_argument("--api-key", help=f"the API key (default: ${API_KEY_ENV})")
     t.add_argument("--to", action="append", default=[], help="a recipient (repeatable)")
     t.add_argument("--to-file", type=Path, help="recipients, one a line (# comments)")
+    t.add_argument(
+        "--one-message",
+        action="store_true",
+        help="a campaign: one message to all the recipients (up to 100,000 a message; the "
+        "media stored once), instead of one message each",
+    )
     t.add_argument("--from", dest="sender", help="the sender address")
     t.add_argument("--subject")
     t.add_argument("--text")
@@ -261,6 +267,8 @@ def cmd_send(args: argparse.Namespace) -> int:
             body[name] = value
     if args.media:
         body["media"] = [_media(path) for path in args.media]
+    if args.one_message:
+        return _send_campaign(base, key, body, recipients)
     total = len(recipients)
     progress = total > 1
     failed = 0
@@ -279,6 +287,21 @@ def cmd_send(args: argparse.Namespace) -> int:
     if progress:
         print(file=sys.stderr)
     return 1 if failed else 0
+
+
+#: recipients per message of a campaign (mm7.service.api_validate.MAX_RECIPIENTS)
+CAMPAIGN_CHUNK = 100_000
+
+
+def _send_campaign(base: str, key: str, body: dict[str, Any], recipients: list[str]) -> int:
+    """POST the recipients as few messages as the API allows; one line per message."""
+    for start in range(0, len(recipients), CAMPAIGN_CHUNK):
+        chunk = recipients[start : start + CAMPAIGN_CHUNK]
+        answer = _post(base, key, {**body, "to": chunk})
+        skipped = answer.get("suppressed") or []
+        note = f" ({len(skipped)} opted out, not sent)" if skipped else ""
+        print(f"{answer.get('id')} {len(chunk)} recipients{note}", flush=True)
+    return 0
 
 
 def _progress(done: int, total: int, failed: int) -> None:
