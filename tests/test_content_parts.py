@@ -479,3 +479,13 @@ def test_inbound_parts_keep_their_ids_and_follow_the_bytes() -> None:
     # inbound never refuses: a label the bytes cannot confirm is trusted
     odd = item_from_part(make_part(b"not really", "image/png"), 3)
     assert odd.media_type == "image/png"
+
+
+def test_an_items_digest_is_the_sha256_of_its_bytes() -> None:
+    import hashlib
+
+    from mm7.content.parts import Source, make_items
+
+    (item,) = make_items([Source(b"hello there", filename="t.txt")])
+    assert item.sha256 == hashlib.sha256(item.data).hexdigest()
+    assert item.sha256[:8] in item.content_id

@@ -846,3 +846,18 @@ def test_swa_counting_matches_the_codecs_http_body(dialect_name: str) -> None:
 
 def encode_jpeg_small() -> bytes:
     return encode(photo(160, 120), "JPEG", quality=80)
+
+
+def test_fitted_items_never_carry_the_digest_of_the_bytes_they_replaced() -> None:
+    given = oversized()
+    hashed = Presentation(
+        tuple(
+            dataclasses.replace(i, sha256=hashlib.sha256(i.data).hexdigest()) for i in given.items
+        ),
+        smil=given.smil,
+    )
+    result = fit_to_profile(hashed, load_profile("mms-300k"), ffmpeg=None)
+    changed = {c.content_id for c in result.changes}
+    assert changed  # the photo at least was recompressed
+    for item in result.presentation.items:
+        assert item.sha256 in (None, hashlib.sha256(item.data).hexdigest()), item.content_id

@@ -13,6 +13,7 @@ slide; other items (vCard, vCalendar ...) join the current slide as refs.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 
@@ -300,5 +301,5 @@ def _safe_locations(items: Sequence[MediaItem]) -> list[MediaItem]:
     for index, item in enumerate(items, start=1):
         location = safe_location(item.content_location, item.media_type, f"part{index}")
         location = unique_location(location, index, taken)
-        out.append(MediaItem(item.data, item.media_type, item.content_id, location, item.charset))
+        out.append(dataclasses.replace(item, content_location=location))
     return out

@@ -924,7 +924,7 @@ class _Fitter:
             ) from None
         if data.startswith(codecs.BOM_UTF8) and target == "utf-8":
             data = data[len(codecs.BOM_UTF8) :]
-        slot.item = dataclasses.replace(item, data=data, charset=target)
+        slot.item = dataclasses.replace(item, data=data, charset=target, sha256=None)
         slot.actions.append(Action.RECODE)
         slot.detail = f"{current} -> {target}"
 
@@ -976,7 +976,11 @@ class _Fitter:
         if out.media_type != original.media_type:
             location = _relocate(location, out.media_type)
         slot.item = dataclasses.replace(
-            original, data=out.data, media_type=out.media_type, content_location=location
+            original,
+            data=out.data,
+            media_type=out.media_type,
+            content_location=location,
+            sha256=None,  # new bytes
         )
         slot.actions = actions
         slot.detail = out.note

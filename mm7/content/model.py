@@ -27,6 +27,9 @@ class MediaItem:
     content_location: str
     #: for text parts: the charset the bytes are in
     charset: str | None = None
+    #: the SHA-256 (hex) of ``data`` when it was computed already (for the Content-ID), so
+    #: that storing the item does not hash the bytes again; None: not known
+    sha256: str | None = field(default=None, compare=False)
 
     @property
     def kind(self) -> str:

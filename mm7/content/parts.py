@@ -10,6 +10,7 @@ carrier profile's choice); every error names the part by position and file name.
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import hashlib
 import re
 import unicodedata
@@ -216,14 +217,15 @@ def extension_for(media_type: str) -> str:
     return _EXTENSIONS.get(canonical_type(media_type), ("bin",))[0]
 
 
-def content_id_for(media_type: str, index: int, data: bytes) -> str:
+def content_id_for(media_type: str, index: int, data: bytes, digest: str | None = None) -> str:
     """A stable Content-ID: kind prefix, position and a content hash prefix ("img1-1a2b3c4d").
 
     The same input always gets the same IDs (reproducible messages, comparable captures); the
-    position keeps two identical attachments apart.
+    position keeps two identical attachments apart. ``digest``: the data's SHA-256 (hex) when
+    the caller has it.
     """
     prefix = _prefix(media_type)
-    return f"{prefix}{index}-{hashlib.sha256(data).hexdigest()[:8]}"
+    return f"{prefix}{index}-{(digest or hashlib.sha256(data).hexdigest())[:8]}"
 
 
 def _prefix(media_type: str) -> str:
@@ -300,9 +302,10 @@ def make_item(
                 raise ContentError(problem)
     except ContentError as exc:
         raise PartError(str(exc), index=index, filename=src.filename) from None
-    cid = content_id_for(media_type, index, data)
+    digest = hashlib.sha256(data).hexdigest()
+    cid = content_id_for(media_type, index, data, digest)
     location = safe_location(src.filename, media_type, f"{_prefix(media_type)}{index}")
-    return MediaItem(data, media_type, cid, location, charset)
+    return MediaItem(data, media_type, cid, location, charset, digest)
 
 
 def make_items(
@@ -327,7 +330,7 @@ def make_items(
         item = make_item(source, index, on_mismatch=on_mismatch, check_structure=check_structure)
         location = unique_location(item.content_location, index, taken)
         if location != item.content_location:
-            item = MediaItem(item.data, item.media_type, item.content_id, location, item.charset)
+            item = dataclasses.replace(item, content_location=location)
         items.append(item)
     return tuple(items)
 

@@ -621,6 +621,7 @@ async def _submit(
             data=item.data,
             content_id=item.content_id,
             content_location=item.content_location,
+            digest=item.sha256,
         )
         for item in presentation.items
     ]

@@ -165,10 +165,14 @@ class MediaPart:
     sha256: str | None = None
     content_id: str | None = None
     content_location: str | None = None
+    #: the SHA-256 (hex) of ``data`` when the caller computed it already (not hashed again)
+    digest: str | None = None
 
     def __post_init__(self) -> None:
         if (self.data is None) == (self.sha256 is None):
             raise ValueError("a MediaPart needs exactly one of data and sha256")
+        if self.digest is not None and self.data is None:
+            raise ValueError("a MediaPart's digest goes with its data")
 
 
 @dataclass(frozen=True, slots=True)

@@ -350,16 +350,20 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
             _write_durably(target, data)
         return _Prepared(digest, content_type, len(data), None, f"{digest[:2]}/{digest}")
 
-    async def _prepare(self, data: bytes, content_type: str) -> _Prepared:
+    async def _prepare(
+        self, data: bytes, content_type: str, digest: str | None = None
+    ) -> _Prepared:
+        if digest is not None and len(data) <= self._inline_media_max:
+            return _Prepared(digest, content_type, len(data), data, None)
         if len(data) <= min(_HASH_ON_LOOP_MAX, self._inline_media_max):
-            return self._prepare_sync(data, content_type, None)
-        return await asyncio.to_thread(self._prepare_sync, data, content_type, None)
+            return self._prepare_sync(data, content_type, digest)
+        return await asyncio.to_thread(self._prepare_sync, data, content_type, digest)
 
     async def _prepare_parts(self, parts: Sequence[MediaPart]) -> list[_Prepared | MediaPart]:
         out: list[_Prepared | MediaPart] = []
         for part in parts:
             if part.data is not None:
-                out.append(await self._prepare(part.data, part.content_type))
+                out.append(await self._prepare(part.data, part.content_type, part.digest))
             else:
                 out.append(part)
         return out
