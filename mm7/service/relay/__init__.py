@@ -1,8 +1,16 @@
 """The relay of inbound messages and status reports to applications' HTTP hooks (issue 7).
 
-``signing``: the ``X-MM7-Signature`` header (HMAC-SHA256 over timestamp and body) and how an
-application verifies it. ``hooks``: one signed delivery attempt to a hook (``HookSender``), the
-per-hook concurrency limit, and ``next_step`` (delivered, retry at a time, or dead letter).
+- ``ingest``: the inbound endpoint's DeliverReq handler (the MO stored with its relay event and
+  opt-out change before DeliverRsp 1000); ``mo_event``: the MO's JSON; ``routing``: which hook
+  (``[[relay.routes]]``), stop/start words, status hooks;
+- ``worker``: leases the store's outbox (``mm7.service.store.outbox``) and delivers each event;
+  ``hooks``: one signed delivery attempt (``HookSender``), per-hook concurrency and
+  ``next_step`` (delivered, retry at a time, or dead letter); ``signing``: the
+  ``X-MM7-Signature`` header and how an application verifies it;
+- ``media_urls``: the MOs' media as signed expiring URLs served by the gateway.
+
+The operator's side (dead letters, suppressions) is ``mm7.service.api_relay`` and
+``mm7 relay``.
 """
 
 from mm7.service.relay.hooks import (
