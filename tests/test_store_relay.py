@@ -528,3 +528,34 @@ async def test_quotas_bound_the_leases_per_hook(store: SqliteStore) -> None:
     assert [(i.hook, i.kind.value) for i in got] == [(None, "status")]
     got = await store.lease_relay("w", 1, TTL, quotas={"app": 5})
     assert [i.hook for i in got] == ["app"]  # n still bounds the whole call
+
+
+async def test_stop_also_stops_what_is_already_queued_for_the_sender(store: SqliteStore) -> None:
+    queued = await store.enqueue_message(
+        NewMessage(link=LINK, fields={"api_key": "dev"}, callback_url="https://app/cb"),
+        ["+15550061", "+15550062"],
+    )
+    (leased,) = await store.lease(LINK, "d", 1, TTL)  # in flight already: the first one
+    assert leased.address == "+15550061"
+    await mo(store, "+1 555 0061", opt_out=OptOut("stop", "+1 555 0061", "STOP"), hook=None)
+    remaining = await store.lease(LINK, "d", 10, TTL)
+    assert [i.address for i in remaining] == ["+15550062"]
+    record = await store.get_message(queued.message_id)
+    assert record is not None
+    by_address = {r.address: r.status.value for r in record.recipients}
+    assert by_address["+15550061"] == "suppressed"
+    # the attempt that was in flight for them records nothing any more
+    assert not await store.complete(leased, "mm7-x", 1000, "Success")
+    keys = [r.idempotency_key for r in await store.relay_events(kind=RelayKind.STATUS)]
+    assert f"status:{queued.message_id}:{leased.recipient_id}:suppressed" in keys
+
+
+async def test_dropping_and_requeueing_an_mo_event_moves_its_mo(store: SqliteStore) -> None:
+    mo_id = await mo(store, "+15550071")
+    (item,) = await store.lease_relay("w", 1, TTL)
+    assert await store.drop_relay([item.id]) == 1
+    got = await store.get_mo(mo_id)
+    assert got is not None and got.status == "dropped"
+    assert await store.requeue_relay([item.id]) == 1
+    got = await store.get_mo(mo_id)
+    assert got is not None and got.status == "pending"

@@ -206,9 +206,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             # what a retry of an MO without MessageID repeats and another MO does not (sender,
             # date, subject): with the TransactionID, which MMSCs recycle, it finds retries
             "ALTER TABLE mo_messages ADD COLUMN fingerprint TEXT",
-            # retention looks media up by hash to find the ones no message uses any more
+            # retention looks media up by hash to find the ones no message uses any more, and
+            # by age without reading the blobs
             "CREATE INDEX message_media_sha ON message_media(sha256)",
             "CREATE INDEX mo_media_sha ON mo_media(sha256)",
+            "CREATE INDEX media_created ON media(created_at, sha256)",
+            # a STOP finds the sender's queued recipients
+            """CREATE INDEX recipients_queued_address ON recipients(address_key)
+                WHERE status = 'queued'""",
             """CREATE TABLE store_secrets (
                 name TEXT PRIMARY KEY,
                 value TEXT NOT NULL,

@@ -67,7 +67,7 @@ from mm7.service.store.base import (
     normalize_address,
 )
 from mm7.service.store.migrations import migrate
-from mm7.service.store.outbox import AllSuppressedError, RelayKind, status_event
+from mm7.service.store.outbox import AllSuppressedError, OptOut, RelayKind, status_event
 from mm7.service.store.sqlite_relay import (
     SqliteRelayOps,
     apply_opt_out,
@@ -983,7 +983,9 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
             link=row[3], mm7_message_id=row[2], status_code=status_code,
             status_text=status_text,
         )  # fmt: skip
-        insert_event(conn, RelayKind.STATUS, f"status:{recipient_id}:{status}", body, now,
+        # the message id is random; recipient ids (rowids) come back after retention
+        key = f"status:{row[0]}:{recipient_id}:{status}"
+        insert_event(conn, RelayKind.STATUS, key, body, now,
                      callback_url=row[4], api_key=row[5], link=row[3],
                      source_id=row[0])  # fmt: skip
 
@@ -1073,9 +1075,31 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
                 insert_mo_event(conn, mo_id, mo.link, mo.relay, now)
             if mo.opt_out is not None:
                 apply_opt_out(conn, mo.opt_out, mo.link, mo_id, now)
+                if mo.opt_out.action == "stop":
+                    self._suppress_queued(conn, mo.opt_out, mo_id, now)
             return MoResult(mo_id, False)
 
         return await self._write(op)
+
+    def _suppress_queued(
+        self, conn: sqlite3.Connection, opt_out: OptOut, mo_id: str, now: int
+    ) -> None:
+        """STOP also stops what is queued for the sender: scheduled messages, a campaign's
+        backlog, retries. Their leases go too, so an attempt in flight records nothing."""
+        key = normalize_address(opt_out.address)
+        rows = conn.execute(
+            "SELECT id, message_id FROM recipients WHERE address_key=? AND status=?",
+            (key, RecipientStatus.QUEUED.value),
+        ).fetchall()
+        for recipient_id, message_id in rows:
+            conn.execute(
+                "DELETE FROM leases WHERE kind=? AND item_id=?", (_LEASE_KIND_MT, recipient_id)
+            )
+            info = {"word": opt_out.word, "mo_id": mo_id}
+            _finish(conn, recipient_id, message_id, RecipientStatus.SUPPRESSED, None,
+                    "the recipient opted out", "suppressed", info, now)  # fmt: skip
+            self._status_event(conn, recipient_id, RecipientStatus.SUPPRESSED.value, now,
+                               status_text="the recipient opted out")  # fmt: skip
 
     async def get_mo(self, mo_id: str) -> MoRecord | None:
         """A stored MO message with its parts."""

@@ -116,6 +116,15 @@ def suppressed_keys(conn: sqlite3.Connection, keys: Collection[str]) -> set[str]
     return found
 
 
+def _set_mo_status(conn: sqlite3.Connection, event_id: int, status: str, now: int) -> None:
+    """The MO a relay event carries follows it (dropped, pending again), for retention."""
+    conn.execute(
+        "UPDATE mo_messages SET status=?, updated_at=? WHERE id=(SELECT source_id FROM"
+        " relay_outbox WHERE id=? AND kind='mo')",
+        (status, now, event_id),
+    )
+
+
 class SqliteRelayOps:
     """The relay half of ``SqliteStore`` (module docstring)."""
 
@@ -353,12 +362,19 @@ class SqliteRelayOps:
                 " next_attempt_at=?, last_error=NULL, last_http_status=NULL, updated_at=?"
             )
             if ids is None:
-                return conn.execute(sql + " WHERE status='dead'", (now, now)).rowcount
+                dead = [
+                    r[0] for r in conn.execute("SELECT id FROM relay_outbox WHERE status='dead'")
+                ]
+            else:
+                dead = list(ids)
             count = 0
-            for event_id in ids:
-                count += conn.execute(
+            for event_id in dead:
+                requeued = conn.execute(
                     sql + " WHERE id=? AND status IN ('dead', 'dropped')", (now, now, event_id)
                 ).rowcount
+                if requeued:
+                    _set_mo_status(conn, event_id, "pending", now)
+                count += requeued
             return count
 
         result: int = await self._write(op)
@@ -371,11 +387,14 @@ class SqliteRelayOps:
         def op(conn: sqlite3.Connection) -> int:
             count = 0
             for event_id in ids:
-                count += conn.execute(
+                dropped = conn.execute(
                     "UPDATE relay_outbox SET status='dropped', updated_at=?"
                     " WHERE id=? AND status IN ('dead', 'pending')",
                     (now, event_id),
                 ).rowcount
+                if dropped:
+                    _set_mo_status(conn, event_id, "dropped", now)
+                count += dropped
                 conn.execute(
                     "DELETE FROM leases WHERE kind=? AND item_id=?", (LEASE_KIND_RELAY, event_id)
                 )
