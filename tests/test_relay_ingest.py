@@ -330,6 +330,23 @@ async def test_a_recycled_transaction_id_from_another_handset_is_a_new_mo(
     assert rig.count("mo_messages") == 3
 
 
+async def test_same_handset_same_recycled_transaction_id_other_content_is_new(
+    rig: Rig, aiohttp_server: Server
+) -> None:
+    """No Date, no Subject (both optional): the content tells a new MO from a retry."""
+    first = deliver("tx-8", "one")
+    assert first.timestamp is None and first.subject is None
+    assert await rig.send(first) == 1000
+    assert await rig.send(deliver("tx-8", "two")) == 1000
+    assert await rig.send(deliver("tx-8", "one")) == 1000  # a retry of the first
+    server = await aiohttp_server(rig.inbound_app())  # a restarted endpoint: the store decides
+    other = MM7Client(LinkConfig(name="mmsc", url=str(server.make_url("/mm7"))))
+    async with other:
+        assert (await other.send(deliver("tx-8", "three"))).status.code == 1000
+        assert (await other.send(deliver("tx-8", "two"))).status.code == 1000
+    assert sorted(e["text"] for e in await rig.mo_events()) == ["one", "three", "two"]
+
+
 async def test_stop_suppresses_the_sender_and_start_lifts_it(rig: Rig) -> None:
     sender = "+15550002"
     assert await rig.send(deliver("tx-stop", " Stop. ", sender=sender)) == 1000

@@ -18,12 +18,14 @@ durable store (same two methods) that survives restarts and is shared between in
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Protocol, runtime_checkable
 
+from mm7.core.mime import Part
 from mm7.core.model import DeliverReq, DeliveryReportReq, Message, ReadReplyReq
 
 #: separates the fields of a key (not a character that survives XML parsing as text)
@@ -114,7 +116,9 @@ def dedupe_keys(peer: str, message: Message) -> tuple[str, ...]:
     - DeliveryReportReq: ``MessageID + recipient + MMStatus`` (one message gets several
       reports, Forwarded then Retrieved, which are not duplicates of each other);
     - ReadReplyReq: ``MessageID + recipient + read status``;
-    - DeliverReq (no MessageID in the schema): ``TransactionID + sender + Date + Subject``;
+    - DeliverReq (no MessageID in the schema): ``TransactionID + sender + Date + Subject`` and
+      a digest of the content (Date and Subject are optional; the content tells two messages
+      from one handset apart when they are missing);
     - any other request: its TransactionID.
     """
     if isinstance(message, DeliveryReportReq) and message.message_id:
@@ -130,10 +134,28 @@ def dedupe_keys(peer: str, message: Message) -> tuple[str, ...]:
         return (
             _key(
                 peer, "mo", message.transaction_id, message.sender.value, date,
-                message.subject or "",
+                message.subject or "", content_digest(message.content),
             ),
         )  # fmt: skip
     return (_key(peer, "tid", message.transaction_id),)
+
+
+def content_digest(part: Part | None) -> str:
+    """A SHA-256 (hex) over the bodies of a content's leaf parts, in order ("" for none).
+
+    Over the decoded bodies, not the wire bytes: a retry may come with another MIME boundary.
+    """
+    if part is None:
+        return ""
+    digest = hashlib.sha256()
+    stack = [part]
+    while stack:
+        current = stack.pop()
+        if current.children:
+            stack.extend(reversed(current.children))
+        else:
+            digest.update(hashlib.sha256(current.body).digest())
+    return digest.hexdigest()
 
 
 async def any_seen(store: DuplicateStore, keys: Iterable[str]) -> bool:

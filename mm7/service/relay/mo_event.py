@@ -134,14 +134,16 @@ def mo_content(ctx: InboundContext[DeliverReq], link: str, received_at: datetime
         "carrier_id": ctx.carrier_id,
         "headers": {k: v for k, v in ctx.headers.items() if k.lower().startswith("x-")},
     }
+    digests = [hashlib.sha256(item.data).hexdigest() for item in items]
     parts = tuple(
         MediaPart(
             content_type=item.media_type + (f"; charset={item.charset}" if item.charset else ""),
             data=item.data,
             content_id=item.content_id,
             content_location=item.content_location,
+            digest=digest,  # hashed once, here: the store does not hash them again
         )
-        for item in items
+        for item, digest in zip(items, digests, strict=True)
     )
     facts = MoFacts(
         link=link,
@@ -151,11 +153,14 @@ def mo_content(ctx: InboundContext[DeliverReq], link: str, received_at: datetime
         applic_id=message.applic_id,
         reply_applic_id=message.reply_applic_id,
     )
+    # Date and Subject are optional: the content's digests make a new message from the same
+    # handset under a recycled TransactionID differ from a retry even without them
     fingerprint = hashlib.sha256(
         "\x1f".join(
-            (message.sender.value, _iso(message.timestamp) or "", message.subject or "")
+            (message.sender.value, _iso(message.timestamp) or "", message.subject or "",
+             *digests)
         ).encode("utf-8", "surrogatepass")
-    ).hexdigest()[:32]
+    ).hexdigest()[:32]  # fmt: skip
     return MoContent(
         event, parts, facts, message.transaction_id or None, mm7_message_id, fingerprint
     )

@@ -1055,7 +1055,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
             if mo.mm7_message_id is None and mo.transaction_id is not None:
                 row = conn.execute(
                     "SELECT id FROM mo_messages WHERE link=? AND transaction_id=?"
-                    " AND received_at>=? AND (? IS NULL OR fingerprint IS NULL OR fingerprint=?)"
+                    " AND received_at>=? AND (? IS NULL OR fingerprint=?)"
                     " ORDER BY received_at DESC LIMIT 1",
                     (mo.link, mo.transaction_id, since, mo.fingerprint, mo.fingerprint),
                 ).fetchone()
