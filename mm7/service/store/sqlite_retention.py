@@ -18,6 +18,7 @@ Suppressions (opt-outs) are never purged: they hold until the subscriber sends S
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
@@ -33,8 +34,10 @@ from mm7.service.store.sqlite_rows import ms
 
 __all__ = ["PurgeStats", "SqliteRetention"]
 
-#: rows per transaction
+#: messages, MOs or media looked at per transaction
 CHUNK = 500
+#: rows deleted per transaction at most (a big campaign's recipients and events)
+ROWS = 5000
 #: a media file without a row must be at least this old to be removed (seconds)
 ORPHAN_FILE_AGE = 86400.0
 _DONE_MO = ("relayed", "unrouted", "skipped", "dropped")
@@ -63,96 +66,112 @@ class SqliteRetention:
         cutoff = ms(before)
         messages = await self._chunked(lambda conn: _purge_messages(conn, cutoff))
         mos = await self._chunked(lambda conn: _purge_mos(conn, cutoff))
-        reports = await self._chunked(
-            lambda conn: (
-                conn.execute(
-                    "DELETE FROM delivery_reports WHERE id IN (SELECT id FROM delivery_reports"
-                    " WHERE received_at<? LIMIT ?)",
-                    (cutoff, CHUNK),
-                ).rowcount
-            )
-        )
+        reports = await self._chunked(lambda conn: _purge_reports(conn, cutoff))
         media = 0
         while True:
-            paths: list[str] = await self._write(lambda conn: _purge_media(conn, cutoff))
-            if not paths:
+            gone: list[tuple[str, str | None]] = await self._write(
+                lambda conn: _purge_media(conn, cutoff)
+            )
+            if not gone:
                 break
-            media += len(paths)
-            for rel in paths:
-                if rel:
-                    with contextlib.suppress(FileNotFoundError):
-                        (self._media_dir / rel).unlink()
+            media += len(gone)
+            # Files go on the writer thread, each only if its row is still gone: an enqueue of
+            # the same bytes commits there too, so it cannot slip in between check and unlink.
+            if any(path for _, path in gone):
+                await self._write(lambda conn, gone=gone: self._unlink_unreferenced(conn, gone))
         orphans = await self._orphan_files()
         return PurgeStats(messages, mos, reports, media, orphans)
 
-    async def _chunked(self, op: Callable[[sqlite3.Connection], int]) -> int:
+    async def _chunked(self, op: Callable[[sqlite3.Connection], tuple[int, bool]]) -> int:
+        """Run ``op`` (one transaction: (rows it deleted, whether more remain)) until done."""
         total = 0
         while True:
-            count: int = await self._write(op)
+            done: tuple[int, bool] = await self._write(op)
+            count, more = done
             total += count
-            if count < CHUNK:
+            if not more:
                 return total
+
+    def _unlink_unreferenced(
+        self, conn: sqlite3.Connection, files: list[tuple[str, str | None]]
+    ) -> int:
+        """On the writer thread: remove each file whose media row does not exist (now)."""
+        removed = 0
+        for sha256, rel in files:
+            if rel is None:
+                continue
+            if conn.execute("SELECT 1 FROM media WHERE sha256=?", (sha256,)).fetchone():
+                continue  # stored again meanwhile: the file is in use
+            with contextlib.suppress(OSError):
+                os.unlink(self._media_dir / rel)
+                removed += 1
+        return removed
 
     async def _orphan_files(self) -> int:
         """Remove media files no row names (a crash between file write and commit)."""
-        folder = self._media_dir
-        if not folder.is_dir():
-            return 0
-        old = time.time() - ORPHAN_FILE_AGE
-        candidates: list[Path] = []
-        for sub in folder.iterdir():
-            if not sub.is_dir():
-                continue
-            for path in sub.iterdir():
-                with contextlib.suppress(OSError):
-                    if path.is_file() and path.stat().st_mtime < old:
-                        candidates.append(path)
-        if not candidates:
-            return 0
-        names = [p.name for p in candidates]
-
-        def known(conn: sqlite3.Connection) -> set[str]:
-            found: set[str] = set()
-            for start in range(0, len(names), 500):
-                chunk = names[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                found.update(
-                    r[0]
-                    for r in conn.execute(
-                        f"SELECT sha256 FROM media WHERE sha256 IN ({marks})", chunk
-                    )
-                )
-            return found
-
-        # asked on the writer thread: a row being committed right now is seen or not yet made
-        referenced: set[str] = await self._write(known)
+        # the directory walk is slow on a big store: never on the event loop
+        candidates = await asyncio.to_thread(_old_files, self._media_dir)
         removed = 0
-        for path in candidates:
-            # temporary files of an interrupted write (".<sha>.<rand>.tmp") have no row either
-            if path.name not in referenced:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-                    removed += 1
+        for start in range(0, len(candidates), CHUNK):
+            # temporary files of an interrupted write (".<sha>.<rand>.tmp") match no row either
+            files: list[tuple[str, str | None]] = [
+                (p.name, str(p.relative_to(self._media_dir)))
+                for p in candidates[start : start + CHUNK]
+            ]
+            count: int = await self._write(
+                lambda conn, files=files: self._unlink_unreferenced(conn, files)
+            )
+            removed += count
         return removed
 
 
-def _purge_messages(conn: sqlite3.Connection, cutoff: int) -> int:
-    ids = [
-        r[0]
-        for r in conn.execute(
-            "SELECT id FROM messages WHERE updated_at<? AND queued_count<=0 LIMIT ?",
-            (cutoff, CHUNK),
-        )
-    ]
-    for message_id in ids:
-        conn.execute("DELETE FROM events WHERE message_id=?", (message_id,))
-        conn.execute("DELETE FROM message_media WHERE message_id=?", (message_id,))
-        conn.execute("DELETE FROM recipients WHERE message_id=?", (message_id,))
+def _old_files(folder: Path) -> list[Path]:
+    """Media files older than ORPHAN_FILE_AGE (on a worker thread: this walks the folder)."""
+    if not folder.is_dir():
+        return []
+    old = time.time() - ORPHAN_FILE_AGE
+    found: list[Path] = []
+    for sub in folder.iterdir():
+        if not sub.is_dir():
+            continue
+        for path in sub.iterdir():
+            with contextlib.suppress(OSError):
+                if path.is_file() and path.stat().st_mtime < old:
+                    found.append(path)
+    return found
+
+
+def _purge_messages(conn: sqlite3.Connection, cutoff: int) -> tuple[int, bool]:
+    """Old finished messages, at most ROWS rows per transaction (children first).
+
+    A 100,000-recipient campaign takes several transactions, so that the writer thread is never
+    held for long; a message row goes once its recipients and events have. Returns (messages
+    deleted, whether more remain).
+    """
+    rows = 0
+    messages = 0
+    for (message_id,) in conn.execute(
+        "SELECT id FROM messages WHERE updated_at<? AND queued_count<=0 LIMIT ?",
+        (cutoff, CHUNK),
+    ).fetchall():
+        for table in ("events", "recipients"):
+            rows += conn.execute(
+                f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table}"
+                " WHERE message_id=? LIMIT ?)",
+                (message_id, ROWS - rows),
+            ).rowcount
+            if rows >= ROWS:
+                return messages, True
+        rows += conn.execute("DELETE FROM message_media WHERE message_id=?", (message_id,)).rowcount
         conn.execute("DELETE FROM messages WHERE id=?", (message_id,))
-    return len(ids)
+        messages += 1
+        rows += 1
+        if rows >= ROWS:
+            return messages, True
+    return messages, messages == CHUNK
 
 
-def _purge_mos(conn: sqlite3.Connection, cutoff: int) -> int:
+def _purge_mos(conn: sqlite3.Connection, cutoff: int) -> tuple[int, bool]:
     marks = ",".join("?" * len(_DONE_MO))
     ids = [
         r[0]
@@ -164,17 +183,35 @@ def _purge_mos(conn: sqlite3.Connection, cutoff: int) -> int:
     for mo_id in ids:
         conn.execute("DELETE FROM mo_media WHERE mo_id=?", (mo_id,))
         conn.execute("DELETE FROM mo_messages WHERE id=?", (mo_id,))
-    return len(ids)
+    return len(ids), len(ids) == CHUNK
 
 
-def _purge_media(conn: sqlite3.Connection, cutoff: int) -> list[str]:
-    """Delete up to CHUNK unreferenced media rows; the file paths to remove ("" inline)."""
-    rows = conn.execute(
-        "SELECT sha256, path FROM media m WHERE created_at<?"
-        " AND NOT EXISTS (SELECT 1 FROM message_media x WHERE x.sha256=m.sha256)"
-        " AND NOT EXISTS (SELECT 1 FROM mo_media y WHERE y.sha256=m.sha256) LIMIT ?",
-        (cutoff, CHUNK),
-    ).fetchall()
-    for sha256, _ in rows:
+def _purge_reports(conn: sqlite3.Connection, cutoff: int) -> tuple[int, bool]:
+    count = conn.execute(
+        "DELETE FROM delivery_reports WHERE id IN (SELECT id FROM delivery_reports"
+        " WHERE received_at<? LIMIT ?)",
+        (cutoff, ROWS),
+    ).rowcount
+    return count, count == ROWS
+
+
+def _purge_media(conn: sqlite3.Connection, cutoff: int) -> list[tuple[str, str | None]]:
+    """Delete up to CHUNK unreferenced media rows; (sha256, file path or None) of each.
+
+    Chosen through the (created_at, sha256) index, so the blobs are never read.
+    """
+    chosen = [
+        r[0]
+        for r in conn.execute(
+            "SELECT sha256 FROM media m INDEXED BY media_created WHERE created_at<?"
+            " AND NOT EXISTS (SELECT 1 FROM message_media x WHERE x.sha256=m.sha256)"
+            " AND NOT EXISTS (SELECT 1 FROM mo_media y WHERE y.sha256=m.sha256) LIMIT ?",
+            (cutoff, CHUNK),
+        )
+    ]
+    gone: list[tuple[str, str | None]] = []
+    for sha256 in chosen:
+        row = conn.execute("SELECT path FROM media WHERE sha256=?", (sha256,)).fetchone()
         conn.execute("DELETE FROM media WHERE sha256=?", (sha256,))
-    return [path or "" for _, path in rows]
+        gone.append((sha256, row[0] if row else None))
+    return gone
