@@ -84,9 +84,12 @@ async def test_a_valid_url_serves_the_bytes_with_their_type(rig: Rig) -> None:
     assert response.content_type == "image/jpeg"
     assert response.headers["Content-Disposition"] == 'inline; filename="photo.jpg"'
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Content-Security-Policy"].startswith("sandbox")
     status, body, response = await rig.get(rig.urls.url(rig.mo_id, 1))
     assert status == 200 and body == TEXT
     assert response.content_type == "text/plain" and response.charset == "utf-8"
+    # anything but image, audio and video is a download, never a page of the gateway's origin
+    assert response.headers["Content-Disposition"].startswith("attachment")
     status, body, response = await rig.get(rig.urls.url(rig.mo_id, 2))
     assert status == 200 and body == PNG and response.content_type == "image/png"
     assert "Content-Disposition" not in response.headers
@@ -149,3 +152,8 @@ def test_check() -> None:
     assert not urls.check("mo1", 4, "1060", sig.upper(), now=1000)
     with pytest.raises(ValueError, match="must not be empty"):
         MediaUrls(b"", "http://gw", 60)
+
+
+async def test_a_signature_that_is_not_ascii_is_refused_not_a_crash(rig: Rig) -> None:
+    status, _, _ = await rig.get(with_query(rig.urls.url(rig.mo_id, 0), sig="%C3%A9"))
+    assert status == 403

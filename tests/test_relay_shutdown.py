@@ -71,3 +71,23 @@ async def test_a_started_worker_purges_what_is_past_retain(tmp_path: Path) -> No
             await worker.stop()
     finally:
         await store.close()
+
+
+async def test_hookless_events_are_leased_no_faster_than_the_narrowest_status_hook(
+    tmp_path: Path,
+) -> None:
+    from mm7.service.config import RelayRoute
+
+    store = await SqliteStore.open(tmp_path / "gw.db")
+    try:
+        slow = RelayHook("slow", "http://127.0.0.1:9/s", Secret("s"), concurrency=1)
+        app = RelayHook("app", "http://127.0.0.1:9/a", Secret("s"), concurrency=4)
+        settings = RelaySettings(
+            hooks=(slow, app), default_route=RelayRoute("default", "app", status_hook="slow")
+        )
+        worker = RelayWorker(store, settings, callback_concurrency=8)
+        assert worker.quotas() == {"slow": 1, "app": 4, None: 1}
+        plain = RelayWorker(store, RelaySettings(hooks=(app,)), callback_concurrency=8)
+        assert plain.quotas() == {"app": 4, None: 8}
+    finally:
+        await store.close()

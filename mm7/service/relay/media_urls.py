@@ -57,7 +57,9 @@ class MediaUrls:
             return False
         if when < (time.time() if now is None else now):
             return False
-        return hmac.compare_digest(self._sig(mo_id, index, when), sig)
+        # bytes: compare_digest refuses a str with non-ASCII characters (a 500, not a 403)
+        expected = self._sig(mo_id, index, when).encode()
+        return hmac.compare_digest(expected, sig.encode("utf-8", "surrogatepass"))
 
 
 URLS_KEY = web.AppKey("mm7_media_urls", MediaUrls)
@@ -81,9 +83,18 @@ async def _serve(request: web.Request) -> web.StreamResponse:
     blob = await store.get_media(part.sha256)
     if blob is None:
         raise web.HTTPNotFound(text="no such media\n")
-    headers = {"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"}
+    headers = {
+        "Cache-Control": "private, max-age=300",
+        "X-Content-Type-Options": "nosniff",
+        # a subscriber's HTML or SVG must not run as a page of the gateway's origin
+        "Content-Security-Policy": "sandbox; default-src 'none'",
+    }
+    kind = part.content_type.split("/", 1)[0].strip().lower()
+    shown = "inline" if kind in ("image", "audio", "video") else "attachment"
     if part.content_location:
-        headers["Content-Disposition"] = f'inline; filename="{part.content_location}"'
+        headers["Content-Disposition"] = f'{shown}; filename="{part.content_location}"'
+    elif shown == "attachment":
+        headers["Content-Disposition"] = shown
     return web.Response(
         body=blob.data,
         headers=headers,

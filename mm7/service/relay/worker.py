@@ -95,6 +95,8 @@ class RelayWorker:
         self.purge_interval = purge_interval
         self._next_purge = 0.0
         self._ordered = frozenset(h.name for h in settings.hooks if h.ordered)
+        routes = (*settings.routes, settings.default_route)
+        self._status_hooks = frozenset(r.status_hook for r in routes if r and r.status_hook)
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -211,7 +213,12 @@ class RelayWorker:
         quotas: dict[str | None, int] = {
             h.name: max(1, h.concurrency) - busy.get(h.name, 0) for h in self.settings.hooks
         }
-        quotas[None] = self.callback_concurrency - busy.get(None, 0)
+        # Events without a hook go to a callback URL or to a link's status hook, which is only
+        # known at delivery: lease no more of them than the narrowest of those can take.
+        limits = [self.callback_concurrency]
+        for name in self._status_hooks:
+            limits.append(max(1, self.settings.hook(name).concurrency))
+        quotas[None] = min(limits) - busy.get(None, 0)
         return quotas
 
     def _done(self, key: int, task: asyncio.Task[None]) -> None:
