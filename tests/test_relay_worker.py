@@ -182,6 +182,7 @@ class Rig:
             on_outcome=lambda hook, outcome: self.outcomes.append((hook, outcome)),
         )
         worker.sender.clock = self.clock
+        worker.others_interval = 0.0  # look for events of removed hooks at every pass
         self.workers.append(worker)
         return worker
 

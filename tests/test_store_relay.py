@@ -559,3 +559,14 @@ async def test_dropping_and_requeueing_an_mo_event_moves_its_mo(store: SqliteSto
     assert await store.requeue_relay([item.id]) == 1
     got = await store.get_mo(mo_id)
     assert got is not None and got.status == "pending"
+
+
+async def test_events_of_hooks_the_quotas_do_not_name_come_only_when_asked(
+    store: SqliteStore,
+) -> None:
+    await mo(store, "+15550081", hook="removed")
+    await mo(store, "+15550082", hook="app")
+    got = await store.lease_relay("w", 10, TTL, quotas={"app": 4, None: 4}, others=False)
+    assert [i.hook for i in got] == ["app"]
+    got = await store.lease_relay("w", 10, TTL, quotas={"app": 4, None: 4}, others=True)
+    assert [i.hook for i in got] == ["removed"]

@@ -94,6 +94,9 @@ class RelayWorker:
         self._on_outcome = on_outcome
         self.purge_interval = purge_interval
         self._next_purge = 0.0
+        #: seconds between two looks for events of hooks removed from the configuration
+        self.others_interval = 30.0
+        self._next_others = 0.0
         self._ordered = frozenset(h.name for h in settings.hooks if h.ordered)
         routes = (*settings.routes, settings.default_route)
         self._status_hooks = frozenset(r.status_hook for r in routes if r and r.status_hook)
@@ -189,8 +192,18 @@ class RelayWorker:
         free = self.max_in_flight - len(self._in_flight)
         if free <= 0:
             return 0
+        # events of hooks no longer configured: looked for now and then (a slow query)
+        now = asyncio.get_running_loop().time()
+        others = now >= self._next_others
+        if others:
+            self._next_others = now + self.others_interval
         items = await self.store.lease_relay(
-            self.owner, free, self.lease_ttl, ordered_hooks=self._ordered, quotas=self.quotas()
+            self.owner,
+            free,
+            self.lease_ttl,
+            ordered_hooks=self._ordered,
+            quotas=self.quotas(),
+            others=others,
         )
         for item in items:
             previous = self._in_flight.get(item.id)

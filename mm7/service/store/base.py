@@ -510,6 +510,7 @@ class Store(Protocol):
         *,
         ordered_hooks: Collection[str] = (),
         quotas: Mapping[str | None, int] | None = None,
+        others: bool = True,
     ) -> list[RelayItem]:
         """Lease up to ``n`` due relay events (the oldest per sender for ordered hooks; at
         most ``quotas[hook]`` per hook, key None for events without a hook)."""

@@ -190,6 +190,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 updated_at INTEGER NOT NULL
             )""",
             "CREATE INDEX relay_due ON relay_outbox(status, next_attempt_at, id)",
+            "CREATE INDEX relay_hook_due ON relay_outbox(status, hook, next_attempt_at, id)",
             """CREATE INDEX relay_order ON relay_outbox(hook, sender_key, id)
                 WHERE status = 'pending'""",
             # Senders who sent a stop word; the sending API refuses them as recipients.

@@ -140,6 +140,7 @@ class SqliteRelayOps:
         *,
         ordered_hooks: Collection[str] = (),
         quotas: Mapping[str | None, int] | None = None,
+        others: bool = True,
     ) -> list[RelayItem]:
         """Lease up to ``n`` due pending events not leased by anyone else.
 
@@ -151,42 +152,58 @@ class SqliteRelayOps:
         hook, i.e. callbacks and status hooks resolved at delivery); hooks not named are not
         limited. A worker passes its free slots per hook, so that it never holds leases on
         events that would only wait for the hook's concurrency limit (and could outlive their
-        lease there).
+        lease there). ``others`` (with ``quotas``): also events of hooks the quotas do not name
+        (a hook removed from the configuration); that query walks the whole due backlog, so a
+        worker asks for them now and then, not at every lease.
         """
         now = ms(self._clock.now())
         until = now + int(ttl.total_seconds() * 1000)
         ordered = json.dumps(sorted(ordered_hooks))
-        left = dict(quotas or {})
-        full = json.dumps(sorted(h for h, q in left.items() if h is not None and q <= 0))
-        unhooked_ok = left.get(None, 1) > 0
-        # more candidates than n when quotas may turn some away
-        scan = n if not left else n * 4
+        # One indexed query per bucket (a hook with free slots, the hookless events, hooks the
+        # quotas do not name): a full hook's backlog is never scanned, and a small quota never
+        # crowds the others out of a shared LIMIT.
+        buckets: list[tuple[str, tuple[Any, ...], int]] = []
+        if quotas is None:
+            buckets.append(("", (), n))
+        else:
+            for hook, quota in quotas.items():
+                if quota > 0:
+                    buckets.append((" AND o.hook IS ?", (hook,), min(quota, n)))
+            if others:
+                named = json.dumps(sorted(h for h in quotas if h is not None))
+                buckets.append(
+                    (
+                        " AND o.hook IS NOT NULL"
+                        " AND o.hook NOT IN (SELECT value FROM json_each(?))",
+                        (named,),
+                        n,
+                    )
+                )
+        select = (
+            "SELECT o.id, o.kind, o.idempotency_key, o.hook, o.callback_url, o.api_key,"
+            " o.link, o.source_id, o.media, o.event, o.attempts, o.first_attempt_at,"
+            " o.next_attempt_at"
+            " FROM relay_outbox o LEFT JOIN leases l ON l.kind=? AND l.item_id=o.id"
+            " WHERE o.status='pending' AND o.next_attempt_at<=?"
+            " AND (l.expires_at IS NULL OR l.expires_at<=?)"
+            " AND (o.sender_key IS NULL OR o.hook IS NULL"
+            "  OR o.hook NOT IN (SELECT value FROM json_each(?))"
+            "  OR o.id = (SELECT MIN(p.id) FROM relay_outbox p WHERE p.status='pending'"
+            "   AND p.hook=o.hook AND p.sender_key=o.sender_key))"
+        )
 
         def op(conn: sqlite3.Connection) -> list[RelayItem]:
-            rows = conn.execute(
-                "SELECT o.id, o.kind, o.idempotency_key, o.hook, o.callback_url, o.api_key,"
-                " o.link, o.source_id, o.media, o.event, o.attempts, o.first_attempt_at"
-                " FROM relay_outbox o LEFT JOIN leases l ON l.kind=? AND l.item_id=o.id"
-                " WHERE o.status='pending' AND o.next_attempt_at<=?"
-                " AND (l.expires_at IS NULL OR l.expires_at<=?)"
-                " AND (o.sender_key IS NULL OR o.hook IS NULL"
-                "  OR o.hook NOT IN (SELECT value FROM json_each(?))"
-                "  OR o.id = (SELECT MIN(p.id) FROM relay_outbox p WHERE p.status='pending'"
-                "   AND p.hook=o.hook AND p.sender_key=o.sender_key))"
-                " AND (o.hook IS NULL OR o.hook NOT IN (SELECT value FROM json_each(?)))"
-                " AND (o.hook IS NOT NULL OR ?)"
-                " ORDER BY o.next_attempt_at, o.id LIMIT ?",
-                (LEASE_KIND_RELAY, now, now, ordered, full, unhooked_ok, scan),
-            ).fetchall()
+            found: list[Any] = []
+            for where, args, limit in buckets:
+                found.extend(
+                    conn.execute(
+                        select + where + " ORDER BY o.next_attempt_at, o.id LIMIT ?",
+                        (LEASE_KIND_RELAY, now, now, ordered, *args, limit),
+                    ).fetchall()
+                )
+            rows = sorted(found, key=lambda r: (r[12], r[0]))[:n]
             items: list[RelayItem] = []
             for row in rows:
-                if len(items) >= n:
-                    break
-                hook = row[3]
-                if hook in left:
-                    if left[hook] <= 0:
-                        continue
-                    left[hook] -= 1
                 token = secrets.token_hex(8)
                 conn.execute(
                     "INSERT OR REPLACE INTO leases (kind, item_id, owner, token, expires_at)"
