@@ -74,3 +74,17 @@ def test_max_backlog_is_read_from_the_config(tmp_path: Path) -> None:
     path.write_text(text.replace("max_backlog = 5000", "max_backlog = 0"))
     with pytest.raises(ConfigError, match=r"api\.max_backlog"):
         load_config(path, env={})
+
+
+async def test_the_retry_of_an_accepted_message_is_a_duplicate_even_when_full(
+    gw: Gateway,
+) -> None:
+    body = {"to": "+15550301", "text": "once", "idempotency_key": "k-301"}
+    status, first = await gw.post(body)
+    assert status == 202
+    for n in range(LIMIT):
+        await gw.post({"to": f"+1555031{n}", "text": "fill"})
+    status, again = await gw.post(body)  # the client did not see the 202 and retries
+    assert status == 200 and again == {"id": first["id"], "status": "duplicate"}
+    status, _ = await gw.post({**body, "idempotency_key": "k-302"})
+    assert status == 503

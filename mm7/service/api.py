@@ -540,6 +540,14 @@ async def _submit(
     backlog = app.get(BACKLOG_KEY)
     if backlog is not None:
         queued = await backlog.over(link, len(parsed.to))
+        stored_key = (
+            f"{key.name}:{parsed.idempotency_key}" if parsed.idempotency_key is not None else None
+        )
+        if queued is not None and stored_key is not None:
+            # the retry of a message already accepted is answered as such, full queue or not
+            earlier = await app[STORE_KEY].message_for_key(stored_key)
+            if earlier is not None:
+                return EnqueueResult(earlier, False)
         if queued is not None:
             raise ApiError(
                 503,

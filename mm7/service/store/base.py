@@ -416,6 +416,10 @@ class Store(Protocol):
         """A message with recipients, parts and events, or None."""
         ...
 
+    async def message_for_key(self, idempotency_key: str) -> str | None:
+        """The id of the message stored under ``idempotency_key``, or None."""
+        ...
+
     async def lease(self, link: str, owner: str, n: int, ttl: timedelta) -> list[WorkItem]:
         """Lease up to ``n`` due, unexpired, unleased queued recipients of ``link``."""
         ...

@@ -538,6 +538,17 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
 
         return await self._write(op)
 
+    async def message_for_key(self, idempotency_key: str) -> str | None:
+        """The id of the message stored under ``idempotency_key``, or None."""
+
+        def read(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT id FROM messages WHERE idempotency_key=?", (idempotency_key,)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._read(read)
+
     async def get_message(self, message_id: str) -> MessageRecord | None:
         """The message, its recipients, parts and events, read in one snapshot."""
 
