@@ -65,6 +65,7 @@ __all__ = [
     "DeliveryOutcome",
     "HookSender",
     "Step",
+    "after_failure",
     "next_step",
 ]
 
@@ -115,6 +116,18 @@ def next_step(
     """
     if outcome.delivered:
         return "delivered"
+    return after_failure(first_attempt_at, attempts, now, settings, rng)
+
+
+def after_failure(
+    first_attempt_at: datetime,
+    attempts: int,
+    now: datetime,
+    settings: RelaySettings,
+    rng: random.Random | None = None,
+) -> Literal["dead"] | tuple[Literal["retry"], datetime]:
+    """What follows a failed attempt (``next_step`` of one that was not delivered); also for a
+    failure before any POST (a hook missing from the configuration, missing media)."""
     deadline = first_attempt_at + timedelta(seconds=settings.max_age)
     if now >= deadline:
         return "dead"

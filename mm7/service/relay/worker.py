@@ -35,14 +35,14 @@ import contextlib
 import functools
 import secrets
 from collections.abc import Callable
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 import structlog
 from yarl import URL
 
 from mm7.service.config import RelayHook, RelaySettings
-from mm7.service.relay.hooks import DeliveryOutcome, HookSender, next_step
+from mm7.service.relay.hooks import HookSender, Step, after_failure
 from mm7.service.relay.media_urls import MediaUrls
 from mm7.service.relay.routing import status_hook_for
 from mm7.service.store.base import Store
@@ -314,24 +314,12 @@ class RelayWorker:
                 attempt=item.attempt,
                 first_attempt_at=item.first_attempt_at,
             )
-            step = outcome.step
-            if step == "delivered":
-                await self.store.relay_outcome(
-                    item, "delivered", attempted_at=outcome.at, http_status=outcome.status
-                )
-                self._count(target.name, "delivered")
-            elif step == "dead":
-                await self.store.relay_outcome(
-                    item, "dead", attempted_at=outcome.at, http_status=outcome.status,
-                    error=outcome.error,
-                )  # fmt: skip
-                self._count(target.name, "dead")
-            else:
-                await self.store.relay_outcome(
-                    item, "retry", attempted_at=outcome.at, retry_at=step[1],
-                    http_status=outcome.status, error=outcome.error,
-                )  # fmt: skip
-                self._count(target.name, "retry")
+            result, retry_at = _split(outcome.step)
+            await self.store.relay_outcome(
+                item, result, attempted_at=outcome.at, retry_at=retry_at,
+                http_status=outcome.status, error=outcome.error,
+            )  # fmt: skip
+            self._count(target.name, result)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -343,19 +331,20 @@ class RelayWorker:
         """A failure before any POST (configuration, missing media): retried like a failed POST."""
         now = self.sender.clock.now()
         first = item.first_attempt_at or now
-        pending = DeliveryOutcome("none", item.idempotency_key, item.attempt, False, None,
-                                  error, now, "dead")  # fmt: skip
-        step = next_step(pending, first, item.attempt, now, self.settings)
+        result, retry_at = _split(after_failure(first, item.attempt, now, self.settings))
         log.warning("mm7.relay.not_sent", relay_id=item.id, error=error)
-        if step == "dead" or step == "delivered":
-            await self.store.relay_outcome(item, "dead", attempted_at=now, error=error)
-            self._count("none", "dead")
-        else:
-            await self.store.relay_outcome(
-                item, "retry", attempted_at=now, retry_at=step[1], error=error
-            )
-            self._count("none", "retry")
+        await self.store.relay_outcome(
+            item, result, attempted_at=now, retry_at=retry_at, error=error
+        )
+        self._count("none", result)
 
     def _count(self, hook: str, outcome: str) -> None:
         if self._on_outcome is not None:
             self._on_outcome(hook, outcome)
+
+
+def _split(step: Step) -> tuple[Literal["delivered", "retry", "dead"], datetime | None]:
+    """An attempt's step as the store records it: (outcome, when to retry)."""
+    if isinstance(step, tuple):
+        return "retry", step[1]
+    return step, None
