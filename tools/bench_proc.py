@@ -312,16 +312,14 @@ def serve_until_signalled(app: Any, announce: str) -> None:
 
     from aiohttp import web
 
+    from mm7.transport.stop_signal import stop_requested
+
     async def run() -> None:
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         print(announce.format(port=runner.addresses[0][1]), flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await stop_requested()
         await runner.cleanup()
 
     asyncio.run(run())

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import signal
 import socket
 import sys
 import time
@@ -47,6 +46,7 @@ async def _run(args: argparse.Namespace) -> None:
     from mm7.simulator.app import SIMULATOR, create_simulator_app
     from mm7.simulator.cli import build_config
     from mm7.simulator.mo import deliver_req
+    from mm7.transport.stop_signal import stop_requested
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -143,12 +143,8 @@ async def _run(args: argparse.Namespace) -> None:
     await runner.setup()
     await web.SockSite(runner, sock).start()
     print("bench simulator serving", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await stop_requested()
     finally:
         await runner.cleanup()
 

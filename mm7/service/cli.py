@@ -178,10 +178,10 @@ def _positive(text: str) -> float:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the gateway until SIGTERM/SIGINT."""
     import asyncio
-    import signal
 
     from mm7.service.config import load_config
     from mm7.service.runtime import Gateway
+    from mm7.transport.stop_signal import stop_requested
 
     config = load_config(args.config)
 
@@ -192,15 +192,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             grace=args.grace,
             lease_ttl=None if args.lease_ttl is None else timedelta(seconds=args.lease_ttl),
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stopping = asyncio.create_task(stop_requested())
         try:
             await gateway.start()
-            await stop.wait()
+            await stopping
             print("mm7 gateway: stopping", flush=True)
         finally:
+            stopping.cancel()
             await gateway.stop()
 
     factory, name = _loop_factory(args.loop)

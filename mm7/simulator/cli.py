@@ -260,11 +260,11 @@ def _listen(text: str | None) -> tuple[str, int]:
 
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
-    import signal
 
     from aiohttp import web
 
     from mm7.simulator.app import create_simulator_app
+    from mm7.transport.stop_signal import stop_requested
 
     host, port = _listen(args.listen)
     config = build_config(args)
@@ -291,12 +291,8 @@ def _serve(args: argparse.Namespace) -> int:
             f"control API {base}{config.control_path}; reports to {config.vasp_url or '(none)'}",
             flush=True,
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         try:
-            await stop.wait()
+            await stop_requested()
         finally:
             await runner.cleanup()
 
