@@ -758,7 +758,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
             )
             _finish(conn, item.recipient_id, item.message_id, RecipientStatus.SUBMITTED,
                     status_code, status_text, "submitted", info, now)  # fmt: skip
-            self._status_event(conn, item.recipient_id, RecipientStatus.SUBMITTED.value, now,
+            self._item_status_event(conn, item, RecipientStatus.SUBMITTED.value, now,
                                status_code=status_code, status_text=status_text)  # fmt: skip
 
         return await self._write(self._outcome(item, "submitted", info, apply))
@@ -781,7 +781,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
         def apply(conn: sqlite3.Connection, now: int) -> None:
             _finish(conn, item.recipient_id, item.message_id, RecipientStatus.FAILED,
                     status_code, status_text, "failed", info, now)  # fmt: skip
-            self._status_event(conn, item.recipient_id, RecipientStatus.FAILED.value, now,
+            self._item_status_event(conn, item, RecipientStatus.FAILED.value, now,
                                status_code=status_code, status_text=status_text)  # fmt: skip
 
         return await self._write(self._outcome(item, "failed", info, apply))
@@ -809,7 +809,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
             if expires is not None and at_ms >= expires:
                 _finish(conn, item.recipient_id, item.message_id, RecipientStatus.EXPIRED,
                         status_code, status_text, "expired", info, now)  # fmt: skip
-                self._status_event(conn, item.recipient_id, RecipientStatus.EXPIRED.value, now,
+                self._item_status_event(conn, item, RecipientStatus.EXPIRED.value, now,
                                    status_code=status_code, status_text=status_text)  # fmt: skip
                 return
             conn.execute(
@@ -999,6 +999,23 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
         insert_event(conn, RelayKind.STATUS, key, body, now,
                      callback_url=row[4], api_key=row[5], link=row[3],
                      source_id=row[0])  # fmt: skip
+
+    def _item_status_event(
+        self,
+        conn: sqlite3.Connection,
+        item: WorkItem,
+        status: str,
+        now: int,
+        *,
+        status_code: int | None = None,
+        status_text: str | None = None,
+    ) -> None:
+        """``_status_event`` for a leased item: its callback_url is known, so the lookup is
+        skipped when nothing would be relayed (the MT hot path: most messages have none)."""
+        if item.callback_url is None and not self._relay_all_statuses:
+            return
+        self._status_event(conn, item.recipient_id, status, now,
+                           status_code=status_code, status_text=status_text)  # fmt: skip
 
     def _report_event(
         self,
