@@ -24,7 +24,7 @@ from PIL import Image
 from mm7.service.api import OPENAPI_PATH, create_api_app
 from mm7.service.config import GatewayConfig, load_config
 from mm7.service.media_fetch import FetchError, MediaFetcher, address_refusal
-from mm7.service.store.sqlite import SqliteStore
+from mm7.service.store.sqlite.store import SqliteStore
 
 KEY = "test-key-app-0123456789"
 OTHER_KEY = "test-key-other-0123456789"

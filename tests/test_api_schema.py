@@ -30,9 +30,9 @@ from schemathesis.config import SchemathesisConfig
 from mm7.service.api import OPENAPI_PATH, create_api_app
 from mm7.service.config import load_config
 from mm7.service.media_fetch import Fetched, FetchError
-from mm7.service.store.base import NewMessage, NewMo
 from mm7.service.store.outbox import MoRelay, OptOut
-from mm7.service.store.sqlite import SqliteStore
+from mm7.service.store.records import NewMessage, NewMo
+from mm7.service.store.sqlite.store import SqliteStore
 
 from .test_api import AUTH, CONFIG, KEY, OTHER_KEY
 

@@ -33,15 +33,15 @@ from mm7.service.config import LinkSettings, RelaySettings, RetrySettings
 from mm7.service.dispatcher import Dispatcher, backoff_delay
 from mm7.service.relay.worker import RelayWorker
 from mm7.service.reports import DeliveryReports
-from mm7.service.store.base import (
-    ManualClock,
+from mm7.service.store.base import ManualClock
+from mm7.service.store.records import (
     MediaPart,
     MessageRecord,
     MessageStatus,
     NewMessage,
     RecipientStatus,
 )
-from mm7.service.store.sqlite import SqliteStore
+from mm7.service.store.sqlite.store import SqliteStore
 from mm7.service.submit_build import BuildError, read_fields
 from mm7.simulator.app import SIMULATOR, Simulator, SimulatorConfig, create_simulator_app
 from mm7.simulator.dlr import DlrPlan, RetryPolicy

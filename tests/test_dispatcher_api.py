@@ -20,7 +20,7 @@ from mm7.service.api import create_api_app
 from mm7.service.config import load_config
 from mm7.service.dispatcher import Dispatcher
 from mm7.service.reports import DeliveryReports
-from mm7.service.store.sqlite import SqliteStore
+from mm7.service.store.sqlite.store import SqliteStore
 from mm7.simulator.app import SIMULATOR, SimulatorConfig, create_simulator_app
 from mm7.simulator.dlr import DlrPlan, RetryPolicy
 from mm7.simulator.personas import load_persona

@@ -17,9 +17,9 @@ import pytest
 
 from mm7.cli.main import EXIT_OK, EXIT_UNREADABLE
 from mm7.service import cli as service_cli
-from mm7.service.store.base import NewMo
 from mm7.service.store.outbox import MoRelay, RelayKind, RelayStatus
-from mm7.service.store.sqlite import SqliteStore
+from mm7.service.store.records import NewMo
+from mm7.service.store.sqlite.store import SqliteStore
 
 from .test_cli import MM7, assert_one_line_failure, run
 

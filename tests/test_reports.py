@@ -20,8 +20,9 @@ from mm7.service.config import RelaySettings
 from mm7.service.relay.signing import verify
 from mm7.service.relay.worker import RelayWorker
 from mm7.service.reports import DeliveryReports
-from mm7.service.store.base import ManualClock, NewMessage, RecipientStatus
-from mm7.service.store.sqlite import SqliteStore
+from mm7.service.store.base import ManualClock
+from mm7.service.store.records import NewMessage, RecipientStatus
+from mm7.service.store.sqlite.store import SqliteStore
 from mm7.transport.client import MM7Client
 from mm7.transport.errors import MM7ClientError
 from mm7.transport.link import LinkConfig, Secret

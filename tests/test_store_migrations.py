@@ -10,7 +10,7 @@ import pytest
 
 from mm7.core.status import MMStatus
 from mm7.service.store import ManualClock, RecipientStatus, SchemaTooNewError, SqliteStore
-from mm7.service.store.migrations import LATEST, MIGRATIONS, migrate, schema_version
+from mm7.service.store.sqlite.migrations import LATEST, MIGRATIONS, migrate, schema_version
 
 
 def connect(db: Path) -> sqlite3.Connection:

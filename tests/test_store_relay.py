@@ -31,7 +31,7 @@ from mm7.service.store import (
     SqliteStore,
     normalize_address,
 )
-from mm7.service.store.migrations import LATEST, migrate, schema_version
+from mm7.service.store.sqlite.migrations import LATEST, migrate, schema_version
 
 TTL = timedelta(seconds=60)
 LINK = "mmsc1"

@@ -308,7 +308,7 @@ def durability(db: Path) -> str:
     """The store's durability string (SqliteStore.durability) read back from the database."""
     import asyncio
 
-    from mm7.service.store.sqlite import SqliteStore
+    from mm7.service.store.sqlite.store import SqliteStore
 
     async def read() -> str:
         store = await SqliteStore.open(db)

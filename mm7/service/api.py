@@ -161,8 +161,9 @@ from mm7.service.api_validate import (
 from mm7.service.backlog import Backlog
 from mm7.service.config import ApiKey, GatewayConfig
 from mm7.service.media_fetch import Fetcher, FetchError, MediaFetcher
-from mm7.service.store.base import EnqueueResult, MediaPart, MessageRecord, NewMessage, Store
+from mm7.service.store.base import Store
 from mm7.service.store.outbox import AllSuppressedError
+from mm7.service.store.records import EnqueueResult, MediaPart, MessageRecord, NewMessage
 
 __all__ = ["OPENAPI_PATH", "create_api_app", "message_view"]
 

@@ -67,8 +67,9 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from mm7.service.api_validate import ApiError, Request, check_address
-from mm7.service.store.base import MoRecord, Store, normalize_address
+from mm7.service.store.base import Store
 from mm7.service.store.outbox import RelayKind, RelayRecord, RelayStatus, Suppression
+from mm7.service.store.records import MoRecord, normalize_address
 
 __all__ = [
     "RelayApi",

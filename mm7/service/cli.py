@@ -453,7 +453,7 @@ async def _relay(args: argparse.Namespace, db: Path) -> int:
     import sqlite3
 
     from mm7.service.store.base import StoreError
-    from mm7.service.store.sqlite import SqliteStore
+    from mm7.service.store.sqlite.store import SqliteStore
 
     try:
         store = await SqliteStore.open(db)

@@ -59,7 +59,8 @@ import structlog
 from mm7.core.model import Address, SubmitRsp
 from mm7.service.config import LinkSettings
 from mm7.service.metrics import GatewayMetrics
-from mm7.service.store.base import Clock, Store, SystemClock, WorkItem
+from mm7.service.store.base import Clock, Store, SystemClock
+from mm7.service.store.records import WorkItem
 from mm7.service.submit_build import (
     BuildError,
     BuiltContent,

@@ -56,7 +56,7 @@ from prometheus_client.registry import Collector
 
 from mm7.core.status import MMStatus
 from mm7.service.health import LinkLike, breaker_of
-from mm7.service.store.base import StoreStats
+from mm7.service.store.records import StoreStats
 from mm7.transport.classify import Verdict
 from mm7.transport.flow import BreakerState, LinkFlow
 

@@ -63,7 +63,7 @@ from mm7.service.relay.media_urls import MediaUrls, add_media_route
 from mm7.service.relay.worker import RelayWorker
 from mm7.service.reports import DeliveryReports
 from mm7.service.store.base import Store
-from mm7.service.store.sqlite import SqliteStore
+from mm7.service.store.sqlite.store import SqliteStore
 from mm7.transport.inbound_auth import server_ssl_context
 from mm7.transport.server import create_inbound_app
 

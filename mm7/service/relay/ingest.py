@@ -21,8 +21,9 @@ from mm7.core.model import DeliverReq, Status
 from mm7.service.config import RelaySettings
 from mm7.service.relay.mo_event import mo_content
 from mm7.service.relay.routing import choose_route, opt_out_word
-from mm7.service.store.base import Clock, NewMo, Store, SystemClock, normalize_address
+from mm7.service.store.base import Clock, Store, SystemClock
 from mm7.service.store.outbox import MoRelay, OptOut
+from mm7.service.store.records import NewMo, normalize_address
 from mm7.transport.server import HandlerError, InboundContext
 
 __all__ = ["MoIngest"]

@@ -30,7 +30,7 @@ from mm7.content.builder import from_part
 from mm7.content.model import Presentation
 from mm7.core.model import Address, DeliverReq
 from mm7.service.relay.routing import MoFacts, first_word
-from mm7.service.store.base import MediaPart
+from mm7.service.store.records import MediaPart
 from mm7.transport.server import InboundContext
 
 __all__ = ["MoContent", "mo_content"]

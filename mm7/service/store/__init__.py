@@ -1,35 +1,22 @@
-"""Durable storage for the gateway: the ``Store`` protocol, its record types and backends.
+"""Durable storage for the gateway: the ``Store`` protocol, its records and its backends.
 
-``Store`` (``base``) is what the API, dispatchers and relay program against; ``SqliteStore``
-(``sqlite``) is the embedded default. A PostgreSQL backend can implement the same protocol.
+- ``base``: the ``Store`` protocol (what the API, dispatchers, inbound endpoint and relay need),
+  its errors and the injectable ``Clock``;
+- ``records``: the immutable records that cross it (messages, recipients, media, MOs, reports);
+- ``outbox``: the relay's records (hook events, opt-outs, suppressions), written by the store in
+  the same transaction as what they report;
+- ``sqlite/``: the embedded backend (``SqliteStore``). Each backend lives in its own folder and
+  imports the protocol, never the other way round.
 """
 
 from mm7.service.store.base import (
     Clock,
-    DeliveryReportRecord,
-    DeliveryReportResult,
-    EnqueueResult,
-    EventRecord,
     ManualClock,
-    MediaBlob,
-    MediaPart,
-    MessageRecord,
-    MessageStatus,
-    MoRecord,
-    MoResult,
-    NewMessage,
-    NewMo,
-    PartRecord,
-    RecipientRecord,
-    RecipientStatus,
     SchemaTooNewError,
     Store,
     StoreError,
-    StoreStats,
     SystemClock,
     UnknownMediaError,
-    WorkItem,
-    normalize_address,
 )
 from mm7.service.store.outbox import (
     AllSuppressedError,
@@ -40,6 +27,27 @@ from mm7.service.store.outbox import (
     RelayRecord,
     RelayStatus,
     Suppression,
+)
+from mm7.service.store.records import (
+    DeliveryReportRecord,
+    DeliveryReportResult,
+    EnqueueResult,
+    EventRecord,
+    MediaBlob,
+    MediaPart,
+    MessageRecord,
+    MessageStatus,
+    MoRecord,
+    MoResult,
+    NewMessage,
+    NewMo,
+    PartRecord,
+    PurgeStats,
+    RecipientRecord,
+    RecipientStatus,
+    StoreStats,
+    WorkItem,
+    normalize_address,
 )
 from mm7.service.store.sqlite import SqliteStore
 
@@ -67,6 +75,7 @@ __all__ = [
     "NewMessage",
     "NewMo",
     "PartRecord",
+    "PurgeStats",
     "RecipientRecord",
     "RecipientStatus",
     "SchemaTooNewError",

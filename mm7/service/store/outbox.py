@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from mm7.service.store.base import JSONObject, PartRecord
+from mm7.service.store.records import JSONObject, PartRecord
 
 
 class RelayStatus(StrEnum):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-from mm7.service.store.base import Clock, normalize_address
+from mm7.service.store.base import Clock
 from mm7.service.store.outbox import (
     MoRelay,
     OptOut,
@@ -25,7 +25,8 @@ from mm7.service.store.outbox import (
     RelayStatus,
     Suppression,
 )
-from mm7.service.store.sqlite_rows import dt, ms, opt_dt, parts, to_json
+from mm7.service.store.records import normalize_address
+from mm7.service.store.sqlite.rows import dt, ms, opt_dt, parts, to_json
 
 T = TypeVar("T")
 

@@ -42,9 +42,10 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from mm7.core.status import MMStatus
-from mm7.service.store.base import (
+from mm7.service.store.base import Clock, SystemClock, UnknownMediaError
+from mm7.service.store.outbox import AllSuppressedError, OptOut, RelayKind, status_event
+from mm7.service.store.records import (
     DLR_RECIPIENT_STATUS,
-    Clock,
     DeliveryReportRecord,
     DeliveryReportResult,
     EnqueueResult,
@@ -61,29 +62,26 @@ from mm7.service.store.base import (
     RecipientRecord,
     RecipientStatus,
     StoreStats,
-    SystemClock,
-    UnknownMediaError,
     WorkItem,
     normalize_address,
 )
-from mm7.service.store.migrations import migrate
-from mm7.service.store.outbox import AllSuppressedError, OptOut, RelayKind, status_event
-from mm7.service.store.sqlite_relay import (
+from mm7.service.store.sqlite.migrations import migrate
+from mm7.service.store.sqlite.relay import (
     SqliteRelayOps,
     apply_opt_out,
     insert_event,
     insert_mo_event,
     suppressed_keys,
 )
-from mm7.service.store.sqlite_retention import SqliteRetention
-from mm7.service.store.sqlite_rows import dt as _dt
-from mm7.service.store.sqlite_rows import event as _event
-from mm7.service.store.sqlite_rows import ms as _ms
-from mm7.service.store.sqlite_rows import new_id as _new_id
-from mm7.service.store.sqlite_rows import opt_dt as _opt_dt
-from mm7.service.store.sqlite_rows import opt_ms as _opt_ms
-from mm7.service.store.sqlite_rows import parts as _parts
-from mm7.service.store.sqlite_rows import to_json as _json
+from mm7.service.store.sqlite.retention import SqliteRetention
+from mm7.service.store.sqlite.rows import dt as _dt
+from mm7.service.store.sqlite.rows import event as _event
+from mm7.service.store.sqlite.rows import ms as _ms
+from mm7.service.store.sqlite.rows import new_id as _new_id
+from mm7.service.store.sqlite.rows import opt_dt as _opt_dt
+from mm7.service.store.sqlite.rows import opt_ms as _opt_ms
+from mm7.service.store.sqlite.rows import parts as _parts
+from mm7.service.store.sqlite.rows import to_json as _json
 
 T = TypeVar("T")
 

@@ -24,15 +24,15 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from mm7.service.store.base import Clock
-from mm7.service.store.sqlite_rows import ms
+from mm7.service.store.records import PurgeStats
+from mm7.service.store.sqlite.rows import ms
 
-__all__ = ["PurgeStats", "SqliteRetention"]
+__all__ = ["SqliteRetention"]
 
 #: messages, MOs or media looked at per transaction
 CHUNK = 500
@@ -41,17 +41,6 @@ ROWS = 5000
 #: a media file without a row must be at least this old to be removed (seconds)
 ORPHAN_FILE_AGE = 86400.0
 _DONE_MO = ("relayed", "unrouted", "skipped", "dropped")
-
-
-@dataclass(frozen=True, slots=True)
-class PurgeStats:
-    """How much one purge removed."""
-
-    messages: int = 0
-    mo_messages: int = 0
-    delivery_reports: int = 0
-    media: int = 0
-    orphan_files: int = 0
 
 
 class SqliteRetention:

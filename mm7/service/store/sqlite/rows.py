@@ -7,7 +7,7 @@ import secrets
 import sqlite3
 from datetime import UTC, datetime
 
-from mm7.service.store.base import JSONObject, PartRecord
+from mm7.service.store.records import JSONObject, PartRecord
 
 
 def ms(when: datetime) -> int:

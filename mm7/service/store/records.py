@@ -1,0 +1,331 @@
+"""The immutable records that cross the ``Store`` protocol, shared by every backend.
+
+Statuses of messages and recipients, what the API hands in (``NewMessage``, ``NewMo``), what
+dispatchers lease (``WorkItem``) and what readers get back (``MessageRecord``, ``MoRecord`` ...).
+Backends build these from their rows; callers never see SQL, rows or dicts other than the JSON
+``fields`` payloads, which the store keeps opaque.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from mm7.core.status import MMStatus
+
+if TYPE_CHECKING:
+    from mm7.service.store.outbox import MoRelay, OptOut
+
+JSONObject = Mapping[str, Any]
+"""A JSON-serialisable mapping, stored verbatim (the store does not interpret it)."""
+
+
+class RecipientStatus(StrEnum):
+    """Where one recipient of an MT message stands.
+
+    ``QUEUED`` is the only state dispatchers lease from. ``SUBMITTED`` means the MMSC accepted the
+    SubmitReq; delivery reports then move it to ``DELIVERED``, ``UNDELIVERED`` or
+    ``INDETERMINATE`` (final reports never regress to an earlier state). ``FAILED`` is a permanent
+    submit error and ``EXPIRED`` a message whose expiry passed before it could be submitted.
+    ``SUPPRESSED`` recipients opted out and are never sent.
+    """
+
+    QUEUED = "queued"
+    SUBMITTED = "submitted"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    INDETERMINATE = "indeterminate"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    #: the recipient opted out (sent a stop word) before the message was queued: never sent
+    SUPPRESSED = "suppressed"
+
+
+class MessageStatus(StrEnum):
+    """The overall state of an MT message, kept from per-recipient counters.
+
+    ``QUEUED`` until a recipient is first leased, ``SENDING`` while any recipient is still queued,
+    then ``SUBMITTED`` if at least one recipient was accepted by the MMSC, else ``FAILED``.
+    Per-recipient delivery outcomes are on the recipients, not folded in here.
+    """
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SUBMITTED = "submitted"
+    FAILED = "failed"
+
+
+# What a delivery report's MMStatus does to a recipient. Forwarded and Deferred are not final
+# (another report follows) and leave the status as it is; they are still recorded as events.
+DLR_RECIPIENT_STATUS: Mapping[MMStatus, RecipientStatus] = {
+    MMStatus.RETRIEVED: RecipientStatus.DELIVERED,
+    MMStatus.EXPIRED: RecipientStatus.UNDELIVERED,
+    MMStatus.REJECTED: RecipientStatus.UNDELIVERED,
+    MMStatus.UNRECOGNISED: RecipientStatus.UNDELIVERED,
+    MMStatus.DELIVERY_CONDITION_NOT_MET: RecipientStatus.UNDELIVERED,
+    MMStatus.INDETERMINATE: RecipientStatus.INDETERMINATE,
+}
+
+_ADDRESS_SUFFIX = re.compile(r"/TYPE=[^/]*$", re.IGNORECASE)
+_NUMBER = re.compile(r"^\+?[0-9][0-9 ().-]*$")
+
+
+def normalize_address(address: str) -> str:
+    """The key an address is matched on when correlating delivery reports.
+
+    MMSCs echo recipients in another spelling than we sent (``+4917..`` vs ``4917..``,
+    ``/TYPE=PLMN`` suffixes, ``tel:`` prefixes, e-mail case): strip those so that the report of
+    a recipient finds it. Numbers keep their digits only; anything else is casefolded.
+    """
+    text = _ADDRESS_SUFFIX.sub("", address.strip())
+    if text.lower().startswith("tel:"):
+        text = text[4:]
+    if _NUMBER.match(text):
+        return re.sub(r"[^0-9]", "", text)
+    return text.casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPart:
+    """One part of a message as given to ``enqueue_message`` or ``store_mo``.
+
+    Exactly one of ``data`` (stored now, once by hash) and ``sha256`` (media already stored with
+    ``put_media``) is set. ``content_id``/``content_location`` are per message, not per media,
+    because two messages may name the same image differently.
+    """
+
+    content_type: str
+    data: bytes | None = None
+    sha256: str | None = None
+    content_id: str | None = None
+    content_location: str | None = None
+    #: the SHA-256 (hex) of ``data`` when the caller computed it already (not hashed again)
+    digest: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.data is None) == (self.sha256 is None):
+            raise ValueError("a MediaPart needs exactly one of data and sha256")
+        if self.digest is not None and self.data is None:
+            raise ValueError("a MediaPart's digest goes with its data")
+
+
+@dataclass(frozen=True, slots=True)
+class PartRecord:
+    """A stored part of a message, in order, without its bytes (fetch with ``get_media``)."""
+
+    position: int
+    sha256: str
+    content_type: str
+    size: int
+    content_id: str | None
+    content_location: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaBlob:
+    """Stored media with its bytes."""
+
+    sha256: str
+    content_type: str
+    size: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """An MT message to enqueue.
+
+    ``fields`` is the API's validated request (from, subject, text, priority, delivery_report,
+    ...) as JSON; the dispatcher turns it into a SubmitReq. ``idempotency_key`` makes a repeated
+    submission return the original id. ``not_before`` is the earliest delivery time.
+    """
+
+    link: str
+    fields: JSONObject
+    idempotency_key: str | None = None
+    expires_at: datetime | None = None
+    not_before: datetime | None = None
+    callback_url: str | None = None
+    #: send even to recipients on the suppression list: only for the confirmation of an
+    #: opt-out (a reply to the STOP message itself, see mm7.service.api_relay)
+    allow_suppressed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """The id of the message and whether this call created it (False: idempotent repeat)."""
+
+    message_id: str
+    created: bool
+    #: recipients not sent to because they opted out (stored as ``suppressed``)
+    suppressed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One leased recipient: everything a dispatcher needs to build and send its SubmitReq.
+
+    ``lease_token`` identifies this lease; the outcome calls check it so that a worker whose
+    lease expired and was taken over cannot overwrite the new holder's result. ``attempts``
+    counts this attempt. ``transaction_id`` is stable across retries so that the MMSC can drop
+    duplicates of an at-least-once resend.
+    """
+
+    recipient_id: int
+    message_id: str
+    link: str
+    address: str
+    transaction_id: str
+    attempts: int
+    owner: str
+    lease_token: str
+    lease_expires_at: datetime
+    fields: JSONObject
+    parts: tuple[PartRecord, ...]
+    idempotency_key: str | None
+    expires_at: datetime | None
+    callback_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One entry of a message's history (queued, leased, submitted, retry, failed, report...)."""
+
+    id: int
+    message_id: str
+    recipient: str | None
+    kind: str
+    status: str | None
+    details: JSONObject
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientRecord:
+    """One recipient of a message as stored."""
+
+    id: int
+    address: str
+    status: RecipientStatus
+    mm7_message_id: str | None
+    transaction_id: str
+    attempts: int
+    next_attempt_at: datetime
+    last_status_code: int | None
+    last_status_text: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """An MT message with its recipients, parts and the history of events."""
+
+    id: str
+    link: str
+    idempotency_key: str | None
+    status: MessageStatus
+    fields: JSONObject
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+    not_before: datetime | None
+    callback_url: str | None
+    recipients: tuple[RecipientRecord, ...]
+    parts: tuple[PartRecord, ...]
+    events: tuple[EventRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReportResult:
+    """What a recorded delivery report was correlated to (``None``s: unknown, kept anyway)."""
+
+    report_id: int
+    message_id: str | None
+    recipient_id: int | None
+    recipient_status: RecipientStatus | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReportRecord:
+    """A stored delivery report, correlated or not."""
+
+    id: int
+    link: str
+    mm7_message_id: str
+    recipient: str
+    mm_status: MMStatus
+    raw_status: str
+    status_text: str | None
+    raw: str | None
+    message_id: str | None
+    recipient_id: int | None
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewMo:
+    """An MO message (DeliverReq) to store before answering DeliverRsp 1000.
+
+    ``transaction_id`` and ``mm7_message_id`` detect MMSC retries: either one seen before from
+    the same link makes this a duplicate.
+    """
+
+    link: str
+    transaction_id: str | None
+    mm7_message_id: str | None
+    fields: JSONObject
+    parts: Sequence[MediaPart] = ()
+    #: what a retry repeats besides the TransactionID (sender, date, subject); None: the
+    #: TransactionID alone decides
+    fingerprint: str | None = None
+    #: the route's hook to relay it to (None: no route matched; kept as ``unrouted``)
+    relay: MoRelay | None = None
+    #: a stop/start word's effect on the suppression list
+    opt_out: OptOut | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MoResult:
+    """The id of the stored MO and whether it was a duplicate of an earlier one."""
+
+    mo_id: str
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MoRecord:
+    """A stored MO message."""
+
+    id: str
+    link: str
+    transaction_id: str | None
+    mm7_message_id: str | None
+    fields: JSONObject
+    status: str
+    received_at: datetime
+    parts: tuple[PartRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """Writer counters: ``commits`` transactions carried ``writes`` operations (group commit)."""
+
+    commits: int
+    writes: int
+    failed_writes: int = 0
+    largest_batch: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeStats:
+    """How much one purge (retention) removed."""
+
+    messages: int = 0
+    mo_messages: int = 0
+    delivery_reports: int = 0
+    media: int = 0
+    orphan_files: int = 0
