@@ -22,7 +22,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
 from mm7.service.api import OPENAPI_PATH, create_api_app
-from mm7.service.config import GatewayConfig, load_config
+from mm7.service.config.loader import load_config
+from mm7.service.config.settings import GatewayConfig
 from mm7.service.media_fetch import FetchError, MediaFetcher, address_refusal
 from mm7.service.store.sqlite.store import SqliteStore
 
@@ -553,7 +554,7 @@ async def test_media_url_to_loopback_refused_by_default(
 
 async def test_resolver_refuses_names_of_private_addresses(media_server: str) -> None:
     """A name (not an IP literal) that resolves to loopback goes through the guarded resolver."""
-    from mm7.service.config import FetchSettings
+    from mm7.service.config.settings import FetchSettings
 
     fetcher = MediaFetcher(FetchSettings())
     port = media_server.rsplit(":", 1)[1]

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
 from mm7.service.api import OPENAPI_PATH, create_api_app
-from mm7.service.config import load_config
+from mm7.service.config.loader import load_config
 from mm7.service.media_fetch import Fetched, FetchError
 from mm7.service.store.outbox import MoRelay, OptOut
 from mm7.service.store.records import NewMessage, NewMo

@@ -29,7 +29,7 @@ from mm7.content.profile import load_profile
 from mm7.core.codec import decode, encode
 from mm7.core.model import Address, Priority, Recipients, Request, SubmitReq, SubmitRsp, reply_to
 from mm7.core.status import MMStatus
-from mm7.service.config import LinkSettings, RelaySettings, RetrySettings
+from mm7.service.config.settings import LinkSettings, RelaySettings, RetrySettings
 from mm7.service.dispatcher import Dispatcher, backoff_delay
 from mm7.service.relay.worker import RelayWorker
 from mm7.service.reports import DeliveryReports

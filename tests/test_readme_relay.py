@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mm7.service.config import ConfigError, load_config
+from mm7.service.config.loader import load_config
+from mm7.service.config.reader import ConfigError
 from mm7.service.relay.routing import MoFacts, choose_route, status_hook_for
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from mm7.service.config import RelayHook, RelaySettings
+from mm7.service.config.settings import RelayHook, RelaySettings
 from mm7.service.relay import (
     EVENT_TYPE_HEADER,
     IDEMPOTENCY_HEADER,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mm7.service.config import RelayHook, RelayRoute, RelaySettings, RouteMatch
+from mm7.service.config.settings import RelayHook, RelayRoute, RelaySettings, RouteMatch
 from mm7.service.relay.routing import (
     MoFacts,
     choose_route,

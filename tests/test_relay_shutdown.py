@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from mm7.service.config import RelayHook, RelaySettings
+from mm7.service.config.settings import RelayHook, RelaySettings
 from mm7.service.relay.worker import RelayWorker
 from mm7.service.store import ManualClock, MoRelay, NewMo, RelayStatus, SqliteStore
 from mm7.transport.link import Secret
@@ -76,7 +76,7 @@ async def test_a_started_worker_purges_what_is_past_retain(tmp_path: Path) -> No
 async def test_hookless_events_are_leased_no_faster_than_the_narrowest_status_hook(
     tmp_path: Path,
 ) -> None:
-    from mm7.service.config import RelayRoute
+    from mm7.service.config.settings import RelayRoute
 
     store = await SqliteStore.open(tmp_path / "gw.db")
     try:

@@ -24,7 +24,7 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from mm7.service.config import RelayHook, RelayRoute, RelaySettings
+from mm7.service.config.settings import RelayHook, RelayRoute, RelaySettings
 from mm7.service.relay.media_urls import MediaUrls, add_media_route
 from mm7.service.relay.signing import verify
 from mm7.service.relay.worker import RelayWorker

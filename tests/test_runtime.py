@@ -24,7 +24,8 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from mm7.service.config import GatewayConfig, load_config
+from mm7.service.config.loader import load_config
+from mm7.service.config.settings import GatewayConfig
 from mm7.service.runtime import Gateway
 from mm7.simulator.app import SIMULATOR, SimulatorConfig, create_simulator_app
 from mm7.simulator.dlr import DlrPlan, RetryPolicy

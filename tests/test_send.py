@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from mm7.cli.main import main
-from mm7.service.config import load_config
+from mm7.service.config.loader import load_config
 from mm7.service.runtime import Gateway
 from tests.test_runtime import KEY, bound_socket, write_config
 

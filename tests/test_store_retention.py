@@ -162,7 +162,7 @@ async def test_media_files_a_crash_left_without_a_row_are_removed(
 
 
 async def test_the_gateway_purges_at_start(tmp_path: Path) -> None:
-    from mm7.service.config import load_config
+    from mm7.service.config.loader import load_config
     from mm7.service.runtime import Gateway
     from tests.test_runtime import bound_socket, write_config
 

@@ -159,7 +159,7 @@ from mm7.service.api_validate import (
     parse_request,
 )
 from mm7.service.backlog import Backlog
-from mm7.service.config import ApiKey, GatewayConfig
+from mm7.service.config.settings import ApiKey, GatewayConfig
 from mm7.service.media_fetch import Fetcher, FetchError, MediaFetcher
 from mm7.service.store.base import Store
 from mm7.service.store.outbox import AllSuppressedError

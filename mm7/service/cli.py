@@ -179,7 +179,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the gateway until SIGTERM/SIGINT."""
     import asyncio
 
-    from mm7.service.config import load_config
+    from mm7.service.config.loader import load_config
     from mm7.service.runtime import Gateway
     from mm7.transport.stop_signal import stop_requested
 

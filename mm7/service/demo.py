@@ -157,7 +157,7 @@ async def _path(folder: Path, summary: dict[str, Any]) -> None:
     import aiohttp
     from aiohttp import web
 
-    from mm7.service.config import load_config
+    from mm7.service.config.loader import load_config
     from mm7.service.logs import configure_logging
     from mm7.service.runtime import Gateway
     from mm7.simulator.app import SIMULATOR, SimulatorConfig, create_simulator_app

@@ -57,7 +57,7 @@ from typing import Any
 import structlog
 
 from mm7.core.model import Address, SubmitRsp
-from mm7.service.config import LinkSettings
+from mm7.service.config.settings import LinkSettings
 from mm7.service.metrics import GatewayMetrics
 from mm7.service.store.base import Clock, Store, SystemClock
 from mm7.service.store.records import WorkItem

@@ -33,7 +33,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from mm7.service.config import FetchSettings
+from mm7.service.config.settings import FetchSettings
 
 __all__ = ["MAX_REDIRECTS", "FetchError", "Fetched", "Fetcher", "MediaFetcher", "address_refusal"]
 

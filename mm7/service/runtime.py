@@ -53,7 +53,8 @@ import structlog
 from aiohttp import web
 
 from mm7.service.api import create_api_app
-from mm7.service.config import ConfigError, GatewayConfig, Listen
+from mm7.service.config.reader import ConfigError
+from mm7.service.config.settings import GatewayConfig, Listen
 from mm7.service.dispatcher import Dispatcher
 from mm7.service.health import Health, LinkLike, links_check, store_check
 from mm7.service.logs import configure_logging

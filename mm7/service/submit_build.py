@@ -64,7 +64,7 @@ from mm7.core.errors import MM7Error
 from mm7.core.mime import Part, parse_content_type
 from mm7.core.model import Address, Priority, Recipients, SubmitReq
 from mm7.core.values import RelativeOrAbsolute, parse_relative_or_absolute
-from mm7.service.config import LinkSettings
+from mm7.service.config.settings import LinkSettings
 from mm7.service.store.base import Store
 from mm7.service.store.records import JSONObject, PartRecord, WorkItem
 

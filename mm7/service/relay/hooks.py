@@ -54,7 +54,7 @@ import aiohttp
 import structlog
 from yarl import URL
 
-from mm7.service.config import RelayHook, RelaySettings
+from mm7.service.config.settings import RelayHook, RelaySettings
 from mm7.service.dispatcher import backoff_delay
 from mm7.service.relay.signing import SIGNATURE_HEADER, signature_header
 from mm7.service.store.base import Clock, SystemClock

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import structlog
 
 from mm7.core.model import DeliverReq, Status
-from mm7.service.config import RelaySettings
+from mm7.service.config.settings import RelaySettings
 from mm7.service.relay.mo_event import mo_content
 from mm7.service.relay.routing import choose_route, opt_out_word
 from mm7.service.store.base import Clock, Store, SystemClock

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from mm7.service.config import RelayRoute, RelaySettings, RouteMatch
+from mm7.service.config.settings import RelayRoute, RelaySettings, RouteMatch
 
 __all__ = ["MoFacts", "choose_route", "first_word", "opt_out_word", "status_hook_for"]
 

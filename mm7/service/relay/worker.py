@@ -41,7 +41,7 @@ from typing import Any, Literal
 import structlog
 from yarl import URL
 
-from mm7.service.config import RelayHook, RelaySettings
+from mm7.service.config.settings import RelayHook, RelaySettings
 from mm7.service.relay.hooks import HookSender, Step, after_failure
 from mm7.service.relay.media_urls import MediaUrls
 from mm7.service.relay.routing import status_hook_for

@@ -84,24 +84,43 @@ unused media are deleted after it.
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import ipaddress
 import os
 import re
 import secrets
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
-from mm7.content.profile import PROFILE_DIRS, Profile, ProfileError, load_profile, parse_size
+from mm7.content.profile import PROFILE_DIRS, ProfileError, load_profile, parse_size
 from mm7.core.dialect import DIALECTS, STRICT_3GPP, Dialect, DialectError
 from mm7.core.errors import MM7Error
 from mm7.core.limits import DEFAULT_LIMITS
 from mm7.core.versions import ALL, get_version
-from mm7.service.config_read import ConfigError, Context, Table, show
+from mm7.service.config.reader import ConfigError, Context, Table, show
+from mm7.service.config.settings import (
+    DEFAULT_START_WORDS,
+    DEFAULT_STOP_WORDS,
+    ApiKey,
+    ApiSettings,
+    FetchSettings,
+    GatewayConfig,
+    InboundSettings,
+    InboundTLS,
+    LinkSettings,
+    Listen,
+    LoggingSettings,
+    MetricsSettings,
+    PeerSettings,
+    RelayHook,
+    RelayRoute,
+    RelaySettings,
+    RetrySettings,
+    RouteMatch,
+    StoreSettings,
+)
 from mm7.transport.classify import Overrides
 from mm7.transport.inbound_auth import ClientCertRule, PeerAuth
 from mm7.transport.link import (
@@ -115,330 +134,10 @@ from mm7.transport.link import (
 )
 from mm7.transport.server import InboundConfig, Peer
 
-__all__ = [
-    "ApiKey",
-    "ApiSettings",
-    "ConfigError",
-    "FetchSettings",
-    "GatewayConfig",
-    "InboundSettings",
-    "InboundTLS",
-    "LinkSettings",
-    "Listen",
-    "LoggingSettings",
-    "MetricsSettings",
-    "PeerSettings",
-    "RelayHook",
-    "RelayRoute",
-    "RelaySettings",
-    "RetrySettings",
-    "RouteMatch",
-    "StoreSettings",
-    "load_config",
-]
+__all__ = ["load_config"]
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-#: opt-out words (an MO whose whole text is one of them), compared upper-cased
-DEFAULT_STOP_WORDS = ("STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT")
-DEFAULT_START_WORDS = ("START", "UNSTOP")
 _PREFIX = re.compile(r"\+?[0-9]+")
-_ROUTE_DIGITS = re.compile(r"[\s\-.()]")
-
-
-@dataclass(frozen=True, slots=True)
-class Listen:
-    """A listening address: host and port (port 0: any free port)."""
-
-    host: str
-    port: int
-
-    @property
-    def is_loopback(self) -> bool:
-        """Whether only this machine can connect (127.0.0.0/8, ::1, localhost)."""
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class RetrySettings:
-    """How a link's dispatcher retries transient failures: exponential backoff with jitter."""
-
-    initial_backoff: float = 1.0
-    max_backoff: float = 300.0
-    #: give up (fail the recipient) this many seconds after submission when it has no expiry
-    max_age: float = 86400.0
-
-
-@dataclass(frozen=True, slots=True)
-class LinkSettings:
-    """One MMSC link: the transport's ``LinkConfig`` plus what the service adds around it."""
-
-    name: str
-    link: LinkConfig
-    #: what content must fit before it is sent on this link; None: sent as given
-    profile: Profile | None = None
-    #: recipient number prefixes routed to this link ("+1555", "4477"); '+' is ignored
-    prefixes: tuple[str, ...] = ()
-    #: recipients no prefix matches go here
-    default: bool = False
-    vasp_id: str | None = None
-    vas_id: str | None = None
-    #: SenderAddress when the application gives none
-    sender_address: str | None = None
-    #: ServiceCode (charging) when the application gives none
-    service_code: str | None = None
-    retry: RetrySettings = RetrySettings()
-
-
-@dataclass(frozen=True, slots=True)
-class PeerSettings:
-    """An MMSC calling the inbound endpoint, and the link its reports belong to."""
-
-    name: str
-    #: the link whose messages this peer's delivery reports are correlated with
-    link: str
-    peer: Peer
-
-
-@dataclass(frozen=True, slots=True)
-class InboundTLS:
-    """TLS on the inbound listener (``mm7.transport.inbound_auth.server_ssl_context``)."""
-
-    cert_file: Path
-    key_file: Path
-    #: CA bundle verifying client certificates (mutual TLS); None: none asked for
-    client_ca: Path | None = None
-    require_client_cert: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class InboundSettings:
-    """The inbound MM7 endpoint: where it listens and the ``InboundConfig`` it serves."""
-
-    listen: Listen
-    config: InboundConfig
-    peers: tuple[PeerSettings, ...]
-    tls: InboundTLS | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKey:
-    """A key applications present as ``Authorization: Bearer <key>``."""
-
-    name: str
-    key: Secret
-    #: generated for this run because its variable was unset (``generate_if_unset``, loopback)
-    generated: bool = False
-    #: the environment variable it was read from (or that would have held it)
-    env: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class FetchSettings:
-    """Bounds on fetching media from URLs given to the sending API."""
-
-    max_bytes: int = 5_000_000
-    timeout: float = 30.0
-    schemes: tuple[str, ...] = ("https", "http")
-    #: fetch from loopback, private and link-local addresses (off: SSRF protection)
-    allow_private: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ApiSettings:
-    """The sending API for applications."""
-
-    listen: Listen
-    keys: tuple[ApiKey, ...]
-    max_request_bytes: int = 10_000_000
-    fetch: FetchSettings = FetchSettings()
-    #: recipients queued on a link above which new messages for it are refused with 503 and
-    #: Retry-After (back-pressure: latency stays bounded instead of the queue growing); None:
-    #: no bound
-    max_backlog: int | None = None
-
-    def key_secret(self, name: str) -> Secret | None:
-        """The secret of the API key named ``name`` (it signs that key's status callbacks)."""
-        for key in self.keys:
-            if key.name == name:
-                return key.key
-        return None
-
-    def check_key(self, presented: str) -> ApiKey | None:
-        """The key ``presented`` matches (constant-time comparison over every key), or None."""
-        found: ApiKey | None = None
-        for key in self.keys:
-            if hmac.compare_digest(key.key.reveal().encode(), presented.encode()):
-                found = key
-        return found
-
-
-@dataclass(frozen=True, slots=True)
-class StoreSettings:
-    """Where the gateway keeps its state. Only "sqlite" is implemented by the store today."""
-
-    backend: Literal["sqlite", "postgresql"] = "sqlite"
-    path: Path = Path("var/mm7.sqlite")
-    #: PostgreSQL connection string (a secret: it usually holds a password)
-    dsn: Secret | None = None
-    #: finished messages, MOs, delivery reports and unused media are deleted after this
-    retain: float = 30 * 86400.0
-
-
-@dataclass(frozen=True, slots=True)
-class RelayHook:
-    """An application's HTTP hook: where relayed messages are POSTed, signed with ``secret``."""
-
-    name: str
-    url: str
-    secret: Secret
-    concurrency: int = 4
-    #: keep the order of messages per sender (one in flight per sender)
-    ordered: bool = False
-    timeout: float = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class RouteMatch:
-    """What an MO must have for a route to apply; every non-empty criterion must match."""
-
-    recipient_prefixes: tuple[str, ...] = ()
-    short_codes: tuple[str, ...] = ()
-    service_codes: tuple[str, ...] = ()
-    #: ApplicID or ReplyApplicID
-    applic_ids: tuple[str, ...] = ()
-    #: the first word of the text, compared upper-cased (stored upper-case)
-    keywords: tuple[str, ...] = ()
-    links: tuple[str, ...] = ()
-
-    @property
-    def is_empty(self) -> bool:
-        return not any(dataclasses.astuple(self))
-
-
-@dataclass(frozen=True, slots=True)
-class RelayRoute:
-    """A routing rule: matching MOs go to ``hook``; status reports to ``status_hook``."""
-
-    name: str
-    hook: str
-    match: RouteMatch = RouteMatch()
-    status_hook: str | None = None
-    #: media as signed gateway URLs, or inline base64
-    media: Literal["url", "inline"] = "url"
-
-
-@dataclass(frozen=True, slots=True)
-class RelaySettings:
-    """Hooks, routes (in order) and opt-out words for the relay to applications (issue 7)."""
-
-    hooks: tuple[RelayHook, ...] = ()
-    routes: tuple[RelayRoute, ...] = ()
-    default_route: RelayRoute | None = None
-    #: an MO whose whole text is one of these (case-insensitive) suppresses its sender
-    stop_words: tuple[str, ...] = DEFAULT_STOP_WORDS
-    start_words: tuple[str, ...] = DEFAULT_START_WORDS
-    max_age: float = 172800.0
-    initial_backoff: float = 2.0
-    max_backoff: float = 600.0
-    media_url_ttl: float = 86400.0
-    #: delivered, skipped and dropped events are deleted this long after their last change
-    retain: float = 7 * 86400.0
-    #: base URL applications reach the gateway's media URLs at; None: the API's listen address
-    media_url_base: str | None = None
-    media_url_secret: Secret | None = None
-
-    def hook(self, name: str) -> RelayHook:
-        for hook in self.hooks:
-            if hook.name == name:
-                return hook
-        raise KeyError(name)
-
-
-@dataclass(frozen=True, slots=True)
-class LoggingSettings:
-    level: str = "info"
-    #: JSON lines (production); false: structlog's console renderer
-    json: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsSettings:
-    enabled: bool = True
-    path: str = "/metrics"
-    #: a separate listener for metrics; None: served by the API's listener
-    listen: Listen | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayConfig:
-    """The whole gateway configuration, validated; built by ``load_config``."""
-
-    source: Path
-    links: tuple[LinkSettings, ...]
-    inbound: InboundSettings
-    api: ApiSettings
-    store: StoreSettings = StoreSettings()
-    relay: RelaySettings = RelaySettings()
-    logging: LoggingSettings = LoggingSettings()
-    metrics: MetricsSettings = MetricsSettings()
-
-    def link(self, name: str) -> LinkSettings:
-        """The link called ``name`` (KeyError lists the names)."""
-        for link in self.links:
-            if link.name == name:
-                return link
-        raise KeyError(f"unknown link {name!r}; links: {', '.join(self.link_names)}")
-
-    @property
-    def link_names(self) -> tuple[str, ...]:
-        return tuple(link.name for link in self.links)
-
-    def link_configs(self) -> dict[str, LinkConfig]:
-        """Each link's transport configuration, by name (in file order)."""
-        return {link.name: link.link for link in self.links}
-
-    def inbound_config(self) -> InboundConfig:
-        """The inbound endpoint's configuration (path, peers, limits)."""
-        return self.inbound.config
-
-    @property
-    def default_link(self) -> LinkSettings | None:
-        """Where recipients without a matching prefix go: the ``default`` link, or the only one."""
-        for link in self.links:
-            if link.default:
-                return link
-        return self.links[0] if len(self.links) == 1 else None
-
-    def route(self, recipient: str) -> LinkSettings | None:
-        """The link for ``recipient``: the longest matching prefix, else the default link.
-
-        Numbers are compared without '+', spaces, dashes, dots and parentheses ("+1 555-0100"
-        matches prefix "1555"); an address that is not a number (e-mail) goes to the default.
-        """
-        number = _ROUTE_DIGITS.sub("", recipient).removeprefix("+")
-        best: tuple[int, LinkSettings] | None = None
-        if number.isdigit():
-            for link in self.links:
-                for prefix in link.prefixes:
-                    bare = prefix.removeprefix("+")
-                    if number.startswith(bare) and (best is None or len(bare) > best[0]):
-                        best = (len(bare), link)
-        return best[1] if best is not None else self.default_link
-
-    def peer_link(self, peer: str) -> str:
-        """The link a peer's reports belong to (KeyError for an unknown peer)."""
-        for settings in self.inbound.peers:
-            if settings.name == peer:
-                return settings.link
-        raise KeyError(peer)
 
 
 # --------------------------------------------------------------------------- loading
