@@ -17,7 +17,7 @@ import pytest
 import structlog
 
 from mm7.core.codec import decode
-from mm7.service.logs import (
+from mm7.service.ops.logs import (
     REDACTED,
     configure_logging,
     is_secret_key,

@@ -18,8 +18,8 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from mm7.core.status import MMStatus
-from mm7.service.health import Health, links_check, store_check
-from mm7.service.metrics import GatewayMetrics
+from mm7.service.ops.health import Health, links_check, store_check
+from mm7.service.ops.metrics import GatewayMetrics
 from mm7.service.store import MoRelay, NewMessage, NewMo, SqliteStore
 from mm7.transport.classify import Verdict
 from mm7.transport.client import MM7Client

@@ -158,7 +158,7 @@ async def _path(folder: Path, summary: dict[str, Any]) -> None:
     from aiohttp import web
 
     from mm7.service.config.loader import load_config
-    from mm7.service.logs import configure_logging
+    from mm7.service.ops.logs import configure_logging
     from mm7.service.runtime import Gateway
     from mm7.simulator.app import SIMULATOR, SimulatorConfig, create_simulator_app
     from mm7.simulator.dlr import DlrPlan, RetryPolicy

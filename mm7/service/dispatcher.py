@@ -58,7 +58,7 @@ import structlog
 
 from mm7.core.model import Address, SubmitRsp
 from mm7.service.config.settings import LinkSettings
-from mm7.service.metrics import GatewayMetrics
+from mm7.service.ops.metrics import GatewayMetrics
 from mm7.service.store.base import Clock, Store, SystemClock
 from mm7.service.store.records import WorkItem
 from mm7.service.submit_build import (

@@ -33,7 +33,7 @@ from typing import Any
 import structlog
 
 from mm7.core.model import DeliverReq, DeliveryReportReq, ReadReplyReq, Status
-from mm7.service.metrics import GatewayMetrics
+from mm7.service.ops.metrics import GatewayMetrics
 from mm7.service.store.base import Clock, Store, SystemClock
 from mm7.transport.server import Handler, HandlerError, InboundContext, InboundHandlers
 

@@ -55,7 +55,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from mm7.core.status import MMStatus
-from mm7.service.health import LinkLike, breaker_of
+from mm7.service.ops.health import LinkLike, breaker_of
 from mm7.service.store.records import StoreStats
 from mm7.transport.classify import Verdict
 from mm7.transport.flow import BreakerState, LinkFlow
@@ -67,7 +67,7 @@ __all__ = [
     "GatewayMetrics",
 ]
 
-log = structlog.get_logger("mm7.service.metrics")
+log = structlog.get_logger("mm7.service.ops.metrics")
 
 #: the submit outcomes counted (``mm7.transport.classify.Verdict`` values)
 OUTCOMES: tuple[str, ...] = tuple(v.value for v in Verdict)
