@@ -19,10 +19,10 @@ from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 
 from mm7.service.api import create_api_app
+from mm7.service.mt.submit_build import read_fields
 from mm7.service.store.outbox import MoRelay, OptOut, RelayStatus
 from mm7.service.store.records import NewMo
 from mm7.service.store.sqlite.store import SqliteStore
-from mm7.service.submit_build import read_fields
 
 from .test_api import AUTH, KEY, OTHER_KEY, Gateway, make_config, validate
 

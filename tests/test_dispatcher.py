@@ -29,10 +29,12 @@ from mm7.content.profile import load_profile
 from mm7.core.codec import decode, encode
 from mm7.core.model import Address, Priority, Recipients, Request, SubmitReq, SubmitRsp, reply_to
 from mm7.core.status import MMStatus
+from mm7.service.backoff import backoff_delay
 from mm7.service.config.settings import LinkSettings, RelaySettings, RetrySettings
-from mm7.service.dispatcher import Dispatcher, backoff_delay
+from mm7.service.mt.dispatcher import Dispatcher
+from mm7.service.mt.reports import DeliveryReports
+from mm7.service.mt.submit_build import BuildError, read_fields
 from mm7.service.relay.worker import RelayWorker
-from mm7.service.reports import DeliveryReports
 from mm7.service.store.base import ManualClock
 from mm7.service.store.records import (
     MediaPart,
@@ -42,7 +44,6 @@ from mm7.service.store.records import (
     RecipientStatus,
 )
 from mm7.service.store.sqlite.store import SqliteStore
-from mm7.service.submit_build import BuildError, read_fields
 from mm7.simulator.app import SIMULATOR, Simulator, SimulatorConfig, create_simulator_app
 from mm7.simulator.dlr import DlrPlan, RetryPolicy
 from mm7.simulator.personas import load_persona

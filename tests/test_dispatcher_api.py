@@ -18,8 +18,8 @@ from PIL import Image
 from mm7.core.model import Priority
 from mm7.service.api import create_api_app
 from mm7.service.config.loader import load_config
-from mm7.service.dispatcher import Dispatcher
-from mm7.service.reports import DeliveryReports
+from mm7.service.mt.dispatcher import Dispatcher
+from mm7.service.mt.reports import DeliveryReports
 from mm7.service.store.sqlite.store import SqliteStore
 from mm7.simulator.app import SIMULATOR, SimulatorConfig, create_simulator_app
 from mm7.simulator.dlr import DlrPlan, RetryPolicy

@@ -55,7 +55,7 @@ def lines(stream: io.StringIO) -> list[dict[str, Any]]:
 
 def test_json_lines_carry_timestamp_level_event_and_bound_context(out: io.StringIO) -> None:
     configure_logging("info", json=True, stream=out)
-    log = structlog.get_logger("mm7.service.dispatcher").bind(link="carrier-a")
+    log = structlog.get_logger("mm7.service.mt.dispatcher").bind(link="carrier-a")
     with structlog.contextvars.bound_contextvars(message_id="m-1", transaction_id="t-1"):
         log.info("mm7.submit.accepted", status_code=1000, recipients=["+15551230001"])
     log.debug("mm7.dropped")  # below the level: nothing
@@ -63,7 +63,7 @@ def test_json_lines_carry_timestamp_level_event_and_bound_context(out: io.String
     [line] = lines(out)
     assert line["event"] == "mm7.submit.accepted"
     assert line["level"] == "info"
-    assert line["logger"] == "mm7.service.dispatcher"
+    assert line["logger"] == "mm7.service.mt.dispatcher"
     assert line["link"] == "carrier-a"
     assert line["message_id"] == "m-1"
     assert line["transaction_id"] == "t-1"

@@ -17,9 +17,9 @@ from aiohttp import web
 from mm7.core.model import Address, DeliveryReportReq, ReadReplyReq
 from mm7.core.status import MMStatus, ReadStatus
 from mm7.service.config.settings import RelaySettings
+from mm7.service.mt.reports import DeliveryReports
 from mm7.service.relay.signing import verify
 from mm7.service.relay.worker import RelayWorker
-from mm7.service.reports import DeliveryReports
 from mm7.service.store.base import ManualClock
 from mm7.service.store.records import NewMessage, RecipientStatus
 from mm7.service.store.sqlite.store import SqliteStore

@@ -55,14 +55,14 @@ from aiohttp import web
 from mm7.service.api import create_api_app
 from mm7.service.config.reader import ConfigError
 from mm7.service.config.settings import GatewayConfig, Listen
-from mm7.service.dispatcher import Dispatcher
+from mm7.service.mt.dispatcher import Dispatcher
+from mm7.service.mt.reports import DeliveryReports
 from mm7.service.ops.health import Health, LinkLike, links_check, store_check
 from mm7.service.ops.logs import configure_logging
 from mm7.service.ops.metrics import GatewayMetrics
 from mm7.service.relay.ingest import MoIngest
 from mm7.service.relay.media_urls import MediaUrls, add_media_route
 from mm7.service.relay.worker import RelayWorker
-from mm7.service.reports import DeliveryReports
 from mm7.service.store.base import Store
 from mm7.service.store.sqlite.store import SqliteStore
 from mm7.transport.inbound_auth import server_ssl_context

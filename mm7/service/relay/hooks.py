@@ -22,7 +22,7 @@ A 2xx answer delivers the event. Anything else is a failed attempt: any other st
 included: redirects are never followed, a hook that moved is a configuration error to notice,
 not something to chase with a signed body), a timeout (``hook.timeout`` seconds for the whole
 exchange) or a connection error. A failed attempt is retried (``next_step``) with exponential
-backoff and full jitter (``mm7.service.dispatcher.backoff_delay`` with the relay's
+backoff and full jitter (``mm7.service.backoff.backoff_delay`` with the relay's
 ``initial_backoff`` / ``max_backoff``) until ``max_age`` seconds after the first attempt; the last
 retry is scheduled at that deadline at the latest, and an attempt failing at or after it makes
 the event ``dead`` (a dead letter, for ``mm7 relay list|retry|drop``).
@@ -54,8 +54,8 @@ import aiohttp
 import structlog
 from yarl import URL
 
+from mm7.service.backoff import backoff_delay
 from mm7.service.config.settings import RelayHook, RelaySettings
-from mm7.service.dispatcher import backoff_delay
 from mm7.service.relay.signing import SIGNATURE_HEADER, signature_header
 from mm7.service.store.base import Clock, SystemClock
 

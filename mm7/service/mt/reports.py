@@ -39,7 +39,7 @@ from mm7.transport.server import Handler, HandlerError, InboundContext, InboundH
 
 __all__ = ["DeliveryReports"]
 
-log = structlog.get_logger("mm7.service.reports")
+log = structlog.get_logger("mm7.service.mt.reports")
 
 #: bytes of the SOAP part kept with a report (for inspection of odd ones)
 RAW_KEEP = 16 * 1024

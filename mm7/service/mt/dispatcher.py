@@ -10,7 +10,7 @@ The loop (one per link, ``Dispatcher.run``):
    other in-flight items, connect, request timeout, plus a margin). The store hands out only
    due recipients (``next_attempt_at``, which is the earliest delivery time for scheduled
    messages) and marks those whose message expired on the way.
-2. Each leased item runs as its own task: build the SubmitReq (``mm7.service.submit_build``:
+2. Each leased item runs as its own task: build the SubmitReq (``mm7.service.mt.submit_build``:
    fields + parts -> presentation -> fit to the link's profile -> ``to_part``; cached per message
    so that its recipients share one fitting), send it through the link's ``MM7Client`` (which
    enforces TPS, the in-flight bound and the circuit breaker), and record the result:
@@ -57,11 +57,9 @@ from typing import Any
 import structlog
 
 from mm7.core.model import Address, SubmitRsp
+from mm7.service.backoff import backoff_delay
 from mm7.service.config.settings import LinkSettings
-from mm7.service.ops.metrics import GatewayMetrics
-from mm7.service.store.base import Clock, Store, SystemClock
-from mm7.service.store.records import WorkItem
-from mm7.service.submit_build import (
+from mm7.service.mt.submit_build import (
     BuildError,
     BuiltContent,
     MessageFields,
@@ -69,24 +67,19 @@ from mm7.service.submit_build import (
     build_submit,
     read_fields,
 )
+from mm7.service.ops.metrics import GatewayMetrics
+from mm7.service.store.base import Clock, Store, SystemClock
+from mm7.service.store.records import WorkItem
 from mm7.transport.client import MM7Client
 from mm7.transport.errors import MM7ClientError
 from mm7.transport.fanout import named_in_details
 
-__all__ = ["Dispatcher", "backoff_delay"]
+__all__ = ["Dispatcher"]
 
-log = structlog.get_logger("mm7.service.dispatcher")
+log = structlog.get_logger("mm7.service.mt.dispatcher")
 
 #: added to the worst case an item can take, for the lease TTL
 LEASE_MARGIN = 30.0
-
-
-def backoff_delay(
-    attempt: int, initial: float, maximum: float, rng: random.Random | None = None
-) -> float:
-    """Exponential backoff with full jitter: uniform(0, min(maximum, initial * 2^(attempt-1)))."""
-    cap = min(maximum, initial * 2 ** max(0, attempt - 1))
-    return (rng or random).uniform(0.0, cap)
 
 
 class Dispatcher:
