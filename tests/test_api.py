@@ -1,8 +1,8 @@
-"""The sending API (mm7.service.api) against a real SQLite store and real loopback servers.
+"""The sending API (mm7.service.api.app) against a real SQLite store and real loopback servers.
 
 Every refusal is checked to change nothing in the store: the rows of ``messages`` and ``media``
 are counted in the database file before and after, and the store's write counter must not move.
-Response bodies are validated against the schemas of mm7/service/openapi.json (jsonschema).
+Response bodies are validated against the schemas of mm7/service/api/openapi.json (jsonschema).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
-from mm7.service.api import OPENAPI_PATH, create_api_app
+from mm7.service.api.app import OPENAPI_PATH, create_api_app
+from mm7.service.api.media_fetch import FetchError, MediaFetcher, address_refusal
 from mm7.service.config.loader import load_config
 from mm7.service.config.settings import GatewayConfig
-from mm7.service.media_fetch import FetchError, MediaFetcher, address_refusal
 from mm7.service.store.sqlite.store import SqliteStore
 
 KEY = "test-key-app-0123456789"

@@ -1,9 +1,9 @@
-"""The relay side of the sending API (mm7.service.api_relay) on a real server and SQLite store.
+"""The relay side of the sending API (mm7.service.api.relay_ops) on a real server and SQLite store.
 
 Dead letters are made the way the gateway makes them: an MO stored with its relay event
 (``store_mo``), leased by a "worker" (``lease_relay``) and given up on (``relay_outcome(...,
 "dead")``). Opt-outs come from an MO carrying STOP. Every answer is validated against the
-schemas of mm7/service/openapi.json; every refusal is checked to write nothing.
+schemas of mm7/service/api/openapi.json; every refusal is checked to write nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 
-from mm7.service.api import create_api_app
+from mm7.service.api.app import create_api_app
 from mm7.service.mt.submit_build import read_fields
 from mm7.service.store.outbox import MoRelay, OptOut, RelayStatus
 from mm7.service.store.records import NewMo

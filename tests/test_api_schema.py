@@ -1,8 +1,8 @@
 """The sending API checked against its OpenAPI document with schemathesis.
 
 The API (real aiohttp server on 127.0.0.1, real SQLite store in a temporary directory) runs in a
-thread with its own event loop; schemathesis generates requests from mm7/service/openapi.json for
-every operation and checks that the server never fails (5xx), answers only documented status
+thread with its own event loop; schemathesis generates requests from mm7/service/api/openapi.json
+for every operation and checks that the server never fails (5xx), answers only documented status
 codes and content types, and that every JSON body matches its documented schema (all the
 default checks except "schema-valid data is accepted", see the test). Media URLs are
 never fetched here (generated URLs would leave the machine): the app gets a fetcher that refuses
@@ -27,9 +27,9 @@ from aiohttp import web
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
-from mm7.service.api import OPENAPI_PATH, create_api_app
+from mm7.service.api.app import OPENAPI_PATH, create_api_app
+from mm7.service.api.media_fetch import Fetched, FetchError
 from mm7.service.config.loader import load_config
-from mm7.service.media_fetch import Fetched, FetchError
 from mm7.service.store.outbox import MoRelay, OptOut
 from mm7.service.store.records import NewMessage, NewMo
 from mm7.service.store.sqlite.store import SqliteStore

@@ -587,7 +587,7 @@ async def test_status_changes_are_relayed_to_the_callback_url(rig: Make) -> None
 
 
 async def test_message_in_the_api_shape_is_sent_as_stored(rig: Make) -> None:
-    """fields + parts exactly as mm7.service.api stores them (shape v1): the text is a part as
+    """fields + parts exactly as mm7.service.api.app stores them (shape v1): the text is a part as
     well as a field (sent once), slides name Content-IDs, expiry is an xsd duration."""
     r = await rig()
     items = make_items([png(), text_source("Hello", filename="text.txt")])

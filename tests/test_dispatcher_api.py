@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
 from mm7.core.model import Priority
-from mm7.service.api import create_api_app
+from mm7.service.api.app import create_api_app
 from mm7.service.config.loader import load_config
 from mm7.service.mt.dispatcher import Dispatcher
 from mm7.service.mt.reports import DeliveryReports

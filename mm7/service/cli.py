@@ -287,7 +287,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-#: recipients per message of a campaign (mm7.service.api_validate.MAX_RECIPIENTS)
+#: recipients per message of a campaign (mm7.service.api.validate.MAX_RECIPIENTS)
 CAMPAIGN_CHUNK = 100_000
 
 
@@ -474,7 +474,7 @@ async def _relay(args: argparse.Namespace, db: Path) -> int:
 
 
 async def _relay_list(store: Any, args: argparse.Namespace) -> int:
-    from mm7.service.api_relay import relay_event_view
+    from mm7.service.api.relay_ops import relay_event_view
     from mm7.service.store.outbox import RelayKind, RelayStatus
 
     records = await store.relay_events(
@@ -528,7 +528,7 @@ async def _relay_drop(store: Any, args: argparse.Namespace) -> int:
 
 
 async def _relay_each(store: Any, ids: list[int], action: str) -> int:
-    from mm7.service.api_relay import DROPPABLE, RETRYABLE
+    from mm7.service.api.relay_ops import DROPPABLE, RETRYABLE
 
     allowed, states, done = (
         (RETRYABLE, "dead or dropped", "requeued")
@@ -559,7 +559,7 @@ async def _relay_each(store: Any, ids: list[int], action: str) -> int:
 
 
 async def _relay_counts(store: Any, args: argparse.Namespace) -> int:
-    from mm7.service.api_relay import relay_counts_view
+    from mm7.service.api.relay_ops import relay_counts_view
 
     counts = relay_counts_view(await store.relay_counts())
     if args.json:

@@ -52,7 +52,7 @@ from types import TracebackType
 import structlog
 from aiohttp import web
 
-from mm7.service.api import create_api_app
+from mm7.service.api.app import create_api_app
 from mm7.service.config.reader import ConfigError
 from mm7.service.config.settings import GatewayConfig, Listen
 from mm7.service.mt.dispatcher import Dispatcher

@@ -12,7 +12,7 @@ fitting can resize images, so it runs in a worker thread. Any problem with the c
 missing from the store, slides naming unknown items, a FitError) raises ``BuildError``: the same
 bytes would fail again, so the dispatcher fails the recipient permanently with that reason.
 
-The fields JSON read (``read_fields``), as ``mm7.service.api`` stores it (shape ``"v": 1``; every
+The fields JSON read (``read_fields``), as the API (``api.app``) stores it (shape ``"v": 1``; every
 key optional, null meaning absent)::
 
     from              str   SenderAddress (else the link's sender_address)

@@ -9,7 +9,7 @@
   ``X-MM7-Signature`` header and how an application verifies it;
 - ``media_urls``: the MOs' media as signed expiring URLs served by the gateway.
 
-The operator's side (dead letters, suppressions) is ``mm7.service.api_relay`` and
+The operator's side (dead letters, suppressions) is ``mm7.service.api.relay_ops`` and
 ``mm7 relay``.
 """
 

@@ -151,7 +151,7 @@ class NewMessage:
     not_before: datetime | None = None
     callback_url: str | None = None
     #: send even to recipients on the suppression list: only for the confirmation of an
-    #: opt-out (a reply to the STOP message itself, see mm7.service.api_relay)
+    #: opt-out (a reply to the STOP message itself, see mm7.service.api.relay_ops)
     allow_suppressed: bool = False
 
 

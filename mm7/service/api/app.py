@@ -1,6 +1,6 @@
 """The application-facing sending API (aiohttp): ``create_api_app(config, store)``.
 
-Endpoints (the OpenAPI document ``mm7/service/openapi.json`` is served at ``/openapi.json``)
+Endpoints (the OpenAPI document ``mm7/service/api/openapi.json`` is served at ``/openapi.json``)
 -------------------------------------------------------------------------------------------
 ``POST /v1/messages`` (``application/json`` or ``multipart/form-data``), ``Authorization: Bearer
 <key>``. Everything is checked, URL media fetched and the presentation built BEFORE anything is
@@ -53,7 +53,7 @@ sends on its link, sets ``linked_id`` to the MO's MM7 MessageID when the MMSC se
 its TransactionID (LinkedID must reference the MO as the MMSC knows it; without a MessageID the
 TransactionID is the identifier the MMSC gave it), and ``to`` / ``from`` default to the MO's
 sender / first recipient (the short code). ``to`` is required only without ``reply_to``. See
-``mm7.service.api_relay`` for the details.
+``mm7.service.api.relay_ops`` for the details.
 
 The presentation: the text becomes a ``text/plain; charset=utf-8`` item placed right after the
 first image/video (so it shares that slide), else first; slides follow the default rule of
@@ -108,7 +108,7 @@ link's profile first). ``fields`` is exactly::
 ``GET /v1/messages/{id}`` answers the message (``message_view``): overall status, per recipient
 status with the MM7 MessageID, attempts and last status, the parts and the history of events.
 
-Relay operations (``mm7.service.api_relay``)
+Relay operations (``mm7.service.api.relay_ops``)
 --------------------------------------------
 ``GET /v1/relay/events``, ``GET /v1/relay/events/{id}``, ``POST /v1/relay/events/{id}/retry``,
 ``POST /v1/relay/events/{id}/drop``, ``POST /v1/relay/retry-dead``, ``GET /v1/relay/counts`` and
@@ -144,13 +144,15 @@ from mm7.content.model import MediaItem, Slide
 from mm7.content.parts import ContentError, PartError, Source, make_items, text_source
 from mm7.content.smil import SmilError
 from mm7.core.sniff import sniff
-from mm7.service.api_relay import (
+from mm7.service.api.backlog import Backlog
+from mm7.service.api.media_fetch import Fetcher, FetchError, MediaFetcher
+from mm7.service.api.relay_ops import (
     RelayApi,
     apply_reply,
     is_opt_out_confirmation,
     suppressed_error,
 )
-from mm7.service.api_validate import (
+from mm7.service.api.validate import (
     FIELDS,
     ApiError,
     MediaInput,
@@ -158,9 +160,7 @@ from mm7.service.api_validate import (
     SlideInput,
     parse_request,
 )
-from mm7.service.backlog import Backlog
 from mm7.service.config.settings import ApiKey, GatewayConfig
-from mm7.service.media_fetch import Fetcher, FetchError, MediaFetcher
 from mm7.service.store.base import Store
 from mm7.service.store.outbox import AllSuppressedError
 from mm7.service.store.records import EnqueueResult, MediaPart, MessageRecord, NewMessage
