@@ -24,7 +24,7 @@ It reports ``msgs_per_s`` (ours), ``vs_zeep_email`` (ours / a, target >= 10) and
 ``content``: fitting a 4 MB photo into a 300 KB carrier profile (see its section below).
 
 The multi-process benchmarks (real ``mm7 serve`` / ``mm7 simulate`` processes and load
-generators on loopback) live in tools/bench_*.py and are registered at the end of this file:
+generators on loopback) live in tools/bench/ and are registered at the end of this file:
 ``sim`` (the simulator as an MMSC), ``mt`` (API -> store -> dispatcher -> simulator), ``loss``
 (SIGKILL under load), ``memory`` (50 x 5 MB in flight), ``campaign`` (100,000 recipients) and
 ``mo`` (MO ingest and relay); each compares itself with a bare-aiohttp baseline or a limit
@@ -783,15 +783,15 @@ def bench_content(settings: Settings) -> dict[str, float]:
 # --------------------------------------------------------------------------- multi-process
 #
 # The benchmarks with real processes (simulator, gateway, load generators) live in their own
-# modules, tools/bench_*.py (one concept each); they are registered here, in the order they run.
+# modules, tools/bench/ (one concept each); they are registered here, in the order they run.
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_campaign import bench_campaign  # noqa: E402
-from bench_loss import bench_loss  # noqa: E402
-from bench_memory import bench_memory  # noqa: E402
-from bench_mo import bench_mo  # noqa: E402
-from bench_mt import bench_mt  # noqa: E402
-from bench_sim import bench_sim  # noqa: E402
+from bench.campaign import bench_campaign  # noqa: E402
+from bench.loss import bench_loss  # noqa: E402
+from bench.memory import bench_memory  # noqa: E402
+from bench.mo import bench_mo  # noqa: E402
+from bench.mt import bench_mt  # noqa: E402
+from bench.sim import bench_sim  # noqa: E402
 
 benchmark("sim")(bench_sim)
 benchmark("mt")(bench_mt)

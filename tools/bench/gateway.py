@@ -1,11 +1,11 @@
 """The gateway stack the mt, loss, memory, campaign and mo benchmarks run: real processes.
 
-* the MMSC: tools/bench_simrun.py, i.e. ``mm7 simulate``'s own parser, config and application
+* the MMSC: tools/bench/simrun.py, i.e. ``mm7 simulate``'s own parser, config and application
   (strict-3gpp persona by default) plus a tally of accepted SubmitReqs by TransactionID;
 * the gateway: ``mm7 serve --config <generated toml>`` with SQLite in the run's temporary folder,
   its API key in ``MM7_API_KEY``, API and inbound endpoint on port 0 at the first start (the same
   ports again on a restart, so the simulator's reports and the load generator keep their URLs);
-* load generators: tools/bench_load.py.
+* load generators: tools/bench/load.py.
 
 With ``--profile N`` the gateway runs under cProfile (``python -m cProfile -o FILE -m mm7.cli.main
 serve ...``, written at its graceful stop) and the top N functions are printed.
@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench_proc import (
+from bench.proc import (
     ALL_CPUS,
     API_KEY,
     Proc,
@@ -199,7 +199,7 @@ def start_stack(
 ) -> Stack:
     """The simulator, then the gateway (whose link points at it), then the simulator is told
     the gateway's inbound URL for its reports and MOs."""
-    sim = procs.python("simulator", str(Path(__file__).with_name("bench_simrun.py")), *sim_options)
+    sim = procs.python("simulator", "-m", "bench.simrun", *sim_options)
     sim_url = sim.wait_for(r"bench simulator on (\S+)", 60)[1]
     if PIN_GATEWAY:
         pin(sim.pid, OTHER_CPUS)
@@ -341,7 +341,7 @@ def api_load(
     name: str,
     ids_out: Path | None = None,
 ) -> Proc:
-    """A tools/bench_load.py ``api`` process, ready: ``send("go")`` starts it, ``json_result``
+    """A tools/bench/load.py ``api`` process, ready: ``send("go")`` starts it, ``json_result``
     waits for its result."""
     spec = procs.workdir / f"{name}.json"
     spec.write_text(
@@ -357,7 +357,7 @@ def api_load(
             }
         )
     )
-    load = procs.python(name, str(Path(__file__).with_name("bench_load.py")), "api", str(spec))
+    load = procs.python(name, "-m", "bench.load", "api", str(spec))
     if PIN_GATEWAY:
         pin(load.pid, OTHER_CPUS)
     load.wait_for("load ready", 60)

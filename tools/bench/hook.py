@@ -1,6 +1,6 @@
 """A hook receiver for the mo benchmark: an application endpoint that answers 200 to every POST.
 
-    python tools/bench_hook.py     # prints "hook receiver on http://127.0.0.1:PORT/hook"
+    PYTHONPATH=tools python -m bench.hook     # prints "hook receiver on http://127.0.0.1:PORT/hook"
 
 ``GET /count`` answers {"posts": n, "distinct": distinct Idempotency-Keys, "bytes": total body
 bytes}: what the gateway's relay delivered, and how many of those were retries.
@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 
 from aiohttp import web
-from bench_proc import serve_until_signalled
+
+from bench.proc import serve_until_signalled
 
 
 def main() -> int:

@@ -26,9 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench_bare import photo
-from bench_gateway import start_stack
-from bench_proc import API_KEY, Procs, SettingsLike, http_json
+from bench.bare import photo
+from bench.gateway import start_stack
+from bench.proc import API_KEY, Procs, SettingsLike, http_json
 
 IMAGE_BYTES = 200_000
 TPS = 500

@@ -1,7 +1,7 @@
 """Load generators of the multi-process benchmarks, run as their own process.
 
-    python tools/bench_load.py post SPEC.json   # the same body POSTed over and over (bare, sim)
-    python tools/bench_load.py api SPEC.json    # JSON messages to the gateway's API (mt, loss)
+    PYTHONPATH=tools python -m bench.load post SPEC.json  # one body POSTed again and again
+    PYTHONPATH=tools python -m bench.load api SPEC.json   # JSON messages to the API (mt, loss)
 
 Both print ``load ready`` once their session is up, wait for a line on stdin (so the driver can
 start every process first and the measured window is the load's own), run ``concurrency``

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / "tools"
 #: the CPUs this process was allowed before the driver pinned itself (children get them all)
 ALL_CPUS: set[int] | None = (

@@ -3,7 +3,7 @@
 A load-generator process POSTs the same 31 KB SubmitReq at concurrency 16 to a ``mm7 simulate``
 process (strict: every request validated against its schema, answered with a SubmitRsp with a
 fresh MessageID, recorded in its traffic log); an answer counts when it is HTTP 200 with status
-1000. The bare-aiohttp baseline (tools/bench_bare.py) runs in the same benchmark, alternating
+1000. The bare-aiohttp baseline (tools/bench/bare.py) runs in the same benchmark, alternating
 with the simulator (bare, sim, bare, sim, ...); each side's best round counts.
 Reports msgs_per_s, vs_bare_aiohttp (ours / bare; target >= 1/3, i.e. >= 5,000/s at the
 measured 15,000/s), bare_per_s, cpu_ms_per_msg (the simulator process, /proc utime+stime).
@@ -15,8 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_bare import BARE_CONCURRENCY, baseline, post_load, submit_body
-from bench_proc import Proc, Procs, SettingsLike
+from bench.bare import BARE_CONCURRENCY, baseline, post_load, submit_body
+from bench.proc import Proc, Procs, SettingsLike
 
 TARGET = 5000
 

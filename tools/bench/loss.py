@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_bare import photo
-from bench_gateway import api_load, api_payload, read_ids, restart_gateway, start_stack
-from bench_proc import Procs, SettingsLike, wait_until
+from bench.bare import photo
+from bench.gateway import api_load, api_payload, read_ids, restart_gateway, start_stack
+from bench.proc import Procs, SettingsLike, wait_until
 
 CONCURRENCY = 16
 SERVE = ("--poll-interval", "0.2", "--lease-ttl", "2")

@@ -5,7 +5,7 @@
       -> the simulator (strict-3gpp, DLRs on: every SubmitRsp is followed by a DeliveryReportReq
          back to the gateway's inbound endpoint, which records it before answering)
 
-For each concurrency a fresh stack (tools/bench_gateway.py) runs for the window (60 s; 3 s with
+For each concurrency a fresh stack (tools/bench/gateway.py) runs for the window (60 s; 3 s with
 --quick). msgs/s is counted at the far side: SubmitReqs answered 1000, read from the gateway's
 ``mm7_submits_total{outcome="success"}`` at the start and end of the window (cross-checked with
 the simulator's own tally). Latency is from acceptance (the message's ``created_at``: its commit
@@ -13,7 +13,7 @@ before the 202) to its ``submitted`` event (the SubmitRsp), for up to 400 messag
 over the window, read from GET /v1/messages/{id} after the backlog drained. CPU per message: each
 process's utime+stime over the window (/proc/<pid>/stat) / messages submitted in the window.
 ``vs_bare_aiohttp`` = best msgs/s / the bare aiohttp baseline of the same 31 KB SubmitReq
-(tools/bench_bare.py, same run). Target >= 2,000 msgs/s.
+(tools/bench/bare.py, same run). Target >= 2,000 msgs/s.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_bare import baseline, photo, submit_body
-from bench_gateway import (
+from bench.bare import baseline, photo, submit_body
+from bench.gateway import (
     api_load,
     api_payload,
     durability,
@@ -37,7 +37,7 @@ from bench_gateway import (
     stop_gateway,
     submit_latencies,
 )
-from bench_proc import Procs, SettingsLike, metric_sum, percentile, wait_until
+from bench.proc import Procs, SettingsLike, metric_sum, percentile, wait_until
 
 TARGET = 2000
 IMAGE_BYTES = 30_000

@@ -1,6 +1,6 @@
 """The MMSC simulator as the benchmarks run it: ``mm7 simulate``'s own code plus a tally.
 
-    python tools/bench_simrun.py [mm7 simulate options ...]
+    PYTHONPATH=tools python -m bench.simrun [mm7 simulate options ...]
 
 It parses the ``mm7 simulate`` options with the CLI's own parser and builds the simulator with
 the CLI's ``build_config`` and ``create_simulator_app``, exactly as ``mm7 simulate`` does. Two

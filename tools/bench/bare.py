@@ -1,9 +1,9 @@
 """The bare-aiohttp baseline of the multi-process benchmarks, and the payloads they share.
 
-    python tools/bench_bare.py serve     # a bare aiohttp server answering a canned SubmitRsp
+    PYTHONPATH=tools python -m bench.bare serve   # a bare aiohttp server, canned SubmitRsp
 
 ``baseline(...)``: a bare aiohttp server process (reads the whole body, answers the same canned
-SubmitRsp bytes, no parsing) and a load-generator process (tools/bench_load.py ``post``) sending
+SubmitRsp bytes, no parsing) and a load-generator process (tools/bench/load.py ``post``) sending
 the same SubmitReq bytes at concurrency 16 over loopback. Its requests/s is this machine's
 transport limit for that body; the mt, mo and sim benchmarks divide by it (``vs_bare_aiohttp``).
 """
@@ -14,9 +14,8 @@ import io
 import random
 import sys
 from functools import cache
-from pathlib import Path
 
-from bench_proc import Procs, SettingsLike, serve_until_signalled
+from bench.proc import Procs, SettingsLike, serve_until_signalled
 
 #: the SubmitReq of mt and sim: about 31 KB on the wire
 SUBMIT_IMAGE_BYTES = 30_000
@@ -107,7 +106,7 @@ def post_load(
     expect: str = "1000",
     name: str = "load",
 ) -> dict[str, float]:
-    """Run a tools/bench_load.py ``post`` process against ``url``; its JSON result."""
+    """Run a tools/bench/load.py ``post`` process against ``url``; its JSON result."""
     import json
 
     body_file = procs.workdir / f"{name}.body"
@@ -125,7 +124,7 @@ def post_load(
             }
         )
     )
-    load = procs.python(name, str(Path(__file__).with_name("bench_load.py")), "post", str(spec))
+    load = procs.python(name, "-m", "bench.load", "post", str(spec))
     load.wait_for("load ready", 60)
     load.send("go")
     result = load.json_result(seconds + 120)
@@ -138,7 +137,7 @@ def baseline(
     settings: SettingsLike, procs: Procs, content_type: str, body: bytes, seconds: float
 ) -> dict[str, float]:
     """The bare server + load generator, both as processes; the load's result (rps ...)."""
-    server = procs.python("bare-server", str(Path(__file__)), "serve")
+    server = procs.python("bare-server", "-m", "bench.bare", "serve")
     url = server.wait_for(r"bare server on (\S+)", 30)[1]
     cpu0 = server.cpu_seconds()
     result = post_load(procs, url, content_type, body, seconds=seconds, name="bare-load")

@@ -1,10 +1,10 @@
 """``mo``: MO ingest and relay. Simulator -> gateway inbound endpoint -> relay -> hook receiver.
 
-The simulator (tools/bench_simrun.py: ``mm7 simulate``'s application, its own outbound MM7
+The simulator (tools/bench/simrun.py: ``mm7 simulate``'s application, its own outbound MM7
 client) originates DeliverReqs carrying text + a 50 KB JPEG (a SMIL presentation, as a handset
 sends) at a fixed rate for a step (10 s; 1.5 s with --quick), at increasing rates. The gateway's
 inbound endpoint must commit each MO durably before it answers DeliverRsp 1000; its relay then
-POSTs it (signed) to a hook receiver process (tools/bench_hook.py) answering 200, configured as
+POSTs it (signed) to a hook receiver process (tools/bench/hook.py) answering 200, configured as
 ``[relay.hooks.bench]`` + ``[relay.default_route] hook = "bench"``.
 
 Per step: DeliverRsp statuses, p50/p99 from sending the DeliverReq to its DeliverRsp (at the
@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_bare import baseline, photo
-from bench_gateway import start_stack, stop_gateway
-from bench_proc import Procs, SettingsLike, http_json, percentile, wait_until
+from bench.bare import baseline, photo
+from bench.gateway import start_stack, stop_gateway
+from bench.proc import Procs, SettingsLike, http_json, percentile, wait_until
 
 TARGET = 2000
 IMAGE_BYTES = 50_000
@@ -70,7 +70,7 @@ def bench_mo(settings: SettingsLike) -> dict[str, Any]:
             f" {step_s:g} s per rate"
         )
         bare = baseline(settings, procs, content_type, body, 1.5 if settings.quick else 10.0)
-        hook = procs.python("hook", str(Path(__file__).with_name("bench_hook.py")))
+        hook = procs.python("hook", "-m", "bench.hook")
         hook_url = hook.wait_for(r"hook receiver on (\S+)", 30)[1]
         count_url = hook_url.rsplit("/hook", 1)[0] + "/count"
         stack = start_stack(

@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench_bare import photo
-from bench_gateway import start_stack
-from bench_proc import API_KEY, Procs, SettingsLike, http_json, wait_until
+from bench.bare import photo
+from bench.gateway import start_stack
+from bench.proc import API_KEY, Procs, SettingsLike, http_json, wait_until
 
 MESSAGE_BYTES = 5 * 1000 * 1000
 TARGET = 3.0
