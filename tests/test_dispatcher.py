@@ -566,12 +566,12 @@ async def test_status_changes_are_relayed_to_the_callback_url(rig: Make) -> None
         r.store, RelaySettings(), api_key_secret={"dev": Secret("k")}.get, poll_interval=0.05
     )
     await relay.start()
-    r.reports.on_recorded = relay.wake
+    r.reports.wake_relay = relay.wake
     mid = await r.enqueue(
         fields={"text": "hi", "delivery_report": True, "api_key": "dev"},
         callback_url=str(server.make_url("/status")),
     )
-    await r.dispatcher(on_status=relay.wake)
+    await r.dispatcher(wake_relay=relay.wake)
     await r.wait_status(mid, RecipientStatus.DELIVERED)
 
     async def both() -> bool:

@@ -197,7 +197,7 @@ async def rig(aiohttp_server: Server, tmp_path: Path) -> AsyncIterator[Rig]:
         cast(Store, flaky),
         SETTINGS,
         link_of=reports.link_of,
-        wake=lambda: wakes.append(1),
+        wake_relay=lambda: wakes.append(1),
         clock=clock,
     )
 

@@ -24,8 +24,8 @@ What ``start`` does:
    when it was generated (``generate_if_unset``) -- printed once, never logged.
 
 A listen port 0 picks a free port: the bound one is in ``api_url`` / ``inbound_url`` and in the
-announcement. Every API answer 202 (a message committed, JSON or ``sendmms``) wakes every
-dispatcher at once, so a new message does not wait for the dispatchers' poll interval.
+announcement. Every new message the API commits (JSON or ``sendmms``) wakes its link's
+dispatcher at once (``on_enqueued``), so it does not wait for the dispatchers' poll interval.
 
 ``stop`` (SIGTERM/SIGINT in ``mm7 serve``): ``/readyz`` answers 503 from now on, the API stops
 taking requests (in-flight ones finish, bounded), the dispatchers stop leasing and give their
@@ -145,6 +145,12 @@ class Gateway:
         self.store = store = await self._open_store()
         self._retention = asyncio.create_task(self._retain(store), name="mm7-retention")
         media_urls = await self._media_urls(store)
+        # The callbacks that tie the pieces together, one name each:
+        # - wake_relay=relay.wake: a store commit queued a relay event (an MO, a report, a
+        #   status change with a callback_url), so the relay worker leases it now;
+        # - on_enqueued=self._on_enqueued: the API committed a new message, so its link's
+        #   dispatcher leases it now;
+        # - on_outcome / on_stored / on_answer: observers, for metrics only.
         relay = self.relay = RelayWorker(
             store,
             config.relay,
@@ -158,14 +164,14 @@ class Gateway:
         reports = DeliveryReports(
             store,
             link_for_peer=config.peer_link,
-            on_recorded=relay.wake,
+            wake_relay=relay.wake,
             metrics=self.metrics,
         )
         ingest = MoIngest(
             store,
             config.relay,
             link_of=reports.link_of,
-            wake=relay.wake,
+            wake_relay=relay.wake,
             on_stored=self.metrics.observe_mo,
         )
         inbound_config = dataclasses.replace(
@@ -189,7 +195,7 @@ class Gateway:
             dispatcher = Dispatcher(
                 self.store,
                 settings,
-                on_status=relay.wake,
+                wake_relay=relay.wake,
                 poll_interval=self.poll_interval,
                 lease_ttl=self.lease_ttl,
                 metrics=self.metrics,
@@ -200,10 +206,9 @@ class Gateway:
 
         self.health.add_check("store", store_check(self.store))
         self.health.add_check("links", links_check(self._clients))
-        api = create_api_app(config, self.store)
+        api = create_api_app(config, self.store, on_enqueued=self._on_enqueued)
         add_media_route(api, media_urls, store)
         self.health.add_to(api)
-        api.on_response_prepare.append(self._wake_on_enqueue)
         metrics = config.metrics
         if metrics.enabled and metrics.listen is None:
             self.metrics.add_to(api, metrics.path)
@@ -356,9 +361,12 @@ class Gateway:
     def _clients(self) -> Mapping[str, LinkLike]:
         return {n: d.client for n, d in self.dispatchers.items() if d.client is not None}
 
-    async def _wake_on_enqueue(self, request: web.Request, response: web.StreamResponse) -> None:
-        """A 202 from the API means a message was committed: look for due work now."""
-        if request.method == "POST" and response.status == 202:
+    def _on_enqueued(self, link: str) -> None:
+        """The API committed a new message for ``link``: its dispatcher looks for work now."""
+        dispatcher = self.dispatchers.get(link)
+        if dispatcher is not None:
+            dispatcher.wake()
+        else:
             self.wake()
 
     def wake(self) -> None:

@@ -175,6 +175,8 @@ FIELDS_TO_MAX = 100
 
 CONFIG_KEY = web.AppKey("mm7_api_config", GatewayConfig)
 STORE_KEY = web.AppKey("mm7_api_store", Store)
+#: called with the link of each new message once it is committed (``create_api_app``)
+ON_ENQUEUED_KEY: web.AppKey[Callable[[str], None] | None] = web.AppKey("mm7_api_on_enqueued")
 FETCHER_KEY = web.AppKey("mm7_api_fetcher", Fetcher)
 BACKLOG_KEY = web.AppKey("mm7_api_backlog", Backlog)
 _KEY = web.RequestKey("mm7_api_key", ApiKey)
@@ -184,16 +186,23 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_api_app(
-    config: GatewayConfig, store: Store, *, fetcher: Fetcher | None = None
+    config: GatewayConfig,
+    store: Store,
+    *,
+    fetcher: Fetcher | None = None,
+    on_enqueued: Callable[[str], None] | None = None,
 ) -> web.Application:
     """The API application. ``fetcher`` defaults to a ``MediaFetcher`` with ``[api.fetch]``
-    limits (closed with the app; a fetcher passed in is the caller's to close)."""
+    limits (closed with the app; a fetcher passed in is the caller's to close).
+    ``on_enqueued(link)`` is called after each new message was committed (not for a
+    duplicate): the runtime wakes that link's dispatcher with it."""
     app = web.Application(
         client_max_size=config.api.max_request_bytes,
         middlewares=[_errors_middleware, _auth_middleware],
     )
     app[CONFIG_KEY] = config
     app[STORE_KEY] = store
+    app[ON_ENQUEUED_KEY] = on_enqueued
     if config.api.max_backlog is not None:
         app[BACKLOG_KEY] = Backlog(store, config.api.max_backlog)
     own = fetcher is None
@@ -646,9 +655,13 @@ async def _submit(
         allow_suppressed=confirmation,
     )
     try:
-        return await app[STORE_KEY].enqueue_message(message, parsed.to, parts)
+        result = await app[STORE_KEY].enqueue_message(message, parsed.to, parts)
     except AllSuppressedError as exc:
         raise suppressed_error(exc.addresses, parsed, config.relay.start_words) from None
+    on_enqueued = app[ON_ENQUEUED_KEY]
+    if result.created and on_enqueued is not None:
+        on_enqueued(link)
+    return result
 
 
 # --------------------------------------------------------------------------- views

@@ -103,7 +103,7 @@ class Dispatcher:
         rng: random.Random | None = None,
         poll_interval: float = 1.0,
         lease_ttl: timedelta | None = None,
-        on_status: Callable[[], None] | None = None,
+        wake_relay: Callable[[], None] | None = None,
         content_cache: int = 32,
         metrics: GatewayMetrics | None = None,
     ) -> None:
@@ -122,7 +122,7 @@ class Dispatcher:
         self.lease_ttl = lease_ttl or self.default_lease_ttl(settings, self.concurrency)
         #: called after a status change was recorded for a message with a callback_url (the
         #: store queued a relay event in the same commit): wakes the relay worker
-        self.on_status = on_status
+        self.wake_relay = wake_relay
         self.metrics = metrics
         self._cache: collections.OrderedDict[str, BuiltContent] = collections.OrderedDict()
         self._cache_size = content_cache
@@ -442,5 +442,5 @@ class Dispatcher:
             self._building.pop(key, None)
 
     def _notify(self, item: WorkItem) -> None:
-        if self.on_status is not None and item.callback_url:
-            self.on_status()
+        if self.wake_relay is not None and item.callback_url:
+            self.wake_relay()

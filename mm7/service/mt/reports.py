@@ -3,7 +3,7 @@
 ``DeliveryReports`` gives the inbound endpoint (``mm7.transport.server``) its
 ``on_delivery_report`` and ``on_read_reply`` handlers:
 
-    reports = DeliveryReports(store, link_for_peer=config.peer_link, on_recorded=worker.wake)
+    reports = DeliveryReports(store, link_for_peer=config.peer_link, wake_relay=worker.wake)
     app = create_inbound_app(config.inbound_config(), reports.handlers(on_deliver=relay_handler))
 
 Delivery reports are recorded with ``Store.record_delivery_report`` correlated by (link,
@@ -22,7 +22,7 @@ and answered 1000 once committed (4006 when the store fails).
 Status notifications to the application (the message's callback_url, or the link's status
 hook) are not sent from here: the store queues a relay event in the same transaction as the
 report (``mm7.service.store.outbox``), and the relay worker delivers it, signed, retried until
-``max_age``. ``on_recorded`` (the relay worker's ``wake``) is called after each commit.
+``max_age``. ``wake_relay`` (the relay worker's ``wake``) is called after each commit.
 """
 
 from __future__ import annotations
@@ -55,13 +55,13 @@ class DeliveryReports:
         store: Store,
         *,
         link_for_peer: Callable[[str], str] | None = None,
-        on_recorded: Callable[[], None] | None = None,
+        wake_relay: Callable[[], None] | None = None,
         clock: Clock | None = None,
         metrics: GatewayMetrics | None = None,
     ) -> None:
         self.store = store
         self._link_for_peer = link_for_peer
-        self.on_recorded = on_recorded
+        self.wake_relay = wake_relay
         self.metrics = metrics
         self._clock = clock or SystemClock()
 
@@ -120,8 +120,8 @@ class DeliveryReports:
             raise HandlerError(4006, "the report could not be recorded now; retry later") from None
         if self.metrics is not None:
             self.metrics.observe_report(link, report.mm_status)
-        if self.on_recorded is not None:
-            self.on_recorded()
+        if self.wake_relay is not None:
+            self.wake_relay()
         if result.message_id is None:
             bound.warning("mm7.report.unknown_message", report_id=result.report_id)
             return Status.of(1000)
@@ -157,6 +157,6 @@ class DeliveryReports:
             bound.exception("mm7.read_reply.record_failed")
             raise HandlerError(4006, "the reply could not be recorded now; retry later") from None
         bound.info("mm7.read_reply.recorded", message_id=message_id)
-        if self.on_recorded is not None:
-            self.on_recorded()
+        if self.wake_relay is not None:
+            self.wake_relay()
         return Status.of(1000)

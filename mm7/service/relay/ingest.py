@@ -1,6 +1,6 @@
 """The inbound endpoint's DeliverReq handler: store the MO durably, then answer 1000.
 
-    ingest = MoIngest(store, config.relay, link_of=reports.link_of, wake=worker.wake)
+    ingest = MoIngest(store, config.relay, link_of=reports.link_of, wake_relay=worker.wake)
     app = create_inbound_app(inbound_config, reports.handlers(on_deliver=ingest.on_deliver))
 
 One transaction (``Store.store_mo``) holds the MO with every media part, the relay event for
@@ -40,14 +40,14 @@ class MoIngest:
         settings: RelaySettings,
         *,
         link_of: Callable[[str], str] = lambda peer: peer,
-        wake: Callable[[], None] | None = None,
+        wake_relay: Callable[[], None] | None = None,
         clock: Clock | None = None,
         on_stored: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self._link_of = link_of
-        self._wake = wake
+        self._wake_relay = wake_relay
         self._clock = clock or SystemClock()
         self._on_stored = on_stored
 
@@ -105,6 +105,6 @@ class MoIngest:
         )
         if route is None:
             bound.warning("mm7.mo.unrouted", mo_id=result.mo_id)
-        elif self._wake is not None:
-            self._wake()
+        elif self._wake_relay is not None:
+            self._wake_relay()
         return Status.of(1000)
