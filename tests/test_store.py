@@ -372,3 +372,23 @@ def test_media_part_needs_data_or_hash() -> None:
 async def test_naive_datetimes_are_refused(store: SqliteStore) -> None:
     with pytest.raises(ValueError, match="naive"):
         await store.enqueue_message(message(expires_at=datetime(2030, 1, 1)), ["1"])
+
+
+async def test_expire_finishes_the_recipient_under_its_lease_only(
+    store: SqliteStore, clock: ManualClock
+) -> None:
+    made = await store.enqueue_message(message(), ["1", "2"])
+    first, second = await store.lease("mmsc1", "w", 2, timedelta(seconds=30))
+    assert first.created_at == clock.now()  # the deadline without expiry counts from here
+    assert await store.expire(first, 3001, "busy", {"max_age_s": 60.0})
+    assert not await store.expire(first, 3001, "busy")  # the lease is gone with the outcome
+    got = await store.get_message(made.message_id)
+    assert got is not None
+    expired = next(r for r in got.recipients if r.address == first.address)
+    assert expired.status is RecipientStatus.EXPIRED and expired.last_status_code == 3001
+    assert [e.details["max_age_s"] for e in got.events if e.kind == "expired"] == [60.0]
+    assert got.status is not MessageStatus.FAILED  # the other recipient is still in flight
+    assert await store.fail(second, 2001, "bad address")
+    got = await store.get_message(made.message_id)
+    assert got is not None and got.status is MessageStatus.FAILED
+    assert await store.queue_depth("mmsc1") == 0

@@ -13,15 +13,13 @@ The loop (one per link, ``Dispatcher.run``):
 2. Each leased item runs as its own task: build the SubmitReq (``mm7.service.mt.submit_build``:
    fields + parts -> presentation -> fit to the link's profile -> ``to_part``; cached per message
    so that its recipients share one fitting), send it through the link's ``MM7Client`` (which
-   enforces TPS, the in-flight bound and the circuit breaker), and record the result:
-   1000/1100 -> ``complete`` with the MM7 MessageID (a 1100 whose Details name the recipient
-   -> failed); a transient ``MM7ClientError`` -> ``retry_later`` with exponential backoff and
-   full jitter (``uniform(0, min(max_backoff, initial * 2^(attempt-1)))``, at least the peer's
-   Retry-After / the breaker's cool-down), until the message's expiry or, without one, the
-   link's ``retry.max_age`` after the message was created, then the recipient is expired; a
-   permanent one -> ``fail`` with the MM7 status; content that cannot be built -> ``fail``.
-   Errors are classified once, by the transport's classifier: this module only reads
-   ``MM7ClientError.transient``.
+   enforces TPS, the in-flight bound and the circuit breaker), and record the step that
+   ``mm7.service.mt.outcome.next_step`` chooses for the answer: ``Submitted`` (1000/1100 ->
+   ``complete`` with the MM7 MessageID), ``Failed`` (a permanent error, a 1100 whose Details
+   name the recipient, content that cannot be built -> ``fail``), ``Retry`` (a transient error
+   -> ``retry_later`` with exponential backoff and full jitter, at least the peer's Retry-After
+   or the breaker's cool-down) or ``Expired`` (the next attempt would fall after the message's
+   expiry or, without one, the link's ``retry.max_age`` after its creation -> ``expire``).
 3. With nothing due, wait for ``wake()`` (the API calls it after an enqueue), an item finishing,
    or ``poll_interval`` seconds.
 
@@ -44,21 +42,29 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import random
 import secrets
 import socket
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
 import structlog
+from structlog.stdlib import BoundLogger
 
-from mm7.core.model import Address, SubmitRsp
-from mm7.service.backoff import backoff_delay
+from mm7.core.model import SubmitRsp
 from mm7.service.config.settings import LinkSettings
+from mm7.service.mt.outcome import (
+    Expired,
+    Failed,
+    Retry,
+    Step,
+    Submitted,
+    after_transient,
+    next_step,
+)
 from mm7.service.mt.submit_build import (
     BuildError,
     BuiltContent,
@@ -70,9 +76,9 @@ from mm7.service.mt.submit_build import (
 from mm7.service.ops.metrics import GatewayMetrics
 from mm7.service.store.base import Clock, Store, SystemClock
 from mm7.service.store.records import WorkItem
+from mm7.transport.classify import Verdict
 from mm7.transport.client import MM7Client
 from mm7.transport.errors import MM7ClientError
-from mm7.transport.fanout import named_in_details
 
 __all__ = ["Dispatcher"]
 
@@ -284,11 +290,15 @@ class Dispatcher:
             # a bug or a store outage: never spin on it; the lease expires if this fails too
             bound.exception("mm7.dispatch.internal_error")
             try:
-                await self._retry(item, None, None, {"error": f"internal: {exc!r}"[:300]}, bound)
+                step = after_transient(
+                    self._current(item), self.clock.now(), self.settings.retry,
+                    code=None, text=None, rng=self.rng,
+                )  # fmt: skip
+                await self._record(item, step, {"error": f"internal: {exc!r}"[:300]}, bound)
             except Exception:
                 bound.exception("mm7.dispatch.record_failed")
 
-    async def _release(self, item: WorkItem, bound: Any) -> None:
+    async def _release(self, item: WorkItem, bound: BoundLogger) -> None:
         item = self._current(item)
         try:
             released = await asyncio.shield(self.store.release(item))
@@ -298,117 +308,76 @@ class Dispatcher:
         self.counts["released"] += 1
         bound.info("mm7.dispatch.released", released=released)
 
-    async def _attempt(self, item: WorkItem, bound: Any) -> None:
+    async def _attempt(self, item: WorkItem, bound: BoundLogger) -> None:
+        """Build, submit, and record the step ``next_step`` chooses for the answer."""
         try:
             fields = read_fields(item.fields)
             content = await self._content(item, fields)
             request = build_submit(item, fields, content, self.settings)
         except BuildError as exc:
-            await self._fail(item, None, str(exc), {"error": "content"}, bound)
+            # the same bytes would fail again: permanent
+            await self._record(item, Failed(code=None, text=str(exc)), {"error": "content"}, bound)
             return
         assert self.client is not None
         details: dict[str, Any] = {"owner": self.owner}
         if content.changes:
             details["fitted"] = content.describe_changes()
         started = time.monotonic()
+        result: SubmitRsp | MM7ClientError
+        verdict: Verdict | str
         try:
-            rsp = await self.client.submit(request)
+            result = await self.client.submit(request)
         except MM7ClientError as exc:
-            if self.metrics is not None:
-                self.metrics.observe_submit(
-                    self.link, exc.verdict, exc.code, time.monotonic() - started
-                )
+            result = exc
             details |= {"outcome": exc.outcome.value, "http_status": exc.http_status}
             if exc.details:
                 details["details"] = exc.details
-            text = exc.text or str(exc)
-            if exc.transient:
-                await self._retry(item, exc.code, text, details, bound, exc.retry_after)
-            else:
-                await self._fail(item, exc.code, text, details, bound)
-            return
+            verdict, code = exc.verdict, exc.code
+        else:
+            if result.status.details:
+                details["details"] = result.status.details
+            verdict = "partial" if result.status.code == 1100 else "success"
+            code = result.status.code
         if self.metrics is not None:
-            verdict = "partial" if rsp.status.code == 1100 else "success"
-            self.metrics.observe_submit(
-                self.link, verdict, rsp.status.code, time.monotonic() - started
-            )
-        await self._accepted(item, rsp, details, bound)
-
-    async def _accepted(
-        self, item: WorkItem, rsp: SubmitRsp, details: dict[str, Any], bound: Any
-    ) -> None:
-        item = self._current(item)
-        status = rsp.status
-        if status.code == 1100 and named_in_details(status.details, [Address.guess(item.address)]):
-            details["details"] = status.details
-            await self._fail(item, status.code, status.text or "partial success", details, bound)
-            return
-        if status.details:
-            details["details"] = status.details
-        ok = await self.store.complete(item, rsp.message_id, status.code, status.text, details)
-        self.counts["submitted" if ok else "lease_lost"] += 1
-        bound.info("mm7.dispatch.submitted", mm7_message_id=rsp.message_id, recorded=ok)
-        if ok:
-            self._notify(item)
-
-    async def _fail(
-        self,
-        item: WorkItem,
-        code: int | None,
-        text: str | None,
-        details: dict[str, Any],
-        bound: Any,
-    ) -> None:
-        item = self._current(item)
-        ok = await self.store.fail(item, code, text, details)
-        self.counts["failed" if ok else "lease_lost"] += 1
-        bound.warning("mm7.dispatch.failed", status=code, reason=text, recorded=ok)
-        if ok:
-            self._notify(item)
-
-    async def _retry(
-        self,
-        item: WorkItem,
-        code: int | None,
-        text: str | None,
-        details: dict[str, Any],
-        bound: Any,
-        retry_after: float | None = None,
-    ) -> None:
-        item = self._current(item)
-        retry = self.settings.retry
-        delay = backoff_delay(item.attempts, retry.initial_backoff, retry.max_backoff, self.rng)
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        now = self.clock.now()
-        at = now + timedelta(seconds=delay)
-        deadline = await self._deadline(item)
-        target = item
-        if deadline is not None and at >= deadline and item.expires_at != deadline:
-            # the link's max_age (no message expiry): the store expires an item whose next
-            # attempt falls after its expiry, so hand it the deadline that applies
-            target = dataclasses.replace(item, expires_at=deadline)
-            details = {**details, "max_age_s": retry.max_age}
-        ok = await self.store.retry_later(target, at, code, text, details)
-        expired = deadline is not None and at >= deadline
-        if self.metrics is not None and not expired:
-            self.metrics.observe_retry(self.link)
-        kind = "expired" if expired else "retry"
-        self.counts[kind if ok else "lease_lost"] += 1
-        bound.info(
-            "mm7.dispatch." + kind, status=code, reason=text, delay_s=round(delay, 3), recorded=ok
+            self.metrics.observe_submit(self.link, verdict, code, time.monotonic() - started)
+        step = next_step(
+            result, self._current(item), self.clock.now(), self.settings.retry, self.rng
         )
-        if ok and expired:
-            self._notify(item)
+        await self._record(item, step, details, bound)
 
-    async def _deadline(self, item: WorkItem) -> datetime | None:
-        """When retrying stops: the message's expiry, else its creation plus retry.max_age."""
-        if item.expires_at is not None:
-            return item.expires_at
-        message = await self.store.get_message(item.message_id)
-        if message is None:
-            return None
-        return message.created_at + timedelta(seconds=self.settings.retry.max_age)
+    async def _record(
+        self, item: WorkItem, step: Step, details: dict[str, Any], bound: BoundLogger
+    ) -> None:
+        """Record ``step`` under the newest lease of ``item``'s recipient; wake the relay when
+        the recipient reached a final status and its message has a callback_url."""
+        item = self._current(item)
+        match step:
+            case Submitted(message_id=mm7_id, code=code, text=text):
+                ok = await self.store.complete(item, mm7_id, code, text, details)
+                self.counts["submitted" if ok else "lease_lost"] += 1
+                bound.info("mm7.dispatch.submitted", mm7_message_id=mm7_id, recorded=ok)
+            case Failed(code=code, text=text):
+                ok = await self.store.fail(item, code, text, details)
+                self.counts["failed" if ok else "lease_lost"] += 1
+                bound.warning("mm7.dispatch.failed", status=code, reason=text, recorded=ok)
+            case Retry(at=at, delay=delay, code=code, text=text):
+                ok = await self.store.retry_later(item, at, code, text, details)
+                if self.metrics is not None:
+                    self.metrics.observe_retry(self.link)
+                self.counts["retry" if ok else "lease_lost"] += 1
+                bound.info(
+                    "mm7.dispatch.retry", status=code, reason=text, delay_s=round(delay, 3),
+                    recorded=ok,
+                )  # fmt: skip
+                return  # not final: nothing to relay yet
+            case Expired(by_max_age=by_max_age, code=code, text=text):
+                if by_max_age:
+                    details = {**details, "max_age_s": self.settings.retry.max_age}
+                ok = await self.store.expire(item, code, text, details)
+                self.counts["expired" if ok else "lease_lost"] += 1
+                bound.info("mm7.dispatch.expired", status=code, reason=text, recorded=ok)
+        if ok:
+            self._notify(item)
 
     async def _content(self, item: WorkItem, fields: MessageFields) -> BuiltContent:
         """The message's content for this link, built once per message (LRU of recent ones);

@@ -164,7 +164,19 @@ class Store(Protocol):
         status_text: str | None = None,
         details: JSONObject | None = None,
     ) -> bool:
-        """Schedule another attempt at ``at`` (or expire); False if the lease was lost."""
+        """Schedule another attempt at ``at``; False if the lease was lost. An ``at`` at or
+        after the item's expiry expires it instead (the store never schedules past it)."""
+        ...
+
+    async def expire(
+        self,
+        item: WorkItem,
+        status_code: int | None = None,
+        status_text: str | None = None,
+        details: JSONObject | None = None,
+    ) -> bool:
+        """Retrying stopped at its deadline (``mm7.service.mt.outcome``): the recipient is
+        expired with the last status; False if the lease was lost."""
         ...
 
     async def release(self, item: WorkItem) -> bool:

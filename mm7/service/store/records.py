@@ -189,6 +189,8 @@ class WorkItem:
     idempotency_key: str | None
     expires_at: datetime | None
     callback_url: str | None
+    #: when the message was accepted (retries stop ``retry.max_age`` after it, without expiry)
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -670,13 +670,13 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
                         (MessageStatus.SENDING.value, now, mid, MessageStatus.QUEUED.value),
                     )
                     m = conn.execute(
-                        "SELECT fields, idempotency_key, expires_at, callback_url FROM messages"
-                        " WHERE id=?",
+                        "SELECT fields, idempotency_key, expires_at, callback_url, created_at"
+                        " FROM messages WHERE id=?",
                         (mid,),
                     ).fetchone()
                     parts = _parts(conn, "message_media", "message_id", mid)
-                    messages[mid] = (json.loads(m[0]), m[1], _opt_dt(m[2]), m[3], parts)
-                fields, key, expires_at, callback, parts = messages[mid]
+                    messages[mid] = (json.loads(m[0]), m[1], _opt_dt(m[2]), m[3], parts, _dt(m[4]))
+                fields, key, expires_at, callback, parts, created_at = messages[mid]
                 items.append(
                     WorkItem(
                         rid,
@@ -693,6 +693,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
                         key,
                         expires_at,
                         callback,
+                        created_at,
                     )
                 )
             return items
@@ -792,7 +793,9 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
         status_text: str | None = None,
         details: JSONObject | None = None,
     ) -> bool:
-        """A transient error: try again at ``at``, or expire if ``at`` is past the expiry."""
+        """A transient error: try again at ``at``; an ``at`` at or past the message's expiry
+        expires the recipient instead (the dispatcher's ``next_step`` decides expiry and calls
+        ``expire``; this keeps the store from ever scheduling past the expiry)."""
         at_ms = _ms(at)
         info = {
             "retry_at": at.isoformat(),
@@ -818,6 +821,29 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
             _event(conn, item.message_id, item.recipient_id, "retry", "queued", info, now)
 
         return await self._write(self._outcome(item, "retry", info, apply))
+
+    async def expire(
+        self,
+        item: WorkItem,
+        status_code: int | None = None,
+        status_text: str | None = None,
+        details: JSONObject | None = None,
+    ) -> bool:
+        """Retrying stopped at its deadline: the recipient is expired with the last status."""
+        info = {
+            "status_code": status_code,
+            "status_text": status_text,
+            "attempt": item.attempts,
+            **(dict(details) if details else {}),
+        }
+
+        def apply(conn: sqlite3.Connection, now: int) -> None:
+            _finish(conn, item.recipient_id, item.message_id, RecipientStatus.EXPIRED,
+                    status_code, status_text, "expired", info, now)  # fmt: skip
+            self._item_status_event(conn, item, RecipientStatus.EXPIRED.value, now,
+                                    status_code=status_code, status_text=status_text)  # fmt: skip
+
+        return await self._write(self._outcome(item, "expired", info, apply))
 
     async def release(self, item: WorkItem) -> bool:
         """Hand the lease back without an attempt (shutdown before sending): due again now."""
