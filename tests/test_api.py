@@ -22,9 +22,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
 from mm7.service.api.app import OPENAPI_PATH, create_api_app
-from mm7.service.api.media_fetch import FetchError, MediaFetcher, address_refusal
+from mm7.service.api.media_fetch import MediaFetcher, address_refusal
 from mm7.service.config.loader import load_config
 from mm7.service.config.settings import GatewayConfig
+from mm7.service.errors import FetchError
 from mm7.service.store.sqlite.store import SqliteStore
 
 KEY = "test-key-app-0123456789"

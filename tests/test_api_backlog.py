@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from mm7.service.api.app import BACKLOG_KEY, create_api_app
 from mm7.service.api.backlog import Backlog
 from mm7.service.config.loader import load_config
-from mm7.service.config.reader import ConfigError
+from mm7.service.errors import ConfigError
 from mm7.service.store.sqlite.store import SqliteStore
 from tests.test_api import AUTH, Gateway, make_config, validate
 

@@ -28,8 +28,9 @@ from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
 from mm7.service.api.app import OPENAPI_PATH, create_api_app
-from mm7.service.api.media_fetch import Fetched, FetchError
+from mm7.service.api.media_fetch import Fetched
 from mm7.service.config.loader import load_config
+from mm7.service.errors import FetchError
 from mm7.service.store.outbox import MoRelay, OptOut
 from mm7.service.store.records import NewMessage, NewMo
 from mm7.service.store.sqlite.store import SqliteStore

@@ -18,8 +18,8 @@ from cryptography.x509.oid import NameOID
 
 from mm7.core.dialect import get_dialect
 from mm7.service.config.loader import load_config
-from mm7.service.config.reader import ConfigError
 from mm7.service.config.settings import GatewayConfig
+from mm7.service.errors import ConfigError
 from mm7.transport.classify import Verdict
 from mm7.transport.link import BasicAuth, BearerAuth, DigestAuth, LinkConfig, Secret
 

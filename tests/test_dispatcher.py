@@ -31,9 +31,10 @@ from mm7.core.model import Address, Priority, Recipients, Request, SubmitReq, Su
 from mm7.core.status import MMStatus
 from mm7.service.backoff import backoff_delay
 from mm7.service.config.settings import LinkSettings, RelaySettings, RetrySettings
+from mm7.service.errors import BuildError
 from mm7.service.mt.dispatcher import Dispatcher
 from mm7.service.mt.reports import DeliveryReports
-from mm7.service.mt.submit_build import BuildError, read_fields
+from mm7.service.mt.submit_build import read_fields
 from mm7.service.relay.worker import RelayWorker
 from mm7.service.store.base import ManualClock
 from mm7.service.store.records import (

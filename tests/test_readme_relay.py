@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mm7.service.config.loader import load_config
-from mm7.service.config.reader import ConfigError
+from mm7.service.errors import ConfigError
 from mm7.service.relay.routing import MoFacts, choose_route, status_hook_for
 
 ROOT = Path(__file__).resolve().parent.parent

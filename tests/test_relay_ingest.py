@@ -26,10 +26,10 @@ from mm7.core.dialect import STRICT_3GPP
 from mm7.core.mime import Part, make_multipart, make_part
 from mm7.core.model import Address, AddressKind, DeliverReq, Priority, Recipients
 from mm7.service.config.settings import RelayHook, RelayRoute, RelaySettings, RouteMatch
+from mm7.service.errors import AllSuppressedError
 from mm7.service.mt.reports import DeliveryReports
 from mm7.service.relay.ingest import MoIngest
 from mm7.service.store import (
-    AllSuppressedError,
     ManualClock,
     MoResult,
     NewMessage,

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from mm7.core.status import MMStatus
+from mm7.service.errors import UnknownMediaError
 from mm7.service.store import (
     ManualClock,
     MediaPart,
@@ -25,7 +26,6 @@ from mm7.service.store import (
     RecipientStatus,
     SqliteStore,
     Store,
-    UnknownMediaError,
     normalize_address,
 )
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from mm7.core.status import MMStatus
-from mm7.service.store import ManualClock, RecipientStatus, SchemaTooNewError, SqliteStore
+from mm7.service.errors import SchemaTooNewError
+from mm7.service.store import ManualClock, RecipientStatus, SqliteStore
 from mm7.service.store.sqlite.migrations import LATEST, MIGRATIONS, migrate, schema_version
 
 

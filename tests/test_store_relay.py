@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from mm7.core.status import MMStatus
+from mm7.service.errors import AllSuppressedError
 from mm7.service.store import (
-    AllSuppressedError,
     ManualClock,
     MediaPart,
     MessageStatus,

@@ -16,14 +16,7 @@ from typing import Any
 import pytest
 
 from mm7.core.status import MMStatus
-from mm7.service.store import (
-    ManualClock,
-    MediaPart,
-    MoRelay,
-    NewMessage,
-    NewMo,
-    SqliteStore,
-)
+from mm7.service.store import ManualClock, MediaPart, MoRelay, NewMessage, NewMo, SqliteStore
 
 LINK = "carrier"
 TTL = timedelta(seconds=60)

@@ -54,7 +54,7 @@ EXIT_UNREADABLE = 2
 EXIT_BROKEN_PIPE = 141
 
 
-class UsageError(Exception):
+class UsageError(MM7Error):
     """A bad command-line value or an unreadable file: reported in one line, exit status 2."""
 
 

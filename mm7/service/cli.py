@@ -47,7 +47,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from mm7.core.errors import MM7Error
+from mm7.service.errors import ServiceError
 from mm7.transport.json_post import JSONPostError, post_json
 
 API_KEY_ENV = "MM7_API_KEY"
@@ -61,7 +61,7 @@ RELAY_KINDS = ("mo", "status", "delivery_report", "read_reply")
 _MAX_EVENT_ID = 2**63 - 1
 
 
-class ServiceCliError(MM7Error):
+class ServiceCliError(ServiceError):
     """A bad option, file or answer: one line on stderr, exit status 2."""
 
 
@@ -452,7 +452,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
 async def _relay(args: argparse.Namespace, db: Path) -> int:
     import sqlite3
 
-    from mm7.service.store.base import StoreError
+    from mm7.service.errors import StoreError
     from mm7.service.store.sqlite.store import SqliteStore
 
     try:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from mm7.core.errors import MM7Error
+from mm7.service.errors import ServiceError
 
 __all__ = ["DEMO_CONFIG", "run_demo"]
 
@@ -99,7 +100,7 @@ enabled = true
 """
 
 
-class DemoFailed(Exception):
+class DemoFailed(ServiceError):
     """A step of the demo did not happen: the reason."""
 
 

@@ -53,8 +53,8 @@ import structlog
 from aiohttp import web
 
 from mm7.service.api.app import create_api_app
-from mm7.service.config.reader import ConfigError
 from mm7.service.config.settings import GatewayConfig, Listen
+from mm7.service.errors import ConfigError
 from mm7.service.mt.dispatcher import Dispatcher
 from mm7.service.mt.reports import DeliveryReports
 from mm7.service.ops.health import Health, LinkLike, links_check, store_check

@@ -145,24 +145,17 @@ from mm7.content.parts import ContentError, PartError, Source, make_items, text_
 from mm7.content.smil import SmilError
 from mm7.core.sniff import sniff
 from mm7.service.api.backlog import Backlog
-from mm7.service.api.media_fetch import Fetcher, FetchError, MediaFetcher
+from mm7.service.api.media_fetch import Fetcher, MediaFetcher
 from mm7.service.api.relay_ops import (
     RelayApi,
     apply_reply,
     is_opt_out_confirmation,
     suppressed_error,
 )
-from mm7.service.api.validate import (
-    FIELDS,
-    ApiError,
-    MediaInput,
-    Request,
-    SlideInput,
-    parse_request,
-)
+from mm7.service.api.validate import FIELDS, MediaInput, Request, SlideInput, parse_request
 from mm7.service.config.settings import ApiKey, GatewayConfig
+from mm7.service.errors import AllSuppressedError, ApiError, FetchError
 from mm7.service.store.base import Store
-from mm7.service.store.outbox import AllSuppressedError
 from mm7.service.store.records import EnqueueResult, MediaPart, MessageRecord, NewMessage
 
 __all__ = ["OPENAPI_PATH", "create_api_app", "message_view"]

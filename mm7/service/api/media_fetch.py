@@ -34,15 +34,12 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from mm7.service.config.settings import FetchSettings
+from mm7.service.errors import FetchError
 
 __all__ = ["MAX_REDIRECTS", "FetchError", "Fetched", "Fetcher", "MediaFetcher", "address_refusal"]
 
 MAX_REDIRECTS = 3
 _CHUNK = 64 * 1024
-
-
-class FetchError(Exception):
-    """A media URL could not be fetched, or was refused; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)

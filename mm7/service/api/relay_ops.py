@@ -66,7 +66,8 @@ from urllib.parse import urlsplit, urlunsplit
 from aiohttp import web
 from multidict import MultiMapping
 
-from mm7.service.api.validate import ApiError, Request, check_address
+from mm7.service.api.validate import Request, check_address
+from mm7.service.errors import ApiError
 from mm7.service.store.base import Store
 from mm7.service.store.outbox import RelayKind, RelayRecord, RelayStatus, Suppression
 from mm7.service.store.records import MoRecord, normalize_address

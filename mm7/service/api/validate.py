@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from mm7.core.errors import MM7Error
 from mm7.core.values import Duration, format_datetime, parse_relative_or_absolute
+from mm7.service.errors import ApiError
 
 __all__ = [
     "FIELDS",
@@ -67,25 +68,6 @@ FIELDS = frozenset(
         "reply_to",
     }
 )
-
-
-class ApiError(Exception):
-    """A request the API refuses: HTTP ``status``, the ``field`` at fault (None: the request as a
-    whole) and a ``message`` saying why."""
-
-    def __init__(
-        self,
-        status: int,
-        field: str | None,
-        message: str,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(f"{field}: {message}" if field else message)
-        self.status = status
-        self.field = field
-        self.message = message
-        #: extra response headers (Retry-After on 503)
-        self.headers = dict(headers or {})
 
 
 @dataclass(frozen=True, slots=True)

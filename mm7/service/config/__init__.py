@@ -9,7 +9,6 @@
 """
 
 from mm7.service.config.loader import load_config
-from mm7.service.config.reader import ConfigError
 from mm7.service.config.settings import (
     ApiKey,
     ApiSettings,
@@ -29,6 +28,7 @@ from mm7.service.config.settings import (
     RouteMatch,
     StoreSettings,
 )
+from mm7.service.errors import ConfigError
 
 __all__ = [
     "ApiKey",

@@ -99,7 +99,7 @@ from mm7.core.dialect import DIALECTS, STRICT_3GPP, Dialect, DialectError
 from mm7.core.errors import MM7Error
 from mm7.core.limits import DEFAULT_LIMITS
 from mm7.core.versions import ALL, get_version
-from mm7.service.config.reader import ConfigError, Context, Table, show
+from mm7.service.config.reader import Context, Table, show
 from mm7.service.config.settings import (
     DEFAULT_START_WORDS,
     DEFAULT_STOP_WORDS,
@@ -121,6 +121,7 @@ from mm7.service.config.settings import (
     RouteMatch,
     StoreSettings,
 )
+from mm7.service.errors import ConfigError
 from mm7.transport.classify import Overrides
 from mm7.transport.inbound_auth import ClientCertRule, PeerAuth
 from mm7.transport.link import (

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mm7.core.errors import MM7Error
+from mm7.service.errors import ConfigError
 from mm7.transport.link import Secret
 
 __all__ = ["ENV_SUFFIX", "ConfigError", "Context", "Table", "show"]
@@ -31,10 +31,6 @@ ENV_SUFFIX = "_env"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-class ConfigError(MM7Error, ValueError):
-    """A configuration that cannot be used; the message names the file and the key path."""
 
 
 def show(value: object) -> str:

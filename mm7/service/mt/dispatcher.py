@@ -56,6 +56,7 @@ from structlog.stdlib import BoundLogger
 
 from mm7.core.model import SubmitRsp
 from mm7.service.config.settings import LinkSettings
+from mm7.service.errors import BuildError
 from mm7.service.mt.outcome import (
     Expired,
     Failed,
@@ -66,7 +67,6 @@ from mm7.service.mt.outcome import (
     next_step,
 )
 from mm7.service.mt.submit_build import (
-    BuildError,
     BuiltContent,
     MessageFields,
     build_content,

@@ -65,6 +65,7 @@ from mm7.core.mime import Part, parse_content_type
 from mm7.core.model import Address, Priority, Recipients, SubmitReq
 from mm7.core.values import RelativeOrAbsolute, parse_relative_or_absolute
 from mm7.service.config.settings import LinkSettings
+from mm7.service.errors import BuildError
 from mm7.service.store.base import Store
 from mm7.service.store.records import JSONObject, PartRecord, WorkItem
 
@@ -79,10 +80,6 @@ __all__ = [
 
 _SMIL_TYPES = frozenset({"application/smil", "application/smil+xml", "application/x-smil"})
 _PRIORITIES = {"normal": Priority.NORMAL, "high": Priority.HIGH, "low": Priority.LOW}
-
-
-class BuildError(MM7Error):
-    """The stored message cannot be turned into a SubmitReq (a permanent failure)."""
 
 
 @dataclass(frozen=True, slots=True)

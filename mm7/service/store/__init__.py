@@ -9,17 +9,9 @@
   imports the protocol, never the other way round.
 """
 
-from mm7.service.store.base import (
-    Clock,
-    ManualClock,
-    SchemaTooNewError,
-    Store,
-    StoreError,
-    SystemClock,
-    UnknownMediaError,
-)
+from mm7.service.errors import AllSuppressedError, SchemaTooNewError, StoreError, UnknownMediaError
+from mm7.service.store.base import Clock, ManualClock, Store, SystemClock
 from mm7.service.store.outbox import (
-    AllSuppressedError,
     MoRelay,
     OptOut,
     RelayItem,

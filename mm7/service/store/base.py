@@ -37,25 +37,7 @@ from mm7.service.store.records import (
 if TYPE_CHECKING:
     from collections.abc import Collection
 
-    from mm7.service.store.outbox import (
-        RelayItem,
-        RelayKind,
-        RelayRecord,
-        RelayStatus,
-        Suppression,
-    )
-
-
-class StoreError(Exception):
-    """Base class of the errors a store raises on purpose."""
-
-
-class SchemaTooNewError(StoreError):
-    """The database was written by a newer mm7 (its schema version is above this code's)."""
-
-
-class UnknownMediaError(StoreError):
-    """A message part refers by hash to media that was never stored."""
+    from mm7.service.store.outbox import RelayItem, RelayKind, RelayRecord, RelayStatus, Suppression
 
 
 class Clock(Protocol):

@@ -122,14 +122,6 @@ class Suppression:
     created_at: datetime
 
 
-class AllSuppressedError(Exception):
-    """Every recipient of a message opted out: nothing was written."""
-
-    def __init__(self, addresses: tuple[str, ...]) -> None:
-        super().__init__(f"every recipient opted out: {', '.join(addresses)}")
-        self.addresses = addresses
-
-
 def status_event(
     kind: RelayKind,
     *,

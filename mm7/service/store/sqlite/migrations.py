@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from mm7.service.store.base import SchemaTooNewError
+from mm7.service.errors import SchemaTooNewError
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,8 +42,9 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from mm7.core.status import MMStatus
-from mm7.service.store.base import Clock, SystemClock, UnknownMediaError
-from mm7.service.store.outbox import AllSuppressedError, OptOut, RelayKind, status_event
+from mm7.service.errors import AllSuppressedError, UnknownMediaError
+from mm7.service.store.base import Clock, SystemClock
+from mm7.service.store.outbox import OptOut, RelayKind, status_event
 from mm7.service.store.records import (
     DLR_RECIPIENT_STATUS,
     DeliveryReportRecord,
