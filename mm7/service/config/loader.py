@@ -101,8 +101,8 @@ from mm7.core.limits import DEFAULT_LIMITS
 from mm7.core.versions import ALL, get_version
 from mm7.service.config.reader import Context, Table, show
 from mm7.service.config.settings import (
-    DEFAULT_START_WORDS,
-    DEFAULT_STOP_WORDS,
+    DEFAULT_API_LISTEN,
+    DEFAULT_INBOUND_LISTEN,
     ApiKey,
     ApiSettings,
     FetchSettings,
@@ -321,14 +321,20 @@ class _Loader:
             except ProfileError as exc:
                 raise t.error("profile", str(exc)) from None
         breaker = t.table("breaker")
-        threshold = breaker.integer("threshold", 5, minimum=0)
-        cooldown = breaker.duration("cooldown", 30.0, allow_zero=True)
+        threshold = breaker.integer(
+            "threshold", _default(LinkConfig, "breaker_threshold"), minimum=0
+        )
+        cooldown = breaker.duration(
+            "cooldown", _default(LinkConfig, "breaker_cooldown"), allow_zero=True
+        )
         breaker.finish()
         retry_t = t.table("retry")
         retry = RetrySettings(
-            initial_backoff=retry_t.duration("initial_backoff", 1.0),
-            max_backoff=retry_t.duration("max_backoff", 300.0),
-            max_age=retry_t.duration("max_age", 86400.0),
+            initial_backoff=retry_t.duration(
+                "initial_backoff", _default(RetrySettings, "initial_backoff")
+            ),
+            max_backoff=retry_t.duration("max_backoff", _default(RetrySettings, "max_backoff")),
+            max_age=retry_t.duration("max_age", _default(RetrySettings, "max_age")),
         )
         if retry.max_backoff < retry.initial_backoff:
             raise retry_t.error("max_backoff", "must be >= initial_backoff")
@@ -340,17 +346,23 @@ class _Loader:
             "dialect": dialect,
             "auth": auth,
             "tls": tls,
-            "request_timeout": t.duration("request_timeout", 30.0),
-            "connect_timeout": t.duration("connect_timeout", 10.0),
-            "keepalive_timeout": t.duration("keepalive_timeout", 30.0),
+            "request_timeout": t.duration(
+                "request_timeout", _default(LinkConfig, "request_timeout")
+            ),
+            "connect_timeout": t.duration(
+                "connect_timeout", _default(LinkConfig, "connect_timeout")
+            ),
+            "keepalive_timeout": t.duration(
+                "keepalive_timeout", _default(LinkConfig, "keepalive_timeout")
+            ),
             "tps": tps,
-            "burst": t.integer("burst", 1),
-            "max_in_flight": t.integer("max_in_flight", 10),
+            "burst": t.integer("burst", _default(LinkConfig, "burst")),
+            "max_in_flight": t.integer("max_in_flight", _default(LinkConfig, "max_in_flight")),
             "max_recipients": t.opt_int("max_recipients"),
             "classification": classification,
             "breaker_threshold": threshold,
             "breaker_cooldown": cooldown,
-            "wire_log": t.boolean("wire_log", False),
+            "wire_log": t.boolean("wire_log", _default(LinkConfig, "wire_log")),
         }
         user_agent = t.opt_str("user_agent")
         if user_agent is not None:
@@ -368,7 +380,7 @@ class _Loader:
             link=link,
             profile=profile,
             prefixes=t.str_list("prefixes", pattern=_PREFIX, what="digits with an optional '+'"),
-            default=t.boolean("default", False),
+            default=t.boolean("default", _default(LinkSettings, "default")),
             vasp_id=t.opt_str("vasp_id"),
             vas_id=t.opt_str("vas_id"),
             sender_address=t.opt_str("sender_address"),
@@ -423,7 +435,9 @@ class _Loader:
                 key_file=self._file(t, "key_file"),
                 key_password=t.secret("key_password", required=False),
                 server_hostname=t.opt_str("server_hostname"),
-                expiry_warning_days=t.integer("expiry_warning_days", 30, minimum=0),
+                expiry_warning_days=t.integer(
+                    "expiry_warning_days", _default(TLSConfig, "expiry_warning_days"), minimum=0
+                ),
             )
         except ConfigError:
             raise
@@ -452,7 +466,7 @@ class _Loader:
     # -- inbound
 
     def _inbound(self, t: Table, links: tuple[LinkSettings, ...]) -> InboundSettings:
-        listen = _listen(t, "listen", "127.0.0.1:9000")
+        listen = _listen(t, "listen", DEFAULT_INBOUND_LISTEN)
         dialect = STRICT_3GPP
         if t.has("dialect"):
             dialect = self.dialects.from_value(
@@ -470,11 +484,15 @@ class _Loader:
         tls = self._inbound_tls(t.opt_table("tls"))
         try:
             config = InboundConfig(
-                path=t.str_default("path", "/mm7"),
+                path=t.str_default("path", _default(InboundConfig, "path")),
                 peers=tuple(p.peer for p in peers),
                 limits=limits,
-                oversize_http_status=t.integer("oversize_http_status", 413),
-                health_path=health if health is not None else "/healthz",
+                oversize_http_status=t.integer(
+                    "oversize_http_status", _default(InboundConfig, "oversize_http_status")
+                ),
+                health_path=health
+                if health is not None
+                else _default(InboundConfig, "health_path"),
                 dialect=dialect,
             )
         except ConfigError:
@@ -560,16 +578,16 @@ class _Loader:
                 basic=basic,
                 allow=allow,
                 client_cert=client_cert,
-                realm=t.str_default("realm", "MM7"),
+                realm=t.str_default("realm", _default(PeerAuth, "realm")),
             )
             peer = Peer(
                 name=name,
                 auth=auth,
                 dialect=dialect,
                 versions=versions,
-                strict=t.boolean("strict", False),
-                errors_as_fault=t.boolean("errors_as_fault", True),
-                wire_log=t.boolean("wire_log", False),
+                strict=t.boolean("strict", _default(Peer, "strict")),
+                errors_as_fault=t.boolean("errors_as_fault", _default(Peer, "errors_as_fault")),
+                wire_log=t.boolean("wire_log", _default(Peer, "wire_log")),
             )
         except ConfigError:
             raise
@@ -589,7 +607,9 @@ class _Loader:
             cert_file=cert,
             key_file=key,
             client_ca=self._file(t, "client_ca"),
-            require_client_cert=t.boolean("require_client_cert", True),
+            require_client_cert=t.boolean(
+                "require_client_cert", _default(InboundTLS, "require_client_cert")
+            ),
         )
         t.finish()
         return tls
@@ -597,7 +617,7 @@ class _Loader:
     # -- api, store
 
     def _api(self, t: Table) -> ApiSettings:
-        listen = _listen(t, "listen", "127.0.0.1:8000")
+        listen = _listen(t, "listen", DEFAULT_API_LISTEN)
         keys: list[ApiKey] = []
         seen: dict[str, str] = {}
         for name, k in t.named_tables("keys"):
@@ -627,7 +647,7 @@ class _Loader:
         if not keys:
             raise t.error("keys", "at least one API key is required")
         f = t.table("fetch")
-        schemes = f.str_list("schemes") if f.has("schemes") else ("https", "http")
+        schemes = f.str_list("schemes") if f.has("schemes") else _default(FetchSettings, "schemes")
         for index, scheme in enumerate(schemes):
             if scheme not in ("http", "https"):
                 raise self.ctx.error(
@@ -635,16 +655,18 @@ class _Loader:
                     f"expected http or https, got {show(scheme)}",
                 )
         fetch = FetchSettings(
-            max_bytes=_size(f, "max_bytes", 5_000_000),
-            timeout=f.duration("timeout", 30.0),
+            max_bytes=_size(f, "max_bytes", _default(FetchSettings, "max_bytes")),
+            timeout=f.duration("timeout", _default(FetchSettings, "timeout")),
             schemes=schemes,
-            allow_private=f.boolean("allow_private", False),
+            allow_private=f.boolean("allow_private", _default(FetchSettings, "allow_private")),
         )
         f.finish()
         api = ApiSettings(
             listen=listen,
             keys=tuple(keys),
-            max_request_bytes=_size(t, "max_request_bytes", 10_000_000),
+            max_request_bytes=_size(
+                t, "max_request_bytes", _default(ApiSettings, "max_request_bytes")
+            ),
             fetch=fetch,
             max_backlog=t.opt_int("max_backlog", minimum=1),
         )
@@ -652,16 +674,20 @@ class _Loader:
         return api
 
     def _store(self, t: Table) -> StoreSettings:
-        backend = t.str_default("backend", "sqlite", choices=("sqlite", "postgresql"))
+        backend = t.str_default(
+            "backend", _default(StoreSettings, "backend"), choices=("sqlite", "postgresql")
+        )
         if backend == "sqlite":
-            path = t.str_default("path", "var/mm7.sqlite")
+            path = t.str_default("path", str(_default(StoreSettings, "path")))
             if not path:
                 raise t.error("path", "must not be empty")
             store = StoreSettings(backend="sqlite", path=Path(path))
         else:
             dsn = t.secret("dsn", required=True)
             store = StoreSettings(backend="postgresql", dsn=dsn)
-        store = dataclasses.replace(store, retain=t.duration("retain", 30 * 86400.0))
+        store = dataclasses.replace(
+            store, retain=t.duration("retain", _default(StoreSettings, "retain"))
+        )
         t.finish()
         return store
 
@@ -679,9 +705,9 @@ class _Loader:
                     name=name,
                     url=url,
                     secret=secret,
-                    concurrency=h.integer("concurrency", 4),
-                    ordered=h.boolean("ordered", False),
-                    timeout=h.duration("timeout", 10.0),
+                    concurrency=h.integer("concurrency", _default(RelayHook, "concurrency")),
+                    ordered=h.boolean("ordered", _default(RelayHook, "ordered")),
+                    timeout=h.duration("timeout", _default(RelayHook, "timeout")),
                 )
             )
             h.finish()
@@ -702,13 +728,15 @@ class _Loader:
             hooks=tuple(hooks),
             routes=tuple(routes),
             default_route=default,
-            stop_words=_words(t, "stop_words", DEFAULT_STOP_WORDS),
-            start_words=_words(t, "start_words", DEFAULT_START_WORDS),
-            max_age=t.duration("max_age", 172800.0),
-            initial_backoff=t.duration("initial_backoff", 2.0),
-            max_backoff=t.duration("max_backoff", 600.0),
-            media_url_ttl=t.duration("media_url_ttl", 86400.0),
-            retain=t.duration("retain", 7 * 86400.0),
+            stop_words=_words(t, "stop_words", _default(RelaySettings, "stop_words")),
+            start_words=_words(t, "start_words", _default(RelaySettings, "start_words")),
+            max_age=t.duration("max_age", _default(RelaySettings, "max_age")),
+            initial_backoff=t.duration(
+                "initial_backoff", _default(RelaySettings, "initial_backoff")
+            ),
+            max_backoff=t.duration("max_backoff", _default(RelaySettings, "max_backoff")),
+            media_url_ttl=t.duration("media_url_ttl", _default(RelaySettings, "media_url_ttl")),
+            retain=t.duration("retain", _default(RelaySettings, "retain")),
             media_url_base=base,
             media_url_secret=t.secret("media_url_secret", required=False),
         )
@@ -729,7 +757,7 @@ class _Loader:
         status_hook = r.opt_str("status_hook")
         if status_hook is not None and status_hook not in hooks:
             raise r.error("status_hook", f"no hook named {show(status_hook)}")
-        media = r.str_default("media", "url", choices=("url", "inline"))
+        media = r.str_default("media", _default(RelayRoute, "media"), choices=("url", "inline"))
         match = RouteMatch()
         if not default:
             match = RouteMatch(
@@ -766,17 +794,19 @@ class _Loader:
     # -- logging, metrics
 
     def _logging(self, t: Table) -> LoggingSettings:
-        level = t.str_default("level", "info", choices=LOG_LEVELS)
-        settings = LoggingSettings(level=level, json=t.boolean("json", True))
+        level = t.str_default("level", _default(LoggingSettings, "level"), choices=LOG_LEVELS)
+        settings = LoggingSettings(
+            level=level, json=t.boolean("json", _default(LoggingSettings, "json"))
+        )
         t.finish()
         return settings
 
     def _metrics(self, t: Table) -> MetricsSettings:
-        path = t.str_default("path", "/metrics")
+        path = t.str_default("path", _default(MetricsSettings, "path"))
         if not path.startswith("/"):
             raise t.error("path", f"must start with '/', got {show(path)}")
         settings = MetricsSettings(
-            enabled=t.boolean("enabled", True),
+            enabled=t.boolean("enabled", _default(MetricsSettings, "enabled")),
             path=path,
             listen=_listen(t, "listen", None) if t.has("listen") else None,
         )
@@ -785,6 +815,19 @@ class _Loader:
 
 
 # --------------------------------------------------------------------------- small readers
+
+
+def _default(cls: type[Any], name: str) -> Any:
+    """The default of dataclass ``cls``'s field ``name``: each default is stated once, where the
+    field is declared, and the loader reads it from there."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            break
+    raise LookupError(f"{cls.__name__}.{name} has no default")
 
 
 def _listen(t: Table, key: str, default: str | None) -> Listen:

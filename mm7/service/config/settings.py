@@ -46,6 +46,9 @@ __all__ = [
 #: opt-out words (an MO whose whole text is one of them), compared upper-cased
 DEFAULT_STOP_WORDS = ("STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT")
 DEFAULT_START_WORDS = ("START", "UNSTOP")
+#: where the inbound MM7 endpoint and the sending API listen without ``listen`` (loopback only)
+DEFAULT_INBOUND_LISTEN = "127.0.0.1:9000"
+DEFAULT_API_LISTEN = "127.0.0.1:8000"
 _ROUTE_DIGITS = re.compile(r"[\s\-.()]")
 
 
