@@ -24,8 +24,11 @@ from mm7.service.relay import (
     EVENT_TYPE_HEADER,
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
+    Dead,
+    Delivered,
     DeliveryOutcome,
     HookSender,
+    RetryAt,
     next_step,
     verify,
 )
@@ -159,7 +162,7 @@ async def test_delivery_is_signed_and_carries_the_headers(
             receiver.hook(), EVENT, idempotency_key="relay-mo-1", attempt=1
         )
     assert outcome.delivered and outcome.status == 200 and outcome.error is None
-    assert outcome.step == "delivered" and outcome.at == START and outcome.attempt == 1
+    assert outcome.step == Delivered() and outcome.at == START and outcome.attempt == 1
     [seen] = receiver.seen
     assert seen.signature_ok
     assert seen.headers[SIGNATURE_HEADER].startswith(f"t={int(START.timestamp())},v1=")
@@ -184,13 +187,13 @@ async def test_fails_twice_then_accepts_with_the_same_key(
             hook, EVENT, idempotency_key="k-42", attempt=attempt, first_attempt_at=START
         )
         outcomes.append(outcome)
-        if outcome.step != "delivered":
-            assert outcome.step != "dead"
-            due = outcome.step[1]
+        if outcome.step != Delivered():
+            assert isinstance(outcome.step, RetryAt)
+            due = outcome.step.at
             cap = min(SETTINGS.max_backoff, SETTINGS.initial_backoff * 2 ** (attempt - 1))
             assert clock.now() <= due <= clock.now() + timedelta(seconds=cap)
             clock.set(due)
-    assert [o.step if isinstance(o.step, str) else o.step[0] for o in outcomes] == [
+    assert [o.step.outcome for o in outcomes] == [
         "retry",
         "retry",
         "delivered",
@@ -211,7 +214,7 @@ async def test_deliver_until_done_sleeps_until_each_retry(
         receiver.hook(), EVENT, idempotency_key="k-1"
     )
     assert [o.attempt for o in outcomes] == [1, 2, 3]
-    assert outcomes[-1].step == "delivered"
+    assert outcomes[-1].step == Delivered()
     assert len(sleeps) == 2 and all(0 <= s <= SETTINGS.max_backoff for s in sleeps)
     assert [s.headers[IDEMPOTENCY_HEADER] for s in receiver.seen] == ["k-1"] * 3
 
@@ -224,11 +227,11 @@ async def test_always_failing_is_dead_after_max_age(
         receiver.hook(), EVENT, idempotency_key="k-dead"
     )
     deadline = START + timedelta(seconds=SETTINGS.max_age)
-    assert outcomes[-1].step == "dead"
+    assert outcomes[-1].step == Dead()
     assert outcomes[-1].at >= deadline
     for before in outcomes[:-1]:
-        assert before.step != "dead" and before.step != "delivered"
-        assert before.at < deadline and before.step[1] <= deadline
+        assert isinstance(before.step, RetryAt)
+        assert before.at < deadline and before.step.at <= deadline
     assert len(outcomes) >= 5  # backoff capped at 10s within 60s
     assert len(receiver.seen) == len(outcomes)
     assert {s.headers[IDEMPOTENCY_HEADER] for s in receiver.seen} == {"k-dead"}
@@ -242,7 +245,7 @@ async def test_redirects_are_not_followed(
     )
     assert not outcome.delivered and outcome.status == 302
     assert outcome.error == "HTTP 302 (redirects are not followed)"
-    assert outcome.step != "dead" and outcome.step[0] == "retry"
+    assert isinstance(outcome.step, RetryAt)
     assert [s.path for s in receiver.seen] == ["/moved"]
 
 
@@ -254,7 +257,7 @@ async def test_timeout_is_a_failed_attempt(
     )
     assert not outcome.delivered and outcome.status is None
     assert outcome.error == "timeout after 0.2s"
-    assert outcome.step != "dead" and outcome.step[0] == "retry"
+    assert isinstance(outcome.step, RetryAt)
 
 
 async def test_connection_error_is_a_failed_attempt(
@@ -269,7 +272,7 @@ async def test_connection_error_is_a_failed_attempt(
     )
     assert not outcome.delivered and outcome.status is None
     assert outcome.error is not None and outcome.error.startswith("connection error")
-    assert outcome.step == "dead"  # first attempt an hour ago, max_age 60s
+    assert outcome.step == Dead()  # first attempt an hour ago, max_age 60s
 
 
 async def test_concurrency_limit_per_hook(
@@ -333,13 +336,13 @@ def _outcome(delivered: bool) -> DeliveryOutcome:
         status=200 if delivered else 503,
         error=None if delivered else "HTTP 503",
         at=START,
-        step="delivered",
+        step=Delivered(),
     )
 
 
 def test_next_step_delivered() -> None:
     later = START + timedelta(days=30)
-    assert next_step(_outcome(True), START, 9, later, SETTINGS) == "delivered"
+    assert next_step(_outcome(True), START, 9, later, SETTINGS) == Delivered()
 
 
 @pytest.mark.parametrize("attempts", [1, 2, 3, 4, 10])
@@ -349,8 +352,8 @@ def test_next_step_retries_with_capped_jittered_backoff(attempts: int) -> None:
     cap = min(SETTINGS.max_backoff, SETTINGS.initial_backoff * 2 ** (attempts - 1))
     for _ in range(50):
         step = next_step(_outcome(False), START, attempts, now, SETTINGS, rng)
-        assert step != "dead" and step != "delivered"
-        assert now <= step[1] <= now + timedelta(seconds=cap)
+        assert isinstance(step, RetryAt)
+        assert now <= step.at <= now + timedelta(seconds=cap)
 
 
 def test_next_step_last_retry_at_the_deadline_then_dead() -> None:
@@ -359,7 +362,7 @@ def test_next_step_last_retry_at_the_deadline_then_dead() -> None:
     steps = {
         next_step(_outcome(False), START, 8, now, SETTINGS, random.Random(i)) for i in range(20)
     }
-    assert all(step != "dead" and step != "delivered" and step[1] <= deadline for step in steps)
-    assert ("retry", deadline) in steps
-    assert next_step(_outcome(False), START, 9, deadline, SETTINGS) == "dead"
-    assert next_step(_outcome(False), START, 9, deadline + timedelta(hours=1), SETTINGS) == "dead"
+    assert all(isinstance(step, RetryAt) and step.at <= deadline for step in steps)
+    assert RetryAt(deadline) in steps
+    assert next_step(_outcome(False), START, 9, deadline, SETTINGS) == Dead()
+    assert next_step(_outcome(False), START, 9, deadline + timedelta(hours=1), SETTINGS) == Dead()

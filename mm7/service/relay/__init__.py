@@ -5,7 +5,7 @@
   (``[[relay.routes]]``), stop/start words, status hooks;
 - ``worker``: leases the store's outbox (``mm7.service.store.outbox``) and delivers each event;
   ``hooks``: one signed delivery attempt (``HookSender``), per-hook concurrency and
-  ``next_step`` (delivered, retry at a time, or dead letter); ``signing``: the
+  ``next_step`` (``Delivered``, ``RetryAt`` a time, or ``Dead``: a dead letter); ``signing``: the
   ``X-MM7-Signature`` header and how an application verifies it;
 - ``media_urls``: the MOs' media as signed expiring URLs served by the gateway.
 
@@ -16,8 +16,11 @@ The operator's side (dead letters, suppressions) is ``mm7.service.api.relay_ops`
 from mm7.service.relay.hooks import (
     EVENT_TYPE_HEADER,
     IDEMPOTENCY_HEADER,
+    Dead,
+    Delivered,
     DeliveryOutcome,
     HookSender,
+    RetryAt,
     Step,
     next_step,
 )
@@ -27,8 +30,11 @@ __all__ = [
     "EVENT_TYPE_HEADER",
     "IDEMPOTENCY_HEADER",
     "SIGNATURE_HEADER",
+    "Dead",
+    "Delivered",
     "DeliveryOutcome",
     "HookSender",
+    "RetryAt",
     "Step",
     "next_step",
     "sign",

@@ -4,9 +4,9 @@
         outcome = await sender.deliver(hook, event, idempotency_key=key, attempt=n,
                                        first_attempt_at=first)
         match outcome.step:                         # next_step(...), computed for the caller
-            case "delivered": ...                   # done
-            case ("retry", at): ...                 # due again at ``at``
-            case "dead": ...                        # dead letter
+            case Delivered(): ...                   # done
+            case RetryAt(at=at): ...                # due again at ``at``
+            case Dead(): ...                        # dead letter
 
 One attempt (``HookSender.deliver``) is a POST of the event as JSON (UTF-8, compact) to
 ``hook.url`` with the headers:
@@ -48,7 +48,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, TypeAlias
 
 import aiohttp
 import structlog
@@ -62,7 +62,10 @@ from mm7.service.store.base import Clock, SystemClock
 __all__ = [
     "EVENT_TYPE_HEADER",
     "IDEMPOTENCY_HEADER",
+    "Dead",
+    "Delivered",
     "DeliveryOutcome",
+    "RetryAt",
     "HookSender",
     "Step",
     "after_failure",
@@ -74,8 +77,31 @@ log = structlog.get_logger("mm7.service.relay")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 EVENT_TYPE_HEADER = "X-MM7-Event-Type"
 
-#: what follows an attempt: done, due again at a time, or a dead letter
-Step: TypeAlias = Literal["delivered", "dead"] | tuple[Literal["retry"], datetime]
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """The hook answered 2xx: the event is done."""
+
+    outcome: ClassVar[Literal["delivered"]] = "delivered"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryAt:
+    """The attempt failed: the event is due again at ``at``."""
+
+    at: datetime
+    outcome: ClassVar[Literal["retry"]] = "retry"
+
+
+@dataclass(frozen=True, slots=True)
+class Dead:
+    """The attempt failed at or after the deadline: the event is a dead letter."""
+
+    outcome: ClassVar[Literal["dead"]] = "dead"
+
+
+#: what follows an attempt (``outcome`` is what the store records: delivered, retry or dead)
+Step: TypeAlias = Delivered | RetryAt | Dead
 SessionSource: TypeAlias = aiohttp.ClientSession | Callable[[], aiohttp.ClientSession] | None
 
 
@@ -107,7 +133,7 @@ def next_step(
     settings: RelaySettings,
     rng: random.Random | None = None,
 ) -> Step:
-    """What follows an attempt: "delivered", ``("retry", at)`` or "dead" (a dead letter).
+    """What follows an attempt: ``Delivered``, ``RetryAt(at)`` or ``Dead`` (a dead letter).
 
     ``attempts``: attempts made so far, this one included (the backoff grows with it).
     A failed attempt at or after ``first_attempt_at + max_age`` is dead; otherwise the next one
@@ -115,7 +141,7 @@ def next_step(
     deadline at the latest (one last try there).
     """
     if outcome.delivered:
-        return "delivered"
+        return Delivered()
     return after_failure(first_attempt_at, attempts, now, settings, rng)
 
 
@@ -125,14 +151,14 @@ def after_failure(
     now: datetime,
     settings: RelaySettings,
     rng: random.Random | None = None,
-) -> Literal["dead"] | tuple[Literal["retry"], datetime]:
+) -> RetryAt | Dead:
     """What follows a failed attempt (``next_step`` of one that was not delivered); also for a
     failure before any POST (a hook missing from the configuration, missing media)."""
     deadline = first_attempt_at + timedelta(seconds=settings.max_age)
     if now >= deadline:
-        return "dead"
+        return Dead()
     delay = backoff_delay(attempts, settings.initial_backoff, settings.max_backoff, rng)
-    return ("retry", min(now + timedelta(seconds=delay), deadline))
+    return RetryAt(min(now + timedelta(seconds=delay), deadline))
 
 
 def _shown(url: str) -> str:
@@ -249,7 +275,7 @@ class HookSender:
             status=status,
             error=error,
             at=at,
-            step="delivered",
+            step=Delivered(),
         )
         first = first_attempt_at if first_attempt_at is not None else at
         step = next_step(pending, first, attempt, self.clock.now(), self.settings, self._rng)
@@ -265,10 +291,10 @@ class HookSender:
         }
         if delivered:
             log.info("relay_delivered", **fields)
-        elif step == "dead":
-            log.error("relay_dead", error=error, **fields)
+        elif isinstance(step, RetryAt):
+            log.warning("relay_attempt_failed", error=error, retry_at=str(step.at), **fields)
         else:
-            log.warning("relay_attempt_failed", error=error, retry_at=str(step[1]), **fields)
+            log.error("relay_dead", error=error, **fields)
         return outcome
 
     async def _post(
@@ -315,7 +341,7 @@ class HookSender:
             outcomes.append(outcome)
             if first is None:
                 first = outcome.at
-            if outcome.step == "delivered" or outcome.step == "dead":
+            if not isinstance(outcome.step, RetryAt):
                 return outcomes
-            wait = (outcome.step[1] - self.clock.now()).total_seconds()
+            wait = (outcome.step.at - self.clock.now()).total_seconds()
             await self._sleep(max(0.0, wait))

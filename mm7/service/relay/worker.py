@@ -35,14 +35,14 @@ import contextlib
 import functools
 import secrets
 from collections.abc import Callable
-from datetime import datetime, timedelta
-from typing import Any, Literal
+from datetime import timedelta
+from typing import Any
 
 import structlog
 from yarl import URL
 
 from mm7.service.config.settings import RelayHook, RelaySettings
-from mm7.service.relay.hooks import HookSender, Step, after_failure
+from mm7.service.relay.hooks import HookSender, RetryAt, after_failure
 from mm7.service.relay.media_urls import MediaUrls
 from mm7.service.relay.routing import status_hook_for
 from mm7.service.store.base import Store
@@ -314,7 +314,9 @@ class RelayWorker:
                 attempt=item.attempt,
                 first_attempt_at=item.first_attempt_at,
             )
-            result, retry_at = _split(outcome.step)
+            step = outcome.step
+            result = step.outcome
+            retry_at = step.at if isinstance(step, RetryAt) else None
             await self.store.relay_outcome(
                 item, result, attempted_at=outcome.at, retry_at=retry_at,
                 http_status=outcome.status, error=outcome.error,
@@ -331,7 +333,9 @@ class RelayWorker:
         """A failure before any POST (configuration, missing media): retried like a failed POST."""
         now = self.sender.clock.now()
         first = item.first_attempt_at or now
-        result, retry_at = _split(after_failure(first, item.attempt, now, self.settings))
+        step = after_failure(first, item.attempt, now, self.settings)
+        result = step.outcome
+        retry_at = step.at if isinstance(step, RetryAt) else None
         log.warning("mm7.relay.not_sent", relay_id=item.id, error=error)
         await self.store.relay_outcome(
             item, result, attempted_at=now, retry_at=retry_at, error=error
@@ -341,10 +345,3 @@ class RelayWorker:
     def _count(self, hook: str, outcome: str) -> None:
         if self._on_outcome is not None:
             self._on_outcome(hook, outcome)
-
-
-def _split(step: Step) -> tuple[Literal["delivered", "retry", "dead"], datetime | None]:
-    """An attempt's step as the store records it: (outcome, when to retry)."""
-    if isinstance(step, tuple):
-        return "retry", step[1]
-    return step, None
