@@ -18,7 +18,7 @@ from mm7.core.spec import OPERATION_BY_NAME, operations_in
 from mm7.core.validate import validate_envelope
 from mm7.core.versions import VERSIONS, Version
 from mm7.core.xmlsafe import parse_xml
-from tests.samples import full_message, minimal_message
+from tests.helpers.samples import full_message, minimal_message
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "mm7-reference"
 RECONSTRUCTED = REFERENCE / "xsd-reconstructed"
