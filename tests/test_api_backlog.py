@@ -16,7 +16,7 @@ from mm7.service.api.backlog import Backlog
 from mm7.service.config.loader import load_config
 from mm7.service.errors import ConfigError
 from mm7.service.store.sqlite.store import SqliteStore
-from tests.test_api import AUTH, Gateway, make_config, validate
+from tests.helpers.api import AUTH, Gateway, make_config, validate
 
 LIMIT = 3
 

@@ -23,8 +23,7 @@ from mm7.service.mt.submit_build import read_fields
 from mm7.service.store.outbox import MoRelay, OptOut, RelayStatus
 from mm7.service.store.records import NewMo
 from mm7.service.store.sqlite.store import SqliteStore
-
-from .test_api import AUTH, KEY, OTHER_KEY, Gateway, make_config, validate
+from tests.helpers.api import AUTH, KEY, OTHER_KEY, Gateway, make_config, validate
 
 LEASE = timedelta(minutes=1)
 

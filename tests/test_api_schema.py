@@ -34,8 +34,7 @@ from mm7.service.errors import FetchError
 from mm7.service.store.outbox import MoRelay, OptOut
 from mm7.service.store.records import NewMessage, NewMo
 from mm7.service.store.sqlite.store import SqliteStore
-
-from .test_api import AUTH, CONFIG, KEY, OTHER_KEY
+from tests.helpers.api import AUTH, CONFIG, KEY, OTHER_KEY
 
 # positive_data_acceptance is off: JSON Schema cannot say that an address must be a number or an
 # e-mail address or that an expiry lies ahead, so schema-valid requests may rightly get a 422.

@@ -25,7 +25,7 @@ from mm7.core.codec import decode, encode
 from mm7.core.dialect import DIALECTS, get_dialect
 from mm7.core.mime import Part, make_multipart, make_part
 from mm7.core.model import Address, DeliverReq, Recipients, SubmitReq
-from tests.test_content_parts import VCARD, amr, animated_gif, iso_media, mp3, pillow
+from tests.helpers.media import VCARD, amr, animated_gif, iso_media, mp3, pillow
 
 SOAP_FIXTURES = Path(__file__).parent / "fixtures" / "soap"
 

@@ -14,9 +14,6 @@ import io
 import json
 import logging
 import random
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +27,8 @@ from mm7.core.errors import MM7Error
 from mm7.core.mime import Part, parse_content_type
 from mm7.core.model import SubmitReq
 from mm7.core.versions import NAMESPACE_BASE, get_version
-from tests.test_sniff import GIF, jpeg_bytes, png_bytes
+from tests.helpers.cli import assert_one_line_failure, run, run_cli
+from tests.helpers.media import GIF, amr, jpeg_bytes, pillow, png_bytes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cli"
 RECONSTRUCTED = Path("/work/shared/mm7-reference/xsd-reconstructed")
@@ -40,45 +38,11 @@ needs_reconstructed = pytest.mark.skipif(
 )
 
 
-def _console_script() -> list[str]:
-    """The installed `mm7` command; `python -m mm7.cli.main` when the venv lacks the script."""
-    script = Path(sys.executable).with_name("mm7")
-    if script.is_file():
-        return [str(script)]
-    found = shutil.which("mm7")
-    return [found] if found else [sys.executable, "-m", "mm7.cli.main"]
-
-
-MM7 = _console_script()
-
-
-def run_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    """Run the real `mm7` command in a subprocess (no shell), capturing both streams."""
-    return subprocess.run([*MM7, *args], input=stdin, capture_output=True, timeout=60, check=False)
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run ``main(args)`` in-process: (exit status, stdout, stderr)."""
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def inspect_json(capsys: pytest.CaptureFixture[str], path: Path) -> dict[str, Any]:
     code, out, err = run(capsys, "inspect", "--json", str(path))
     assert (code, err) == (EXIT_OK, ""), err
     result: dict[str, Any] = json.loads(out)
     return result
-
-
-def assert_one_line_failure(code: int, out: str, err: str, command: str) -> str:
-    """Exit 2, nothing on stdout, exactly one line on stderr naming the command, no traceback."""
-    assert code == EXIT_UNREADABLE, (code, err)
-    assert out == ""
-    assert "Traceback" not in err
-    assert err.endswith("\n") and err.count("\n") == 1, repr(err)
-    assert err.startswith(f"mm7 {command}: ") or err.startswith(f"mm7 {command}:"), err
-    return err.strip()
 
 
 def split_entity(raw: bytes) -> tuple[str, bytes]:
@@ -933,8 +897,6 @@ def _content(path: Path) -> Part:
 
 
 def _media_files(tmp_path: Path) -> list[str]:
-    from tests.test_content_parts import amr, pillow
-
     files = {"photo.jpg": pillow("JPEG"), "voice.amr": amr(), "logo.png": pillow("PNG")}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)

@@ -34,7 +34,7 @@ from mm7.transport.classify import Outcome, Overrides, Verdict
 from mm7.transport.client import BLANK_200, MM7Client
 from mm7.transport.errors import MM7ClientError
 from mm7.transport.link import LinkConfig
-from tests.test_client_fakes import (
+from tests.helpers.fake_mmsc import (
     PATH,
     FakeMMSC,
     Seen,

@@ -25,8 +25,8 @@ from mm7.transport.link import (
     Secret,
     TLSConfig,
 )
-from tests import tls_ca
-from tests.test_client_fakes import (
+from tests.helpers import tls_ca
+from tests.helpers.fake_mmsc import (
     PATH,
     DigestGuard,
     FakeMMSC,
@@ -36,7 +36,7 @@ from tests.test_client_fakes import (
     raw,
     submit_req,
 )
-from tests.tls_ca import Issued, make_ca
+from tests.helpers.tls_ca import Issued, make_ca
 
 Server = Callable[..., Awaitable[Any]]
 PASSWORD = "s3cr3t-Pa55"

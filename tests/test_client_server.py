@@ -33,7 +33,7 @@ from mm7.transport.server import (
     Peer,
     create_inbound_app,
 )
-from tests.test_client_fakes import submit_req
+from tests.helpers.fake_mmsc import submit_req
 
 Server = Callable[..., Awaitable[Any]]
 PASSWORD = "inbound-pw"

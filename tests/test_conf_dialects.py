@@ -8,7 +8,7 @@ from pathlib import Path
 from mm7.core.codec import decode, encode
 from mm7.core.dialect import Dialect, get_dialect
 from mm7.core.model import Address, Recipients, SubmitReq
-from tests.samples import content
+from tests.helpers.samples import content
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "dialects.toml"
 

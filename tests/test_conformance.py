@@ -18,7 +18,7 @@ from mm7.core.spec import OPERATION_BY_NAME, operations_in
 from mm7.core.validate import validate_envelope
 from mm7.core.versions import VERSIONS, Version
 from mm7.core.xmlsafe import parse_xml
-from tests.samples import full_message, minimal_message
+from tests.helpers.samples import full_message, minimal_message
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "mm7-reference"
 RECONSTRUCTED = REFERENCE / "xsd-reconstructed"
@@ -141,7 +141,8 @@ def test_reference_check_reports_its_absence_reason() -> None:
 
 
 def test_reply_echoes_an_unpublished_namespace_with_a_lax_dialect() -> None:
-    """instantcom's REL-6-MM7-6-7 / 6.7.0: parse it, answer in the same pair (quirk 1)."""
+    """instantcom's REL-6-MM7-6-7 / 6.7.0: parse it, answer in the same pair (peers mix version
+    and namespace freely, so the reply echoes theirs rather than deriving one)."""
     from mm7.core.dialect import Dialect
     from mm7.core.errors import EmitError
     from mm7.core.model import DeliveryReportRsp, reply_to

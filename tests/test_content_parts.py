@@ -1,6 +1,7 @@
-"""Caller parts to MediaItems: real types from real media made here (Pillow images, hand-made
-AMR/MP3/AAC frames, ISO boxes, vCard text), declared types corrected or refused, stable
-Content-IDs, safe Content-Locations, and bad input refused with the part named."""
+"""Caller parts to MediaItems: real types from real media made at test time (Pillow images,
+hand-made AMR/MP3/AAC frames, ISO boxes, vCard text: tests.helpers.media), declared types
+corrected or refused, stable Content-IDs, safe Content-Locations, and bad input refused with the
+part named."""
 
 from __future__ import annotations
 
@@ -36,102 +37,23 @@ from mm7.core.sniff import (
     sniff,
     structural_problem,
 )
+from tests.helpers.media import (
+    VCAL,
+    VCARD,
+    adts,
+    amr,
+    amr_wb,
+    animated_gif,
+    box,
+    iso_media,
+    midi,
+    mp3,
+    pillow,
+    wbmp,
+)
 
 # --------------------------------------------------------------------------- media made here
 
-
-def pillow(fmt: str, size: tuple[int, int] = (64, 48), **save: object) -> bytes:
-    """A real image in ``fmt`` (JPEG, PNG, GIF, BMP) of ``size``, encoded by Pillow."""
-    mode = "P" if fmt == "GIF" else "RGB"
-    image = Image.new(mode, size, 3 if mode == "P" else (200, 40, 20))
-    buf = io.BytesIO()
-    image.save(buf, fmt, **save)
-    return buf.getvalue()
-
-
-def animated_gif(frames: int = 3) -> bytes:
-    images = [Image.new("RGB", (16, 16), (60 * n, 0, 255 - 60 * n)) for n in range(frames)]
-    buf = io.BytesIO()
-    images[0].save(buf, "GIF", save_all=True, append_images=images[1:], duration=100, loop=0)
-    return buf.getvalue()
-
-
-def amr(frames: int = 10) -> bytes:
-    """AMR-NB storage format: magic, then 12.2 kbit/s frames (header 0x3C, 31 bytes of speech)."""
-    return b"#!AMR\n" + (b"\x3c" + bytes(range(31))) * frames
-
-
-def amr_wb(frames: int = 10) -> bytes:
-    """AMR-WB: magic, then 23.85 kbit/s frames (mode 8: header 0x44, 60 bytes)."""
-    return b"#!AMR-WB\n" + (b"\x44" + bytes(60)) * frames
-
-
-def mp3(frames: int = 5) -> bytes:
-    """MPEG-1 Layer III, 128 kbit/s, 44.1 kHz, no padding: 417-byte frames, no ID3 tag."""
-    return (b"\xff\xfb\x90\x64" + bytes(413)) * frames
-
-
-def adts(frames: int = 5) -> bytes:
-    """AAC-LC ADTS frames (44.1 kHz, stereo), each 16 bytes long including its 7-byte header."""
-    length = 16
-    header = bytes(
-        [
-            0xFF,
-            0xF1,
-            0x50,
-            0x80 | (length >> 11),
-            (length >> 3) & 0xFF,
-            ((length & 7) << 5) | 0x1F,
-            0xFC,
-        ]
-    )
-    return (header + bytes(length - 7)) * frames
-
-
-def midi() -> bytes:
-    track = b"\x00\x90\x3c\x40\x60\x80\x3c\x40\x00\xff\x2f\x00"
-    return (
-        b"MThd"
-        + struct.pack(">IHHH", 6, 0, 1, 96)
-        + b"MTrk"
-        + struct.pack(">I", len(track))
-        + track
-    )
-
-
-def wbmp(width: int = 8, height: int = 2) -> bytes:
-    """A type-0 WBMP: width and height as one-byte uintvars, one bit per pixel."""
-    return b"\x00\x00" + bytes([width, height]) + b"\xaa" * ((width + 7) // 8 * height)
-
-
-def box(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", 8 + len(payload)) + kind + payload
-
-
-def iso_media(brand: bytes, handlers: tuple[bytes, ...]) -> bytes:
-    """An ISO base media file: ftyp, moov with one trak per handler (vide, soun), mdat."""
-    traks = b"".join(
-        box(
-            b"trak",
-            box(b"tkhd", bytes(84))
-            + box(
-                b"mdia", box(b"mdhd", bytes(24)) + box(b"hdlr", bytes(8) + h + bytes(12) + b"\0")
-            ),
-        )
-        for h in handlers
-    )
-    return (
-        box(b"ftyp", brand + b"\x00\x00\x02\x00" + brand + b"isom")
-        + box(b"moov", box(b"mvhd", bytes(100)) + traks)
-        + box(b"mdat", bytes(256))
-    )
-
-
-VCARD = b"BEGIN:VCARD\r\nVERSION:2.1\r\nN:Doe;Jane\r\nTEL;CELL:+15551230001\r\nEND:VCARD\r\n"
-VCAL = (
-    b"BEGIN:VCALENDAR\r\nVERSION:1.0\r\nBEGIN:VEVENT\r\nSUMMARY:Lunch\r\n"
-    b"DTSTART:20260101T120000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
-)
 # (name, bytes, media type, kind, extension)
 MEDIA = [
     ("jpeg", pillow("JPEG"), "image/jpeg", "image", "jpg"),

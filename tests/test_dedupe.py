@@ -24,7 +24,7 @@ from mm7.transport.dedupe import (
     any_seen,
     dedupe_keys,
 )
-from tests.samples import full_message
+from tests.helpers.samples import full_message
 
 
 class Clock:

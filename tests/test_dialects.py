@@ -29,7 +29,7 @@ from mm7.core.validate import validate_envelope
 from mm7.core.values import Duration
 from mm7.core.versions import SOAP_ENV_NS, get_version
 from mm7.core.xmlsafe import parse_xml
-from tests.samples import JPEG, SMIL, content, full_message
+from tests.helpers.samples import JPEG, SMIL, content, full_message
 
 NAMED = sorted(DIALECTS)
 

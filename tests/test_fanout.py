@@ -19,7 +19,7 @@ from mm7.transport.fanout import (
     submit_fanout,
 )
 from mm7.transport.link import LinkConfig
-from tests.test_client_fakes import PATH, FakeMMSC, Seen, fault, ok, submit_req
+from tests.helpers.fake_mmsc import PATH, FakeMMSC, Seen, fault, ok, submit_req
 
 Server = Callable[..., Awaitable[Any]]
 NUMBERS = [f"+1555123000{i}" for i in range(1, 6)]

@@ -1,4 +1,4 @@
-"""One status extractor for every error shape the field sends (ANCHORS quirks 19-21), and refusals.
+"""One status extractor for every error shape the field sends, and refusals.
 
 Fixtures in tests/fixtures/soap/faults reproduce: the spec's RSErrorRsp inside Fault/detail
 (Skycore, instantcom, HTTP 500), Mbuni's VASPErrorRsp with faultcode Server and HTTP 200,

@@ -55,7 +55,7 @@ from mm7.core.mime import (
 )
 from mm7.core.spec import OPERATIONS
 from mm7.core.versions import LATEST
-from tests.samples import minimal_message
+from tests.helpers.samples import minimal_message
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = available_profiles([REPO / "conf" / "profiles"])

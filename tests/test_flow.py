@@ -21,7 +21,7 @@ from mm7.transport.flow import (
     TokenBucket,
 )
 from mm7.transport.link import LinkConfig
-from tests.test_client_fakes import (
+from tests.helpers.fake_mmsc import (
     PATH,
     Behaviour,
     FakeClock,

@@ -42,9 +42,9 @@ from mm7.transport.inbound_auth import (
     server_ssl_context,
 )
 from mm7.transport.server import InboundConfig, Peer, create_inbound_app
-from tests import tls_ca
-from tests.test_server import Recorder, Reply, post_message, request_message, start
-from tests.tls_ca import Issued, make_ca
+from tests.helpers import tls_ca
+from tests.helpers.inbound import Recorder, Reply, post_message, request_message, start
+from tests.helpers.tls_ca import Issued, make_ca
 
 ServerFactory = Callable[..., Awaitable[Any]]
 

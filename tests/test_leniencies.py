@@ -1,10 +1,10 @@
 """SOAP/XML-level deviations seen in real MM7 traffic, one fixture per shape (tests/fixtures/soap).
 
-Each fixture reproduces a shape described in the shared reference (ANCHORS.md sections 2 and 3:
-Nokia MC5.0, OpenMarket, Skycore, CMCC, SKT/KT, Mbuni, instantcom, VectorCore, Vibes). For each
-we assert what an interop engineer relies on: the operation, the key fields, the TransactionID,
-the status, and the exact set of leniencies reported, so that a clean message reports none and a
-deviation is always named, never silently absorbed.
+Each fixture reproduces a shape a real peer sends, as its public code, samples or documentation
+show it (Nokia MC5.0, OpenMarket, Skycore, CMCC, SKT/KT, Mbuni, instantcom, VectorCore, Vibes).
+For each we assert what an interop engineer relies on: the operation, the key fields, the
+TransactionID, the status, and the exact set of leniencies reported, so that a clean message
+reports none and a deviation is always named, never silently absorbed.
 """
 
 from __future__ import annotations
@@ -785,7 +785,7 @@ def test_korean_content_parts_keep_their_charset() -> None:
 
 
 def test_carrier_headers_stay_available_beside_the_message() -> None:
-    """Routing headers (quirk 38) are in the capture, not lost by decoding the body."""
+    """Carrier-ID headers (for routing, passed to apps) stay in the capture beside the body."""
     om = read_capture((FIXTURES / "openmarket-deliverreq.http").read_bytes())
     assert om.header("X-OpenMarket-Carrier-Id") == "383"
     sky = read_capture((FIXTURES / "skycore-deliveryreportreq.http").read_bytes())

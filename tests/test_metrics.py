@@ -26,7 +26,7 @@ from mm7.transport.client import MM7Client
 from mm7.transport.errors import MM7ClientError
 from mm7.transport.flow import BreakerOpen, LinkFlow
 from mm7.transport.link import LinkConfig
-from tests.test_client_fakes import PATH, FakeMMSC, ok, raw, submit_req
+from tests.helpers.fake_mmsc import PATH, FakeMMSC, ok, raw, submit_req
 
 Server = Callable[..., Awaitable[Any]]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

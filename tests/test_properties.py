@@ -53,7 +53,7 @@ from mm7.core.validate import validate_envelope
 from mm7.core.values import Duration
 from mm7.core.versions import VERSIONS, Version, get_version
 from mm7.core.xmlsafe import parse_xml
-from tests.samples import full_message, minimal_message
+from tests.helpers.samples import full_message, minimal_message
 
 PROPERTY = settings(
     max_examples=40,

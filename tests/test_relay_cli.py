@@ -20,8 +20,7 @@ from mm7.service import cli as service_cli
 from mm7.service.store.outbox import MoRelay, RelayKind, RelayStatus
 from mm7.service.store.records import NewMo
 from mm7.service.store.sqlite.store import SqliteStore
-
-from .test_cli import MM7, assert_one_line_failure, run
+from tests.helpers.cli import MM7, assert_one_line_failure, run
 
 LEASE = timedelta(minutes=1)
 

@@ -27,14 +27,14 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.test_reliability import stop
-from tests.test_runtime import (
+from tests.helpers.runtime import (
     bound_socket,
     clean_env,
     jpeg,
     read_until,
     serve,
     start_simulator,
+    stop,
     wait_for,
     write_config,
 )

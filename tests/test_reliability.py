@@ -28,18 +28,19 @@ from mm7.simulator.app import SIMULATOR, SimulatorConfig, create_simulator_app
 from mm7.simulator.dlr import DlrPlan
 from mm7.simulator.personas import load_persona
 from mm7.simulator.store import Exchange
-from tests.test_runtime import (
+from tests.helpers.runtime import (
     AUTH,
+    accepted,
     bound_socket,
     clean_env,
     jpeg,
     message,
     read_until,
     serve,
+    stop,
     wait_for,
     write_config,
 )
-from tests.test_runtime_crash import accepted
 
 BATCH = 40
 #: the gateway's link: TPS and burst (the simulator allows twice that)
@@ -102,15 +103,6 @@ def busiest_second(app: web.Application) -> int:
             first += 1
         best = max(best, last - first + 1)
     return best
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
 
 
 async def view(http: aiohttp.ClientSession, api: str, message_id: str) -> dict[str, Any]:

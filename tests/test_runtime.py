@@ -6,147 +6,30 @@ conditions, each bounded by a deadline that only guards against a hang."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
-import os
-import re
 import signal
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
-from PIL import Image
 
 from mm7.service.config.loader import load_config
 from mm7.service.config.settings import GatewayConfig
 from mm7.service.runtime import Gateway
-from mm7.simulator.app import SIMULATOR, SimulatorConfig, create_simulator_app
-from mm7.simulator.dlr import DlrPlan, RetryPolicy
-from mm7.simulator.personas import load_persona
-
-KEY = "test-key-runtime-0123456789"
-AUTH = {"Authorization": f"Bearer {KEY}"}
-
-CONFIG = """
-[links.main]
-url = "http://127.0.0.1:{mmsc_port}/mm7"
-default = true
-vasp_id = "vasp"
-vas_id = "vas"
-sender_address = "12345"
-tps = 100
-request_timeout = "5s"
-connect_timeout = "2s"
-retry = {{ initial_backoff = "0.05s", max_backoff = "0.2s" }}
-
-[inbound]
-listen = "127.0.0.1:{inbound_port}"
-[inbound.peers.simulator]
-link = "main"
-allow = ["127.0.0.1/32"]
-
-[api]
-listen = "127.0.0.1:{api_port}"
-[[api.keys]]
-name = "app"
-{key_line}
-
-[store]
-path = "{db}"
-
-[logging]
-level = "warning"
-json = true
-"""
-
-
-def write_config(
-    tmp_path: Path,
-    mmsc_port: int,
-    *,
-    inbound_port: int = 0,
-    api_port: int = 0,
-    key_line: str = f'key = "{KEY}"',
-    extra: str = "",
-) -> Path:
-    path = tmp_path / "gateway.toml"
-    db = (tmp_path / "var" / "mm7.sqlite").as_posix()
-    path.write_text(
-        CONFIG.format(
-            mmsc_port=mmsc_port,
-            inbound_port=inbound_port,
-            api_port=api_port,
-            key_line=key_line,
-            db=db,
-        )
-        + extra
-    )
-    return path
-
-
-def jpeg() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (32, 24), (200, 40, 40)).save(out, "JPEG")
-    return out.getvalue()
-
-
-def message(to: str = "+15551230001", **extra: Any) -> dict[str, Any]:
-    return {
-        "to": to,
-        "text": "hello",
-        "media": [
-            {"content_base64": base64.b64encode(jpeg()).decode(), "content_type": "image/jpeg"}
-        ],
-        "delivery_report": True,
-        **extra,
-    }
-
-
-@contextmanager
-def bound_socket() -> Iterator[socket.socket]:
-    """A loopback socket bound to a free port and held (the simulator is started on it)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield sock
-    finally:
-        sock.close()
-
-
-async def start_simulator(
-    sock: socket.socket, vasp_url: str | None
-) -> tuple[web.Application, web.AppRunner]:
-    app = create_simulator_app(
-        SimulatorConfig(
-            persona=load_persona("strict-3gpp"),
-            vasp_url=vasp_url,
-            dlr=DlrPlan(when="always", delay=0.0, final_delay=0.0),
-            retry=RetryPolicy(max_attempts=3, backoff=0.0, timeout=5.0),
-            ui_path=None,
-            seed=1,
-        )
-    )
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-    return app, runner
-
-
-async def wait_for(check: Any, deadline: float = 20.0) -> Any:
-    """Poll ``check()`` until it returns something truthy (the deadline is only a guard)."""
-    async with asyncio.timeout(deadline):
-        while True:
-            value = await check()
-            if value:
-                return value
-            await asyncio.sleep(0.02)
+from mm7.simulator.app import SIMULATOR
+from tests.helpers.runtime import (
+    AUTH,
+    bound_socket,
+    clean_env,
+    message,
+    read_until,
+    serve,
+    start_simulator,
+    wait_for,
+    write_config,
+)
 
 
 async def test_gateway_submits_and_correlates_the_report(tmp_path: Path) -> None:
@@ -270,34 +153,6 @@ def test_postgresql_backend_is_refused_by_name(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- mm7 serve
-
-
-def serve(config: Path, cwd: Path, env: dict[str, str], *options: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mm7.cli.main", "serve", "--config", str(config), *options],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def read_until(proc: subprocess.Popen[str], pattern: str) -> re.Match[str]:
-    """Read stdout lines until one matches (the process's start is bounded by the caller)."""
-    assert proc.stdout is not None
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        found = re.search(pattern, line)
-        if found:
-            return found
-    raise AssertionError(f"{pattern!r} never printed; stdout: {seen}; stderr: {proc.stderr}")
-
-
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MM7_")}
-    return env
 
 
 async def test_mm7_serve_prints_a_generated_key_and_stops_on_sigterm(tmp_path: Path) -> None:

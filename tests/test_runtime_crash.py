@@ -7,7 +7,6 @@ same TransactionID (``<message id>.0``); duplicates are counted, never required 
 from __future__ import annotations
 
 import asyncio
-import collections
 import signal
 import socket
 import subprocess
@@ -16,11 +15,12 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from mm7.simulator.app import SIMULATOR, SimulatorConfig, create_simulator_app
+from mm7.simulator.app import SimulatorConfig, create_simulator_app
 from mm7.simulator.dlr import DlrPlan
 from mm7.simulator.personas import load_persona
-from tests.test_runtime import (
+from tests.helpers.runtime import (
     AUTH,
+    accepted,
     bound_socket,
     clean_env,
     message,
@@ -49,15 +49,6 @@ async def start_slow_simulator(sock: socket.socket) -> tuple[web.Application, we
     await runner.setup()
     await web.SockSite(runner, sock).start()
     return app, runner
-
-
-def accepted(app: web.Application) -> collections.Counter[str]:
-    """TransactionIDs of the SubmitReqs the simulator answered 1000, with how often."""
-    return collections.Counter(
-        e.transaction_id
-        for e in app[SIMULATOR].store.exchanges
-        if e.direction == "in" and e.operation == "SubmitReq" and e.status_code == 1000
-    )
 
 
 async def start_gateway(config: Path, cwd: Path) -> tuple[subprocess.Popen[str], str]:

@@ -15,7 +15,7 @@ from PIL import Image
 from mm7.cli.main import main
 from mm7.service.config.loader import load_config
 from mm7.service.runtime import Gateway
-from tests.test_runtime import KEY, bound_socket, write_config
+from tests.helpers.runtime import KEY, bound_socket, write_config
 
 
 def jpeg_file(tmp_path: Path) -> Path:

@@ -49,7 +49,7 @@ from mm7.transport.server import (
     Peer,
     create_inbound_app,
 )
-from tests.samples import full_message
+from tests.helpers.samples import full_message
 
 ServerFactory = Callable[..., Awaitable[Any]]
 #: writes requests as any peer might: any MM7Version under any namespace

@@ -7,199 +7,45 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from lxml import etree
-from PIL import Image
 
-from mm7.content.builder import build_presentation, to_part
-from mm7.content.parts import make_items
 from mm7.core.codec import decode, encode
 from mm7.core.dialect import STRICT_3GPP, Dialect, get_dialect
 from mm7.core.leniency import Leniency
 from mm7.core.mime import make_part
 from mm7.core.model import (
-    RESPONSE_FOR,
     Address,
     CancelReq,
     DeliverReq,
     DeliveryReportReq,
     Fault,
-    Message,
-    Recipients,
-    Request,
     RSErrorRsp,
     Status,
-    SubmitReq,
     SubmitRsp,
-    reply_to,
 )
 from mm7.core.status import MMStatus
-from mm7.core.versions import SOAP_ENV_NS
-from mm7.simulator.app import SIMULATOR, Simulator, SimulatorConfig, create_simulator_app
+from mm7.simulator.app import SIMULATOR, SimulatorConfig, create_simulator_app
 from mm7.simulator.dlr import DlrPlan, RetryPolicy
-from mm7.simulator.personas import Persona, load_persona
+from mm7.simulator.personas import Persona
 from mm7.transport.classify import Outcome
 from mm7.transport.client import MM7Client
 from mm7.transport.errors import MM7ClientError
 from mm7.transport.link import BasicAuth, LinkConfig, Secret
+from tests.helpers.simulator import FAST_RETRY, Make, Rig, Vasp, fault_detail, png, submit
 
 Server = Callable[..., Awaitable[Any]]
-FAST_RETRY = RetryPolicy(max_attempts=3, backoff=0.0, timeout=5.0)
-
-
-def png() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (8, 6), (200, 30, 30)).save(out, "PNG")
-    return out.getvalue()
-
-
-def submit(
-    *numbers: str, report: bool = True, smil: bool = False, tid: str = "", text: str = "Hello"
-) -> SubmitReq:
-    if smil:
-        content = to_part(build_presentation(make_items([png(), text])))
-    else:
-        content = make_part(text.encode(), "text/plain; charset=utf-8", content_id="text1")
-    return SubmitReq(
-        transaction_id=tid,
-        vasp_id="vasp",
-        vas_id="vas",
-        sender_address=Address.guess("12345"),
-        recipients=Recipients(to=tuple(Address(n) for n in numbers or ("+15551230001",))),
-        delivery_report=report,
-        subject="hi",
-        content=content,
-    )
-
-
-# ---------------------------------------------------------------- a small VASP receiving reports
-
-
-@dataclass
-class Hit:
-    headers: dict[str, str]
-    body: bytes
-    message: Message
-
-
-@dataclass
-class Vasp:
-    """Records every request byte for byte; answers per ``mode`` (proper, blank, wrong-tid,
-    status) for the first ``bad`` requests, properly after that."""
-
-    mode: str = "proper"
-    bad: int = 0
-    hits: list[Hit] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/vasp", self.handle)
-        return app
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        message = decode(body, request.headers.get("Content-Type")).message
-        self.hits.append(Hit(dict(request.headers), body, message))
-        self.changed.set()
-        assert isinstance(message, Request)
-        mode = self.mode if len(self.hits) <= self.bad else "proper"
-        if mode == "blank":
-            return web.Response(status=200)
-        rsp = reply_to(message, RESPONSE_FOR[type(message)](status=Status.of(1000)))
-        if mode == "wrong-tid":
-            rsp = type(rsp)(transaction_id="not-yours", status=rsp.status)
-        if mode == "status":
-            rsp = reply_to(message, RESPONSE_FOR[type(message)](status=Status.of(4006)))
-        encoded = encode(rsp, STRICT_3GPP)
-        return web.Response(body=encoded.body, headers={"Content-Type": encoded.content_type})
-
-    async def wait(self, count: int, timeout: float = 10.0) -> list[Hit]:
-        async with asyncio.timeout(timeout):
-            while len(self.hits) < count:
-                self.changed.clear()
-                await self.changed.wait()
-        return self.hits
-
-    def reports(self) -> list[DeliveryReportReq]:
-        return [h.message for h in self.hits if isinstance(h.message, DeliveryReportReq)]
-
-
-@dataclass
-class Rig:
-    url: str
-    base: str
-    sim: Simulator
-    vasp: Vasp
-
-    def client(self, dialect: Dialect = STRICT_3GPP, **kw: Any) -> MM7Client:
-        return MM7Client(LinkConfig(name="sim", url=self.url, dialect=dialect, **kw))
-
-    async def post(self, body: bytes, content_type: str, **kw: Any) -> tuple[int, Any, bytes]:
-        headers = {"Content-Type": content_type, **kw.pop("headers", {})}
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(self.url, data=body, headers=headers, **kw) as r,
-        ):
-            return r.status, r.headers, await r.read()
-
-    async def control(self, method: str, path: str, json: Any = None) -> Any:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.request(method, self.base + "/control" + path, json=json) as r,
-        ):
-            if r.content_type == "application/json":
-                return await r.json()
-            return await r.read()
-
-
-Make = Callable[..., Awaitable[Rig]]
-
-
-@pytest.fixture
-async def rig(aiohttp_server: Server) -> AsyncIterator[Make]:
-    async def make(
-        persona: str | Persona = "strict-3gpp", vasp: Vasp | None = None, **kw: Any
-    ) -> Rig:
-        receiver = vasp or Vasp()
-        vasp_server = await aiohttp_server(receiver.app())
-        p = persona if isinstance(persona, Persona) else load_persona(persona)
-        kw.setdefault("dlr", DlrPlan(delay=0.0, final_delay=0.0))
-        kw.setdefault("retry", FAST_RETRY)
-        config = SimulatorConfig(
-            persona=p, vasp_url=str(vasp_server.make_url("/vasp")), seed=7, **kw
-        )
-        app = create_simulator_app(config)
-        server = await aiohttp_server(app, ssl=config.ssl_context())
-        return Rig(
-            str(server.make_url("/mm7")),
-            str(server.make_url("")).rstrip("/"),
-            app[SIMULATOR],
-            receiver,
-        )
-
-    yield make
-
-
-def fault_detail(body: bytes) -> etree._Element:
-    root = etree.fromstring(body)
-    detail = root.find(f".//{{{SOAP_ENV_NS}}}Fault/detail")
-    assert detail is not None, body
-    return detail
 
 
 # ---------------------------------------------------------------- submit, echo, reports
 
 
-async def test_submit_gets_a_message_id_that_the_reports_carry(rig: Make) -> None:
-    r = await rig()
+async def test_submit_gets_a_message_id_that_the_reports_carry(sim_rig: Make) -> None:
+    r = await sim_rig()
     async with r.client() as client:
         result = await client.send(submit("+15551230001", "+15551230002", tid="tx-1"))
     rsp = result.message
@@ -223,16 +69,16 @@ async def test_submit_gets_a_message_id_that_the_reports_carry(rig: Make) -> Non
         assert b"DeliveryReportRsp" in exchange.response_body
 
 
-async def test_no_report_unless_requested(rig: Make) -> None:
-    r = await rig()
+async def test_no_report_unless_requested(sim_rig: Make) -> None:
+    r = await sim_rig()
     async with r.client() as client:
         await client.send(submit(report=False))
     await r.sim.dlr.idle()
     assert r.vasp.hits == []
 
 
-async def test_response_echoes_namespace_and_version_of_the_request(rig: Make) -> None:
-    r = await rig("bare-status-faults")
+async def test_response_echoes_namespace_and_version_of_the_request(sim_rig: Make) -> None:
+    r = await sim_rig("bare-status-faults")
     dialect = get_dialect("rel5-legacy")
     async with r.client(dialect) as client:
         result = await client.send(submit(tid="tx-5", report=False))
@@ -240,8 +86,8 @@ async def test_response_echoes_namespace_and_version_of_the_request(rig: Make) -
     assert rsp.namespace == dialect.namespace and rsp.mm7_version == "5.3.0"
 
 
-async def test_cancel_known_and_unknown(rig: Make) -> None:
-    r = await rig()
+async def test_cancel_known_and_unknown(sim_rig: Make) -> None:
+    r = await sim_rig()
     async with r.client() as client:
         rsp = await client.submit(submit(report=False))
         assert rsp.message_id
@@ -252,8 +98,8 @@ async def test_cancel_known_and_unknown(rig: Make) -> None:
     assert info.value.code == 2005
 
 
-async def test_vasp_operations_sent_to_the_mmsc_are_4003(rig: Make) -> None:
-    r = await rig()
+async def test_vasp_operations_sent_to_the_mmsc_are_4003(sim_rig: Make) -> None:
+    r = await sim_rig()
     deliver = DeliverReq(transaction_id="mo-1", sender=Address("+15551230009"))
     encoded = encode(deliver)
     status, headers, body = await r.post(encoded.body, encoded.content_type)
@@ -270,8 +116,8 @@ def with_bogus_element(body: bytes) -> bytes:
     return body.replace(b"<mm7:Recipients>", b"<mm7:Bogus>x</mm7:Bogus><mm7:Recipients>", 1)
 
 
-async def test_strict_mode_answers_4004_with_the_schema_reason(rig: Make) -> None:
-    r = await rig()
+async def test_strict_mode_answers_4004_with_the_schema_reason(sim_rig: Make) -> None:
+    r = await sim_rig()
     encoded = encode(submit(tid="tx-bad"))
     status, headers, body = await r.post(with_bogus_element(encoded.body), encoded.content_type)
     assert status == 500
@@ -284,8 +130,8 @@ async def test_strict_mode_answers_4004_with_the_schema_reason(rig: Make) -> Non
     assert r.sim.store.messages == type(r.sim.store.messages)()
 
 
-async def test_lenient_mode_accepts_and_records_leniencies(rig: Make) -> None:
-    r = await rig(strict=False)
+async def test_lenient_mode_accepts_and_records_leniencies(sim_rig: Make) -> None:
+    r = await sim_rig(strict=False)
     encoded = encode(submit(tid="tx-len"))
     status, headers, body = await r.post(with_bogus_element(encoded.body), encoded.content_type)
     assert status == 200
@@ -296,8 +142,8 @@ async def test_lenient_mode_accepts_and_records_leniencies(rig: Make) -> None:
     assert "unknown-element" in listed["messages"][-1]["leniencies"]
 
 
-async def test_broken_soap_is_2007(rig: Make) -> None:
-    r = await rig()
+async def test_broken_soap_is_2007(sim_rig: Make) -> None:
+    r = await sim_rig()
     status, headers, body = await r.post(b"<env:Envelope><oops", "text/xml; charset=utf-8")
     message = decode(body, headers["Content-Type"]).message
     assert status == 500 and isinstance(message, Fault) and message.status is not None
@@ -307,8 +153,8 @@ async def test_broken_soap_is_2007(rig: Make) -> None:
 # ---------------------------------------------------------------- personas on the bytes
 
 
-async def test_nokia_prefix_and_base64_in_what_it_sends(rig: Make) -> None:
-    r = await rig("nokia")
+async def test_nokia_prefix_and_base64_in_what_it_sends(sim_rig: Make) -> None:
+    r = await sim_rig("nokia")
     async with r.client() as client:
         result = await client.send(submit(report=False))
     assert result.http_status == 200
@@ -330,15 +176,15 @@ async def test_nokia_prefix_and_base64_in_what_it_sends(rig: Make) -> None:
     assert isinstance(hit.message, DeliverReq) and hit.message.content is not None
 
 
-async def test_nokia_responses_use_its_prefix(rig: Make) -> None:
-    r = await rig("nokia")
+async def test_nokia_responses_use_its_prefix(sim_rig: Make) -> None:
+    r = await sim_rig("nokia")
     encoded = encode(submit(report=False))
     status, _, body = await r.post(encoded.body, encoded.content_type)
     assert status == 200 and b"<mm7p6a0:SubmitRsp" in body
 
 
-async def test_aggregator_wants_smil_and_answers_application_xml(rig: Make) -> None:
-    r = await rig("aggregator")
+async def test_aggregator_wants_smil_and_answers_application_xml(sim_rig: Make) -> None:
+    r = await sim_rig("aggregator")
     encoded = encode(submit(report=False))
     status, headers, body = await r.post(encoded.body, encoded.content_type)
     assert headers["Content-Type"].startswith("application/xml")
@@ -351,8 +197,8 @@ async def test_aggregator_wants_smil_and_answers_application_xml(rig: Make) -> N
     assert b"<SubmitRsp" in body  # default namespace, no prefix
 
 
-async def test_aggregator_refuses_chunked_with_411(rig: Make) -> None:
-    r = await rig("aggregator")
+async def test_aggregator_refuses_chunked_with_411(sim_rig: Make) -> None:
+    r = await sim_rig("aggregator")
     chunked = Dialect.from_mapping({"chunked": True}, base=STRICT_3GPP)
     async with r.client(chunked) as client:
         with pytest.raises(MM7ClientError) as info:
@@ -362,8 +208,8 @@ async def test_aggregator_refuses_chunked_with_411(rig: Make) -> None:
         assert (await client.send(submit(report=False, smil=True))).status.code == 1000
 
 
-async def test_bare_status_fault_detail(rig: Make) -> None:
-    r = await rig("bare-status-faults")
+async def test_bare_status_fault_detail(sim_rig: Make) -> None:
+    r = await sim_rig("bare-status-faults")
     await r.control("POST", "/faults", {"once": [{"kind": "status", "code": 2002}]})
     encoded = encode(submit(tid="tx-b"))
     status, headers, body = await r.post(encoded.body, encoded.content_type)
@@ -376,8 +222,8 @@ async def test_bare_status_fault_detail(rig: Make) -> None:
     assert decoded.message.status.code == 2002
 
 
-async def test_carrier_codes_and_http_200_faults(rig: Make) -> None:
-    r = await rig("carrier-codes")
+async def test_carrier_codes_and_http_200_faults(sim_rig: Make) -> None:
+    r = await sim_rig("carrier-codes")
     await r.control("POST", "/faults", {"max_bytes": 200})
     async with r.client() as client:
         with pytest.raises(MM7ClientError) as info:
@@ -398,48 +244,48 @@ async def fault_error(r: Rig, spec: dict[str, Any], **link: Any) -> MM7ClientErr
 
 
 @pytest.mark.parametrize("http", [500, 503])
-async def test_fault_http_status(rig: Make, http: int) -> None:
-    r = await rig()
+async def test_fault_http_status(sim_rig: Make, http: int) -> None:
+    r = await sim_rig()
     error = await fault_error(r, {"kind": "http", "http_status": http})
     assert error.http_status == http and error.outcome is Outcome.HTTP_STATUS and error.transient
     async with r.client() as client:  # one-shot: the next request is fine
         assert (await client.send(submit(report=False))).status.code == 1000
 
 
-async def test_fault_reset(rig: Make) -> None:
-    r = await rig()
+async def test_fault_reset(sim_rig: Make) -> None:
+    r = await sim_rig()
     error = await fault_error(r, {"kind": "reset"})
     assert error.outcome is Outcome.CONNECTION_RESET and error.transient
 
 
-async def test_fault_truncated_body(rig: Make) -> None:
-    r = await rig()
+async def test_fault_truncated_body(sim_rig: Make) -> None:
+    r = await sim_rig()
     error = await fault_error(r, {"kind": "truncate"})
     assert error.outcome is Outcome.CONNECTION_RESET and error.transient
 
 
-async def test_fault_malformed_xml(rig: Make) -> None:
-    r = await rig()
+async def test_fault_malformed_xml(sim_rig: Make) -> None:
+    r = await sim_rig()
     error = await fault_error(r, {"kind": "malformed-xml"})
     assert error.outcome is Outcome.MALFORMED and error.http_status == 200
 
 
-async def test_fault_latency(rig: Make) -> None:
-    r = await rig()
+async def test_fault_latency(sim_rig: Make) -> None:
+    r = await sim_rig()
     error = await fault_error(r, {"kind": "latency", "delay": 1.0}, request_timeout=0.2)
     assert error.outcome is Outcome.TIMEOUT
 
 
 @pytest.mark.parametrize(("code", "transient"), [(4008, False), (3001, False), (4006, True)])
-async def test_fault_any_status(rig: Make, code: int, transient: bool) -> None:
-    r = await rig()
+async def test_fault_any_status(sim_rig: Make, code: int, transient: bool) -> None:
+    r = await sim_rig()
     error = await fault_error(r, {"kind": "status", "code": code, "details": "injected"})
     assert error.code == code and error.details is not None and "injected" in error.details
     assert error.http_status == 500
 
 
-async def test_fault_rate(rig: Make) -> None:
-    r = await rig()
+async def test_fault_rate(sim_rig: Make) -> None:
+    r = await sim_rig()
     await r.control("POST", "/faults", {"rates": [{"kind": "http", "http_status": 503, "rate": 1}]})
     async with r.client() as client:
         for _ in range(2):
@@ -450,8 +296,8 @@ async def test_fault_rate(rig: Make) -> None:
         assert (await client.send(submit(report=False))).status.code == 1000
 
 
-async def test_tps_limit_answers_4006(rig: Make) -> None:
-    r = await rig(clock=lambda: 100.0, faults={"tps": 2})
+async def test_tps_limit_answers_4006(sim_rig: Make) -> None:
+    r = await sim_rig(clock=lambda: 100.0, faults={"tps": 2})
     async with r.client() as client:
         await client.send(submit(report=False))
         await client.send(submit(report=False))
@@ -460,8 +306,8 @@ async def test_tps_limit_answers_4006(rig: Make) -> None:
     assert info.value.code == 4006 and info.value.transient
 
 
-async def test_size_limit_answers_2004(rig: Make) -> None:
-    r = await rig()
+async def test_size_limit_answers_2004(sim_rig: Make) -> None:
+    r = await sim_rig()
     await r.control("POST", "/faults", {"max_bytes": 300})
     encoded = encode(submit(report=False))
     status, headers, body = await r.post(encoded.body, encoded.content_type)
@@ -470,8 +316,8 @@ async def test_size_limit_answers_2004(rig: Make) -> None:
     assert message.error.status.code == 2004 and "300" in (message.error.status.details or "")
 
 
-async def test_basic_auth_required(rig: Make) -> None:
-    r = await rig(faults={"basic_auth": {"user": "vasp", "password": "pw-123"}})
+async def test_basic_auth_required(sim_rig: Make) -> None:
+    r = await sim_rig(faults={"basic_auth": {"user": "vasp", "password": "pw-123"}})
     encoded = encode(submit(report=False))
     status, headers, body = await r.post(encoded.body, encoded.content_type)
     assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
@@ -483,8 +329,8 @@ async def test_basic_auth_required(rig: Make) -> None:
         assert (await client.send(submit(report=False))).status.code == 1000
 
 
-async def test_bad_fault_config_is_400(rig: Make) -> None:
-    r = await rig()
+async def test_bad_fault_config_is_400(sim_rig: Make) -> None:
+    r = await sim_rig()
     answer = await r.control("POST", "/faults", {"once": [{"kind": "explode"}]})
     assert "explode" in answer["error"]
 
@@ -493,8 +339,8 @@ async def test_bad_fault_config_is_400(rig: Make) -> None:
 
 
 @pytest.mark.parametrize("mode", ["blank", "wrong-tid", "status"])
-async def test_strict_retry_until_proper_answer(rig: Make, mode: str) -> None:
-    r = await rig(vasp=Vasp(mode=mode, bad=2))
+async def test_strict_retry_until_proper_answer(sim_rig: Make, mode: str) -> None:
+    r = await sim_rig(vasp=Vasp(mode=mode, bad=2))
     async with r.client() as client:
         await client.send(submit())
     await r.sim.dlr.idle()
@@ -505,16 +351,16 @@ async def test_strict_retry_until_proper_answer(rig: Make, mode: str) -> None:
     assert r.sim.dlr.deliveries[-1].ok
 
 
-async def test_lax_takes_a_blank_200(rig: Make) -> None:
-    r = await rig(vasp=Vasp(mode="blank", bad=99), retry=RetryPolicy(mode="lax", backoff=0))
+async def test_lax_takes_a_blank_200(sim_rig: Make) -> None:
+    r = await sim_rig(vasp=Vasp(mode="blank", bad=99), retry=RetryPolicy(mode="lax", backoff=0))
     async with r.client() as client:
         await client.send(submit())
     await r.sim.dlr.idle()
     assert len(r.vasp.hits) == 1 and r.sim.dlr.deliveries[0].ok
 
 
-async def test_retries_are_bounded(rig: Make) -> None:
-    r = await rig(vasp=Vasp(mode="blank", bad=99))
+async def test_retries_are_bounded(sim_rig: Make) -> None:
+    r = await sim_rig(vasp=Vasp(mode="blank", bad=99))
     async with r.client() as client:
         await client.send(submit())
     await r.sim.dlr.idle()
@@ -532,8 +378,8 @@ async def test_retries_are_bounded(rig: Make) -> None:
         (DlrPlan(delay=0, retrieved=0, rejected=1, duplicate=1), ["Rejected", "Rejected"]),
     ],
 )
-async def test_report_mixes(rig: Make, plan: DlrPlan, expected: list[str]) -> None:
-    r = await rig(dlr=plan)
+async def test_report_mixes(sim_rig: Make, plan: DlrPlan, expected: list[str]) -> None:
+    r = await sim_rig(dlr=plan)
     async with r.client() as client:
         await client.send(submit())
     await r.sim.dlr.idle()
@@ -572,8 +418,8 @@ async def test_reports_reach_the_projects_inbound_server(aiohttp_server: Server)
 # ---------------------------------------------------------------- control API
 
 
-async def test_control_lists_parts_and_slides_and_serves_bytes(rig: Make) -> None:
-    r = await rig()
+async def test_control_lists_parts_and_slides_and_serves_bytes(sim_rig: Make) -> None:
+    r = await sim_rig()
     async with r.client() as client:
         await client.send(submit(report=False, smil=True, text="Look at this"))
     listed = await r.control("GET", "/messages")
@@ -590,8 +436,8 @@ async def test_control_lists_parts_and_slides_and_serves_bytes(rig: Make) -> Non
     assert detail["fields"]["subject"] == "hi"
 
 
-async def test_control_report_and_reset(rig: Make) -> None:
-    r = await rig()
+async def test_control_report_and_reset(sim_rig: Make) -> None:
+    r = await sim_rig()
     async with r.client() as client:
         rsp = await client.submit(submit(report=False))
     answer = await r.control(
@@ -612,9 +458,9 @@ async def test_control_report_and_reset(rig: Make) -> None:
     assert (await r.control("GET", "/traffic"))["exchanges"] == []
 
 
-async def test_errors_inside_the_normal_response(rig: Make) -> None:
+async def test_errors_inside_the_normal_response(sim_rig: Make) -> None:
     persona = Persona(name="in-rsp", dialect=STRICT_3GPP, fault_shape="in-response")
-    r = await rig(persona)
+    r = await sim_rig(persona)
     await r.control("POST", "/faults", {"once": [{"kind": "status", "code": 2002}]})
     encoded = encode(submit(tid="tx-i"))
     status, headers, body = await r.post(encoded.body, encoded.content_type)
@@ -624,8 +470,8 @@ async def test_errors_inside_the_normal_response(rig: Make) -> None:
     assert message.status.code == 2002
 
 
-async def test_store_is_bounded_and_wakes_waiters(rig: Make) -> None:
-    r = await rig(max_messages=2, max_exchanges=3)
+async def test_store_is_bounded_and_wakes_waiters(sim_rig: Make) -> None:
+    r = await sim_rig(max_messages=2, max_exchanges=3)
     async with r.client() as client:
         waiter = asyncio.create_task(r.sim.store.wait_for(lambda: len(r.sim.store.messages) == 2))
         for _ in range(4):
@@ -636,8 +482,8 @@ async def test_store_is_bounded_and_wakes_waiters(rig: Make) -> None:
     assert ids == sorted(ids) and len(ids) == 2
 
 
-async def test_web_page_shows_slides_with_image_and_text(rig: Make) -> None:
-    r = await rig()
+async def test_web_page_shows_slides_with_image_and_text(sim_rig: Make) -> None:
+    r = await sim_rig()
     async with r.client() as client:
         await client.send(submit(report=False, smil=True, text="Hi <there> & you"))
     async with aiohttp.ClientSession() as session, session.get(r.base + "/ui") as page:
@@ -651,10 +497,10 @@ async def test_web_page_shows_slides_with_image_and_text(rig: Make) -> None:
         assert image.headers["X-Content-Type-Options"] == "nosniff"
 
 
-async def test_replace_and_extended_variants(rig: Make) -> None:
+async def test_replace_and_extended_variants(sim_rig: Make) -> None:
     from mm7.core.model import ExtendedCancelReq, ExtendedReplaceReq, ReplaceReq
 
-    r = await rig()
+    r = await sim_rig()
     new_content = make_part(b"Updated", "text/plain; charset=utf-8", content_id="t2")
     async with r.client() as client:
         first = await client.submit(submit(report=False))
@@ -678,8 +524,8 @@ async def test_replace_and_extended_variants(rig: Make) -> None:
     assert operations == ["SubmitReq", "ReplaceReq", "extendedReplaceReq", "extendedCancelReq"]
 
 
-async def test_broken_mime_is_2007_with_the_reason(rig: Make) -> None:
-    r = await rig()
+async def test_broken_mime_is_2007_with_the_reason(sim_rig: Make) -> None:
+    r = await sim_rig()
     body = b"--b1\r\nContent-Type: image/png\r\n\r\n\x89PNG\r\n--b1--\r\n"
     status, headers, answer = await r.post(body, 'multipart/related; boundary="b1"')
     message = decode(answer, headers["Content-Type"]).message
@@ -687,8 +533,8 @@ async def test_broken_mime_is_2007_with_the_reason(rig: Make) -> None:
     assert message.error.status.code == 2007 and message.error.status.details
 
 
-async def test_carrier_codes_replace_throttling(rig: Make) -> None:
-    r = await rig("carrier-codes", clock=lambda: 5.0, faults={"tps": 1})
+async def test_carrier_codes_replace_throttling(sim_rig: Make) -> None:
+    r = await sim_rig("carrier-codes", clock=lambda: 5.0, faults={"tps": 1})
     async with r.client() as client:
         await client.send(submit(report=False))
         with pytest.raises(MM7ClientError) as info:
@@ -696,8 +542,8 @@ async def test_carrier_codes_replace_throttling(rig: Make) -> None:
     assert info.value.code == 4101 and info.value.text == "System under maintenance"
 
 
-async def test_aggregator_sends_reports_in_its_dialect(rig: Make) -> None:
-    r = await rig("aggregator")
+async def test_aggregator_sends_reports_in_its_dialect(sim_rig: Make) -> None:
+    r = await sim_rig("aggregator")
     async with r.client() as client:
         await client.send(submit("+15551230001", smil=True))
     hit = (await r.vasp.wait(1))[0]
@@ -720,8 +566,8 @@ def test_persona_file_errors_name_the_key(tmp_path: Any) -> None:
         load_persona_file(bad)
 
 
-async def test_traffic_keeps_wire_bytes_with_secrets_masked(rig: Make) -> None:
-    r = await rig(faults={"basic_auth": {"user": "vasp", "password": "pw-secret-9"}})
+async def test_traffic_keeps_wire_bytes_with_secrets_masked(sim_rig: Make) -> None:
+    r = await sim_rig(faults={"basic_auth": {"user": "vasp", "password": "pw-secret-9"}})
     async with r.client(auth=BasicAuth("vasp", Secret("pw-secret-9"))) as client:
         await client.send(submit(report=False, tid="tx-w"))
     listed = (await r.control("GET", "/traffic"))["exchanges"]
@@ -732,17 +578,17 @@ async def test_traffic_keeps_wire_bytes_with_secrets_masked(rig: Make) -> None:
     assert "pw-secret-9" not in str(entry) and "Authorization" in headers
 
 
-async def test_aggregator_takes_one_recipient_per_submit(rig: Make) -> None:
-    r = await rig("aggregator")
+async def test_aggregator_takes_one_recipient_per_submit(sim_rig: Make) -> None:
+    r = await sim_rig("aggregator")
     async with r.client() as client:
         with pytest.raises(MM7ClientError) as info:
             await client.send(submit("+15551230001", "+15551230002", smil=True))
     assert info.value.code == 3003 and "at most 1" in (info.value.details or "")
 
 
-async def test_persona_version_list_answers_4002(rig: Make) -> None:
+async def test_persona_version_list_answers_4002(sim_rig: Make) -> None:
     persona = Persona(name="rel6-only", dialect=STRICT_3GPP, versions=("REL-6-MM7-1-4",))
-    r = await rig(persona)
+    r = await sim_rig(persona)
     async with r.client(get_dialect("rel5-legacy")) as client:
         with pytest.raises(MM7ClientError) as info:
             await client.send(submit(report=False))

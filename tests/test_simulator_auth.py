@@ -21,10 +21,8 @@ from mm7.transport.classify import Outcome
 from mm7.transport.client import MM7Client
 from mm7.transport.errors import MM7ClientError
 from mm7.transport.link import BasicAuth, DigestAuth, LinkConfig, Secret, TLSConfig
-from tests.test_simulator import Make, fault_detail, rig, submit
-
-__all__ = ["rig"]  # the fixture, shared
-from tests.tls_ca import Issued, TestCA, make_ca
+from tests.helpers.simulator import Make, fault_detail, submit
+from tests.helpers.tls_ca import Issued, TestCA, make_ca
 
 DIGEST = {"user": "vasp", "password": "dig-pw-77", "realm": "mmsc.example"}
 
@@ -60,8 +58,8 @@ def status_code_in(body: bytes) -> int:
 # ---------------------------------------------------------------- Digest
 
 
-async def test_digest_challenge_on_the_wire(rig: Make) -> None:
-    r = await rig(faults={"digest_auth": DIGEST})
+async def test_digest_challenge_on_the_wire(sim_rig: Make) -> None:
+    r = await sim_rig(faults={"digest_auth": DIGEST})
     encoded = encode(submit(report=False))
     status, headers, body = await r.post(encoded.body, encoded.content_type)
     assert status == 401
@@ -83,8 +81,8 @@ async def test_digest_challenge_on_the_wire(rig: Make) -> None:
     assert b"nonce count was already used" in body
 
 
-async def test_digest_accepted_with_the_right_password(rig: Make) -> None:
-    r = await rig(faults={"digest_auth": DIGEST})
+async def test_digest_accepted_with_the_right_password(sim_rig: Make) -> None:
+    r = await sim_rig(faults={"digest_auth": DIGEST})
     async with r.client(auth=DigestAuth("vasp", Secret("dig-pw-77"))) as client:
         first = await client.submit(submit(report=False))
         second = await client.submit(submit(report=False))
@@ -97,8 +95,8 @@ async def test_digest_accepted_with_the_right_password(rig: Make) -> None:
     assert "dig-pw-77" not in str(entry)
 
 
-async def test_digest_refused_with_a_wrong_password(rig: Make) -> None:
-    r = await rig(faults={"digest_auth": DIGEST})
+async def test_digest_refused_with_a_wrong_password(sim_rig: Make) -> None:
+    r = await sim_rig(faults={"digest_auth": DIGEST})
     async with r.client(auth=DigestAuth("vasp", Secret("not-it"))) as client:
         with pytest.raises(MM7ClientError) as info:
             await client.submit(submit(report=False))
@@ -113,8 +111,8 @@ async def test_digest_refused_with_a_wrong_password(rig: Make) -> None:
     assert status_code_in(body) == 4001 and b"Digest: wrong user name" in body
 
 
-async def test_digest_set_and_cleared_through_the_control_api(rig: Make) -> None:
-    r = await rig()
+async def test_digest_set_and_cleared_through_the_control_api(sim_rig: Make) -> None:
+    r = await sim_rig()
     shown = await r.control("POST", "/faults", {"digest_auth": DIGEST})
     assert shown["digest_auth"]["user"] == "vasp" and "dig-pw-77" not in str(shown)
     async with r.client() as client:
@@ -130,8 +128,8 @@ async def test_digest_set_and_cleared_through_the_control_api(rig: Make) -> None
     assert "digest_auth" in bad["error"]
 
 
-async def test_digest_or_basic_when_both_are_configured(rig: Make) -> None:
-    r = await rig(faults={"digest_auth": DIGEST, "basic_auth": {"user": "b", "password": "bp"}})
+async def test_digest_or_basic_when_both_are_configured(sim_rig: Make) -> None:
+    r = await sim_rig(faults={"digest_auth": DIGEST, "basic_auth": {"user": "b", "password": "bp"}})
     encoded = encode(submit(report=False))
     status, headers, _ = await r.post(encoded.body, encoded.content_type)
     challenges = headers.getall("WWW-Authenticate")
@@ -166,9 +164,11 @@ def test_digest_verifier_stale_unknown_and_malformed() -> None:
     assert parse_auth_params(r'a="x\"y, z", b=2') == {"a": 'x"y, z', "b": "2"}
 
 
-async def test_expired_nonce_is_challenged_stale_and_the_client_recovers(rig: Make) -> None:
+async def test_expired_nonce_is_challenged_stale_and_the_client_recovers(sim_rig: Make) -> None:
     now = [0.0]
-    r = await rig(faults={"digest_auth": {**DIGEST, "nonce_lifetime": 30}}, clock=lambda: now[0])
+    r = await sim_rig(
+        faults={"digest_auth": {**DIGEST, "nonce_lifetime": 30}}, clock=lambda: now[0]
+    )
     async with r.client(auth=DigestAuth("vasp", Secret("dig-pw-77"))) as client:
         assert (await client.submit(submit(report=False))).status.code == 1000
         now[0] += 31
@@ -179,9 +179,9 @@ async def test_expired_nonce_is_challenged_stale_and_the_client_recovers(rig: Ma
 
 
 async def test_unauthorized_fault_challenges_a_good_client_which_answers_again(
-    rig: Make,
+    sim_rig: Make,
 ) -> None:
-    r = await rig(faults={"digest_auth": DIGEST})
+    r = await sim_rig(faults={"digest_auth": DIGEST})
     async with r.client(auth=DigestAuth("vasp", Secret("dig-pw-77"))) as client:
         assert (await client.submit(submit(report=False))).status.code == 1000
         await r.control("POST", "/faults", {"once": [{"kind": "unauthorized"}]})
@@ -193,9 +193,9 @@ async def test_unauthorized_fault_challenges_a_good_client_which_answers_again(
 
 
 async def test_unauthorized_fault_without_configured_auth_is_a_basic_challenge(
-    rig: Make,
+    sim_rig: Make,
 ) -> None:
-    r = await rig()
+    r = await sim_rig()
     await r.control("POST", "/faults", {"once": [{"kind": "unauthorized"}]})
     encoded = encode(submit(report=False))
     status, headers, body = await r.post(encoded.body, encoded.content_type)
@@ -225,13 +225,13 @@ def test_persona_auth_is_a_baseline_kept_across_resets(tmp_path: Path) -> None:
         load_persona_file(conf)
 
 
-async def test_persona_digest_survives_a_control_reset(rig: Make, tmp_path: Path) -> None:
+async def test_persona_digest_survives_a_control_reset(sim_rig: Make, tmp_path: Path) -> None:
     conf = tmp_path / "digest-mmsc.toml"
     conf.write_text(
         '[dialect]\nextends = "3gpp"\n'
         '[auth]\ndigest = { user = "vasp", password = "dig-pw-77", realm = "mmsc.example" }\n'
     )
-    r = await rig(load_persona_file(conf))
+    r = await sim_rig(load_persona_file(conf))
     await r.control("POST", "/reset")
     assert (await r.control("DELETE", "/faults"))["digest_auth"]["realm"] == "mmsc.example"
     async with r.client() as client:
@@ -286,9 +286,9 @@ def raw_context(pki: dict[str, Any], who: str | None) -> ssl.SSLContext:
 
 
 async def test_mutual_tls_accepted_with_the_test_cas_client_certificate(
-    rig: Make, pki: dict[str, Any]
+    sim_rig: Make, pki: dict[str, Any]
 ) -> None:
-    r = await rig(**tls_kw(pki))
+    r = await sim_rig(**tls_kw(pki))
     assert r.url.startswith("https://127.0.0.1:")
     async with MM7Client(LinkConfig(name="sim", url=r.url, tls=client_tls(pki))) as client:
         assert (await client.submit(submit(report=False))).status.code == 1000
@@ -297,9 +297,9 @@ async def test_mutual_tls_accepted_with_the_test_cas_client_certificate(
 
 @pytest.mark.parametrize("who", [None, "stranger"])
 async def test_mutual_tls_refused_without_or_with_a_foreign_certificate(
-    rig: Make, pki: dict[str, Any], who: str | None
+    sim_rig: Make, pki: dict[str, Any], who: str | None
 ) -> None:
-    r = await rig(**tls_kw(pki))
+    r = await sim_rig(**tls_kw(pki))
     async with MM7Client(LinkConfig(name="sim", url=r.url, tls=client_tls(pki, who))) as client:
         with pytest.raises(MM7ClientError) as info:
             await client.submit(submit(report=False))
@@ -309,10 +309,10 @@ async def test_mutual_tls_refused_without_or_with_a_foreign_certificate(
 
 
 async def test_client_cert_fault_refuses_certificate_less_clients_with_403(
-    rig: Make, pki: dict[str, Any]
+    sim_rig: Make, pki: dict[str, Any]
 ) -> None:
     """Optional in the handshake, required by the fault: switched on and off at run time."""
-    r = await rig(**tls_kw(pki, require=False))
+    r = await sim_rig(**tls_kw(pki, require=False))
     encoded = encode(submit(report=False))
     async with MM7Client(LinkConfig(name="sim", url=r.url, tls=client_tls(pki, None))) as client:
         assert (await client.submit(submit(report=False))).status.code == 1000
@@ -341,11 +341,11 @@ async def test_client_cert_fault_refuses_certificate_less_clients_with_403(
             await client.submit(submit(report=False))
 
 
-async def test_the_mbuni_digest_persona_challenges_and_speaks_rel5(rig: Make) -> None:
+async def test_the_mbuni_digest_persona_challenges_and_speaks_rel5(sim_rig: Make) -> None:
     """conf/personas/mbuni-digest.toml: Digest required, SOAP-ENV prefix, REL-5-MM7-1-0 echo."""
     from mm7.core.dialect import get_dialect
 
-    r = await rig("mbuni-digest")
+    r = await sim_rig("mbuni-digest")
     mbuni = get_dialect("mbuni")
     async with r.client(mbuni, auth=DigestAuth("vasp", Secret("digest-demo"))) as client:
         result = await client.send(submit(report=False))

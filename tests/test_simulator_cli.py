@@ -22,8 +22,8 @@ from mm7.transport.classify import Outcome
 from mm7.transport.client import MM7Client
 from mm7.transport.errors import MM7ClientError
 from mm7.transport.link import LinkConfig, TLSConfig
-from tests.test_simulator import Vasp, submit
-from tests.tls_ca import Issued, make_ca
+from tests.helpers.simulator import Vasp, submit
+from tests.helpers.tls_ca import Issued, make_ca
 
 Server = Callable[..., Awaitable[Any]]
 

@@ -19,7 +19,7 @@ from mm7.content.smil import (
     read_smil,
     resolve_src,
 )
-from tests.test_content_parts import VCARD, amr, iso_media, pillow
+from tests.helpers.media import VCARD, amr, iso_media, pillow
 
 
 def _items() -> tuple[MediaItem, ...]:

@@ -1,84 +1,14 @@
-"""Media types from bytes: real images built here (stdlib only), headers of the other formats,
-and text that must not pass for a binary format (or the reverse)."""
+"""Media types from bytes: real images built with the standard library (tests.helpers.media),
+headers of the other formats, and text that must not pass for a binary format (or the reverse)."""
 
 from __future__ import annotations
 
 import random
-import struct
-import zlib
 
 import pytest
 
 from mm7.core.sniff import OCTET_STREAM, sniff
-
-# --------------------------------------------------------------------------- real media builders
-
-
-def png_bytes(width: int = 2, height: int = 2) -> bytes:
-    """A valid RGB PNG (signature, IHDR, zlib IDAT, IEND with correct CRCs)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    rows = b"".join(b"\x00" + bytes([200, 30, 30]) * width for _ in range(height))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-
-
-def jpeg_bytes() -> bytes:
-    """A valid baseline JPEG: 1x1 grey pixel, one quant table, DC/AC tables with one code each.
-
-    The scan holds the DC code '0' (difference 0) and the AC code '0' (end of block), padded
-    with 1-bits to a byte: 0b00111111.
-    """
-
-    def segment(marker: int, payload: bytes) -> bytes:
-        return struct.pack(">BBH", 0xFF, marker, len(payload) + 2) + payload
-
-    dqt = segment(0xDB, b"\x00" + b"\x01" * 64)
-    sof0 = segment(0xC0, b"\x08\x00\x01\x00\x01\x01\x01\x11\x00")
-    one_code = b"\x01" + b"\x00" * 15  # BITS: one code of length 1
-    dht_dc = segment(0xC4, b"\x00" + one_code + b"\x00")
-    dht_ac = segment(0xC4, b"\x10" + one_code + b"\x00")
-    sos = segment(0xDA, b"\x01\x01\x00\x00\x3f\x00")
-    return b"\xff\xd8" + dqt + sof0 + dht_dc + dht_ac + sos + b"\x3f" + b"\xff\xd9"
-
-
-#: the classic 1x1 transparent GIF89a (43 bytes)
-GIF = (
-    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00"
-    b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
-)
-
-
-def bmp_bytes() -> bytes:
-    """A 1x1 24-bit BMP: file header, BITMAPINFOHEADER (40 bytes), one padded pixel row."""
-    pixel_row = b"\x00\x00\xff\x00"
-    info = struct.pack("<IiiHHIIiiII", 40, 1, 1, 1, 24, 0, len(pixel_row), 2835, 2835, 0, 0)
-    size = 14 + len(info) + len(pixel_row)
-    return b"BM" + struct.pack("<IHHI", size, 0, 0, 14 + len(info)) + info + pixel_row
-
-
-def wav_bytes() -> bytes:
-    """A valid PCM WAV with four silent samples."""
-    data = b"\x00\x00" * 4
-    fmt = struct.pack("<HHIIHH", 1, 1, 8000, 16000, 2, 16)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data"
-    body += struct.pack("<I", len(data)) + data
-    return b"RIFF" + struct.pack("<I", len(body)) + body
-
-
-def ftyp(brand: bytes) -> bytes:
-    """The start of an ISO base media file (MP4/3GP/HEIC) with major brand ``brand``."""
-    box = b"ftyp" + brand + b"\x00\x00\x00\x00" + brand + b"isom"
-    return struct.pack(">I", len(box) + 4) + box + b"\x00\x00\x00\x08free"
-
+from tests.helpers.media import GIF, bmp_bytes, ftyp, jpeg_bytes, png_bytes, wav_bytes
 
 # --------------------------------------------------------------------------- images
 

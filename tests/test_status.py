@@ -21,7 +21,7 @@ from mm7.core.status import (
     status_text,
 )
 
-# FACTS.md section 3, row by row.
+# The 3GPP status codes, row by row: code, constant, StatusText, class (the first digit).
 SPEC_TABLE = [
     (1000, "SUCCESS", "Success", StatusClass.SUCCESS),
     (1100, "PARTIAL_SUCCESS", "Partial success", StatusClass.SUCCESS),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -31,18 +30,6 @@ from mm7.service.store import (
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40  # ~10 KB, stored inline
 BIG = b"\x89PNG\r\n\x1a\n" + b"x" * (300 * 1024)  # above the inline limit: stored as a file
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def store(tmp_path: Path, clock: ManualClock) -> AsyncIterator[SqliteStore]:
-    s = await SqliteStore.open(tmp_path / "gw.db", clock=clock)
-    yield s
-    await s.close()
 
 
 def message(

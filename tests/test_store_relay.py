@@ -8,7 +8,6 @@ queues them: with the MO (``store_mo``), with an MT status change or a report.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -35,18 +34,6 @@ from mm7.service.store.sqlite.migrations import LATEST, migrate, schema_version
 
 TTL = timedelta(seconds=60)
 LINK = "mmsc1"
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def store(tmp_path: Path, clock: ManualClock) -> AsyncIterator[SqliteStore]:
-    s = await SqliteStore.open(tmp_path / "gw.db", clock=clock)
-    yield s
-    await s.close()
 
 
 async def mo(

@@ -25,11 +25,6 @@ SMALL = b"\x89PNG\r\n\x1a\n" + os.urandom(100)
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 async def store(tmp_path: Path, clock: ManualClock) -> AsyncIterator[SqliteStore]:
     s = await SqliteStore.open(tmp_path / "gw.db", clock=clock, inline_media_max=10_000)
     yield s
@@ -157,7 +152,7 @@ async def test_media_files_a_crash_left_without_a_row_are_removed(
 async def test_the_gateway_purges_at_start(tmp_path: Path) -> None:
     from mm7.service.config.loader import load_config
     from mm7.service.runtime import Gateway
-    from tests.test_runtime import bound_socket, write_config
+    from tests.helpers.runtime import bound_socket, write_config
 
     with bound_socket() as mmsc:
         path = write_config(tmp_path, mmsc.getsockname()[1])

@@ -8,7 +8,7 @@ from mm7.core.codec import encode
 from mm7.core.spec import OPERATION_BY_NAME
 from mm7.core.versions import LATEST
 from mm7.transport.wirelog import redact_headers, redact_url, wire_entry
-from tests.samples import JPEG, full_message
+from tests.helpers.samples import JPEG, full_message
 
 
 def test_secrets_are_masked_and_media_elided() -> None:

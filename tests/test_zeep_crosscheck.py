@@ -45,7 +45,7 @@ from mm7.core.values import Duration
 from mm7.core.versions import VERSIONS, Version, get_version
 from mm7.core.xmlsafe import parse_xml
 from mm7.core.xsdgen import load_schema
-from tests.samples import WHEN, full_message, minimal_message
+from tests.helpers.samples import WHEN, full_message, minimal_message
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "schemas"

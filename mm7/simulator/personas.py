@@ -40,7 +40,8 @@ from mm7.core.model import Status
 from mm7.core.versions import get_version
 from mm7.simulator.faults import FaultConfigError, FaultInjector
 
-#: error placements the simulator can reproduce (ANCHORS quirk 19)
+#: error placements the simulator can reproduce: RSErrorRsp in Fault/detail (the spec), a bare
+#: Status there (the ALU mock MMSC), the status in a normal response (mmsgw, Seoultel's dummy MMSC)
 FAULT_SHAPES = ("rserror", "bare-status", "in-response")
 
 #: where persona files are looked up: $MM7_PERSONAS_DIR, else the checkout's conf/personas

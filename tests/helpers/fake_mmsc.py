@@ -1,5 +1,6 @@
-"""Purpose-written fake MMSCs for the client tests (no tests here): an aiohttp app that records
-every request as it arrived and answers from a script of behaviours, plus canned answers."""
+"""Purpose-written fake MMSCs for the client tests: an aiohttp app that records every request as
+it arrived and answers from a script of behaviours, canned answers and auth guards, plus a clock
+moved by hand and a free loopback port."""
 
 from __future__ import annotations
 
