@@ -35,50 +35,13 @@ as ``profiles/<name>.toml`` beside the config file, then in ``mm7.content.profil
 Other relative paths (store.path, TLS files) are relative to the working directory, as on the
 command line; TLS files must exist when the configuration is loaded.
 
-Schema (every key; defaults in brackets)
-----------------------------------------
-top level: ``dialects_file``; tables ``links``, ``inbound``, ``api``, ``store``, ``relay``,
-``logging``, ``metrics``.
-
-``[links.NAME]`` (or ``[[links]]`` with ``name``): ``url`` (required), ``dialect`` (a name, or an
-inline table of Dialect fields with optional ``extends``) [3gpp], ``auth`` = {``type`` = "basic" |
-"digest" (``username``, ``password``) | "bearer" (``token``)}, ``tls`` = {``ca_file``,
-``cert_file``, ``key_file``, ``key_password``, ``server_hostname``, ``expiry_warning_days`` [30]},
-``tps`` [no limit], ``burst`` [1], ``max_in_flight`` [10], ``max_recipients`` [no limit],
-``classification`` (mm7.transport.classify.Overrides keys), ``profile`` (name or path),
-``request_timeout`` [30s], ``connect_timeout`` [10s], ``keepalive_timeout`` [30s], ``breaker`` =
-{``threshold`` [5], ``cooldown`` [30s]}, ``wire_log`` [false], ``user_agent``, ``prefixes`` (for
-recipient routing), ``default`` [false; the only link is the default], ``vasp_id``, ``vas_id``,
-``sender_address``, ``service_code``, ``retry`` = {``initial_backoff`` [1s], ``max_backoff``
-[300s], ``max_age`` [24h]}.
-
-``[inbound]``: ``listen`` ["127.0.0.1:9000"], ``path`` ["/mm7"], ``health_path`` ["/healthz"],
-``max_body_bytes`` [16 MiB], ``oversize_http_status`` [413], ``dialect`` [3gpp], ``tls`` =
-{``cert_file``, ``key_file``, ``client_ca``, ``require_client_cert`` [true]};
-``[inbound.peers.NAME]``: ``link`` [the peer's name], ``dialect``, ``versions`` [all],
-``strict`` [false], ``errors_as_fault`` [true], ``wire_log`` [false], ``basic`` =
-{``username``, ``password``}, ``allow`` (CIDR list),
-``client_cert`` = {``subjects``, ``issuers`` (PEM files)}, ``realm`` ["MM7"].
-
-``[api]``: ``listen`` ["127.0.0.1:8000"], ``max_request_bytes`` [10 MB], ``max_backlog``
-[none: recipients queued per link above which new messages get 503 + Retry-After], ``[[api.keys]]``:
-``name``, ``key``, ``generate_if_unset`` [false]; ``[api.fetch]`` (media URLs): ``max_bytes`` [5
-MB], ``timeout`` [30s], ``schemes`` [["https", "http"]], ``allow_private`` [false].
-
-``[store]``: ``backend`` = "sqlite" (``path`` [var/mm7.sqlite]) | "postgresql" (``dsn``; accepted
-here, not implemented by the store yet); ``retain`` [30d]: finished messages, MOs, reports and
-unused media are deleted after it.
-
-``[relay]``: ``stop_words``, ``start_words``, ``max_age``
-[48h], ``initial_backoff`` [2s], ``max_backoff`` [600s], ``media_url_ttl`` [24h], ``retain`` [7d],
-``media_url_base``, ``media_url_secret``; ``[relay.hooks.NAME]``: ``url``, ``secret``,
-``concurrency`` [4], ``ordered`` [false], ``timeout`` [10s]; ``[[relay.routes]]``: ``name``,
-``hook``, ``status_hook``, ``media`` ["url" | "inline"], match keys (all given must match):
-``recipient_prefixes``, ``short_codes``, ``service_codes``, ``applic_ids``, ``keywords``,
-``links``; ``[relay.default_route]``: ``hook``, ``status_hook``, ``media``.
-
-``[logging]``: ``level`` ["info"], ``json`` [true]. ``[metrics]``: ``enabled`` [true], ``path``
-["/metrics"], ``listen`` [the API's listener].
+Keys and defaults
+-----------------
+``conf/gateway.toml`` is the key reference: every key this loader reads is in it, under its
+table, active or as a commented line with a note. Each default is stated once, on the dataclass
+field that declares it (``settings``, or the transport's ``LinkConfig``, ``TLSConfig``,
+``InboundConfig``, ``Peer``, ``PeerAuth``), where a ``#:`` note says what it is; the loader reads
+it from there (``_default``). ``tests/test_config_reference.py`` keeps the file in step.
 """
 
 from __future__ import annotations

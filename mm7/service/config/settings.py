@@ -56,7 +56,9 @@ _ROUTE_DIGITS = re.compile(r"[\s\-.()]")
 class Listen:
     """A listening address: host and port (port 0: any free port)."""
 
+    #: an IP address (IPv6 without brackets) or a host name
     host: str
+    #: TCP port; 0: any free port
     port: int
 
     @property
@@ -77,7 +79,9 @@ class Listen:
 class RetrySettings:
     """How a link's dispatcher retries transient failures: exponential backoff with jitter."""
 
+    #: seconds: the first retry waits up to this long; each further one up to twice as long
     initial_backoff: float = 1.0
+    #: seconds: the cap on one retry's wait
     max_backoff: float = 300.0
     #: give up (fail the recipient) this many seconds after submission when it has no expiry
     max_age: float = 86400.0
@@ -87,7 +91,9 @@ class RetrySettings:
 class LinkSettings:
     """One MMSC link: the transport's ``LinkConfig`` plus what the service adds around it."""
 
+    #: the link's name (``[links.NAME]``), as messages, peers and routes refer to it
     name: str
+    #: URL, dialect, auth, TLS, rate and timeouts: what the client needs to talk to the MMSC
     link: LinkConfig
     #: what content must fit before it is sent on this link; None: sent as given
     profile: Profile | None = None
@@ -95,12 +101,15 @@ class LinkSettings:
     prefixes: tuple[str, ...] = ()
     #: recipients no prefix matches go here
     default: bool = False
+    #: VASPID of the SubmitReqs sent on this link (the MMSC's name for us); None: not sent
     vasp_id: str | None = None
+    #: VASID of the SubmitReqs sent on this link (our service's name); None: not sent
     vas_id: str | None = None
     #: SenderAddress when the application gives none
     sender_address: str | None = None
     #: ServiceCode (charging) when the application gives none
     service_code: str | None = None
+    #: how transient failures on this link are retried
     retry: RetrySettings = RetrySettings()
 
 
@@ -108,9 +117,11 @@ class LinkSettings:
 class PeerSettings:
     """An MMSC calling the inbound endpoint, and the link its reports belong to."""
 
+    #: the peer's name (``[inbound.peers.NAME]``)
     name: str
     #: the link whose messages this peer's delivery reports are correlated with
     link: str
+    #: how the endpoint recognises this peer and answers it
     peer: Peer
 
 
@@ -118,10 +129,13 @@ class PeerSettings:
 class InboundTLS:
     """TLS on the inbound listener (``mm7.transport.inbound_auth.server_ssl_context``)."""
 
+    #: the listener's certificate (PEM, with its chain)
     cert_file: Path
+    #: the certificate's private key (PEM)
     key_file: Path
     #: CA bundle verifying client certificates (mutual TLS); None: none asked for
     client_ca: Path | None = None
+    #: with ``client_ca``: refuse a TLS handshake without a client certificate
     require_client_cert: bool = True
 
 
@@ -129,9 +143,13 @@ class InboundTLS:
 class InboundSettings:
     """The inbound MM7 endpoint: where it listens and the ``InboundConfig`` it serves."""
 
+    #: where the endpoint listens
     listen: Listen
+    #: path, peers, size bounds and HTTP choices, as the transport's server takes them
     config: InboundConfig
+    #: the MMSCs that may call, each with the link its reports belong to
     peers: tuple[PeerSettings, ...]
+    #: None: plain HTTP (a TLS-terminating proxy in front, or loopback only)
     tls: InboundTLS | None = None
 
 
@@ -139,7 +157,9 @@ class InboundSettings:
 class ApiKey:
     """A key applications present as ``Authorization: Bearer <key>``."""
 
+    #: the key's name: in logs, on the messages it sent, never the key itself
     name: str
+    #: the key (it also signs the status callbacks of the messages sent with it)
     key: Secret
     #: generated for this run because its variable was unset (``generate_if_unset``, loopback)
     generated: bool = False
@@ -151,8 +171,11 @@ class ApiKey:
 class FetchSettings:
     """Bounds on fetching media from URLs given to the sending API."""
 
+    #: bytes: the largest medium fetched (refused from Content-Length, else while reading)
     max_bytes: int = 5_000_000
+    #: seconds for the whole fetch, redirects included
     timeout: float = 30.0
+    #: URL schemes fetched from ("https", "http")
     schemes: tuple[str, ...] = ("https", "http")
     #: fetch from loopback, private and link-local addresses (off: SSRF protection)
     allow_private: bool = False
@@ -162,9 +185,13 @@ class FetchSettings:
 class ApiSettings:
     """The sending API for applications."""
 
+    #: where the API listens
     listen: Listen
+    #: the keys accepted (at least one)
     keys: tuple[ApiKey, ...]
+    #: bytes: the largest request body, and of all its media once fetched from URLs (413)
     max_request_bytes: int = 10_000_000
+    #: bounds on media given as URLs
     fetch: FetchSettings = FetchSettings()
     #: recipients queued on a link above which new messages for it are refused with 503 and
     #: Retry-After (back-pressure: latency stays bounded instead of the queue growing); None:
@@ -191,7 +218,9 @@ class ApiSettings:
 class StoreSettings:
     """Where the gateway keeps its state. Only "sqlite" is implemented by the store today."""
 
+    #: "sqlite", or "postgresql" (accepted here, not implemented by the store yet)
     backend: Literal["sqlite", "postgresql"] = "sqlite"
+    #: the SQLite database file (relative: to the working directory)
     path: Path = Path("var/mm7.sqlite")
     #: PostgreSQL connection string (a secret: it usually holds a password)
     dsn: Secret | None = None
@@ -203,12 +232,17 @@ class StoreSettings:
 class RelayHook:
     """An application's HTTP hook: where relayed messages are POSTed, signed with ``secret``."""
 
+    #: the hook's name (``[relay.hooks.NAME]``), as routes refer to it
     name: str
+    #: where events are POSTed (http or https, no credentials in it)
     url: str
+    #: the HMAC key of the ``X-MM7-Signature`` header
     secret: Secret
+    #: requests in flight to this hook at once
     concurrency: int = 4
     #: keep the order of messages per sender (one in flight per sender)
     ordered: bool = False
+    #: seconds for one POST, the whole exchange
     timeout: float = 10.0
 
 
@@ -216,13 +250,17 @@ class RelayHook:
 class RouteMatch:
     """What an MO must have for a route to apply; every non-empty criterion must match."""
 
+    #: recipient number prefixes ("+1555"; '+' ignored)
     recipient_prefixes: tuple[str, ...] = ()
+    #: a recipient is exactly one of them (the short codes the MO was sent to)
     short_codes: tuple[str, ...] = ()
+    #: the MO's ServiceCode (a vendor element some MMSCs add)
     service_codes: tuple[str, ...] = ()
     #: ApplicID or ReplyApplicID
     applic_ids: tuple[str, ...] = ()
     #: the first word of the text, compared upper-cased (stored upper-case)
     keywords: tuple[str, ...] = ()
+    #: names of the links the MO arrived on
     links: tuple[str, ...] = ()
 
     @property
@@ -234,9 +272,13 @@ class RouteMatch:
 class RelayRoute:
     """A routing rule: matching MOs go to ``hook``; status reports to ``status_hook``."""
 
+    #: the route's name ("default" for ``[relay.default_route]``), stored with each MO
     name: str
+    #: the hook matching MOs go to
     hook: str
+    #: what an MO must have (empty for the default route)
     match: RouteMatch = RouteMatch()
+    #: the hook for status events of messages without a callback_url (on the route's links)
     status_hook: str | None = None
     #: media as signed gateway URLs, or inline base64
     media: Literal["url", "inline"] = "url"
@@ -246,20 +288,29 @@ class RelayRoute:
 class RelaySettings:
     """Hooks, routes (in order) and opt-out words for the relay to applications (issue 7)."""
 
+    #: the applications' hooks
     hooks: tuple[RelayHook, ...] = ()
+    #: routing rules, in order: the first that matches an MO wins
     routes: tuple[RelayRoute, ...] = ()
+    #: where MOs no route matches go; None: stored as unrouted
     default_route: RelayRoute | None = None
     #: an MO whose whole text is one of these (case-insensitive) suppresses its sender
     stop_words: tuple[str, ...] = DEFAULT_STOP_WORDS
+    #: an MO whose whole text is one of these (case-insensitive) lifts its sender's suppression
     start_words: tuple[str, ...] = DEFAULT_START_WORDS
+    #: seconds after its first attempt at which a failing event becomes a dead letter
     max_age: float = 172800.0
+    #: seconds: the first retry waits up to this long; each further one up to twice as long
     initial_backoff: float = 2.0
+    #: seconds: the cap on one retry's wait
     max_backoff: float = 600.0
+    #: seconds a signed media URL stays valid
     media_url_ttl: float = 86400.0
     #: delivered, skipped and dropped events are deleted this long after their last change
     retain: float = 7 * 86400.0
     #: base URL applications reach the gateway's media URLs at; None: the API's listen address
     media_url_base: str | None = None
+    #: the HMAC key signing media URLs; None: a random key the store makes once and keeps
     media_url_secret: Secret | None = None
 
     def hook(self, name: str) -> RelayHook:
@@ -271,6 +322,7 @@ class RelaySettings:
 
 @dataclass(frozen=True, slots=True)
 class LoggingSettings:
+    #: the lowest level logged: debug, info, warning, error or critical
     level: str = "info"
     #: JSON lines (production); false: structlog's console renderer
     json: bool = True
@@ -278,7 +330,9 @@ class LoggingSettings:
 
 @dataclass(frozen=True, slots=True)
 class MetricsSettings:
+    #: serve Prometheus metrics
     enabled: bool = True
+    #: the HTTP path they are served at
     path: str = "/metrics"
     #: a separate listener for metrics; None: served by the API's listener
     listen: Listen | None = None
@@ -288,13 +342,21 @@ class MetricsSettings:
 class GatewayConfig:
     """The whole gateway configuration, validated; built by ``load_config``."""
 
+    #: the file it was read from (error messages name it)
     source: Path
+    #: the MMSC links, in file order (at least one)
     links: tuple[LinkSettings, ...]
+    #: the inbound MM7 endpoint (delivery reports, read replies, MOs)
     inbound: InboundSettings
+    #: the sending API for applications
     api: ApiSettings
+    #: where state is kept
     store: StoreSettings = StoreSettings()
+    #: MOs and status events to applications' hooks
     relay: RelaySettings = RelaySettings()
+    #: structlog output
     logging: LoggingSettings = LoggingSettings()
+    #: Prometheus metrics
     metrics: MetricsSettings = MetricsSettings()
 
     def link(self, name: str) -> LinkSettings:
