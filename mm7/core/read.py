@@ -40,6 +40,14 @@ from mm7.core.values import (
 )
 from mm7.core.versions import LATEST, SOAP_ENV_NS, VERSIONS, Version, version_for_namespace
 
+__all__ = [
+    "local",
+    "namespace",
+    "read_body",
+    "read_envelope",
+    "read_fault",
+]
+
 _SOAP_NS_NO_SLASH = SOAP_ENV_NS.rstrip("/")
 _ENUM_CLASSES: dict[str, type[StrEnum]] = {
     "messageClass": model.MessageClass,

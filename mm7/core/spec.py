@@ -13,6 +13,19 @@ from enum import StrEnum
 
 from mm7.core.versions import ALL, VERSIONS, Version, only, since, until
 
+__all__ = [
+    "ENUMS",
+    "OPERATIONS",
+    "OPERATION_BY_MODEL",
+    "OPERATION_BY_NAME",
+    "SENDER_ID_ELEMENTS",
+    "Element",
+    "Kind",
+    "Operation",
+    "enum_values",
+    "operations_in",
+]
+
 
 class Kind(StrEnum):
     """How an element's value is written; the codec and the XSD generator switch on it."""

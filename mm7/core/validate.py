@@ -10,6 +10,8 @@ from typing import Any
 from mm7.core.versions import SOAP_ENV_NS, version_for_namespace
 from mm7.core.xsdgen import load_envelope_schema, load_schema
 
+__all__ = ["SchemaReport", "validate_envelope"]
+
 
 @dataclass(frozen=True, slots=True)
 class SchemaReport:
