@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
+
+from lxml import etree
 
 from mm7.core import model
 from mm7.core.errors import ParseError, ValidationError
@@ -33,6 +36,7 @@ from mm7.core.model import (
 from mm7.core.spec import OPERATION_BY_NAME, SENDER_ID_ELEMENTS, Element, Kind, Operation
 from mm7.core.status import parse_mm_status, parse_read_status
 from mm7.core.values import (
+    RelativeOrAbsolute,
     decode_rfc2047,
     parse_bool,
     parse_datetime,
@@ -90,7 +94,7 @@ def _tag_table(op: str, token: str, ns: str | None) -> dict[str, tuple[int, Elem
     return {prefix + name: found for name, found in _BY_NAME[(op, token)].items()}
 
 
-def local(el: Any) -> str:
+def local(el: etree._Element | str) -> str:
     """Local name of an element or attribute tag ('{ns}Name' -> 'Name')."""
     tag = el.tag if not isinstance(el, str) else el
     if not isinstance(tag, str):
@@ -98,23 +102,28 @@ def local(el: Any) -> str:
     return tag.rpartition("}")[2]
 
 
-def namespace(el: Any) -> str | None:
+def namespace(el: etree._Element) -> str | None:
     tag = el.tag
     if isinstance(tag, str) and tag.startswith("{"):
         return tag[1:].partition("}")[0]
     return None
 
 
-def _children(el: Any) -> list[Any]:
+def _children(el: etree._Element) -> list[etree._Element]:
     return [c for c in el if isinstance(c.tag, str)]
 
 
-def _text(el: Any) -> str:
+def _text(el: etree._Element) -> str:
     return el.text or ""
 
 
+def _all_text(el: etree._Element) -> str:
+    """Every text node under ``el``, joined (lxml yields str; its stubs also allow bytes)."""
+    return "".join(cast("Iterator[str]", el.itertext()))
+
+
 def _attr(
-    el: Any,
+    el: etree._Element,
     name: str,
     leniencies: list[Leniency],
     qualified: Leniency = Leniency.ATTRIBUTE_QUALIFIED,
@@ -124,7 +133,7 @@ def _attr(
     if value is not None:
         return str(value)
     for key, val in el.attrib.items():
-        if key.endswith("}" + name):
+        if isinstance(key, str) and key.endswith("}" + name):
             leniencies.append(qualified)
             return str(val)
     return None
@@ -153,19 +162,19 @@ class _Reader:
         return f"{self.op.name}/{name}"
 
     # -- values
-    def boolean(self, el: Any, name: str) -> bool:
+    def boolean(self, el: etree._Element, name: str) -> bool:
         try:
             return parse_bool(_text(el), self.leniencies)
         except ParseError as exc:
             raise ParseError(str(exc), where=self.where(name)) from None
 
-    def reldate_text(self, text: str, name: str) -> Any:
+    def reldate_text(self, text: str, name: str) -> RelativeOrAbsolute:
         try:
             return parse_relative_or_absolute(text.strip(), self.leniencies)
         except ParseError as exc:
             raise ParseError(str(exc), where=self.where(name)) from None
 
-    def datetime_text(self, text: str, name: str) -> Any:
+    def datetime_text(self, text: str, name: str) -> datetime:
         try:
             return parse_datetime(text.strip(), self.leniencies)
         except ParseError as exc:
@@ -190,7 +199,7 @@ class _Reader:
             )
         return value
 
-    def enum(self, el: Any, element: Element) -> Any:
+    def enum(self, el: etree._Element, element: Element) -> StrEnum | None:
         raw = _text(el).strip()
         assert element.enum is not None
         cls = _ENUM_CLASSES[element.enum]
@@ -206,7 +215,7 @@ class _Reader:
         self.extensions.append((element.name, raw))
         return None
 
-    def address(self, el: Any, name: str) -> Address:
+    def address(self, el: etree._Element, name: str) -> Address:
         kids = _children(el)
         if not kids:
             text = _text(el).strip()
@@ -218,7 +227,7 @@ class _Reader:
             return self._plmn(Address.guess(text))
         return self.address_element(kids[0], name)
 
-    def address_element(self, child: Any, name: str) -> Address:
+    def address_element(self, child: etree._Element, name: str) -> Address:
         tag = local(child)
         kind = _ADDRESS_TAGS.get(tag)
         if kind is None and tag in _ADDRESS_MISNAMED:
@@ -254,14 +263,14 @@ class _Reader:
                 return Address(value, addr.kind, addr.display_only, addr.address_coding, addr.id)
         return addr
 
-    def addresses(self, el: Any, name: str) -> tuple[Address, ...]:
+    def addresses(self, el: etree._Element, name: str) -> tuple[Address, ...]:
         kids = _children(el)
         if not kids and _text(el).strip():
             self.leniencies.append(Leniency.SENDER_BARE_TEXT)
             return (self._plmn(Address.guess(_text(el))),)
         return tuple(self.address_element(k, name) for k in kids)
 
-    def recipients(self, el: Any) -> Recipients:
+    def recipients(self, el: etree._Element) -> Recipients:
         lists: dict[str, list[Address]] = {"To": [], "Cc": [], "Bcc": []}
         for kid in _children(el):
             tag = local(kid)
@@ -272,7 +281,7 @@ class _Reader:
             lists[tag].extend(self.addresses(kid, f"Recipients/{tag}"))
         return Recipients(tuple(lists["To"]), tuple(lists["Cc"]), tuple(lists["Bcc"]))
 
-    def status(self, el: Any, name: str = "Status") -> Status:
+    def status(self, el: etree._Element, name: str = "Status") -> Status:
         code_text: str | None = None
         text = ""
         details: str | None = None
@@ -283,7 +292,7 @@ class _Reader:
             elif tag == "StatusText":
                 text = _text(kid)
             elif tag == "Details":
-                details = "".join(kid.itertext()).strip() if len(kid) else _text(kid)
+                details = _all_text(kid).strip() if len(kid) else _text(kid)
         if code_text is None:
             raise ValidationError("Status has no StatusCode", where=self.where(name))
         match = _INTEGER.fullmatch(code_text)
@@ -295,7 +304,11 @@ class _Reader:
 
     # -- the body
     def read(
-        self, body: Any, cls: type[Message], parts: Sequence[Part], kwargs: dict[str, Any]
+        self,
+        body: etree._Element,
+        cls: type[Message],
+        parts: Sequence[Part],
+        kwargs: dict[str, Any],
     ) -> Message:
         """The message ``body`` holds; ``kwargs`` comes pre-filled with the envelope fields."""
         by_name = _BY_NAME[(self.op.name, self.version.token)]
@@ -331,7 +344,7 @@ class _Reader:
                 other = any_version.get(name)
                 if other is None:
                     self.leniencies.append(Leniency.UNKNOWN_ELEMENT)
-                    self.extensions.append((name, "".join(child.itertext())))
+                    self.extensions.append((name, _all_text(child)))
                     continue
                 self.leniencies.append(Leniency.ELEMENT_OTHER_VERSION)
                 element = other
@@ -384,11 +397,11 @@ class _Reader:
                 )
             previous = element.name
 
-    def value(self, child: Any, element: Element, kwargs: dict[str, Any]) -> None:
+    def value(self, child: etree._Element, element: Element, kwargs: dict[str, Any]) -> None:
         """Read one element's value into ``kwargs`` (by the model attribute it maps to)."""
         _VALUE_READERS[element.kind](self, child, element, kwargs)
 
-    def sender_id(self, el: Any, kwargs: dict[str, Any]) -> None:
+    def sender_id(self, el: etree._Element, kwargs: dict[str, Any]) -> None:
         names = {e.name: e for e in SENDER_ID_ELEMENTS}
         for kid in _children(el):
             tag = local(kid)
@@ -401,7 +414,7 @@ class _Reader:
             else:
                 kwargs[element.attr] = _text(kid).strip()
 
-    def sender_address(self, el: Any) -> Address:
+    def sender_address(self, el: etree._Element) -> Address:
         """SenderAddress: xs:string up to REL-5-MM7-1-1, an address element after; either read."""
         if _children(el):
             if not self.version.typed_sender_address:
@@ -416,61 +429,61 @@ class _Reader:
 _Kwargs = dict[str, Any]
 
 
-def _read_string(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_string(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     text = child.text or ""
     if element.name == "Subject" and "=?" in text:
         text = decode_rfc2047(text, r.leniencies)
     kwargs[element.attr] = text
 
 
-def _read_stripped(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_stripped(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     kwargs[element.attr] = (child.text or "").strip()
 
 
-def _read_version(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_version(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     value = (child.text or "").strip()
     if r.version_known and value not in r.version.mm7_versions:
         r.leniencies.append(Leniency.VERSION_NAMESPACE_MISMATCH)
     kwargs[element.attr] = value
 
 
-def _read_boolean(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_boolean(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     kwargs[element.attr] = r.boolean(child, element.name)
 
 
-def _read_datetime(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_datetime(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     kwargs[element.attr] = r.datetime_text(child.text or "", element.name)
 
 
-def _read_rel_date(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_rel_date(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     kwargs[element.attr] = r.reldate_text(child.text or "", element.name)
 
 
-def _read_enum(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_enum(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     value = r.enum(child, element)
     if value is not None:
         kwargs[element.attr] = value
 
 
-def _read_mm_status(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_mm_status(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     reported = parse_mm_status(child.text or "", r.leniencies)
     kwargs[element.attr] = reported.value
     if reported.raw != reported.value.value:
         kwargs["mm_status_raw"] = reported.raw
 
 
-def _read_read_status(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_read_status(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     read_status, raw = parse_read_status(child.text or "", r.leniencies)
     kwargs[element.attr] = read_status
     if raw != read_status.value:
         kwargs["mm_status_raw"] = raw
 
 
-def _read_address(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_address(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     kwargs[element.attr] = r.address(child, element.name)
 
 
-def _read_recipients(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_recipients(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     recipients = r.recipients(child)
     if element.required and not len(recipients):
         raise ValidationError(
@@ -480,15 +493,17 @@ def _read_recipients(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) 
     kwargs[element.attr] = recipients
 
 
-def _read_sender_id(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_sender_id(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     r.sender_id(child, kwargs)
 
 
-def _read_status(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_status(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     kwargs[element.attr] = r.status(child, element.name)
 
 
-def _read_reply_charging(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_reply_charging(
+    r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs
+) -> None:
     name = element.name
     deadline = _attr(child, "replyDeadline", r.leniencies)
     kwargs[element.attr] = ReplyCharging(
@@ -497,13 +512,17 @@ def _read_reply_charging(r: _Reader, child: Any, element: Element, kwargs: _Kwar
     )
 
 
-def _read_delivery_condition(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_delivery_condition(
+    r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs
+) -> None:
     kids = _children(child)
     texts = [_text(k) for k in kids] if kids else _text(child).split()
     kwargs[element.attr] = tuple(r.posint(t, element.name) or 0 for t in texts)
 
 
-def _read_previously_sent_by(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_previously_sent_by(
+    r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs
+) -> None:
     name = element.name
     kwargs[element.attr] = tuple(
         PreviouslySentBy(
@@ -514,7 +533,9 @@ def _read_previously_sent_by(r: _Reader, child: Any, element: Element, kwargs: _
     )
 
 
-def _read_previously_sent_date(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_previously_sent_date(
+    r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs
+) -> None:
     name = element.name
     kwargs[element.attr] = tuple(
         PreviouslySentDate(
@@ -525,7 +546,9 @@ def _read_previously_sent_date(r: _Reader, child: Any, element: Element, kwargs:
     )
 
 
-def _read_capabilities(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_capabilities(
+    r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs
+) -> None:
     ts = _attr(child, "TimeStamp", r.leniencies)
     kwargs[element.attr] = UACapabilities(
         _attr(child, "UAProf", r.leniencies),
@@ -533,15 +556,17 @@ def _read_capabilities(r: _Reader, child: Any, element: Element, kwargs: _Kwargs
     )
 
 
-def _read_sender_address(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_sender_address(
+    r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs
+) -> None:
     kwargs[element.attr] = r.sender_address(child)
 
 
-def _read_nothing(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_nothing(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     """Content is read by the body loop (it needs the MIME parts)."""
 
 
-_VALUE_READERS: dict[Kind, Callable[[_Reader, Any, Element, _Kwargs], None]] = {
+_VALUE_READERS: dict[Kind, Callable[[_Reader, etree._Element, Element, _Kwargs], None]] = {
     Kind.STRING: _read_string,
     Kind.ID: _read_stripped,
     Kind.SERVICE_CODE: _read_stripped,
@@ -579,7 +604,7 @@ _MODEL_CLASSES: dict[str, type[Message]] = {
 
 
 def read_envelope(
-    root: Any, parts: Sequence[Part], leniencies: list[Leniency]
+    root: etree._Element, parts: Sequence[Part], leniencies: list[Leniency]
 ) -> tuple[Message, Version | None]:
     """The message an Envelope element holds, and the schema version it was read with."""
     env_ns = namespace(root)
@@ -638,7 +663,7 @@ def read_envelope(
 
 
 def read_body(
-    el: Any,
+    el: etree._Element,
     parts: Sequence[Part],
     leniencies: list[Leniency],
     header_ns: str | None = None,
@@ -682,14 +707,14 @@ def read_body(
 
 
 def read_fault(
-    el: Any,
+    el: etree._Element,
     parts: Sequence[Part],
     leniencies: list[Leniency],
     transaction_id: str,
     header_ns: str | None,
 ) -> Fault:
     """A SOAP Fault, extracting an MM7 status from every shape seen in the field."""
-    fields: dict[str, Any] = {}
+    fields: dict[str, str] = {}
     detail = None
     qualified = False
     for kid in _children(el):
@@ -725,6 +750,7 @@ def read_fault(
             for node in detail.iter():
                 if isinstance(node.tag, str) and local(node) == "StatusCode":
                     parent = node.getparent()
+                    assert parent is not None  # node is below detail, never detail itself
                     leniencies.append(Leniency.FAULT_BARE_STATUS)
                     status = _Reader(OPERATION_BY_NAME["RSErrorRsp"], LATEST, leniencies).status(
                         parent, "detail//Status"
