@@ -162,9 +162,10 @@ class _Reader:
         return f"{self.op.name}/{name}"
 
     # -- values
-    def boolean(self, el: etree._Element, name: str) -> bool:
+    def boolean(self, text: str, name: str) -> bool:
+        """An xs:boolean, from an element's text or an attribute value; errors say where."""
         try:
-            return parse_bool(_text(el), self.leniencies)
+            return parse_bool(text, self.leniencies)
         except ParseError as exc:
             raise ParseError(str(exc), where=self.where(name)) from None
 
@@ -177,13 +178,6 @@ class _Reader:
     def datetime_text(self, text: str, name: str) -> datetime:
         try:
             return parse_datetime(text.strip(), self.leniencies)
-        except ParseError as exc:
-            raise ParseError(str(exc), where=self.where(name)) from None
-
-    def bool_attr(self, text: str, name: str) -> bool:
-        """An xs:boolean attribute value (allowAdaptations, displayOnly); errors say where."""
-        try:
-            return parse_bool(text, self.leniencies)
         except ParseError as exc:
             raise ParseError(str(exc), where=self.where(name)) from None
 
@@ -249,7 +243,7 @@ class _Reader:
         addr = Address(
             _text(child).strip(),
             kind,
-            self.bool_attr(display, f"{name}/@displayOnly") if display is not None else None,
+            self.boolean(display, f"{name}/@displayOnly") if display is not None else None,
             addr_coding,
             _attr(child, "id", self.leniencies),
         )
@@ -358,7 +352,7 @@ class _Reader:
                 content_href = _attr(child, "href", self.leniencies, Leniency.HREF_QUALIFIED)
                 allow = _attr(child, "allowAdaptations", self.leniencies, Leniency.HREF_QUALIFIED)
                 if allow is not None:
-                    kwargs["allow_adaptations"] = self.bool_attr(allow, f"{name}/@allowAdaptations")
+                    kwargs["allow_adaptations"] = self.boolean(allow, f"{name}/@allowAdaptations")
                 continue
             readers[element.kind](self, child, element, kwargs)
         self.check_required(kwargs)
@@ -448,7 +442,7 @@ def _read_version(r: _Reader, child: etree._Element, element: Element, kwargs: _
 
 
 def _read_boolean(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
-    kwargs[element.attr] = r.boolean(child, element.name)
+    kwargs[element.attr] = r.boolean(_text(child), element.name)
 
 
 def _read_datetime(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
