@@ -5,6 +5,36 @@ recorded as a named Leniency. What cannot be read raises ParseError (2007) or Va
 (4004) naming the element and what was expected.
 """
 
+# Strategy: read_envelope finds the Body's first child, read_body picks its Operation (spec.py) and
+# the schema version of its namespace, and _Reader.read walks the children once, dispatching on
+# each Element's Kind through _VALUE_READERS into a dict of model fields; the message class is
+# built from that dict at the end.
+#
+# Read strictly, because a peer that gets these wrong sent something we cannot act on:
+# - the frame: a SOAP 1.1 Envelope with a non-empty Body, and a known operation (else 4003);
+# - values that carry meaning: integers (StatusCode, sizes, sequence numbers), xs:boolean and
+#   xs:dateTime/xs:duration in no known spelling, an address element that is not Number,
+#   ShortCode or RFC2822Address: ParseError (2007);
+# - presence: an element the version's schema requires, a Status without a StatusCode, a
+#   required Recipients with no address: ValidationError (4004). A response with an error
+#   status needs only MM7Version and Status (check_required says why).
+#
+# Read leniently, each deviation named in ``leniencies`` (mm7.core.leniency), because real MMSCs
+# make it and what they mean is still clear:
+# - placement: elements out of sequence order, elements of another schema version, MM7 elements
+#   in no namespace, a TransactionID in another namespace; an element's local name says what it
+#   is, so where it sits or which namespace it is in adds nothing we need;
+# - spelling: boolean and enumeration case, dates without a zone or in RFC 2822, bare-text
+#   addresses, /TYPE=PLMN suffixes, RFC 2047 subjects, qualified attributes (mm7:href);
+# - extras: unknown elements and enumeration values are kept in ``extensions``, never refused,
+#   since vendors put their own elements inside standard ones;
+# - faults: a status is taken from every place peers put one (read_fault).
+#
+# Nothing is matched by prefix, which varies from peer to peer; always by namespace URI and local
+# name. The version read with is the namespace's, whatever MM7Version says, since the two are
+# paired freely in the field: a mismatch is only noted. An unknown MM7 namespace is read with the
+# latest version's tables.
+
 from __future__ import annotations
 
 import functools
@@ -316,10 +346,15 @@ class _Reader:
         readers = _VALUE_READERS
         for child in body:
             tag = child.tag
-            if tag.__class__ is not str:
+            if tag.__class__ is not str:  # a comment or processing instruction: no data
                 continue
+            # Fast path: '{body namespace}Name' of an element this version defines. It is read
+            # even when out of sequence order: each element fills its own field, so order
+            # carries no meaning for reading, and peers build bodies by hand in their own order
+            # (we still emit in schema order). last_index is the furthest position reached so
+            # far; anything behind it is out of order.
             found = by_tag.get(tag)
-            if found is not None:  # the common case: a known element of this version, in order
+            if found is not None:
                 index, element = found
                 if index < last_index:
                     self.leniencies.append(Leniency.ELEMENT_ORDER)
@@ -328,26 +363,41 @@ class _Reader:
                 if element.kind is not Kind.CONTENT:
                     readers[element.kind](self, child, element, kwargs)
                     continue
+            # Slow path: Content (below), or a child not in the body's namespace, or not an
+            # element of this version.
             name = local(child)
             if body_ns is not None and namespace(child) is None and not no_ns_reported:
+                # A writer that qualifies only the body element leaves its children in no
+                # namespace. Their local names still say what they are: read them, and report
+                # it once per body, not once per child.
                 self.leniencies.append(Leniency.MM7_NO_NAMESPACE)
                 no_ns_reported = True
             if found is not None:
-                pass
+                pass  # Content from the fast path
             elif (found := by_name.get(name)) is None:
                 other = any_version.get(name)
                 if other is None:
+                    # No version of this operation has it: a vendor's own element. Kept for the
+                    # application in ``extensions``, not refused.
                     self.leniencies.append(Leniency.UNKNOWN_ELEMENT)
                     self.extensions.append((name, _all_text(child)))
                     continue
+                # Another schema version of this operation defines it (a REL-6 element under a
+                # REL-5 namespace): peers pair namespace, MM7Version and element set freely, and
+                # the model has a field for it whichever version it came from, so read it rather
+                # than lose it. Its index belongs to another sequence: order is not judged.
                 self.leniencies.append(Leniency.ELEMENT_OTHER_VERSION)
                 element = other
             else:
+                # This version's element by local name, in no namespace or another one: judged
+                # for order like the fast path.
                 index, element = found
                 if index < last_index:
                     self.leniencies.append(Leniency.ELEMENT_ORDER)
                 last_index = max(last_index, index)
             if element.kind is Kind.CONTENT:
+                # Only the reference is read here: href names a MIME part, resolved after the
+                # loop against the parts of the body (find_content).
                 saw_content = True
                 content_href = _attr(child, "href", self.leniencies, Leniency.HREF_QUALIFIED)
                 allow = _attr(child, "allowAdaptations", self.leniencies, Leniency.HREF_QUALIFIED)
@@ -356,6 +406,8 @@ class _Reader:
                 continue
             readers[element.kind](self, child, element, kwargs)
         self.check_required(kwargs)
+        # Parts without a <Content> element are still the content: some MMSCs send media with
+        # no Content element, and find_content takes it (CONTENT_ELEMENT_MISSING).
         if (saw_content or parts) and self.op.name in _WITH_CONTENT:
             content = find_content(parts, content_href if saw_content else None, self.leniencies)
             if content is not None:
