@@ -5,6 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+__all__ = [
+    "Layout",
+    "MediaItem",
+    "Presentation",
+    "Slide",
+]
+
 
 class Layout(StrEnum):
     """Root-layout orientation and where the text region sits relative to the image region."""

@@ -18,6 +18,14 @@ from mm7.core.errors import LimitExceededError, ParseError
 from mm7.core.leniency import Leniency
 from mm7.core.limits import DEFAULT_LIMITS, Limits
 
+__all__ = [
+    "MAX_HEADER_BLOCK",
+    "MAX_INTERIM_RESPONSES",
+    "Capture",
+    "max_capture_bytes",
+    "read_capture",
+]
+
 #: the largest header block (start line and headers) read before giving up
 MAX_HEADER_BLOCK = 64 * 1024
 #: interim (1xx) responses skipped before the final one; more is not a real capture

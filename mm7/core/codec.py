@@ -22,6 +22,16 @@ from mm7.core.read import local, namespace, read_envelope
 from mm7.core.versions import LATEST, Version, version_for_namespace
 from mm7.core.xmlsafe import parse_xml
 
+__all__ = [
+    "UNSAFE_NAMESPACE_CHARS",
+    "Decoded",
+    "Encoded",
+    "decode",
+    "encode",
+    "safe_echo",
+    "salvage_envelope",
+]
+
 #: stdlib logging, silent unless the application enables it (a library must not print)
 log = logging.getLogger("mm7.codec")
 

@@ -16,6 +16,18 @@ from typing import Any
 from mm7.core.errors import MM7Error
 from mm7.core.versions import LATEST, Version, get_version
 
+__all__ = [
+    "BOOLEAN_SPELLINGS",
+    "DATE_STYLES",
+    "DIALECTS",
+    "NUMBER_PLUS",
+    "STRICT_3GPP",
+    "TRANSFER_ENCODINGS",
+    "Dialect",
+    "DialectError",
+    "get_dialect",
+]
+
 BOOLEAN_SPELLINGS = ("lower", "title", "upper", "digit")
 DATE_STYLES = ("utc-z", "offset", "local-naive")
 TRANSFER_ENCODINGS = ("binary", "8bit", "7bit", "base64", "quoted-printable")

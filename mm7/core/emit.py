@@ -43,6 +43,16 @@ from mm7.core.spec import (
 from mm7.core.values import Duration, format_bool, format_datetime, format_relative_or_absolute
 from mm7.core.versions import SOAP_ENV_NS, Version, get_version
 
+__all__ = [
+    "CONTENT_ID",
+    "escape_attr",
+    "escape_text",
+    "fault_code_for",
+    "write_body",
+    "write_envelope",
+    "write_fault",
+]
+
 # Characters XML 1.0 cannot carry at all: C0 controls but TAB/LF/CR, U+FFFE/FFFF, and lone
 # surrogates (a Python str can hold them, UTF-8 cannot encode them).
 _INVALID_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "EmitError",
+    "LimitExceededError",
+    "MM7Error",
+    "ParseError",
+    "UnsafeXMLError",
+    "ValidationError",
+]
+
 
 class MM7Error(Exception):
     """Base class of every error the protocol core raises."""

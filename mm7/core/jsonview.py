@@ -11,6 +11,13 @@ from mm7.core.mime import Part
 from mm7.core.model import Message
 from mm7.core.values import Duration
 
+__all__ = [
+    "leaf_parts",
+    "message_fields",
+    "part_summary",
+    "to_json",
+]
+
 
 def to_json(value: Any) -> Any:
     """A JSON-ready rendering of a model value (dataclasses become objects, None fields dropped)."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+__all__ = ["Leniency"]
+
 
 class Leniency(StrEnum):
     """One tolerated deviation from TS 23.140 / SOAP 1.1 / SwA, as seen in real traffic."""

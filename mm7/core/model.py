@@ -26,6 +26,53 @@ from mm7.core.status import (
 )
 from mm7.core.values import RelativeOrAbsolute
 
+__all__ = [
+    "ERROR_FOR",
+    "REQUESTS",
+    "RESPONSES",
+    "RESPONSE_FOR",
+    "SHORT_CODE_MAX_DIGITS",
+    "SUCCESS",
+    "Address",
+    "AddressCoding",
+    "AddressKind",
+    "CancelReq",
+    "CancelRsp",
+    "ChargedParty",
+    "ContentClass",
+    "DeliverReq",
+    "DeliverRsp",
+    "DeliveryReportReq",
+    "DeliveryReportRsp",
+    "ExtendedCancelReq",
+    "ExtendedCancelRsp",
+    "ExtendedReplaceReq",
+    "ExtendedReplaceRsp",
+    "Fault",
+    "MMStatusExtension",
+    "Message",
+    "MessageClass",
+    "PreviouslySentBy",
+    "PreviouslySentDate",
+    "Priority",
+    "RSErrorRsp",
+    "ReadReplyReq",
+    "ReadReplyRsp",
+    "Recipients",
+    "ReplaceReq",
+    "ReplaceRsp",
+    "ReplyCharging",
+    "Request",
+    "Response",
+    "Status",
+    "SubmitReq",
+    "SubmitRsp",
+    "UACapabilities",
+    "VASPErrorRsp",
+    "VASPRequest",
+    "reply_to",
+]
+
 
 class AddressKind(StrEnum):
     """The element an address is written as."""

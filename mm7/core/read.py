@@ -5,13 +5,46 @@ recorded as a named Leniency. What cannot be read raises ParseError (2007) or Va
 (4004) naming the element and what was expected.
 """
 
+# Strategy: read_envelope finds the Body's first child, read_body picks its Operation (spec.py) and
+# the schema version of its namespace, and _Reader.read walks the children once, dispatching on
+# each Element's Kind through _VALUE_READERS into a dict of model fields; the message class is
+# built from that dict at the end.
+#
+# Read strictly, because a peer that gets these wrong sent something we cannot act on:
+# - the frame: a SOAP 1.1 Envelope with a non-empty Body, and a known operation (else 4003);
+# - values that carry meaning: integers (StatusCode, sizes, sequence numbers), xs:boolean and
+#   xs:dateTime/xs:duration in no known spelling, an address element that is not Number,
+#   ShortCode or RFC2822Address: ParseError (2007);
+# - presence: an element the version's schema requires, a Status without a StatusCode, a
+#   required Recipients with no address: ValidationError (4004). A response with an error
+#   status needs only MM7Version and Status (check_required says why).
+#
+# Read leniently, each deviation named in ``leniencies`` (mm7.core.leniency), because real MMSCs
+# make it and what they mean is still clear:
+# - placement: elements out of sequence order, elements of another schema version, MM7 elements
+#   in no namespace, a TransactionID in another namespace; an element's local name says what it
+#   is, so where it sits or which namespace it is in adds nothing we need;
+# - spelling: boolean and enumeration case, dates without a zone or in RFC 2822, bare-text
+#   addresses, /TYPE=PLMN suffixes, RFC 2047 subjects, qualified attributes (mm7:href);
+# - extras: unknown elements and enumeration values are kept in ``extensions``, never refused,
+#   since vendors put their own elements inside standard ones;
+# - faults: a status is taken from every place peers put one (read_fault).
+#
+# Nothing is matched by prefix, which varies from peer to peer; always by namespace URI and local
+# name. The version read with is the namespace's, whatever MM7Version says, since the two are
+# paired freely in the field: a mismatch is only noted. An unknown MM7 namespace is read with the
+# latest version's tables.
+
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
+
+from lxml import etree
 
 from mm7.core import model
 from mm7.core.errors import ParseError, ValidationError
@@ -33,12 +66,21 @@ from mm7.core.model import (
 from mm7.core.spec import OPERATION_BY_NAME, SENDER_ID_ELEMENTS, Element, Kind, Operation
 from mm7.core.status import parse_mm_status, parse_read_status
 from mm7.core.values import (
+    RelativeOrAbsolute,
     decode_rfc2047,
     parse_bool,
     parse_datetime,
     parse_relative_or_absolute,
 )
 from mm7.core.versions import LATEST, SOAP_ENV_NS, VERSIONS, Version, version_for_namespace
+
+__all__ = [
+    "local",
+    "namespace",
+    "read_body",
+    "read_envelope",
+    "read_fault",
+]
 
 _SOAP_NS_NO_SLASH = SOAP_ENV_NS.rstrip("/")
 _ENUM_CLASSES: dict[str, type[StrEnum]] = {
@@ -82,7 +124,7 @@ def _tag_table(op: str, token: str, ns: str | None) -> dict[str, tuple[int, Elem
     return {prefix + name: found for name, found in _BY_NAME[(op, token)].items()}
 
 
-def local(el: Any) -> str:
+def local(el: etree._Element | str) -> str:
     """Local name of an element or attribute tag ('{ns}Name' -> 'Name')."""
     tag = el.tag if not isinstance(el, str) else el
     if not isinstance(tag, str):
@@ -90,23 +132,28 @@ def local(el: Any) -> str:
     return tag.rpartition("}")[2]
 
 
-def namespace(el: Any) -> str | None:
+def namespace(el: etree._Element) -> str | None:
     tag = el.tag
     if isinstance(tag, str) and tag.startswith("{"):
         return tag[1:].partition("}")[0]
     return None
 
 
-def _children(el: Any) -> list[Any]:
+def _children(el: etree._Element) -> list[etree._Element]:
     return [c for c in el if isinstance(c.tag, str)]
 
 
-def _text(el: Any) -> str:
+def _text(el: etree._Element) -> str:
     return el.text or ""
 
 
+def _all_text(el: etree._Element) -> str:
+    """Every text node under ``el``, joined (lxml yields str; its stubs also allow bytes)."""
+    return "".join(cast("Iterator[str]", el.itertext()))
+
+
 def _attr(
-    el: Any,
+    el: etree._Element,
     name: str,
     leniencies: list[Leniency],
     qualified: Leniency = Leniency.ATTRIBUTE_QUALIFIED,
@@ -116,7 +163,7 @@ def _attr(
     if value is not None:
         return str(value)
     for key, val in el.attrib.items():
-        if key.endswith("}" + name):
+        if isinstance(key, str) and key.endswith("}" + name):
             leniencies.append(qualified)
             return str(val)
     return None
@@ -145,28 +192,22 @@ class _Reader:
         return f"{self.op.name}/{name}"
 
     # -- values
-    def boolean(self, el: Any, name: str) -> bool:
+    def boolean(self, text: str, name: str) -> bool:
+        """An xs:boolean, from an element's text or an attribute value; errors say where."""
         try:
-            return parse_bool(_text(el), self.leniencies)
+            return parse_bool(text, self.leniencies)
         except ParseError as exc:
             raise ParseError(str(exc), where=self.where(name)) from None
 
-    def reldate_text(self, text: str, name: str) -> Any:
+    def reldate_text(self, text: str, name: str) -> RelativeOrAbsolute:
         try:
             return parse_relative_or_absolute(text.strip(), self.leniencies)
         except ParseError as exc:
             raise ParseError(str(exc), where=self.where(name)) from None
 
-    def datetime_text(self, text: str, name: str) -> Any:
+    def datetime_text(self, text: str, name: str) -> datetime:
         try:
             return parse_datetime(text.strip(), self.leniencies)
-        except ParseError as exc:
-            raise ParseError(str(exc), where=self.where(name)) from None
-
-    def bool_attr(self, text: str, name: str) -> bool:
-        """An xs:boolean attribute value (allowAdaptations, displayOnly); errors say where."""
-        try:
-            return parse_bool(text, self.leniencies)
         except ParseError as exc:
             raise ParseError(str(exc), where=self.where(name)) from None
 
@@ -182,7 +223,7 @@ class _Reader:
             )
         return value
 
-    def enum(self, el: Any, element: Element) -> Any:
+    def enum(self, el: etree._Element, element: Element) -> StrEnum | None:
         raw = _text(el).strip()
         assert element.enum is not None
         cls = _ENUM_CLASSES[element.enum]
@@ -198,7 +239,7 @@ class _Reader:
         self.extensions.append((element.name, raw))
         return None
 
-    def address(self, el: Any, name: str) -> Address:
+    def address(self, el: etree._Element, name: str) -> Address:
         kids = _children(el)
         if not kids:
             text = _text(el).strip()
@@ -210,7 +251,7 @@ class _Reader:
             return self._plmn(Address.guess(text))
         return self.address_element(kids[0], name)
 
-    def address_element(self, child: Any, name: str) -> Address:
+    def address_element(self, child: etree._Element, name: str) -> Address:
         tag = local(child)
         kind = _ADDRESS_TAGS.get(tag)
         if kind is None and tag in _ADDRESS_MISNAMED:
@@ -232,7 +273,7 @@ class _Reader:
         addr = Address(
             _text(child).strip(),
             kind,
-            self.bool_attr(display, f"{name}/@displayOnly") if display is not None else None,
+            self.boolean(display, f"{name}/@displayOnly") if display is not None else None,
             addr_coding,
             _attr(child, "id", self.leniencies),
         )
@@ -246,14 +287,14 @@ class _Reader:
                 return Address(value, addr.kind, addr.display_only, addr.address_coding, addr.id)
         return addr
 
-    def addresses(self, el: Any, name: str) -> tuple[Address, ...]:
+    def addresses(self, el: etree._Element, name: str) -> tuple[Address, ...]:
         kids = _children(el)
         if not kids and _text(el).strip():
             self.leniencies.append(Leniency.SENDER_BARE_TEXT)
             return (self._plmn(Address.guess(_text(el))),)
         return tuple(self.address_element(k, name) for k in kids)
 
-    def recipients(self, el: Any) -> Recipients:
+    def recipients(self, el: etree._Element) -> Recipients:
         lists: dict[str, list[Address]] = {"To": [], "Cc": [], "Bcc": []}
         for kid in _children(el):
             tag = local(kid)
@@ -264,7 +305,7 @@ class _Reader:
             lists[tag].extend(self.addresses(kid, f"Recipients/{tag}"))
         return Recipients(tuple(lists["To"]), tuple(lists["Cc"]), tuple(lists["Bcc"]))
 
-    def status(self, el: Any, name: str = "Status") -> Status:
+    def status(self, el: etree._Element, name: str = "Status") -> Status:
         code_text: str | None = None
         text = ""
         details: str | None = None
@@ -275,7 +316,7 @@ class _Reader:
             elif tag == "StatusText":
                 text = _text(kid)
             elif tag == "Details":
-                details = "".join(kid.itertext()).strip() if len(kid) else _text(kid)
+                details = _all_text(kid).strip() if len(kid) else _text(kid)
         if code_text is None:
             raise ValidationError("Status has no StatusCode", where=self.where(name))
         match = _INTEGER.fullmatch(code_text)
@@ -287,7 +328,11 @@ class _Reader:
 
     # -- the body
     def read(
-        self, body: Any, cls: type[Message], parts: Sequence[Part], kwargs: dict[str, Any]
+        self,
+        body: etree._Element,
+        cls: type[Message],
+        parts: Sequence[Part],
+        kwargs: dict[str, Any],
     ) -> Message:
         """The message ``body`` holds; ``kwargs`` comes pre-filled with the envelope fields."""
         by_name = _BY_NAME[(self.op.name, self.version.token)]
@@ -301,10 +346,15 @@ class _Reader:
         readers = _VALUE_READERS
         for child in body:
             tag = child.tag
-            if tag.__class__ is not str:
+            if tag.__class__ is not str:  # a comment or processing instruction: no data
                 continue
+            # Fast path: '{body namespace}Name' of an element this version defines. It is read
+            # even when out of sequence order: each element fills its own field, so order
+            # carries no meaning for reading, and peers build bodies by hand in their own order
+            # (we still emit in schema order). last_index is the furthest position reached so
+            # far; anything behind it is out of order.
             found = by_tag.get(tag)
-            if found is not None:  # the common case: a known element of this version, in order
+            if found is not None:
                 index, element = found
                 if index < last_index:
                     self.leniencies.append(Leniency.ELEMENT_ORDER)
@@ -313,34 +363,51 @@ class _Reader:
                 if element.kind is not Kind.CONTENT:
                     readers[element.kind](self, child, element, kwargs)
                     continue
+            # Slow path: Content (below), or a child not in the body's namespace, or not an
+            # element of this version.
             name = local(child)
             if body_ns is not None and namespace(child) is None and not no_ns_reported:
+                # A writer that qualifies only the body element leaves its children in no
+                # namespace. Their local names still say what they are: read them, and report
+                # it once per body, not once per child.
                 self.leniencies.append(Leniency.MM7_NO_NAMESPACE)
                 no_ns_reported = True
             if found is not None:
-                pass
+                pass  # Content from the fast path
             elif (found := by_name.get(name)) is None:
                 other = any_version.get(name)
                 if other is None:
+                    # No version of this operation has it: a vendor's own element. Kept for the
+                    # application in ``extensions``, not refused.
                     self.leniencies.append(Leniency.UNKNOWN_ELEMENT)
-                    self.extensions.append((name, "".join(child.itertext())))
+                    self.extensions.append((name, _all_text(child)))
                     continue
+                # Another schema version of this operation defines it (a REL-6 element under a
+                # REL-5 namespace): peers pair namespace, MM7Version and element set freely, and
+                # the model has a field for it whichever version it came from, so read it rather
+                # than lose it. Its index belongs to another sequence: order is not judged.
                 self.leniencies.append(Leniency.ELEMENT_OTHER_VERSION)
                 element = other
             else:
+                # This version's element by local name, in no namespace or another one: judged
+                # for order like the fast path.
                 index, element = found
                 if index < last_index:
                     self.leniencies.append(Leniency.ELEMENT_ORDER)
                 last_index = max(last_index, index)
             if element.kind is Kind.CONTENT:
+                # Only the reference is read here: href names a MIME part, resolved after the
+                # loop against the parts of the body (find_content).
                 saw_content = True
                 content_href = _attr(child, "href", self.leniencies, Leniency.HREF_QUALIFIED)
                 allow = _attr(child, "allowAdaptations", self.leniencies, Leniency.HREF_QUALIFIED)
                 if allow is not None:
-                    kwargs["allow_adaptations"] = self.bool_attr(allow, f"{name}/@allowAdaptations")
+                    kwargs["allow_adaptations"] = self.boolean(allow, f"{name}/@allowAdaptations")
                 continue
             readers[element.kind](self, child, element, kwargs)
         self.check_required(kwargs)
+        # Parts without a <Content> element are still the content: some MMSCs send media with
+        # no Content element, and find_content takes it (CONTENT_ELEMENT_MISSING).
         if (saw_content or parts) and self.op.name in _WITH_CONTENT:
             content = find_content(parts, content_href if saw_content else None, self.leniencies)
             if content is not None:
@@ -376,11 +443,11 @@ class _Reader:
                 )
             previous = element.name
 
-    def value(self, child: Any, element: Element, kwargs: dict[str, Any]) -> None:
+    def value(self, child: etree._Element, element: Element, kwargs: dict[str, Any]) -> None:
         """Read one element's value into ``kwargs`` (by the model attribute it maps to)."""
         _VALUE_READERS[element.kind](self, child, element, kwargs)
 
-    def sender_id(self, el: Any, kwargs: dict[str, Any]) -> None:
+    def sender_id(self, el: etree._Element, kwargs: dict[str, Any]) -> None:
         names = {e.name: e for e in SENDER_ID_ELEMENTS}
         for kid in _children(el):
             tag = local(kid)
@@ -393,7 +460,7 @@ class _Reader:
             else:
                 kwargs[element.attr] = _text(kid).strip()
 
-    def sender_address(self, el: Any) -> Address:
+    def sender_address(self, el: etree._Element) -> Address:
         """SenderAddress: xs:string up to REL-5-MM7-1-1, an address element after; either read."""
         if _children(el):
             if not self.version.typed_sender_address:
@@ -408,61 +475,61 @@ class _Reader:
 _Kwargs = dict[str, Any]
 
 
-def _read_string(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_string(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     text = child.text or ""
     if element.name == "Subject" and "=?" in text:
         text = decode_rfc2047(text, r.leniencies)
     kwargs[element.attr] = text
 
 
-def _read_stripped(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_stripped(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     kwargs[element.attr] = (child.text or "").strip()
 
 
-def _read_version(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_version(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     value = (child.text or "").strip()
     if r.version_known and value not in r.version.mm7_versions:
         r.leniencies.append(Leniency.VERSION_NAMESPACE_MISMATCH)
     kwargs[element.attr] = value
 
 
-def _read_boolean(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
-    kwargs[element.attr] = r.boolean(child, element.name)
+def _read_boolean(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
+    kwargs[element.attr] = r.boolean(_text(child), element.name)
 
 
-def _read_datetime(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_datetime(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     kwargs[element.attr] = r.datetime_text(child.text or "", element.name)
 
 
-def _read_rel_date(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_rel_date(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     kwargs[element.attr] = r.reldate_text(child.text or "", element.name)
 
 
-def _read_enum(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_enum(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     value = r.enum(child, element)
     if value is not None:
         kwargs[element.attr] = value
 
 
-def _read_mm_status(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_mm_status(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     reported = parse_mm_status(child.text or "", r.leniencies)
     kwargs[element.attr] = reported.value
     if reported.raw != reported.value.value:
         kwargs["mm_status_raw"] = reported.raw
 
 
-def _read_read_status(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_read_status(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     read_status, raw = parse_read_status(child.text or "", r.leniencies)
     kwargs[element.attr] = read_status
     if raw != read_status.value:
         kwargs["mm_status_raw"] = raw
 
 
-def _read_address(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_address(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     kwargs[element.attr] = r.address(child, element.name)
 
 
-def _read_recipients(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_recipients(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     recipients = r.recipients(child)
     if element.required and not len(recipients):
         raise ValidationError(
@@ -472,15 +539,17 @@ def _read_recipients(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) 
     kwargs[element.attr] = recipients
 
 
-def _read_sender_id(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_sender_id(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     r.sender_id(child, kwargs)
 
 
-def _read_status(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_status(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     kwargs[element.attr] = r.status(child, element.name)
 
 
-def _read_reply_charging(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_reply_charging(
+    r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs
+) -> None:
     name = element.name
     deadline = _attr(child, "replyDeadline", r.leniencies)
     kwargs[element.attr] = ReplyCharging(
@@ -489,13 +558,17 @@ def _read_reply_charging(r: _Reader, child: Any, element: Element, kwargs: _Kwar
     )
 
 
-def _read_delivery_condition(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_delivery_condition(
+    r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs
+) -> None:
     kids = _children(child)
     texts = [_text(k) for k in kids] if kids else _text(child).split()
     kwargs[element.attr] = tuple(r.posint(t, element.name) or 0 for t in texts)
 
 
-def _read_previously_sent_by(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_previously_sent_by(
+    r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs
+) -> None:
     name = element.name
     kwargs[element.attr] = tuple(
         PreviouslySentBy(
@@ -506,7 +579,9 @@ def _read_previously_sent_by(r: _Reader, child: Any, element: Element, kwargs: _
     )
 
 
-def _read_previously_sent_date(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_previously_sent_date(
+    r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs
+) -> None:
     name = element.name
     kwargs[element.attr] = tuple(
         PreviouslySentDate(
@@ -517,7 +592,9 @@ def _read_previously_sent_date(r: _Reader, child: Any, element: Element, kwargs:
     )
 
 
-def _read_capabilities(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_capabilities(
+    r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs
+) -> None:
     ts = _attr(child, "TimeStamp", r.leniencies)
     kwargs[element.attr] = UACapabilities(
         _attr(child, "UAProf", r.leniencies),
@@ -525,15 +602,17 @@ def _read_capabilities(r: _Reader, child: Any, element: Element, kwargs: _Kwargs
     )
 
 
-def _read_sender_address(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_sender_address(
+    r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs
+) -> None:
     kwargs[element.attr] = r.sender_address(child)
 
 
-def _read_nothing(r: _Reader, child: Any, element: Element, kwargs: _Kwargs) -> None:
+def _read_nothing(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     """Content is read by the body loop (it needs the MIME parts)."""
 
 
-_VALUE_READERS: dict[Kind, Callable[[_Reader, Any, Element, _Kwargs], None]] = {
+_VALUE_READERS: dict[Kind, Callable[[_Reader, etree._Element, Element, _Kwargs], None]] = {
     Kind.STRING: _read_string,
     Kind.ID: _read_stripped,
     Kind.SERVICE_CODE: _read_stripped,
@@ -571,7 +650,7 @@ _MODEL_CLASSES: dict[str, type[Message]] = {
 
 
 def read_envelope(
-    root: Any, parts: Sequence[Part], leniencies: list[Leniency]
+    root: etree._Element, parts: Sequence[Part], leniencies: list[Leniency]
 ) -> tuple[Message, Version | None]:
     """The message an Envelope element holds, and the schema version it was read with."""
     env_ns = namespace(root)
@@ -630,7 +709,7 @@ def read_envelope(
 
 
 def read_body(
-    el: Any,
+    el: etree._Element,
     parts: Sequence[Part],
     leniencies: list[Leniency],
     header_ns: str | None = None,
@@ -674,14 +753,14 @@ def read_body(
 
 
 def read_fault(
-    el: Any,
+    el: etree._Element,
     parts: Sequence[Part],
     leniencies: list[Leniency],
     transaction_id: str,
     header_ns: str | None,
 ) -> Fault:
     """A SOAP Fault, extracting an MM7 status from every shape seen in the field."""
-    fields: dict[str, Any] = {}
+    fields: dict[str, str] = {}
     detail = None
     qualified = False
     for kid in _children(el):
@@ -717,6 +796,7 @@ def read_fault(
             for node in detail.iter():
                 if isinstance(node.tag, str) and local(node) == "StatusCode":
                     parent = node.getparent()
+                    assert parent is not None  # node is below detail, never detail itself
                     leniencies.append(Leniency.FAULT_BARE_STATUS)
                     status = _Reader(OPERATION_BY_NAME["RSErrorRsp"], LATEST, leniencies).status(
                         parent, "detail//Status"

@@ -14,6 +14,15 @@ from __future__ import annotations
 import codecs
 from collections.abc import Iterator
 
+__all__ = [
+    "OCTET_STREAM",
+    "WBMP",
+    "gif_frame_count",
+    "is_animated_gif",
+    "sniff",
+    "structural_problem",
+]
+
 OCTET_STREAM = "application/octet-stream"
 WBMP = "image/vnd.wap.wbmp"
 

@@ -3,7 +3,7 @@
 This table is the single source of truth for both the codec (what to emit, in which order, and
 which model attribute holds it) and the XSD generator (``mm7.core.xsdgen`` writes schemas/ from
 it), so the two cannot drift. Facts come from the published MM7 schemas REL-5-MM7-1-0 ..
-REL-6-MM7-1-4 (see VERSION-DIFFS in the shared reference folder).
+REL-6-MM7-1-4, compared version by version.
 """
 
 from __future__ import annotations
@@ -12,6 +12,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from mm7.core.versions import ALL, VERSIONS, Version, only, since, until
+
+__all__ = [
+    "ENUMS",
+    "OPERATIONS",
+    "OPERATION_BY_MODEL",
+    "OPERATION_BY_NAME",
+    "SENDER_ID_ELEMENTS",
+    "Element",
+    "Kind",
+    "Operation",
+    "enum_values",
+    "operations_in",
+]
 
 
 class Kind(StrEnum):

@@ -191,8 +191,8 @@ class ReportedStatus:
 
 # Values outside the schema enumeration, keyed by their compact form (casefolded, no spaces, "-"
 # or "_"), mapped to the nearest spec value; each adds MMSTATUS_NONSTANDARD. Spec values spelled
-# with separators ("Delivery Condition Not Met") are added below. Sources: FACTS.md section 4,
-# ANCHORS.md quirk 23. Anything else is Indeterminate.
+# with separators ("Delivery Condition Not Met") are added below. Aggregators (Sinch, Skycore)
+# report these values in delivery reports. Anything else is Indeterminate.
 _NONSTANDARD_MM_STATUS: dict[str, MMStatus] = {
     # US spelling of Unrecognised (Sinch, Skycore): same meaning.
     "unrecognized": MMStatus.UNRECOGNISED,

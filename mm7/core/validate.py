@@ -7,8 +7,12 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from lxml import etree
+
 from mm7.core.versions import SOAP_ENV_NS, version_for_namespace
 from mm7.core.xsdgen import load_envelope_schema, load_schema
+
+__all__ = ["SchemaReport", "validate_envelope"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,11 +28,11 @@ class SchemaReport:
         return not self.errors
 
 
-def _local(tag: Any) -> str:
+def _local(tag: object) -> str:
     return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
-def validate_envelope(root: Any, schema_dir: str | None = None) -> SchemaReport:
+def validate_envelope(root: etree._Element, schema_dir: str | None = None) -> SchemaReport:
     """Validate a parsed Envelope; ``schema_dir`` holds <token>.xsd files (default: our own)."""
     errors: list[str] = []
     env_schema = load_envelope_schema(schema_dir)
@@ -69,7 +73,9 @@ def validate_envelope(root: Any, schema_dir: str | None = None) -> SchemaReport:
             # up to REL-5-MM7-1-1 TransactionID is a bare xs:NMTOKEN: check its value, and let
             # the SOAP attributes every peer sends (mustUnderstand) pass, as they always have
             h = copy.copy(h)
-            for key in [k for k in h.attrib if k.startswith("{" + SOAP_ENV_NS)]:
+            for key in [
+                k for k in h.attrib if isinstance(k, str) and k.startswith("{" + SOAP_ENV_NS)
+            ]:
                 del h.attrib[key]
         if not schema.validate(h):
             errors.extend(_errors(schema, "TransactionID"))

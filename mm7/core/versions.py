@@ -9,6 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import total_ordering
 
+__all__ = [
+    "ALL",
+    "LATEST",
+    "NAMESPACE_BASE",
+    "SOAP_ENV_NS",
+    "VERSIONS",
+    "Version",
+    "get_version",
+    "only",
+    "since",
+    "until",
+    "version_for_namespace",
+]
+
 NAMESPACE_BASE = "http://www.3gpp.org/ftp/Specs/archive/23_series/23.140/schema/"
 SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 
