@@ -1,8 +1,9 @@
 """The gateway's configuration: gateway.toml read, checked and turned into typed settings.
 
 - ``loader``: ``load_config(path)``: reads the TOML, refuses unknown keys and bad values with
-  one ``ConfigError`` line naming the file and the key path, and builds the settings (the file's
-  schema is documented there and in ``conf/gateway.toml``);
+  one ``ConfigError`` line naming the file and the key path, and builds the settings (every key
+  is in ``conf/gateway.toml``, commented where it is not set; each default is declared once, on
+  its field in ``settings``);
 - ``settings``: the frozen dataclasses it returns (``GatewayConfig`` and one per table);
 - ``reader``: the typed accessors the loader reads tables with (``Table``, ``Context``) and
   ``ConfigError``.
