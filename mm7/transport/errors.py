@@ -40,6 +40,7 @@ class MM7ClientError(MM7Error):
         response: Message | None = None,
         leniencies: tuple[str, ...] = (),
         retry_after: float | None = None,
+        reason: str = "",
     ) -> None:
         self.link = link
         self.operation = operation
@@ -54,6 +55,8 @@ class MM7ClientError(MM7Error):
         self.leniencies = leniencies
         #: seconds to wait before retrying, when the peer (Retry-After) or the breaker says
         self.retry_after = retry_after
+        #: what went wrong in words: the message without the link, request and verdict
+        self.reason = reason
         #: the bytes sent and received (empty when nothing got that far), for traffic records
         self.request_body = b""
         self.response_body = b""
