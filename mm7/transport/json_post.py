@@ -10,8 +10,10 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
+from mm7.core.errors import MM7Error
 
-class JSONPostError(Exception):
+
+class JSONPostError(MM7Error):
     """The POST failed: ``http_status`` and ``body`` when the server answered with an error."""
 
     def __init__(self, message: str, *, http_status: int | None = None, body: bytes = b"") -> None:

@@ -71,6 +71,7 @@ from mm7.transport.dedupe import (
     any_seen,
     dedupe_keys,
 )
+from mm7.transport.errors import BodyTooLarge, HandlerError
 from mm7.transport.inbound_auth import (
     PEER_IDENTITY,
     PeerAuth,
@@ -116,22 +117,6 @@ STATUS_MAP: tuple[tuple[str, int | None, str], ...] = (
 ReqT = TypeVar("ReqT", bound=Request)
 #: what a handler returns: a Status, or the full response (DeliverRsp with a ServiceCode, ...)
 HandlerResult = Status | Response
-
-
-class HandlerError(Exception):
-    """Raised by a handler to answer with ``status`` (a VASPErrorRsp fault for non-1xxx codes).
-
-    ``HandlerError(4006)`` answers "Service unavailable" (the MMSC retries later);
-    ``HandlerError(2005, "no such message")`` a permanent refusal with details.
-    """
-
-    def __init__(self, status: Status | int, details: str | None = None) -> None:
-        if isinstance(status, int):
-            status = Status.of(status, details)
-        elif details is not None:
-            status = dataclasses.replace(status, details=details)
-        self.status = status
-        super().__init__(f"{status.code} {status.text}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,17 +219,6 @@ class InboundConfig:
             raise ValueError(f"InboundConfig.peers: duplicate peer names in {names}")
         if not 400 <= self.oversize_http_status <= 599:
             raise ValueError("InboundConfig.oversize_http_status must be a 4xx or 5xx status")
-
-
-class BodyTooLarge(Exception):
-    """The request body passed the size bound (declared or while streaming)."""
-
-    def __init__(self, size: int, limit: int, *, declared: bool) -> None:
-        self.size = size
-        self.limit = limit
-        self.declared = declared
-        how = "declares" if declared else "passed"
-        super().__init__(f"body {how} {size} bytes, over the limit of {limit} bytes")
 
 
 async def read_bounded(stream: StreamReader, limit: int) -> bytes:
