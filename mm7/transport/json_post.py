@@ -12,6 +12,8 @@ from typing import Any
 
 from mm7.core.errors import MM7Error
 
+__all__ = ["JSONPostError", "post_json"]
+
 
 class JSONPostError(MM7Error):
     """The POST failed: ``http_status`` and ``body`` when the server answered with an error."""

@@ -84,6 +84,32 @@ from mm7.transport.inbound_auth import (
 )
 from mm7.transport.wirelog import SECRET_HEADERS, wire_entry
 
+__all__ = [
+    "CARRIER_ID_HEADERS",
+    "INBOUND",
+    "STATUS_MAP",
+    "BodyTooLarge",
+    "Handler",
+    "HandlerError",
+    "HandlerResult",
+    "InboundConfig",
+    "InboundContext",
+    "InboundHandlers",
+    "MM7Inbound",
+    "Peer",
+    "Reply",
+    "Route",
+    "admit",
+    "create_inbound_app",
+    "fault_for",
+    "handler_for",
+    "handler_outcome",
+    "read_bounded",
+    "reply_for",
+    "unreadable_reply",
+    "version_refusal",
+]
+
 log = structlog.get_logger("mm7.transport.server")
 
 #: (operation, status code) of the answer, kept on the request for ``InboundConfig.on_answer``
