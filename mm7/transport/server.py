@@ -115,7 +115,8 @@ log = structlog.get_logger("mm7.transport.server")
 #: (operation, status code) of the answer, kept on the request for ``InboundConfig.on_answer``
 _ANSWERED = web.RequestKey("mm7_inbound_answered", tuple)
 
-#: carrier/aggregator routing headers passed to handlers as ``carrier_id`` (ANCHORS quirk 38)
+#: headers in which aggregators name the carrier a message came through; applications route on
+#: it, so the first one present reaches handlers as ``carrier_id``
 CARRIER_ID_HEADERS = (
     "X-Carrier-Id",
     "X-OpenMarket-Carrier-Id",
