@@ -1,15 +1,15 @@
-"""The MM7 client for one MMSC link: encode a request, POST it, read and judge the answer.
+"""The MM7 client for one MMSC link: encode a request, POST it, read the answer and judge it.
 
     async with MM7Client(LinkConfig(name="carrier", url="https://mmsc.example/mm7")) as client:
         rsp = await client.submit(SubmitReq(...))      # SubmitRsp, or MM7ClientError
 
 One aiohttp ClientSession per link (keep-alive pool sized to ``max_in_flight``), shared flow
-control (TPS, in-flight bound, circuit breaker). The response body is always read and parsed
-whatever the HTTP status, so a 2002 inside an HTTP 500 is a permanent error and not a retry
-(ANCHORS quirk 20); text/xml, application/xml and multipart answers are all accepted; a blank
-200 is success only when the dialect allows it. Every non-success raises ``MM7ClientError``,
-classified by ``mm7.transport.classify``. The client also speaks the MMSC's half (DeliverReq,
-DeliveryReportReq, ReadReplyReq to a VASP), so a simulator can use it.
+control (TPS, in-flight bound, circuit breaker). What the answer means (a 2002 inside an HTTP 500
+is permanent, a blank 200 is success only when the dialect allows it, ...) is decided by the pure
+``mm7.transport.judge``; this module does the HTTP, the timing and the logging around it. Every
+non-success raises ``MM7ClientError``, classified by ``mm7.transport.classify``. The client also
+speaks the MMSC's half (DeliverReq, DeliveryReportReq, ReadReplyReq to a VASP), so a simulator
+can use it.
 """
 
 from __future__ import annotations
@@ -20,39 +20,31 @@ import ssl
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import structlog
 
-from mm7.core.codec import Decoded, decode, encode
+from mm7.core.codec import encode
 from mm7.core.errors import MM7Error
-from mm7.core.leniency import Leniency
 from mm7.core.model import (
     RESPONSE_FOR,
-    SUCCESS,
     CancelReq,
     CancelRsp,
     ExtendedCancelReq,
     ExtendedCancelRsp,
     ExtendedReplaceReq,
     ExtendedReplaceRsp,
-    Fault,
-    Message,
     ReplaceReq,
     ReplaceRsp,
     Request,
     Response,
-    RSErrorRsp,
-    Status,
     SubmitReq,
     SubmitRsp,
-    VASPErrorRsp,
-    reply_to,
 )
-from mm7.transport.classify import Classifier, Outcome, Verdict
+from mm7.transport.classify import Classifier, Outcome
 from mm7.transport.client_auth import (
     CertificateInfo,
     auth_setup,
@@ -61,17 +53,13 @@ from mm7.transport.client_auth import (
 )
 from mm7.transport.errors import MM7ClientError
 from mm7.transport.flow import BreakerOpen, Clock, LinkFlow, Sleep
+from mm7.transport.judge import BLANK_200, Answer, Result, client_error, exception_text, judge
 from mm7.transport.link import LinkConfig
-from mm7.transport.wirelog import redact_headers, redact_url, wire_entry
+from mm7.transport.wirelog import redact_url, wire_entry
 
 __all__ = ["BLANK_200", "MM7Client", "Result", "new_transaction_id"]
 
 log = structlog.get_logger("mm7.transport.client")
-
-#: the leniency a Result names when a blank 2xx was taken as success (dialect.accept_blank_200)
-BLANK_200 = Leniency.BLANK_200
-#: the header VectorCore puts the MM7 status in when its Fault has none (ANCHORS quirk 19)
-STATUS_HEADER = "X-MM7-Status-Code"
 
 R = TypeVar("R", bound=Response)
 
@@ -81,37 +69,11 @@ def new_transaction_id() -> str:
     return uuid.uuid4().hex
 
 
-@dataclass(frozen=True, slots=True)
-class Result(Generic[R]):
-    """A successful exchange: the typed response and how it came."""
-
-    #: the typed response (SubmitRsp, CancelRsp, ...), status 1xxx
-    message: R
-    #: the request as sent (its TransactionID filled in when it had none)
-    request: Request
-    http_status: int
-    #: SUCCESS, or PARTIAL for 1100
-    verdict: Verdict
-    #: named leniencies the response needed (codec names, or BLANK_200)
-    leniencies: tuple[str, ...] = ()
-    #: response headers, secrets masked
-    headers: tuple[tuple[str, str], ...] = ()
-    #: the HTTP bodies exchanged, for traffic records (the simulator, interop captures)
-    request_body: bytes = field(default=b"", repr=False, compare=False)
-    response_body: bytes = field(default=b"", repr=False, compare=False)
-
-    @property
-    def status(self) -> Status:
-        return self.message.status
-
-
 @dataclass(slots=True)
 class _Exchange:
-    """One request on its way: what logs and errors need to name it."""
+    """One request on its way: the request, its bound logger and the bytes exchanged so far."""
 
     request: Request
-    operation: str
-    expected: type[Response]
     log: Any
     sent: bytes = b""
     received: bytes = b""
@@ -230,8 +192,6 @@ class MM7Client:
         expected = RESPONSE_FOR.get(type(request))
         ex = _Exchange(
             request,
-            request.OPERATION,
-            expected or Response,
             # bound per request, not once per client: a logging set-up changed later still applies
             log.bind(
                 link=self.link.name,
@@ -331,21 +291,27 @@ class MM7Client:
             ) from None
         except aiohttp.ClientError as exc:
             outcome = _transport_outcome(exc, tls=link.is_tls)
-            raise self._error(ex, outcome, f"{type(exc).__name__}: {_short(exc)}") from None
+            raise self._error(ex, outcome, f"{type(exc).__name__}: {exception_text(exc)}") from None
         except _TooLarge as exc:
-            return self._judge(ex, exc.status, exc.headers, b"", started, too_large=True)
-        if link.wire_log:
-            ex.log.info(
-                "mm7.wire",
-                **wire_entry(
-                    "response",
-                    status=http_status,
-                    headers=rsp_headers.items(),
-                    body=rsp_body,
-                    content_type=rsp_headers.get("Content-Type"),
-                ),
-            )
-        return self._judge(ex, http_status, rsp_headers, rsp_body, started)
+            answer = Answer(exc.status, exc.headers, too_large=True)
+        else:
+            if link.wire_log:
+                ex.log.info(
+                    "mm7.wire",
+                    **wire_entry(
+                        "response",
+                        status=http_status,
+                        headers=rsp_headers.items(),
+                        body=rsp_body,
+                        content_type=rsp_headers.get("Content-Type"),
+                    ),
+                )
+            answer = Answer(http_status, rsp_headers, rsp_body)
+        judged = judge(ex.request, answer, link, classifier=self.classifier, sent=ex.sent)
+        self._log_judged(ex, judged, started)
+        if isinstance(judged, MM7ClientError):
+            raise judged
+        return judged
 
     async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
         """The whole body, refused once it passes the link's max_total_bytes."""
@@ -359,160 +325,30 @@ class MM7Client:
                 raise _TooLarge(resp.status, resp.headers)
         return bytes(buf)
 
-    def _judge(
-        self,
-        ex: _Exchange,
-        http_status: int,
-        headers: Mapping[str, str],
-        body: bytes,
-        started: float,
-        *,
-        too_large: bool = False,
-    ) -> Result[Response]:
-        """The Result, or the MM7ClientError, that this HTTP answer means."""
-        ok_http = 200 <= http_status <= 299
-        header_status = _header_status(headers)
-        retry_after = _retry_after(headers)
-        common: dict[str, Any] = {"http_status": http_status, "retry_after": retry_after}
-        if too_large or not body.strip():
-            if header_status is not None:
-                raise self._status_error(ex, header_status, None, (), common)
-            if ok_http and not too_large:
-                if self.link.dialect.accept_blank_200:
-                    message = reply_to(ex.request, ex.expected(status=SUCCESS))
-                    ex.log.info("mm7.client.blank_200_accepted", http_status=http_status)
-                    return self._success(ex, message, http_status, (BLANK_200,), headers, started)
-                raise self._error(
-                    ex,
-                    Outcome.BLANK_200,
-                    "blank answer where a response was due (dialect accept_blank_200 is off)",
-                    **common,
-                )
-            what = f"an answer over the {self.link.limits.max_total_bytes}-byte limit"
-            if too_large and ok_http:
-                raise self._error(ex, Outcome.MALFORMED, what, **common)
-            raise self._http_error(ex, http_status, what if too_large else "a blank body", common)
-        try:
-            decoded = decode(body, headers.get("Content-Type"), self.link.limits)
-        except MM7Error as exc:
-            if header_status is not None:
-                raise self._status_error(ex, header_status, None, (), common) from None
-            if ok_http:
-                raise self._error(
-                    ex, Outcome.MALFORMED, f"unreadable answer: {_short(exc)}", **common
-                ) from None
-            raise self._http_error(
-                ex, http_status, f"unreadable body ({_short(exc)})", common
-            ) from None
-        return self._judge_message(
-            ex, decoded, http_status, headers, header_status, common, started
-        )
-
-    def _judge_message(
-        self,
-        ex: _Exchange,
-        decoded: Decoded,
-        http_status: int,
-        headers: Mapping[str, str],
-        header_status: Status | None,
-        common: dict[str, Any],
-        started: float,
-    ) -> Result[Response]:
-        message = decoded.message
-        leniencies = tuple(str(x) for x in decoded.leniencies)
-        if decoded.leniencies:
+    def _log_judged(
+        self, ex: _Exchange, judged: Result[Response] | MM7ClientError, started: float
+    ) -> None:
+        """Log what ``judge`` decided, in the order the decision was made."""
+        leniencies = judged.leniencies
+        if isinstance(judged, MM7ClientError):
+            if leniencies:
+                ex.log.debug("mm7.client.leniencies", leniencies=list(leniencies))
+            self._log_error(ex, judged)
+            return
+        message = judged.message
+        if BLANK_200 in leniencies:
+            ex.log.info("mm7.client.blank_200_accepted", http_status=judged.http_status)
+        elif leniencies:
             ex.log.debug("mm7.client.leniencies", leniencies=list(leniencies))
-        if isinstance(message, Fault):
-            status = message.status or header_status
-            if status is None:
-                outcome = _fault_outcome(message.faultcode)
-                raise self._error(
-                    ex,
-                    outcome,
-                    f"SOAP Fault {message.faultcode!r} ({message.faultstring!r}), no MM7 status",
-                    response=message,
-                    leniencies=leniencies,
-                    **common,
-                )
-            raise self._status_error(ex, status, message, leniencies, common)
-        if isinstance(message, RSErrorRsp | VASPErrorRsp):
-            raise self._status_error(ex, message.status, message, leniencies, common)
-        if not isinstance(message, ex.expected):
-            raise self._error(
-                ex,
-                Outcome.UNEXPECTED_RESPONSE,
-                f"answered with {message.OPERATION}, expected {ex.expected.OPERATION}",
-                response=message,
-                leniencies=leniencies,
-                **common,
-            )
-        assert isinstance(message, Response)
-        verdict = self.classifier.status(message.status.code)
-        if not verdict.ok:
-            raise self._status_error(ex, message.status, message, leniencies, common)
         if message.transaction_id and message.transaction_id != ex.request.transaction_id:
             ex.log.warning("mm7.client.transaction_id_mismatch", answered=message.transaction_id)
-        return self._success(ex, message, http_status, leniencies, headers, started)
-
-    def _success(
-        self,
-        ex: _Exchange,
-        message: Response,
-        http_status: int,
-        leniencies: tuple[str, ...],
-        headers: Mapping[str, str],
-        started: float,
-    ) -> Result[Response]:
-        verdict = self.classifier.status(message.status.code)
         message_id = getattr(message, "message_id", None) or getattr(ex.request, "message_id", None)
         ex.log.info(
             "mm7.client.response",
             message_id=message_id,
             status_code=message.status.code,
-            http_status=http_status,
+            http_status=judged.http_status,
             elapsed_ms=round((time.monotonic() - started) * 1000, 1),
-        )
-        kept = tuple(redact_headers(list(headers.items())))
-        return Result(
-            message, ex.request, http_status, verdict, leniencies, kept, ex.sent, ex.received
-        )
-
-    def _status_error(
-        self,
-        ex: _Exchange,
-        status: Status,
-        response: Message | None,
-        leniencies: tuple[str, ...],
-        common: dict[str, Any],
-    ) -> MM7ClientError:
-        verdict = self.classifier.status(status.code)
-        outcome = Outcome.MM7_STATUS
-        note = ""
-        if verdict.ok:
-            # an error element or a Fault that claims success: contradictory, do not resend
-            outcome, verdict, note = Outcome.UNEXPECTED_RESPONSE, Verdict.PERMANENT, " in an error"
-        where = f" (HTTP {common['http_status']})" if common.get("http_status") else ""
-        text = f"MM7 status {status.code} {status.text}".rstrip()
-        return self._error(
-            ex,
-            outcome,
-            f"{text}{note}{where}",
-            verdict=verdict,
-            status=status,
-            response=response,
-            leniencies=leniencies,
-            **common,
-        )
-
-    def _http_error(
-        self, ex: _Exchange, http_status: int, what: str, common: dict[str, Any]
-    ) -> MM7ClientError:
-        return self._error(
-            ex,
-            Outcome.HTTP_STATUS,
-            f"HTTP {http_status} with {what}",
-            verdict=self.classifier.http(http_status),
-            **common,
         )
 
     def _error(
@@ -521,44 +357,33 @@ class MM7Client:
         outcome: Outcome,
         what: str,
         *,
-        verdict: Verdict | None = None,
-        status: Status | None = None,
-        http_status: int | None = None,
-        response: Message | None = None,
-        leniencies: tuple[str, ...] = (),
         retry_after: float | None = None,
     ) -> MM7ClientError:
-        """Build (and log) the error; the message names the link and request, never a secret."""
-        verdict = verdict or self.classifier.outcome(outcome)
-        message = (
-            f"link {self.link.name!r}: {ex.operation} {ex.request.transaction_id}: {what} "
-            f"[{outcome.value}, {verdict.value}]"
-        )
-        error = MM7ClientError(
-            message,
-            link=self.link.name,
-            operation=ex.operation,
-            transaction_id=ex.request.transaction_id,
-            outcome=outcome,
-            verdict=verdict,
-            status=status,
-            http_status=http_status,
-            response=response,
-            leniencies=leniencies,
+        """Build (and log) an error found before any answer was judged."""
+        error = client_error(
+            self.link.name,
+            ex.request,
+            outcome,
+            what,
+            classifier=self.classifier,
             retry_after=retry_after,
+            sent=ex.sent,
+            received=ex.received,
         )
-        error.request_body, error.response_body = ex.sent, ex.received
+        self._log_error(ex, error)
+        return error
+
+    def _log_error(self, ex: _Exchange, error: MM7ClientError) -> None:
         # refusals by an open breaker come in floods: one warning when it opens is enough
-        emit = ex.log.info if outcome is Outcome.CIRCUIT_OPEN else ex.log.warning
+        emit = ex.log.info if error.outcome is Outcome.CIRCUIT_OPEN else ex.log.warning
         emit(
             "mm7.client.error",
-            outcome=outcome.value,
-            verdict=verdict.value,
+            outcome=error.outcome.value,
+            verdict=error.verdict.value,
             status_code=error.code,
-            http_status=http_status,
-            detail=what,
+            http_status=error.http_status,
+            detail=error.reason,
         )
-        return error
 
 
 class _TooLarge(Exception):
@@ -575,33 +400,6 @@ def _as(result: Result[Response], cls: type[R]) -> R:
     if not isinstance(message, cls):  # send() has checked it; this keeps the types honest
         raise TypeError(f"expected {cls.__name__}, got {type(message).__name__}")
     return message
-
-
-def _header_status(headers: Mapping[str, str]) -> Status | None:
-    raw = headers.get(STATUS_HEADER)
-    if raw is None or not raw.strip().isdigit():
-        return None
-    return Status.of(int(raw.strip()))
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    raw = headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw.strip()))
-    except ValueError:
-        return None  # an HTTP date: rare from MMSCs, the gateway's backoff applies
-
-
-def _fault_outcome(faultcode: str) -> Outcome:
-    """Client/Sender -> FAULT_CLIENT, Server/Receiver -> FAULT_SERVER, anything else OTHER."""
-    head = faultcode.rsplit(":", 1)[-1].split(".", 1)[0].strip().lower()
-    if head in ("client", "sender"):
-        return Outcome.FAULT_CLIENT
-    if head in ("server", "receiver"):
-        return Outcome.FAULT_SERVER
-    return Outcome.FAULT_OTHER
 
 
 def _transport_outcome(exc: BaseException, *, tls: bool) -> Outcome:
@@ -626,8 +424,3 @@ def _transport_outcome(exc: BaseException, *, tls: bool) -> Outcome:
         return Outcome.CONNECTION_RESET
     # a bare ClientError: an answer aiohttp could not use (a malformed Digest challenge)
     return Outcome.MALFORMED
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) <= limit else text[:limit] + "..."

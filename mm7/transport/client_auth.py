@@ -1,10 +1,11 @@
 """Outbound authentication for a link: HTTP Basic, Digest (aiohttp's DigestAuthMiddleware),
 Bearer, and mutual TLS with certificate checks.
 
-TLS always verifies the server, hostname included (instantcom's trust-all verifier is the
-anti-pattern, ANCHORS quirk 36). Our client certificate is loaded with ``cryptography`` first:
-an expired or not-yet-valid one is refused with a clear error, one about to expire is warned
-about, so an operator hears of it before the carrier hangs up on us.
+TLS always verifies the server, hostname included: a client that trusts any certificate (as
+instantcom's does) sends messages and credentials to whoever answers. Our client certificate is
+loaded with ``cryptography`` first: an expired or not-yet-valid one is refused with a clear
+error, one about to expire is warned about, so an operator hears of it before the carrier hangs
+up on us.
 """
 
 from __future__ import annotations

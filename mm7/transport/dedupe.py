@@ -28,6 +28,16 @@ from typing import Protocol, runtime_checkable
 from mm7.core.mime import Part
 from mm7.core.model import DeliverReq, DeliveryReportReq, Message, ReadReplyReq
 
+__all__ = [
+    "DuplicateStore",
+    "KeyedLocks",
+    "MemoryDedupe",
+    "NoDedupe",
+    "any_seen",
+    "content_digest",
+    "dedupe_keys",
+]
+
 #: separates the fields of a key (not a character that survives XML parsing as text)
 _SEP = "\x1f"
 

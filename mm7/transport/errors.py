@@ -1,13 +1,19 @@
-"""The client's one error type, carrying everything a caller needs to decide and report.
+"""The transport layer's errors; each derives from ``mm7.core.errors.MM7Error``.
 
-``MM7ClientError`` is raised for every non-success: an MM7 error status (in a response, an
-RSErrorRsp or a SOAP Fault), an HTTP error with no usable body, a timeout, a reset, a TLS
-failure, a refused request, an open circuit breaker. ``transient`` says whether to retry.
-Messages never hold credentials: they are built from the link name, status and outcome only.
+``MM7ClientError`` is the client's one error type, raised for every non-success: an MM7 error
+status (in a response, an RSErrorRsp or a SOAP Fault), an HTTP error with no usable body, a
+timeout, a reset, a TLS failure, a refused request, an open circuit breaker. ``transient`` says
+whether to retry. Messages never hold credentials: they are built from the link name, status
+and outcome only. ``HandlerError`` is how an inbound handler chooses its answer's status;
+``BodyTooLarge`` refuses an inbound body over the size bound.
+
+Also in this layer: ``OverrideError`` (classify), ``BreakerOpen`` (flow), ``JSONPostError``
+(json_post), next to the code that raises them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from mm7.core.errors import MM7Error
@@ -16,7 +22,7 @@ from mm7.core.model import Message, Status
 if TYPE_CHECKING:
     from mm7.transport.classify import Outcome, Verdict
 
-__all__ = ["LinkConfigError", "MM7ClientError"]
+__all__ = ["BodyTooLarge", "HandlerError", "LinkConfigError", "MM7ClientError"]
 
 
 class LinkConfigError(MM7Error):
@@ -40,6 +46,7 @@ class MM7ClientError(MM7Error):
         response: Message | None = None,
         leniencies: tuple[str, ...] = (),
         retry_after: float | None = None,
+        reason: str = "",
     ) -> None:
         self.link = link
         self.operation = operation
@@ -54,6 +61,8 @@ class MM7ClientError(MM7Error):
         self.leniencies = leniencies
         #: seconds to wait before retrying, when the peer (Retry-After) or the breaker says
         self.retry_after = retry_after
+        #: what went wrong in words: the message without the link, request and verdict
+        self.reason = reason
         #: the bytes sent and received (empty when nothing got that far), for traffic records
         self.request_body = b""
         self.response_body = b""
@@ -82,3 +91,30 @@ class MM7ClientError(MM7Error):
             f"outcome={self.outcome.value!r}, code={self.code!r}, http_status={self.http_status!r},"
             f" transient={self.transient!r})"
         )
+
+
+class HandlerError(MM7Error):
+    """Raised by a handler to answer with ``status`` (a VASPErrorRsp fault for non-1xxx codes).
+
+    ``HandlerError(4006)`` answers "Service unavailable" (the MMSC retries later);
+    ``HandlerError(2005, "no such message")`` a permanent refusal with details.
+    """
+
+    def __init__(self, status: Status | int, details: str | None = None) -> None:
+        if isinstance(status, int):
+            status = Status.of(status, details)
+        elif details is not None:
+            status = dataclasses.replace(status, details=details)
+        self.status = status
+        super().__init__(f"{status.code} {status.text}")
+
+
+class BodyTooLarge(MM7Error):
+    """The request body passed the size bound (declared or while streaming)."""
+
+    def __init__(self, size: int, limit: int, *, declared: bool) -> None:
+        self.size = size
+        self.limit = limit
+        self.declared = declared
+        how = "declares" if declared else "passed"
+        super().__init__(f"body {how} {size} bytes, over the limit of {limit} bytes")

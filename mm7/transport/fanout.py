@@ -1,6 +1,6 @@
-"""Recipient fan-out: a SubmitReq with more recipients than the link takes is split into several
-requests, sent concurrently through the link's flow control, and every recipient gets its own
-result (ANCHORS wish 14).
+"""Recipient fan-out: carriers cap the recipients of one SubmitReq, so a request with more than
+the link takes is split into several requests, sent concurrently through the link's flow control,
+and every recipient gets its own result.
 
 Partial success (1100) has no per-recipient structure in TS 23.140; MMSCs name the recipients
 that failed in Status/Details. So: the recipients of that request named in Details are REJECTED,

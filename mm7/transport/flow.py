@@ -16,6 +16,8 @@ from enum import StrEnum
 
 import structlog
 
+from mm7.core.errors import MM7Error
+
 __all__ = ["BreakerOpen", "BreakerState", "CircuitBreaker", "LinkFlow", "TokenBucket"]
 
 Clock = Callable[[], float]
@@ -75,7 +77,7 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half-open"
 
 
-class BreakerOpen(Exception):
+class BreakerOpen(MM7Error):
     """Raised by the breaker when it refuses a request; ``retry_after`` seconds until a probe."""
 
     def __init__(self, retry_after: float) -> None:

@@ -37,6 +37,32 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
+__all__ = [
+    "PEER_IDENTITY",
+    "AuthFailure",
+    "BasicCredentials",
+    "ClientCertRule",
+    "NamedAuth",
+    "Network",
+    "PeerAuth",
+    "PeerIdentity",
+    "Presented",
+    "Refusal",
+    "RefusalRenderer",
+    "address_allowed",
+    "auth_middleware",
+    "authenticate",
+    "cert_subject",
+    "check",
+    "decode_basic",
+    "identify",
+    "log_refusal",
+    "parse_address",
+    "peer_certificate",
+    "plain_refusal",
+    "server_ssl_context",
+]
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 StrPath = str | PathLike[str]
 

@@ -10,8 +10,12 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
+from mm7.core.errors import MM7Error
 
-class JSONPostError(Exception):
+__all__ = ["JSONPostError", "post_json"]
+
+
+class JSONPostError(MM7Error):
     """The POST failed: ``http_status`` and ``body`` when the server answered with an error."""
 
     def __init__(self, message: str, *, http_status: int | None = None, body: bytes = b"") -> None:

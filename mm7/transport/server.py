@@ -14,6 +14,11 @@ gateway answers 1000 only for what it has committed (DESIGN: acknowledge only wh
                              InboundHandlers(on_deliver=on_deliver))
     web.run_app(app, port=8080)
 
+The decision is pure and apart from aiohttp: ``admit`` picks the handler or the refusal,
+``reply_for`` the answer to what the handler said (``Reply``: message, HTTP status, MM7 status);
+``MM7Inbound`` only reads the body, runs the handler with its duplicate check, and writes the
+Reply.
+
 Errors are answered as the spec shapes them: a VASPErrorRsp inside a SOAP Fault's detail, with
 the peer's ``fault_http_status`` (500 by default, 200 for peers that want it). The mapping of
 every refusal to its MM7 status and HTTP status is in ``STATUS_MAP`` (and the module README text).
@@ -66,6 +71,7 @@ from mm7.transport.dedupe import (
     any_seen,
     dedupe_keys,
 )
+from mm7.transport.errors import BodyTooLarge, HandlerError
 from mm7.transport.inbound_auth import (
     PEER_IDENTITY,
     PeerAuth,
@@ -78,12 +84,39 @@ from mm7.transport.inbound_auth import (
 )
 from mm7.transport.wirelog import SECRET_HEADERS, wire_entry
 
+__all__ = [
+    "CARRIER_ID_HEADERS",
+    "INBOUND",
+    "STATUS_MAP",
+    "BodyTooLarge",
+    "Handler",
+    "HandlerError",
+    "HandlerResult",
+    "InboundConfig",
+    "InboundContext",
+    "InboundHandlers",
+    "MM7Inbound",
+    "Peer",
+    "Reply",
+    "Route",
+    "admit",
+    "create_inbound_app",
+    "fault_for",
+    "handler_for",
+    "handler_outcome",
+    "read_bounded",
+    "reply_for",
+    "unreadable_reply",
+    "version_refusal",
+]
+
 log = structlog.get_logger("mm7.transport.server")
 
 #: (operation, status code) of the answer, kept on the request for ``InboundConfig.on_answer``
 _ANSWERED = web.RequestKey("mm7_inbound_answered", tuple)
 
-#: carrier/aggregator routing headers passed to handlers as ``carrier_id`` (ANCHORS quirk 38)
+#: headers in which aggregators name the carrier a message came through; applications route on
+#: it, so the first one present reaches handlers as ``carrier_id``
 CARRIER_ID_HEADERS = (
     "X-Carrier-Id",
     "X-OpenMarket-Carrier-Id",
@@ -111,22 +144,6 @@ STATUS_MAP: tuple[tuple[str, int | None, str], ...] = (
 ReqT = TypeVar("ReqT", bound=Request)
 #: what a handler returns: a Status, or the full response (DeliverRsp with a ServiceCode, ...)
 HandlerResult = Status | Response
-
-
-class HandlerError(Exception):
-    """Raised by a handler to answer with ``status`` (a VASPErrorRsp fault for non-1xxx codes).
-
-    ``HandlerError(4006)`` answers "Service unavailable" (the MMSC retries later);
-    ``HandlerError(2005, "no such message")`` a permanent refusal with details.
-    """
-
-    def __init__(self, status: Status | int, details: str | None = None) -> None:
-        if isinstance(status, int):
-            status = Status.of(status, details)
-        elif details is not None:
-            status = dataclasses.replace(status, details=details)
-        self.status = status
-        super().__init__(f"{status.code} {status.text}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,17 +248,6 @@ class InboundConfig:
             raise ValueError("InboundConfig.oversize_http_status must be a 4xx or 5xx status")
 
 
-class BodyTooLarge(Exception):
-    """The request body passed the size bound (declared or while streaming)."""
-
-    def __init__(self, size: int, limit: int, *, declared: bool) -> None:
-        self.size = size
-        self.limit = limit
-        self.declared = declared
-        how = "declares" if declared else "passed"
-        super().__init__(f"body {how} {size} bytes, over the limit of {limit} bytes")
-
-
 async def read_bounded(stream: StreamReader, limit: int) -> bytes:
     """The whole body of ``stream``, refusing (BodyTooLarge) once more than ``limit`` arrived.
 
@@ -259,12 +265,125 @@ async def read_bounded(stream: StreamReader, limit: int) -> bytes:
         chunks.append(chunk)
 
 
-#: request type -> (handler attribute, response type)
-_ROUTES: dict[type[Request], tuple[str, type[Response]]] = {
-    DeliverReq: ("on_deliver", DeliverRsp),
-    DeliveryReportReq: ("on_delivery_report", DeliveryReportRsp),
-    ReadReplyReq: ("on_read_reply", ReadReplyRsp),
-}
+# -- the decision: pure (no aiohttp, no I/O); MM7Inbound feeds it and writes what it returns
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer decided: the MM7 message to write, its HTTP status, and the MM7 status it says."""
+
+    message: Message
+    http_status: int
+    status: Status
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A request admitted: the application's handler to call and the response type answering it."""
+
+    handler: Handler[Any]
+    response: type[Response]
+    #: the request as its answer echoes it (namespace made safe to write back)
+    echo: Message
+
+
+def handler_for(
+    handlers: InboundHandlers, message: Message
+) -> tuple[Handler[Any] | None, type[Response]] | None:
+    """The application's handler for ``message`` (None when it has none) and the response type;
+    None for a message an MMSC does not send to a VASP."""
+    match message:
+        case DeliverReq():
+            return handlers.on_deliver, DeliverRsp
+        case DeliveryReportReq():
+            return handlers.on_delivery_report, DeliveryReportRsp
+        case ReadReplyReq():
+            return handlers.on_read_reply, ReadReplyRsp
+    return None
+
+
+def admit(decoded: Decoded, peer: Peer, handlers: InboundHandlers) -> Route | Reply:
+    """Which handler a decoded request goes to, or the refusal answering it: 4002 for a version
+    the peer is not accepted in, 4003 for an operation not sent to a VASP or not handled here."""
+    echo = safe_echo(decoded.message)
+    found = handler_for(handlers, decoded.message)
+    refusal = version_refusal(peer, decoded)
+    if refusal is not None:
+        return reply_for(peer, echo, found[1] if found is not None else None, refusal)
+    if found is None:
+        why = f"{decoded.operation} is not an operation an MMSC sends to a VASP"
+        return reply_for(peer, echo, None, Status.of(4003, why))
+    handler, response = found
+    if handler is None:
+        why = f"{decoded.operation} is not handled here"
+        return reply_for(peer, echo, response, Status.of(4003, why))
+    return Route(handler, response, echo)
+
+
+def version_refusal(peer: Peer, decoded: Decoded) -> Status | None:
+    """4002 for a schema version this peer is not accepted in, else None."""
+    message = decoded.message
+    version = decoded.version
+    if version is not None:
+        if version.token not in peer.versions:
+            accepted = ", ".join(sorted(peer.versions))
+            return Status.of(4002, f"{version.token} is not accepted (accepted: {accepted})")
+    elif peer.strict:
+        what = repr(message.namespace) if message.namespace else "no namespace"
+        return Status.of(4002, f"MM7 namespace {what} is not a published schema")
+    if peer.strict and Leniency.VERSION_NAMESPACE_MISMATCH in decoded.leniencies:
+        token = version.token if version is not None else "its namespace"
+        return Status.of(4002, f"MM7Version {message.mm7_version!r} is not allowed by {token}")
+    return None
+
+
+def handler_outcome(
+    result: object, response: type[Response]
+) -> tuple[Status, Response | None] | None:
+    """What a handler's return value answers: its Status, or its response and that response's
+    status (the spec text filled in); None when it returned something else."""
+    if isinstance(result, Status):
+        return _complete(result), None
+    if isinstance(result, response):
+        status = _complete(result.status)
+        return status, dataclasses.replace(result, status=status)
+    if isinstance(result, VASPErrorRsp):
+        return _complete(result.status), None
+    return None
+
+
+def reply_for(
+    peer: Peer,
+    echo: Message | None,
+    response: type[Response] | None,
+    status: Status,
+    full: Response | None = None,
+) -> Reply:
+    """The answer carrying ``status``: the handler's ``full`` response when it gave one and
+    succeeded, the normal Rsp for 1xxx (or for errors, if the peer wants that), else a
+    VASPErrorRsp fault with the peer dialect's fault HTTP status."""
+    if full is not None and status.is_success:
+        return Reply(full if echo is None else reply_to(echo, full), 200, status)
+    if response is not None and (status.is_success or not peer.errors_as_fault):
+        rsp = response(status=status)
+        return Reply(rsp if echo is None else reply_to(echo, rsp), 200, status)
+    return Reply(fault_for(echo, status), peer.dialect.fault_http_status, status)
+
+
+def unreadable_reply(peer: Peer, echo: Message | None, exc: ParseError) -> Reply:
+    """The fault answering a body the codec refused: the parser's status (2007, 4004...) and
+    where it failed, echoing what could be salvaged of the envelope."""
+    status = Status.of(exc.status_code, _details(str(exc)))
+    return Reply(fault_for(echo, status), peer.dialect.fault_http_status, status)
+
+
+def fault_for(echo: Message | None, status: Status) -> Fault:
+    """A SOAP Fault with a VASPErrorRsp carrying ``status`` in its detail, echoing ``echo``."""
+    error = VASPErrorRsp(status=status)
+    fault = Fault(faultcode=fault_code_for(status), faultstring=status.text, error=error)
+    if echo is not None:
+        fault = reply_to(echo, dataclasses.replace(fault, error=reply_to(echo, error)))
+    return fault
 
 
 class MM7Inbound:
@@ -330,7 +449,8 @@ class MM7Inbound:
     async def _refused(self, request: web.Request, refusal: Refusal) -> web.StreamResponse:
         """4001 in a fault, HTTP 401 + challenge or 403; the body is never read."""
         status = Status.of(4001)
-        response = self._fault_response(self._default_dialect, None, status, refusal.http_status)
+        fault = fault_for(None, status)
+        response = self._encode_response(self._default_dialect, fault, refusal.http_status)
         if refusal.challenge:
             response.headers[hdrs.WWW_AUTHENTICATE] = refusal.challenge
         response.force_close()
@@ -398,6 +518,8 @@ class MM7Inbound:
         content_type: str | None,
         bound: Any,
     ) -> web.Response:
+        """Decode, let ``admit`` choose the handler or the refusal, run the handler (duplicate
+        check around it), and write the ``Reply`` chosen for its outcome."""
         dialect = self._lax[peer.name]
         try:
             decoded = decode(body, content_type, self.config.limits)
@@ -405,10 +527,10 @@ class MM7Inbound:
             echo = salvage_envelope(body, content_type, self.config.limits)
             if echo is not None:
                 bound = bound.bind(transaction_id=echo.transaction_id)
-            status = Status.of(exc.status_code, _details(str(exc)))
-            bound.warning("mm7.inbound.refused", status=status.code, reason=str(exc))
-            request[_ANSWERED] = ("unreadable", status.code)
-            return self._fault_response(dialect, echo, status, dialect.fault_http_status)
+            reply = unreadable_reply(peer, echo, exc)
+            bound.warning("mm7.inbound.refused", status=reply.status.code, reason=str(exc))
+            request[_ANSWERED] = ("unreadable", reply.status.code)
+            return self._write(dialect, reply)
 
         message = decoded.message
         bound = bound.bind(
@@ -416,23 +538,12 @@ class MM7Inbound:
             message_id=getattr(message, "message_id", None),
             operation=decoded.operation,
         )
-        echo = safe_echo(message)
-        route = _ROUTES.get(type(message)) if isinstance(message, Request) else None
-        refusal = self._version_refusal(peer, decoded)
-        if refusal is None and route is None:
-            refusal = Status.of(
-                4003, f"{decoded.operation} is not an operation an MMSC sends to a VASP"
-            )
-        handler: Handler[Any] | None = None
-        if refusal is None and route is not None:
-            handler = getattr(self.handlers, route[0])
-            if handler is None:
-                refusal = Status.of(4003, f"{decoded.operation} is not handled here")
-        if refusal is not None or handler is None or route is None:
-            status = refusal or Status.of(3000)
+        route = admit(decoded, peer, self.handlers)
+        if isinstance(route, Reply):
+            status = route.status
             bound.warning("mm7.inbound.refused", status=status.code, reason=status.details)
             request[_ANSWERED] = (decoded.operation, status.code)
-            return self._status_response(peer, echo, route[1] if route else None, status)
+            return self._write(dialect, route)
         assert isinstance(message, Request)
 
         keys = dedupe_keys(peer.name, message)
@@ -451,7 +562,7 @@ class MM7Inbound:
                 carrier_id=self._carrier_id(request),
                 duplicate=duplicate,
             )
-            status, rsp = await self._call(handler, context, route[1], bound)
+            status, rsp = await self._call(route, context, bound)
             if status.is_success:
                 try:
                     for key in keys:
@@ -466,16 +577,10 @@ class MM7Inbound:
             leniencies=list(decoded.leniencies),
         )
         request[_ANSWERED] = (decoded.operation, status.code)
-        if rsp is not None and status.is_success:
-            return self._encode_response(dialect, reply_to(echo, rsp), 200)
-        return self._status_response(peer, echo, route[1], status)
+        return self._write(dialect, reply_for(peer, route.echo, route.response, status, rsp))
 
     async def _call(
-        self,
-        handler: Handler[Any],
-        context: InboundContext[Any],
-        rsp_type: type[Response],
-        bound: Any,
+        self, route: Route, context: InboundContext[Any], bound: Any
     ) -> tuple[Status, Response | None]:
         """Run the handler: its Status, or its response and that response's status.
 
@@ -483,41 +588,21 @@ class MM7Inbound:
         traceback goes to the server log only.
         """
         try:
-            result = await handler(context)
+            result = await route.handler(context)
         except HandlerError as exc:
             return _complete(exc.status), None
         except Exception:
             bound.exception("mm7.inbound.handler_failed")
             return Status.of(3000), None
-        if isinstance(result, Status):
-            return _complete(result), None
-        if isinstance(result, rsp_type):
-            status = _complete(result.status)
-            return status, dataclasses.replace(result, status=status)
-        if isinstance(result, VASPErrorRsp):
-            return _complete(result.status), None
-        bound.error(
-            "mm7.inbound.handler_failed",
-            reason=f"handler returned {type(result).__name__}, expected Status or "
-            f"{rsp_type.__name__}",
-        )
-        return Status.of(3000), None
-
-    def _version_refusal(self, peer: Peer, decoded: Decoded) -> Status | None:
-        """4002 for a schema version this peer is not accepted in, else None."""
-        message = decoded.message
-        version = decoded.version
-        if version is not None:
-            if version.token not in peer.versions:
-                accepted = ", ".join(sorted(peer.versions))
-                return Status.of(4002, f"{version.token} is not accepted (accepted: {accepted})")
-        elif peer.strict:
-            what = repr(message.namespace) if message.namespace else "no namespace"
-            return Status.of(4002, f"MM7 namespace {what} is not a published schema")
-        if peer.strict and Leniency.VERSION_NAMESPACE_MISMATCH in decoded.leniencies:
-            token = version.token if version is not None else "its namespace"
-            return Status.of(4002, f"MM7Version {message.mm7_version!r} is not allowed by {token}")
-        return None
+        outcome = handler_outcome(result, route.response)
+        if outcome is None:
+            bound.error(
+                "mm7.inbound.handler_failed",
+                reason=f"handler returned {type(result).__name__}, expected Status or "
+                f"{route.response.__name__}",
+            )
+            return Status.of(3000), None
+        return outcome
 
     def _carrier_id(self, request: web.Request) -> str | None:
         for name in self.config.carrier_id_headers:
@@ -528,17 +613,6 @@ class MM7Inbound:
 
     # -- answers
 
-    def _status_response(
-        self, peer: Peer, echo: Message | None, rsp_type: type[Response] | None, status: Status
-    ) -> web.Response:
-        """A status answer: the normal Rsp for 1xxx (or for errors, if the peer wants that),
-        else a VASPErrorRsp fault."""
-        dialect = self._lax[peer.name]
-        if rsp_type is not None and (status.is_success or not peer.errors_as_fault):
-            rsp = rsp_type(status=status)
-            return self._encode_response(dialect, rsp if echo is None else reply_to(echo, rsp), 200)
-        return self._fault_response(dialect, echo, status, dialect.fault_http_status)
-
     def _oversize(self, peer: Peer, exc: BodyTooLarge, identity: PeerIdentity) -> web.Response:
         log.warning(
             "mm7.inbound.refused",
@@ -548,20 +622,14 @@ class MM7Inbound:
             reason=str(exc),
         )
         status = Status.of(2004, str(exc))
-        response = self._fault_response(
-            self._lax[peer.name], None, status, self.config.oversize_http_status
+        response = self._encode_response(
+            self._lax[peer.name], fault_for(None, status), self.config.oversize_http_status
         )
         response.force_close()  # the rest of the body is not wanted: close, do not drain
         return response
 
-    def _fault_response(
-        self, dialect: Dialect, echo: Message | None, status: Status, http_status: int
-    ) -> web.Response:
-        error = VASPErrorRsp(status=status)
-        fault = Fault(faultcode=fault_code_for(status), faultstring=status.text, error=error)
-        if echo is not None:
-            fault = reply_to(echo, dataclasses.replace(fault, error=reply_to(echo, error)))
-        return self._encode_response(dialect, fault, http_status)
+    def _write(self, dialect: Dialect, reply: Reply) -> web.Response:
+        return self._encode_response(dialect, reply.message, reply.http_status)
 
     def _encode_response(
         self, dialect: Dialect, message: Message, http_status: int

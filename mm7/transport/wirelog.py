@@ -11,6 +11,16 @@ from mm7.core.errors import MM7Error
 from mm7.core.jsonview import leaf_parts
 from mm7.core.mime import parse_swa
 
+__all__ = [
+    "MASK",
+    "MAX_SOAP_CHARS",
+    "SECRET_HEADERS",
+    "describe_body",
+    "redact_headers",
+    "redact_url",
+    "wire_entry",
+]
+
 #: headers whose values are secrets (compared lower-case)
 SECRET_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token"}

@@ -35,7 +35,8 @@ import structlog
 from mm7.core.model import DeliverReq, DeliveryReportReq, ReadReplyReq, Status
 from mm7.service.ops.metrics import GatewayMetrics
 from mm7.service.store.base import Clock, Store, SystemClock
-from mm7.transport.server import Handler, HandlerError, InboundContext, InboundHandlers
+from mm7.transport.errors import HandlerError
+from mm7.transport.server import Handler, InboundContext, InboundHandlers
 
 __all__ = ["DeliveryReports"]
 

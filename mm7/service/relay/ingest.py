@@ -24,7 +24,8 @@ from mm7.service.relay.routing import choose_route, opt_out_word
 from mm7.service.store.base import Clock, Store, SystemClock
 from mm7.service.store.outbox import MoRelay, OptOut
 from mm7.service.store.records import NewMo, normalize_address
-from mm7.transport.server import HandlerError, InboundContext
+from mm7.transport.errors import HandlerError
+from mm7.transport.server import InboundContext
 
 __all__ = ["MoIngest"]
 
