@@ -123,6 +123,18 @@ def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(cast(BaseException, value))
 
 
+def _outcome_info(
+    item: WorkItem, status_code: int | None, status_text: str | None, details: JSONObject | None
+) -> dict[str, Any]:
+    """The details an outcome's event records: the status, the attempt and the caller's own."""
+    return {
+        "status_code": status_code,
+        "status_text": status_text,
+        "attempt": item.attempts,
+        **(dict(details) if details else {}),
+    }
+
+
 class SqliteStore(SqliteRelayOps, SqliteRetention):
     """``Store`` on one SQLite file. Create with ``await SqliteStore.open(path)``."""
 
@@ -771,18 +783,10 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
         details: JSONObject | None = None,
     ) -> bool:
         """A permanent error: the recipient is ``failed`` with the MM7 status; no retry."""
-        info = {
-            "status_code": status_code,
-            "status_text": status_text,
-            "attempt": item.attempts,
-            **(dict(details) if details else {}),
-        }
+        info = _outcome_info(item, status_code, status_text, details)
 
         def apply(conn: sqlite3.Connection, now: int) -> None:
-            _finish(conn, item.recipient_id, item.message_id, RecipientStatus.FAILED,
-                    status_code, status_text, "failed", info, now)  # fmt: skip
-            self._item_status_event(conn, item, RecipientStatus.FAILED.value, now,
-                               status_code=status_code, status_text=status_text)  # fmt: skip
+            self._final(conn, item, RecipientStatus.FAILED, status_code, status_text, info, now)
 
         return await self._write(self._outcome(item, "failed", info, apply))
 
@@ -800,19 +804,15 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
         at_ms = _ms(at)
         info = {
             "retry_at": at.isoformat(),
-            "status_code": status_code,
-            "status_text": status_text,
-            "attempt": item.attempts,
-            **(dict(details) if details else {}),
+            **_outcome_info(item, status_code, status_text, details),
         }
 
         def apply(conn: sqlite3.Connection, now: int) -> None:
             expires = _opt_ms(item.expires_at)
             if expires is not None and at_ms >= expires:
-                _finish(conn, item.recipient_id, item.message_id, RecipientStatus.EXPIRED,
-                        status_code, status_text, "expired", info, now)  # fmt: skip
-                self._item_status_event(conn, item, RecipientStatus.EXPIRED.value, now,
-                                   status_code=status_code, status_text=status_text)  # fmt: skip
+                self._final(
+                    conn, item, RecipientStatus.EXPIRED, status_code, status_text, info, now
+                )
                 return
             conn.execute(
                 "UPDATE recipients SET next_attempt_at=?, last_status_code=?,"
@@ -831,20 +831,29 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
         details: JSONObject | None = None,
     ) -> bool:
         """Retrying stopped at its deadline: the recipient is expired with the last status."""
-        info = {
-            "status_code": status_code,
-            "status_text": status_text,
-            "attempt": item.attempts,
-            **(dict(details) if details else {}),
-        }
+        info = _outcome_info(item, status_code, status_text, details)
 
         def apply(conn: sqlite3.Connection, now: int) -> None:
-            _finish(conn, item.recipient_id, item.message_id, RecipientStatus.EXPIRED,
-                    status_code, status_text, "expired", info, now)  # fmt: skip
-            self._item_status_event(conn, item, RecipientStatus.EXPIRED.value, now,
-                                    status_code=status_code, status_text=status_text)  # fmt: skip
+            self._final(conn, item, RecipientStatus.EXPIRED, status_code, status_text, info, now)
 
         return await self._write(self._outcome(item, "expired", info, apply))
+
+    def _final(
+        self,
+        conn: sqlite3.Connection,
+        item: WorkItem,
+        status: RecipientStatus,
+        status_code: int | None,
+        status_text: str | None,
+        info: dict[str, Any],
+        now: int,
+    ) -> None:
+        """Finish ``item``'s recipient with ``status`` (failed or expired), its event named after
+        the status, and its status event when one is due (same transaction)."""
+        _finish(conn, item.recipient_id, item.message_id, status, status_code, status_text,
+                status.value, info, now)  # fmt: skip
+        self._item_status_event(conn, item, status.value, now,
+                                status_code=status_code, status_text=status_text)  # fmt: skip
 
     async def release(self, item: WorkItem) -> bool:
         """Hand the lease back without an attempt (shutdown before sending): due again now."""
