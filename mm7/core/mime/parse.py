@@ -14,14 +14,7 @@ from mm7.core.leniency import Leniency
 from mm7.core.limits import DEFAULT_LIMITS, Limits
 from mm7.core.mime.common import XML_TYPES, note
 from mm7.core.mime.content_type import ContentType, parse_content_type
-from mm7.core.mime.multipart import (
-    ParseState,
-    classify,
-    dash_boundary,
-    first_delimiter,
-    parse_headers,
-    parse_multipart,
-)
+from mm7.core.mime.multipart import MultipartReader, ParseState, classify, parse_headers
 from mm7.core.mime.part import Part, normalise_cid
 from mm7.core.mime.transfer import decode_body
 
@@ -77,15 +70,14 @@ def parse_swa(body: bytes, content_type: str | None, limits: Limits = DEFAULT_LI
     where = "MIME multipart body"
     if ct is not None and ct.mime_type.startswith("multipart/"):
         boundary = ct.param("boundary")
-        if head.startswith(b"<") and (
-            not boundary or first_delimiter(body, 0, len(body), dash_boundary(boundary)) is None
-        ):
+        reader = MultipartReader(body, len(body), boundary, st, where=where)
+        if head.startswith(b"<") and (not boundary or reader.first_delimiter(0) is None):
             note(st.lens, Leniency.MULTIPART_BUT_BARE_XML)
             return SwA(body, ct.param("charset"), (), tuple(st.lens))
-        parts = parse_multipart(body, 0, len(body), boundary, where, "", 1, st)
+        parts = reader.read(0)
     elif head.startswith(b"--"):
         note(st.lens, Leniency.HEADERLESS_BODY)
-        parts = parse_multipart(body, 0, len(body), None, where, "", 1, st, headerless=True)
+        parts = MultipartReader(body, len(body), None, st, where=where).read(0, headerless=True)
         ct = None
     elif head.startswith(b"<"):
         if ct is None or ct.mime_type not in ("text/xml", "application/xml"):
@@ -150,16 +142,14 @@ def parse_entity(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[Part, lis
     end = len(raw)
     if raw.lstrip(b" \t\r\n")[:2] == b"--":
         note(st.lens, Leniency.HEADERLESS_BODY)
-        children = parse_multipart(
-            raw, 0, end, None, "MIME entity body", "", 1, st, headerless=True
-        )
+        reader = MultipartReader(raw, end, None, st, where="MIME entity body")
+        children = reader.read(0, headerless=True)
         return Part(ContentType("multipart/mixed", {}), children=tuple(children)), st.lens
     headers, body_start = parse_headers(raw, 0, end, "MIME entity", st, b"")
     ct, cid, location, te, cte, others = classify(headers, st.lens)
     if ct.mime_type.startswith("multipart/"):
-        children = parse_multipart(
-            raw, body_start, end, ct.param("boundary"), "MIME entity body", "", 1, st
-        )
+        reader = MultipartReader(raw, end, ct.param("boundary"), st, where="MIME entity body")
+        children = reader.read(body_start)
         return Part(ct, b"", cid, location, tuple(children), te, others), st.lens
     try:
         body = decode_body(raw[body_start:], cte, st.lens)
