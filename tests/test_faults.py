@@ -455,17 +455,6 @@ SUBMIT_WITHOUT_RECIPIENTS = (
         ),
         pytest.param(
             envelope(
-                f'<mm7:SubmitRsp xmlns:mm7="{NS6}"><mm7:MM7Version>6.8.0</mm7:MM7Version>'
-                "<mm7:Status><mm7:StatusCode>1000</mm7:StatusCode></mm7:Status>"
-                "</mm7:SubmitRsp>"
-            ),
-            ValidationError,
-            4004,
-            ("SubmitRsp", "missing required element MessageID"),
-            id="successful-submitrsp-without-messageid",
-        ),
-        pytest.param(
-            envelope(
                 f'<mm7:DeliverReq xmlns:mm7="{NS6}"><mm7:MM7Version>6.8.0</mm7:MM7Version>'
                 "<mm7:Sender><mm7:Number>+1555</mm7:Number></mm7:Sender>"
                 '<mm7:Content href="cid:x" allowAdaptations="maybe"/></mm7:DeliverReq>'
@@ -495,3 +484,25 @@ def test_refusal_is_clear(
     text = str(info.value)
     for fragment in fragments:
         assert fragment in text
+
+
+SUBMIT_RSP_WITHOUT_MESSAGE_ID = envelope(
+    f'<mm7:SubmitRsp xmlns:mm7="{NS6}"><mm7:MM7Version>6.8.0</mm7:MM7Version>'
+    "<mm7:Status><mm7:StatusCode>1000</mm7:StatusCode></mm7:Status>"
+    "</mm7:SubmitRsp>"
+)
+
+
+def test_successful_submitrsp_without_messageid_is_refused_only_when_strict() -> None:
+    # "does it conform?": no, and a strict reader says which element is missing
+    with pytest.raises(ValidationError) as info:
+        decode(SUBMIT_RSP_WITHOUT_MESSAGE_ID, "text/xml", strict=True)
+    assert info.value.status_code == 4004
+    assert "SubmitRsp" in str(info.value)
+    assert "missing required element MessageID" in str(info.value)
+    # "can we act on it?": yes, the MMSC took the message; the absence is named
+    decoded = decode(SUBMIT_RSP_WITHOUT_MESSAGE_ID, "text/xml")
+    assert isinstance(decoded.message, SubmitRsp) and decoded.message.message_id is None
+    assert decoded.message.status.code == 1000
+    assert L.REQUIRED_ELEMENT_MISSING in decoded.leniencies
+    assert decoded.missing == ("MessageID",)

@@ -19,6 +19,7 @@ import pytest
 
 from mm7.core.capture import read_capture
 from mm7.core.codec import Decoded, decode
+from mm7.core.errors import ValidationError
 from mm7.core.leniency import Leniency as L
 from mm7.core.model import (
     AddressKind,
@@ -431,7 +432,7 @@ CASES = [
         "subject-rfc2047-euckr.xml",
         "SubmitReq",
         "sj-000002",
-        {L.SUBJECT_RFC2047},
+        {L.SUBJECT_RFC2047, L.NUMBER_NOT_NMTOKEN},
         "REL-5-MM7-1-0",
         subject="안녕하세요",
     ),
@@ -439,7 +440,8 @@ CASES = [
         "sender-address-text-rel5-1-0.xml",
         "SubmitReq",
         "sa-000001",
-        set(),  # REL-5-MM7-1-0 types SenderAddress as xs:string
+        # REL-5-MM7-1-0 types SenderAddress as xs:string; its To Number +1555... is no NMTOKEN
+        {L.NUMBER_NOT_NMTOKEN},
         "REL-5-MM7-1-0",
         sender_address__value="12345",
         sender_address__kind=AddressKind.SHORT_CODE,
@@ -511,6 +513,79 @@ CASES = [
         message_id=None,  # an error answer carries no MessageID
     ),
     # --- whole captures in each carrier's style
+    # --- what real MMSCs leave out or mistype, read because the gateway can act on it
+    case(
+        "mbuni-deliverreq-no-replychargingid-rel5-1-0.xml",
+        "DeliverReq",
+        "mbuni-mo-0001",
+        {L.REQUIRED_ELEMENT_MISSING},  # that schema forgot minOccurs="0" on ReplyChargingID
+        "REL-5-MM7-1-0",
+        sender__value="15551230007",
+        recipients__to__0__value="12345",
+        reply_charging_id=None,
+        subject="Hello from Mbuni",
+    ),
+    case(
+        "mbuni-deliverreq-no-replychargingid-rel5-1-1.xml",
+        "DeliverReq",
+        "mbuni-mo-0002",
+        {L.REQUIRED_ELEMENT_MISSING},
+        "REL-5-MM7-1-1",
+        sender__value="15551230007",
+        reply_charging_id=None,
+    ),
+    case(
+        "deliverreq-version-and-content-only.http",
+        "DeliverReq",
+        "vc-mo-0001",
+        {L.REQUIRED_ELEMENT_MISSING},  # no Sender: relayed with "from": null
+        "REL-6-MM7-1-4",
+        sender=None,
+        content__content_id="mo-text",
+        content__body=b"just the text, no sender",
+    ),
+    case(
+        "dlr-no-sender-no-date.xml",
+        "DeliveryReportReq",
+        "dr-nsd-0001",
+        {L.REQUIRED_ELEMENT_MISSING},
+        "REL-6-MM7-1-4",
+        message_id="nsd-msg-1",
+        recipient__value="+15551230001",
+        sender=None,
+        date=None,
+        mm_status=MMStatus.RETRIEVED,
+    ),
+    *(
+        case(
+            f"mbuni-dlr-swapped-handset-{letter}.xml",
+            "DeliveryReportReq",
+            f"mbuni-dr-000{index}",
+            set(),  # the codec cannot tell: the gateway finds the handset in Sender
+            "REL-5-MM7-1-0",
+            message_id="mbuni-msg-77",
+            recipient__value="12345",
+            recipient__kind=AddressKind.SHORT_CODE,
+            sender__value=f"1555123000{index}",
+        )
+        for index, letter in ((1, "a"), (2, "b"))
+    ),
+    case(
+        "number-plus-in-nmtoken-rel5-1-0.xml",
+        "DeliveryReportReq",
+        "nt-0001",
+        {L.NUMBER_NOT_NMTOKEN},
+        "REL-5-MM7-1-0",
+        recipient__value="+15551230001",
+    ),
+    case(
+        "id-at-sign-in-nmtoken-rel5-1-0.xml",
+        "DeliveryReportReq",
+        "q0001@mbuni.mmsc.example",
+        {L.ID_NOT_NMTOKEN},
+        "REL-5-MM7-1-0",
+        message_id="qf-4711@mbuni.mmsc.example",
+    ),
     case(
         "nokia-mc5-deliverreq.http",
         "DeliverReq",
@@ -719,7 +794,56 @@ SOAP_LEVEL = {
     L.SUBJECT_RFC2047,
     L.ELEMENT_OTHER_VERSION,
     L.NAMESPACE_UNKNOWN,
+    L.REQUIRED_ELEMENT_MISSING,
+    L.NUMBER_NOT_NMTOKEN,
+    L.ID_NOT_NMTOKEN,
 }
+
+
+@pytest.mark.parametrize(
+    ("fixture", "missing"),
+    [
+        ("mbuni-deliverreq-no-replychargingid-rel5-1-0.xml", ("ReplyChargingID",)),
+        ("mbuni-deliverreq-no-replychargingid-rel5-1-1.xml", ("ReplyChargingID",)),
+        ("deliverreq-version-and-content-only.http", ("Sender",)),
+        ("dlr-no-sender-no-date.xml", ("Sender", "Date")),
+    ],
+)
+def test_missing_elements_are_listed_and_a_strict_reader_refuses_them(
+    fixture: str, missing: tuple[str, ...]
+) -> None:
+    assert load(fixture).missing == missing
+    capture = read_capture((FIXTURES / fixture).read_bytes())
+    with pytest.raises(ValidationError) as info:
+        decode(capture.body, capture.content_type or "text/xml", strict=True)
+    assert info.value.status_code == 4004
+    assert f"missing required element {missing[0]}" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "needed"),
+    [
+        # which message and what happened: without them a report cannot be acted on
+        ("<mm7:Recipient><mm7:Number>1555</mm7:Number></mm7:Recipient>"
+         "<mm7:MMStatus>Retrieved</mm7:MMStatus>", "MessageID"),
+        ("<mm7:MessageID>m1</mm7:MessageID>"
+         "<mm7:Recipient><mm7:Number>1555</mm7:Number></mm7:Recipient>", "MMStatus"),
+        # and some address of the handset, in either element
+        ("<mm7:MessageID>m1</mm7:MessageID><mm7:MMStatus>Retrieved</mm7:MMStatus>",
+         "Recipient or Sender"),
+    ],
+)  # fmt: skip
+def test_a_report_without_what_the_gateway_needs_is_refused(body: str, needed: str) -> None:
+    ns = NAMESPACE_BASE + "REL-6-MM7-1-4"
+    soap = (
+        '<env:Envelope xmlns:env="http://schemas.xmlsoap.org/soap/envelope/"><env:Body>'
+        f'<mm7:DeliveryReportReq xmlns:mm7="{ns}"><mm7:MM7Version>6.8.0</mm7:MM7Version>'
+        f"{body}</mm7:DeliveryReportReq></env:Body></env:Envelope>"
+    ).encode()
+    with pytest.raises(ValidationError) as info:
+        decode(soap, "text/xml")
+    assert info.value.status_code == 4004
+    assert f"missing required element {needed}" in str(info.value)
 
 
 def test_each_soap_level_leniency_has_a_single_quirk_fixture() -> None:

@@ -55,6 +55,9 @@ class Decoded:
     #: every top-level MIME part besides the SOAP part, as received
     parts: tuple[Part, ...]
     soap: bytes
+    #: elements the schema requires that the body lacks, read anyway because the message can
+    #: be acted on without them (``Leniency.REQUIRED_ELEMENT_MISSING``)
+    missing: tuple[str, ...] = ()
 
     @property
     def operation(self) -> str:
@@ -106,16 +109,23 @@ def encode(message: Message, dialect: Dialect = STRICT_3GPP) -> Encoded:
     return Encoded(content_type, body)
 
 
-def decode(body: bytes, content_type: str | None, limits: Limits = DEFAULT_LIMITS) -> Decoded:
+def decode(
+    body: bytes, content_type: str | None, limits: Limits = DEFAULT_LIMITS, *, strict: bool = False
+) -> Decoded:
     """Parse an HTTP body (bare SOAP or SwA multipart) into a typed message.
+
+    Reading asks "can we act on it?": an element the schema requires but the message can do
+    without is read as absent (``Decoded.missing``, ``REQUIRED_ELEMENT_MISSING``); ``strict``
+    asks "does it conform?" and refuses it (4004) as the schema does.
 
     Raises ParseError (status 2007), ValidationError (4004), UnsafeXMLError or
     LimitExceededError, each naming where and what was expected.
     """
     swa = parse_swa(body, content_type, limits)
     leniencies = list(swa.leniencies)
+    missing: list[str] = []
     root = parse_xml(swa.soap, mime_charset=swa.soap_charset, limits=limits, leniencies=leniencies)
-    message, version = read_envelope(root, swa.parts, leniencies)
+    message, version = read_envelope(root, swa.parts, leniencies, strict=strict, missing=missing)
     applied = tuple(dict.fromkeys(leniencies))
     if applied and log.isEnabledFor(logging.DEBUG):
         log.debug(
@@ -124,7 +134,7 @@ def decode(body: bytes, content_type: str | None, limits: Limits = DEFAULT_LIMIT
             message.transaction_id,
             ",".join(applied),
         )
-    return Decoded(message, version, applied, swa.parts, swa.soap)
+    return Decoded(message, version, applied, swa.parts, swa.soap, tuple(dict.fromkeys(missing)))
 
 
 #: characters that make a namespace unsafe to echo into an xmlns attribute

@@ -44,6 +44,7 @@ from mm7.core.values import Duration, format_bool, format_datetime, format_relat
 from mm7.core.versions import SOAP_ENV_NS, Version, get_version
 
 __all__ = [
+    "is_nmtoken",
     "CONTENT_ID",
     "escape_attr",
     "escape_text",
@@ -91,6 +92,12 @@ def _is_xsd(type_name: str, value: str) -> bool:
         return False
     with _NAMES_LOCK:  # one compiled validator, shared: validate it one thread at a time
         return bool(_names_schema().validate(etree.Element("v", {type_name: value})))
+
+
+def is_nmtoken(value: str) -> bool:
+    """Whether ``value`` is an xs:NMTOKEN as our schemas judge it (the reader names a value
+    that is not one, where the version types it NMTOKEN)."""
+    return _is_xsd("NMTOKEN", value)
 
 
 def escape_text(value: str, where: str) -> str:

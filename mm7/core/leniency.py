@@ -82,3 +82,9 @@ class Leniency(StrEnum):
     ATTRIBUTE_QUALIFIED = "attribute-qualified"  # mm7:displayOnly, mm7:sequence, ... (instantcom)
     XML_LEADING_WHITESPACE = "xml-leading-whitespace"  # blank lines before <?xml ...?>
     BLANK_200 = "blank-200"  # a blank HTTP 2xx taken as success (the dialect allows it)
+    # --- what the gateway can act without (added with issue 12) ---
+    REQUIRED_ELEMENT_MISSING = "required-element-missing"  # schema-required, not needed: absent
+    REPORT_ADDRESSES_SWAPPED = "report-addresses-swapped"  # report: handset in Sender (Mbuni)
+    NUMBER_NOT_NMTOKEN = "number-not-nmtoken"  # '+' in a Number the version types NMTOKEN
+    ID_NOT_NMTOKEN = "id-not-nmtoken"  # '@' etc. in an ID the version types NMTOKEN
+    RESPONSE_VERSION_MISMATCH = "response-version-mismatch"  # answer in another ns/MM7Version

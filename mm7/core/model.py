@@ -296,7 +296,8 @@ class DeliverReq(Request):
     vasp_id: str | None = None
     vas_id: str | None = None
     linked_id: str | None = None
-    sender: Address
+    #: None: the MMSC sent no Sender (the schema requires one; the gateway relays it anyway)
+    sender: Address | None = None
     recipients: Recipients | None = None
     previously_sent_by: tuple[PreviouslySentBy, ...] = ()
     previously_sent_date: tuple[PreviouslySentDate, ...] = ()
@@ -401,10 +402,12 @@ class DeliveryReportReq(Request):
     OPERATION: ClassVar[str] = "DeliveryReportReq"
     mms_relay_server_id: str | None = None
     message_id: str
-    recipient: Address
-    sender: Address
-    #: Date (TimeStamp in REL-5-MM7-1-4 and REL-6-MM7-1-1)
-    date: datetime
+    #: the handset (some MMSCs swap Recipient and Sender); None when the MMSC left it out
+    recipient: Address | None = None
+    #: the VASP's address (None when left out)
+    sender: Address | None = None
+    #: Date (TimeStamp in REL-5-MM7-1-4 and REL-6-MM7-1-1); None when left out
+    date: datetime | None = None
     mm_status: MMStatus
     #: the MMStatus string as received when it was not a spec value (Delivered, Unreachable, ...)
     mm_status_raw: str | None = None
@@ -426,9 +429,10 @@ class ReadReplyReq(Request):
     OPERATION: ClassVar[str] = "ReadReplyReq"
     mms_relay_server_id: str | None = None
     message_id: str
-    recipient: Address
-    sender: Address
-    timestamp: datetime
+    #: the handset that read the message (None when left out)
+    recipient: Address | None = None
+    sender: Address | None = None
+    timestamp: datetime | None = None
     mm_status: ReadStatus
     mm_status_raw: str | None = None
     status_text: str | None = None

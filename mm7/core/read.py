@@ -47,6 +47,7 @@ from typing import Any, cast
 from lxml import etree
 
 from mm7.core import model
+from mm7.core.emit import is_nmtoken
 from mm7.core.errors import ParseError, ValidationError
 from mm7.core.leniency import Leniency
 from mm7.core.mime import Part, find_content
@@ -169,6 +170,40 @@ def _attr(
     return None
 
 
+#: What the gateway cannot act on a message without, per operation: model attributes in groups,
+#: each group needing one of its members present. Any other element the schema requires may be
+#: absent (REQUIRED_ELEMENT_MISSING) unless the reader is strict. An operation missing here
+#: needs everything its schema requires.
+NEEDED: dict[str, tuple[tuple[str, ...], ...]] = {
+    # an MMSC delivers to recipients
+    "SubmitReq": (("recipients",),),
+    # nothing: a DeliverReq without Sender is relayed with "from": null, and the schema lets
+    # every other element be absent (NEEDED never asks more than the schema)
+    "DeliverReq": (),
+    # which message, what happened, to which handset (either address may hold it: Mbuni swaps)
+    "DeliveryReportReq": (("message_id",), ("mm_status",), ("recipient", "sender")),
+    "ReadReplyReq": (("message_id",), ("mm_status",), ("recipient", "sender")),
+    "CancelReq": (("message_id",),),
+    "ReplaceReq": (("message_id",),),
+    "extendedCancelReq": (("cancel_id",),),
+    "extendedReplaceReq": (),
+    # a response is its status; a successful SubmitRsp without MessageID was still accepted
+    **{
+        name: (("status",),)
+        for name in (
+            "SubmitRsp", "DeliverRsp", "CancelRsp", "ReplaceRsp", "extendedCancelRsp",
+            "extendedReplaceRsp", "DeliveryReportRsp", "ReadReplyRsp", "RSErrorRsp",
+            "VASPErrorRsp",
+        )
+    },
+}  # fmt: skip
+
+
+def _element_name(op: Operation, attr: str) -> str:
+    """The element name of model attribute ``attr`` in ``op`` (for error messages)."""
+    return next((e.name for e in op.elements if e.attr == attr), attr)
+
+
 class _Reader:
     """Reads one body element of one operation in one version."""
 
@@ -179,10 +214,16 @@ class _Reader:
         leniencies: list[Leniency],
         *,
         version_known: bool = True,
+        strict: bool = False,
+        missing: list[str] | None = None,
     ) -> None:
         self.op = op
         self.version = version
         self.leniencies = leniencies
+        #: refuse (4004) every element the schema requires, not only what NEEDED names
+        self.strict = strict
+        #: schema-required elements found absent and tolerated (REQUIRED_ELEMENT_MISSING)
+        self.missing = missing if missing is not None else []
         #: False when the namespace is unknown and ``version`` is only the tables we read with:
         #: then no MM7Version can be judged against it
         self.version_known = version_known
@@ -277,7 +318,16 @@ class _Reader:
             addr_coding,
             _attr(child, "id", self.leniencies),
         )
-        return self._plmn(addr)
+        addr = self._plmn(addr)
+        # REL-5-MM7-1-0/-1-1 type Number and ShortCode as xs:NMTOKEN, which has no '+': most
+        # MMSCs write +E.164 there all the same, and the number is clear
+        if (
+            kind is not AddressKind.RFC2822
+            and self.version.nmtoken_identifiers
+            and not is_nmtoken(addr.value)
+        ):
+            self.leniencies.append(Leniency.NUMBER_NOT_NMTOKEN)
+        return addr
 
     def _plmn(self, addr: Address) -> Address:
         if "/TYPE=" in addr.value.upper():
@@ -405,13 +455,13 @@ class _Reader:
                     kwargs["allow_adaptations"] = self.boolean(allow, f"{name}/@allowAdaptations")
                 continue
             readers[element.kind](self, child, element, kwargs)
-        self.check_required(kwargs)
         # Parts without a <Content> element are still the content: some MMSCs send media with
         # no Content element, and find_content takes it (CONTENT_ELEMENT_MISSING).
         if (saw_content or parts) and self.op.name in _WITH_CONTENT:
             content = find_content(parts, content_href if saw_content else None, self.leniencies)
             if content is not None:
                 kwargs["content"] = content
+        self.check_required(kwargs)
         if self.extensions:
             kwargs["extensions"] = tuple(self.extensions)
         try:
@@ -420,28 +470,54 @@ class _Reader:
             raise ValidationError(str(exc), where=self.op.name) from None
 
     def check_required(self, kwargs: dict[str, Any]) -> None:
-        """Refuse (4004) a body that lacks an element its schema version requires.
+        """Refuse (4004) a body that lacks what the gateway cannot act without (``NEEDED``); read
+        any other absent schema-required element under REQUIRED_ELEMENT_MISSING, listed in
+        ``missing``. A strict reader refuses every absent schema-required element, as before.
 
-        A response carrying an error status needs only MM7Version and Status: TS 23.140 makes the
-        other information elements of a response (SubmitRsp's MessageID) conditional on success,
-        and MMSCs answering 2002 have no MessageID to give, although the XSD makes it mandatory.
+        Two questions kept apart: "does it conform?" is the schema's (emission, ``mm7
+        validate``, strict peers); "can we act on it?" is this one. Real MMSCs omit elements
+        their own schema requires: Mbuni's DeliverReq in REL-5-MM7-1-0 has no ReplyChargingID
+        (that schema and REL-5-MM7-1-1 forgot minOccurs="0"; TS 23.140 sends it only for
+        reply-charged replies), and refusing it cuts off every MO of such an MMSC.
+
+        A response carrying an error status needs only MM7Version and Status even when strict:
+        TS 23.140 makes the other information elements of a response (SubmitRsp's MessageID)
+        conditional on success, and MMSCs answering 2002 have no MessageID to give.
         """
         status = kwargs.get("status")
         failed = isinstance(status, Status) and not status.is_success
         previous = "the start of the body"
+        missing: list[str] = []
+        after: dict[str, str] = {}  # model attribute -> the element before it, for messages
         for element in self.op.sequence(self.version):
+            after.setdefault(element.attr, previous)
             if element.required and element.attr and element.attr not in kwargs:
                 if element.kind is Kind.SENDER_ID:
                     continue  # all its children are optional; an empty one is harmless
                 if failed and element.kind not in (Kind.VERSION, Kind.STATUS):
                     continue
+                if self.strict:
+                    raise ValidationError(
+                        f"missing required element {element.name} (expected after {previous} "
+                        f"in {self.version.token})",
+                        where=self.op.name,
+                        status_code=4004,
+                    )
+                missing.append(element.name)
+            previous = element.name
+        for group in NEEDED.get(self.op.name, ()):
+            if not any(attr in kwargs for attr in group):
+                names = " or ".join(_element_name(self.op, attr) for attr in group)
+                before = after.get(group[0], "the start of the body")
                 raise ValidationError(
-                    f"missing required element {element.name} (expected after {previous} "
-                    f"in {self.version.token})",
+                    f"missing required element {names} (expected after {before} in "
+                    f"{self.version.token}): the message cannot be acted on without it",
                     where=self.op.name,
                     status_code=4004,
                 )
-            previous = element.name
+        if missing:
+            self.leniencies.append(Leniency.REQUIRED_ELEMENT_MISSING)
+            self.missing.extend(missing)
 
     def value(self, child: etree._Element, element: Element, kwargs: dict[str, Any]) -> None:
         """Read one element's value into ``kwargs`` (by the model attribute it maps to)."""
@@ -484,6 +560,15 @@ def _read_string(r: _Reader, child: etree._Element, element: Element, kwargs: _K
 
 def _read_stripped(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     kwargs[element.attr] = (child.text or "").strip()
+
+
+def _read_id(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
+    value = (child.text or "").strip()
+    # messageIDType / entityIDType are xs:NMTOKEN up to REL-5-MM7-1-1; an '@' or '/' in one
+    # (MMSCs write message ids like "abc@mmsc") still names the message
+    if r.version.nmtoken_identifiers and value and not is_nmtoken(value):
+        r.leniencies.append(Leniency.ID_NOT_NMTOKEN)
+    kwargs[element.attr] = value
 
 
 def _read_version(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
@@ -614,7 +699,7 @@ def _read_nothing(r: _Reader, child: etree._Element, element: Element, kwargs: _
 
 _VALUE_READERS: dict[Kind, Callable[[_Reader, etree._Element, Element, _Kwargs], None]] = {
     Kind.STRING: _read_string,
-    Kind.ID: _read_stripped,
+    Kind.ID: _read_id,
     Kind.SERVICE_CODE: _read_stripped,
     Kind.VERSION: _read_version,
     Kind.BOOLEAN: _read_boolean,
@@ -650,9 +735,17 @@ _MODEL_CLASSES: dict[str, type[Message]] = {
 
 
 def read_envelope(
-    root: etree._Element, parts: Sequence[Part], leniencies: list[Leniency]
+    root: etree._Element,
+    parts: Sequence[Part],
+    leniencies: list[Leniency],
+    *,
+    strict: bool = False,
+    missing: list[str] | None = None,
 ) -> tuple[Message, Version | None]:
-    """The message an Envelope element holds, and the schema version it was read with."""
+    """The message an Envelope element holds, and the schema version it was read with.
+
+    ``strict``: refuse (4004) every element the schema requires, not only what ``NEEDED``
+    names; ``missing`` receives the names of absent schema-required elements read anyway."""
     env_ns = namespace(root)
     if local(root) != "Envelope" or env_ns not in (SOAP_ENV_NS, _SOAP_NS_NO_SLASH):
         raise ParseError(
@@ -695,12 +788,23 @@ def read_envelope(
         leniencies.append(Leniency.TRANSACTION_ID_MISSING)
 
     if local(first) == "Fault" and namespace(first) in (SOAP_ENV_NS, _SOAP_NS_NO_SLASH):
-        fault = read_fault(first, parts, leniencies, transaction_id, header_ns)
+        fault = read_fault(
+            first, parts, leniencies, transaction_id, header_ns, strict=strict, missing=missing
+        )
         if found_header and fault.error is not None and header_ns != fault.namespace:
             leniencies.append(Leniency.HEADER_NS_MISMATCH)
         return fault, version_for_namespace(fault.namespace)
 
-    message, version = read_body(first, parts, leniencies, header_ns, transaction_id)
+    message, version = read_body(
+        first, parts, leniencies, header_ns, transaction_id, strict=strict, missing=missing
+    )
+    if (
+        version is not None
+        and version.nmtoken_identifiers
+        and transaction_id
+        and not is_nmtoken(transaction_id)
+    ):
+        leniencies.append(Leniency.ID_NOT_NMTOKEN)  # the TransactionID is xs:NMTOKEN there too
     if found_header and header_ns != message.namespace:
         # another MM7 namespace, or none at all, on the TransactionID; a body in no namespace
         # takes the header's (reported once, as MM7_NO_NAMESPACE)
@@ -714,6 +818,9 @@ def read_body(
     leniencies: list[Leniency],
     header_ns: str | None = None,
     transaction_id: str = "",
+    *,
+    strict: bool = False,
+    missing: list[str] | None = None,
 ) -> tuple[Message, Version | None]:
     """Read an MM7 body element (SubmitReq, DeliverRsp, RSErrorRsp, ...) of any known version.
 
@@ -747,7 +854,14 @@ def read_body(
     if not op.exists_in(read_version):
         leniencies.append(Leniency.ELEMENT_OTHER_VERSION)
         read_version = LATEST
-    reader = _Reader(op, read_version, leniencies, version_known=read_version is version)
+    reader = _Reader(
+        op,
+        read_version,
+        leniencies,
+        version_known=read_version is version,
+        strict=strict,
+        missing=missing,
+    )
     envelope = {"namespace": ns, "transaction_id": transaction_id}
     return reader.read(el, _MODEL_CLASSES[op.name], parts, envelope), version
 
@@ -758,6 +872,9 @@ def read_fault(
     leniencies: list[Leniency],
     transaction_id: str,
     header_ns: str | None,
+    *,
+    strict: bool = False,
+    missing: list[str] | None = None,
 ) -> Fault:
     """A SOAP Fault, extracting an MM7 status from every shape seen in the field."""
     fields: dict[str, str] = {}
@@ -782,7 +899,9 @@ def read_fault(
         carried = next((k for k in kids if local(k) in _ERROR_ELEMENTS), None)
         bare = next((k for k in kids if local(k) == "Status"), None)
         if carried is not None:
-            error, _ = read_body(carried, parts, leniencies, header_ns)
+            error, _ = read_body(
+                carried, parts, leniencies, header_ns, strict=strict, missing=missing
+            )
             status = error.status
             ns = error.namespace
             mm7_version = error.mm7_version

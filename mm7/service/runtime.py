@@ -164,6 +164,8 @@ class Gateway:
         reports = DeliveryReports(
             store,
             link_for_peer=config.peer_link,
+            links_for_peer=config.peer_links,
+            own_addresses=config.own_addresses,
             wake_relay=relay.wake,
             metrics=self.metrics,
         )

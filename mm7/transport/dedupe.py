@@ -26,7 +26,7 @@ from contextlib import asynccontextmanager
 from typing import Protocol, runtime_checkable
 
 from mm7.core.mime import Part
-from mm7.core.model import DeliverReq, DeliveryReportReq, Message, ReadReplyReq
+from mm7.core.model import Address, DeliverReq, DeliveryReportReq, Message, ReadReplyReq
 
 __all__ = [
     "DuplicateStore",
@@ -123,31 +123,36 @@ def dedupe_keys(peer: str, message: Message) -> tuple[str, ...]:
     message with a recycled one a "duplicate" and drop it. Each key therefore holds what a
     retry repeats and a different message does not:
 
-    - DeliveryReportReq: ``MessageID + recipient + MMStatus`` (one message gets several
-      reports, Forwarded then Retrieved, which are not duplicates of each other);
-    - ReadReplyReq: ``MessageID + recipient + read status``;
+    - DeliveryReportReq: ``MessageID + recipient + sender + MMStatus`` (one message gets several
+      reports, Forwarded then Retrieved, which are not duplicates of each other; the sender
+      too because some MMSCs (Mbuni) put the handset there and the VASP's short code in
+      Recipient, and two handsets' reports of one message must not be taken for one);
+    - ReadReplyReq: ``MessageID + recipient + sender + read status``;
     - DeliverReq (no MessageID in the schema): ``TransactionID + sender + Date + Subject`` and
       a digest of the content (Date and Subject are optional; the content tells two messages
       from one handset apart when they are missing);
     - any other request: its TransactionID.
     """
-    if isinstance(message, DeliveryReportReq) and message.message_id:
+    if isinstance(message, DeliveryReportReq | ReadReplyReq) and message.message_id:
+        kind = "dr" if isinstance(message, DeliveryReportReq) else "rr"
         status = message.mm_status_raw or str(message.mm_status)
-        return (_key(peer, "dr", message.message_id, message.recipient.value, status),)
-    if isinstance(message, ReadReplyReq) and message.message_id:
-        status = message.mm_status_raw or str(message.mm_status)
-        return (_key(peer, "rr", message.message_id, message.recipient.value, status),)
+        recipient, sender = _value(message.recipient), _value(message.sender)
+        return (_key(peer, kind, message.message_id, recipient, sender, status),)
     if not message.transaction_id:
         return ()
     if isinstance(message, DeliverReq):
         date = message.timestamp.isoformat() if message.timestamp is not None else ""
         return (
             _key(
-                peer, "mo", message.transaction_id, message.sender.value, date,
+                peer, "mo", message.transaction_id, _value(message.sender), date,
                 message.subject or "", content_digest(message.content),
             ),
         )  # fmt: skip
     return (_key(peer, "tid", message.transaction_id),)
+
+
+def _value(address: Address | None) -> str:
+    return address.value if address is not None else ""
 
 
 def content_digest(part: Part | None) -> str:

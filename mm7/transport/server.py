@@ -200,7 +200,8 @@ class Peer:
     #: schema versions accepted (tokens); a known namespace outside it is answered 4002
     versions: frozenset[str] = ALL
     #: refuse (4002) an unknown namespace, no namespace, or an MM7Version its namespace does not
-    #: allow; lenient (the default) accepts and echoes them
+    #: allow, and (4004) a request without an element its schema requires; lenient (the
+    #: default) accepts and echoes odd versions and reads what it can act on
     strict: bool = False
     #: non-1xxx statuses as a VASPErrorRsp in a SOAP Fault (spec); False: inside the normal Rsp,
     #: HTTP 200, for peers that want that (mmsgw, Seoultel style)
@@ -522,7 +523,7 @@ class MM7Inbound:
         check around it), and write the ``Reply`` chosen for its outcome."""
         dialect = self._lax[peer.name]
         try:
-            decoded = decode(body, content_type, self.config.limits)
+            decoded = decode(body, content_type, self.config.limits, strict=peer.strict)
         except ParseError as exc:
             echo = salvage_envelope(body, content_type, self.config.limits)
             if echo is not None:

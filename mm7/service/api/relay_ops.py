@@ -351,6 +351,8 @@ async def apply_reply(store: Store, parsed: Request) -> MoRecord:
         parsed.linked_id = linked
     if not parsed.to:
         sender = _mo_address(mo.fields.get("from"), "to")
+        if sender is None and mo.fields.get("from") is None:
+            raise ApiError(422, "to", "the MO came without a sender (the MMSC sent none); give to")
         if sender is None:
             raise ApiError(
                 422,

@@ -472,8 +472,19 @@ class _Loader:
         return InboundSettings(listen=listen, config=config, peers=peers, tls=tls)
 
     def _peer(self, name: str, t: Table, links: tuple[LinkSettings, ...]) -> PeerSettings:
-        link = t.str_default("link", name)
         names = [ln.name for ln in links]
+        served = t.str_list("links") if t.has("links") else ()
+        if t.has("links") and not served:
+            raise t.error("links", "must name at least one link")
+        if t.has("links") and t.has("link"):
+            raise t.error("links", "give link or links, not both")
+        for index, other in enumerate(served):
+            if other not in names:
+                raise self.ctx.error(
+                    f"{t.key_path('links')}[{index}]",
+                    f"no link named {show(other)} (links: {', '.join(names)})",
+                )
+        link = served[0] if served else t.str_default("link", name)
         if link not in names:
             key = "link" if t.has("link") else None
             raise t.error(
@@ -557,7 +568,7 @@ class _Loader:
         except ValueError as exc:
             raise t.error(None, str(exc)) from None
         t.finish()
-        return PeerSettings(name=name, link=link, peer=peer)
+        return PeerSettings(name=name, link=link, peer=peer, links=tuple(dict.fromkeys(served)))
 
     def _inbound_tls(self, t: Table | None) -> InboundTLS | None:
         if t is None:

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from mm7.content.profile import Profile
 from mm7.transport.link import (
@@ -123,6 +124,9 @@ class PeerSettings:
     link: str
     #: how the endpoint recognises this peer and answers it
     peer: Peer
+    #: every link this peer's reports may belong to (``links = [...]``: an MMSC reached through
+    #: several VASP accounts); empty: ``link`` alone
+    links: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,3 +412,32 @@ class GatewayConfig:
             if settings.name == peer:
                 return settings.link
         raise KeyError(peer)
+
+    def peer_links(self, peer: str) -> tuple[str, ...]:
+        """Every link a peer's reports are correlated across, its own link first: the peer's
+        ``links``, then every other link submitting to the same MMSC (the same scheme, host
+        and port), since one MMSC reports for all the VASP accounts it serves through one
+        peer. KeyError for an unknown peer."""
+        for settings in self.inbound.peers:
+            if settings.name == peer:
+                own = settings.links or (settings.link,)
+                origins = {_origin(self.link(name).link.url) for name in own}
+                same = (ln.name for ln in self.links if _origin(ln.link.url) in origins)
+                return tuple(dict.fromkeys((*own, *same)))
+        raise KeyError(peer)
+
+    def own_addresses(self, link: str) -> frozenset[str]:
+        """The link's own addresses (its sender address / short code), as a report's Sender
+        normally holds them: how a report with Sender and Recipient swapped is recognised."""
+        settings = self.link(link)
+        return frozenset({settings.sender_address} if settings.sender_address else ())
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a link URL: links sharing it submit to the same MMSC."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return (parts.scheme.lower(), (parts.hostname or "").lower(), port)

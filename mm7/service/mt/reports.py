@@ -7,9 +7,20 @@
     app = create_inbound_app(config.inbound_config(), reports.handlers(on_deliver=relay_handler))
 
 Delivery reports are recorded with ``Store.record_delivery_report`` correlated by (link,
-MessageID, recipient), the link being the one the calling peer belongs to
-(``[inbound.peers.NAME] link``). Every report is recorded (Forwarded, then the final one; reports
-arriving days later), and the MMSC is answered 1000 only once the report is committed. A
+MessageID, handset), the link being the one the calling peer belongs to
+(``[inbound.peers.NAME] link``), then the peer's other links (``links = [...]``, and every link
+submitting to the same MMSC): one MMSC reports for every VASP account it serves through one peer,
+and a report for a message the gateway did send is never relayed as unknown.
+
+The handset is the report's Recipient, except that some MMSCs (Mbuni) put the handset in Sender
+and the VASP's own short code in Recipient: when Recipient is one of the link's own addresses
+(its ``sender_address``) and Sender is not, or when Sender and not Recipient is a recipient of the
+stored message, the Sender is the handset (``Leniency.REPORT_ADDRESSES_SWAPPED``, kept in the
+report's details). The stored report, the relayed event and its Idempotency-Key all name the
+handset. A report without Date or Sender is recorded all the same.
+
+Every report is recorded (Forwarded, then the final one; reports arriving days later), and the
+MMSC is answered 1000 only once the report is committed. A
 MessageID we do not know is answered 1000 too and kept for inspection
 (``Store.delivery_reports(unknown_only=True)``): a 2005 would make carriers retry it forever. A
 store failure is answered 4006 (service unavailable: the MMSC retries later). A duplicate (the
@@ -27,14 +38,16 @@ report (``mm7.service.store.outbox``), and the relay worker delivers it, signed,
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 import structlog
 
-from mm7.core.model import DeliverReq, DeliveryReportReq, ReadReplyReq, Status
+from mm7.core.leniency import Leniency
+from mm7.core.model import Address, DeliverReq, DeliveryReportReq, ReadReplyReq, Status
 from mm7.service.ops.metrics import GatewayMetrics
 from mm7.service.store.base import Clock, Store, SystemClock
+from mm7.service.store.records import normalize_address
 from mm7.transport.errors import HandlerError
 from mm7.transport.server import Handler, InboundContext, InboundHandlers
 
@@ -56,12 +69,16 @@ class DeliveryReports:
         store: Store,
         *,
         link_for_peer: Callable[[str], str] | None = None,
+        links_for_peer: Callable[[str], Sequence[str]] | None = None,
+        own_addresses: Callable[[str], Collection[str]] | None = None,
         wake_relay: Callable[[], None] | None = None,
         clock: Clock | None = None,
         metrics: GatewayMetrics | None = None,
     ) -> None:
         self.store = store
         self._link_for_peer = link_for_peer
+        self._links_for_peer = links_for_peer
+        self._own_addresses = own_addresses
         self.wake_relay = wake_relay
         self.metrics = metrics
         self._clock = clock or SystemClock()
@@ -83,6 +100,39 @@ class DeliveryReports:
         except KeyError:
             return peer
 
+    def other_links(self, peer: str, link: str) -> tuple[str, ...]:
+        """The links besides ``link`` whose messages ``peer`` reports on."""
+        if self._links_for_peer is None:
+            return ()
+        try:
+            return tuple(ln for ln in self._links_for_peer(peer) if ln != link)
+        except KeyError:
+            return ()
+
+    def addresses(
+        self, link: str, recipient: Address | None, sender: Address | None
+    ) -> tuple[str, str | None, bool]:
+        """(handset, other address, swapped) of a report, before the store has a say: the
+        Sender is the handset when the Recipient is one of the link's own addresses and the
+        Sender is not, or when the Recipient is missing."""
+        own: set[str] = set()
+        if self._own_addresses is not None:
+            try:
+                own = {normalize_address(a) for a in self._own_addresses(link)}
+            except KeyError:
+                own = set()
+        first = recipient.value if recipient is not None else None
+        second = sender.value if sender is not None else None
+        if first is None:
+            return second or "", None, False
+        if (
+            second is not None
+            and normalize_address(first) in own
+            and normalize_address(second) not in own
+        ):
+            return second, first, True
+        return first, second, False
+
     async def on_delivery_report(self, ctx: InboundContext[DeliveryReportReq]) -> Status:
         report = ctx.message
         link = self.link_of(ctx.peer.name)
@@ -95,26 +145,35 @@ class DeliveryReports:
         if ctx.duplicate:
             bound.info("mm7.report.duplicate")
             return Status.of(1000)
+        handset, other, swapped = self.addresses(link, report.recipient, report.sender)
         details: dict[str, Any] = {
             "peer": ctx.peer.name,
             "transaction_id": report.transaction_id,
-            "sender": report.sender.value,
-            "date": report.date.isoformat(),
+            "sender": report.sender.value if report.sender is not None else None,
+            "recipient": report.recipient.value if report.recipient is not None else None,
+            "date": report.date.isoformat() if report.date is not None else None,
         }
         if report.mm_status_extension is not None:
             details["mm_status_extension"] = str(report.mm_status_extension)
-        if ctx.leniencies:
-            details["leniencies"] = [str(x) for x in ctx.leniencies]
+        leniencies = [str(x) for x in ctx.leniencies]
+        if swapped:
+            leniencies.append(Leniency.REPORT_ADDRESSES_SWAPPED.value)
+        if leniencies:
+            details["leniencies"] = leniencies
+        if ctx.decoded.missing:
+            details["missing"] = list(ctx.decoded.missing)
         try:
             result = await self.store.record_delivery_report(
                 link,
                 report.message_id,
-                report.recipient.value,
+                handset,
                 report.mm_status,
                 raw_status=report.mm_status_raw,
                 status_text=report.status_text,
                 raw=ctx.decoded.soap[:RAW_KEEP].decode("utf-8", "replace"),
                 details=details,
+                alternate=other,
+                other_links=self.other_links(ctx.peer.name, link),
             )
         except Exception:
             bound.exception("mm7.report.record_failed")
@@ -131,6 +190,8 @@ class DeliveryReports:
             message_id=result.message_id,
             recipient_status=result.recipient_status,
             correlated=result.recipient_id is not None,
+            recorded_link=result.link,
+            swapped=swapped or result.alternate_matched,
         )
         return Status.of(1000)
 
@@ -145,14 +206,23 @@ class DeliveryReports:
         if ctx.duplicate:
             bound.info("mm7.read_reply.duplicate")
             return Status.of(1000)
+        handset, other, swapped = self.addresses(link, reply.recipient, reply.sender)
+        details: dict[str, Any] = {
+            "peer": ctx.peer.name,
+            "sender": reply.sender.value if reply.sender is not None else None,
+        }
+        if swapped:
+            details["leniencies"] = [Leniency.REPORT_ADDRESSES_SWAPPED.value]
         try:
             message_id = await self.store.record_read_reply(
                 link,
                 reply.message_id,
-                reply.recipient.value,
+                handset,
                 str(reply.mm_status),
                 status_text=reply.status_text,
-                details={"peer": ctx.peer.name, "sender": reply.sender.value},
+                details=details,
+                alternate=other,
+                other_links=self.other_links(ctx.peer.name, link),
             )
         except Exception:
             bound.exception("mm7.read_reply.record_failed")

@@ -60,11 +60,13 @@ class MoIngest:
             return Status.of(1000)
         content = mo_content(ctx, link, self._clock.now())
         event = content.event
-        opt = opt_out_word(self.settings, content.facts.text)
+        sender = ctx.message.sender
+        # without a Sender there is nobody to opt out (nor to order by, nor to reply to)
+        opt = opt_out_word(self.settings, content.facts.text) if sender is not None else None
         opt_out = None
-        if opt is not None:
+        if opt is not None and sender is not None:
             event["opt_out"] = opt[0]
-            opt_out = OptOut(opt[0], ctx.message.sender.value, opt[1])
+            opt_out = OptOut(opt[0], sender.value, opt[1])
         route = choose_route(self.settings, content.facts)
         relay = None
         if route is not None:
@@ -74,7 +76,9 @@ class MoIngest:
                 route=route.name,
                 media=route.media,
                 event={**event, "route": route.name},
-                sender_key=normalize_address(ctx.message.sender.value) if hook.ordered else None,
+                sender_key=(
+                    normalize_address(sender.value) if hook.ordered and sender is not None else None
+                ),
             )
         try:
             result = await self.store.store_mo(

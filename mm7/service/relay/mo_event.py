@@ -12,7 +12,8 @@
              "transaction_id": "...", "message_id": null, "linked_id": null,
              "service_code": null, "applic_id": null, "reply_applic_id": null,
              "aux_applic_info": null, "priority": null, "date": null,
-             "mms_relay_server_id": null, "reply_charging_id": null, "leniencies": []},
+             "mms_relay_server_id": null, "reply_charging_id": null, "leniencies": [],
+             "missing": []},
      "carrier_id": "310-260" | null, "headers": {"X-...": "..."}}
 
 Every part of the content is kept (types from the bytes, safe file names), in presentation
@@ -105,7 +106,8 @@ def mo_content(ctx: InboundContext[DeliverReq], link: str, received_at: datetime
         "type": "mo",
         "link": link,
         "received_at": _iso(received_at),
-        "from": message.sender.value,
+        # an MO without Sender (the schema requires one) is relayed with "from": null
+        "from": message.sender.value if message.sender is not None else None,
         "to": to,
         "cc": cc,
         "bcc": bcc,
@@ -130,6 +132,8 @@ def mo_content(ctx: InboundContext[DeliverReq], link: str, received_at: datetime
             "mms_relay_server_id": message.mms_relay_server_id,
             "reply_charging_id": message.reply_charging_id,
             "leniencies": [str(x) for x in ctx.leniencies],
+            # schema-required elements the MMSC left out (leniency required-element-missing)
+            "missing": list(ctx.decoded.missing),
         },
         "carrier_id": ctx.carrier_id,
         "headers": {k: v for k, v in ctx.headers.items() if k.lower().startswith("x-")},
@@ -157,7 +161,8 @@ def mo_content(ctx: InboundContext[DeliverReq], link: str, received_at: datetime
     # handset under a recycled TransactionID differ from a retry even without them
     fingerprint = hashlib.sha256(
         "\x1f".join(
-            (message.sender.value, _iso(message.timestamp) or "", message.subject or "",
+            (message.sender.value if message.sender is not None else "",
+             _iso(message.timestamp) or "", message.subject or "",
              *digests)
         ).encode("utf-8", "surrogatepass")
     ).hexdigest()[:32]  # fmt: skip

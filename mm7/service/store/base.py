@@ -175,8 +175,17 @@ class Store(Protocol):
         status_text: str | None = None,
         raw: str | None = None,
         details: JSONObject | None = None,
+        *,
+        alternate: str | None = None,
+        other_links: Sequence[str] = (),
     ) -> DeliveryReportResult:
-        """Record a report, correlated by (link, MessageID, recipient); unknown ones are kept."""
+        """Record a report, correlated by (link, MessageID, recipient); unknown ones are kept.
+
+        ``alternate``: the report's other address, taken as the handset when it, not
+        ``recipient``, is a recipient of the message (an MMSC that swaps Sender and Recipient).
+        ``other_links``: links to look in, in order, when ``link`` did not send the MessageID
+        (one MMSC serving several links).
+        """
         ...
 
     async def delivery_reports(
@@ -205,8 +214,12 @@ class Store(Protocol):
         read_status: str,
         status_text: str | None = None,
         details: JSONObject | None = None,
+        *,
+        alternate: str | None = None,
+        other_links: Sequence[str] = (),
     ) -> str | None:
-        """Record a read reply on the message it answers (its id, or None) and relay it."""
+        """Record a read reply on the message it answers (its id, or None) and relay it;
+        ``alternate`` and ``other_links`` as for ``record_delivery_report``."""
         ...
 
     # -- the relay outbox (mm7.service.store.outbox)

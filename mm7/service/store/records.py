@@ -249,6 +249,12 @@ class DeliveryReportResult:
     message_id: str | None
     recipient_id: int | None
     recipient_status: RecipientStatus | None
+    #: the link the report was recorded under (the one that sent the message, when known)
+    link: str | None = None
+    #: the handset the report is about, as recorded and relayed
+    recipient: str | None = None
+    #: the handset was the report's other address (Sender), not the one given first
+    alternate_matched: bool = False
 
 
 @dataclass(frozen=True, slots=True)

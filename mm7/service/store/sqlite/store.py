@@ -878,16 +878,20 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
         status_text: str | None = None,
         raw: str | None = None,
         details: JSONObject | None = None,
+        *,
+        alternate: str | None = None,
+        other_links: Sequence[str] = (),
     ) -> DeliveryReportResult:
         """Record a DeliveryReportReq and move the recipient it correlates with.
 
-        Correlation is by (link, MessageID, normalised recipient address); when the MMSC
-        spells the address differently and the MessageID names exactly one recipient, that one
-        is taken. Every report is kept (several per message: Forwarded, then final), also when
+        Correlation is by (link, MessageID, normalised recipient address), the report's
+        ``alternate`` address tried next (an MMSC that puts the handset in Sender); when the
+        MMSC spells the address differently and the MessageID names exactly one recipient, that
+        one is taken. A MessageID ``link`` did not send is looked for in ``other_links``, in
+        order. Every report is kept (several per message: Forwarded, then final), also when
         nothing matches, for inspection. Final outcomes (delivered/undelivered) never regress.
         """
         now = _ms(self._clock.now())
-        key = normalize_address(recipient)
         target = DLR_RECIPIENT_STATUS.get(mm_status)
         info = {
             "mm7_message_id": mm7_message_id,
@@ -897,7 +901,9 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
         }
 
         def op(conn: sqlite3.Connection) -> DeliveryReportResult:
-            rows, matches = _correlate(conn, link, mm7_message_id, key)
+            found = _correlate(conn, (link, *other_links), mm7_message_id, (recipient, alternate))
+            rows, matches, link_used = found.rows, found.matches, found.link
+            recipient_used, key = found.address, normalize_address(found.address)
             message_id = rows[0][1] if rows else None
             recipient_id: int | None = None
             status: RecipientStatus | None = None
@@ -914,7 +920,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
                 "INSERT INTO delivery_reports (link, mm7_message_id, recipient, mm_status,"
                 " raw_status, status_text, raw, message_id, recipient_id, received_at)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (link, mm7_message_id, recipient, mm_status.value, info["raw_status"],
+                (link_used, mm7_message_id, recipient_used, mm_status.value, info["raw_status"],
                  status_text, raw, message_id, recipient_id, now),
             )  # fmt: skip
             report_id = cast(int, cursor.lastrowid)
@@ -922,11 +928,14 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
                 _event(conn, message_id, recipient_id, "delivery_report", mm_status.value,
                        {"report_id": report_id, **info}, now)  # fmt: skip
             self._report_event(
-                conn, RelayKind.DELIVERY_REPORT, link, mm7_message_id, recipient, key,
+                conn, RelayKind.DELIVERY_REPORT, link_used, mm7_message_id, recipient_used, key,
                 message_id, status.value if status is not None else "unknown",
                 mm_status=info["raw_status"], status_text=status_text, now=now,
             )  # fmt: skip
-            return DeliveryReportResult(report_id, message_id, recipient_id, status)
+            return DeliveryReportResult(
+                report_id, message_id, recipient_id, status, link=link_used,
+                recipient=recipient_used, alternate_matched=found.alternate,
+            )  # fmt: skip
 
         return await self._write(op)
 
@@ -977,26 +986,31 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
         read_status: str,
         status_text: str | None = None,
         details: JSONObject | None = None,
+        *,
+        alternate: str | None = None,
+        other_links: Sequence[str] = (),
     ) -> str | None:
         """Record a ReadReplyReq as an event of the message it answers; its id, or None.
 
-        Correlated like delivery reports (link, MessageID, recipient); the relay event goes to
-        the message's callback_url or the link's status hook.
+        Correlated like delivery reports (link, MessageID, recipient, then ``alternate`` and
+        ``other_links``); the relay event goes to the message's callback_url or the link's
+        status hook.
         """
         now = _ms(self._clock.now())
-        key = normalize_address(recipient)
         info = {"mm7_message_id": mm7_message_id, "read_status": read_status,
                 "status_text": status_text, **(dict(details) if details else {})}  # fmt: skip
 
         def op(conn: sqlite3.Connection) -> str | None:
-            _, matches = _correlate(conn, link, mm7_message_id, key)
+            found = _correlate(conn, (link, *other_links), mm7_message_id, (recipient, alternate))
+            matches, address = found.matches, found.address
             message_id: str | None = None
             if matches:
                 message_id = matches[0][1]
                 _event(conn, message_id, matches[0][0], "read_reply", read_status, info, now)
             self._report_event(
-                conn, RelayKind.READ_REPLY, link, mm7_message_id, recipient, key, message_id,
-                read_status.lower(), mm_status=read_status, status_text=status_text, now=now,
+                conn, RelayKind.READ_REPLY, found.link, mm7_message_id, address,
+                normalize_address(address), message_id, read_status.lower(),
+                mm_status=read_status, status_text=status_text, now=now,
             )  # fmt: skip
             return message_id
 
@@ -1185,21 +1199,50 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
 # -- helpers shared by the write operations (run on the writer thread) ------------------------
 
 
-def _correlate(
-    conn: sqlite3.Connection, link: str, mm7_message_id: str, address_key: str
-) -> tuple[list[Any], list[Any]]:
-    """Recipients sent under (link, MessageID), and those a report on ``address_key`` means.
+@dataclass(frozen=True, slots=True)
+class _Correlation:
+    """What a report's MessageID and addresses matched: the recipients ``link`` sent it to
+    (``rows``), those the report means (``matches``), the handset ``address`` to record, and
+    whether that was the report's other address (``alternate``)."""
 
-    The recipient whose normalised address matches; failing that, when the MessageID names
-    exactly one recipient, that one (MMSCs spell addresses their own way).
+    link: str
+    rows: list[Any]
+    matches: list[Any]
+    address: str
+    alternate: bool
+
+
+def _correlate(
+    conn: sqlite3.Connection,
+    links: Sequence[str],
+    mm7_message_id: str,
+    addresses: tuple[str, str | None],
+) -> _Correlation:
+    """Recipients sent under (link, MessageID), and those a report on ``addresses`` means.
+
+    The first of ``links`` that sent the MessageID; in it, the recipient whose normalised
+    address is the report's first address, else its second (the handset in Sender); failing
+    both, when the MessageID names exactly one recipient, that one (MMSCs spell addresses their
+    own way). An unknown MessageID is recorded under the first link and first address.
     """
-    rows = conn.execute(
-        "SELECT id, message_id, address_key, status FROM recipients"
-        " WHERE link=? AND mm7_message_id=? ORDER BY id",
-        (link, mm7_message_id),
-    ).fetchall()
-    matches = [r for r in rows if r[2] == address_key] or (rows if len(rows) == 1 else [])
-    return rows, matches
+    first, second = addresses
+    for link in links:
+        rows = conn.execute(
+            "SELECT id, message_id, address_key, status FROM recipients"
+            " WHERE link=? AND mm7_message_id=? ORDER BY id",
+            (link, mm7_message_id),
+        ).fetchall()
+        if not rows:
+            continue
+        for index, address in enumerate((first, second)):
+            if address:
+                key = normalize_address(address)
+                matches = [r for r in rows if r[2] == key]
+                if matches:
+                    return _Correlation(link, rows, matches, address, index == 1)
+        single = rows if len(rows) == 1 else []
+        return _Correlation(link, rows, single, first or second or "", False)
+    return _Correlation(links[0], [], [], first or second or "", False)
 
 
 def _finish(
