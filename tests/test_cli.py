@@ -522,6 +522,16 @@ def test_inspect_names_every_leniency(capsys: pytest.CaptureFixture[str]) -> Non
     assert info["parts"][0]["content_id"] == "lenient-text"
 
 
+def test_inspect_names_what_a_real_mmsc_left_out(capsys: pytest.CaptureFixture[str]) -> None:
+    path = Path(__file__).parent / "fixtures" / "soap"
+    info = inspect_json(capsys, path / "mbuni-deliverreq-no-replychargingid-rel5-1-0.xml")
+    assert info["operation"] == "DeliverReq"
+    assert "required-element-missing" in info["leniencies"]  # (a bare file: bare-xml too)
+    assert info["missing"] == ["ReplyChargingID"]
+    info = inspect_json(capsys, path / "id-at-sign-in-nmtoken-rel5-1-0.xml")
+    assert "id-not-nmtoken" in info["leniencies"] and info["missing"] == []
+
+
 def test_inspect_bom_and_blank_lines_before_xml(capsys: pytest.CaptureFixture[str]) -> None:
     info = inspect_json(capsys, FIXTURES / "cancel-req-bom-blank-lines.xml")
     assert info["operation"] == "CancelReq"

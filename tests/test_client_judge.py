@@ -15,6 +15,7 @@ from multidict import CIMultiDict
 
 from mm7.core.codec import encode
 from mm7.core.dialect import STRICT_3GPP
+from mm7.core.leniency import Leniency
 from mm7.core.mime import make_part
 from mm7.core.model import (
     Address,
@@ -28,6 +29,7 @@ from mm7.core.model import (
     SubmitRsp,
     reply_to,
 )
+from mm7.core.versions import NAMESPACE_BASE
 from mm7.transport.classify import Outcome, Overrides, Verdict
 from mm7.transport.errors import MM7ClientError
 from mm7.transport.judge import BLANK_200, Answer, Result, judge
@@ -310,7 +312,31 @@ RESULTS = [
         ),
         id="partial-success-1100-is-returned-not-raised",
     ),
+    pytest.param(
+        Case(
+            xml(
+                SubmitRsp(
+                    transaction_id="tx-1",
+                    namespace=NAMESPACE_BASE + "REL-5-MM7-1-0",
+                    mm7_version="5.3.0",
+                    message_id="mbuni-1",
+                )
+            ),
+            {
+                "leniencies": Has(str(Leniency.RESPONSE_VERSION_MISMATCH)),
+                "status.code": 1000,
+                "message.message_id": "mbuni-1",
+            },
+        ),
+        id="answer-in-another-namespace-is-read-and-named",
+    ),
 ]
+
+
+def test_an_answer_in_the_request_s_own_version_is_not_named() -> None:
+    judged = judge(SUBMIT, ok(), LINK)
+    assert isinstance(judged, Result)
+    assert str(Leniency.RESPONSE_VERSION_MISMATCH) not in judged.leniencies
 
 
 def check(found: object, expect: Mapping[str, object]) -> None:

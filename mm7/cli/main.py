@@ -461,6 +461,8 @@ def inspect_bytes(raw: bytes) -> dict[str, Any]:
         "fields": message_fields(msg),
         "parts": [part_summary(p) for p in media],
         "leniencies": [str(x) for x in dict.fromkeys(capture.leniencies + decoded.leniencies)],
+        # schema-required elements absent, read anyway (leniency required-element-missing)
+        "missing": list(decoded.missing),
         "capture": capture.kind,
         "content_type": capture.content_type,
     }
@@ -546,6 +548,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print("  " + one_line(_slide_line(n, slide)))
     if info["leniencies"]:
         print(f"  leniencies: {', '.join(info['leniencies'])}")
+    if info["missing"]:
+        print(f"  missing (required by the schema): {', '.join(info['missing'])}")
     return EXIT_OK
 
 

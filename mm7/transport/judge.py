@@ -214,6 +214,8 @@ class _Case:
         """A decoded answer: a Fault, an error element, the wrong response, or the response."""
         message = decoded.message
         leniencies = tuple(str(x) for x in decoded.leniencies)
+        if self.answered_in_another_version(message):
+            leniencies += (str(Leniency.RESPONSE_VERSION_MISMATCH),)
         if isinstance(message, Fault):
             status = message.status or header_status
             if status is None:
@@ -240,6 +242,17 @@ class _Case:
         if not verdict.ok:
             return self.status_error(message.status, message, leniencies, common)
         return self.success(message, common.http_status, leniencies, headers, common.body)
+
+    def answered_in_another_version(self, message: Message) -> bool:
+        """Whether the answer's namespace or MM7Version is not the request's: Mbuni answers
+        every response in REL-5-MM7-1-0 / 5.3.0, whatever was asked. Read all the same (the
+        answer's meaning does not depend on it), and named."""
+        dialect = self.link.dialect
+        sent_ns = self.request.namespace or dialect.version.namespace
+        sent_version = self.request.mm7_version or dialect.effective_mm7_version
+        if message.namespace is not None and message.namespace != sent_ns:
+            return True
+        return message.mm7_version is not None and message.mm7_version != sent_version
 
     def success(
         self,
