@@ -9,7 +9,7 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,17 @@ from aiohttp.test_utils import TestServer
 from lxml import etree
 
 from mm7.core.capture import read_capture
-from mm7.core.codec import decode
-from mm7.core.model import DeliverRsp, DeliveryReportRsp, Fault
+from mm7.core.codec import decode, encode
+from mm7.core.model import (
+    Address,
+    AddressKind,
+    DeliverRsp,
+    DeliveryReportRsp,
+    Fault,
+    ReadReplyReq,
+    ReadReplyRsp,
+)
+from mm7.core.status import ReadStatus
 from mm7.core.validate import validate_envelope
 from mm7.core.versions import NAMESPACE_BASE
 from mm7.service.config.loader import load_config
@@ -109,7 +118,11 @@ class Rig:
         """POST a fixture as the given peer; the HTTP status and the decoded answer."""
         data = (FIXTURES / fixture).read_bytes()
         capture = read_capture(data)
-        body, content_type = capture.body, capture.content_type or "text/xml"
+        return await self.post_body(capture.body, capture.content_type or "text/xml", peer)
+
+    async def post_body(
+        self, body: bytes, content_type: str, peer: str = "mbuni"
+    ) -> tuple[int, Any]:
         credentials = base64.b64encode(f"{peer}:{peer}-pw".encode()).decode()
         headers = {"Content-Type": content_type, "Authorization": f"Basic {credentials}"}
         assert self.gateway.inbound_url is not None
@@ -269,3 +282,30 @@ async def test_a_report_without_sender_and_date_is_recorded(rig: Rig) -> None:
     assert record is not None and record.recipients[0].status is RecipientStatus.DELIVERED
     [(_, event)] = await rig.hook.wait(1, "delivery_report")
     assert event["recipient"] == "+15551230001"
+
+
+async def test_a_swapped_read_reply_is_recorded_on_its_message_naming_the_handset(
+    rig: Rig,
+) -> None:
+    message_id = await rig.sent("a", "mbuni-msg-88", "+15551230001", "+15551230002")
+    reply = ReadReplyReq(
+        transaction_id="mbuni-rr-1",
+        namespace=NAMESPACE_BASE + "REL-5-MM7-1-0",
+        mm7_version="5.3.0",
+        message_id="mbuni-msg-88",
+        recipient=Address("12345", AddressKind.SHORT_CODE),  # the VASP's own short code
+        sender=Address("15551230002"),  # the handset that read it
+        timestamp=datetime(2026, 11, 30, 10, 20, tzinfo=UTC),
+        mm_status=ReadStatus.READ,
+    )
+    encoded = encode(reply)
+    status, answer = await rig.post_body(encoded.body, encoded.content_type)
+    assert status == 200 and isinstance(answer, ReadReplyRsp) and answer.status.code == 1000
+    store = rig.gateway.store
+    assert store is not None
+    record = await store.get_message(message_id)
+    assert record is not None
+    [event] = [e for e in record.events if e.kind == "read_reply"]
+    assert event.details["leniencies"] == ["report-addresses-swapped"]
+    [(key, relayed)] = await rig.hook.wait(1, "read_reply")
+    assert relayed["recipient"] == "15551230002" and "12345" not in key
