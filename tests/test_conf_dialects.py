@@ -10,7 +10,7 @@ from mm7.core.dialect import Dialect, get_dialect
 from mm7.core.model import Address, Recipients, SubmitReq
 from tests.helpers.samples import content
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "dialects.toml"
+CONF = Path(__file__).resolve().parents[1] / "mm7" / "conf" / "dialects.toml"
 
 
 def test_every_configured_dialect_builds_and_round_trips() -> None:

@@ -24,8 +24,8 @@ from mm7.transport.classify import Verdict
 from mm7.transport.link import BasicAuth, BearerAuth, DigestAuth, LinkConfig, Secret
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "conf" / "gateway.toml"
-DIALECTS = ROOT / "conf" / "dialects.toml"
+SHIPPED = ROOT / "mm7" / "conf" / "gateway.toml"
+DIALECTS = ROOT / "mm7" / "conf" / "dialects.toml"
 
 BASE = """
 {top}

@@ -35,7 +35,7 @@ from mm7.transport.link import LinkConfig, TLSConfig
 from mm7.transport.server import InboundConfig, Peer
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT / "conf" / "gateway.toml"
+REFERENCE = ROOT / "mm7" / "conf" / "gateway.toml"
 LOADER = Path(loader.__file__)
 
 #: Table getters whose first argument is the key they read

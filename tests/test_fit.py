@@ -58,7 +58,7 @@ from mm7.core.versions import LATEST
 from tests.helpers.samples import minimal_message
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = available_profiles([REPO / "conf" / "profiles"])
+SHIPPED = available_profiles([REPO / "mm7" / "conf" / "profiles"])
 FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF", "image/bmp": "BMP"}
 
 # --------------------------------------------------------------------------- media made here

@@ -23,6 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "simulator": LOWER,
     "service.errors": {"core"},
     "service.backoff": set(),
+    "service.starter": {"core", "service.errors"},
     "service.store": {"core", "service.errors"},
     "service.config": LOWER | {"service.errors"},
     "service.ops": LOWER | {"service.store"},

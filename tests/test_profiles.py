@@ -16,7 +16,7 @@ from mm7.content.profile import (
     parse_size,
 )
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "profiles"
+CONF = Path(__file__).resolve().parents[1] / "mm7" / "conf" / "profiles"
 
 #: name -> (max_message_bytes, count, box, smil_required, max_parts, transfer_encoding, on_no_fit)
 SHIPPED = {

@@ -20,7 +20,7 @@ def readme_toml() -> str:
 
 
 def config_with(tmp_path: Path, snippet: str) -> Path:
-    base = (ROOT / "conf" / "gateway.toml").read_text()
+    base = (ROOT / "mm7" / "conf" / "gateway.toml").read_text()
     path = tmp_path / "gateway.toml"
     path.write_text(base + "\n" + snippet)
     return path

@@ -607,6 +607,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "schemas": cmd_schemas,
     "simulate": simulate_cli.cmd_simulate,
     "serve": service_cli.cmd_serve,
+    "init": service_cli.cmd_init,
     "send": service_cli.cmd_send,
     "demo": service_cli.cmd_demo,
     "relay": service_cli.cmd_relay,

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mm7.core.errors import MM7Error
+from mm7.core.shipped import shipped
 
 __all__ = [
     "COUNTS",
@@ -54,10 +55,11 @@ ON_NO_FIT = ("refuse", "link")
 #: transfer encodings the size can be counted in (as mm7.core.dialect.TRANSFER_ENCODINGS)
 TRANSFER_ENCODINGS = ("binary", "8bit", "7bit", "base64", "quoted-printable")
 
-#: where load_profile looks for <name>.toml: the working directory's conf/, then the checkout's
+#: where load_profile looks for <name>.toml: the working directory's conf/profiles (a
+#: deployment's own, which override the shipped ones by name), then those shipped with mm7
 PROFILE_DIRS: tuple[Path, ...] = (
     Path("conf") / "profiles",
-    Path(__file__).resolve().parents[2] / "conf" / "profiles",
+    shipped("profiles"),
 )
 
 _MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/(\*|[a-z0-9!#$&^_.+-]+)|\*/\*")

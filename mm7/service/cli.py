@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from mm7.service.errors import ServiceError
+from mm7.service.starter import StarterExists, write_starter
 from mm7.transport.json_post import JSONPostError, post_json
 
 API_KEY_ENV = "MM7_API_KEY"
@@ -66,7 +67,8 @@ class ServiceCliError(ServiceError):
 
 
 def add_parsers(sub: Any) -> None:
-    """Register ``serve``, ``send`` and ``demo`` on the subparsers of ``mm7``."""
+    """Register ``serve``, ``init``, ``send``, ``demo`` and ``relay`` on the subparsers of
+    ``mm7``."""
     s = sub.add_parser("serve", help="run the gateway (API, inbound endpoint, dispatchers)")
     s.add_argument("--config", type=Path, required=True, help="the gateway TOML file")
     s.add_argument(
@@ -97,6 +99,11 @@ def add_parsers(sub: Any) -> None:
         help="the event loop: uvloop (pip install 'mm7[fast]'), asyncio, or auto: uvloop when "
         "installed (default)",
     )
+
+    i = sub.add_parser(
+        "init", help="write a starter configuration folder (gateway.toml, dialects, profiles)"
+    )
+    i.add_argument("folder", type=Path, help="where to write it, e.g. conf (created if missing)")
 
     d = sub.add_parser(
         "demo",
@@ -228,6 +235,26 @@ def _loop_factory(choice: str) -> tuple[Any, str]:
 
 
 # --------------------------------------------------------------------------- demo
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """``mm7 init DIR``: the starter configuration folder (``mm7.service.starter``)."""
+    folder: Path = args.folder
+    try:
+        written = write_starter(folder)
+    except StarterExists as exc:
+        raise ServiceCliError(str(exc)) from None
+    except OSError as exc:
+        raise ServiceCliError(f"{folder}: cannot write: {exc.strerror or exc}") from None
+    for path in written.files:
+        print(f"wrote {path}")
+    config = folder / "gateway.toml"
+    print(
+        "next:\n"
+        f"  mm7 simulate --listen 127.0.0.1:8080 --vasp-url http://127.0.0.1:9000/mm7 &\n"
+        f"  mm7 serve --config {config}"
+    )
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -37,6 +37,7 @@ from typing import Any
 from mm7.core.dialect import Dialect, DialectError
 from mm7.core.errors import MM7Error
 from mm7.core.model import Status
+from mm7.core.shipped import shipped
 from mm7.core.versions import get_version
 from mm7.simulator.faults import FaultConfigError, FaultInjector
 
@@ -44,9 +45,11 @@ from mm7.simulator.faults import FaultConfigError, FaultInjector
 #: Status there (the ALU mock MMSC), the status in a normal response (mmsgw, Seoultel's dummy MMSC)
 FAULT_SHAPES = ("rserror", "bare-status", "in-response")
 
-#: where persona files are looked up: $MM7_PERSONAS_DIR, else the checkout's conf/personas
+#: where persona files are looked up: $MM7_PERSONAS_DIR, else the working directory's
+#: conf/personas (a deployment's own, overriding by name), then those shipped with mm7
 PERSONAS_ENV = "MM7_PERSONAS_DIR"
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "conf" / "personas"
+LOCAL_DIR = Path("conf") / "personas"
+DEFAULT_DIR = shipped("personas")
 
 
 class PersonaError(MM7Error):
@@ -180,10 +183,11 @@ def _bool(name: str, key: str, value: Any) -> bool:
     return value
 
 
-def personas_dir() -> Path:
-    """The directory persona files are read from."""
+def personas_dirs() -> tuple[Path, ...]:
+    """The folders persona files are read from, first match wins: $MM7_PERSONAS_DIR alone when
+    set; else the working directory's conf/personas, then the shipped ones."""
     env = os.environ.get(PERSONAS_ENV)
-    return Path(env) if env else DEFAULT_DIR
+    return (Path(env),) if env else (LOCAL_DIR, DEFAULT_DIR)
 
 
 def load_persona_file(path: Path, name: str | None = None) -> Persona:
@@ -198,17 +202,19 @@ def load_persona_file(path: Path, name: str | None = None) -> Persona:
 
 
 def load_persona(name: str, directory: Path | None = None) -> Persona:
-    """The persona called ``name`` from the personas directory; PersonaError lists the names."""
-    folder = directory or personas_dir()
-    path = folder / f"{name}.toml"
-    if not path.is_file():
-        raise PersonaError(
-            f"unknown persona {name!r}; known: {', '.join(persona_names(folder)) or '(none)'}"
-        )
-    return load_persona_file(path, name)
+    """The persona called ``name`` (from ``directory``, else the first of ``personas_dirs``
+    that has it); PersonaError lists the names known."""
+    folders = (directory,) if directory is not None else personas_dirs()
+    for folder in folders:
+        path = folder / f"{name}.toml"
+        if path.is_file():
+            return load_persona_file(path, name)
+    raise PersonaError(
+        f"unknown persona {name!r}; known: {', '.join(persona_names(directory)) or '(none)'}"
+    )
 
 
 def persona_names(directory: Path | None = None) -> list[str]:
-    """Every persona name in the directory, sorted."""
-    folder = directory or personas_dir()
-    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+    """Every persona name known (in ``directory``, else in all of ``personas_dirs``), sorted."""
+    folders = (directory,) if directory is not None else personas_dirs()
+    return sorted({p.stem for f in folders if f.is_dir() for p in f.glob("*.toml")})

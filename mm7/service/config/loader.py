@@ -28,10 +28,12 @@ opens an unauthenticated or guessable API to a network.
 
 Files
 -----
-Named dialects come from ``dialects_file`` (default: ``dialects.toml`` beside the config file,
-when present), each a ``[dialects.NAME]`` table of ``mm7.core.dialect.Dialect`` fields whose
-``extends`` names a built-in dialect or another one of the file. Content profiles are looked up
-as ``profiles/<name>.toml`` beside the config file, then in ``mm7.content.profile.PROFILE_DIRS``.
+Named dialects are those shipped with mm7 (``mm7/conf/dialects.toml``) and those of
+``dialects_file`` (default: ``dialects.toml`` beside the config file, when present), which add to
+them and override them by name; each is a ``[dialects.NAME]`` table of ``mm7.core.dialect.Dialect``
+fields whose ``extends`` names a built-in dialect or another named one. Content profiles are
+looked up as ``profiles/<name>.toml`` beside the config file, then in
+``mm7.content.profile.PROFILE_DIRS`` (the working directory's conf/profiles, then the shipped ones).
 Other relative paths (store.path, TLS files) are relative to the working directory, as on the
 command line; TLS files must exist when the configuration is loaded.
 
@@ -61,6 +63,7 @@ from mm7.content.profile import PROFILE_DIRS, ProfileError, load_profile, parse_
 from mm7.core.dialect import DIALECTS, STRICT_3GPP, Dialect, DialectError
 from mm7.core.errors import MM7Error
 from mm7.core.limits import DEFAULT_LIMITS
+from mm7.core.shipped import shipped
 from mm7.core.versions import ALL, get_version
 from mm7.service.config.reader import Context, Table, show
 from mm7.service.config.settings import (
@@ -131,11 +134,12 @@ def _read_toml(ctx: Context) -> dict[str, Any]:
 class _Dialects:
     """Named dialects: the built-in ones and those of the dialects file, built once each."""
 
-    def __init__(self, ctx: Context | None, tables: Mapping[str, Any]) -> None:
-        self._ctx = ctx
-        self._tables = tables
+    def __init__(self, sources: Mapping[str, tuple[Context, Any]]) -> None:
+        #: name -> (the file it is defined in, its table)
+        self._sources = sources
+        self._tables = {name: table for name, (_, table) in sources.items()}
         self._built: dict[str, Dialect] = {}
-        for name in tables:
+        for name in sources:
             self.get(name, "", ())
 
     def names(self) -> list[str]:
@@ -147,9 +151,8 @@ class _Dialects:
         """The dialect ``name``; ``where``/``ctx`` locate the reference for the error message."""
         if name in self._built:
             return self._built[name]
-        if name in self._tables:
-            assert self._ctx is not None
-            file_ctx = self._ctx
+        if name in self._sources:
+            file_ctx = self._sources[name][0]
             here = f"dialects.{name}"
             if name in stack:
                 raise file_ctx.error(here, f"extends itself ({' -> '.join((*stack, name))})")
@@ -172,7 +175,7 @@ class _Dialects:
             return dialect
         if name in DIALECTS:
             return DIALECTS[name]
-        error_ctx = ctx or self._ctx
+        error_ctx = ctx or next((c for c, _ in self._sources.values()), None)
         assert error_ctx is not None
         raise error_ctx.error(
             where, f"unknown dialect {show(name)} (known: {', '.join(self.names())})"
@@ -208,17 +211,27 @@ class _Loader:
         self.dialects = self._dialects()
 
     def _dialects(self) -> _Dialects:
+        """The named dialects: those shipped with mm7 (``mm7/conf/dialects.toml``), then those of
+        the deployment's dialects file, which add to them and override them by name."""
+        sources = dict(self._dialect_tables(shipped("dialects.toml")))
         value = self.top.opt_str("dialects_file")
         if value is None:
             path = self.ctx.source.parent / "dialects.toml"
             if not path.is_file():
-                return _Dialects(None, {})
+                return _Dialects(sources)
         else:
             path = Path(value)
             if not path.is_absolute():
                 path = self.ctx.source.parent / path
             if not path.is_file():
                 raise self.top.error("dialects_file", f"no such file: {path}")
+        sources.update(self._dialect_tables(path))
+        return _Dialects(sources)
+
+    def _dialect_tables(self, path: Path) -> dict[str, tuple[Context, Any]]:
+        """The ``[dialects.NAME]`` tables of one file, each with the file's context."""
+        if not path.is_file():
+            return {}
         file_ctx = Context(path, self.ctx.env)
         data = _read_toml(file_ctx)
         file_top = Table(data, "", file_ctx)
@@ -229,7 +242,7 @@ class _Loader:
         clash = sorted(set(tables) & set(DIALECTS))
         if clash:
             raise file_ctx.error(f"dialects.{clash[0]}", "is the name of a built-in dialect")
-        return _Dialects(file_ctx, tables)
+        return {name: (file_ctx, table) for name, table in tables.items()}
 
     def load(self) -> GatewayConfig:
         links = tuple(self._link(name, t) for name, t in self.top.named_tables("links"))
