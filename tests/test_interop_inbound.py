@@ -25,12 +25,13 @@ from mm7.core.model import (
     Address,
     AddressKind,
     DeliverRsp,
+    DeliveryReportReq,
     DeliveryReportRsp,
     Fault,
     ReadReplyReq,
     ReadReplyRsp,
 )
-from mm7.core.status import ReadStatus
+from mm7.core.status import MMStatus, ReadStatus
 from mm7.core.validate import validate_envelope
 from mm7.core.versions import NAMESPACE_BASE
 from mm7.service.config.loader import load_config
@@ -309,3 +310,95 @@ async def test_a_swapped_read_reply_is_recorded_on_its_message_naming_the_handse
     assert event.details["leniencies"] == ["report-addresses-swapped"]
     [(key, relayed)] = await rig.hook.wait(1, "read_reply")
     assert relayed["recipient"] == "15551230002" and "12345" not in key
+
+
+def dlr(message_id: str, recipient: Address | None, sender: Address | None, tid: str) -> bytes:
+    """A REL-5-MM7-1-0 DeliveryReportReq as the core writes it, lenient about what is absent."""
+    body = encode(
+        DeliveryReportReq(
+            transaction_id=tid,
+            namespace=NAMESPACE_BASE + "REL-5-MM7-1-0",
+            mm7_version="5.3.0",
+            message_id=message_id,
+            recipient=recipient if recipient is not None else Address("0"),
+            sender=sender if sender is not None else Address("0"),
+            date=datetime(2026, 11, 30, 10, 20, tzinfo=UTC),
+            mm_status=MMStatus.RETRIEVED,
+        )
+    ).body
+    # drop an address the MMSC left out (the core never writes a report without both)
+    if recipient is None:
+        body = body.replace(b"<mm7:Recipient><mm7:Number>0</mm7:Number></mm7:Recipient>", b"")
+    if sender is None:
+        body = body.replace(b"<mm7:Sender><mm7:Number>0</mm7:Number></mm7:Sender>", b"")
+    return body
+
+
+async def test_another_link_s_message_needs_a_matching_address(rig: Rig) -> None:
+    # link b (same MMSC) sent MessageID 77 to a UK handset; a report for 77 about another
+    # handset is not that message's: MessageIDs are unique per MMSC, not across the ones a host
+    # may front, and the one-recipient fallback applies to the peer's own link only
+    message_id = await rig.sent("b", "77", "+447700900001")
+    body = dlr("77", Address("15551230009"), Address("12345", AddressKind.SHORT_CODE), "x-1")
+    status, _ = await rig.post_body(body, "text/xml")
+    assert status == 200
+    store = rig.gateway.store
+    assert store is not None
+    record = await store.get_message(message_id)
+    assert record is not None and record.recipients[0].status is RecipientStatus.SUBMITTED
+    [unknown] = await store.delivery_reports(unknown_only=True)
+    assert unknown.link == "a" and unknown.recipient == "15551230009"
+
+
+async def test_a_report_naming_only_the_short_code_is_recorded_for_the_only_recipient(
+    rig: Rig,
+) -> None:
+    message_id = await rig.sent("a", "m-sc", "+15551230001")
+    body = dlr("m-sc", None, Address("12345", AddressKind.SHORT_CODE), "sc-1")
+    status, _ = await rig.post_body(body, "text/xml")
+    assert status == 200
+    store = rig.gateway.store
+    assert store is not None
+    [report] = await store.delivery_reports(message_id=message_id)
+    assert report.recipient == "+15551230001"  # the stored recipient, not the short code
+    [(key, event)] = await rig.hook.wait(1, "delivery_report")
+    assert event["recipient"] == "+15551230001" and "12345" not in key
+    assert "required-element-missing" in event["leniencies"]
+
+
+async def test_swapped_reports_of_an_unknown_message_from_another_short_code_stay_apart(
+    rig: Rig,
+) -> None:
+    # no link has 777 as its address: the ShortCode in Recipient and the Number in Sender tell
+    for index, handset in enumerate(("15551230001", "15551230002")):
+        body = dlr("nope", Address("777", AddressKind.SHORT_CODE), Address(handset), f"u-{index}")
+        status, _ = await rig.post_body(body, "text/xml")
+        assert status == 200
+    store = rig.gateway.store
+    assert store is not None
+    unknown = await store.delivery_reports(unknown_only=True)
+    assert sorted(r.recipient for r in unknown) == ["15551230001", "15551230002"]
+    events = await rig.hook.wait(2, "delivery_report")
+    assert sorted(e["recipient"] for _, e in events) == ["15551230001", "15551230002"]
+    assert all(e["leniencies"] == ["report-addresses-swapped"] for _, e in events)
+
+
+async def test_a_swap_only_the_store_can_see_is_named_too(rig: Rig) -> None:
+    # Recipient holds a number that is no link's address: only the stored message tells that
+    # the Sender is the handset
+    message_id = await rig.sent("a", "m-77", "+15551230001", "+15551230002")
+    body = dlr("m-77", Address("4477"), Address("15551230002"), "st-1")
+    status, _ = await rig.post_body(body, "text/xml")
+    assert status == 200
+    store = rig.gateway.store
+    assert store is not None
+    record = await store.get_message(message_id)
+    assert record is not None
+    statuses = {r.address: r.status for r in record.recipients}
+    assert statuses["+15551230002"] is RecipientStatus.DELIVERED
+    assert statuses["+15551230001"] is RecipientStatus.SUBMITTED
+    [event] = [e for e in record.events if e.kind == "delivery_report"]
+    assert "report-addresses-swapped" in event.details["leniencies"]
+    [(_, relayed)] = await rig.hook.wait(1, "delivery_report")
+    assert relayed["recipient"] == "15551230002"
+    assert relayed["leniencies"] == ["report-addresses-swapped"]

@@ -922,3 +922,41 @@ def test_extensions_do_not_change_message_equality() -> None:
     message = load("vendor-kt-elements.xml").message
     assert message.extensions
     assert dataclasses.replace(message, extensions=()) == message
+
+
+@pytest.mark.parametrize(
+    ("inner", "missing"),
+    [
+        ("<mm7:Sender/>", ("Sender",)),
+        ("<mm7:Sender><mm7:Number/></mm7:Sender>", ("Sender",)),
+        ("<mm7:Sender><mm7:Number>  </mm7:Number></mm7:Sender>", ("Sender",)),
+        ("<mm7:Sender><mm7:Number>15551230007</mm7:Number></mm7:Sender><mm7:TimeStamp/>", ()),
+    ],
+)
+def test_an_empty_address_or_date_reads_as_absent(inner: str, missing: tuple[str, ...]) -> None:
+    ns = NAMESPACE_BASE + "REL-6-MM7-1-4"
+    soap = (
+        '<env:Envelope xmlns:env="http://schemas.xmlsoap.org/soap/envelope/"><env:Body>'
+        f'<mm7:DeliverReq xmlns:mm7="{ns}"><mm7:MM7Version>6.8.0</mm7:MM7Version>{inner}'
+        "<mm7:Subject>hi</mm7:Subject></mm7:DeliverReq></env:Body></env:Envelope>"
+    ).encode()
+    decoded = decode(soap, "text/xml")
+    assert isinstance(decoded.message, DeliverReq)
+    assert decoded.missing == missing
+    assert (decoded.message.sender is None) == bool(missing)
+    assert decoded.message.timestamp is None
+
+
+def test_a_blank_messageid_is_no_messageid() -> None:
+    ns = NAMESPACE_BASE + "REL-6-MM7-1-4"
+    soap = (
+        '<env:Envelope xmlns:env="http://schemas.xmlsoap.org/soap/envelope/"><env:Body>'
+        f'<mm7:DeliveryReportReq xmlns:mm7="{ns}"><mm7:MM7Version>6.8.0</mm7:MM7Version>'
+        "<mm7:MessageID>   </mm7:MessageID>"
+        "<mm7:Recipient><mm7:Number>+15551230001</mm7:Number></mm7:Recipient>"
+        "<mm7:Date/><mm7:MMStatus>Retrieved</mm7:MMStatus>"
+        "</mm7:DeliveryReportReq></env:Body></env:Envelope>"
+    ).encode()
+    with pytest.raises(ValidationError) as info:
+        decode(soap, "text/xml")
+    assert info.value.status_code == 4004 and "MessageID" in str(info.value)

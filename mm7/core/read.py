@@ -187,7 +187,9 @@ NEEDED: dict[str, tuple[tuple[str, ...], ...]] = {
     "ReplaceReq": (("message_id",),),
     "extendedCancelReq": (("cancel_id",),),
     "extendedReplaceReq": (),
-    # a response is its status; a successful SubmitRsp without MessageID was still accepted
+    # a response is its status: a successful SubmitRsp without MessageID means the MMSC took the
+    # message (refusing the answer would resend it); its reports cannot be correlated, which the
+    # dispatcher logs (mm7.dispatch.submitted_without_message_id)
     **{
         name: (("status",),)
         for name in (
@@ -506,7 +508,8 @@ class _Reader:
                 missing.append(element.name)
             previous = element.name
         for group in NEEDED.get(self.op.name, ()):
-            if not any(attr in kwargs for attr in group):
+            # a blank value (<MessageID> </MessageID>) names nothing: as good as absent
+            if not any(kwargs.get(attr) not in (None, "") for attr in group):
                 names = " or ".join(_element_name(self.op, attr) for attr in group)
                 before = after.get(group[0], "the start of the body")
                 raise ValidationError(
@@ -583,7 +586,11 @@ def _read_boolean(r: _Reader, child: etree._Element, element: Element, kwargs: _
 
 
 def _read_datetime(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
-    kwargs[element.attr] = r.datetime_text(child.text or "", element.name)
+    text = child.text or ""
+    # an empty date (<Date/>) says no more than a missing one: read as absent (a required one is
+    # then named by check_required, REQUIRED_ELEMENT_MISSING, and refused by a strict reader)
+    if text.strip():
+        kwargs[element.attr] = r.datetime_text(text, element.name)
 
 
 def _read_rel_date(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
@@ -611,6 +618,10 @@ def _read_read_status(r: _Reader, child: etree._Element, element: Element, kwarg
 
 
 def _read_address(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
+    # an empty Sender or Recipient (<Sender/>, <Sender><Number/></Sender>) names nobody: read as
+    # absent like a missing one, never as the address "" (which an opt-out would then record)
+    if not _all_text(child).strip():
+        return
     kwargs[element.attr] = r.address(child, element.name)
 
 

@@ -356,6 +356,9 @@ class Dispatcher:
                 ok = await self.store.complete(item, mm7_id, code, text, details)
                 self.counts["submitted" if ok else "lease_lost"] += 1
                 bound.info("mm7.dispatch.submitted", mm7_message_id=mm7_id, recorded=ok)
+                if mm7_id is None:
+                    # accepted, but its delivery reports will not find it
+                    bound.warning("mm7.dispatch.submitted_without_message_id", status=code)
             case Failed(code=code, text=text):
                 ok = await self.store.fail(item, code, text, details)
                 self.counts["failed" if ok else "lease_lost"] += 1

@@ -44,7 +44,7 @@ from typing import Any
 import structlog
 
 from mm7.core.leniency import Leniency
-from mm7.core.model import Address, DeliverReq, DeliveryReportReq, ReadReplyReq, Status
+from mm7.core.model import Address, AddressKind, DeliverReq, DeliveryReportReq, ReadReplyReq, Status
 from mm7.service.ops.metrics import GatewayMetrics
 from mm7.service.store.base import Clock, Store, SystemClock
 from mm7.service.store.records import normalize_address
@@ -110,28 +110,42 @@ class DeliveryReports:
             return ()
 
     def addresses(
-        self, link: str, recipient: Address | None, sender: Address | None
+        self, links: Sequence[str], recipient: Address | None, sender: Address | None
     ) -> tuple[str, str | None, bool]:
-        """(handset, other address, swapped) of a report, before the store has a say: the
-        Sender is the handset when the Recipient is one of the link's own addresses and the
-        Sender is not, or when the Recipient is missing."""
+        """(handset, other address, swapped) of a report, before the store has a say.
+
+        The Sender is the handset when the Recipient is one of the own addresses of ``links``
+        (their ``sender_address``) and the Sender is not, or, when neither is known, when the
+        Recipient is a ShortCode and the Sender a Number (a handset has no short code). A report
+        whose only address is an own one or a ShortCode names no handset (""): the store then
+        takes the message's only recipient, when it has one."""
         own: set[str] = set()
         if self._own_addresses is not None:
-            try:
-                own = {normalize_address(a) for a in self._own_addresses(link)}
-            except KeyError:
-                own = set()
-        first = recipient.value if recipient is not None else None
-        second = sender.value if sender is not None else None
-        if first is None:
-            return second or "", None, False
+            for link in links:
+                try:
+                    own |= {normalize_address(a) for a in self._own_addresses(link)}
+                except KeyError:
+                    continue
+        if recipient is None:
+            if sender is None or normalize_address(sender.value) in own:
+                return "", None, False
+            if sender.kind is AddressKind.SHORT_CODE:
+                return "", None, False
+            return sender.value, None, False
+        if sender is None:
+            return recipient.value, None, False
+        recipient_own = normalize_address(recipient.value) in own
+        sender_own = normalize_address(sender.value) in own
+        if recipient_own and not sender_own:
+            return sender.value, recipient.value, True
         if (
-            second is not None
-            and normalize_address(first) in own
-            and normalize_address(second) not in own
+            not recipient_own
+            and not sender_own
+            and recipient.kind is AddressKind.SHORT_CODE
+            and sender.kind is AddressKind.NUMBER
         ):
-            return second, first, True
-        return first, second, False
+            return sender.value, recipient.value, True
+        return recipient.value, sender.value, False
 
     async def on_delivery_report(self, ctx: InboundContext[DeliveryReportReq]) -> Status:
         report = ctx.message
@@ -145,7 +159,8 @@ class DeliveryReports:
         if ctx.duplicate:
             bound.info("mm7.report.duplicate")
             return Status.of(1000)
-        handset, other, swapped = self.addresses(link, report.recipient, report.sender)
+        others = self.other_links(ctx.peer.name, link)
+        handset, other, swapped = self.addresses((link, *others), report.recipient, report.sender)
         details: dict[str, Any] = {
             "peer": ctx.peer.name,
             "transaction_id": report.transaction_id,
@@ -173,7 +188,7 @@ class DeliveryReports:
                 raw=ctx.decoded.soap[:RAW_KEEP].decode("utf-8", "replace"),
                 details=details,
                 alternate=other,
-                other_links=self.other_links(ctx.peer.name, link),
+                other_links=others,
             )
         except Exception:
             bound.exception("mm7.report.record_failed")
@@ -206,13 +221,20 @@ class DeliveryReports:
         if ctx.duplicate:
             bound.info("mm7.read_reply.duplicate")
             return Status.of(1000)
-        handset, other, swapped = self.addresses(link, reply.recipient, reply.sender)
+        others = self.other_links(ctx.peer.name, link)
+        handset, other, swapped = self.addresses((link, *others), reply.recipient, reply.sender)
         details: dict[str, Any] = {
             "peer": ctx.peer.name,
             "sender": reply.sender.value if reply.sender is not None else None,
+            "recipient": reply.recipient.value if reply.recipient is not None else None,
         }
+        leniencies = [str(x) for x in ctx.leniencies]
         if swapped:
-            details["leniencies"] = [Leniency.REPORT_ADDRESSES_SWAPPED.value]
+            leniencies.append(Leniency.REPORT_ADDRESSES_SWAPPED.value)
+        if leniencies:
+            details["leniencies"] = leniencies
+        if ctx.decoded.missing:
+            details["missing"] = list(ctx.decoded.missing)
         try:
             message_id = await self.store.record_read_reply(
                 link,
@@ -222,7 +244,7 @@ class DeliveryReports:
                 status_text=reply.status_text,
                 details=details,
                 alternate=other,
-                other_links=self.other_links(ctx.peer.name, link),
+                other_links=others,
             )
         except Exception:
             bound.exception("mm7.read_reply.record_failed")

@@ -9,7 +9,7 @@ records the outcome; rows that keep failing past the relay's ``max_age`` become 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -134,8 +134,11 @@ def status_event(
     status_code: int | None = None,
     status_text: str | None = None,
     mm_status: str | None = None,
+    leniencies: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of a status, delivery-report or read-reply event (one shape for all)."""
+    """The JSON body of a status, delivery-report or read-reply event (one shape for all; a
+    report's also lists the leniencies its reading needed, e.g. report-addresses-swapped)."""
+    extra: dict[str, Any] = {"leniencies": list(leniencies)} if leniencies is not None else {}
     return {
         "type": kind.value,
         "message_id": message_id,
@@ -147,4 +150,5 @@ def status_event(
         "status_text": status_text,
         "mm_status": mm_status,
         "at": at.isoformat().replace("+00:00", "Z"),
+        **extra,
     }

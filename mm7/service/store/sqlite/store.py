@@ -41,6 +41,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from mm7.core.leniency import Leniency
 from mm7.core.status import MMStatus
 from mm7.service.errors import AllSuppressedError, UnknownMediaError
 from mm7.service.store.base import Clock, SystemClock
@@ -905,10 +906,12 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
             rows, matches, link_used = found.rows, found.matches, found.link
             recipient_used, key = found.address, normalize_address(found.address)
             message_id = rows[0][1] if rows else None
+            if found.alternate:
+                _name_swap(info)
             recipient_id: int | None = None
             status: RecipientStatus | None = None
             if matches:
-                recipient_id, message_id, _, current = matches[0]
+                recipient_id, message_id, _, current, _ = matches[0]
                 status = RecipientStatus(current)
                 if target is not None and current in _REPORTABLE:
                     conn.execute(
@@ -931,6 +934,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
                 conn, RelayKind.DELIVERY_REPORT, link_used, mm7_message_id, recipient_used, key,
                 message_id, status.value if status is not None else "unknown",
                 mm_status=info["raw_status"], status_text=status_text, now=now,
+                leniencies=info.get("leniencies") or (),
             )  # fmt: skip
             return DeliveryReportResult(
                 report_id, message_id, recipient_id, status, link=link_used,
@@ -1003,6 +1007,8 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
         def op(conn: sqlite3.Connection) -> str | None:
             found = _correlate(conn, (link, *other_links), mm7_message_id, (recipient, alternate))
             matches, address = found.matches, found.address
+            if found.alternate:
+                _name_swap(info)
             message_id: str | None = None
             if matches:
                 message_id = matches[0][1]
@@ -1011,6 +1017,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
                 conn, RelayKind.READ_REPLY, found.link, mm7_message_id, address,
                 normalize_address(address), message_id, read_status.lower(),
                 mm_status=read_status, status_text=status_text, now=now,
+                leniencies=info.get("leniencies") or (),
             )  # fmt: skip
             return message_id
 
@@ -1079,6 +1086,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
         mm_status: str,
         status_text: str | None,
         now: int,
+        leniencies: Sequence[str] = (),
     ) -> None:
         """Queue a delivery report or read reply (correlated or not) for the application."""
         callback = api_key = None
@@ -1094,7 +1102,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
         body = status_event(
             kind, message_id=message_id, recipient=recipient, status=status, at=_dt(now),
             link=link, mm7_message_id=mm7_message_id, mm_status=mm_status,
-            status_text=status_text,
+            status_text=status_text, leniencies=leniencies,
         )  # fmt: skip
         prefix = "dlr" if kind is RelayKind.DELIVERY_REPORT else "rr"
         insert_event(conn, kind, f"{prefix}:{link}:{mm7_message_id}:{recipient_key}:{mm_status}",
@@ -1199,6 +1207,13 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
 # -- helpers shared by the write operations (run on the writer thread) ------------------------
 
 
+def _name_swap(details: dict[str, Any]) -> None:
+    """The report's handset was its Sender: name that in the details kept with it."""
+    named = list(details.get("leniencies") or [])
+    if Leniency.REPORT_ADDRESSES_SWAPPED.value not in named:
+        details["leniencies"] = [*named, Leniency.REPORT_ADDRESSES_SWAPPED.value]
+
+
 @dataclass(frozen=True, slots=True)
 class _Correlation:
     """What a report's MessageID and addresses matched: the recipients ``link`` sent it to
@@ -1221,14 +1236,17 @@ def _correlate(
     """Recipients sent under (link, MessageID), and those a report on ``addresses`` means.
 
     The first of ``links`` that sent the MessageID; in it, the recipient whose normalised
-    address is the report's first address, else its second (the handset in Sender); failing
-    both, when the MessageID names exactly one recipient, that one (MMSCs spell addresses their
-    own way). An unknown MessageID is recorded under the first link and first address.
+    address is the report's first address, else its second (the handset in Sender). On the
+    first link only (the calling peer's own), when neither matches and the MessageID names
+    exactly one recipient, that one (MMSCs spell addresses their own way), recorded under its
+    stored address when the report gave none. On the other links an address must match: a
+    MessageID is unique per MMSC, not across the MMSCs a host may front. An unknown MessageID
+    is recorded under the first link and the first address given.
     """
     first, second = addresses
-    for link in links:
+    for position, link in enumerate(links):
         rows = conn.execute(
-            "SELECT id, message_id, address_key, status FROM recipients"
+            "SELECT id, message_id, address_key, status, address FROM recipients"
             " WHERE link=? AND mm7_message_id=? ORDER BY id",
             (link, mm7_message_id),
         ).fetchall()
@@ -1240,8 +1258,10 @@ def _correlate(
                 matches = [r for r in rows if r[2] == key]
                 if matches:
                     return _Correlation(link, rows, matches, address, index == 1)
-        single = rows if len(rows) == 1 else []
-        return _Correlation(link, rows, single, first or second or "", False)
+        if position == 0 and len(rows) == 1:
+            return _Correlation(link, rows, rows, first or rows[0][4], False)
+        if position == 0:
+            return _Correlation(link, rows, [], first or second or "", False)
     return _Correlation(links[0], [], [], first or second or "", False)
 
 
