@@ -56,7 +56,7 @@ import secrets
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from mm7.content.profile import PROFILE_DIRS, ProfileError, load_profile, parse_size
@@ -69,6 +69,7 @@ from mm7.service.config.reader import Context, Table, show
 from mm7.service.config.settings import (
     DEFAULT_API_LISTEN,
     DEFAULT_INBOUND_LISTEN,
+    SIGNATURE_SCHEMES,
     ApiKey,
     ApiSettings,
     FetchSettings,
@@ -85,7 +86,9 @@ from mm7.service.config.settings import (
     RelaySettings,
     RetrySettings,
     RouteMatch,
+    SignatureScheme,
     StoreSettings,
+    whsec_key,
 )
 from mm7.service.errors import ConfigError
 from mm7.transport.classify import Overrides
@@ -687,11 +690,21 @@ class _Loader:
             _check_url(h, "url", url)
             secret = h.secret("secret", required=True)
             assert secret is not None
+            signature = h.str_default(
+                "signature", _default(RelayHook, "signature"), choices=SIGNATURE_SCHEMES
+            )
+            if signature != "mm7":
+                try:
+                    whsec_key(secret.reveal())
+                except ValueError as exc:
+                    where = "secret_env" if h.has("secret_env") else "secret"
+                    raise h.error(where, f"with signature = {show(signature)}: {exc}") from None
             hooks.append(
                 RelayHook(
                     name=name,
                     url=url,
                     secret=secret,
+                    signature=cast(SignatureScheme, signature),
                     concurrency=h.integer("concurrency", _default(RelayHook, "concurrency")),
                     ordered=h.boolean("ordered", _default(RelayHook, "ordered")),
                     timeout=h.duration("timeout", _default(RelayHook, "timeout")),

@@ -8,13 +8,14 @@ refused at start too, and ``GatewayConfig.link_configs()`` / ``.inbound_config()
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hmac
 import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeAlias
 from urllib.parse import urlsplit
 
 from mm7.content.profile import Profile
@@ -41,7 +42,11 @@ __all__ = [
     "RelaySettings",
     "RetrySettings",
     "RouteMatch",
+    "SIGNATURE_SCHEMES",
+    "SignatureScheme",
     "StoreSettings",
+    "WHSEC_PREFIX",
+    "whsec_key",
 ]
 
 #: opt-out words (an MO whose whole text is one of them), compared upper-cased
@@ -232,6 +237,46 @@ class StoreSettings:
     retain: float = 30 * 86400.0
 
 
+#: which signature headers a hook's requests carry (``RelayHook.signature``)
+SignatureScheme: TypeAlias = Literal["mm7", "standard", "both"]
+SIGNATURE_SCHEMES: tuple[SignatureScheme, ...] = ("mm7", "standard", "both")
+#: the prefix Standard Webhooks gives a symmetric secret: ``whsec_`` then the key in base64
+WHSEC_PREFIX = "whsec_"
+#: the shortest key (bytes) Standard Webhooks allows for HMAC-SHA256 signatures
+WHSEC_MIN_BYTES = 24
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+
+
+def whsec_key(secret: str) -> bytes:
+    """The HMAC key a Standard Webhooks secret stands for: ``whsec_<base64>`` decoded.
+
+    The receiving libraries (``standardwebhooks.Webhook(secret)`` and its siblings in other
+    languages) take the secret in this form and decode it the same way, so the application is
+    given the very string the gateway is configured with. Raises ValueError, naming what is
+    wrong but never showing the secret, for a secret without the prefix, with characters
+    outside the standard base64 alphabet (the libraries would silently skip them and derive
+    another key) or shorter than ``WHSEC_MIN_BYTES`` once decoded.
+    """
+    if not secret.startswith(WHSEC_PREFIX):
+        raise ValueError(
+            "the Standard Webhooks signature needs a secret of the form whsec_<base64 of 24 "
+            "or more random bytes> (this one does not start with whsec_); make one with: "
+            'python3 -c "import base64,secrets; '
+            "print('whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())\""
+        )
+    encoded = secret[len(WHSEC_PREFIX) :]
+    if not _BASE64.fullmatch(encoded):
+        raise ValueError("the part after whsec_ is not base64 (A-Z a-z 0-9 + / and = padding)")
+    stripped = encoded.rstrip("=")
+    key = base64.b64decode(stripped + "=" * (-len(stripped) % 4))
+    if len(key) < WHSEC_MIN_BYTES:
+        raise ValueError(
+            f"the key after whsec_ is {len(key)} bytes; Standard Webhooks needs at least "
+            f"{WHSEC_MIN_BYTES}"
+        )
+    return key
+
+
 @dataclass(frozen=True, slots=True)
 class RelayHook:
     """An application's HTTP hook: where relayed messages are POSTed, signed with ``secret``."""
@@ -240,7 +285,8 @@ class RelayHook:
     name: str
     #: where events are POSTed (http or https, no credentials in it)
     url: str
-    #: the HMAC key of the ``X-MM7-Signature`` header
+    #: the HMAC key: its UTF-8 bytes for ``X-MM7-Signature``; for the Standard Webhooks headers
+    #: a ``whsec_<base64>`` secret, whose decoded bytes are the key (``whsec_key``)
     secret: Secret
     #: requests in flight to this hook at once
     concurrency: int = 4
@@ -248,6 +294,9 @@ class RelayHook:
     ordered: bool = False
     #: seconds for one POST, the whole exchange
     timeout: float = 10.0
+    #: the signature headers: "mm7" (``X-MM7-Signature``), "standard" (Standard Webhooks:
+    #: ``webhook-id``, ``webhook-timestamp``, ``webhook-signature``) or "both"
+    signature: SignatureScheme = "mm7"
 
 
 @dataclass(frozen=True, slots=True)

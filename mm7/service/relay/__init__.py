@@ -6,7 +6,8 @@
 - ``worker``: leases the store's outbox (``mm7.service.store.outbox``) and delivers each event;
   ``hooks``: one signed delivery attempt (``HookSender``), per-hook concurrency and
   ``next_step`` (``Delivered``, ``RetryAt`` a time, or ``Dead``: a dead letter); ``signing``: the
-  ``X-MM7-Signature`` header and how an application verifies it;
+  ``X-MM7-Signature`` header, the Standard Webhooks headers, and how an application verifies
+  each;
 - ``media_urls``: the MOs' media as signed expiring URLs served by the gateway.
 
 The operator's side (dead letters, suppressions) is ``mm7.service.api.relay_ops`` and

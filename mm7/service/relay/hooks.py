@@ -13,7 +13,9 @@ One attempt (``HookSender.deliver``) is a POST of the event as JSON (UTF-8, comp
 
 - ``Content-Type: application/json``
 - ``X-MM7-Signature: t=<unix>,v1=<hex>`` (``mm7.service.relay.signing``; signed at each attempt
-  with the hook's secret, the timestamp from the injected clock)
+  with the hook's secret, the timestamp from the injected clock) for a hook whose ``signature``
+  is "mm7" (the default) or "both"; ``webhook-id``, ``webhook-timestamp`` and
+  ``webhook-signature`` (Standard Webhooks, the same module) for "standard" or "both"
 - ``Idempotency-Key: <key>``: the caller's key, the same on every retry of the same event, so
   the application drops duplicates (delivery is at least once)
 - ``X-MM7-Event-Type: <event["type"]>`` (mo, delivery_report, read_reply, ...)
@@ -56,7 +58,7 @@ from yarl import URL
 
 from mm7.service.backoff import backoff_delay
 from mm7.service.config.settings import RelayHook, RelaySettings
-from mm7.service.relay.signing import SIGNATURE_HEADER, signature_header
+from mm7.service.relay.signing import signature_headers
 from mm7.service.store.base import Clock, SystemClock
 
 __all__ = [
@@ -257,8 +259,12 @@ class HookSender:
             at = self.clock.now()
             headers = {
                 "Content-Type": "application/json",
-                SIGNATURE_HEADER: signature_header(
-                    hook.secret.reveal().encode(), int(at.timestamp()), body
+                **signature_headers(
+                    hook.signature,
+                    hook.secret.reveal(),
+                    idempotency_key,
+                    int(at.timestamp()),
+                    body,
                 ),
                 IDEMPOTENCY_HEADER: idempotency_key,
                 EVENT_TYPE_HEADER: event_type,

@@ -10,7 +10,9 @@ Each leased event goes to:
 
 - its hook (``[relay.hooks.NAME]``) when it has one: MOs, routed at ingest;
 - else the message's ``callback_url``, signed with the secret of the API key that sent the
-  message (the application already holds it, so it can verify without another secret);
+  message (the application already holds it, so it can verify without another secret), always
+  with ``X-MM7-Signature``: an API key is a bearer credential, not the ``whsec_`` secret the
+  Standard Webhooks scheme needs (a route's ``status_hook`` can use that scheme instead);
 - else the status hook of the message's link (``routing.status_hook_for``);
 - else nowhere: recorded ``skipped``.
 
