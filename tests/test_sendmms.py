@@ -14,9 +14,11 @@ from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
+from mm7.core.model import MessageClass
 from mm7.core.status import MMStatus
 from mm7.service.api.app import create_api_app
 from mm7.service.config.settings import RelaySettings
+from mm7.service.mt.submit_build import BuiltContent, build_submit, read_fields
 from mm7.service.relay.worker import RelayWorker
 from mm7.service.store.sqlite.store import SqliteStore
 from tests.helpers.api import KEY, Gateway, make_config
@@ -214,3 +216,22 @@ async def test_dlr_and_rr_urls_are_called_with_escapes_and_mbuni_headers(gw: Gat
         assert h["X-Mbuni-Message-ID"] == "MMSC 1" and h["X-Mbuni-From"] == "0015550100"
         assert h["X-Mbuni-MMSC-ID"] == "main"
         assert "X-MM7-Signature" not in h
+
+
+async def test_mclass_vasid_adaptations_and_distribution_reach_the_submitreq(
+    gw: Gateway, tmp_path: Path
+) -> None:
+    params = {**BASE, "mclass": "Advertisement", "vasid": "promo", "allow-adaptations": "1",
+              "distribution": "false"}  # fmt: skip
+    message_id = await accepted(await gw.client.get("/cgi-bin/sendmms", params=params))
+    record = await gw.store.get_message(message_id)
+    assert record is not None
+    [item] = await gw.store.lease("main", "dispatcher", 10, LEASE)
+    settings = make_config(tmp_path, allow_private=False).link("main")
+    submit = build_submit(item, read_fields(record.fields), BuiltContent(None), settings)
+    assert submit.message_class is MessageClass.ADVERTISEMENT and submit.vas_id == "promo"
+    assert submit.allow_adaptations is True and submit.distribution_indicator is False
+    # a plain message keeps the link's VASID and sends none of them
+    plain = build_submit(item, read_fields({"v": 1}), BuiltContent(None), settings)
+    assert plain.vas_id == settings.vas_id and plain.message_class is None
+    assert plain.allow_adaptations is None and plain.distribution_indicator is None
