@@ -506,49 +506,6 @@ def test_address_refusal(address: str, refused: bool) -> None:
     assert (address_refusal(address) is not None) is refused
 
 
-# --------------------------------------------------------------------------- sendmms
-
-
-async def test_sendmms_get_and_post(gateway: GatewayFactory) -> None:
-    gw = await gateway()
-    params = {
-        "username": "app",
-        "password": KEY,
-        "to": "+15550100 +15550101",
-        "from": "12345",
-        "subject": "Kannel",
-        "text": "hello",
-        "dlr-url": "http://127.0.0.1:1/dlr?id=%d",
-    }
-    response = await gw.client.get("/cgi-bin/sendmms", params=params)
-    text = await response.text()
-    assert response.status == 202, text
-    assert text.startswith("Accepted: ")
-    record = await gw.store.get_message(text.split()[1])
-    assert record is not None
-    assert record.fields["source"] == "sendmms" and record.fields["delivery_report"] is True
-    assert record.callback_url == "http://127.0.0.1:1/dlr?id=%d"
-    assert len(record.recipients) == 2
-
-    response = await gw.client.post("/sendmms", data={**params, "mmsc": "uk"})
-    text = await response.text()
-    assert response.status == 202, text
-    record = await gw.store.get_message(text.split()[1])
-    assert record is not None and record.link == "uk"
-
-    before = gw.counts()
-    for bad, status, needle in (
-        ({**params, "password": "wrong"}, 401, "username or password"),
-        ({**params, "username": "other"}, 401, "username or password"),
-        ({**params, "mmsc": "nowhere"}, 422, "link: unknown link 'nowhere'"),
-        ({**params, "to": ""}, 422, "to:"),
-    ):
-        response = await gw.client.get("/cgi-bin/sendmms", params=bad)
-        assert response.status == status
-        assert needle in await response.text()
-    assert gw.counts() == before
-
-
 # --------------------------------------------------------------------------- the document
 
 

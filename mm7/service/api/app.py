@@ -115,16 +115,16 @@ Relay operations (``mm7.service.api.relay_ops``)
 ``GET /v1/suppressions``: inspect and replay the relay's dead letters and read the opt-out list.
 Operator tools: any configured API key may use them (there are no roles yet).
 
-Kannel/Mbuni ``sendmms``
-------------------------
-``GET|POST /cgi-bin/sendmms`` (also ``/sendmms``), query or form parameters ``username``,
-``password``, ``to`` (repeated, or separated by spaces/commas), ``from``, ``subject``, ``text``,
-``content-url`` (repeated), ``smil``, ``dlr-url``, ``mmsc`` (or ``link``). ``username`` is the
-NAME of an ``[[api.keys]]`` entry and ``password`` its key (so one secret serves both APIs).
-``dlr-url`` becomes the ``callback_url`` (JSON status callbacks; Kannel %-escapes are not
-substituted) and sets ``delivery_report``. Answers are text/plain as Kannel/Mbuni clients expect:
-``202 Accepted: <id>`` (``200 Accepted: <id>`` never happens: sendmms has no idempotency key),
-errors ``<4xx> Error: <field>: <message>`` with the same status codes as the JSON API.
+Mbuni ``sendmms``
+----------------
+``GET|POST /cgi-bin/sendmms`` (also ``/sendmms``): Mbuni mmsbox's send-mms interface, so that
+code written for Mbuni keeps working: the same CGI parameters, the same answers (``200
+Accepted: <id>``, ``401 Authentication failed``, Mbuni's error texts) and ``dlr-url`` /
+``rr-url`` called with GET, Kannel %-escapes substituted and Mbuni's ``X-Mbuni-*`` headers.
+``username`` is the NAME of an ``[[api.keys]]`` entry and ``password`` its key. The parameters,
+answers and callbacks are described in ``mm7.service.api.sendmms`` and the README ("sendmms for
+Kannel/Mbuni users"); ``fields["sendmms"]`` holds what only sendmms carries (``dlr_url``,
+``rr_url``, ``message_class``, ``vas_id``, ``allow_adaptations``, ``distribution``).
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from multidict import MultiMapping
+from multidict import MultiDict, MultiMapping
 
 from mm7.content.builder import build_presentation
 from mm7.content.model import MediaItem, Slide
@@ -152,6 +152,9 @@ from mm7.service.api.relay_ops import (
     is_opt_out_confirmation,
     suppressed_error,
 )
+from mm7.service.api.sendmms import MBUNI_ERRORS, SendmmsParams
+from mm7.service.api.sendmms import handle as sendmms_handle
+from mm7.service.api.sendmms import renamed as sendmms_renamed
 from mm7.service.api.validate import FIELDS, MediaInput, Request, SlideInput, parse_request
 from mm7.service.config.settings import ApiKey, GatewayConfig
 from mm7.service.errors import AllSuppressedError, ApiError, FetchError
@@ -250,10 +253,13 @@ async def _errors_middleware(request: web.Request, handler: Handler) -> web.Stre
     if error.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     if _is_sendmms(request):
-        where = f"{error.field}: " if error.field else ""
-        return web.Response(
-            status=error.status, text=f"Error: {where}{error.message}\n", headers=headers
-        )
+        headers.pop("WWW-Authenticate", None)
+        if error.message in MBUNI_ERRORS.values() or error.field == "content-url.url":
+            text = error.message
+        else:
+            where = f"{error.field}: " if error.field else ""
+            text = f"Error: {where}{error.message}"
+        return web.Response(status=error.status, text=text, headers=headers)
     response = _error_json(error.status, error.field, error.message)
     response.headers.update(headers)
     return response
@@ -331,46 +337,42 @@ async def get_message(request: web.Request) -> web.Response:
 
 
 async def sendmms(request: web.Request) -> web.Response:
-    """The Kannel/Mbuni-style ``sendmms`` (module docstring): same checks, text answers."""
+    """Mbuni's ``sendmms`` (``mm7.service.api.sendmms``): Mbuni's parameters and answers."""
     _check_length(request)
     params: MultiMapping[Any] = request.query
+    raw = request.rel_url.raw_query_string
     if request.method == "POST":
         if request.content_type not in (
             "application/x-www-form-urlencoded",
             "multipart/form-data",
         ):
             raise ApiError(415, None, "expected a form (application/x-www-form-urlencoded)")
-        params = await _read_form(request)
-    username = _param(params, "username") or ""
-    password = _param(params, "password") or ""
-    key = request.app[CONFIG_KEY].api.check_key(password) if password else None
-    if key is None or key.name != username:
-        raise ApiError(401, None, "wrong username or password")
-    recipients: list[str] = []
-    for value in params.getall("to", []):
-        if isinstance(value, str):
-            recipients.extend(v for v in value.replace(",", " ").split() if v)
-    body: dict[str, Any] = {"to": recipients}
-    for name, target in (("from", "from"), ("subject", "subject"), ("text", "text")):
-        value = _param(params, name)
-        if value:
-            body[target] = value
-    smil = _param(params, "smil")
-    if smil:
-        body["smil"] = smil
-    link = _param(params, "mmsc") or _param(params, "link")
-    if link:
-        body["link"] = link
-    dlr = _param(params, "dlr-url")
-    if dlr:
-        body["callback_url"] = dlr
-        body["delivery_report"] = True
-    urls = [v for v in params.getall("content-url", []) if isinstance(v, str) and v]
-    if urls:
-        body["media"] = [{"url": u} for u in urls]
-    parsed = parse_request(body, now=datetime.now(UTC))
-    result = await _submit(request.app, parsed, key, source="sendmms")
-    return web.Response(status=202, text=f"Accepted: {result.message_id}\n")
+        form = await _read_form(request)
+        params = MultiDict([*request.query.items(), *form.items()])
+        if request.content_type == "application/x-www-form-urlencoded":
+            raw += "&" + (await request.read()).decode("ascii", "replace")
+
+    async def submit(parsed: SendmmsParams, key: ApiKey) -> str:
+        try:
+            result = await _submit(
+                request.app,
+                parsed.request,
+                key,
+                source="sendmms",
+                extra={"sendmms": parsed.fields()},
+                callback_url=parsed.dlr_url,
+            )
+        except ApiError as exc:
+            if exc.field == "content-url.url":
+                url = parsed.request.media[0].url
+                raise ApiError(
+                    400, exc.field, f"failed to fetch content from url [{url}]! ({exc.message})"
+                ) from None
+            raise sendmms_renamed(exc) from None
+        return result.message_id
+
+    check_key = request.app[CONFIG_KEY].api.check_key
+    return await sendmms_handle(request, params, check_key, submit, raw)
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -391,11 +393,6 @@ async def _read_form(request: web.Request) -> MultiMapping[Any]:
     except (ValueError, UnicodeDecodeError, AssertionError, HttpProcessingError) as exc:
         detail = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
         raise ApiError(400, None, f"the form cannot be read: {detail}") from None
-
-
-def _param(params: MultiMapping[Any], name: str) -> str | None:
-    value = params.get(name)
-    return value if isinstance(value, str) else None
 
 
 def _form_body(form: MultiMapping[Any]) -> tuple[dict[str, Any], list[MediaInput]]:
@@ -528,7 +525,13 @@ def _slides(
 
 
 async def _submit(
-    app: web.Application, parsed: Request, key: ApiKey, *, source: str
+    app: web.Application,
+    parsed: Request,
+    key: ApiKey,
+    *,
+    source: str,
+    extra: Mapping[str, Any] | None = None,
+    callback_url: str | None = None,
 ) -> EnqueueResult:
     """Answer an MO (reply_to), route, fetch, build and enqueue."""
     config = app[CONFIG_KEY]
@@ -625,6 +628,7 @@ async def _submit(
             else [s.as_json() for s in presentation.slides],
             "smil": parsed.smil,
         },
+        **(extra or {}),
     }
     parts = [
         MediaPart(
@@ -644,7 +648,7 @@ async def _submit(
         ),
         expires_at=parsed.expiry.at if parsed.expiry else None,
         not_before=parsed.earliest_delivery.at if parsed.earliest_delivery else None,
-        callback_url=parsed.callback_url,
+        callback_url=callback_url if callback_url is not None else parsed.callback_url,
         allow_suppressed=confirmation,
     )
     try:

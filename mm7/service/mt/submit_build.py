@@ -62,7 +62,7 @@ from mm7.content.parts import (
 )
 from mm7.core.errors import MM7Error
 from mm7.core.mime import Part, parse_content_type
-from mm7.core.model import Address, Priority, Recipients, SubmitReq
+from mm7.core.model import Address, MessageClass, Priority, Recipients, SubmitReq
 from mm7.core.values import RelativeOrAbsolute, parse_relative_or_absolute
 from mm7.service.config.settings import LinkSettings
 from mm7.service.errors import BuildError
@@ -99,6 +99,11 @@ class MessageFields:
     slides: tuple[Slide, ...] | None = None
     smil: bytes | None = None
     layout: Layout = Layout.PORTRAIT_TEXT_BELOW
+    #: from ``fields["sendmms"]`` (Mbuni's mclass, vasid, allow-adaptations, distribution)
+    message_class: MessageClass | None = None
+    vas_id: str | None = None
+    allow_adaptations: bool | None = None
+    distribution: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +132,14 @@ def read_fields(fields: JSONObject) -> MessageFields:
         layout = Layout(layout_raw) if layout_raw else Layout.PORTRAIT_TEXT_BELOW
     except ValueError:
         raise BuildError(f"fields.presentation.layout: unknown layout {layout_raw!r}") from None
+    sendmms = fields.get("sendmms") or {}
+    if not isinstance(sendmms, Mapping):
+        raise BuildError("fields.sendmms: expected an object")
+    mclass = _opt_str(sendmms, "message_class", "sendmms.")
+    try:
+        message_class = MessageClass(mclass) if mclass else None
+    except ValueError:
+        raise BuildError(f"fields.sendmms.message_class: unknown class {mclass!r}") from None
     return MessageFields(
         sender=_opt_str(fields, "from"),
         subject=_opt_str(fields, "subject"),
@@ -141,6 +154,10 @@ def read_fields(fields: JSONObject) -> MessageFields:
         slides=_slides(slides_raw) if slides_raw is not None else None,
         smil=smil.encode("utf-8") if smil else None,
         layout=layout,
+        message_class=message_class,
+        vas_id=_opt_str(sendmms, "vas_id", "sendmms."),
+        allow_adaptations=_opt_bool(sendmms, "allow_adaptations"),
+        distribution=_opt_bool(sendmms, "distribution"),
     )
 
 
@@ -225,7 +242,7 @@ def build_submit(
         return SubmitReq(
             transaction_id=item.transaction_id,
             vasp_id=settings.vasp_id,
-            vas_id=settings.vas_id,
+            vas_id=fields.vas_id or settings.vas_id,
             sender_address=Address.guess(sender) if sender else None,
             recipients=Recipients(to=(Address.guess(item.address),)),
             service_code=fields.service_code or settings.service_code,
@@ -235,6 +252,9 @@ def build_submit(
             read_reply=fields.read_reply,
             priority=fields.priority,
             subject=fields.subject,
+            message_class=fields.message_class,
+            distribution_indicator=fields.distribution,
+            allow_adaptations=fields.allow_adaptations,
             content=content.content,
         )
     except (ValueError, MM7Error) as exc:

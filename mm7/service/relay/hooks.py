@@ -241,8 +241,15 @@ class HookSender:
         idempotency_key: str,
         attempt: int,
         first_attempt_at: datetime | None = None,
+        get_url: str | None = None,
+        get_headers: Mapping[str, str] | None = None,
     ) -> DeliveryOutcome:
         """One attempt to deliver ``event`` to ``hook``; never raises for a failed attempt.
+
+        With ``get_url`` the attempt is a GET of that URL with ``get_headers`` (plus
+        Idempotency-Key and X-MM7-Event-Type) instead of the signed JSON POST: a sendmms
+        message's dlr-url / rr-url, called as Kannel and Mbuni call them
+        (``mm7.service.relay.kannel``). Answers, retries and dead letters are the same.
 
         ``event`` must have a string ``type`` (the ``X-MM7-Event-Type`` header). ``attempt``:
         this attempt's number (1 for the first). ``first_attempt_at``: when the first attempt was
@@ -257,20 +264,25 @@ class HookSender:
         body = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
         async with self.limit(hook):
             at = self.clock.now()
-            headers = {
-                "Content-Type": "application/json",
-                **signature_headers(
-                    hook.signature,
-                    hook.secret.reveal(),
-                    idempotency_key,
-                    int(at.timestamp()),
-                    body,
-                ),
-                IDEMPOTENCY_HEADER: idempotency_key,
-                EVENT_TYPE_HEADER: event_type,
-            }
             started = time.monotonic()
-            status, error = await self._post(hook, body, headers)
+            if get_url is not None:
+                headers = {**(get_headers or {}), IDEMPOTENCY_HEADER: idempotency_key,
+                           EVENT_TYPE_HEADER: event_type}  # fmt: skip
+                status, error = await self._send(hook, "GET", get_url, None, headers)
+            else:
+                headers = {
+                    "Content-Type": "application/json",
+                    **signature_headers(
+                        hook.signature,
+                        hook.secret.reveal(),
+                        idempotency_key,
+                        int(at.timestamp()),
+                        body,
+                    ),
+                    IDEMPOTENCY_HEADER: idempotency_key,
+                    EVENT_TYPE_HEADER: event_type,
+                }
+                status, error = await self._send(hook, "POST", hook.url, body, headers)
             elapsed = time.monotonic() - started
         delivered = status is not None and 200 <= status < 300
         pending = DeliveryOutcome(
@@ -303,13 +315,15 @@ class HookSender:
             log.error("relay_dead", error=error, **fields)
         return outcome
 
-    async def _post(
-        self, hook: RelayHook, body: bytes, headers: dict[str, str]
+    async def _send(
+        self, hook: RelayHook, method: str, url: str, body: bytes | None, headers: dict[str, str]
     ) -> tuple[int | None, str | None]:
-        """POST once: (status, None) for 2xx, (status, reason) or (None, reason) otherwise."""
+        """Send once: (status, None) for 2xx, (status, reason) or (None, reason) otherwise."""
         try:
-            async with self._session().post(
-                hook.url,
+            async with self._session().request(
+                method,
+                # a GET URL is sent as built (its substituted values are already encoded)
+                URL(url, encoded=True) if body is None else url,
                 data=body,
                 headers=headers,
                 allow_redirects=False,

@@ -45,6 +45,7 @@ from yarl import URL
 
 from mm7.service.config.settings import RelayHook, RelaySettings
 from mm7.service.relay.hooks import HookSender, RetryAt, after_failure
+from mm7.service.relay.kannel import report as kannel_report
 from mm7.service.relay.media_urls import MediaUrls
 from mm7.service.relay.routing import status_hook_for
 from mm7.service.store.base import Store
@@ -251,6 +252,16 @@ class RelayWorker:
                 return self.settings.hook(item.hook)
             except KeyError:
                 return f"no hook named {item.hook!r} in the configuration"
+        if item.callback_url is not None and "kannel" in item.event:
+            # a sendmms dlr-url / rr-url: a GET, not signed (Kannel and Mbuni sign nothing)
+            host = URL(item.callback_url).host or "callback"
+            return RelayHook(
+                name=f"callback:{host}",
+                url=item.callback_url,
+                secret=Secret(""),
+                concurrency=self.callback_concurrency,
+                timeout=self.callback_timeout,
+            )
         if item.callback_url is not None:
             secret = self._api_key_secret(item.api_key) if item.api_key else None
             if secret is None:
@@ -308,13 +319,21 @@ class RelayWorker:
             if isinstance(target, str):
                 await self._failed_without_attempt(item, target)
                 return
+            get = kannel_report(item.event) if "kannel" in item.event else None
+            if "kannel" in item.event and get is None:
+                await self.store.relay_outcome(item, "skipped", error="not a report Mbuni makes")
+                self._count(target.name, "skipped")
+                return
             body = await self._body(item, inline=item.media == "inline")
+            body.pop("kannel", None)
             outcome = await self.sender.deliver(
                 target,
                 body,
                 idempotency_key=item.idempotency_key,
                 attempt=item.attempt,
                 first_attempt_at=item.first_attempt_at,
+                get_url=get.url if get is not None else None,
+                get_headers=get.headers if get is not None else None,
             )
             step = outcome.step
             result = step.outcome

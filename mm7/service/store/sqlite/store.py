@@ -1038,7 +1038,8 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
         """Queue the status change of an MT recipient for its message's callback / hook."""
         row = conn.execute(
             "SELECT r.message_id, r.address, r.mm7_message_id, m.link, m.callback_url,"
-            " json_extract(m.fields, '$.api_key') FROM recipients r"
+            " json_extract(m.fields, '$.api_key'), json_extract(m.fields, '$.sendmms.dlr_url'),"
+            " json_extract(m.fields, '$.from') FROM recipients r"
             " JOIN messages m ON m.id = r.message_id WHERE r.id=?",
             (recipient_id,),
         ).fetchone()
@@ -1049,6 +1050,8 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
             link=row[3], mm7_message_id=row[2], status_code=status_code,
             status_text=status_text,
         )  # fmt: skip
+        if row[6] is not None:
+            body["kannel"] = {"url": row[6], "from": row[7], "user": row[5]}
         # the message id is random; recipient ids (rowids) come back after retention
         key = f"status:{row[0]}:{recipient_id}:{status}"
         insert_event(conn, RelayKind.STATUS, key, body, now,
@@ -1090,13 +1093,23 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
     ) -> None:
         """Queue a delivery report or read reply (correlated or not) for the application."""
         callback = api_key = None
+        kannel: dict[str, Any] | None = None
         if message_id is not None:
+            # a sendmms message's reports go to its dlr-url / rr-url (Kannel-style GET)
+            url_path = "$.sendmms.dlr_url" if kind is RelayKind.DELIVERY_REPORT else (
+                "$.sendmms.rr_url")  # fmt: skip
             row = conn.execute(
-                "SELECT callback_url, json_extract(fields, '$.api_key') FROM messages WHERE id=?",
-                (message_id,),
+                "SELECT callback_url, json_extract(fields, '$.api_key'),"
+                " json_type(fields, '$.sendmms'), json_extract(fields, ?),"
+                " json_extract(fields, '$.from') FROM messages WHERE id=?",
+                (url_path, message_id),
             ).fetchone()
             if row is not None:
                 callback, api_key = row[0], row[1]
+                if row[2] is not None:
+                    callback = row[3]
+                    if callback is not None:
+                        kannel = {"url": callback, "from": row[4], "user": api_key}
         if callback is None and not self._relay_all_statuses:
             return
         body = status_event(
@@ -1104,6 +1117,8 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
             link=link, mm7_message_id=mm7_message_id, mm_status=mm_status,
             status_text=status_text, leniencies=leniencies,
         )  # fmt: skip
+        if kannel is not None:
+            body["kannel"] = kannel
         prefix = "dlr" if kind is RelayKind.DELIVERY_REPORT else "rr"
         insert_event(conn, kind, f"{prefix}:{link}:{mm7_message_id}:{recipient_key}:{mm_status}",
                      body, now, callback_url=callback, api_key=api_key, link=link,
