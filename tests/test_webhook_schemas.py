@@ -240,5 +240,12 @@ async def test_what_the_relay_sends_matches_the_documented_webhooks(
         "expired",
     }
     assert any(e.get("message_id") == sent.message_id for e in events)
-    keys = {json.loads(body)["type"]: h["Idempotency-Key"] for h, body in hook.seen}
-    assert keys["read_reply"] == "rr:a:MID-1:15551230001:Read"
+    # the keys as the README's relay section spells them
+    keys = {h["Idempotency-Key"] for h, _ in hook.seen}
+    assert "rr:a:MID-1:15551230001:Read" in keys
+    assert "dlr:a:MID-1:15551230001:Retrieved" in keys
+    record = await store.get_message(sent.message_id)
+    assert record is not None
+    for recipient in record.recipients:
+        status = recipient.status.value if recipient.status.value != "delivered" else "submitted"
+        assert f"status:{sent.message_id}:{recipient.id}:{status}" in keys
