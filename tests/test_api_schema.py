@@ -8,7 +8,9 @@ default checks except "schema-valid data is accepted", see the test). Media URLs
 never fetched here (generated URLs would leave the machine): the app gets a fetcher that refuses
 every URL, which the API answers as a documented 422. The store starts with relay events (a dead
 letter, a pending one, a status event with a callback URL) and an opt-out, so that the relay
-endpoints answer real events, not only empty lists and 404s.
+endpoints answer real events, not only empty lists and 404s. The operations endpoints the
+gateway serves beside the API (``/healthz``, ``/readyz``, ``/metrics``, ``/media/...``) are
+mounted as ``mm7.service.runtime`` mounts them, so the document is checked for them too.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from mm7.service.api.app import OPENAPI_PATH, create_api_app
 from mm7.service.api.media_fetch import Fetched
 from mm7.service.config.loader import load_config
 from mm7.service.errors import FetchError
+from mm7.service.ops.health import Health, store_check
+from mm7.service.ops.metrics import GatewayMetrics
+from mm7.service.relay.media_urls import MediaUrls, add_media_route
 from mm7.service.store.outbox import MoRelay, OptOut
 from mm7.service.store.records import NewMessage, NewMo
 from mm7.service.store.sqlite.store import SqliteStore
@@ -43,7 +48,9 @@ CONFIG_ST = SchemathesisConfig.from_dict(
     {
         "checks": {
             "positive_data_acceptance": {"enabled": False},
-            "negative_data_rejection": {"expected-statuses": [400, 401, 404, 405, 413, 415, 422]},
+            "negative_data_rejection": {
+                "expected-statuses": [400, 401, 403, 404, 405, 413, 415, 422]
+            },
         }
     }
 )
@@ -133,7 +140,11 @@ class ServerThread:
         config = load_config(path, env={})
         store = await SqliteStore.open(config.store.path)
         await seed_relay(store)
-        runner = web.AppRunner(create_api_app(config, store, fetcher=OfflineFetcher()))
+        app = create_api_app(config, store, fetcher=OfflineFetcher())
+        add_media_route(app, MediaUrls(b"media-url-key", "http://127.0.0.1", 60.0), store)
+        Health({"store": store_check(store)}).add_to(app)
+        GatewayMetrics().add_to(app)
+        runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -164,5 +175,5 @@ def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     suppress_health_check=list(HealthCheck),
 )
 def test_api_conforms_to_openapi(case: Any, api_url: str) -> None:
-    headers = AUTH if case.path.startswith("/v1/") else None
+    headers = AUTH if case.path.startswith("/v1/") else None  # the others take no API key
     case.call_and_validate(base_url=api_url, headers=headers)

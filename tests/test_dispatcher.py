@@ -246,7 +246,7 @@ async def test_enqueued_message_is_submitted_and_its_report_correlated(rig: Make
     record = await r.wait_status(mid, RecipientStatus.DELIVERED)
     recipient = record.recipients[0]
     assert recipient.mm7_message_id and recipient.mm7_message_id.startswith("sim-")
-    assert record.status is MessageStatus.SUBMITTED
+    assert record.status is MessageStatus.DELIVERED
     # what the simulator got: one SubmitReq with the recipient's stable TransactionID
     (exchange,) = r.submits()
     assert exchange.status_code == 1000 and exchange.message_id == recipient.mm7_message_id

@@ -259,7 +259,7 @@ async def test_scheduled_and_expired_messages(store: SqliteStore, clock: ManualC
     assert await store.lease("mmsc1", "w", 5, timedelta(seconds=30)) == []
     got = await store.get_message(stale.message_id)
     assert got is not None and got.recipients[0].status is RecipientStatus.EXPIRED
-    assert got.status is MessageStatus.FAILED
+    assert got.status is MessageStatus.EXPIRED
 
 
 async def test_delivery_reports_correlate_by_link_message_id_and_recipient(

@@ -105,8 +105,10 @@ link's profile first). ``fields`` is exactly::
       }
     }
 
-``GET /v1/messages/{id}`` answers the message (``message_view``): overall status, per recipient
-status with the MM7 MessageID, attempts and last status, the parts and the history of events.
+``GET /v1/messages/{id}`` answers the message (``message_view``): overall status (rolled up from
+the recipients, see ``mm7.service.store.records``), per recipient status with the MM7 MessageID,
+attempts and last status, the parts and the history of events. ``GET /v1/messages`` lists the
+key's messages with filters and cursor paging (``mm7.service.api.listing``).
 
 Relay operations (``mm7.service.api.relay_ops``)
 --------------------------------------------
@@ -145,6 +147,7 @@ from mm7.content.parts import ContentError, PartError, Source, make_items, text_
 from mm7.content.smil import SmilError
 from mm7.core.sniff import sniff
 from mm7.service.api.backlog import Backlog
+from mm7.service.api.listing import MessageListing
 from mm7.service.api.media_fetch import Fetcher, MediaFetcher
 from mm7.service.api.relay_ops import (
     RelayApi,
@@ -211,6 +214,7 @@ def create_api_app(
         app.on_cleanup.append(_close)
     app.router.add_post("/v1/messages", post_message)
     app.router.add_get("/v1/messages/{id}", get_message)
+    MessageListing(store, config.link_names, _key_of).add_routes(app.router)
     app.router.add_get("/openapi.json", openapi)
     RelayApi(store).add_routes(app.router)
     for path in _SENDMMS_PATHS:
@@ -325,6 +329,11 @@ async def post_message(request: web.Request) -> web.Response:
     if result.suppressed:
         answer["suppressed"] = list(result.suppressed)
     return web.json_response(answer, status=202, headers={"Location": f"/v1/messages/{message_id}"})
+
+
+def _key_of(request: web.Request) -> ApiKey:
+    """The API key the request authenticated with (``_auth_middleware``)."""
+    return request[_KEY]
 
 
 async def get_message(request: web.Request) -> web.Response:

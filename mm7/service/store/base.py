@@ -24,6 +24,9 @@ from mm7.service.store.records import (
     JSONObject,
     MediaBlob,
     MediaPart,
+    MessageCursor,
+    MessageFilter,
+    MessagePage,
     MessageRecord,
     MoRecord,
     MoResult,
@@ -107,6 +110,14 @@ class Store(Protocol):
 
     async def get_message(self, message_id: str) -> MessageRecord | None:
         """A message with recipients, parts and events, or None."""
+        ...
+
+    async def list_messages(
+        self, where: MessageFilter, *, limit: int = 50, after: MessageCursor | None = None
+    ) -> MessagePage:
+        """Messages matching ``where``, newest first (``created_at`` then ``id``, descending: a
+        stable order), at most ``limit``, starting after ``after`` (the previous page's
+        ``next``). Messages created while paging appear only on a listing started anew."""
         ...
 
     async def message_for_key(self, idempotency_key: str) -> str | None:

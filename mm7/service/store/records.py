@@ -4,6 +4,36 @@ Statuses of messages and recipients, what the API hands in (``NewMessage``, ``Ne
 dispatchers lease (``WorkItem``) and what readers get back (``MessageRecord``, ``MoRecord`` ...).
 Backends build these from their rows; callers never see SQL, rows or dicts other than the JSON
 ``fields`` payloads, which the store keeps opaque.
+
+How a message's status rolls up from its recipients
+---------------------------------------------------
+A message's ``MessageStatus`` is a function of how many of its recipients stand where; every
+backend recomputes it in the same transaction as each recipient change (a dispatch outcome, an
+expiry, a STOP that suppresses a queued recipient, a delivery report), so it never lags behind
+its recipients and reports arriving in any order give the same answer. Suppressed recipients
+(opted out, never sent) do not count: the rest are "the counted recipients". First rule that
+applies:
+
+1. ``queued``: no recipient leased yet (the status as enqueued);
+2. ``sending``: some recipient is still ``queued`` (waiting, retrying or in flight) after one
+   was leased or finished;
+3. ``submitted``: none queued, and some recipient was accepted by the MMSC and has no final
+   delivery report yet (``submitted``, or ``indeterminate``, which a later report may still
+   resolve). A message sent without ``delivery_report`` stays here: the MMSC will not say more;
+4. ``failed``: every recipient is suppressed (they all opted out after it was queued);
+5. ``delivered``: every counted recipient is ``delivered``;
+6. ``partially_delivered``: some are ``delivered`` and every other one is final (undelivered,
+   failed or expired);
+7. ``expired``: every counted recipient is ``expired`` (the expiry passed before it could be
+   submitted);
+8. ``failed``: otherwise, i.e. nothing was delivered and every counted recipient is final
+   (failed at submit, reported undelivered, or a mix with expired ones).
+
+``delivered``, ``partially_delivered``, ``expired`` and ``failed`` are final; a ``submitted``
+message may still move to one of them. A final recipient never regresses (a late or repeated
+report of a delivered handset changes nothing), hence neither does a final message. Retention
+deletes whole messages (recipients, events and all), so it never leaves a message whose status
+disagrees with its recipients.
 """
 
 from __future__ import annotations
@@ -46,17 +76,73 @@ class RecipientStatus(StrEnum):
 
 
 class MessageStatus(StrEnum):
-    """The overall state of an MT message, kept from per-recipient counters.
-
-    ``QUEUED`` until a recipient is first leased, ``SENDING`` while any recipient is still queued,
-    then ``SUBMITTED`` if at least one recipient was accepted by the MMSC, else ``FAILED``.
-    Per-recipient delivery outcomes are on the recipients, not folded in here.
-    """
+    """The overall state of an MT message, rolled up from its recipients (module docstring)."""
 
     QUEUED = "queued"
     SENDING = "sending"
     SUBMITTED = "submitted"
+    DELIVERED = "delivered"
+    PARTIALLY_DELIVERED = "partially_delivered"
+    EXPIRED = "expired"
     FAILED = "failed"
+
+    @property
+    def final(self) -> bool:
+        """Whether nothing can change this status any more."""
+        return self in _FINAL_MESSAGE
+
+
+_FINAL_MESSAGE = frozenset(
+    {
+        MessageStatus.DELIVERED,
+        MessageStatus.PARTIALLY_DELIVERED,
+        MessageStatus.EXPIRED,
+        MessageStatus.FAILED,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientCounts:
+    """How many recipients of a message stand where; the message's status follows from these.
+
+    ``submitted`` counts those accepted by the MMSC without a final report yet (recipient
+    status ``submitted`` or ``indeterminate``); ``failed`` those refused at submit.
+    """
+
+    queued: int = 0
+    submitted: int = 0
+    delivered: int = 0
+    undelivered: int = 0
+    failed: int = 0
+    expired: int = 0
+    suppressed: int = 0
+
+    @property
+    def total(self) -> int:
+        """Every recipient of the message."""
+        return (
+            self.queued + self.submitted + self.delivered + self.undelivered + self.failed
+            + self.expired + self.suppressed
+        )  # fmt: skip
+
+    def status(self, *, leased: bool = True) -> MessageStatus:
+        """The message status these counts roll up to (the rules of the module docstring);
+        ``leased=False``: no recipient was leased yet."""
+        counted = self.total - self.suppressed
+        if self.queued > 0:
+            return MessageStatus.SENDING if leased else MessageStatus.QUEUED
+        if self.submitted > 0:
+            return MessageStatus.SUBMITTED
+        if counted <= 0:
+            return MessageStatus.FAILED
+        if self.delivered >= counted:
+            return MessageStatus.DELIVERED
+        if self.delivered > 0:
+            return MessageStatus.PARTIALLY_DELIVERED
+        if self.expired >= counted:
+            return MessageStatus.EXPIRED
+        return MessageStatus.FAILED
 
 
 # What a delivery report's MMStatus does to a recipient. Forwarded and Deferred are not final
@@ -239,6 +325,52 @@ class MessageRecord:
     recipients: tuple[RecipientRecord, ...]
     parts: tuple[PartRecord, ...]
     events: tuple[EventRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSummary:
+    """A message as listed (``Store.list_messages``): no recipients, parts or events, but how
+    many recipients stand where."""
+
+    id: str
+    link: str
+    status: MessageStatus
+    fields: JSONObject
+    created_at: datetime
+    updated_at: datetime
+    counts: RecipientCounts
+
+
+@dataclass(frozen=True, slots=True)
+class MessageCursor:
+    """Where a listing page ended: the last message listed (the order is newest first, by
+    ``created_at`` then ``id``, both descending)."""
+
+    created_at: datetime
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    """What ``Store.list_messages`` lists: the messages of one API key, narrowed by the rest.
+
+    ``to`` is matched on its normalised form (``normalize_address``) against every recipient;
+    ``since`` keeps messages created at or after it.
+    """
+
+    api_key: str
+    status: MessageStatus | None = None
+    to: str | None = None
+    since: datetime | None = None
+    link: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    """One page of a listing; ``next`` is set when more may follow (pass it as ``after``)."""
+
+    messages: tuple[MessageSummary, ...]
+    next: MessageCursor | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -222,6 +222,42 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        4,
+        "Listing messages (GET /v1/messages) and statuses rolled up from the recipients",
+        (
+            # Per-outcome counters beside queued_count and submitted_count (which counts every
+            # recipient ever accepted: those delivered and undelivered are among them), so that
+            # the message's status follows its recipients without counting them at each change.
+            "ALTER TABLE messages ADD COLUMN delivered_count INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE messages ADD COLUMN undelivered_count INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE messages ADD COLUMN expired_count INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE messages ADD COLUMN suppressed_count INTEGER NOT NULL DEFAULT 0",
+            """UPDATE messages SET (delivered_count, undelivered_count, expired_count,
+                suppressed_count) = (SELECT COALESCE(SUM(r.status = 'delivered'), 0),
+                COALESCE(SUM(r.status = 'undelivered'), 0), COALESCE(SUM(r.status = 'expired'), 0),
+                COALESCE(SUM(r.status = 'suppressed'), 0)
+                FROM recipients r WHERE r.message_id = messages.id)""",
+            # the rules of mm7.service.store.records as of this version, for the messages
+            # finished before it (those still queued get them at their next change)
+            """UPDATE messages SET status = CASE
+                WHEN submitted_count - delivered_count - undelivered_count > 0 THEN 'submitted'
+                WHEN recipient_count - suppressed_count <= 0 THEN 'failed'
+                WHEN delivered_count >= recipient_count - suppressed_count THEN 'delivered'
+                WHEN delivered_count > 0 THEN 'partially_delivered'
+                WHEN expired_count >= recipient_count - suppressed_count THEN 'expired'
+                ELSE 'failed' END
+                WHERE queued_count <= 0""",
+            # the API key that sent the message (GET /v1/messages lists only its own)
+            """ALTER TABLE messages ADD COLUMN api_key TEXT
+                GENERATED ALWAYS AS (json_extract(fields, '$.api_key')) VIRTUAL""",
+            "CREATE INDEX messages_listed ON messages(api_key, created_at, id)",
+            "CREATE INDEX messages_listed_status ON messages(api_key, status, created_at, id)",
+            "CREATE INDEX messages_listed_link ON messages(api_key, link, created_at, id)",
+            # to=: the messages of one handset
+            "CREATE INDEX recipients_address ON recipients(address_key, message_id)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

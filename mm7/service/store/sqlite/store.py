@@ -55,12 +55,17 @@ from mm7.service.store.records import (
     JSONObject,
     MediaBlob,
     MediaPart,
+    MessageCursor,
+    MessageFilter,
+    MessagePage,
     MessageRecord,
     MessageStatus,
+    MessageSummary,
     MoRecord,
     MoResult,
     NewMessage,
     NewMo,
+    RecipientCounts,
     RecipientRecord,
     RecipientStatus,
     StoreStats,
@@ -90,7 +95,6 @@ T = TypeVar("T")
 _LEASE_KIND_MT = "mt"
 _SYNC_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 _HASH_ON_LOOP_MAX = 64 * 1024  # hashing more than this moves to a worker thread
-_FINAL_REPORTED = frozenset({RecipientStatus.DELIVERED.value, RecipientStatus.UNDELIVERED.value})
 _REPORTABLE = frozenset({RecipientStatus.SUBMITTED.value, RecipientStatus.INDETERMINATE.value})
 
 
@@ -497,8 +501,8 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
             message_id = _new_id(now)
             conn.execute(
                 "INSERT INTO messages (id, idempotency_key, link, fields, status, recipient_count,"
-                " queued_count, created_at, updated_at, expires_at, not_before, callback_url)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " queued_count, suppressed_count, created_at, updated_at, expires_at, not_before,"
+                " callback_url) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     message_id,
                     message.idempotency_key,
@@ -507,6 +511,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
                     MessageStatus.QUEUED.value,
                     len(recipients),
                     queued,
+                    len(recipients) - queued,
                     now,
                     now,
                     expires,
@@ -549,6 +554,69 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
             return EnqueueResult(message_id, True, skipped)
 
         return await self._write(op)
+
+    async def list_messages(
+        self, where: MessageFilter, *, limit: int = 50, after: MessageCursor | None = None
+    ) -> MessagePage:
+        """Messages of ``where.api_key`` matching the filter, newest first, one page.
+
+        Keyset paging on (created_at, id): each page is one indexed range scan whatever its
+        depth (``messages_listed*``; ``to`` goes through ``recipients_address``), and a message
+        written or purged between two pages neither shifts nor repeats the others.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        clauses = ["m.api_key=?"]
+        args: list[Any] = [where.api_key]
+        source = "messages m"
+        if where.to is not None:
+            # a handset has few messages: start from them (a message naming it twice once)
+            source = (
+                "(SELECT DISTINCT message_id FROM recipients WHERE address_key=?) r"
+                " CROSS JOIN messages m ON m.id=r.message_id"
+            )
+            args.insert(0, normalize_address(where.to))
+        if where.status is not None:
+            clauses.append("m.status=?")
+            args.append(where.status.value)
+        if where.link is not None:
+            clauses.append("m.link=?")
+            args.append(where.link)
+        if where.since is not None:
+            clauses.append("m.created_at>=?")
+            args.append(_ms(where.since))
+        if after is not None:
+            clauses.append("(m.created_at, m.id) < (?, ?)")
+            # round, not _ms: the cursor's time came from milliseconds and must go back exactly
+            args.extend((round(after.created_at.timestamp() * 1000), after.id))
+        sql = (
+            f"SELECT m.id, m.link, m.status, m.fields, m.created_at, m.updated_at,"
+            f" {', '.join('m.' + c.strip() for c in _COUNT_COLUMNS.split(','))}"
+            f" FROM {source} WHERE {' AND '.join(clauses)}"
+            " ORDER BY m.created_at DESC, m.id DESC LIMIT ?"
+        )
+        args.append(limit + 1)
+
+        def read(conn: sqlite3.Connection) -> MessagePage:
+            rows = conn.execute(sql, args).fetchall()
+            found = tuple(
+                MessageSummary(
+                    r[0],
+                    r[1],
+                    MessageStatus(r[2]),
+                    json.loads(r[3]),
+                    _dt(r[4]),
+                    _dt(r[5]),
+                    _counts(r[6:]),
+                )  # fmt: skip
+                for r in rows[:limit]
+            )
+            more = len(rows) > limit
+            last = found[-1] if found and more else None
+            cursor = MessageCursor(last.created_at, last.id) if last is not None else None
+            return MessagePage(found, cursor)
+
+        return await self._read(read)
 
     async def message_for_key(self, idempotency_key: str) -> str | None:
         """The id of the message stored under ``idempotency_key``, or None."""
@@ -919,6 +987,12 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
                         (target.value, now, recipient_id),
                     )
                     status = target
+                    column = _REPORT_COUNTER.get(target)
+                    if column is not None:
+                        conn.execute(
+                            f"UPDATE messages SET {column}={column}+1 WHERE id=?", (message_id,)
+                        )
+                        _roll_up(conn, message_id, now)
             cursor = conn.execute(
                 "INSERT INTO delivery_reports (link, mm7_message_id, recipient, mm_status,"
                 " raw_status, status_text, raw, message_id, recipient_id, received_at)"
@@ -1297,22 +1371,57 @@ def _finish(
         " last_status_text=COALESCE(?, last_status_text), updated_at=? WHERE id=?",
         (status.value, status_code, status_text, now, recipient_id),
     )
-    submitted = 1 if status is RecipientStatus.SUBMITTED else 0
-    conn.execute(
-        "UPDATE messages SET queued_count=queued_count-1, submitted_count=submitted_count+?,"
-        " updated_at=?, status=CASE WHEN queued_count-1>0 THEN ?"
-        " WHEN submitted_count+?>0 THEN ? ELSE ? END WHERE id=?",
-        (
-            submitted,
-            now,
-            MessageStatus.SENDING.value,
-            submitted,
-            MessageStatus.SUBMITTED.value,
-            MessageStatus.FAILED.value,
-            message_id,
-        ),
-    )
+    column = _FINISH_COUNTER.get(status)
+    bump = f", {column}={column}+1" if column is not None else ""
+    conn.execute(f"UPDATE messages SET queued_count=queued_count-1{bump} WHERE id=?", (message_id,))
+    _roll_up(conn, message_id, now)
     _event(conn, message_id, recipient_id, kind, status.value, details, now)
+
+
+#: the counter of ``messages`` a recipient leaving the queue with this status adds to (failed
+#: is what is left: recipient_count minus every other counter)
+_FINISH_COUNTER: dict[RecipientStatus, str] = {
+    RecipientStatus.SUBMITTED: "submitted_count",
+    RecipientStatus.EXPIRED: "expired_count",
+    RecipientStatus.SUPPRESSED: "suppressed_count",
+}
+#: the counter a final delivery report adds to (the recipient was counted as submitted)
+_REPORT_COUNTER: dict[RecipientStatus, str] = {
+    RecipientStatus.DELIVERED: "delivered_count",
+    RecipientStatus.UNDELIVERED: "undelivered_count",
+}
+_COUNT_COLUMNS = (
+    "recipient_count, queued_count, submitted_count, delivered_count, undelivered_count,"
+    " expired_count, suppressed_count"
+)
+
+
+def _counts(row: Sequence[int]) -> RecipientCounts:
+    """``RecipientCounts`` from the ``_COUNT_COLUMNS`` of a message row."""
+    total, queued, submitted, delivered, undelivered, expired, suppressed = row
+    return RecipientCounts(
+        queued=queued,
+        submitted=submitted - delivered - undelivered,
+        delivered=delivered,
+        undelivered=undelivered,
+        failed=total - queued - submitted - expired - suppressed,
+        expired=expired,
+        suppressed=suppressed,
+    )
+
+
+def _roll_up(conn: sqlite3.Connection, message_id: str, now: int) -> None:
+    """Set the message's status from its counters (``mm7.service.store.records``) after one
+    of its recipients changed."""
+    row = conn.execute(
+        f"SELECT {_COUNT_COLUMNS} FROM messages WHERE id=?", (message_id,)
+    ).fetchone()
+    if row is None:
+        return
+    conn.execute(
+        "UPDATE messages SET status=?, updated_at=? WHERE id=?",
+        (_counts(row).status().value, now, message_id),
+    )
 
 
 def _write_durably(target: Path, data: bytes) -> None:
