@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -175,3 +176,18 @@ def test_tls_options_errors_are_one_line(
     assert main([*base, *missing]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "TLS: cannot load" in err
+
+
+def test_simulate_on_a_port_in_use_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        code = main(["simulate", "--listen", f"127.0.0.1:{port}"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith("mm7 simulate: cannot start:") and str(port) in captured.err
+    assert captured.out == ""

@@ -124,6 +124,7 @@ class Gateway:
         self.metrics_url: str | None = None
         self._runners: dict[str, web.AppRunner] = {}
         self._started = False
+        self._stopped = False
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -282,7 +283,9 @@ class Gateway:
         if self.store is not None:
             await self.store.close()
             self.store = None
-        if self._started:
+        if self._started and not self._stopped:
+            # once: a failed start stops here and again in the caller's ``finally``
+            self._stopped = True
             log.info("mm7.gateway.stopped")
 
     async def __aenter__(self) -> Gateway:

@@ -278,25 +278,29 @@ def _serve(args: argparse.Namespace) -> int:
     async def run() -> None:
         runner = web.AppRunner(app, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-        await site.start()
-        bound = runner.addresses[0][1] if runner.addresses else port
-        scheme = "https" if ssl_context is not None else "http"
-        base = f"{scheme}://{host}:{bound}"
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            print(f"warning: the control API on {host} has no authentication", file=sys.stderr)
-        print(
-            f"mm7 simulator ({config.persona.name}, "
-            f"{'strict' if config.is_strict else 'lenient'}) on {base}{config.path}; "
-            f"control API {base}{config.control_path}; reports to {config.vasp_url or '(none)'}",
-            flush=True,
-        )
         try:
+            site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+            await site.start()
+            bound = runner.addresses[0][1] if runner.addresses else port
+            scheme = "https" if ssl_context is not None else "http"
+            base = f"{scheme}://{host}:{bound}"
+            if host not in ("127.0.0.1", "::1", "localhost"):
+                print(f"warning: the control API on {host} has no authentication", file=sys.stderr)
+            print(
+                f"mm7 simulator ({config.persona.name}, "
+                f"{'strict' if config.is_strict else 'lenient'}) on {base}{config.path}; "
+                f"control API {base}{config.control_path}; "
+                f"reports to {config.vasp_url or '(none)'}",
+                flush=True,
+            )
             await stop_requested()
         finally:
             await runner.cleanup()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except OSError as exc:  # the listen address in use, or not this machine's
+        raise SimulateError(f"cannot start: {exc}") from None
     return 0
 
 
