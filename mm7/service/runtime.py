@@ -214,7 +214,7 @@ class Gateway:
         self.health.add_to(api)
         metrics = config.metrics
         if metrics.enabled and metrics.listen is None:
-            self.metrics.add_to(api, metrics.path)
+            self.metrics.add_to(api, metrics.path, token=metrics.token)
         port = await self._serve("api", api, config.api.listen, None)
         self.api_url = _url("http", config.api.listen, port)
         if config.relay.media_url_base is None:
@@ -229,7 +229,10 @@ class Gateway:
                 )
         if metrics.enabled and metrics.listen is not None:
             port = await self._serve(
-                "metrics", self.metrics.application(metrics.path), metrics.listen, None
+                "metrics",
+                self.metrics.application(metrics.path, token=metrics.token),
+                metrics.listen,
+                None,
             )
             self.metrics_url = _url("http", metrics.listen, port) + metrics.path
         elif metrics.enabled:
