@@ -313,7 +313,7 @@ async def test_secret_is_never_logged(
             hook, EVENT, idempotency_key="k"
         )
     assert outcomes[-1].delivered and len(logs) == 2
-    assert [entry["event"] for entry in logs] == ["relay_attempt_failed", "relay_delivered"]
+    assert [entry["event"] for entry in logs] == ["mm7.relay.attempt_failed", "mm7.relay.delivered"]
     text = repr(logs) + repr(outcomes)
     for leak in (SECRET, "pw-XYZ", "tok-XYZ", "v1="):
         assert leak not in text

@@ -290,11 +290,11 @@ class HookSender:
             "elapsed_ms": round(elapsed * 1000, 1),
         }
         if delivered:
-            log.info("relay_delivered", **fields)
+            log.info("mm7.relay.delivered", **fields)
         elif isinstance(step, RetryAt):
-            log.warning("relay_attempt_failed", error=error, retry_at=str(step.at), **fields)
+            log.warning("mm7.relay.attempt_failed", error=error, retry_at=str(step.at), **fields)
         else:
-            log.error("relay_dead", error=error, **fields)
+            log.error("mm7.relay.dead", error=error, **fields)
         return outcome
 
     async def _post(
