@@ -530,7 +530,7 @@ async def _relay_list(store: Any, args: argparse.Namespace) -> int:
                     str(v["last_http_status"] or "-"),
                     v["updated_at"] or "-",
                     v["source_id"] or "-",
-                    _flat(v["last_error"] or "-", 80),
+                    _flat(v["last_error"] or "-", 300),
                 )
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
