@@ -1,7 +1,7 @@
 """Every log event named in mm7/ follows one scheme, ``mm7.<area>.<event>`` (lower case, words
 joined by ``_``), so that a log search or an alert rule can pick events by area. Read from the
 source with ``ast``: every call of a logging method with a literal first argument on a logger
-(``log``, ``self.log``, ``bound``, ``ex.log``, ...)."""
+(``log``, ``self.log``, ``bound``, ``ex.log``, ...) or on one picked by level (``emit``)."""
 
 from __future__ import annotations
 
@@ -25,9 +25,15 @@ def event_names() -> list[tuple[str, int, str]]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (
                 isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr in METHODS
-                and _is_logger(node.func.value)
+                and (
+                    (
+                        isinstance(node.func, ast.Attribute)
+                        and node.func.attr in METHODS
+                        and _is_logger(node.func.value)
+                    )
+                    # a logging method picked by level first: emit = log.info if ... else ...
+                    or (isinstance(node.func, ast.Name) and node.func.id == "emit")
+                )
                 and node.args
                 and isinstance(node.args[0], ast.Constant)
                 and isinstance(node.args[0].value, str)
@@ -44,6 +50,7 @@ def test_the_walk_finds_the_events() -> None:
     for known in ("mm7.gateway.started", "mm7.dispatch.submitted", "mm7.relay.delivered"):
         assert known in events
     assert "mm7.codec.leniencies" in events and "mm7.inbound.wire" in events
+    assert "mm7.client.error" in events
 
 
 def test_every_event_name_follows_the_scheme() -> None:
