@@ -207,7 +207,11 @@ async def test_simulate_logs_utc_iso_timestamps_on_stderr(json_lines: bool) -> N
         assert proc.stdout is not None
         async with asyncio.timeout(20):
             line = (await proc.stdout.readline()).decode()
+            page = (await proc.stdout.readline()).decode()
         assert line.startswith("mm7 simulator"), line
+        # the simulator's page, named at start (README's quick start)
+        base = line.split(" on ", 1)[1].split("/mm7", 1)[0]
+        assert page.strip() == f"mm7 simulator: page {base}/ui", page
     finally:
         proc.terminate()
         async with asyncio.timeout(20):

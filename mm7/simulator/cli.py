@@ -312,6 +312,8 @@ def _serve(args: argparse.Namespace) -> int:
                 f"reports to {config.vasp_url or '(none)'}",
                 flush=True,
             )
+            if config.ui_path:
+                print(f"mm7 simulator: page {base}{config.ui_path}", flush=True)
             log.info(
                 "mm7.simulator.started",
                 mm7=f"{base}{config.path}",
