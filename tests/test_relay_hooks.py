@@ -32,7 +32,7 @@ from mm7.service.relay import (
     next_step,
     verify,
 )
-from mm7.service.relay.hooks import ERROR_CHARS
+from mm7.service.relay.hooks import ERROR_CHARS, _error_text
 from mm7.service.store import ManualClock
 from mm7.transport.link import Secret
 
@@ -405,3 +405,10 @@ def test_next_step_last_retry_at_the_deadline_then_dead() -> None:
     assert RetryAt(deadline) in steps
     assert next_step(_outcome(False), START, 9, deadline, SETTINGS) == Dead()
     assert next_step(_outcome(False), START, 9, deadline + timedelta(hours=1), SETTINGS) == Dead()
+
+
+def test_a_url_in_an_error_is_shown_without_credentials_or_query() -> None:
+    error = aiohttp.InvalidURL("http://user:pw@app.example/hook?token=s3cret#frag")
+    text = _error_text(error)
+    assert text.startswith("InvalidURL: ") and "app.example/hook" in text
+    assert "s3cret" not in text and "pw" not in text and "frag" not in text

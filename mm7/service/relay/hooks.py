@@ -42,10 +42,10 @@ is due): for tools and tests. The gateway's worker keeps attempts in the store i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -176,15 +176,14 @@ def _bounded(text: str) -> str:
     return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
 
 
-def _error_text(exc: BaseException, url: str) -> str:
-    """A client error in words (``ClientConnectorError: Cannot connect to host ...``), the hook's
-    URL shown without credentials or query should the text carry it."""
-    text = str(exc)
-    forms = {url}
-    with contextlib.suppress(ValueError, TypeError):
-        forms.add(str(URL(url)))
-    for form in forms - {""}:
-        text = text.replace(form, _shown(url))
+#: a URL inside an error's text (aiohttp names the URL in some of its errors)
+_URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>\])]+")
+
+
+def _error_text(exc: BaseException) -> str:
+    """A client error in words (``ClientConnectorError: Cannot connect to host ...``), any URL
+    in it shown without credentials or query (a hook's or a dlr-url's may carry a token)."""
+    text = _URL_IN_TEXT.sub(lambda found: _shown(found.group(0)), str(exc))
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -341,7 +340,7 @@ class HookSender:
         except TimeoutError:
             return None, f"timeout after {hook.timeout:g}s"
         except aiohttp.ClientError as exc:
-            return None, _bounded(f"connection error: {_error_text(exc, hook.url)}")
+            return None, _bounded(f"connection error: {_error_text(exc)}")
         if 200 <= status < 300:
             return status, None
         said = " ".join(answer.decode("utf-8", "replace").split())
