@@ -561,7 +561,7 @@ def test_json_stdout_stays_pure_while_the_codec_logs(tmp_path: Path) -> None:
     assert quiet.stderr == b""
     assert json.loads(quiet.stdout)["leniencies"] == ["content-id-unbracketed", "start-unbracketed"]
     loud = run_cli("-v", "inspect", "--json", str(out))
-    assert b"mm7.leniencies" in loud.stderr
+    assert b"mm7.codec.leniencies" in loud.stderr
     assert json.loads(loud.stdout)["operation"] == "SubmitReq"
 
 

@@ -141,7 +141,7 @@ async def test_credentials_never_in_logs_or_errors(mmsc: tuple[FakeMMSC, str]) -
             assert PASSWORD not in repr(config) and TOKEN not in repr(config)
             assert PASSWORD not in str(config) and TOKEN not in f"{config}"
     assert len(errors) == 2
-    assert any(e.get("event") == "mm7.wire" for e in logs)
+    assert any(e.get("event") == "mm7.client.wire" for e in logs)
     dumped = json.dumps(logs, default=repr)
     text = dumped + "".join(str(e) + repr(e) for e in errors)
     basic = base64.b64encode(f"vasp:{PASSWORD}".encode()).decode()

@@ -4,15 +4,22 @@ written over."""
 
 from __future__ import annotations
 
+import io
 import os
+import re
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageChops
 
 from mm7.content.profile import load_profile
+from mm7.core.shipped import shipped
 from mm7.service.config.loader import load_config
+from mm7.service.starter import write_starter
 from mm7.simulator.personas import load_persona, persona_names
 from tests.helpers.cli import assert_one_line_failure, run
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 
 def test_init_writes_a_folder_that_loads_and_finds_the_shipped_pieces(
@@ -28,6 +35,42 @@ def test_init_writes_a_folder_that_loads_and_finds_the_shipped_pieces(
     assert link.profile is not None and link.profile.name == "mms-600k"
     assert (folder / "profiles" / "README.md").is_file()
     assert (folder / "personas" / "README.md").is_file()
+    # the sample photo the README's `mm7 send ... --media conf/photo.jpg` sends
+    photo = folder / "photo.jpg"
+    assert photo.read_bytes() == shipped("samples", "photo.jpg").read_bytes()
+    with Image.open(photo) as image:
+        assert image.format == "JPEG" and image.size == (160, 120)
+    assert 1_000 < photo.stat().st_size < 10_000
+    assert f"wrote {photo}" in out
+
+
+def test_the_shipped_sample_is_what_its_script_draws() -> None:
+    # the committed photo is the script's output (re-run tools/make_sample.py after a change)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_sample", TOOLS / "make_sample.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with (
+        Image.open(io.BytesIO(module.sample())) as drawn,
+        Image.open(shipped("samples", "photo.jpg")) as committed,
+    ):
+        assert drawn.size == committed.size
+        diff = ImageChops.difference(drawn.convert("RGB"), committed.convert("RGB"))
+        assert max(high for _, high in diff.getextrema()) <= 8  # JPEG encoders may differ a little
+
+
+def test_the_readme_quick_start_sends_a_file_that_init_writes(tmp_path: Path) -> None:
+    readme = (TOOLS.parent / "README.md").read_text(encoding="utf-8")
+    quick = readme.split("## What it is", 1)[0]
+    assert "mm7 init conf" in quick
+    media = re.findall(r"--media (\S+)", quick)
+    assert media, "the quick start sends a photo"
+    write_starter(tmp_path / "conf")
+    for name in media:
+        assert (tmp_path / name).is_file(), name
+    assert "/ui" in quick  # the simulator's page is named
 
 
 def test_init_never_writes_over_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

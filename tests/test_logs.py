@@ -140,7 +140,7 @@ def test_stdlib_core_debug_lines_come_through_the_same_renderer(out: io.StringIO
     first, second = lines(out)
     assert first["logger"] == "mm7.codec"
     assert first["level"] == "debug"
-    assert first["event"].startswith("mm7.leniencies operation=")
+    assert first["event"].startswith("mm7.codec.leniencies operation=")
     assert "transaction_id=ic-000001" in first["event"]
     assert "boolean-spelling" in first["event"]
     assert "timestamp" in first

@@ -18,15 +18,18 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from mm7.core.status import MMStatus
+from mm7.service.config.loader import load_config
 from mm7.service.ops.health import Health, links_check, store_check
 from mm7.service.ops.metrics import GatewayMetrics
+from mm7.service.runtime import Gateway
 from mm7.service.store import MoRelay, NewMessage, NewMo, SqliteStore
 from mm7.transport.classify import Verdict
 from mm7.transport.client import MM7Client
 from mm7.transport.errors import MM7ClientError
 from mm7.transport.flow import BreakerOpen, LinkFlow
-from mm7.transport.link import LinkConfig
+from mm7.transport.link import LinkConfig, Secret
 from tests.helpers.fake_mmsc import PATH, FakeMMSC, ok, raw, submit_req
+from tests.helpers.runtime import bound_socket, write_config
 
 Server = Callable[..., Awaitable[Any]]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -378,3 +381,72 @@ async def test_links_check_with_no_links_is_ready() -> None:
     ready, body = await Health({"links": links_check({})}).readiness()
     assert ready
     assert body == {"status": "ready", "checks": {"links": "ok"}}
+
+
+# --- what a scrape carries, and who may scrape --------------------------------------------------
+
+
+async def test_no_created_series_and_the_process_series() -> None:
+    m = GatewayMetrics()
+    m.observe_submit("carrier-a", Verdict.SUCCESS, 1000, 0.02)
+    m.observe_retry("carrier-a")
+    for accept in (None, "application/openmetrics-text; version=1.0.0"):
+        body, _ = await m.render(accept)
+        text = body.decode()
+        assert "mm7_submits_total" in text or "mm7_submits" in text
+        assert "_created" not in text, accept
+    found = await scrape(m)
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds"):
+        assert value(found, name) is not None, name
+    assert value(found, "process_resident_memory_bytes") > 0  # type: ignore[operator]
+    assert value(found, "process_open_fds") >= 1  # type: ignore[operator]
+
+
+async def test_process_series_can_be_left_out() -> None:
+    found = await scrape(GatewayMetrics(process=False))
+    assert not [name for name, _ in found if name.startswith("process_")]
+
+
+async def test_a_token_guards_the_metrics(aiohttp_server: Server) -> None:
+    m = GatewayMetrics()
+    m.observe_retry("carrier-a")
+    app = web.Application()
+    m.add_to(app, "/metrics", token=Secret("scrape-token-0123456789"))
+    base = await serve(aiohttp_server, app)
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(base + "/metrics", headers=headers) as rsp,
+        ):
+            assert rsp.status == 401, headers
+            assert rsp.headers["WWW-Authenticate"].startswith("Bearer")
+            body = await rsp.text()
+        assert "mm7_retries" not in body and "scrape-token" not in body
+    status, _, text = await get(base + "/metrics", Authorization="Bearer scrape-token-0123456789")
+    assert status == 200
+    assert value(samples(text), "mm7_retries_total", link="carrier-a") == 1
+
+
+@pytest.mark.parametrize("listen", [None, "127.0.0.1:0"])
+async def test_the_gateway_asks_for_the_configured_token(
+    tmp_path: Path, listen: str | None
+) -> None:
+    extra = '\n[metrics]\ntoken_env = "MM7_METRICS_TOKEN"\n'
+    if listen is not None:
+        extra += f'listen = "{listen}"\n'
+    with bound_socket() as mmsc:
+        path = write_config(tmp_path, mmsc.getsockname()[1], extra=extra)
+        config = load_config(path, env={"MM7_METRICS_TOKEN": "from-the-env-0123456789"})
+        gateway = Gateway(config, configure_logs=False, announce=lambda line: None)
+        await gateway.start()
+        try:
+            assert gateway.metrics_url is not None
+            assert (gateway.metrics_url.startswith(gateway.api_url or "")) == (listen is None)
+            status, _, _ = await get(gateway.metrics_url)
+            assert status == 401
+            status, _, text = await get(
+                gateway.metrics_url, Authorization="Bearer from-the-env-0123456789"
+            )
+            assert status == 200 and 'mm7_queue_depth{link="main"} 0.0' in text
+        finally:
+            await gateway.stop()

@@ -18,7 +18,7 @@ import pytest
 from mm7.cli.main import EXIT_OK, EXIT_UNREADABLE
 from mm7.service import cli as service_cli
 from mm7.service.store.outbox import MoRelay, RelayKind, RelayStatus
-from mm7.service.store.records import NewMo
+from mm7.service.store.records import NewMessage, NewMo
 from mm7.service.store.sqlite.store import SqliteStore
 from tests.helpers.cli import MM7, assert_one_line_failure, run
 
@@ -302,3 +302,31 @@ async def test_retry_from_another_process_while_the_store_is_open(tmp_path: Path
         assert [v["id"] for v in json.loads(out)] == [dead]
     finally:
         await store.close()
+
+
+def test_list_names_the_status_hook_and_the_whole_reason(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    db = tmp_path / "gw.sqlite"
+    reason = "HTTP 500: " + "the application could not store the status, see its log " * 3
+
+    async def make() -> None:
+        store = await SqliteStore.open(db, relay_all_statuses=True)
+        try:
+            await store.enqueue_message(NewMessage(link="main", fields={}), ["+15551230001"])
+            for sent in await store.lease("main", "dispatcher", 10, LEASE):
+                assert await store.complete(sent, "MM7-1", 1000, "Success")  # a status event
+            [item] = await store.lease_relay("worker", 10, LEASE)
+            assert item.kind is RelayKind.STATUS and item.hook is None
+            assert await store.relay_outcome(
+                item, "dead", http_status=500, error=reason[:200], hook="status-app"
+            )
+        finally:
+            await store.close()
+
+    asyncio.run(make())
+    code, out, _ = run(capsys, "relay", "list", "--config", str(write_config(tmp_path, db)))
+    assert code == EXIT_OK
+    [row] = out.splitlines()[1:]
+    assert row.split()[1:4] == ["dead", "status", "status-app"]
+    assert row.endswith(reason[:200].rstrip())  # the whole stored reason, not cut at 80

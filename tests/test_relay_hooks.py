@@ -32,6 +32,7 @@ from mm7.service.relay import (
     next_step,
     verify,
 )
+from mm7.service.relay.hooks import ERROR_CHARS, _error_text
 from mm7.service.store import ManualClock
 from mm7.transport.link import Secret
 
@@ -199,7 +200,7 @@ async def test_fails_twice_then_accepts_with_the_same_key(
         "delivered",
     ]
     assert [o.status for o in outcomes] == [503, 500, 200]
-    assert [o.error for o in outcomes] == ["HTTP 503", "HTTP 500", None]
+    assert [o.error for o in outcomes] == ["HTTP 503: no", "HTTP 500: no", None]
     assert [s.headers[IDEMPOTENCY_HEADER] for s in receiver.seen] == ["k-42"] * 3
     assert all(s.signature_ok for s in receiver.seen)
     assert len({s.headers[SIGNATURE_HEADER] for s in receiver.seen}) >= 2  # re-signed at retries
@@ -244,7 +245,7 @@ async def test_redirects_are_not_followed(
         receiver.hook("/moved"), EVENT, idempotency_key="k", attempt=1
     )
     assert not outcome.delivered and outcome.status == 302
-    assert outcome.error == "HTTP 302 (redirects are not followed)"
+    assert outcome.error == "HTTP 302 (redirects are not followed): 302: Found"
     assert isinstance(outcome.step, RetryAt)
     assert [s.path for s in receiver.seen] == ["/moved"]
 
@@ -271,8 +272,46 @@ async def test_connection_error_is_a_failed_attempt(
         hook, EVENT, idempotency_key="k", attempt=3, first_attempt_at=START - timedelta(hours=1)
     )
     assert not outcome.delivered and outcome.status is None
-    assert outcome.error is not None and outcome.error.startswith("connection error")
+    assert outcome.error is not None and outcome.error.startswith("connection error: ")
+    # in words: what could not be reached, not only the exception's class
+    assert f"127.0.0.1:{port}" in outcome.error and len(outcome.error) <= ERROR_CHARS
     assert outcome.step == Dead()  # first attempt an hour ago, max_age 60s
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (503, b"down for\n  maintenance", "HTTP 503: down for maintenance"),
+        (400, b"", "HTTP 400"),
+        (302, b"moved", "HTTP 302 (redirects are not followed): moved"),
+        (500, "é".encode() * 50, "HTTP 500: " + "é" * 50),
+        (500, b"x" * 1000, "HTTP 500: " + "x" * 189 + "…"),
+    ],
+)
+async def test_a_failed_answer_is_kept_in_words_and_bounded(
+    aiohttp_server: Any,
+    clock: ManualClock,
+    session: aiohttp.ClientSession,
+    status: int,
+    body: bytes,
+    expected: str,
+) -> None:
+    seen: list[dict[str, str]] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.Response(status=status, body=body, headers={"Location": "/elsewhere"})
+
+    app = web.Application()
+    app.router.add_post("/hook", answer)
+    server = await aiohttp_server(app)
+    hook = RelayHook(name="app", url=str(server.make_url("/hook")), secret=Secret(SECRET))
+    outcome = await make_sender(session, clock).deliver(hook, EVENT, idempotency_key="k", attempt=1)
+    assert outcome.status == status and outcome.error == expected
+    assert len(outcome.error) <= ERROR_CHARS
+    # what was sent is never kept: not the signature, not the secret
+    assert seen and seen[0][SIGNATURE_HEADER] not in outcome.error
+    assert SECRET not in outcome.error
 
 
 async def test_concurrency_limit_per_hook(
@@ -313,7 +352,7 @@ async def test_secret_is_never_logged(
             hook, EVENT, idempotency_key="k"
         )
     assert outcomes[-1].delivered and len(logs) == 2
-    assert [entry["event"] for entry in logs] == ["relay_attempt_failed", "relay_delivered"]
+    assert [entry["event"] for entry in logs] == ["mm7.relay.attempt_failed", "mm7.relay.delivered"]
     text = repr(logs) + repr(outcomes)
     for leak in (SECRET, "pw-XYZ", "tok-XYZ", "v1="):
         assert leak not in text
@@ -366,3 +405,10 @@ def test_next_step_last_retry_at_the_deadline_then_dead() -> None:
     assert RetryAt(deadline) in steps
     assert next_step(_outcome(False), START, 9, deadline, SETTINGS) == Dead()
     assert next_step(_outcome(False), START, 9, deadline + timedelta(hours=1), SETTINGS) == Dead()
+
+
+def test_a_url_in_an_error_is_shown_without_credentials_or_query() -> None:
+    error = aiohttp.InvalidURL("http://user:pw@app.example/hook?token=s3cret#frag")
+    text = _error_text(error)
+    assert text.startswith("InvalidURL: ") and "app.example/hook" in text
+    assert "s3cret" not in text and "pw" not in text and "frag" not in text

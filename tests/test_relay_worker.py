@@ -436,6 +436,10 @@ async def test_status_events_without_a_callback_go_to_the_status_hook_or_nowhere
         assert seen.path == "/status" and seen.signed_by == "status"
         assert seen.body["message_id"] == mid
         assert rig.outcomes == [("none", "skipped"), ("status", "delivered")]
+        # the event names the hook it went to (mm7 relay list, GET /v1/relay/events)
+        sent = [r for r in await store.relay_events(limit=10) if r.source_id == mid]
+        assert [(r.status, r.hook) for r in sent] == [(RelayStatus.DELIVERED, "status")]
+        assert (await store.relay_events(hook="status"))[0].source_id == mid
     finally:
         for worker in rig.workers:
             await worker.stop()

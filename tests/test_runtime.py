@@ -242,3 +242,27 @@ async def test_mm7_serve_runs_on_the_chosen_event_loop(tmp_path: Path, loop: str
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_mm7_serve_on_a_port_in_use_is_one_line_and_logs_stopped_once(tmp_path: Path) -> None:
+    with bound_socket() as mmsc, bound_socket() as held:
+        held.listen()
+        port = held.getsockname()[1]
+        path = write_config(tmp_path, mmsc.getsockname()[1], api_port=port)
+        path.write_text(path.read_text().replace('level = "warning"', 'level = "info"'))
+        done = subprocess.run(
+            [sys.executable, "-m", "mm7.cli.main", "serve", "--config", str(path)],
+            cwd=tmp_path,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.splitlines()
+    errors = [line for line in lines if line.startswith("mm7 serve:")]
+    assert len(errors) == 1 and "cannot start" in errors[0], done.stderr
+    assert str(port) in errors[0]
+    assert sum('"mm7.gateway.stopped"' in line for line in lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr

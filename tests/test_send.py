@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import pty
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,7 +53,8 @@ async def test_send_to_a_list_queues_one_message_each(
             status = await asyncio.to_thread(main, argv)
             out, err = capsys.readouterr()
             assert status == 0, err
-            assert "3/3" in err and "[" in err  # the progress line
+            # stderr is not a terminal here: no progress bar at all
+            assert err == "" and "\r" not in out and "3/3" not in out
             # (stdout also carries structlog's default output: logging is not configured here)
             rows = [line.split() for line in out.splitlines() if line.startswith("+")]
             assert [r[0] for r in rows] == ["+15551230001", "+15551230002", "+15551230003"]
@@ -94,7 +100,7 @@ async def test_send_one_with_a_wrong_key_or_bad_input_says_why(
             )
             out, err = capsys.readouterr()
             assert status == 1
-            assert "+15551230001 " in out and "bad address!" in err and "1 refused" in err
+            assert "+15551230001 " in out and "bad address!" in err and "1 of 2 refused" in err
         finally:
             await gateway.stop()
 
@@ -135,3 +141,66 @@ async def test_send_one_message_to_a_list(
             assert len({p.sha256 for p in record.parts}) == len(record.parts)
         finally:
             await gateway.stop()
+
+
+async def test_send_progress_is_drawn_on_a_terminal_and_never_mixes_with_the_output(
+    tmp_path: Path,
+) -> None:
+    with bound_socket() as mmsc:
+        config = load_config(write_config(tmp_path, mmsc.getsockname()[1]), env={})
+        gateway = Gateway(config, configure_logs=False, poll_interval=3600, announce=lambda x: None)
+        await gateway.start()
+        try:
+            argv = [sys.executable, "-m", "mm7.cli.main", "send", "--api-url",
+                    str(gateway.api_url), "--api-key", KEY, "--text", "hi", "--to",
+                    "+15551230001", "--to", "not a number", "--to", "+15551230003"]  # fmt: skip
+            # stdout a pipe, stderr a terminal: the bar on the terminal, stdout clean
+            out, tty = await asyncio.to_thread(run_on_terminal, argv, stdout_too=False)
+            assert [line.split()[0] for line in out.splitlines()] == [
+                "+15551230001",
+                "+15551230003",
+            ]
+            assert "\r" not in out and "[" not in out
+            assert "mm7 send: [" in tty and "3/3, 1 refused" in tty
+            assert "mm7 send: not a number:" in tty
+            # both on one terminal: every line is written on a wiped line, after the bar
+            _, both = await asyncio.to_thread(run_on_terminal, argv, stdout_too=True)
+            for text in (r"\+15551230001 \S+", r"\+15551230003 \S+", "mm7 send: not a number: "):
+                assert re.search(r"(^|\r\x1b\[K)" + text, both), (text, both)
+            assert "\r\x1b[Kmm7 send: 1 of 3 refused" in both  # the bar wiped at the end
+        finally:
+            await gateway.stop()
+
+
+def run_on_terminal(argv: list[str], *, stdout_too: bool) -> tuple[str, str]:
+    """Run ``argv`` with stderr (and stdout when ``stdout_too``) on a pseudo-terminal; (what
+    stdout's pipe got, what the terminal got)."""
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=follower if stdout_too else subprocess.PIPE,
+            stderr=follower,
+            env={k: v for k, v in os.environ.items() if not k.startswith("MM7_")},
+        )
+        os.close(follower)
+        follower = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed: every writer has exited
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        out = proc.stdout.read().decode() if proc.stdout is not None else ""
+        if proc.stdout is not None:
+            proc.stdout.close()
+        assert proc.wait(timeout=60) == 1  # one recipient refused
+    finally:
+        os.close(leader)
+        if follower != -1:
+            os.close(follower)
+    return out, b"".join(chunks).decode()

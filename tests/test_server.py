@@ -747,7 +747,7 @@ async def test_logs_are_bound_and_the_wire_log_masks_secrets(
     assert answered["peer"] == "carrier"
     assert answered["transaction_id"] == message.transaction_id
     assert answered["status"] == 1000
-    wires = [e for e in logs if e["event"] == "mm7.wire"]
+    wires = [e for e in logs if e["event"] == "mm7.inbound.wire"]
     assert [w["direction"] for w in wires] == ["inbound-request", "inbound-response"]
     assert "DeliverReq" in wires[0]["body"]["soap"]
     assert any("image/jpeg" in m for m in wires[0]["body"]["media"])  # described, not dumped

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
+import socket
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +178,55 @@ def test_tls_options_errors_are_one_line(
     assert main([*base, *missing]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "TLS: cannot load" in err
+
+
+def test_simulate_on_a_port_in_use_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        code = main(["simulate", "--listen", f"127.0.0.1:{port}"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith("mm7 simulate: cannot start:") and str(port) in captured.err
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+async def test_simulate_logs_utc_iso_timestamps_on_stderr(json_lines: bool) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mm7.cli.main", "simulate", "--listen", "127.0.0.1:0",
+        *(["--log-json"] if json_lines else []),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):
+            line = (await proc.stdout.readline()).decode()
+            page = (await proc.stdout.readline()).decode()
+        assert line.startswith("mm7 simulator"), line
+        # the simulator's page, named at start (README's quick start)
+        base = line.split(" on ", 1)[1].split("/mm7", 1)[0]
+        assert page.strip() == f"mm7 simulator: page {base}/ui", page
+    finally:
+        proc.terminate()
+        async with asyncio.timeout(20):
+            out, err = await proc.communicate()
+    assert proc.returncode == 0
+    assert b"mm7.simulator" not in out  # logs never mix with what stdout prints
+    lines = err.decode().splitlines()
+    started = [entry for entry in lines if "mm7.simulator.started" in entry]
+    assert len(started) == 1 and any("mm7.simulator.stopped" in entry for entry in lines), err
+    if json_lines:
+        entry = json.loads(started[0])
+        stamp = entry["timestamp"]
+        assert entry["ui"].endswith("/ui") and entry["level"] == "info"
+    else:
+        stamp = started[0].split(" ", 1)[0]
+    parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    assert parsed.utcoffset() == timedelta(0), stamp
+    assert abs(datetime.now(UTC) - parsed) < timedelta(minutes=5)

@@ -129,7 +129,7 @@ def decode(
     applied = tuple(dict.fromkeys(leniencies))
     if applied and log.isEnabledFor(logging.DEBUG):
         log.debug(
-            "mm7.leniencies operation=%s transaction_id=%s leniencies=%s",
+            "mm7.codec.leniencies operation=%s transaction_id=%s leniencies=%s",
             message.OPERATION,
             message.transaction_id,
             ",".join(applied),

@@ -17,7 +17,8 @@ It prints the bound addresses (and the API key of the run when one was generated
 address is the config file's ``[api] listen`` (``--api-url`` overrides it), the key is
 ``--api-key`` or ``$MM7_API_KEY``. Only ``[api] listen`` is read from the file, so the sender's
 environment does not need the gateway's secrets. Each accepted message prints ``<recipient>
-<message id>`` on stdout; with several recipients a progress line goes to stderr. Exit status:
+<message id>`` on stdout; with several recipients a progress bar goes to stderr when stderr is a
+terminal (wiped before any other line is written, so it never mixes with the output). Exit status:
 0 every recipient accepted, 1 some refused (each reason on stderr), 2 a bad option or file.
 
 ``relay`` works on the gateway's database directly: the ``[store]`` path of ``--config``
@@ -45,7 +46,7 @@ import sys
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from mm7.service.errors import ServiceError
 from mm7.service.starter import StarterExists, write_starter
@@ -294,23 +295,24 @@ def cmd_send(args: argparse.Namespace) -> int:
         body["media"] = [_media(path) for path in args.media]
     if args.one_message:
         return _send_campaign(base, key, body, recipients)
-    total = len(recipients)
-    progress = total > 1
+    progress = _Progress(len(recipients))
     failed = 0
     for done, recipient in enumerate(recipients, start=1):
         try:
             answer = _post(base, key, {**body, "to": recipient})
         except ServiceCliError as exc:
-            if not progress:
+            if len(recipients) == 1:
                 raise
             failed += 1
-            print(f"\nmm7 send: {recipient}: {exc}", file=sys.stderr)
+            progress.clear()
+            print(f"mm7 send: {recipient}: {exc}", file=sys.stderr, flush=True)
         else:
+            progress.clear()
             print(f"{recipient} {answer.get('id')}", flush=True)
-        if progress:
-            _progress(done, total, failed)
-    if progress:
-        print(file=sys.stderr)
+        progress.show(done, failed)
+    progress.clear()
+    if failed:
+        print(f"mm7 send: {failed} of {len(recipients)} refused", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -329,12 +331,40 @@ def _send_campaign(base: str, key: str, body: dict[str, Any], recipients: list[s
     return 0
 
 
-def _progress(done: int, total: int, failed: int) -> None:
-    width = 30
-    filled = width * done // total
-    bar = "#" * filled + "-" * (width - filled)
-    extra = f", {failed} refused" if failed else ""
-    print(f"\rmm7 send: [{bar}] {done}/{total}{extra}", end="", file=sys.stderr, flush=True)
+class _Progress:
+    """``mm7 send``'s progress bar: on stderr, and only when stderr is a terminal (a log file or
+    a pipe gets the refusals alone). The bar is wiped before any other line is written, so a
+    terminal showing stdout and stderr together never has output glued to a half-drawn bar.
+    Twenty lines of ANSI rather than a progress library: one line, no new dependency."""
+
+    WIDTH = 30
+    #: carriage return, then erase to the end of the line
+    WIPE = "\r\x1b[K"
+
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        self.total = total
+        self.stream = stream if stream is not None else sys.stderr
+        isatty = getattr(self.stream, "isatty", None)
+        self.enabled = total > 1 and callable(isatty) and bool(isatty())
+        self.shown = False
+
+    def show(self, done: int, failed: int) -> None:
+        """Draw the bar for ``done`` of ``total`` (``failed`` of them refused)."""
+        if not self.enabled:
+            return
+        filled = self.WIDTH * done // self.total
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        extra = f", {failed} refused" if failed else ""
+        self.stream.write(f"{self.WIPE}mm7 send: [{bar}] {done}/{self.total}{extra}")
+        self.stream.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        """Wipe the bar (before another line is written, and at the end)."""
+        if self.shown:
+            self.stream.write(self.WIPE)
+            self.stream.flush()
+            self.shown = False
 
 
 def _api_base(args: argparse.Namespace) -> str:
@@ -530,7 +560,7 @@ async def _relay_list(store: Any, args: argparse.Namespace) -> int:
                     str(v["last_http_status"] or "-"),
                     v["updated_at"] or "-",
                     v["source_id"] or "-",
-                    _flat(v["last_error"] or "-", 80),
+                    _flat(v["last_error"] or "-", 300),
                 )
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]

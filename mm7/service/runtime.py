@@ -124,6 +124,7 @@ class Gateway:
         self.metrics_url: str | None = None
         self._runners: dict[str, web.AppRunner] = {}
         self._started = False
+        self._stopped = False
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -213,7 +214,7 @@ class Gateway:
         self.health.add_to(api)
         metrics = config.metrics
         if metrics.enabled and metrics.listen is None:
-            self.metrics.add_to(api, metrics.path)
+            self.metrics.add_to(api, metrics.path, token=metrics.token)
         port = await self._serve("api", api, config.api.listen, None)
         self.api_url = _url("http", config.api.listen, port)
         if config.relay.media_url_base is None:
@@ -228,7 +229,10 @@ class Gateway:
                 )
         if metrics.enabled and metrics.listen is not None:
             port = await self._serve(
-                "metrics", self.metrics.application(metrics.path), metrics.listen, None
+                "metrics",
+                self.metrics.application(metrics.path, token=metrics.token),
+                metrics.listen,
+                None,
             )
             self.metrics_url = _url("http", metrics.listen, port) + metrics.path
         elif metrics.enabled:
@@ -282,7 +286,9 @@ class Gateway:
         if self.store is not None:
             await self.store.close()
             self.store = None
-        if self._started:
+        if self._started and not self._stopped:
+            # once: a failed start stops here and again in the caller's ``finally``
+            self._stopped = True
             log.info("mm7.gateway.stopped")
 
     async def __aenter__(self) -> Gateway:

@@ -5,6 +5,7 @@
     DIR/dialects.toml       the deployment's own [dialects.NAME] (the shipped ones stay known)
     DIR/profiles/           its own content profiles (<name>.toml), overriding shipped ones
     DIR/personas/           its own simulator personas (``mm7 simulate`` run from DIR's parent)
+    DIR/photo.jpg           a small sample image (``mm7 send ... --media conf/photo.jpg``)
 
 Nothing is overwritten: a folder that already holds any of these files is refused, naming it.
 """
@@ -63,15 +64,19 @@ class Written:
 def write_starter(folder: Path) -> Written:
     """Write the starter configuration into ``folder`` (created if missing); refuse to
     overwrite any file (``StarterExists`` names the first one found)."""
-    plan: dict[Path, str] = {
+    plan: dict[Path, str | bytes] = {
         folder / "gateway.toml": shipped("gateway.toml").read_text(encoding="utf-8"),
         folder / "dialects.toml": DIALECTS_STARTER,
         **{folder / name / "README.md": text for name, text in FOLDER_NOTES.items()},
+        folder / "photo.jpg": shipped("samples", "photo.jpg").read_bytes(),
     }
     for path in plan:
         if path.exists():
             raise StarterExists(f"{path} exists already; nothing was written")
     for path, text in plan.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text, encoding="utf-8")
     return Written(tuple(plan))

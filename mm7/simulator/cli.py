@@ -40,6 +40,10 @@ A ``--config`` file (TOML; command-line options win over it)::
     rates = [{ kind = "http", http_status = 503, rate = 0.05 }]
     digest_auth = { user = "vasp", password = "test-only", realm = "mmsc" }
 
+The server logs on stderr (``mm7.simulator.started`` with its addresses, ``...stopped``, and
+what aiohttp and the transport log) through the gateway's renderer (``mm7.transport.logs``):
+readable lines, or JSON lines with ``--log-json``; timestamps in UTC, ISO 8601, as the gateway's.
+
 The control API has no authentication of its own: listen on loopback unless the network is
 trusted. With ``--client-ca`` (mutual TLS required in the handshake) it sits behind the same
 client-certificate check as the MM7 endpoint, so ``simulate mo`` then needs ``--cert/--key``.
@@ -133,6 +137,12 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="with --client-ca: let certificate-less clients connect (the client_cert fault "
         "then refuses them with 403 + 4001 when set)",
+    )
+    s.add_argument(
+        "--log-json",
+        action="store_true",
+        help="log JSON lines on stderr (default: readable lines; UTC ISO 8601 timestamps either "
+        "way, as the gateway's)",
     )
     actions = s.add_subparsers(dest="simulate_action", metavar="ACTION")
     mo = actions.add_parser("mo", help="originate a DeliverReq through a running simulator")
@@ -261,9 +271,11 @@ def _listen(text: str | None) -> tuple[str, int]:
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
 
+    import structlog
     from aiohttp import web
 
     from mm7.simulator.app import create_simulator_app
+    from mm7.transport.logs import configure_logging
     from mm7.transport.stop_signal import stop_requested
 
     host, port = _listen(args.listen)
@@ -275,28 +287,49 @@ def _serve(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
         raise SimulateError(f"TLS: cannot load the certificate, key or CA: {exc}") from None
 
-    async def run() -> None:
-        runner = web.AppRunner(app, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-        await site.start()
-        bound = runner.addresses[0][1] if runner.addresses else port
-        scheme = "https" if ssl_context is not None else "http"
-        base = f"{scheme}://{host}:{bound}"
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            print(f"warning: the control API on {host} has no authentication", file=sys.stderr)
-        print(
-            f"mm7 simulator ({config.persona.name}, "
-            f"{'strict' if config.is_strict else 'lenient'}) on {base}{config.path}; "
-            f"control API {base}{config.control_path}; reports to {config.vasp_url or '(none)'}",
-            flush=True,
-        )
-        try:
-            await stop_requested()
-        finally:
-            await runner.cleanup()
+    log = structlog.get_logger("mm7.simulator")
 
-    asyncio.run(run())
+    async def run() -> None:
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        # handlers in place before the ready line: a SIGTERM right after it stops cleanly
+        stopping = asyncio.create_task(stop_requested())
+        await asyncio.sleep(0)  # the task installs them on its first step
+        try:
+            site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+            await site.start()
+            # once the port is ours: a simulator that cannot start changes nothing
+            configure_logging("info", json=args.log_json)
+            bound = runner.addresses[0][1] if runner.addresses else port
+            scheme = "https" if ssl_context is not None else "http"
+            base = f"{scheme}://{host}:{bound}"
+            if host not in ("127.0.0.1", "::1", "localhost"):
+                print(f"warning: the control API on {host} has no authentication", file=sys.stderr)
+            print(
+                f"mm7 simulator ({config.persona.name}, "
+                f"{'strict' if config.is_strict else 'lenient'}) on {base}{config.path}; "
+                f"control API {base}{config.control_path}; "
+                f"reports to {config.vasp_url or '(none)'}",
+                flush=True,
+            )
+            if config.ui_path:
+                print(f"mm7 simulator: page {base}{config.ui_path}", flush=True)
+            log.info(
+                "mm7.simulator.started",
+                mm7=f"{base}{config.path}",
+                ui=f"{base}{config.ui_path}" if config.ui_path else None,
+                persona=config.persona.name,
+            )
+            await stopping
+        finally:
+            stopping.cancel()
+            await runner.cleanup()
+        log.info("mm7.simulator.stopped")
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:  # the listen address in use, or not this machine's
+        raise SimulateError(f"cannot start: {exc}") from None
     return 0
 
 

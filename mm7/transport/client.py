@@ -257,7 +257,7 @@ class MM7Client:
         headers.update(self._auth.headers)
         if link.wire_log:
             ex.log.info(
-                "mm7.wire",
+                "mm7.client.wire",
                 **wire_entry(
                     "request", url=link.url, headers=headers, body=body, content_type=content_type
                 ),
@@ -297,7 +297,7 @@ class MM7Client:
         else:
             if link.wire_log:
                 ex.log.info(
-                    "mm7.wire",
+                    "mm7.client.wire",
                     **wire_entry(
                         "response",
                         status=http_status,

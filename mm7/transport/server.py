@@ -481,7 +481,7 @@ class MM7Inbound:
             return self._oversize(peer, exc, identity)
         if peer.wire_log:
             bound.info(
-                "mm7.wire",
+                "mm7.inbound.wire",
                 **wire_entry(
                     "inbound-request",
                     url=str(request.rel_url),
@@ -499,7 +499,7 @@ class MM7Inbound:
                 bound.exception("mm7.inbound.on_answer_failed")
         if peer.wire_log:
             bound.info(
-                "mm7.wire",
+                "mm7.inbound.wire",
                 **wire_entry(
                     "inbound-response",
                     status=response.status,

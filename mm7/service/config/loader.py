@@ -809,6 +809,7 @@ class _Loader:
             enabled=t.boolean("enabled", _default(MetricsSettings, "enabled")),
             path=path,
             listen=_listen(t, "listen", None) if t.has("listen") else None,
+            token=t.secret("token", required=False),
         )
         t.finish()
         return settings

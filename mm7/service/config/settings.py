@@ -389,6 +389,8 @@ class MetricsSettings:
     path: str = "/metrics"
     #: a separate listener for metrics; None: served by the API's listener
     listen: Listen | None = None
+    #: a bearer token scrapes must present (Authorization: Bearer ...); None: none asked
+    token: Secret | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,14 +28,25 @@ Series (``link`` is the configured link name):
 ``mm7_store_commits_total``                counter    (store transactions committed)
 ``mm7_store_writes_total``                 counter    (write operations they carried)
 ``mm7_store_failed_writes_total``          counter    (write operations that failed)
+``process_cpu_seconds_total``, ...         (process)  prometheus-client's ``ProcessCollector``:
+                                                      CPU seconds, resident and virtual memory,
+                                                      open and max fds, start time (Linux)
 =========================================  =========  =======================================
+
+Counters and histograms have no ``_created`` series (``disable_created_metrics``: a
+process-wide switch of prometheus-client, thrown when a ``GatewayMetrics`` is made): the start
+time of each series is noise on a dashboard and doubles the series a scrape carries.
+
+With a ``token`` (``[metrics] token``), ``/metrics`` answers 401 unless the scrape presents
+``Authorization: Bearer <token>``: for metrics served on the API's listener, where a separate
+``[metrics] listen`` on a private address is not an option.
 
 Usage::
 
     metrics = GatewayMetrics()
     metrics.track_store(store, [link.name for link in config.links])
     metrics.track_link("carrier-a", client)            # an MM7Client, LinkFlow or breaker
-    metrics.add_to(app, "/metrics")                     # or metrics.application() alone
+    metrics.add_to(app, "/metrics", token=None)         # or metrics.application() alone
     ...
     metrics.observe_submit("carrier-a", result.verdict, result.status.code, elapsed)
 """
@@ -43,15 +54,17 @@ Usage::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator, Sequence
+import hmac
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics import disable_created_metrics
 from prometheus_client.registry import Collector
 
 from mm7.core.status import MMStatus
@@ -59,6 +72,7 @@ from mm7.service.ops.health import LinkLike, breaker_of
 from mm7.service.store.records import StoreStats
 from mm7.transport.classify import Verdict
 from mm7.transport.flow import BreakerState, LinkFlow
+from mm7.transport.link import Secret
 
 __all__ = [
     "BREAKER_VALUES",
@@ -195,8 +209,13 @@ class GatewayMetrics:
         registry: CollectorRegistry | None = None,
         latency_buckets: Sequence[float] = LATENCY_BUCKETS,
         refresh_timeout: float = 5.0,
+        process: bool = True,
     ) -> None:
+        """``process``: also export this process's CPU, memory and fds (``ProcessCollector``)."""
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        if process:
+            ProcessCollector(registry=self.registry)
         #: how long a scrape waits for the store's queue depths before answering without them
         self.refresh_timeout = refresh_timeout
         self._links: dict[str, LinkLike] = {}
@@ -356,12 +375,37 @@ class GatewayMetrics:
             body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"}
         )
 
-    def add_to(self, app: web.Application, path: str = "/metrics") -> None:
-        """Serve the metrics at ``path`` on ``app`` (the API's application, by default)."""
-        app.router.add_get(path, self.handle)
+    def add_to(
+        self, app: web.Application, path: str = "/metrics", *, token: Secret | None = None
+    ) -> None:
+        """Serve the metrics at ``path`` on ``app`` (the API's application, by default); with
+        ``token``, only to scrapes presenting it as a bearer token (401 otherwise)."""
+        app.router.add_get(path, self.handle if token is None else _bearer_only(token, self.handle))
 
-    def application(self, path: str = "/metrics") -> web.Application:
+    def application(
+        self, path: str = "/metrics", *, token: Secret | None = None
+    ) -> web.Application:
         """A stand-alone application serving only the metrics (``[metrics] listen``)."""
         app = web.Application()
-        self.add_to(app, path)
+        self.add_to(app, path, token=token)
         return app
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _bearer_only(token: Secret, handler: Handler) -> Handler:
+    """``handler`` behind ``Authorization: Bearer <token>`` (compared in constant time)."""
+    expected = f"Bearer {token.reveal()}".encode()
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        given = request.headers.get("Authorization", "").encode("utf-8", "replace")
+        if not hmac.compare_digest(given, expected):
+            return web.json_response(
+                {"error": {"field": "Authorization", "message": "a bearer token is required"}},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
+        return await handler(request)
+
+    return guarded

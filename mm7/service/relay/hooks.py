@@ -23,7 +23,9 @@ One attempt (``HookSender.deliver``) is a POST of the event as JSON (UTF-8, comp
 A 2xx answer delivers the event. Anything else is a failed attempt: any other status (3xx
 included: redirects are never followed, a hook that moved is a configuration error to notice,
 not something to chase with a signed body), a timeout (``hook.timeout`` seconds for the whole
-exchange) or a connection error. A failed attempt is retried (``next_step``) with exponential
+exchange) or a connection error. Why is kept in words, at most ``ERROR_CHARS`` characters and
+never a request header: the status and the first ``ANSWER_BYTES`` of the answer, or the
+connection error's message. A failed attempt is retried (``next_step``) with exponential
 backoff and full jitter (``mm7.service.backoff.backoff_delay`` with the relay's
 ``initial_backoff`` / ``max_backoff``) until ``max_age`` seconds after the first attempt; the last
 retry is scheduled at that deadline at the latest, and an attempt failing at or after it makes
@@ -45,6 +47,7 @@ import asyncio
 import dataclasses
 import json
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -119,7 +122,9 @@ class DeliveryOutcome:
     delivered: bool
     #: the HTTP status answered; None: no answer (timeout, connection error)
     status: int | None
-    #: why the attempt failed, for logs and dead letters ("HTTP 503", "timeout", ...); None: ok
+    #: why the attempt failed, for logs and dead letters, at most ``ERROR_CHARS`` characters:
+    #: "HTTP 503: <the answer's first bytes>", "timeout after 10s", "connection error:
+    #: ClientConnectorError: Cannot connect to host ..."; None: ok. Never a request header.
     error: str | None
     #: when the attempt started (the injected clock)
     at: datetime
@@ -161,6 +166,27 @@ def after_failure(
         return Dead()
     delay = backoff_delay(attempts, settings.initial_backoff, settings.max_backoff, rng)
     return RetryAt(min(now + timedelta(seconds=delay), deadline))
+
+
+#: how much of a failed answer's body is kept, and the longest error text kept for an attempt
+ANSWER_BYTES = 200
+ERROR_CHARS = 200
+
+
+def _bounded(text: str) -> str:
+    """``text`` cut to ``ERROR_CHARS`` (what the store keeps and ``mm7 relay list`` shows)."""
+    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
+
+
+#: a URL inside an error's text (aiohttp names the URL in some of its errors)
+_URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>\])]+")
+
+
+def _error_text(exc: BaseException) -> str:
+    """A client error in words (``ClientConnectorError: Cannot connect to host ...``), any URL
+    in it shown without credentials or query (a hook's or a dlr-url's may carry a token)."""
+    text = _URL_IN_TEXT.sub(lambda found: _shown(found.group(0)), str(exc))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _shown(url: str) -> str:
@@ -308,11 +334,11 @@ class HookSender:
             "elapsed_ms": round(elapsed * 1000, 1),
         }
         if delivered:
-            log.info("relay_delivered", **fields)
+            log.info("mm7.relay.delivered", **fields)
         elif isinstance(step, RetryAt):
-            log.warning("relay_attempt_failed", error=error, retry_at=str(step.at), **fields)
+            log.warning("mm7.relay.attempt_failed", error=error, retry_at=str(step.at), **fields)
         else:
-            log.error("relay_dead", error=error, **fields)
+            log.error("mm7.relay.dead", error=error, **fields)
         return outcome
 
     async def _send(
@@ -330,15 +356,18 @@ class HookSender:
                 timeout=aiohttp.ClientTimeout(total=hook.timeout),
             ) as response:
                 status = response.status
+                answer = b"" if 200 <= status < 300 else await response.content.read(ANSWER_BYTES)
         except TimeoutError:
             return None, f"timeout after {hook.timeout:g}s"
         except aiohttp.ClientError as exc:
-            return None, f"connection error: {type(exc).__name__}"
+            return None, _bounded(f"connection error: {_error_text(exc)}")
         if 200 <= status < 300:
             return status, None
+        said = " ".join(answer.decode("utf-8", "replace").split())
+        said = f": {said}" if said else ""
         if 300 <= status < 400:
-            return status, f"HTTP {status} (redirects are not followed)"
-        return status, f"HTTP {status}"
+            return status, _bounded(f"HTTP {status} (redirects are not followed){said}")
+        return status, _bounded(f"HTTP {status}{said}")
 
     async def deliver_until_done(
         self, hook: RelayHook, event: Mapping[str, Any], *, idempotency_key: str

@@ -246,8 +246,11 @@ class RelayWorker:
     # -- one event -------------------------------------------------------------------------
 
     def _target(self, item: RelayItem) -> RelayHook | str | None:
-        """The hook to POST to, an error text (retried), or None (nowhere to send)."""
-        if item.hook is not None:
+        """The hook to POST to, an error text (retried), or None (nowhere to send).
+
+        Only an MO's hook is chosen when it is stored; a status event's ``hook`` records where
+        an earlier attempt went, and each attempt decides again from the configuration."""
+        if item.hook is not None and item.kind is RelayKind.MO:
             try:
                 return self.settings.hook(item.hook)
             except KeyError:
@@ -341,6 +344,7 @@ class RelayWorker:
             await self.store.relay_outcome(
                 item, result, attempted_at=outcome.at, retry_at=retry_at,
                 http_status=outcome.status, error=outcome.error,
+                hook=None if item.callback_url is not None else target.name,
             )  # fmt: skip
             self._count(target.name, result)
         except asyncio.CancelledError:

@@ -258,8 +258,10 @@ class Store(Protocol):
         retry_at: datetime | None = None,
         http_status: int | None = None,
         error: str | None = None,
+        hook: str | None = None,
     ) -> bool:
-        """Record an attempt's outcome and release the lease; False if the lease was lost."""
+        """Record an attempt's outcome and release the lease; False if the lease was lost.
+        ``hook``: the hook an event without one went to (a link's status hook), recorded."""
         ...
 
     async def release_relay(self, item: RelayItem) -> bool:

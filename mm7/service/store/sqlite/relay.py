@@ -244,8 +244,12 @@ class SqliteRelayOps:
         retry_at: datetime | None = None,
         http_status: int | None = None,
         error: str | None = None,
+        hook: str | None = None,
     ) -> bool:
         """Record how an attempt ended and release the lease; False if the lease was lost.
+
+        ``hook``: the configured hook the attempt went to, recorded on an event that had none
+        (a status event sent to its link's status hook), so listings name where it went.
 
         ``attempted_at``: when the attempt started (kept as the first attempt's time, from which
         ``max_age`` counts). ``retry_at`` is required for "retry". A delivered MO marks the MO
@@ -276,8 +280,8 @@ class SqliteRelayOps:
             conn.execute(
                 "UPDATE relay_outbox SET status=?, next_attempt_at=?,"
                 " first_attempt_at=COALESCE(first_attempt_at, ?), last_http_status=?,"
-                " last_error=?, updated_at=? WHERE id=?",
-                (status, due, first, http_status, error, now, item.id),
+                " last_error=?, updated_at=?, hook=COALESCE(hook, ?) WHERE id=?",
+                (status, due, first, http_status, error, now, hook, item.id),
             )
             if item.kind is RelayKind.MO and item.source_id is not None and outcome != "retry":
                 mo_status = "relayed" if outcome == "delivered" else outcome
