@@ -65,8 +65,11 @@ def test_the_readme_quick_start_sends_a_file_that_init_writes(tmp_path: Path) ->
     readme = (TOOLS.parent / "README.md").read_text(encoding="utf-8")
     quick = readme.split("## What it is", 1)[0]
     assert "mm7 init conf" in quick
-    media = re.findall(r"--media (\S+)", quick)
-    assert media, "the quick start sends a photo"
+    assert re.findall(r"--media (\S+)", quick), "the quick start sends a photo"
+    # every file the README's commands and snippets name is there after mm7 init conf
+    media = set(re.findall(r"--media ([\w./-]+\.\w+)", readme))
+    media |= set(re.findall(r'open\("([\w./-]+)"', readme))
+    assert "conf/photo.jpg" in media
     write_starter(tmp_path / "conf")
     for name in media:
         assert (tmp_path / name).is_file(), name
