@@ -188,10 +188,14 @@ async def test_idempotency_key_returns_the_original_and_creates_nothing(
     status, first = await gw.post(body)
     assert status == 202
     before = gw.counts()
-    status, again = await gw.post({**body, "text": "different content, same key"})
+    status, again = await gw.post(body)
     assert status == 200
     validate("Accepted", again)
     assert again == {"id": first["id"], "status": "duplicate"}
+    assert gw.counts()[:2] == before[:2]
+    # the same key with another request is refused (tests/test_api_roles.py has the details)
+    status, refused = await gw.post({**body, "text": "different content, same key"})
+    assert status == 422 and refused["error"]["field"] == "idempotency_key"
     assert gw.counts()[:2] == before[:2]
     # the header works too, and keys are per API key: another application gets its own message
     headers = {"Authorization": f"Bearer {OTHER_KEY}", "Idempotency-Key": "order-7"}

@@ -1,9 +1,11 @@
 """The relay side of the sending API (mm7.service.api.relay_ops) on a real server and SQLite store.
 
-Dead letters are made the way the gateway makes them: an MO stored with its relay event
-(``store_mo``), leased by a "worker" (``lease_relay``) and given up on (``relay_outcome(...,
-"dead")``). Opt-outs come from an MO carrying STOP. Every answer is validated against the
-schemas of mm7/service/api/openapi.json; every refusal is checked to write nothing.
+The relay operations are called with the admin key (what a sending key may do is in
+tests/test_api_roles.py). Dead letters are made the way the gateway makes them: an MO stored
+with its relay event (``store_mo``), leased by a "worker" (``lease_relay``) and given up on
+(``relay_outcome(..., "dead")``). Opt-outs come from an MO carrying STOP. Every answer is
+validated against the schemas of mm7/service/api/openapi.json; every refusal is checked to
+write nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from mm7.service.mt.submit_build import read_fields
 from mm7.service.store.outbox import MoRelay, OptOut, RelayStatus
 from mm7.service.store.records import NewMo
 from mm7.service.store.sqlite.store import SqliteStore
-from tests.helpers.api import AUTH, KEY, OTHER_KEY, Gateway, make_config, validate
+from tests.helpers.api import ADMIN_AUTH, AUTH, KEY, Gateway, make_config, validate
 
 LEASE = timedelta(minutes=1)
 
@@ -108,7 +110,7 @@ async def call(
     gw: Gateway, method: str, path: str, headers: dict[str, str] | None = None, **kw: Any
 ) -> tuple[int, Any]:
     response = await gw.client.request(
-        method, path, headers=AUTH if headers is None else headers, **kw
+        method, path, headers=ADMIN_AUTH if headers is None else headers, **kw
     )
     return response.status, await response.json()
 
@@ -144,8 +146,8 @@ async def test_every_relay_endpoint_needs_a_key(gw: Gateway) -> None:
     # nothing was retried or dropped by the refused calls
     record = await gw.store.get_relay_event(event_id)
     assert record is not None and record.status is RelayStatus.DEAD
-    # any configured key may use them (operator tools, no roles yet)
-    status, _ = await call(gw, "GET", "/v1/relay/counts", {"Authorization": f"Bearer {OTHER_KEY}"})
+    # an admin key may use them all (a sending key's limits: test_api_roles)
+    status, _ = await call(gw, "GET", "/v1/relay/counts")
     assert status == 200
 
 

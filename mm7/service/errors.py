@@ -5,6 +5,7 @@
 - ``ConfigError``: gateway.toml cannot be used (names the file and the key path);
 - ``StoreError`` (``SchemaTooNewError``, ``UnknownMediaError``): a store refused on purpose;
 - ``AllSuppressedError``: every recipient of a message opted out, nothing was written;
+- ``IdempotencyConflictError``: an idempotency key reused with another request, nothing written;
 - ``ApiError``: a request the API refuses, with the HTTP status and the field at fault;
 - ``FetchError``: a media URL could not be fetched or was refused;
 - ``BuildError``: a stored message cannot become a SubmitReq (a permanent MT failure).
@@ -23,6 +24,7 @@ __all__ = [
     "BuildError",
     "ConfigError",
     "FetchError",
+    "IdempotencyConflictError",
     "SchemaTooNewError",
     "ServiceError",
     "StoreError",
@@ -56,6 +58,17 @@ class AllSuppressedError(ServiceError):
     def __init__(self, addresses: tuple[str, ...]) -> None:
         super().__init__(f"every recipient opted out: {', '.join(addresses)}")
         self.addresses = addresses
+
+
+class IdempotencyConflictError(ServiceError):
+    """An idempotency key already names a message created from another request: nothing was
+    written (``message_id`` is the message the key names)."""
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(
+            f"the idempotency key names message {message_id}, sent with another request"
+        )
+        self.message_id = message_id
 
 
 class ApiError(ServiceError):

@@ -1,5 +1,6 @@
-"""The sending API on a loopback port with its own SQLite store: a config writer (two API keys,
-two links, media fetching), ``Gateway`` to post and count rows, and the OpenAPI schema check."""
+"""The sending API on a loopback port with its own SQLite store: a config writer (two sending API
+keys and an admin key, two links, media fetching), ``Gateway`` to post and count rows, and the
+OpenAPI schema check."""
 
 from __future__ import annotations
 
@@ -19,7 +20,11 @@ from mm7.service.store.sqlite.store import SqliteStore
 
 KEY = "test-key-app-0123456789"
 OTHER_KEY = "test-key-other-0123456789"
+#: role = "admin": the relay operations and the suppression list
+ADMIN_KEY = "test-key-ops-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+OTHER_AUTH = {"Authorization": f"Bearer {OTHER_KEY}"}
+ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 OPENAPI = json.loads(OPENAPI_PATH.read_text())
 
 CONFIG = """
@@ -44,6 +49,10 @@ key = "{key}"
 [[api.keys]]
 name = "other"
 key = "{other}"
+[[api.keys]]
+name = "ops"
+key = "test-key-ops-0123456789"
+role = "admin"
 [api.fetch]
 max_bytes = 60000
 allow_private = {allow_private}

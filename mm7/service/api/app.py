@@ -11,9 +11,12 @@ written; the answer comes only after ``store.enqueue_message`` returned, i.e. af
   ``"suppressed": ["+1555...", ...]``: those are stored with status ``suppressed`` and never
   sent; the others are queued.
 * ``200 {"id": ..., "status": "duplicate"}``: the idempotency key (body ``idempotency_key`` or
-  header ``Idempotency-Key``) was seen before from the same API key; the original id, nothing
-  created. Keys are scoped per API key (stored as ``"<key name>:<key>"``) so two applications
-  cannot collide. The repeat's content is not compared (the key alone decides).
+  header ``Idempotency-Key``) was seen before from the same API key with the same request
+  (``validate.request_digest``: the parsed values, so JSON key order does not count); the
+  original id, nothing created. Keys are scoped per API key (stored as ``"<key name>:<key>"``)
+  so two applications cannot collide. The same key with another request is 422
+  ``idempotency_key`` (checked before media are fetched, and again in the committing
+  transaction for two requests racing).
 
 Errors are JSON ``{"error": {"field": "to[1]" | null, "message": "..."}}``:
 
@@ -28,7 +31,8 @@ Errors are JSON ``{"error": {"field": "to[1]" | null, "message": "..."}}``:
   unknown ``link`` (named), recipients without a route or routed to different links, a media URL
   refused or failing (``media[0].url``: loopback/private target, scheme, size, time, HTTP
   status), a part whose bytes are not what it claims (``media[1]``), slides or SMIL that do not
-  fit the items, an unknown ``reply_to`` (or a ``link``/``linked_id`` contradicting it), every
+  fit the items, an unknown ``reply_to`` (or a ``link``/``linked_id`` contradicting it), an
+  ``idempotency_key`` used before with another request, every
   recipient on the suppression list (``to``, or ``to[0]`` for one given in an array: the message
   says the recipient opted out and that sending START lifts it).
 
@@ -115,7 +119,8 @@ Relay operations (``mm7.service.api.relay_ops``)
 ``GET /v1/relay/events``, ``GET /v1/relay/events/{id}``, ``POST /v1/relay/events/{id}/retry``,
 ``POST /v1/relay/events/{id}/drop``, ``POST /v1/relay/retry-dead``, ``GET /v1/relay/counts`` and
 ``GET /v1/suppressions``: inspect and replay the relay's dead letters and read the opt-out list.
-Operator tools: any configured API key may use them (there are no roles yet).
+An ``admin`` key may use them all; a sending key only on the events of its own messages (403
+otherwise; the rules are in ``relay_ops``'s docstring).
 
 Mbuni ``sendmms``
 ----------------
@@ -158,9 +163,21 @@ from mm7.service.api.relay_ops import (
 from mm7.service.api.sendmms import MBUNI_ERRORS, SendmmsParams
 from mm7.service.api.sendmms import handle as sendmms_handle
 from mm7.service.api.sendmms import renamed as sendmms_renamed
-from mm7.service.api.validate import FIELDS, MediaInput, Request, SlideInput, parse_request
+from mm7.service.api.validate import (
+    FIELDS,
+    MediaInput,
+    Request,
+    SlideInput,
+    parse_request,
+    request_digest,
+)
 from mm7.service.config.settings import ApiKey, GatewayConfig
-from mm7.service.errors import AllSuppressedError, ApiError, FetchError
+from mm7.service.errors import (
+    AllSuppressedError,
+    ApiError,
+    FetchError,
+    IdempotencyConflictError,
+)
 from mm7.service.store.base import Store
 from mm7.service.store.records import EnqueueResult, MediaPart, MessageRecord, NewMessage
 
@@ -216,7 +233,7 @@ def create_api_app(
     app.router.add_get("/v1/messages/{id}", get_message)
     MessageListing(store, config.link_names, _key_of).add_routes(app.router)
     app.router.add_get("/openapi.json", openapi)
-    RelayApi(store).add_routes(app.router)
+    RelayApi(store, _key_of).add_routes(app.router)
     for path in _SENDMMS_PATHS:
         app.router.add_route("GET", path, sendmms)
         app.router.add_route("POST", path, sendmms)
@@ -544,25 +561,34 @@ async def _submit(
 ) -> EnqueueResult:
     """Answer an MO (reply_to), route, fetch, build and enqueue."""
     config = app[CONFIG_KEY]
+    store = app[STORE_KEY]
+    # taken before reply_to fills the request in: the caller's request is what a retry repeats
+    digest: str | None = request_digest(parsed) if parsed.idempotency_key is not None else None
     confirmation = False
     if parsed.reply_to is not None:
-        mo = await apply_reply(app[STORE_KEY], parsed)
+        mo = await apply_reply(store, parsed)
         confirmation = is_opt_out_confirmation(mo, parsed)
         if confirmation:
-            # one confirmation per STOP: a repeat answers 200 with the first one's id
+            # one confirmation per STOP: a repeat answers 200 with the first one's id, whatever
+            # its text (the key is the gateway's, not the caller's: nothing to compare)
             parsed.idempotency_key = f"opt-out-confirmation:{mo.id}"
+            digest = None
+    stored_key = (
+        f"{key.name}:{parsed.idempotency_key}" if parsed.idempotency_key is not None else None
+    )
+    if stored_key is not None:
+        # a retry of a message already accepted is answered before any fetching (full queue or
+        # not), and a key reused for another request is refused before anything is prepared
+        try:
+            earlier = await store.message_for_key(stored_key, digest)
+        except IdempotencyConflictError as exc:
+            raise _conflict(exc) from None
+        if earlier is not None:
+            return EnqueueResult(earlier, False)
     link = _pick_link(config, parsed)
     backlog = app.get(BACKLOG_KEY)
     if backlog is not None:
         queued = await backlog.over(link, len(parsed.to))
-        stored_key = (
-            f"{key.name}:{parsed.idempotency_key}" if parsed.idempotency_key is not None else None
-        )
-        if queued is not None and stored_key is not None:
-            # the retry of a message already accepted is answered as such, full queue or not
-            earlier = await app[STORE_KEY].message_for_key(stored_key)
-            if earlier is not None:
-                return EnqueueResult(earlier, False)
         if queued is not None:
             raise ApiError(
                 503,
@@ -652,22 +678,34 @@ async def _submit(
     message = NewMessage(
         link=link,
         fields=fields,
-        idempotency_key=(
-            f"{key.name}:{parsed.idempotency_key}" if parsed.idempotency_key is not None else None
-        ),
+        idempotency_key=stored_key,
+        request_digest=digest,
         expires_at=parsed.expiry.at if parsed.expiry else None,
         not_before=parsed.earliest_delivery.at if parsed.earliest_delivery else None,
         callback_url=callback_url if callback_url is not None else parsed.callback_url,
         allow_suppressed=confirmation,
     )
     try:
-        result = await app[STORE_KEY].enqueue_message(message, parsed.to, parts)
+        result = await store.enqueue_message(message, parsed.to, parts)
     except AllSuppressedError as exc:
         raise suppressed_error(exc.addresses, parsed, config.relay.start_words) from None
+    except IdempotencyConflictError as exc:
+        # the same key sent twice at once with different requests: the first one won
+        raise _conflict(exc) from None
     on_enqueued = app[ON_ENQUEUED_KEY]
     if result.created and on_enqueued is not None:
         on_enqueued(link)
     return result
+
+
+def _conflict(exc: IdempotencyConflictError) -> ApiError:
+    """422 ``idempotency_key``: the key was used before with another request."""
+    return ApiError(
+        422,
+        "idempotency_key",
+        f"already used for message {exc.message_id} with a different request; a retry must "
+        "repeat the same request (use a new key for a new message)",
+    )
 
 
 # --------------------------------------------------------------------------- views

@@ -2,10 +2,19 @@
 
 Relay endpoints (``Authorization: Bearer <key>``, JSON; registered by ``create_api_app``)
 -----------------------------------------------------------------------------------------
-These are operator tools. Any configured API key may use them: there are no roles yet, so a key
-that can send can also list, replay and drop every application's relay events and read the
-suppression list (give applications that must not see each other separate gateways until roles
-exist).
+Who may do what depends on the key's role (``[[api.keys]] role``, ``ApiKey.admin``):
+
+* an ``admin`` key: every event (MOs included), every operation below, the suppression list;
+* a sending key (the default): the events of its own messages only (status, delivery_report
+  and read_reply events carry the API key of the message they report). Listing, counts and
+  ``retry-dead`` are limited to them (``retry-dead`` requeues its own dead events); getting,
+  retrying or dropping another key's event is 403 ``id`` ("reports a message of another API
+  key"), an MO event (or a report of no message sent through the API: it belongs to no key) is
+  403 ``id``, ``kind=mo`` is 403 ``kind`` (refused rather than answered empty, so that an empty
+  list never hides that MOs exist), and ``GET /v1/suppressions`` is 403 (the opt-outs of every
+  application's recipients belong to no key). A 403 changes nothing. Event ids are sequential,
+  so their existence is no secret (403, not 404); a message id of another key is a 404
+  (``GET /v1/messages/{id}``): it must not leak.
 
 * ``GET /v1/relay/events?status=&hook=&kind=&after=&limit=``: events by id (oldest first).
   ``status`` one of pending, delivered, dead, dropped, skipped or all [all]; ``hook`` a hook name;
@@ -24,9 +33,9 @@ exist).
   ``{"suppressions": [{"address", "word", "link", "mo_id", "created_at"}]}``.
 
 Errors as in the rest of the API (``{"error": {"field", "message"}}``): 400 a bad or unknown
-query parameter or id (named: ``status``, ``limit``, ``id`` ...), 401 no or a wrong key, 404 no
-such event, 409 the event is not in a state the action applies to (retry: dead or dropped; drop:
-dead or pending), with its current status in the message.
+query parameter or id (named: ``status``, ``limit``, ``id`` ...), 401 no or a wrong key, 403 not
+for this key (above), 404 no such event, 409 the event is not in a state the action applies to
+(retry: dead or dropped; drop: dead or pending), with its current status in the message.
 
 An event as JSON (``relay_event_view``): ``id, kind, status, hook, callback_url, link,
 source_id, attempts, next_attempt_at, first_attempt_at, last_http_status, last_error,
@@ -43,8 +52,10 @@ the MO's MM7 MessageID when the MMSC sent one, else its TransactionID (LinkedID 
 the MO as the MMSC knows it; a DeliverReq without a MessageID leaves its TransactionID as the only
 identifier we have; a different ``linked_id`` given is refused, 422 ``linked_id``); ``to``
 defaults to the MO's sender and ``from`` to the MO's first recipient (the short code it was sent
-to). An unknown id is 422 ``reply_to``. Any API key may answer any MO (MOs belong to routes, not
-to keys).
+to). An unknown id is 422 ``reply_to``. Any API key may answer any MO whose id it has: MOs arrive
+for the gateway's routes, not for a key, and the id (64 random bits) reaches only the route's
+hook and admin keys (a sending key cannot list MO events), so holding it is the right to answer.
+The reply is the replying key's message (only that key sees it and its events).
 
 Opt-outs
 --------
@@ -58,7 +69,7 @@ sending a start word lifts it. Recipients of a message only partly suppressed ar
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -67,6 +78,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from mm7.service.api.validate import Request, check_address
+from mm7.service.config.settings import ApiKey
 from mm7.service.errors import ApiError
 from mm7.service.store.base import Store
 from mm7.service.store.outbox import RelayKind, RelayRecord, RelayStatus, Suppression
@@ -222,10 +234,17 @@ def _kind(text: str | None) -> RelayKind | None:
 
 
 class RelayApi:
-    """The relay endpoints over one store (module docstring)."""
+    """The relay endpoints over one store (module docstring). ``key_of(request)`` is the API
+    key the request authenticated with: its role decides what it sees."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, key_of: Callable[[web.Request], ApiKey]) -> None:
         self.store = store
+        self.key_of = key_of
+
+    def _owner(self, request: web.Request) -> str | None:
+        """The key name a request is limited to (None: an admin key, limited to nothing)."""
+        key = self.key_of(request)
+        return None if key.admin else key.name
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get("/v1/relay/events", self.list_events)
@@ -242,6 +261,21 @@ class RelayApi:
         record = await self.store.get_relay_event(event_id)
         if record is None:
             raise ApiError(404, "id", f"no relay event {event_id}")
+        owner = self._owner(request)
+        if owner is not None and record.api_key is None:
+            raise ApiError(
+                403,
+                "id",
+                f"relay event {event_id} belongs to no API key (an MO, or a report of no "
+                "message sent through the API): only an admin key may see or act on it",
+            )
+        if owner is not None and record.api_key != owner:
+            raise ApiError(
+                403,
+                "id",
+                f"relay event {event_id} reports a message of another API key: a sending key "
+                "sees and acts on the events of its own messages only",
+            )
         return record
 
     async def list_events(self, request: web.Request) -> web.Response:
@@ -254,8 +288,15 @@ class RelayApi:
             raise ApiError(400, "hook", "too long (at most 255 characters)")
         after = _int_param(query, "after", 0, 0, _MAX_ID)
         limit = _int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        owner = self._owner(request)
+        if owner is not None and kind is RelayKind.MO:
+            raise ApiError(
+                403,
+                "kind",
+                "MO events belong to no API key: only an admin key may list them",
+            )
         records = await self.store.relay_events(
-            status=status, hook=hook, kind=kind, after_id=after, limit=limit
+            status=status, hook=hook, kind=kind, after_id=after, limit=limit, api_key=owner
         )
         return web.json_response(
             {
@@ -297,15 +338,24 @@ class RelayApi:
     async def retry_dead(self, request: web.Request) -> web.Response:
         """``POST /v1/relay/retry-dead``: every dead event pending again."""
         _query(request)
-        return web.json_response({"requeued": await self.store.requeue_relay(None)})
+        requeued = await self.store.requeue_relay(None, api_key=self._owner(request))
+        return web.json_response({"requeued": requeued})
 
     async def counts(self, request: web.Request) -> web.Response:
         """``GET /v1/relay/counts``."""
         _query(request)
-        return web.json_response(relay_counts_view(await self.store.relay_counts()))
+        counts = await self.store.relay_counts(self._owner(request))
+        return web.json_response(relay_counts_view(counts))
 
     async def suppressions(self, request: web.Request) -> web.Response:
         """``GET /v1/suppressions``: newest first."""
+        if self._owner(request) is not None:
+            raise ApiError(
+                403,
+                None,
+                "the suppression list belongs to no API key (opt-outs of every application's "
+                "recipients): only an admin key may read it",
+            )
         limit = _int_param(_query(request, "limit"), "limit", 1000, 1, MAX_SUPPRESSIONS)
         items = await self.store.suppressions(limit=limit)
         return web.json_response({"suppressions": [suppression_view(s) for s in items]})

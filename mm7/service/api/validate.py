@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ __all__ = [
     "Timing",
     "parse_request",
     "parse_timing",
+    "request_digest",
 ]
 
 #: recipients per message: a campaign is one call (one stored image, one row per recipient,
@@ -126,6 +129,49 @@ class Request:
     reply_to: str | None = None
     #: ``to`` was given as an array (an error about its one address names ``to[0]``, not ``to``)
     to_array: bool = True
+
+
+def request_digest(parsed: Request) -> str:
+    """The SHA-256 (hex) of a request as parsed, the idempotency key left out: two requests
+    with the same digest are "identical" for an idempotency key (``POST /v1/messages``).
+
+    It is taken from the parsed values, not the bytes, so JSON key order, whitespace, JSON vs a
+    form, ``"to": "x"`` vs ``["x"]`` and number punctuation do not count; everything that would
+    change the message does (an uploaded medium by its SHA-256, a URL as given, an expiry as
+    given: ``P1D`` is the same duration at each retry). Call it before ``reply_to`` fills the
+    request from the MO.
+    """
+    shape = {
+        "to": parsed.to,
+        "from": parsed.sender,
+        "subject": parsed.subject,
+        "text": parsed.text,
+        "media": [
+            {
+                "url": m.url,
+                "sha256": hashlib.sha256(m.data).hexdigest() if m.data is not None else None,
+                "content_type": m.content_type,
+                "filename": m.filename,
+            }
+            for m in parsed.media
+        ],
+        "slides": None
+        if parsed.slides is None
+        else [[s.duration_ms, s.visual, s.text, s.audio, list(s.refs)] for s in parsed.slides],
+        "smil": parsed.smil,
+        "link": parsed.link,
+        "delivery_report": parsed.delivery_report,
+        "read_reply": parsed.read_reply,
+        "priority": parsed.priority,
+        "expiry": parsed.expiry.xsd if parsed.expiry else None,
+        "earliest_delivery": parsed.earliest_delivery.xsd if parsed.earliest_delivery else None,
+        "service_code": parsed.service_code,
+        "linked_id": parsed.linked_id,
+        "callback_url": parsed.callback_url,
+        "reply_to": parsed.reply_to,
+    }
+    canonical = json.dumps(shape, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def _bad(field_name: str | None, message: str, status: int = 400) -> ApiError:

@@ -67,10 +67,12 @@ from mm7.core.shipped import shipped
 from mm7.core.versions import ALL, get_version
 from mm7.service.config.reader import Context, Table, show
 from mm7.service.config.settings import (
+    API_ROLES,
     DEFAULT_API_LISTEN,
     DEFAULT_INBOUND_LISTEN,
     SIGNATURE_SCHEMES,
     ApiKey,
+    ApiRole,
     ApiSettings,
     FetchSettings,
     GatewayConfig,
@@ -632,7 +634,9 @@ class _Loader:
             if value.reveal() in seen:
                 raise k.error("key", f"the same key as api.keys.{seen[value.reveal()]}")
             seen[value.reveal()] = name
-            keys.append(ApiKey(name=name, key=value, generated=generated, env=env_name))
+            keys.append(
+                ApiKey(name=name, key=value, generated=generated, env=env_name, role=_role(k))
+            )
             k.finish()
         if not keys:
             raise t.error("keys", "at least one API key is required")
@@ -829,6 +833,20 @@ def _default(cls: type[Any], name: str) -> Any:
                 return f.default_factory()
             break
     raise LookupError(f"{cls.__name__}.{name} has no default")
+
+
+def _role(t: Table) -> ApiRole:
+    """An API key's role: ``role = "admin"`` or ``admin = true`` (the same thing said two ways;
+    saying both, they must agree), else a sending key."""
+    named = t.opt_str("role", choices=API_ROLES)
+    flag = t.raw("admin")
+    if flag is not None and not isinstance(flag, bool):
+        raise t.error("admin", f"expected true or false, got {show(flag)}")
+    if named is not None and flag is not None and (named == "admin") != flag:
+        raise t.error("admin", f'contradicts role = "{named}" (give one of the two)')
+    if named is not None:
+        return "admin" if named == "admin" else "sending"
+    return "admin" if flag else "sending"
 
 
 def _listen(t: Table, key: str, default: str | None) -> Listen:

@@ -27,6 +27,8 @@ from mm7.transport.server import InboundConfig, Peer
 
 __all__ = [
     "ApiKey",
+    "API_ROLES",
+    "ApiRole",
     "ApiSettings",
     "FetchSettings",
     "GatewayConfig",
@@ -48,6 +50,10 @@ __all__ = [
     "WHSEC_PREFIX",
     "whsec_key",
 ]
+
+#: what an API key may see and do (``ApiKey.role``)
+ApiRole: TypeAlias = Literal["sending", "admin"]
+API_ROLES: tuple[ApiRole, ...] = ("sending", "admin")
 
 #: opt-out words (an MO whose whole text is one of them), compared upper-cased
 DEFAULT_STOP_WORDS = ("STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT")
@@ -164,7 +170,11 @@ class InboundSettings:
 
 @dataclass(frozen=True, slots=True)
 class ApiKey:
-    """A key applications present as ``Authorization: Bearer <key>``."""
+    """A key applications present as ``Authorization: Bearer <key>``.
+
+    Its role decides what it may see: a sending key (the default) only what it sent, an admin
+    key also what belongs to no key (MOs, the suppression list) and other keys' relay events.
+    """
 
     #: the key's name: in logs, on the messages it sent, never the key itself
     name: str
@@ -174,6 +184,14 @@ class ApiKey:
     generated: bool = False
     #: the environment variable it was read from (or that would have held it)
     env: str | None = None
+    #: "sending": its own messages, their relay events and its own replies only; "admin": also
+    #: every relay event (MOs included), the relay operations and the suppression list
+    role: ApiRole = "sending"
+
+    @property
+    def admin(self) -> bool:
+        """Whether this key may run the relay operations and read the suppression list."""
+        return self.role == "admin"
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,8 +120,11 @@ class Store(Protocol):
         ``next``). Messages created while paging appear only on a listing started anew."""
         ...
 
-    async def message_for_key(self, idempotency_key: str) -> str | None:
-        """The id of the message stored under ``idempotency_key``, or None."""
+    async def message_for_key(
+        self, idempotency_key: str, request_digest: str | None = None
+    ) -> str | None:
+        """The id of the message stored under ``idempotency_key``, or None;
+        ``IdempotencyConflictError`` when both digests are known and differ."""
         ...
 
     async def lease(self, link: str, owner: str, n: int, ttl: timedelta) -> list[WorkItem]:
@@ -276,6 +279,7 @@ class Store(Protocol):
         kind: RelayKind | None = None,
         after_id: int = 0,
         limit: int = 100,
+        api_key: str | None = None,
     ) -> list[RelayRecord]:
         """Relay events by id, filtered, paged with ``after_id``."""
         ...
@@ -284,12 +288,15 @@ class Store(Protocol):
         """One relay event, or None."""
         ...
 
-    async def relay_counts(self) -> dict[str, int]:
-        """Relay events per status."""
+    async def relay_counts(self, api_key: str | None = None) -> dict[str, int]:
+        """Relay events per status (``api_key``: of that key's messages only)."""
         ...
 
-    async def requeue_relay(self, ids: Sequence[int] | None = None) -> int:
-        """Dead (or dropped) events pending again, with a fresh max_age; how many."""
+    async def requeue_relay(
+        self, ids: Sequence[int] | None = None, *, api_key: str | None = None
+    ) -> int:
+        """Dead (or dropped) events pending again, with a fresh max_age; how many. ``ids``
+        None: every dead event (``api_key``: every dead event of that key's messages)."""
         ...
 
     async def drop_relay(self, ids: Sequence[int]) -> int:

@@ -109,6 +109,8 @@ class RelayRecord:
     created_at: datetime
     updated_at: datetime
     event: Mapping[str, Any]
+    #: the API key whose message the event reports (None: an MO, or a report of no message)
+    api_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -227,7 +227,9 @@ class NewMessage:
 
     ``fields`` is the API's validated request (from, subject, text, priority, delivery_report,
     ...) as JSON; the dispatcher turns it into a SubmitReq. ``idempotency_key`` makes a repeated
-    submission return the original id. ``not_before`` is the earliest delivery time.
+    submission return the original id; ``request_digest`` (the SHA-256 of the request it was
+    made from) makes a repeat with another request an ``IdempotencyConflictError`` (None on
+    either side: not compared). ``not_before`` is the earliest delivery time.
     """
 
     link: str
@@ -239,6 +241,8 @@ class NewMessage:
     #: send even to recipients on the suppression list: only for the confirmation of an
     #: opt-out (a reply to the STOP message itself, see mm7.service.api.relay_ops)
     allow_suppressed: bool = False
+    #: what a repeat under the same ``idempotency_key`` must match (None: not compared)
+    request_digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -258,6 +258,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX recipients_address ON recipients(address_key, message_id)",
         ),
     ),
+    Migration(
+        5,
+        "API key roles and idempotency: a sending key's relay events, the request digest",
+        (
+            # the SHA-256 of the request a message was created from: a reused idempotency key
+            # with another request is refused (NULL: not compared, e.g. rows from before)
+            "ALTER TABLE messages ADD COLUMN request_digest TEXT",
+            # a sending key lists and counts only its own relay events
+            "CREATE INDEX relay_api_key ON relay_outbox(api_key, id)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -38,7 +38,7 @@ Outcome = Literal["delivered", "retry", "dead", "skipped"]
 _RECORD_COLUMNS = (
     "id, kind, idempotency_key, status, hook, callback_url, link, source_id, attempts,"
     " next_attempt_at, first_attempt_at, last_http_status, last_error, created_at, updated_at,"
-    " event"
+    " event, api_key"
 )
 
 
@@ -46,7 +46,7 @@ def _record(row: Sequence[Any]) -> RelayRecord:
     return RelayRecord(
         row[0], RelayKind(row[1]), row[2], RelayStatus(row[3]), row[4], row[5], row[6], row[7],
         row[8], dt(row[9]), opt_dt(row[10]), row[11], row[12], dt(row[13]), dt(row[14]),
-        json.loads(row[15]),
+        json.loads(row[15]), row[16],
     )  # fmt: skip
 
 
@@ -321,10 +321,15 @@ class SqliteRelayOps:
         kind: RelayKind | None = None,
         after_id: int = 0,
         limit: int = 100,
+        api_key: str | None = None,
     ) -> list[RelayRecord]:
-        """Relay events by id, filtered; page with ``after_id`` (the last id seen)."""
+        """Relay events by id, filtered (``api_key``: only the events of that key's messages);
+        page with ``after_id`` (the last id seen)."""
         where = ["id>?"]
         args: list[Any] = [after_id]
+        if api_key is not None:
+            where.append("api_key=?")
+            args.append(api_key)
         if status is not None:
             where.append("status=?")
             args.append(status.value)
@@ -358,20 +363,26 @@ class SqliteRelayOps:
         result: RelayRecord | None = await self._read(read)
         return result
 
-    async def relay_counts(self) -> dict[str, int]:
-        """How many events are in each status (for metrics and ``mm7 relay list``)."""
+    async def relay_counts(self, api_key: str | None = None) -> dict[str, int]:
+        """How many events are in each status (for metrics and ``mm7 relay list``); with
+        ``api_key``, of that key's events only."""
+        sql = "SELECT status, COUNT(*) FROM relay_outbox"
+        args: tuple[str, ...] = ()
+        if api_key is not None:
+            sql += " WHERE api_key=?"
+            args = (api_key,)
 
         def read(conn: sqlite3.Connection) -> dict[str, int]:
-            return {
-                r[0]: int(r[1])
-                for r in conn.execute("SELECT status, COUNT(*) FROM relay_outbox GROUP BY status")
-            }
+            return {r[0]: int(r[1]) for r in conn.execute(sql + " GROUP BY status", args)}
 
         result: dict[str, int] = await self._read(read)
         return result
 
-    async def requeue_relay(self, ids: Sequence[int] | None = None) -> int:
-        """Make dead or dropped events pending again (all dead ones when ``ids`` is None).
+    async def requeue_relay(
+        self, ids: Sequence[int] | None = None, *, api_key: str | None = None
+    ) -> int:
+        """Make dead or dropped events pending again (all dead ones when ``ids`` is None; with
+        ``api_key``, all dead ones of that key's messages).
 
         Attempts and the first-attempt time start over, so a requeued event gets the full
         ``max_age`` again. Returns how many were requeued.
@@ -383,7 +394,15 @@ class SqliteRelayOps:
                 "UPDATE relay_outbox SET status='pending', attempts=0, first_attempt_at=NULL,"
                 " next_attempt_at=?, last_error=NULL, last_http_status=NULL, updated_at=?"
             )
-            if ids is None:
+            if ids is None and api_key is not None:
+                dead = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT id FROM relay_outbox WHERE api_key=? AND status='dead'",
+                        (api_key,),
+                    )
+                ]
+            elif ids is None:
                 dead = [
                     r[0] for r in conn.execute("SELECT id FROM relay_outbox WHERE status='dead'")
                 ]

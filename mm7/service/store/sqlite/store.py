@@ -43,7 +43,7 @@ from typing import Any, TypeVar, cast
 
 from mm7.core.leniency import Leniency
 from mm7.core.status import MMStatus
-from mm7.service.errors import AllSuppressedError, UnknownMediaError
+from mm7.service.errors import AllSuppressedError, IdempotencyConflictError, UnknownMediaError
 from mm7.service.store.base import Clock, SystemClock
 from mm7.service.store.outbox import OptOut, RelayKind, status_event
 from mm7.service.store.records import (
@@ -471,8 +471,10 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
         """Commit the message, one row per recipient and its parts in one transaction.
 
         A message whose ``idempotency_key`` exists already returns the original id with
-        ``created=False`` and writes nothing (not even its media). The content of a repeat is
-        not compared with the original: the key alone decides, as with Stripe-style keys.
+        ``created=False`` and writes nothing (not even its media), when its ``request_digest``
+        is the original's; another digest raises ``IdempotencyConflictError`` (nothing written).
+        A digest missing on either side (a row from before digests, an opt-out confirmation)
+        is not compared.
 
         Recipients on the suppression list (they sent a stop word) are stored ``suppressed``
         and never sent (``EnqueueResult.suppressed`` names them); when every recipient is
@@ -489,9 +491,11 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
         def op(conn: sqlite3.Connection) -> EnqueueResult:
             if message.idempotency_key is not None:
                 row = conn.execute(
-                    "SELECT id FROM messages WHERE idempotency_key=?", (message.idempotency_key,)
+                    "SELECT id, request_digest FROM messages WHERE idempotency_key=?",
+                    (message.idempotency_key,),
                 ).fetchone()
                 if row is not None:
+                    _same_request(row[0], row[1], message.request_digest)
                     return EnqueueResult(row[0], False)
             keys = [normalize_address(a) for a in recipients]
             blocked = set() if message.allow_suppressed else suppressed_keys(conn, keys)
@@ -502,7 +506,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
             conn.execute(
                 "INSERT INTO messages (id, idempotency_key, link, fields, status, recipient_count,"
                 " queued_count, suppressed_count, created_at, updated_at, expires_at, not_before,"
-                " callback_url) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " callback_url, request_digest) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     message_id,
                     message.idempotency_key,
@@ -517,6 +521,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
                     expires,
                     _opt_ms(message.not_before),
                     message.callback_url,
+                    message.request_digest,
                 ),
             )
             self._link_parts(conn, "message_media", "message_id", message_id, prepared, parts, now)
@@ -618,14 +623,21 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
 
         return await self._read(read)
 
-    async def message_for_key(self, idempotency_key: str) -> str | None:
-        """The id of the message stored under ``idempotency_key``, or None."""
+    async def message_for_key(
+        self, idempotency_key: str, request_digest: str | None = None
+    ) -> str | None:
+        """The id of the message stored under ``idempotency_key``, or None;
+        ``IdempotencyConflictError`` when it was made from a request of another digest."""
 
         def read(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(
-                "SELECT id FROM messages WHERE idempotency_key=?", (idempotency_key,)
+                "SELECT id, request_digest FROM messages WHERE idempotency_key=?",
+                (idempotency_key,),
             ).fetchone()
-            return None if row is None else str(row[0])
+            if row is None:
+                return None
+            _same_request(row[0], row[1], request_digest)
+            return str(row[0])
 
         return await self._read(read)
 
@@ -1294,6 +1306,12 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
 
 
 # -- helpers shared by the write operations (run on the writer thread) ------------------------
+
+
+def _same_request(message_id: str, stored: str | None, given: str | None) -> None:
+    """A repeat under an idempotency key must be the request the key was first used with."""
+    if stored is not None and given is not None and stored != given:
+        raise IdempotencyConflictError(message_id)
 
 
 def _name_swap(details: dict[str, Any]) -> None:
