@@ -632,7 +632,15 @@ class _Loader:
             if value.reveal() in seen:
                 raise k.error("key", f"the same key as api.keys.{seen[value.reveal()]}")
             seen[value.reveal()] = name
-            keys.append(ApiKey(name=name, key=value, generated=generated, env=env_name))
+            keys.append(
+                ApiKey(
+                    name=name,
+                    key=value,
+                    generated=generated,
+                    env=env_name,
+                    allow_private=k.boolean("allow_private", _default(ApiKey, "allow_private")),
+                )
+            )
             k.finish()
         if not keys:
             raise t.error("keys", "at least one API key is required")
