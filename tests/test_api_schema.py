@@ -60,7 +60,7 @@ schema = schemathesis.openapi.from_dict(json.loads(OPENAPI_PATH.read_text()), co
 class OfflineFetcher:
     """Refuses every URL: these tests must not reach the network."""
 
-    async def fetch(self, url: str) -> Fetched:
+    async def fetch(self, url: str, *, allow_private: bool = False) -> Fetched:
         raise FetchError("offline in this test")
 
     async def close(self) -> None:

@@ -13,7 +13,13 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "mm7"
 
 LOWER = {"core", "content", "transport"}
-SERVICE_BASE = {"service.errors", "service.backoff", "service.config", "service.store"}
+SERVICE_BASE = {
+    "service.errors",
+    "service.backoff",
+    "service.config",
+    "service.store",
+    "service.url_guard",
+}
 #: what each room may import besides itself
 ALLOWED: dict[str, set[str]] = {
     "mm7": set(),
@@ -23,6 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "simulator": LOWER,
     "service.errors": {"core"},
     "service.backoff": set(),
+    "service.url_guard": {"core", "service.errors"},
     "service.starter": {"core", "service.errors"},
     "service.store": {"core", "service.errors"},
     "service.config": LOWER | {"service.errors"},

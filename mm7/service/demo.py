@@ -75,6 +75,7 @@ listen = "127.0.0.1:0"
 [[api.keys]]
 name = "demo"
 key = "{key}"
+allow_private = true    # its callback_url is the demo application on 127.0.0.1
 
 [relay]
 initial_backoff = "0.2s"

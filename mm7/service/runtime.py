@@ -156,6 +156,7 @@ class Gateway:
             store,
             config.relay,
             api_key_secret=config.api.key_secret,
+            allows_private=config.api.allows_private,
             media_urls=media_urls,
             poll_interval=self.poll_interval,
             lease_ttl=self.lease_ttl or RelayWorker.default_lease_ttl(config.relay),

@@ -180,6 +180,7 @@ from mm7.service.errors import (
 )
 from mm7.service.store.base import Store
 from mm7.service.store.records import EnqueueResult, MediaPart, MessageRecord, NewMessage
+from mm7.service.url_guard import UrlGuard, UrlRefused
 
 __all__ = ["OPENAPI_PATH", "create_api_app", "message_view"]
 
@@ -195,6 +196,8 @@ STORE_KEY = web.AppKey("mm7_api_store", Store)
 ON_ENQUEUED_KEY: web.AppKey[Callable[[str], None] | None] = web.AppKey("mm7_api_on_enqueued")
 FETCHER_KEY = web.AppKey("mm7_api_fetcher", Fetcher)
 BACKLOG_KEY = web.AppKey("mm7_api_backlog", Backlog)
+#: checks callback_url, dlr-url and rr-url at intake (media: the fetcher's own guard)
+GUARD_KEY = web.AppKey("mm7_api_url_guard", UrlGuard)
 _KEY = web.RequestKey("mm7_api_key", ApiKey)
 _SENDMMS_PATHS = ("/cgi-bin/sendmms", "/sendmms")
 
@@ -207,9 +210,12 @@ def create_api_app(
     *,
     fetcher: Fetcher | None = None,
     on_enqueued: Callable[[str], None] | None = None,
+    url_guard: UrlGuard | None = None,
 ) -> web.Application:
     """The API application. ``fetcher`` defaults to a ``MediaFetcher`` with ``[api.fetch]``
     limits (closed with the app; a fetcher passed in is the caller's to close).
+    ``url_guard`` checks callers' URLs (``mm7.service.url_guard``; the default fetcher uses it
+    too); a guard passed in is the caller's to close.
     ``on_enqueued(link)`` is called after each new message was committed (not for a
     duplicate): the runtime wakes that link's dispatcher with it."""
     app = web.Application(
@@ -221,14 +227,18 @@ def create_api_app(
     app[ON_ENQUEUED_KEY] = on_enqueued
     if config.api.max_backlog is not None:
         app[BACKLOG_KEY] = Backlog(store, config.api.max_backlog)
+    own_guard = url_guard is None
+    guard = app[GUARD_KEY] = url_guard if url_guard is not None else UrlGuard()
     own = fetcher is None
-    app[FETCHER_KEY] = fetcher if fetcher is not None else MediaFetcher(config.api.fetch)
-    if own:
+    app[FETCHER_KEY] = fetcher if fetcher is not None else MediaFetcher(config.api.fetch, guard)
 
-        async def _close(app: web.Application) -> None:
+    async def _close(app: web.Application) -> None:
+        if own:
             await app[FETCHER_KEY].close()
+        if own_guard:
+            await guard.close()
 
-        app.on_cleanup.append(_close)
+    app.on_cleanup.append(_close)
     app.router.add_post("/v1/messages", post_message)
     app.router.add_get("/v1/messages/{id}", get_message)
     MessageListing(store, config.link_names, _key_of).add_routes(app.router)
@@ -338,6 +348,7 @@ async def post_message(request: web.Request) -> web.Response:
             "expected application/json, multipart/form-data or "
             f"application/x-www-form-urlencoded, got {mime or 'none'}",
         )
+    parsed.callback_url = await _guarded_url(request.app, key, "callback_url", parsed.callback_url)
     result = await _submit(request.app, parsed, key, source="api")
     message_id = result.message_id
     if not result.created:
@@ -379,6 +390,8 @@ async def sendmms(request: web.Request) -> web.Response:
             raw += "&" + (await request.read()).decode("ascii", "replace")
 
     async def submit(parsed: SendmmsParams, key: ApiKey) -> str:
+        parsed.dlr_url = await _guarded_url(request.app, key, "dlr-url", parsed.dlr_url)
+        parsed.rr_url = await _guarded_url(request.app, key, "rr-url", parsed.rr_url)
         try:
             result = await _submit(
                 request.app,
@@ -402,6 +415,20 @@ async def sendmms(request: web.Request) -> web.Response:
 
 
 # --------------------------------------------------------------------------- the pipeline
+
+
+async def _guarded_url(
+    app: web.Application, key: ApiKey, field: str, url: str | None
+) -> str | None:
+    """``url`` (a URL the gateway will call: callback_url, dlr-url, rr-url) with its host
+    normalised, or a 422 naming ``field`` when it leads somewhere the key may not reach."""
+    if url is None:
+        return None
+    allow_private = app[CONFIG_KEY].api.allows_private(key.name)
+    try:
+        return await app[GUARD_KEY].check(url, allow_private=allow_private)
+    except UrlRefused as exc:
+        raise ApiError(422, field, f"refused: {exc}") from None
 
 
 def _check_length(request: web.Request) -> None:
@@ -495,14 +522,14 @@ def _pick_link(config: GatewayConfig, parsed: Request) -> str:
 
 
 async def _gather_media(
-    fetcher: Fetcher, media: Sequence[MediaInput], budget: int
+    fetcher: Fetcher, media: Sequence[MediaInput], budget: int, *, allow_private: bool
 ) -> list[tuple[MediaInput, Source]]:
     out: list[tuple[MediaInput, Source]] = []
     total = 0
     for entry in media:
         if entry.url is not None:
             try:
-                fetched = await fetcher.fetch(entry.url)
+                fetched = await fetcher.fetch(entry.url, allow_private=allow_private)
             except FetchError as exc:
                 raise ApiError(
                     422, f"{entry.field}.url", f"cannot use {entry.url}: {exc}"
@@ -597,7 +624,12 @@ async def _submit(
                 f"{backlog.limit}); retry later",
                 headers={"Retry-After": "1"},
             )
-    gathered = await _gather_media(app[FETCHER_KEY], parsed.media, config.api.max_request_bytes)
+    gathered = await _gather_media(
+        app[FETCHER_KEY],
+        parsed.media,
+        config.api.max_request_bytes,
+        allow_private=config.api.allows_private(key.name),
+    )
     # the text goes right after the first image or video (it shares that slide), else first
     sources: list[Source] = []
     fields_at: list[str] = []

@@ -635,7 +635,14 @@ class _Loader:
                 raise k.error("key", f"the same key as api.keys.{seen[value.reveal()]}")
             seen[value.reveal()] = name
             keys.append(
-                ApiKey(name=name, key=value, generated=generated, env=env_name, role=_role(k))
+                ApiKey(
+                    name=name,
+                    key=value,
+                    generated=generated,
+                    env=env_name,
+                    role=_role(k),
+                    allow_private=k.boolean("allow_private", _default(ApiKey, "allow_private")),
+                )
             )
             k.finish()
         if not keys:

@@ -184,6 +184,9 @@ class ApiKey:
     generated: bool = False
     #: the environment variable it was read from (or that would have held it)
     env: str | None = None
+    #: this key's URLs (media, callback_url, dlr-url, rr-url) may reach loopback and private
+    #: addresses (``[api.fetch] allow_private`` allows it for every key)
+    allow_private: bool = False
     #: "sending": its own messages, their relay events and its own replies only; "admin": also
     #: every relay event (MOs included), the relay operations and the suppression list
     role: ApiRole = "sending"
@@ -204,7 +207,8 @@ class FetchSettings:
     timeout: float = 30.0
     #: URL schemes fetched from ("https", "http")
     schemes: tuple[str, ...] = ("https", "http")
-    #: fetch from loopback, private and link-local addresses (off: SSRF protection)
+    #: every key's URLs (media, callback_url, dlr-url, rr-url) may reach loopback, private and
+    #: link-local addresses (off: SSRF protection; ``allow_private`` on a key allows one key)
     allow_private: bool = False
 
 
@@ -231,6 +235,12 @@ class ApiSettings:
             if key.name == name:
                 return key.key
         return None
+
+    def allows_private(self, name: str | None) -> bool:
+        """Whether URLs given with the key named ``name`` may reach private addresses."""
+        if self.fetch.allow_private:
+            return True
+        return any(key.name == name and key.allow_private for key in self.keys)
 
     def check_key(self, presented: str) -> ApiKey | None:
         """The key ``presented`` matches (constant-time comparison over every key), or None."""

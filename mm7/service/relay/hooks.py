@@ -36,6 +36,13 @@ flight through one ``HookSender`` (a semaphore per hook name). Secrets never lea
 except in the signature: logs name the hook, the attempt and the outcome, and show the URL
 without credentials or query string.
 
+A URL a caller gave (a message's ``callback_url``, a sendmms ``dlr-url`` / ``rr-url``: ``deliver``
+with ``guarded=True``) goes through ``mm7.service.url_guard``: a connection to a loopback, private
+or link-local address is refused at connect, so a name whose DNS answer changed since intake
+reaches nothing inside. Such an attempt fails as "connection error: cannot connect to
+HOST:PORT", the very text of a host that does not answer (so the outcome tells a caller nothing
+about the inside network); the operator's log says why.
+
 ``deliver_until_done`` retries in memory (sleeping with the injected ``sleep`` until each retry
 is due): for tools and tests. The gateway's worker keeps attempts in the store instead and calls
 ``deliver`` once per lease.
@@ -63,6 +70,7 @@ from mm7.service.backoff import backoff_delay
 from mm7.service.config.settings import RelayHook, RelaySettings
 from mm7.service.relay.signing import signature_headers
 from mm7.service.store.base import Clock, SystemClock
+from mm7.service.url_guard import UrlGuard, UrlRefused
 
 __all__ = [
     "EVENT_TYPE_HEADER",
@@ -215,7 +223,11 @@ class HookSender:
         clock: Clock | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        url_guard: UrlGuard | None = None,
     ) -> None:
+        self._guard = url_guard if url_guard is not None else UrlGuard()
+        self._own_guard = url_guard is None
+        self._guarded: aiohttp.ClientSession | None = None
         self._given = session if isinstance(session, aiohttp.ClientSession) else None
         self._factory = session if callable(session) and self._given is None else None
         self._owned: aiohttp.ClientSession | None = None
@@ -237,10 +249,20 @@ class HookSender:
         await self.close()
 
     async def close(self) -> None:
-        """Close the session this sender made (a given session is the caller's to close)."""
+        """Close the sessions this sender made (a given session is the caller's to close)."""
         if self._owned is not None:
             await self._owned.close()
             self._owned = None
+        if self._guarded is not None:
+            await self._guarded.close()
+            self._guarded = None
+        if self._own_guard:
+            await self._guard.close()
+
+    def _guarded_session(self) -> aiohttp.ClientSession:
+        if self._guarded is None:
+            self._guarded = aiohttp.ClientSession(connector=self._guard.connector())
+        return self._guarded
 
     def _session(self) -> aiohttp.ClientSession:
         if self._given is not None:
@@ -269,6 +291,7 @@ class HookSender:
         first_attempt_at: datetime | None = None,
         get_url: str | None = None,
         get_headers: Mapping[str, str] | None = None,
+        guarded: bool = False,
     ) -> DeliveryOutcome:
         """One attempt to deliver ``event`` to ``hook``; never raises for a failed attempt.
 
@@ -276,6 +299,8 @@ class HookSender:
         Idempotency-Key and X-MM7-Event-Type) instead of the signed JSON POST: a sendmms
         message's dlr-url / rr-url, called as Kannel and Mbuni call them
         (``mm7.service.relay.kannel``). Answers, retries and dead letters are the same.
+        ``guarded``: the URL is a caller's that may not reach private addresses (module
+        docstring).
 
         ``event`` must have a string ``type`` (the ``X-MM7-Event-Type`` header). ``attempt``:
         this attempt's number (1 for the first). ``first_attempt_at``: when the first attempt was
@@ -294,7 +319,7 @@ class HookSender:
             if get_url is not None:
                 headers = {**(get_headers or {}), IDEMPOTENCY_HEADER: idempotency_key,
                            EVENT_TYPE_HEADER: event_type}  # fmt: skip
-                status, error = await self._send(hook, "GET", get_url, None, headers)
+                status, error = await self._send(hook, "GET", get_url, None, headers, guarded)
             else:
                 headers = {
                     "Content-Type": "application/json",
@@ -308,7 +333,7 @@ class HookSender:
                     IDEMPOTENCY_HEADER: idempotency_key,
                     EVENT_TYPE_HEADER: event_type,
                 }
-                status, error = await self._send(hook, "POST", hook.url, body, headers)
+                status, error = await self._send(hook, "POST", hook.url, body, headers, guarded)
             elapsed = time.monotonic() - started
         delivered = status is not None and 200 <= status < 300
         pending = DeliveryOutcome(
@@ -342,11 +367,18 @@ class HookSender:
         return outcome
 
     async def _send(
-        self, hook: RelayHook, method: str, url: str, body: bytes | None, headers: dict[str, str]
+        self,
+        hook: RelayHook,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        guarded: bool,
     ) -> tuple[int | None, str | None]:
         """Send once: (status, None) for 2xx, (status, reason) or (None, reason) otherwise."""
+        session = self._guarded_session() if guarded else self._session()
         try:
-            async with self._session().request(
+            async with session.request(
                 method,
                 # a GET URL is sent as built (its substituted values are already encoded)
                 URL(url, encoded=True) if body is None else url,
@@ -359,6 +391,13 @@ class HookSender:
                 answer = b"" if 200 <= status < 300 else await response.content.read(ANSWER_BYTES)
         except TimeoutError:
             return None, f"timeout after {hook.timeout:g}s"
+        except aiohttp.ClientConnectorError as exc:
+            if not guarded or isinstance(exc, aiohttp.ClientSSLError):
+                return None, _bounded(f"connection error: {_error_text(exc)}")
+            if isinstance(exc.os_error, UrlRefused):
+                log.warning("mm7.relay.url_refused", hook=hook.name, reason=str(exc.os_error))
+            # refused or unreachable: the same words, so that they cannot be told apart
+            return None, _bounded(f"connection error: cannot connect to {exc.host}:{exc.port}")
         except aiohttp.ClientError as exc:
             return None, _bounded(f"connection error: {_error_text(exc)}")
         if 200 <= status < 300:

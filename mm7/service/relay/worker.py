@@ -9,10 +9,12 @@
 Each leased event goes to:
 
 - its hook (``[relay.hooks.NAME]``) when it has one: MOs, routed at ingest;
-- else the message's ``callback_url``, signed with the secret of the API key that sent the
-  message (the application already holds it, so it can verify without another secret), always
-  with ``X-MM7-Signature``: an API key is a bearer credential, not the ``whsec_`` secret the
-  Standard Webhooks scheme needs (a route's ``status_hook`` can use that scheme instead);
+- else the message's ``callback_url`` (a caller's URL: through the URL guard unless the API key
+  that sent it may reach private addresses, ``allows_private``), signed with the secret of the
+  API key that sent the message (the application already holds it, so it can verify without
+  another secret), always with ``X-MM7-Signature``: an API key is a bearer credential, not
+  the ``whsec_`` secret the Standard Webhooks scheme needs (a route's ``status_hook`` can use
+  that scheme instead);
 - else the status hook of the message's link (``routing.status_hook_for``);
 - else nowhere: recorded ``skipped``.
 
@@ -56,6 +58,9 @@ __all__ = ["RelayWorker"]
 
 log = structlog.get_logger("mm7.service.relay.worker")
 
+#: the name of a target made from a caller's URL (callback_url, dlr-url, rr-url): "callback:HOST"
+CALLBACK = "callback:"
+
 #: what an attempt ended as, for metrics: delivered, retry, dead, skipped
 OutcomeHook = Callable[[str, str], None]
 
@@ -69,6 +74,7 @@ class RelayWorker:
         settings: RelaySettings,
         *,
         api_key_secret: Callable[[str], Secret | None] = lambda name: None,
+        allows_private: Callable[[str | None], bool] = lambda name: False,
         media_urls: MediaUrls | None = None,
         sender: HookSender | None = None,
         owner: str | None = None,
@@ -83,6 +89,7 @@ class RelayWorker:
         self.store = store
         self.settings = settings
         self._api_key_secret = api_key_secret
+        self._allows_private = allows_private
         self.media_urls = media_urls
         self.sender = sender if sender is not None else HookSender(settings=settings)
         self._own_sender = sender is None
@@ -259,7 +266,7 @@ class RelayWorker:
             # a sendmms dlr-url / rr-url: a GET, not signed (Kannel and Mbuni sign nothing)
             host = URL(item.callback_url).host or "callback"
             return RelayHook(
-                name=f"callback:{host}",
+                name=f"{CALLBACK}{host}",
                 url=item.callback_url,
                 secret=Secret(""),
                 concurrency=self.callback_concurrency,
@@ -271,7 +278,7 @@ class RelayWorker:
                 return f"API key {item.api_key!r} is not configured: cannot sign the callback"
             host = URL(item.callback_url).host or "callback"
             return RelayHook(
-                name=f"callback:{host}",
+                name=f"{CALLBACK}{host}",
                 url=item.callback_url,
                 secret=secret,
                 concurrency=self.callback_concurrency,
@@ -337,6 +344,9 @@ class RelayWorker:
                 first_attempt_at=item.first_attempt_at,
                 get_url=get.url if get is not None else None,
                 get_headers=get.headers if get is not None else None,
+                # a caller's URL (not a configured hook) reaches private addresses only when
+                # its API key may
+                guarded=target.name.startswith(CALLBACK) and not self._allows_private(item.api_key),
             )
             step = outcome.step
             result = step.outcome
