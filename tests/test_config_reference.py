@@ -32,6 +32,7 @@ from mm7.service.config.settings import (
 )
 from mm7.transport.inbound_auth import PeerAuth
 from mm7.transport.link import LinkConfig, TLSConfig
+from mm7.transport.listener import ListenerLimits
 from mm7.transport.server import InboundConfig, Peer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,10 +57,10 @@ OWNERS: dict[str, tuple[type[Any], ...]] = {
     "links.NAME.breaker": (LinkConfig,),
     "links.NAME.retry": (RetrySettings,),
     "links.NAME.tls": (TLSConfig,),
-    "inbound": (InboundConfig,),
+    "inbound": (InboundConfig, ListenerLimits),
     "inbound.tls": (InboundTLS,),
     "inbound.peers.NAME": (Peer, PeerAuth),
-    "api": (ApiSettings,),
+    "api": (ApiSettings, ListenerLimits),
     "api.fetch": (FetchSettings,),
     "store": (StoreSettings,),
     "relay": (RelaySettings,),

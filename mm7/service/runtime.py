@@ -23,9 +23,12 @@ What ``start`` does:
 7. announces (``announce``, stdout by default) each bound address, and the API key of this run
    when it was generated (``generate_if_unset``) -- printed once, never logged.
 
-A listen port 0 picks a free port: the bound one is in ``api_url`` / ``inbound_url`` and in the
-announcement. Every new message the API commits (JSON or ``sendmms``) wakes its link's
-dispatcher at once (``on_enqueued``), so it does not wait for the dispatchers' poll interval.
+Every listener (inbound, API, metrics) is an ``mm7.transport.listener``: header, body and
+keep-alive timeouts and a connection limit from ``[inbound]`` / ``[api]`` (the metrics listener
+takes the API's). A listen port 0 picks a free port: the bound one is in ``api_url`` /
+``inbound_url`` and in the announcement. Every new message the API commits (JSON or
+``sendmms``) wakes its link's dispatcher at once (``on_enqueued``), so it does not wait for the
+dispatchers' poll interval.
 
 ``stop`` (SIGTERM/SIGINT in ``mm7 serve``): ``/readyz`` answers 503 from now on, the API stops
 taking requests (in-flight ones finish, bounded), the dispatchers stop leasing and give their
@@ -66,6 +69,7 @@ from mm7.service.relay.worker import RelayWorker
 from mm7.service.store.base import Store
 from mm7.service.store.sqlite.store import SqliteStore
 from mm7.transport.inbound_auth import server_ssl_context
+from mm7.transport.listener import Listener, ListenerLimits, serve
 from mm7.transport.server import create_inbound_app
 
 __all__ = ["Gateway"]
@@ -122,7 +126,7 @@ class Gateway:
         self.api_url: str | None = None
         self.inbound_url: str | None = None
         self.metrics_url: str | None = None
-        self._runners: dict[str, web.AppRunner] = {}
+        self._listeners: dict[str, Listener] = {}
         self._started = False
         self._stopped = False
 
@@ -191,7 +195,9 @@ class Gateway:
                 client_ca=tls.client_ca,
                 require_client_cert=tls.require_client_cert,
             )
-        port = await self._serve("inbound", inbound, config.inbound.listen, ssl_context)
+        port = await self._serve(
+            "inbound", inbound, config.inbound.listen, config.inbound.limits, ssl_context
+        )
         scheme = "https" if ssl_context is not None else "http"
         self.inbound_url = _url(scheme, config.inbound.listen, port) + config.inbound.config.path
 
@@ -216,7 +222,7 @@ class Gateway:
         metrics = config.metrics
         if metrics.enabled and metrics.listen is None:
             self.metrics.add_to(api, metrics.path, token=metrics.token)
-        port = await self._serve("api", api, config.api.listen, None)
+        port = await self._serve("api", api, config.api.listen, config.api.limits, None)
         self.api_url = _url("http", config.api.listen, port)
         if config.relay.media_url_base is None:
             media_urls.base = self.api_url
@@ -233,6 +239,7 @@ class Gateway:
                 "metrics",
                 self.metrics.application(metrics.path, token=metrics.token),
                 metrics.listen,
+                config.api.limits,
                 None,
             )
             self.metrics_url = _url("http", metrics.listen, port) + metrics.path
@@ -346,24 +353,32 @@ class Gateway:
         )
 
     async def _serve(
-        self, name: str, app: web.Application, listen: Listen, ssl_context: ssl.SSLContext | None
+        self,
+        name: str,
+        app: web.Application,
+        listen: Listen,
+        limits: ListenerLimits,
+        ssl_context: ssl.SSLContext | None,
     ) -> int:
-        """Serve ``app`` on ``listen``; the port bound (the chosen one for port 0)."""
-        runner = web.AppRunner(
-            app, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT, access_log=None
+        """Serve ``app`` on ``listen`` within ``limits``; the port bound (the chosen one for
+        port 0)."""
+        listener = await serve(
+            app,
+            listen.host,
+            listen.port,
+            limits,
+            ssl_context=ssl_context,
+            name=name,
+            shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
         )
-        await runner.setup()
-        self._runners[name] = runner
-        site = web.TCPSite(runner, listen.host, listen.port, ssl_context=ssl_context)
-        await site.start()
-        addresses = runner.addresses
-        return int(addresses[0][1]) if addresses else listen.port
+        self._listeners[name] = listener
+        return listener.port
 
     async def _cleanup(self, name: str) -> None:
-        runner = self._runners.pop(name, None)
-        if runner is not None:
+        listener = self._listeners.pop(name, None)
+        if listener is not None:
             try:
-                await runner.cleanup()
+                await listener.close()
             except Exception as exc:
                 log.error("mm7.gateway.http_stop_failed", listener=name, error=repr(exc))
 

@@ -73,6 +73,8 @@ from mm7.transport.json_post import JSONPostError, post_json
 
 VASP_PASSWORD_ENV = "MM7_SIM_VASP_PASSWORD"
 DEFAULT_CONTROL = "http://127.0.0.1:8088"
+#: the listener's bounds (mm7.transport.listener.ListenerLimits), as options and config keys
+LIMIT_KEYS = ("header_timeout", "body_timeout", "keepalive_timeout", "max_connections")
 #: keys of a --config file besides the tables [dlr], [retry], [faults]
 CONFIG_KEYS = {
     "persona",
@@ -90,6 +92,7 @@ CONFIG_KEYS = {
     "tls_key",
     "client_ca",
     "require_client_cert",
+    *LIMIT_KEYS,
 }
 
 
@@ -137,6 +140,27 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="with --client-ca: let certificate-less clients connect (the client_cert fault "
         "then refuses them with 403 + 4001 when set)",
+    )
+    s.add_argument(
+        "--header-timeout",
+        type=float,
+        help="seconds a request's line and headers may take from their first byte (default 10)",
+    )
+    s.add_argument(
+        "--body-timeout",
+        type=float,
+        help="seconds an unfinished request body may stay idle (default 15)",
+    )
+    s.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        help="seconds an idle connection is kept between requests (default 60)",
+    )
+    s.add_argument(
+        "--max-connections",
+        type=int,
+        help="open connections; at the limit the one waiting longest on its peer makes room "
+        "(default 256)",
     )
     s.add_argument(
         "--log-json",
@@ -237,6 +261,33 @@ def build_config(args: argparse.Namespace) -> Any:
         raise SimulateError(str(exc)) from None
 
 
+def build_limits(args: argparse.Namespace) -> Any:
+    """The listener's ``ListenerLimits``: command-line options over --config keys over the
+    defaults."""
+    from mm7.transport.listener import ListenerLimits
+
+    data: Mapping[str, Any] = {}
+    if args.config is not None:
+        try:
+            data = tomllib.loads(args.config.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError):
+            data = {}  # build_config reports it
+    values: dict[str, Any] = {}
+    for key in LIMIT_KEYS:
+        value = getattr(args, key, None)
+        if value is None:
+            value = data.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SimulateError(f"{key}: expected a number, got {value!r}")
+        values[key] = value
+    try:
+        return ListenerLimits(**values)
+    except (TypeError, ValueError) as exc:
+        raise SimulateError(str(exc)) from None
+
+
 def _path(
     given: Path | None, data: Mapping[str, Any], key: str, config: Path | None
 ) -> Path | None:
@@ -272,14 +323,15 @@ def _serve(args: argparse.Namespace) -> int:
     import asyncio
 
     import structlog
-    from aiohttp import web
 
     from mm7.simulator.app import create_simulator_app
+    from mm7.transport.listener import Listener, serve
     from mm7.transport.logs import configure_logging
     from mm7.transport.stop_signal import stop_requested
 
     host, port = _listen(args.listen)
     config = build_config(args)
+    limits = build_limits(args)
     # validated now: a fault section with a typo fails here, not at the first request
     app = create_simulator_app(config)
     try:
@@ -290,17 +342,17 @@ def _serve(args: argparse.Namespace) -> int:
     log = structlog.get_logger("mm7.simulator")
 
     async def run() -> None:
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
         # handlers in place before the ready line: a SIGTERM right after it stops cleanly
         stopping = asyncio.create_task(stop_requested())
         await asyncio.sleep(0)  # the task installs them on its first step
+        listener: Listener | None = None
         try:
-            site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-            await site.start()
+            listener = await serve(
+                app, host, port, limits, ssl_context=ssl_context, name="simulator"
+            )
             # once the port is ours: a simulator that cannot start changes nothing
             configure_logging("info", json=args.log_json)
-            bound = runner.addresses[0][1] if runner.addresses else port
+            bound = listener.port
             scheme = "https" if ssl_context is not None else "http"
             base = f"{scheme}://{host}:{bound}"
             if host not in ("127.0.0.1", "::1", "localhost"):
@@ -323,7 +375,8 @@ def _serve(args: argparse.Namespace) -> int:
             await stopping
         finally:
             stopping.cancel()
-            await runner.cleanup()
+            if listener is not None:
+                await listener.close()
         log.info("mm7.simulator.stopped")
 
     try:

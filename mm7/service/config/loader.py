@@ -104,6 +104,7 @@ from mm7.transport.link import (
     Secret,
     TLSConfig,
 )
+from mm7.transport.listener import ListenerLimits
 from mm7.transport.server import InboundConfig, Peer
 
 __all__ = ["load_config"]
@@ -486,8 +487,9 @@ class _Loader:
                     raise t.error(
                         f"peers.{p.name}.client_cert", "needs [inbound.tls] with client_ca"
                     )
+        bounds = _limits(t)
         t.finish()
-        return InboundSettings(listen=listen, config=config, peers=peers, tls=tls)
+        return InboundSettings(listen=listen, config=config, peers=peers, tls=tls, limits=bounds)
 
     def _peer(self, name: str, t: Table, links: tuple[LinkSettings, ...]) -> PeerSettings:
         names = [ln.name for ln in links]
@@ -670,6 +672,7 @@ class _Loader:
             ),
             fetch=fetch,
             max_backlog=t.opt_int("max_backlog", minimum=1),
+            limits=_limits(t),
         )
         t.finish()
         return api
@@ -868,6 +871,20 @@ def _listen(t: Table, key: str, default: str | None) -> Listen:
     if not host or not port.isdigit() or int(port) > 65535:
         raise t.error(key, f'expected "HOST:PORT", got {show(text)}')
     return Listen(host, int(port))
+
+
+def _limits(t: Table) -> ListenerLimits:
+    """A listener's timeouts and connection limit (``mm7.transport.listener``)."""
+    return ListenerLimits(
+        header_timeout=t.duration("header_timeout", _default(ListenerLimits, "header_timeout")),
+        body_timeout=t.duration("body_timeout", _default(ListenerLimits, "body_timeout")),
+        keepalive_timeout=t.duration(
+            "keepalive_timeout", _default(ListenerLimits, "keepalive_timeout")
+        ),
+        max_connections=t.integer(
+            "max_connections", _default(ListenerLimits, "max_connections"), minimum=1
+        ),
+    )
 
 
 def _size(t: Table, key: str, default: int) -> int:

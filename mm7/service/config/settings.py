@@ -23,6 +23,7 @@ from mm7.transport.link import (
     LinkConfig,
     Secret,
 )
+from mm7.transport.listener import ListenerLimits
 from mm7.transport.server import InboundConfig, Peer
 
 __all__ = [
@@ -166,6 +167,8 @@ class InboundSettings:
     peers: tuple[PeerSettings, ...]
     #: None: plain HTTP (a TLS-terminating proxy in front, or loopback only)
     tls: InboundTLS | None = None
+    #: header, body and keep-alive timeouts and the connection limit of the listener
+    limits: ListenerLimits = ListenerLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +231,9 @@ class ApiSettings:
     #: Retry-After (back-pressure: latency stays bounded instead of the queue growing); None:
     #: no bound
     max_backlog: int | None = None
+    #: header, body and keep-alive timeouts and the connection limit of the listener (and of
+    #: ``[metrics] listen``'s)
+    limits: ListenerLimits = ListenerLimits()
 
     def key_secret(self, name: str) -> Secret | None:
         """The secret of the API key named ``name`` (it signs that key's status callbacks)."""

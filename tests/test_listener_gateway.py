@@ -1,0 +1,174 @@
+"""Every listener of the gateway (API, inbound MM7, a metrics listener of its own) and of the
+simulator is bounded as configured: real sockets on 127.0.0.1, short timeouts from the config
+file or the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from mm7.cli.main import main
+from mm7.service.config.loader import load_config
+from mm7.service.errors import ConfigError
+from mm7.service.runtime import Gateway
+from mm7.simulator.cli import SimulateError, build_limits
+from tests.helpers.runtime import KEY, bound_socket, write_config
+
+LIMITS = """header_timeout = "0.4s"
+body_timeout = 0.4
+keepalive_timeout = "400ms"
+max_connections = 3
+"""
+TIMEOUT = 0.4
+SLACK = 1.5
+#: how late a close may come and still be the listener's (aiohttp's backstop: 4x later)
+LATE = 0.8
+
+
+def _config(tmp_path: Path, mmsc_port: int, limits: str = LIMITS) -> Path:
+    path = write_config(tmp_path, mmsc_port, extra='[metrics]\nlisten = "127.0.0.1:0"\n')
+    text = path.read_text()
+    text = text.replace("[inbound.peers.simulator]", limits + "[inbound.peers.simulator]")
+    text = text.replace("[[api.keys]]", limits + "[[api.keys]]")
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    with bound_socket() as mmsc:
+        config = load_config(_config(tmp_path, mmsc.getsockname()[1]), env={})
+        gateway = Gateway(config, configure_logs=False, poll_interval=3600, announce=print)
+        await gateway.start()
+        try:
+            yield gateway
+        finally:
+            await gateway.stop()
+
+
+def _address(url: str | None) -> tuple[str, int]:
+    assert url is not None
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    return parts.hostname, parts.port
+
+
+async def _closed_within(reader: asyncio.StreamReader, limit: float) -> float:
+    began = time.monotonic()
+    try:
+        data = await asyncio.wait_for(reader.read(), limit)
+    except ConnectionResetError:
+        data = b""
+    assert data == b""
+    return time.monotonic() - began
+
+
+def test_the_keys_are_read_into_each_listener(tmp_path: Path) -> None:
+    config = load_config(_config(tmp_path, 9), env={})
+    for limits in (config.api.limits, config.inbound.limits):
+        assert (limits.header_timeout, limits.body_timeout) == (0.4, 0.4)
+        assert (limits.keepalive_timeout, limits.max_connections) == (0.4, 3)
+
+
+@pytest.mark.parametrize(
+    ("limits", "where"),
+    [
+        ("max_connections = 0\n", "max_connections"),
+        ('header_timeout = "soon"\n', "header_timeout"),
+        ("body_timeout = -1\n", "body_timeout"),
+    ],
+)
+def test_a_bad_limit_is_refused_by_name(tmp_path: Path, limits: str, where: str) -> None:
+    with pytest.raises(ConfigError, match=rf"inbound\.{where}"):
+        load_config(_config(tmp_path, 9, limits), env={})
+
+
+@pytest.mark.parametrize("listener", ["api", "inbound", "metrics"])
+async def test_each_listener_closes_half_a_request_line(gateway: Gateway, listener: str) -> None:
+    url = {"api": gateway.api_url, "inbound": gateway.inbound_url, "metrics": gateway.metrics_url}
+    reader, writer = await asyncio.open_connection(*_address(url[listener]))
+    writer.write(b"POST /v1/mess")
+    took = await _closed_within(reader, TIMEOUT + SLACK)
+    assert TIMEOUT - 0.05 <= took < TIMEOUT + LATE
+    writer.close()
+
+
+@pytest.mark.parametrize(("listener", "path"), [("api", "/v1/messages"), ("inbound", "/mm7")])
+async def test_a_stalled_body_is_closed(gateway: Gateway, listener: str, path: str) -> None:
+    url = gateway.api_url if listener == "api" else gateway.inbound_url
+    reader, writer = await asyncio.open_connection(*_address(url))
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+        'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"to"'.encode()
+    )
+    took = await _closed_within(reader, TIMEOUT + SLACK)
+    assert TIMEOUT - 0.05 <= took < TIMEOUT + LATE
+    writer.close()
+
+
+async def test_the_api_answers_while_full_of_stalled_connections(gateway: Gateway) -> None:
+    host, port = _address(gateway.api_url)
+    stalled = []
+    for _ in range(3):
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"GET /heal")
+        stalled.append(writer)
+    await asyncio.sleep(0.05)
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    status = await asyncio.wait_for(reader.readuntil(b"\r\n"), TIMEOUT / 2)
+    assert status.startswith(b"HTTP/1.1 200")
+    for w in (*stalled, writer):
+        w.close()
+
+
+def test_simulator_limits_from_options_and_config(tmp_path: Path) -> None:
+    conf = tmp_path / "sim.toml"
+    conf.write_text("header_timeout = 2.5\nmax_connections = 7\n")
+    args = argparse.Namespace(
+        config=conf, header_timeout=None, body_timeout=3.0, keepalive_timeout=None,
+        max_connections=None,
+    )  # fmt: skip
+    limits = build_limits(args)
+    assert (limits.header_timeout, limits.body_timeout, limits.max_connections) == (2.5, 3.0, 7)
+    args.max_connections = 0
+    with pytest.raises(SimulateError, match="max_connections"):
+        build_limits(args)
+
+
+def test_simulate_refuses_a_bad_limit_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["simulate", "--listen", "127.0.0.1:0", "--header-timeout", "0"])
+    assert code == 2
+    assert "header_timeout" in capsys.readouterr().err
+
+
+async def test_the_simulator_process_closes_a_stalled_request() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mm7.cli.main", "simulate", "--listen", "127.0.0.1:0",
+        "--header-timeout", "0.4", "--max-connections", "5",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):
+            line = (await proc.stdout.readline()).decode()
+        url = line.split(" on ", 1)[1].split(";", 1)[0]
+        reader, writer = await asyncio.open_connection(*_address(url))
+        writer.write(b"POST /mm7 HTTP/1.1\r\nContent-")
+        took = await _closed_within(reader, TIMEOUT + SLACK)
+        assert TIMEOUT - 0.05 <= took < TIMEOUT + LATE
+        writer.close()
+    finally:
+        proc.terminate()
+        async with asyncio.timeout(20):
+            await proc.wait()
+    assert proc.returncode == 0
