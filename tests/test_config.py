@@ -548,7 +548,7 @@ realm = "carrier"
 
 [[inbound.peers]]
 name = "carrier-b"
-client_cert = {{ subjects = ["CN=mmsc-b,O=B"], issuers = ["{ca}"] }}
+client_cert = {{ subjects = ["CN=mmsc-b,O=B"], issuers = ["{ca}"], sans = ["dns:MMSC-B.b.ex"] }}
 
 [[api.keys]]
 name = "app"
@@ -576,10 +576,16 @@ key_env = "APP_KEY"
     assert b.auth.client_cert is not None
     assert b.auth.client_cert.subjects == frozenset({"CN=mmsc-b,O=B"})
     assert len(b.auth.client_cert.issuers) == 1
+    assert b.auth.client_cert.sans == frozenset({"DNS:mmsc-b.b.ex"})
     assert config.inbound.listen.host == "::1" and config.inbound.listen.port == 9443
     assert config.inbound.tls is not None and config.inbound.tls.client_ca == ca
     assert config.inbound.tls.require_client_cert
     assert "peer-pw" not in repr(config)
+
+
+def test_client_cert_bad_san_is_named(tmp_path: Path) -> None:
+    message = error(tmp_path, peer="client_cert = { sans = ['DNS:a.example', 'IP:10.0.0.1'] }")
+    assert "inbound.peers.carrier-a.client_cert.sans[1]: expected DNS:name or URI:uri" in message
 
 
 def test_client_cert_needs_inbound_tls(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ from mm7.transport.inbound_auth import (
     authenticate,
     check,
     decode_basic,
+    normalise_san,
     server_ssl_context,
 )
 from mm7.transport.server import InboundConfig, Peer, create_inbound_app
@@ -271,6 +272,22 @@ class PKI:
         self.client: Issued = self.ca.issue("mmsc-1")
         self.client2: Issued = self.ca.issue("mmsc-2")
         self.rogue: Issued = self.other.issue("mmsc-1")
+        self.named: Issued = self.ca.issue(
+            "mmsc-9",
+            sans=[
+                x509.DNSName("MMSC1.Carrier.Example"),
+                x509.UniformResourceIdentifier("spiffe://carrier/mmsc1"),
+            ],
+        )
+        self.wildcard: Issued = self.ca.issue(
+            "mmsc-8", sans=[x509.DNSName("*.carrier.example")], label="wildcard"
+        )
+        self.two_cns: Issued = self.ca.issue(
+            "mmsc-1", more_common_names=["mmsc-2"], label="two-cns"
+        )
+        self.same_cns: Issued = self.ca.issue(
+            "mmsc-1", more_common_names=["mmsc-1"], label="same-cns"
+        )
         # a listener that trusts both CAs (issuer pinning per peer is then what separates them)
         self.both = folder / "both.pem"
         self.both.write_bytes(self.ca.cert_path.read_bytes() + self.other.cert_path.read_bytes())
@@ -400,6 +417,127 @@ async def test_certificate_and_password_must_both_pass(
     assert reply.status == 200
     peer = recorder.contexts[0].peer
     assert (peer.username, peer.cert_subject) == ("vasp", "CN=mmsc-1")
+
+
+async def _tls_server(
+    aiohttp_server: ServerFactory, pki: PKI, recorder: Recorder, rule: ClientCertRule
+) -> Any:
+    return await start(
+        aiohttp_server,
+        recorder,
+        config=config(Peer("carrier", PeerAuth(client_cert=rule))),
+        ssl=pki.server_context(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("sans", "accepted"),
+    [
+        (["DNS:mmsc1.carrier.example"], True),
+        (["dns:MMSC1.CARRIER.EXAMPLE."], True),  # DNS compares case-insensitively
+        (["URI:spiffe://carrier/mmsc1"], True),
+        (["DNS:*.carrier.example"], True),  # one whole label
+        (["URI:spiffe://carrier/MMSC1"], False),  # a URI compares exactly
+        (["DNS:mmsc2.carrier.example", "URI:spiffe://carrier/mmsc2"], False),
+        (["DNS:*.example"], None),  # refused by the rule itself (too wide)
+        (["DNS:carrier.example"], False),
+        (["DNS:spiffe"], False),  # a URI is not a DNS name
+    ],
+)
+async def test_a_peer_is_matched_by_subject_alternative_name(
+    aiohttp_server: ServerFactory, pki: PKI, sans: list[str], accepted: bool | None
+) -> None:
+    if accepted is None:
+        with pytest.raises(ValueError, match="two labels"):
+            ClientCertRule.from_files(sans=sans)
+        return
+    recorder = Recorder()
+    server = await _tls_server(aiohttp_server, pki, recorder, ClientCertRule.from_files(sans=sans))
+    with capture_logs() as logs:
+        reply = await send_tls(server, pki, pki.named)
+    if accepted:
+        assert reply.status == 200
+        assert recorder.contexts[0].peer.cert_subject == "CN=mmsc-9"
+    else:
+        assert_refused(reply, 403)
+        (event,) = [e for e in logs if e["event"] == "mm7.auth.refused"]
+        assert event["reasons"] == ["carrier:cert-subject"]
+        assert event["cert_subject"] == "CN=mmsc-9"
+        assert recorder.contexts == []
+    # a certificate without the SAN extension matches no SAN rule
+    assert_refused(await send_tls(server, pki, pki.client), 403)
+
+
+async def test_subjects_and_sans_either_one_lets_the_certificate_in(
+    aiohttp_server: ServerFactory, pki: PKI
+) -> None:
+    recorder = Recorder()
+    rule = ClientCertRule.from_files(subjects=["mmsc-1"], sans=["URI:spiffe://carrier/mmsc1"])
+    server = await _tls_server(aiohttp_server, pki, recorder, rule)
+    assert (await send_tls(server, pki, pki.client)).status == 200  # by common name
+    assert (await send_tls(server, pki, pki.named)).status == 200  # by SAN
+    assert_refused(await send_tls(server, pki, pki.client2), 403)  # neither
+
+
+async def test_a_wildcard_in_the_certificate_names_no_peer(
+    aiohttp_server: ServerFactory, pki: PKI
+) -> None:
+    recorder = Recorder()
+    for sans in (["DNS:mmsc1.carrier.example"], ["DNS:*.carrier.example"]):
+        rule = ClientCertRule.from_files(sans=sans)
+        server = await _tls_server(aiohttp_server, pki, recorder, rule)
+        assert_refused(await send_tls(server, pki, pki.wildcard), 403)
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        ClientCertRule(),
+        ClientCertRule(subjects=frozenset({"mmsc-1"})),
+        ClientCertRule(subjects=frozenset({"mmsc-2"})),
+    ],
+    ids=["any", "first-cn", "second-cn"],
+)
+async def test_a_certificate_whose_common_names_disagree_is_refused(
+    aiohttp_server: ServerFactory, pki: PKI, rule: ClientCertRule
+) -> None:
+    recorder = Recorder()
+    server = await _tls_server(aiohttp_server, pki, recorder, rule)
+    with capture_logs() as logs:
+        reply = await send_tls(server, pki, pki.two_cns)
+    assert_refused(reply, 403)
+    (event,) = [e for e in logs if e["event"] == "mm7.auth.refused"]
+    assert event["reasons"] == ["carrier:cert-cn-conflict"]
+    assert event["cert_subject"] == "CN=mmsc-2,CN=mmsc-1"
+    assert "BEGIN" not in repr(event)
+    assert recorder.contexts == []
+
+
+async def test_a_certificate_repeating_the_same_common_name_is_accepted(
+    aiohttp_server: ServerFactory, pki: PKI
+) -> None:
+    recorder = Recorder()
+    rule = ClientCertRule(subjects=frozenset({"mmsc-1"}))
+    server = await _tls_server(aiohttp_server, pki, recorder, rule)
+    assert (await send_tls(server, pki, pki.same_cns)).status == 200
+    assert recorder.contexts[0].peer.cert_subject == "CN=mmsc-1,CN=mmsc-1"
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("mmsc1.carrier.example", "expected DNS:name or URI:uri"),
+        ("IP:127.0.0.1", "expected DNS:name or URI:uri"),
+        ("DNS:", "needs a value"),
+        ("DNS:mm*sc.carrier.example", "whole leftmost"),
+        ("DNS:a..example", "not a DNS name"),
+        ("DNS:bücher.example", "ASCII"),
+        ("URI:carrier mmsc1", "absolute URI"),
+    ],
+)
+def test_bad_subject_alternative_names_are_refused(entry: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        normalise_san(entry)
 
 
 def test_server_context_modes(pki: PKI) -> None:

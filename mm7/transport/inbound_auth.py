@@ -14,8 +14,11 @@ neither is the Authorization header.
 Mutual TLS happens in the TLS layer: ``server_ssl_context`` builds a server context that requires
 (or, with ``require_client_cert=False``, requests) a client certificate and verifies it against
 the given CA bundle. ``ClientCertRule`` then says which verified certificates a peer accepts (by
-subject, and optionally by issuing CA when one listener trusts several CAs), and the subject of
-the certificate reaches handlers in ``PeerIdentity.cert_subject``.
+subject or common name, by subject alternative name (DNS and URI entries), and optionally by
+issuing CA when one listener trusts several CAs), and the subject of the certificate reaches
+handlers in ``PeerIdentity.cert_subject``. A certificate whose subject carries several common
+names that disagree is refused by every certificate rule: which of them names the caller would
+depend on who reads it.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ __all__ = [
     "authenticate",
     "cert_subject",
     "check",
+    "normalise_san",
     "decode_basic",
     "identify",
     "log_refusal",
@@ -83,30 +87,87 @@ class BasicCredentials:
         return user_ok & pass_ok
 
 
+def normalise_san(entry: str) -> str:
+    """A rule's subject alternative name as matched: ``DNS:name`` or ``URI:uri``.
+
+    The type prefix is case-insensitive; a DNS name is lowercased and loses a trailing dot (DNS
+    names compare case-insensitively), and may start with a ``*.`` wildcard label standing for
+    exactly one label (``DNS:*.carrier.example`` matches ``mmsc1.carrier.example``, neither
+    ``carrier.example`` nor ``a.b.carrier.example``) under a name of at least two labels. A URI is
+    kept exactly as written and compared exactly (``URI:spiffe://carrier/mmsc1``).
+
+    Raises ValueError saying what is wrong with ``entry``.
+    """
+    kind, colon, value = entry.partition(":")
+    kind = kind.strip().upper()
+    value = value.strip()
+    if not colon or kind not in ("DNS", "URI"):
+        raise ValueError(f"expected DNS:name or URI:uri, got {entry!r}")
+    if not value:
+        raise ValueError(f"{kind}: needs a value")
+    if kind == "URI":
+        if any(ch.isspace() for ch in value) or ":" not in value:
+            raise ValueError(f"not an absolute URI: {value!r}")
+        return f"URI:{value}"
+    name = value.lower().removesuffix(".")
+    if not name.isascii():
+        raise ValueError(f"DNS names are written in ASCII (xn-- for IDNs), got {value!r}")
+    labels = name.split(".")
+    wildcard = labels[0] == "*"
+    rest = labels[1:] if wildcard else labels
+    if wildcard and len(rest) < 2:
+        raise ValueError(f"a wildcard needs at least two labels after '*.', got {value!r}")
+    if any(not label or "*" in label for label in rest) or ("*" in labels[0] and not wildcard):
+        raise ValueError(f"not a DNS name (a wildcard is only a whole leftmost '*'): {value!r}")
+    return f"DNS:{name}"
+
+
 @dataclass(frozen=True, slots=True)
 class ClientCertRule:
     """Mutual TLS for a peer: a client certificate must have been presented and verified.
 
     The TLS layer (``server_ssl_context``) verifies the chain against its CA bundle; this rule
     narrows which verified certificates the peer accepts. ``subjects``: RFC 4514 subject strings
-    (``CN=mmsc1,O=Carrier``) or bare common names; empty accepts any verified certificate.
-    ``issuers``: CA certificates one of which must have signed the client certificate directly;
-    empty leaves that to the TLS layer (useful when one listener trusts several carriers' CAs).
+    (``CN=mmsc1,O=Carrier``) or bare common names. ``sans``: subject alternative names as
+    ``normalise_san`` writes them (``DNS:mmsc1.carrier.example``, ``URI:spiffe://carrier/mmsc1``),
+    matched against the DNS and URI entries of the certificate's SAN extension. A certificate is
+    the peer's when its subject or one of its SANs is listed; both empty accepts any verified
+    certificate. ``issuers``: CA certificates one of which must have signed the client certificate
+    directly; empty leaves that to the TLS layer (useful when one listener trusts several
+    carriers' CAs).
     """
 
     subjects: frozenset[str] = frozenset()
     issuers: tuple[x509.Certificate, ...] = ()
+    sans: frozenset[str] = frozenset()
 
     @classmethod
     def from_files(
-        cls, subjects: Iterable[str] = (), issuers: Iterable[StrPath] = ()
+        cls,
+        subjects: Iterable[str] = (),
+        issuers: Iterable[StrPath] = (),
+        sans: Iterable[str] = (),
     ) -> ClientCertRule:
-        """A rule whose issuing CAs are read from PEM files."""
+        """A rule whose issuing CAs are read from PEM files; ``sans`` go through
+        ``normalise_san`` (ValueError names a bad one)."""
+        names = frozenset(normalise_san(entry) for entry in sans)
         cas: list[x509.Certificate] = []
         for path in issuers:
             with open(path, "rb") as fh:
                 cas.extend(x509.load_pem_x509_certificates(fh.read()))
-        return cls(frozenset(subjects), tuple(cas))
+        return cls(frozenset(subjects), tuple(cas), names)
+
+    def names_match(self, cert: x509.Certificate) -> bool:
+        """Whether ``cert``'s subject, a common name or a SAN is listed (or nothing is)."""
+        if not self.subjects and not self.sans:
+            return True
+        if self.subjects and (
+            cert_subject(cert) in self.subjects or _common_names(cert) & self.subjects
+        ):
+            return True
+        return bool(self.sans) and any(
+            _san_matches(pattern, name) for name in _certificate_sans(cert) for pattern in self.sans
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +211,8 @@ class AuthFailure(StrEnum):
     BASIC_WRONG = "basic-wrong"  # user name or password wrong
     ADDRESS_NOT_ALLOWED = "address-not-allowed"  # source address outside the allow-list
     CERT_MISSING = "cert-missing"  # no verified client certificate (no TLS, or none sent)
-    CERT_SUBJECT = "cert-subject"  # certificate subject not in the peer's list
+    CERT_SUBJECT = "cert-subject"  # neither subject, common name nor SAN in the peer's lists
+    CERT_CN_CONFLICT = "cert-cn-conflict"  # several common names in the subject that disagree
     CERT_ISSUER = "cert-issuer"  # certificate not issued by one of the peer's CAs
 
 
@@ -199,6 +261,8 @@ class Refusal:
     challenge: str | None
     #: (peer name, failure) for each peer tried, for the log
     reasons: tuple[tuple[str, AuthFailure], ...]
+    #: RFC 4514 subject of the client certificate presented, if any (for the log)
+    cert_subject: str | None = None
 
 
 class NamedAuth(Protocol):
@@ -274,6 +338,48 @@ def _common_names(cert: x509.Certificate) -> set[str]:
     return {str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
 
 
+def _certificate_sans(cert: x509.Certificate) -> list[str]:
+    """The DNS and URI entries of ``cert``'s SAN extension as ``DNS:name`` / ``URI:uri``.
+
+    A DNS name is lowercased without a trailing dot; one holding a ``*`` is left out (a client
+    certificate's wildcard would name every host, so it names no peer). An extension that
+    cannot be parsed gives no names: the certificate can then only match by subject.
+    """
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return []
+    except ValueError:  # malformed or duplicated extensions
+        return []
+    names = [
+        f"DNS:{dns.lower().removesuffix('.')}"
+        for dns in ext.value.get_values_for_type(x509.DNSName)
+        if "*" not in dns
+    ]
+    names.extend(
+        f"URI:{uri}" for uri in ext.value.get_values_for_type(x509.UniformResourceIdentifier)
+    )
+    return names
+
+
+def _san_matches(pattern: str, name: str) -> bool:
+    """Whether a certificate SAN ``name`` matches a rule's ``pattern`` (both normalised)."""
+    if pattern.startswith("DNS:*.") and name.startswith("DNS:"):
+        suffix = pattern[len("DNS:*") :]  # ".carrier.example"
+        head = name[len("DNS:") :].removesuffix(suffix)
+        return name.endswith(suffix) and bool(head) and "." not in head
+    return pattern == name
+
+
+def _subject_of(der: bytes | None) -> str | None:
+    if der is None:
+        return None
+    try:
+        return cert_subject(x509.load_der_x509_certificate(der))
+    except ValueError:
+        return None
+
+
 def _issued_by(cert: x509.Certificate, issuers: Sequence[x509.Certificate]) -> bool:
     for ca in issuers:
         try:
@@ -297,9 +403,9 @@ def check(auth: PeerAuth, presented: Presented) -> AuthFailure | None:
         if presented.peer_cert_der is None:
             return AuthFailure.CERT_MISSING
         cert = x509.load_der_x509_certificate(presented.peer_cert_der)
-        if rule.subjects and not (
-            cert_subject(cert) in rule.subjects or _common_names(cert) & rule.subjects
-        ):
+        if len(_common_names(cert)) > 1:
+            return AuthFailure.CERT_CN_CONFLICT
+        if not rule.names_match(cert):
             return AuthFailure.CERT_SUBJECT
         if rule.issuers and not _issued_by(cert, rule.issuers):
             return AuthFailure.CERT_ISSUER
@@ -342,8 +448,13 @@ def authenticate(peers: Iterable[NamedAuth], presented: Presented) -> PeerIdenti
             realm = peer.auth.realm
     if realm is not None:
         escaped = realm.replace("\\", "\\\\").replace('"', '\\"')
-        return Refusal(401, f'Basic realm="{escaped}", charset="UTF-8"', tuple(reasons))
-    return Refusal(403, None, tuple(reasons))
+        return Refusal(
+            401,
+            f'Basic realm="{escaped}", charset="UTF-8"',
+            tuple(reasons),
+            _subject_of(presented.peer_cert_der),
+        )
+    return Refusal(403, None, tuple(reasons), _subject_of(presented.peer_cert_der))
 
 
 #: where auth_middleware leaves the caller's identity for the handler
@@ -388,13 +499,15 @@ def auth_middleware(
 
 
 def log_refusal(request: web.BaseRequest, refusal: Refusal) -> None:
-    """One warning per refused request: address and reasons, never the credentials."""
+    """One warning per refused request: address, reasons and the client certificate's subject
+    (public; a certificate holds no secret), never the credentials."""
     log.warning(
         "mm7.auth.refused",
         remote=request.remote,
         path=request.path,
         http_status=refusal.http_status,
         reasons=[f"{name}:{failure}" for name, failure in refusal.reasons],
+        cert_subject=refusal.cert_subject,
     )
 
 

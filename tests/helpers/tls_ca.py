@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,13 +42,26 @@ class TestCA:
         server: bool = False,
         days: float = 30,
         not_before_days: float = -1,
+        sans: Sequence[x509.GeneralName] = (),
+        more_common_names: Sequence[str] = (),
+        label: str | None = None,
     ) -> Issued:
-        """A certificate for ``common_name`` (server: SANs 127.0.0.1, ::1, localhost)."""
+        """A certificate for ``common_name`` (server: SANs 127.0.0.1, ::1, localhost).
+
+        A client certificate gets ``sans`` as its SAN extension, and ``more_common_names`` as
+        further CN attributes of its subject; ``label`` names its files (default: the CN).
+        """
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, cn)
+                for cn in (common_name, *more_common_names)
+            ]
+        )
         builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .subject_name(subject)
             .issuer_name(self.cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
@@ -72,8 +86,12 @@ class TestCA:
             builder = builder.add_extension(
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
             )
+            if sans:
+                builder = builder.add_extension(
+                    x509.SubjectAlternativeName(list(sans)), critical=False
+                )
         cert = builder.sign(self.key, hashes.SHA256())
-        stem = self.folder / f"{self.name}-{common_name}"
+        stem = self.folder / f"{self.name}-{label or common_name}"
         return Issued(_write_cert(cert, stem.with_suffix(".crt")), _write_key(key, stem))
 
 

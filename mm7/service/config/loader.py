@@ -94,7 +94,7 @@ from mm7.service.config.settings import (
 )
 from mm7.service.errors import ConfigError
 from mm7.transport.classify import Overrides
-from mm7.transport.inbound_auth import ClientCertRule, PeerAuth
+from mm7.transport.inbound_auth import ClientCertRule, PeerAuth, normalise_san
 from mm7.transport.link import (
     BasicAuth,
     BearerAuth,
@@ -554,6 +554,12 @@ class _Loader:
         cert_t = t.opt_table("client_cert")
         if cert_t is not None:
             subjects = cert_t.str_list("subjects")
+            sans = cert_t.str_list("sans")
+            for index, entry in enumerate(sans):
+                try:
+                    normalise_san(entry)
+                except ValueError as exc:
+                    raise self.ctx.error(f"{cert_t.key_path('sans')}[{index}]", str(exc)) from None
             issuers = cert_t.str_list("issuers")
             for index, issuer in enumerate(issuers):
                 if not Path(issuer).is_file():
@@ -561,7 +567,7 @@ class _Loader:
                         f"{cert_t.key_path('issuers')}[{index}]", f"no such file: {issuer}"
                     )
             try:
-                client_cert = ClientCertRule.from_files(subjects, issuers)
+                client_cert = ClientCertRule.from_files(subjects, issuers, sans)
             except ConfigError:
                 raise
             except (ValueError, OSError) as exc:
