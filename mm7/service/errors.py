@@ -28,6 +28,7 @@ __all__ = [
     "SchemaTooNewError",
     "ServiceError",
     "StoreError",
+    "StoreUnavailableError",
     "UnknownMediaError",
 ]
 
@@ -46,6 +47,12 @@ class StoreError(ServiceError):
 
 class SchemaTooNewError(StoreError):
     """The database was written by a newer mm7 (its schema version is above this code's)."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot commit or cannot write media right now (disk full, read-only, locked):
+    nothing was written, and the same request may succeed once the disk recovers. The message
+    says why without naming paths; the original error is the ``__cause__``."""
 
 
 class UnknownMediaError(StoreError):

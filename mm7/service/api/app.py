@@ -142,6 +142,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDict, MultiMapping
@@ -177,6 +178,7 @@ from mm7.service.errors import (
     ApiError,
     FetchError,
     IdempotencyConflictError,
+    StoreUnavailableError,
 )
 from mm7.service.store.base import Store
 from mm7.service.store.records import EnqueueResult, MediaPart, MessageRecord, NewMessage
@@ -202,6 +204,10 @@ _KEY = web.RequestKey("mm7_api_key", ApiKey)
 _SENDMMS_PATHS = ("/cgi-bin/sendmms", "/sendmms")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+log = structlog.get_logger("mm7.service.api")
+#: seconds a caller is asked to wait when the store cannot write (the readiness probe's pace)
+STORE_RETRY_AFTER = 5
 
 
 def create_api_app(
@@ -264,10 +270,15 @@ def _is_sendmms(request: web.Request) -> bool:
 @web.middleware
 async def _errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every refusal as JSON (text for sendmms): ApiError, too-large bodies, 404/405 (keeping
-    aiohttp's headers, e.g. 405's Allow)."""
+    aiohttp's headers, e.g. 405's Allow), and a store that cannot write as 503 with Retry-After
+    (the reason goes to the operator log, not to the caller)."""
     headers: dict[str, str] = {}
     try:
         return await handler(request)
+    except StoreUnavailableError as exc:
+        log.warning("mm7.api.store_unavailable", path=request.path, reason=str(exc))
+        error = ApiError(503, None, "the gateway cannot store messages right now; retry later")
+        headers["Retry-After"] = str(STORE_RETRY_AFTER)
     except ApiError as exc:
         error = exc
         headers.update(exc.headers)

@@ -9,7 +9,8 @@ A check is any ``async`` callable taking nothing. It passes when it returns ``No
 it fails when it returns ``False`` or a string (the reason), raises (the exception names the
 reason) or exceeds the time limit. Ready-made checks:
 
-- ``store_check(store)``: the store answers a read (``queue_depth``);
+- ``store_check(store)``: the store answers a read (``queue_depth``) and, when it can tell
+  (``writable()``), can commit: a store whose disk refuses writes is not ready;
 - ``links_check(links)``: not every link's circuit breaker is open (half-open is a probe on its
   way, so it counts as usable); no links at all is ready.
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from aiohttp import web
 
@@ -64,10 +65,15 @@ def breaker_of(link: LinkLike) -> CircuitBreaker:
 
 def store_check(store: _Answers) -> Check:
     """A check that passes when the store answers a read (a ``Store``, or anything with
-    ``queue_depth``)."""
+    ``queue_depth``) and, if it has ``writable()``, when that names no reason it cannot write
+    (the SQLite store remembers its last write's outcome and probes the disk when idle)."""
 
-    async def check() -> None:
+    async def check() -> str | None:
         await store.queue_depth()
+        writable = getattr(store, "writable", None)
+        if writable is None:
+            return None
+        return cast(str | None, await writable())
 
     return check
 

@@ -21,6 +21,13 @@ the file system. Larger media go to ``<media_dir>/<sha[:2]>/<sha>``, written to 
 file, fsync'd and renamed (and the directory fsync'd) *before* the row that refers to them is
 committed, so a committed row never points at a missing file; a crash in between leaves only an
 unreferenced file, which a later clean-up can remove.
+
+A store that cannot write. A commit that fails as a whole (disk full, read-only file, lock never
+released) or a media file that cannot be written raises ``StoreUnavailableError`` and is
+remembered; ``writable()`` reports it (readiness) until a later write of the same kind, or a probe
+run at most every ``probe_interval`` seconds (a one-row commit and a tiny media file, fsync'd),
+succeeds. Nothing about the failure is kept in a connection: the writer rolls back and the next
+batch starts afresh, so the store recovers by itself when the disk does.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import queue
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,7 +51,12 @@ from typing import Any, TypeVar, cast
 
 from mm7.core.leniency import Leniency
 from mm7.core.status import MMStatus
-from mm7.service.errors import AllSuppressedError, IdempotencyConflictError, UnknownMediaError
+from mm7.service.errors import (
+    AllSuppressedError,
+    IdempotencyConflictError,
+    StoreUnavailableError,
+    UnknownMediaError,
+)
 from mm7.service.store.base import Clock, SystemClock
 from mm7.service.store.outbox import OptOut, RelayKind, status_event
 from mm7.service.store.records import (
@@ -117,6 +130,24 @@ class _Job:
 
 
 _STOP = object()
+_COMMIT = "cannot commit"
+_MEDIA = "cannot write media files"
+
+
+def _why(exc: BaseException) -> str:
+    """A failure's reason without paths: ``strerror`` for OS errors, SQLite's own text else."""
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _probe_commit(conn: sqlite3.Connection) -> None:
+    # rewrites one row with its own value: SQLite still writes the page, so the commit reaches
+    # the WAL and its fsync, which is what a failing disk refuses
+    conn.execute(
+        "UPDATE schema_version SET applied_at = applied_at"
+        " WHERE version = (SELECT MAX(version) FROM schema_version)"
+    )
 
 
 def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -154,8 +185,14 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
         readers: int,
         mo_duplicate_window: timedelta,
         relay_all_statuses: bool = False,
+        probe_interval: float = 5.0,
     ) -> None:
         self._path = path
+        self._probe_interval = probe_interval
+        self._failures: dict[str, str] = {}
+        self._last_commit = time.monotonic()
+        self._last_probe = float("-inf")
+        self._probing: asyncio.Lock | None = None
         self._relay_all_statuses = relay_all_statuses
         self._clock = clock
         self._media_dir = media_dir
@@ -194,12 +231,14 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
         readers: int = 4,
         mo_duplicate_window: timedelta = timedelta(days=7),
         relay_all_statuses: bool = False,
+        probe_interval: float = 5.0,
     ) -> SqliteStore:
         """Open (creating if needed) and migrate the database at ``path``.
 
         ``media_dir`` defaults to ``<path>.media`` beside the database. ``max_batch`` bounds how
         many writes share one commit. ``relay_all_statuses``: queue a relay event for every
-        status change (for status hooks), not only for messages with a callback_url. Raises
+        status change (for status hooks), not only for messages with a callback_url.
+        ``probe_interval``: how often at most ``writable()`` probes the disk. Raises
         ``SchemaTooNewError`` for a newer database.
         """
         db = Path(path)
@@ -216,6 +255,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
             readers,
             mo_duplicate_window,
             relay_all_statuses,
+            probe_interval,
         )
 
     @staticmethod
@@ -262,6 +302,43 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
         """The database file."""
         return self._path
 
+    async def writable(self) -> str | None:
+        """None when the store can commit and write media files, else why not (for /readyz).
+
+        After a failure, or when no commit happened for ``probe_interval`` seconds, probes the
+        disk (one-row commit, tiny fsync'd media file), at most once per ``probe_interval``.
+        """
+        now = time.monotonic()
+        due = now - self._last_probe >= self._probe_interval
+        idle = now - self._last_commit >= self._probe_interval
+        if due and (self._failures or idle):
+            if self._probing is None:
+                self._probing = asyncio.Lock()
+            async with self._probing:
+                if time.monotonic() - self._last_probe >= self._probe_interval:
+                    self._last_probe = time.monotonic()
+                    with contextlib.suppress(StoreUnavailableError):
+                        await self._write(_probe_commit)
+                    with contextlib.suppress(StoreUnavailableError):
+                        await asyncio.to_thread(self._probe_media)
+        failures = dict(self._failures)
+        if not failures:
+            return None
+        return "; ".join(f"{what}: {why}" for what, why in failures.items())
+
+    def _probe_media(self) -> None:
+        probe = self._media_dir / ".probe" / f"probe.{secrets.token_hex(4)}"
+        try:
+            _write_durably(probe, b"probe")
+            probe.unlink()
+        except OSError as exc:
+            raise self._media_failed(exc) from exc
+        self._failures.pop(_MEDIA, None)
+
+    def _media_failed(self, exc: OSError) -> StoreUnavailableError:
+        self._failures[_MEDIA] = _why(exc)
+        return StoreUnavailableError(f"the store cannot write media files: {_why(exc)}")
+
     # -- the writer thread -----------------------------------------------------------------
 
     def _writer_loop(self) -> None:
@@ -294,7 +371,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
                 except Exception as exc:  # this write fails alone; its neighbours still commit
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
-                    outcomes.append((False, exc))
+                    outcomes.append((False, self._unavailable(exc)))
                 else:
                     conn.execute("RELEASE job")
                     outcomes.append((True, value))
@@ -303,8 +380,13 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-            outcomes = [(False, exc)] * len(batch)
+            self._failures[_COMMIT] = _why(exc)
+            failed = StoreUnavailableError(f"the store cannot commit: {_why(exc)}")
+            failed.__cause__ = exc
+            outcomes = [(False, failed)] * len(batch)
         else:
+            self._failures.pop(_COMMIT, None)
+            self._last_commit = time.monotonic()
             self._commits += 1
             self._largest = max(self._largest, len(batch))
         for job, (ok, value) in zip(batch, outcomes, strict=True):
@@ -315,6 +397,19 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
             # RuntimeError: the caller's loop is closed, nobody is waiting for this one.
             with contextlib.suppress(RuntimeError):
                 job.loop.call_soon_threadsafe(_resolve, job.future, ok, value)
+
+    def _unavailable(self, exc: Exception) -> Exception:
+        """A job's failure as the caller sees it: the disk refusing (SQLite's operational errors,
+        a media file that cannot be written) becomes ``StoreUnavailableError``."""
+        if isinstance(exc, OSError):
+            failed = self._media_failed(exc)
+        elif isinstance(exc, sqlite3.OperationalError):
+            self._failures[_COMMIT] = _why(exc)
+            failed = StoreUnavailableError(f"the store cannot commit: {_why(exc)}")
+        else:
+            return exc
+        failed.__cause__ = exc
+        return failed
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the writer thread; return once the transaction holding it committed."""
@@ -363,7 +458,11 @@ class SqliteStore(SqliteRelayOps, SqliteRetention):
             return _Prepared(digest, content_type, len(data), data, None)
         target = self._media_file(digest)
         if not target.exists():
-            _write_durably(target, data)
+            try:
+                _write_durably(target, data)
+            except OSError as exc:
+                raise self._media_failed(exc) from exc
+            self._failures.pop(_MEDIA, None)
         return _Prepared(digest, content_type, len(data), None, f"{digest[:2]}/{digest}")
 
     async def _prepare(
