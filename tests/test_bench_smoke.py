@@ -51,3 +51,19 @@ def test_unknown_benchmark_is_refused() -> None:
     assert proc.returncode == 2
     assert "nonesuch" in proc.stderr and "codec" in proc.stderr
     assert proc.stdout == ""
+
+
+def test_scaling_quick_json_shape() -> None:
+    proc = _run("--only", "scaling", "--quick", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert list(data) == ["scaling"]
+    scaling = data["scaling"]
+    kinds = {key.rsplit("_", 1)[0] for key in scaling if key.endswith("_exponent")}
+    assert {"subject_rfc2047", "header_folding", "recipients", "smil_slides"} <= kinds
+    assert set(scaling) == {f"{k}_exponent" for k in kinds} | {f"{k}_s_per_mb" for k in kinds}
+    for key, value in scaling.items():
+        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
+        assert math.isfinite(value), (key, value)
+        if key.endswith("_s_per_mb"):
+            assert value > 0, (key, value)

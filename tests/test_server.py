@@ -782,3 +782,35 @@ def test_config_is_checked() -> None:
 
 def test_app_factory_returns_an_application() -> None:
     assert isinstance(create_inbound_app(), web.Application)
+
+
+async def test_a_large_request_is_decoded_off_the_event_loop(
+    aiohttp_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import mm7.transport.server as server_module
+
+    threads: list[int] = []
+    real_decode = server_module.decode
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.get_ident())
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(server_module, "decode", spy)
+    recorder = Recorder()
+    server = await start(aiohttp_server, recorder)
+    loop_thread = threading.get_ident()
+    small = request_message("DeliverReq", "REL-6-MM7-1-4", tid="tx-small")
+    # a hostile Subject: 8,000 encoded words, about 140 KB of SOAP
+    large = dataclasses.replace(
+        request_message("DeliverReq", "REL-6-MM7-1-4", tid="tx-large"),
+        subject="=?utf-8?B?w6k=?=" * 8_000,
+    )
+    assert (await post_message(server.make_url("/mm7"), small)).status == 200
+    assert (await post_message(server.make_url("/mm7"), large)).status == 200
+    assert threads[0] == loop_thread  # a small body is cheaper to decode than to hand over
+    assert threads[1] != loop_thread
+    assert recorder.contexts[1].message.subject == "é" * 8_000
+    assert len(encode(large).body) >= server_module.DECODE_OFF_LOOP_BYTES

@@ -61,6 +61,7 @@ from lxml import etree
 
 from mm7.core.codec import decode, encode
 from mm7.core.dialect import STRICT_3GPP, Dialect
+from mm7.core.limits import Limits
 from mm7.core.mime import Part, make_multipart, make_part
 from mm7.core.model import (
     Address,
@@ -799,6 +800,176 @@ benchmark("loss")(bench_loss)
 benchmark("memory")(bench_memory)
 benchmark("campaign")(bench_campaign)
 benchmark("mo")(bench_mo)
+
+
+# --------------------------------------------------------------------------- the scaling benchmark
+
+#: Limits wide enough that the adversarial inputs below reach the decoders instead of a limit.
+SCALING_LIMITS = Limits(
+    max_total_bytes=256 << 20,
+    max_decoded_bytes=256 << 20,
+    max_header_bytes=64 << 20,
+    max_xml_bytes=256 << 20,
+)
+
+
+def _soap_with(subject: str = "S", recipients: int = 1) -> tuple[bytes, str]:
+    """A SubmitReq HTTP body (and its Content-Type) with this Subject and this many To numbers."""
+    base = mm7_message()
+    to = tuple(Address(f"+1555{i:07d}") for i in range(recipients))
+    message = dataclasses.replace(
+        base, subject=subject, recipients=dataclasses.replace(base.recipients, to=to)
+    )
+    encoded = encode(message, STRICT_3GPP)
+    return encoded.body, encoded.content_type
+
+
+def _adv_subject(n: int) -> tuple[Callable[[], object], int]:
+    """A Subject of n RFC 2047 encoded words (the O(N^2) of issue 13), through the codec."""
+    body, ct = _soap_with("=?utf-8?B?w6k=?= " * n)
+    return lambda: decode(body, ct, SCALING_LIMITS), len(body)
+
+
+def _adv_subject_charsets(n: int) -> tuple[Callable[[], object], int]:
+    """Encoded words alternating charsets and broken words: every run flushed, text kept."""
+    words = "=?utf-8?Q?=C3=A9?= =?iso-8859-1?Q?=E9?= =?nonesuch?Q?x?= =?utf-8?B?!!?= " * n
+    body, ct = _soap_with(words)
+    return lambda: decode(body, ct, SCALING_LIMITS), len(body)
+
+
+def _adv_recipients(n: int) -> tuple[Callable[[], object], int]:
+    """n To addresses in one SubmitReq."""
+    body, ct = _soap_with(recipients=n)
+    return lambda: decode(body, ct, SCALING_LIMITS), len(body)
+
+
+def _adv_folding(n: int) -> tuple[Callable[[], object], int]:
+    """One MIME header folded over n lines."""
+    from mm7.core.mime import parse_entity
+
+    raw = b"X-Long: a\r\n" + b" b\n" * n + b"Content-Type: text/plain\r\n\r\nbody"
+    return lambda: parse_entity(raw, SCALING_LIMITS), len(raw)
+
+
+def _adv_params(n: int) -> tuple[Callable[[], object], int]:
+    """A Content-Type with n parameters, escaped quotes forcing the full scanner (never cached)."""
+    from mm7.core.mime import parse_content_type
+
+    value = "multipart/related; " + "; ".join(f'P{i}="a\\"b;c"' for i in range(n))
+    return lambda: parse_content_type(value), len(value)
+
+
+def _adv_delimiters(n: int) -> tuple[Callable[[], object], int]:
+    """An SwA body whose content part holds n lines that almost are the boundary."""
+    from mm7.core.mime import parse_swa
+
+    body, ct = _soap_with()
+    boundary = parse_content_type_boundary(ct)
+    near = (b"\r\n--" + boundary[:-1]) * n + (b"\r\n--" + boundary + b"x") * n
+    # the near misses go into the last part's body, just before the closing delimiter
+    closing = body.rfind(b"\r\n--" + boundary + b"--")
+    hostile = body[:closing] + near + body[closing:]
+    return lambda: parse_swa(hostile, ct, SCALING_LIMITS), len(hostile)
+
+
+def parse_content_type_boundary(content_type: str) -> bytes:
+    """The boundary parameter of a multipart Content-Type, as bytes."""
+    from mm7.core.mime import parse_content_type
+
+    boundary = parse_content_type(content_type).param("boundary")
+    if not boundary:
+        raise AssertionError(f"no boundary in {content_type!r}")
+    return boundary.encode("ascii")
+
+
+def _adv_smil(n: int) -> tuple[Callable[[], object], int]:
+    """A SMIL presentation of n slides over a few items."""
+    from mm7.content.model import MediaItem
+    from mm7.content.smil import read_smil
+
+    items = [MediaItem(TEXT, "text/plain", f"t{i}", f"t{i}.txt", "utf-8") for i in range(4)]
+    pars = "".join(
+        f'<par dur="{i % 9 + 1}s"><text src="cid:t{i % 4}" region="Text"/></par>' for i in range(n)
+    )
+    smil = (
+        '<smil><head><layout><root-layout width="160" height="120"/>'
+        '<region id="Text" top="0" left="0" width="160" height="120"/></layout></head>'
+        f"<body>{pars}</body></smil>"
+    ).encode()
+    return lambda: read_smil(smil, items), len(smil)
+
+
+def _adv_charset(n: int) -> tuple[Callable[[], object], int]:
+    """n Latin-1 elements in a document declaring UTF-8: libxml2 fails, the fallback decodes."""
+    from mm7.core.xmlsafe import parse_xml
+
+    data = b'<?xml version="1.0" encoding="utf-8"?><r>' + b"<a>caf\xe9</a>" * n + b"</r>"
+    return lambda: parse_xml(data, limits=SCALING_LIMITS), len(data)
+
+
+def _adv_prolog(n: int) -> tuple[Callable[[], object], int]:
+    """n comments and processing instructions before the root element."""
+    from mm7.core.xmlsafe import parse_xml
+
+    data = b"<?xml version='1.0'?>" + b"<!-- c --><?pi x?>\n" * n + b"<r/>"
+    return lambda: parse_xml(data, limits=SCALING_LIMITS), len(data)
+
+
+#: kind -> (builder of an input of about n units, n of a full run); the run doubles n 3 times
+SCALING_KINDS: dict[str, tuple[Callable[[int], tuple[Callable[[], object], int]], int]] = {
+    "subject_rfc2047": (_adv_subject, 8_000),
+    "subject_mixed": (_adv_subject_charsets, 2_000),
+    "recipients": (_adv_recipients, 2_000),
+    "header_folding": (_adv_folding, 16_000),
+    "content_type_params": (_adv_params, 4_000),
+    "near_delimiters": (_adv_delimiters, 8_000),
+    "smil_slides": (_adv_smil, 500),  # 8n stays under the 256 KB SMIL limit
+    "charset_fallback": (_adv_charset, 8_000),
+    "xml_prolog": (_adv_prolog, 8_000),
+}
+
+
+@benchmark("scaling")
+def bench_scaling(settings: Settings) -> dict[str, float]:
+    """Adversarial inputs of each kind at n, 2n, 4n, 8n: how time grows with the input.
+
+    For each kind: ``<kind>_exponent``, the mean of log2(t(2m) / t(m)) over the three doublings
+    (1 is linear, 2 quadratic), and ``<kind>_s_per_mb``, the worst seconds per MB of input over
+    the four sizes. Each size is timed as the best of several calls, so a noisy neighbour costs a
+    repeat, not the result. ``--quick`` uses a quarter of n.
+    """
+    results: dict[str, float] = {}
+    repeats = 3 if settings.quick else 5
+    settings.say(f"\nscaling: adversarial inputs at n, 2n, 4n, 8n (best of {repeats} calls)")
+    settings.say(
+        f"  {'kind':<20} {'n':>7} {'8n bytes':>11} {'t(8n)':>9} {'exponent':>9} {'s/MB':>8}"
+    )
+    for kind, (build, full_n) in SCALING_KINDS.items():
+        n = max(1, full_n // 4) if settings.quick else full_n
+        times: list[float] = []
+        per_mb: list[float] = []
+        size = 0
+        for m in (n, 2 * n, 4 * n, 8 * n):
+            fn, size = build(m)
+            fn()  # warm up (and fail loudly before timing if the input is refused)
+            best = math.inf
+            for _ in range(repeats):
+                gc.collect()
+                start = perf_counter()
+                fn()
+                best = min(best, perf_counter() - start)
+            times.append(best)
+            per_mb.append(best / (size / 1e6))
+        exponent = statistics.fmean(
+            math.log2(max(b, 1e-9) / max(a, 1e-9)) for a, b in zip(times, times[1:], strict=False)
+        )
+        results[f"{kind}_exponent"] = round(exponent, 3)
+        results[f"{kind}_s_per_mb"] = round(max(per_mb), 6)
+        settings.say(
+            f"  {kind:<20} {n:>7,} {size:>11,} {times[-1] * 1e3:>7.1f}ms"
+            f" {exponent:>9.2f} {max(per_mb):>8.4f}"
+        )
+    return results
 
 
 # --------------------------------------------------------------------------- CLI

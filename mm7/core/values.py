@@ -492,19 +492,22 @@ def decode_rfc2047(text: str, leniencies: list[Leniency] | None = None) -> str:
     out: list[str] = []
     decoded_any = False
     position = 0
-    # A run of adjacent encoded-words sharing one charset: (codec, bytes, original text).
-    run: tuple[str, bytearray, str] | None = None
+    # A run of adjacent encoded-words sharing one charset: (codec, bytes, start of its text).
+    # The run's text is sliced once when needed, never grown word by word: growing it made a
+    # Subject of N words cost O(N^2).
+    run: tuple[str, bytearray, int] | None = None
+    run_end = 0
 
     def flush() -> None:
         nonlocal run, decoded_any
         if run is None:
             return
-        codec, data, original = run
+        codec, data, start = run
         try:
             out.append(data.decode(codec))
             decoded_any = True
         except (UnicodeDecodeError, LookupError):
-            out.append(original)
+            out.append(text[start:run_end])
         run = None
 
     for match in _ENCODED_WORD.finditer(text):
@@ -518,15 +521,14 @@ def decode_rfc2047(text: str, leniencies: list[Leniency] | None = None) -> str:
             out.append(between + match.group(0))
         elif adjacent and run is not None and run[0] == codec:
             run[1].extend(data)
-            run = (codec, run[1], run[2] + between + match.group(0))
         else:
             if not adjacent:
                 flush()
                 out.append(between)
             else:
                 flush()  # whitespace between encoded-words in different charsets is dropped
-            run = (codec, bytearray(data), match.group(0))
-        position = match.end()
+            run = (codec, bytearray(data), match.start())
+        run_end = position = match.end()
     flush()
     out.append(text[position:])
     if decoded_any:

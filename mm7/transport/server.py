@@ -31,6 +31,7 @@ as soon as it passes the limit. Duplicate requests (an MMSC retry) reach the han
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -113,6 +114,21 @@ __all__ = [
 log = structlog.get_logger("mm7.transport.server")
 
 #: (operation, status code) of the answer, kept on the request for ``InboundConfig.on_answer``
+#: Bodies at least this large are decoded in a worker thread: decoding costs up to ~0.15 s per MB
+#: of hostile input (BENCHMARKS.md, scaling), which on the loop would stall every other request.
+DECODE_OFF_LOOP_BYTES = 64 * 1024
+
+
+def _decode_or_salvage(
+    body: bytes, content_type: str | None, limits: Limits, strict: bool
+) -> Decoded | tuple[ParseError, Message | None]:
+    """The decoded request, or why it is unreadable and what of its envelope could be read."""
+    try:
+        return decode(body, content_type, limits, strict=strict)
+    except ParseError as exc:
+        return exc, salvage_envelope(body, content_type, limits)
+
+
 _ANSWERED = web.RequestKey("mm7_inbound_answered", tuple)
 
 #: headers in which aggregators name the carrier a message came through; applications route on
@@ -522,10 +538,13 @@ class MM7Inbound:
         """Decode, let ``admit`` choose the handler or the refusal, run the handler (duplicate
         check around it), and write the ``Reply`` chosen for its outcome."""
         dialect = self._lax[peer.name]
-        try:
-            decoded = decode(body, content_type, self.config.limits, strict=peer.strict)
-        except ParseError as exc:
-            echo = salvage_envelope(body, content_type, self.config.limits)
+        args = (body, content_type, self.config.limits, peer.strict)
+        if len(body) < DECODE_OFF_LOOP_BYTES:
+            outcome = _decode_or_salvage(*args)
+        else:
+            outcome = await asyncio.to_thread(_decode_or_salvage, *args)
+        if isinstance(outcome, tuple):
+            exc, echo = outcome
             if echo is not None:
                 bound = bound.bind(transaction_id=echo.transaction_id)
             reply = unreadable_reply(peer, echo, exc)
@@ -533,6 +552,7 @@ class MM7Inbound:
             request[_ANSWERED] = ("unreadable", reply.status.code)
             return self._write(dialect, reply)
 
+        decoded = outcome
         message = decoded.message
         bound = bound.bind(
             transaction_id=message.transaction_id,

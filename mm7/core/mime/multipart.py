@@ -410,11 +410,22 @@ def parse_headers(
         else:
             return headers, stop + 4
     lens = state.lens
+    # Continuation lines of the last header, joined once when it is complete: joining them one by
+    # one made a header folded over N lines cost O(N^2).
+    folds: list[str] = []
+
+    def unfold() -> list[tuple[str, str]]:
+        if folds:
+            name, value = headers[-1]
+            headers[-1] = (name, " ".join(p for p in (value, *folds) if p).strip())
+            folds.clear()
+        return headers
+
     pos = start
     while pos < end:
         # A delimiter line where a header line was due: the part ends here, with no body.
         if dash and buf.startswith(dash, pos, end) and _delimiter_at(buf, pos, end, dash):
-            return headers, pos
+            return unfold(), pos
         nl = buf.find(b"\n", pos, end)
         line_end = end if nl < 0 else nl
         nxt = end if nl < 0 else nl + 1
@@ -424,15 +435,15 @@ def parse_headers(
         if not line.strip(b" \t"):
             if lf:
                 note(lens, Leniency.LF_LINE_ENDINGS)
-            return headers, nxt
+            return unfold(), nxt
         if line[0] in b" \t":  # RFC 5322 folding: white space continues the header above
             if not headers:
                 note(lens, Leniency.NO_BLANK_LINE)
                 return headers, pos
             note(lens, Leniency.HEADER_FOLDED)
-            name, value = headers[-1]
-            headers[-1] = (name, f"{value} {_decode_header(line.strip())}".strip())
+            folds.append(_decode_header(line.strip()))
         else:
+            unfold()
             colon = line.find(b":")
             name_b = line[:colon].rstrip(b" \t") if colon > 0 else b""
             if not name_b or name_b.translate(None, TOKEN_BYTES):
@@ -448,7 +459,7 @@ def parse_headers(
         if lf:
             note(lens, Leniency.LF_LINE_ENDINGS)
         pos = nxt
-    return headers, end
+    return unfold(), end
 
 
 def classify(
