@@ -74,5 +74,7 @@ def test_header_folded_over_many_lines_is_linear() -> None:
         raw = b"X-Long: a\r\n" + b" b\r\n" * n + b"Content-Type: text/plain\r\n\r\nbody"
         return lambda: parse_entity(raw, WIDE)
 
-    ratio = _growth(build, 32_000)
-    assert ratio < MAX_RATIO / 1.5, f"8x the folded lines took {ratio:.1f}x the time"
+    # at this size the quadratic join gave 57x for 8x the lines and the linear one gives 8x:
+    # the same margin as the other tests, far from both
+    ratio = _growth(build, 64_000)
+    assert ratio < MAX_RATIO, f"8x the folded lines took {ratio:.1f}x the time"
