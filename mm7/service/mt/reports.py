@@ -161,22 +161,11 @@ class DeliveryReports:
             return Status.of(1000)
         others = self.other_links(ctx.peer.name, link)
         handset, other, swapped = self.addresses((link, *others), report.recipient, report.sender)
-        details: dict[str, Any] = {
-            "peer": ctx.peer.name,
-            "transaction_id": report.transaction_id,
-            "sender": report.sender.value if report.sender is not None else None,
-            "recipient": report.recipient.value if report.recipient is not None else None,
-            "date": report.date.isoformat() if report.date is not None else None,
-        }
+        details = _details(ctx, swapped)
+        details["transaction_id"] = report.transaction_id
+        details["date"] = report.date.isoformat() if report.date is not None else None
         if report.mm_status_extension is not None:
             details["mm_status_extension"] = str(report.mm_status_extension)
-        leniencies = [str(x) for x in ctx.leniencies]
-        if swapped:
-            leniencies.append(Leniency.REPORT_ADDRESSES_SWAPPED.value)
-        if leniencies:
-            details["leniencies"] = leniencies
-        if ctx.decoded.missing:
-            details["missing"] = list(ctx.decoded.missing)
         try:
             result = await self.store.record_delivery_report(
                 link,
@@ -223,18 +212,7 @@ class DeliveryReports:
             return Status.of(1000)
         others = self.other_links(ctx.peer.name, link)
         handset, other, swapped = self.addresses((link, *others), reply.recipient, reply.sender)
-        details: dict[str, Any] = {
-            "peer": ctx.peer.name,
-            "sender": reply.sender.value if reply.sender is not None else None,
-            "recipient": reply.recipient.value if reply.recipient is not None else None,
-        }
-        leniencies = [str(x) for x in ctx.leniencies]
-        if swapped:
-            leniencies.append(Leniency.REPORT_ADDRESSES_SWAPPED.value)
-        if leniencies:
-            details["leniencies"] = leniencies
-        if ctx.decoded.missing:
-            details["missing"] = list(ctx.decoded.missing)
+        details = _details(ctx, swapped)
         try:
             message_id = await self.store.record_read_reply(
                 link,
@@ -253,3 +231,23 @@ class DeliveryReports:
         if self.wake_relay is not None:
             self.wake_relay()
         return Status.of(1000)
+
+
+def _details(ctx: InboundContext[DeliveryReportReq] | InboundContext[ReadReplyReq], swapped: bool
+             ) -> dict[str, Any]:  # fmt: skip
+    """What a report or read reply keeps besides its status: the peer, both addresses as sent,
+    the leniencies its reading needed (the swap included) and what the MMSC left out."""
+    message = ctx.message
+    details: dict[str, Any] = {
+        "peer": ctx.peer.name,
+        "sender": message.sender.value if message.sender is not None else None,
+        "recipient": message.recipient.value if message.recipient is not None else None,
+    }
+    leniencies = [str(x) for x in ctx.leniencies]
+    if swapped:
+        leniencies.append(Leniency.REPORT_ADDRESSES_SWAPPED.value)
+    if leniencies:
+        details["leniencies"] = leniencies
+    if ctx.decoded.missing:
+        details["missing"] = list(ctx.decoded.missing)
+    return details
