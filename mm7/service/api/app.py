@@ -588,6 +588,15 @@ def _slides(
     ]
 
 
+async def _answered_before(store: Store, stored_key: str, digest: str | None) -> str | None:
+    """The id of the message made earlier under this idempotency key, or None; 422
+    ``idempotency_key`` when that message came from another request."""
+    try:
+        return await store.message_for_key(stored_key, digest)
+    except IdempotencyConflictError as exc:
+        raise _conflict(exc) from None
+
+
 async def _submit(
     app: web.Application,
     parsed: Request,
@@ -614,19 +623,22 @@ async def _submit(
     stored_key = (
         f"{key.name}:{parsed.idempotency_key}" if parsed.idempotency_key is not None else None
     )
-    if stored_key is not None:
-        # a retry of a message already accepted is answered before any fetching (full queue or
-        # not), and a key reused for another request is refused before anything is prepared
-        try:
-            earlier = await store.message_for_key(stored_key, digest)
-        except IdempotencyConflictError as exc:
-            raise _conflict(exc) from None
+    # The commit decides duplicates and key reuse (enqueue_message: created=False, or
+    # IdempotencyConflictError), so a store read here is only worth it where it saves work:
+    # before fetching media URLs, and before refusing a retry for a full queue.
+    if stored_key is not None and any(m.url is not None for m in parsed.media):
+        earlier = await _answered_before(store, stored_key, digest)
         if earlier is not None:
             return EnqueueResult(earlier, False)
     link = _pick_link(config, parsed)
     backlog = app.get(BACKLOG_KEY)
     if backlog is not None:
         queued = await backlog.over(link, len(parsed.to))
+        if queued is not None and stored_key is not None:
+            # the retry of a message already accepted is answered as such, full queue or not
+            earlier = await _answered_before(store, stored_key, digest)
+            if earlier is not None:
+                return EnqueueResult(earlier, False)
         if queued is not None:
             raise ApiError(
                 503,
