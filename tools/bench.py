@@ -775,9 +775,9 @@ def bench_content(settings: Settings) -> dict[str, float]:
     return {
         "fit_s": round(ours.best, 4),
         "vs_pillow_naive": round(ratio, 2),
-        "peak_mb": round(max(ours_peak, 0.01), 1),
+        "peak_mb": max(round(ours_peak, 2), 0.01),
         "naive_s": round(naive.best, 4),
-        "naive_peak_mb": round(max(naive_peak, 0.01), 1),
+        "naive_peak_mb": max(round(naive_peak, 2), 0.01),
     }
 
 
