@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from mm7.service.cluster.dedupe import StoreDedupe
+from mm7.service.cluster.dedupe import StoreDedupe, for_store
 from mm7.service.cluster.ownership import MARGIN, POLL, RENEW, Change, LeaseState, Ownership
 from mm7.service.store.base import ManualClock, Store
 from mm7.service.store.records import NewMessage
@@ -281,3 +281,10 @@ async def test_a_retry_reaching_the_other_instance_is_a_duplicate(
     assert (await post_message(server_b.make_url("/mm7"), report)).status == 200
     assert [c.duplicate for c in first.contexts] == [False]
     assert [c.duplicate for c in second.contexts] == [True]
+
+
+async def test_the_gateway_shares_duplicate_detection_only_on_a_shared_store(
+    stores: tuple[Store, Store],
+) -> None:
+    assert isinstance(for_store("postgresql", stores[0]), StoreDedupe)
+    assert for_store("sqlite", stores[0]) is None  # one process: the endpoint's memory

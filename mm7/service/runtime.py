@@ -18,8 +18,9 @@ What ``start`` does:
 4. serves the inbound MM7 endpoint (``[inbound]``) with the delivery-report and read-reply
    handlers (``DeliveryReports``: correlated to the link of the calling peer) and the MO
    handler (``MoIngest``: stored with its relay event before DeliverRsp 1000), so reports of
-   messages sent before a restart land as soon as the process is up; duplicate detection
-   (``StoreDedupe``) is on the store, so a retry is recognised whichever instance it reaches;
+   messages sent before a restart land as soon as the process is up; with a store other
+   processes share (not SQLite), duplicate detection (``StoreDedupe``) is on the store, so a
+   retry is recognised whichever instance it reaches (on SQLite it stays in memory: one process);
 5. starts one ``Dispatcher`` per link, each leasing work only while this instance owns the link,
    and asks the store to wake them (and the relay) when another process commits work
    (``Store.watch``);
@@ -64,7 +65,7 @@ import structlog
 from aiohttp import web
 
 from mm7.service.api.app import create_api_app
-from mm7.service.cluster.dedupe import StoreDedupe
+from mm7.service.cluster.dedupe import for_store as dedupe_for_store
 from mm7.service.cluster.ownership import (
     RELAY,
     RETENTION,
@@ -221,7 +222,7 @@ class Gateway:
         inbound = create_inbound_app(
             inbound_config,
             reports.handlers(on_deliver=ingest.on_deliver),
-            dedupe=StoreDedupe(store),
+            dedupe=dedupe_for_store(config.store.backend, store),
         )
         tls = config.inbound.tls
         ssl_context = None

@@ -9,15 +9,20 @@ the store does not need to compare keys.
 No in-memory cache in front: a key not in a local cache may have been recorded by another
 instance, so only the store can say "not seen", and "seen" (a retry) is the rare answer a cache
 would save a read for.
+
+``for_store`` chooses: ``StoreDedupe`` for a store other processes share, None (the endpoint's
+in-memory ``MemoryDedupe``) for SQLite, which one process uses: there the store's read and write
+per inbound request cost 0.3 - 0.5 ms of CPU per MO (about a fifth, BENCHMARKS.md) and answer
+nothing the memory does not.
 """
 
 from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
-from typing import Protocol
+from typing import Literal, Protocol
 
-__all__ = ["DEFAULT_TTL", "StoreDedupe"]
+__all__ = ["DEFAULT_TTL", "StoreDedupe", "for_store"]
 
 #: how long a request key is remembered (as ``MemoryDedupe``'s default)
 DEFAULT_TTL = 24 * 3600.0
@@ -51,3 +56,8 @@ class StoreDedupe:
     async def record(self, key: str) -> None:
         """Remember ``key`` for every instance (after the handler succeeded)."""
         await self.store.record_request(_digest(key), self.ttl)
+
+
+def for_store(backend: Literal["sqlite", "postgresql"], store: _RequestKeys) -> StoreDedupe | None:
+    """The inbound endpoint's duplicate store for ``store`` of ``backend`` (None: in memory)."""
+    return None if backend == "sqlite" else StoreDedupe(store)
