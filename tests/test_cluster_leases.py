@@ -8,6 +8,7 @@ test moves. Nothing sleeps for a TTL: the clocks are moved past it. Parametrised
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -288,3 +289,25 @@ async def test_the_gateway_shares_duplicate_detection_only_on_a_shared_store(
 ) -> None:
     assert isinstance(for_store("postgresql", stores[0]), StoreDedupe)
     assert for_store("sqlite", stores[0]) is None  # one process: the endpoint's memory
+
+
+async def test_the_renewal_tasks_hand_a_dead_holders_lease_to_the_standby(
+    stores: tuple[Store, Store], clock: ManualClock
+) -> None:
+    """The asyncio side on the real monotonic clock (a 1 s TTL): the holder's task renews, the
+    standby's task claims every tenth of the TTL and takes the lease once it expired."""
+    a = Ownership(stores[0], "gw-a", ["link:x"], 1.0)
+    acquired = asyncio.Event()
+    b = Ownership(stores[1], "gw-b", ["link:x"], 1.0, on_acquired=lambda name: acquired.set())
+    await a.start()
+    await b.start()
+    try:
+        assert a.held("link:x") and not b.held("link:x")
+        for task in a._tasks:  # a dies: no renewal, no give_up
+            task.cancel()
+        clock.advance(timedelta(seconds=1))  # its lease runs out in the store
+        await asyncio.wait_for(acquired.wait(), 30)  # the guard only stops a hang
+        assert b.holding() == {"link:x": 2}
+    finally:
+        a._tasks.clear()
+        await b.stop()
