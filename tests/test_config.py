@@ -698,3 +698,29 @@ def test_durations_sizes_and_listeners(tmp_path: Path) -> None:
     assert 'inbound.listen: expected "HOST:PORT", got "127.0.0.1:70000"' in message
     message = error(tmp_path, link='request_timeout = "0s"')
     assert "links.carrier-a.request_timeout: expected a positive duration" in message
+
+
+# --------------------------------------------------------------------------- [cluster]
+
+
+def test_cluster_defaults_and_values(tmp_path: Path) -> None:
+    config = load(tmp_path)
+    assert config.cluster.instance is None  # the runtime names it <hostname>-<pid>
+    assert config.cluster.lease_ttl == 10.0
+    config = load(tmp_path, extra='[cluster]\ninstance = "gw-a.eu:1"\nlease_ttl = "30s"')
+    assert (config.cluster.instance, config.cluster.lease_ttl) == ("gw-a.eu:1", 30.0)
+
+
+@pytest.mark.parametrize(
+    ("lines", "wanted"),
+    [
+        ('instance = ""', "cluster.instance: expected 1 to 100 letters"),
+        ('instance = "gw a"', "cluster.instance: expected 1 to 100 letters"),
+        ('instance = "' + "x" * 101 + '"', "cluster.instance: expected 1 to 100 letters"),
+        ('lease_ttl = "500ms"', "cluster.lease_ttl: must be at least 1s"),
+        ("lease_ttl = 0", "cluster.lease_ttl: expected a positive duration"),
+        ('lease_tll = "10s"', "lease_tll"),
+    ],
+)
+def test_cluster_errors_name_the_key(tmp_path: Path, lines: str, wanted: str) -> None:
+    assert wanted in error(tmp_path, extra=f"[cluster]\n{lines}")

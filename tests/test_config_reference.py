@@ -19,6 +19,7 @@ from mm7.service.config import loader
 from mm7.service.config.reader import ENV_SUFFIX, Context, Table
 from mm7.service.config.settings import (
     ApiSettings,
+    ClusterSettings,
     FetchSettings,
     InboundTLS,
     LinkSettings,
@@ -69,6 +70,7 @@ OWNERS: dict[str, tuple[type[Any], ...]] = {
     "relay.default_route": (RelayRoute,),
     "logging": (LoggingSettings,),
     "metrics": (MetricsSettings,),
+    "cluster": (ClusterSettings,),
 }
 #: tables whose children are named (``[links.NAME]``), so NAME is any name
 NAMED = {"links", "inbound.peers", "relay.hooks"}

@@ -732,3 +732,75 @@ async def test_an_item_re_leased_while_still_in_flight_here_is_not_sent_twice(
     assert len(slow.requests) == 1  # never sent twice
     assert record.recipients[0].mm7_message_id == "slow-1"
     assert not [e for e in record.events if e.kind == "stale_result"]
+
+
+# ---------------------------------------------------------------- link ownership (cluster)
+
+
+class Ownership:
+    """``may_lease`` as the runtime wires it: answers ``owns``, counting the questions."""
+
+    def __init__(self, owns: bool) -> None:
+        self.owns = owns
+        self.asked = 0
+        #: after this many questions the ownership ends (None: never)
+        self.lose_after: int | None = None
+
+    def __call__(self) -> bool:
+        self.asked += 1
+        if self.lose_after is not None and self.asked > self.lose_after:
+            self.owns = False
+        return self.owns
+
+
+async def test_an_instance_that_does_not_own_the_link_submits_nothing(rig: Make) -> None:
+    r = await rig()
+    mid = await r.enqueue()
+    owner = Ownership(owns=False)
+    d = await r.dispatcher(may_lease=owner)
+
+    async def asked_thrice() -> bool:
+        d.wake()
+        return owner.asked >= 3
+
+    await until(asked_thrice)
+    recipient = (await r.message(mid)).recipients[0]
+    assert recipient.status is RecipientStatus.QUEUED and recipient.attempts == 0
+    assert r.submits() == [] and d.in_flight == 0
+    # another instance (the owner) could lease it: nothing of it is held here
+    assert len(await r.store.lease(LINK, "owner", 10, timedelta(seconds=60))) == 1
+
+
+async def test_the_link_taken_over_here_is_dispatched(rig: Make) -> None:
+    r = await rig()
+    mid = await r.enqueue()
+    owner = Ownership(owns=False)
+    d = await r.dispatcher(may_lease=owner)
+
+    async def asked() -> bool:
+        return owner.asked >= 1
+
+    await until(asked)
+    owner.owns = True
+    d.wake()  # what the ownership's on_acquired does
+    await r.wait_status(mid, RecipientStatus.SUBMITTED, RecipientStatus.DELIVERED)
+    assert len(r.submits()) == 1
+
+
+async def test_work_leased_as_the_ownership_ends_is_released_unattempted(rig: Make) -> None:
+    r = await rig()
+    mid = await r.enqueue()
+    owner = Ownership(owns=True)
+    owner.lose_after = 1  # owned when the lease call starts, not when it returns
+    d = await r.dispatcher(may_lease=owner)
+
+    async def released() -> bool:
+        return d.counts["released_not_owner"] == 1
+
+    await until(released)
+    recipient = (await r.message(mid)).recipients[0]
+    assert recipient.status is RecipientStatus.QUEUED and recipient.attempts == 0
+    assert r.submits() == [] and d.in_flight == 0
+    # due again at once for the new owner
+    (item,) = await r.store.lease(LINK, "new-owner", 10, timedelta(seconds=60))
+    assert item.recipient_id == recipient.id

@@ -37,6 +37,7 @@ ALLOWED: dict[str, set[str]] = {
     "service.mt": LOWER | SERVICE_BASE | {"service.ops"},
     "service.relay": LOWER | SERVICE_BASE | {"service.ops"},
     "service.api": LOWER | SERVICE_BASE | {"service.ops"},
+    "service.cluster": LOWER | SERVICE_BASE,
     "service": set(),
 }
 _SERVICE_ROOMS = {room for room in ALLOWED if room.startswith("service.")}

@@ -556,3 +556,26 @@ async def test_a_full_hook_leaves_the_next_event_unleased_for_anyone(rig: Rig) -
     assert await rig.store.relay_counts() == {"delivered": 2}
     assert rig.rx.keys() == {f"mo:{first}": 1, f"mo:{second}": 1}
     assert not worker._in_flight
+
+
+async def test_only_the_instance_holding_the_relay_lease_relays(rig: Rig) -> None:
+    """Two instances' workers on one outbox: the one that is not the cluster's relay leases
+    nothing; events it leased just as it stopped being the relay go back unattempted."""
+    mo_id = await rig.mo()
+    relay = {"a": False, "b": True}
+    a, b = rig.worker(), rig.worker()
+    a.may_lease = lambda: relay["a"]
+    b.may_lease = lambda: relay["b"]
+    assert await rig.run(a) == 0
+    assert (await rig.event_of(mo_id)).attempts == 0 and rig.rx.seen == []
+
+    answers = iter([True, False])  # the relay when the lease call starts, not when it returns
+    b.may_lease = lambda: next(answers)
+    assert await rig.run(b) == 0
+    record = await rig.event_of(mo_id)
+    assert record.status is RelayStatus.PENDING and record.attempts == 0 and rig.rx.seen == []
+
+    relay["a"] = True  # a took the relay lease over
+    assert await rig.run(a) == 1
+    assert (await rig.event_of(mo_id)).status is RelayStatus.DELIVERED
+    assert len(rig.rx.seen) == 1

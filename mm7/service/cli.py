@@ -12,6 +12,9 @@ replay what its relay could not deliver.
 
 ``serve`` runs until SIGTERM or SIGINT, then shuts down gracefully (``mm7.service.runtime``).
 It prints the bound addresses (and the API key of the run when one was generated) on stdout.
+``--workers N`` runs N gateway processes sharing the listeners under a supervising parent
+(``mm7.service.cluster.workers``); N > 1 needs a store every process can use, so it is refused
+with ``[store] backend = "sqlite"``.
 
 ``send`` posts one message per recipient to a running gateway's ``POST /v1/messages``: the API
 address is the config file's ``[api] listen`` (``--api-url`` overrides it), the key is
@@ -93,6 +96,15 @@ def add_parsers(sub: Any) -> None:
         help="override the dispatchers' lease TTL: how soon another process takes over the "
         "work of one that died (default: longer than the worst submit; recovery drills)",
     )
+    s.add_argument(
+        "--workers",
+        type=_count,
+        metavar="N",
+        help="run N gateway processes sharing the listeners (SO_REUSEPORT) under a parent that "
+        'restarts any that dies; N > 1 needs [store] backend = "postgresql"',
+    )
+    # set by the parent of --workers for each worker (mm7.service.cluster.workers.WorkerSpec)
+    s.add_argument("--worker-spec", help=argparse.SUPPRESS)
     s.add_argument(
         "--loop",
         choices=("auto", "asyncio", "uvloop"),
@@ -183,15 +195,35 @@ def _positive(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more processes, got {text!r}")
+    return value
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Run the gateway until SIGTERM/SIGINT."""
+    """Run the gateway until SIGTERM/SIGINT (``--workers``: supervise N of them)."""
     import asyncio
 
+    from mm7.service.cluster.workers import READY, WorkerSpec, worker_config
     from mm7.service.config.loader import load_config
     from mm7.service.runtime import Gateway
     from mm7.transport.stop_signal import stop_requested
 
     config = load_config(args.config)
+    if args.workers is not None:
+        return _supervise(args, config)
+    spec: WorkerSpec | None = None
+    if args.worker_spec is not None:
+        try:
+            spec = WorkerSpec.from_json(args.worker_spec)
+        except ValueError as exc:
+            raise ServiceCliError(f"--worker-spec: {exc}") from None
+        config = worker_config(config, spec)
 
     async def run() -> None:
         gateway = Gateway(
@@ -199,14 +231,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
             poll_interval=args.poll_interval,
             grace=args.grace,
             lease_ttl=None if args.lease_ttl is None else timedelta(seconds=args.lease_ttl),
+            reuse_port=spec is not None,
         )
-        stopping = asyncio.create_task(stop_requested())
+        waits = {asyncio.ensure_future(stop_requested())}
+        if spec is not None:
+            waits.add(asyncio.ensure_future(_orphaned(os.getppid())))
         try:
             await gateway.start()
-            await stopping
+            if spec is not None:
+                print(f"{READY}: {gateway.instance}", flush=True)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             print("mm7 gateway: stopping", flush=True)
         finally:
-            stopping.cancel()
+            for wait in waits:
+                wait.cancel()
             await gateway.stop()
 
     factory, name = _loop_factory(args.loop)
@@ -218,6 +256,70 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ServiceCliError(f"cannot start: {exc}") from None
     print("mm7 gateway: stopped", flush=True)
     return 0
+
+
+async def _orphaned(parent: int) -> None:
+    """Return once the process that started this one is gone (a worker outliving ``--workers``'
+    parent stops)."""
+    import asyncio
+
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+
+
+def _supervise(args: argparse.Namespace, config: Any) -> int:
+    """``--workers N``: reserve the ports, start N workers, keep them running until stopped."""
+    import asyncio
+    import socket
+
+    from mm7.service.cluster.workers import Supervisor, WorkerSpec, reserve_ports
+    from mm7.transport.stop_signal import stop_requested
+
+    count: int = args.workers
+    if count > 1 and config.store.backend == "sqlite":
+        raise ServiceCliError(
+            f'--workers {count}: {config.source}: store.backend is "sqlite", a store for one '
+            'process; run one (no --workers, or --workers 1) or set store.backend = "postgresql"'
+        )
+    try:
+        ports, held = reserve_ports(config)
+    except OSError as exc:
+        raise ServiceCliError(f"cannot start: {exc}") from None
+    base = config.cluster.instance or f"{socket.gethostname()}-{os.getpid()}"
+    env = dict(os.environ)
+    for key in config.api.keys:
+        if key.generated and key.env:
+            # one key for every worker: the parent's, passed in the variable that would hold it
+            env[key.env] = key.key.reveal()
+            print(
+                f"mm7 gateway: API key {key.name!r} generated for this run (set {key.env} to "
+                f"choose it): {key.key.reveal()}",
+                flush=True,
+            )
+    passed = ["--poll-interval", str(args.poll_interval), "--grace", str(args.grace)]
+    passed += ["--loop", args.loop]
+    if args.lease_ttl is not None:
+        passed += ["--lease-ttl", str(args.lease_ttl)]
+
+    def command(index: int) -> list[str]:
+        spec = WorkerSpec(index, count, base, ports)
+        return [sys.executable, "-m", "mm7.cli.main", "serve", "--config", str(args.config),
+                *passed, "--worker-spec", spec.to_json()]  # fmt: skip
+
+    print(
+        f"mm7 gateway: {count} worker(s) {base}-1 .. {base}-{count} on API port {ports['api']}, "
+        f"inbound port {ports['inbound']}",
+        flush=True,
+    )
+    supervisor = Supervisor(count, command, env=env, stop_timeout=args.grace + 60.0)
+    try:
+        with asyncio.Runner() as runner:
+            status = runner.run(supervisor.run(stop_requested()))
+    finally:
+        for sock in held:
+            sock.close()
+    print("mm7 gateway: stopped", flush=True)
+    return status
 
 
 def _loop_factory(choice: str) -> tuple[Any, str]:

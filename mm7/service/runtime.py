@@ -8,14 +8,22 @@
 What ``start`` does:
 
 1. configures logging (``[logging]``) unless told not to (tests and the demo keep their own);
-2. opens the store (``[store]``, SQLite; the folder of its file is created);
+2. opens the store (``[store]``, SQLite; the folder of its file is created) and claims this
+   instance's named leases (``[cluster]``, ``mm7.service.cluster.ownership``): ``link:<name>``
+   for each link, ``relay`` and ``retention``. Each is held by one instance of those sharing the
+   store; what it guards runs here only while it is held (a lone instance holds them all), and
+   retention (``[store] retain``) runs at once and hourly on the holder of ``retention``;
 3. starts the relay worker (``[relay]``): the store's outbox of MOs and status events goes to
    the applications' hooks and callback URLs, signed, retried, dead-lettered after max_age;
 4. serves the inbound MM7 endpoint (``[inbound]``) with the delivery-report and read-reply
    handlers (``DeliveryReports``: correlated to the link of the calling peer) and the MO
    handler (``MoIngest``: stored with its relay event before DeliverRsp 1000), so reports of
-   messages sent before a restart land as soon as the process is up;
-5. starts one ``Dispatcher`` per link;
+   messages sent before a restart land as soon as the process is up; with a store other
+   processes share (not SQLite), duplicate detection (``StoreDedupe``) is on the store, so a
+   retry is recognised whichever instance it reaches (on SQLite it stays in memory: one process);
+5. starts one ``Dispatcher`` per link, each leasing work only while this instance owns the link,
+   and asks the store to wake them (and the relay) when another process commits work
+   (``Store.watch``);
 6. serves the sending API (``[api]``) with ``/healthz``, ``/readyz`` (store and link breakers),
    ``/media/...`` (the MOs' media as signed expiring URLs)
    and, when ``[metrics]`` is enabled, ``/metrics`` (on the API's listener, or on
@@ -35,8 +43,8 @@ taking requests (in-flight ones finish, bounded), the dispatchers stop leasing a
 in-flight submits ``grace`` seconds before releasing the leases of the rest (due again at once
 for the next process), the inbound endpoint closes (it stays up until then, so reports keep
 landing while the last submits finish), the relay worker gives its deliveries ``grace`` seconds
-(the rest are released, due again for the next process), and the store closes after its queued
-writes committed.
+(the rest are released, due again for the next process), the named leases are given up (another
+instance takes them at its next claim), and the store closes after its queued writes committed.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import socket
 import ssl
 import sys
@@ -56,6 +65,14 @@ import structlog
 from aiohttp import web
 
 from mm7.service.api.app import create_api_app
+from mm7.service.cluster.dedupe import for_store as dedupe_for_store
+from mm7.service.cluster.ownership import (
+    RELAY,
+    RETENTION,
+    Ownership,
+    default_instance,
+    link_lease,
+)
 from mm7.service.config.settings import GatewayConfig, Listen
 from mm7.service.errors import ConfigError
 from mm7.service.mt.dispatcher import Dispatcher
@@ -94,9 +111,11 @@ class Gateway:
 
     ``poll_interval``: how often an idle dispatcher looks for due work (enqueues wake it at
     once; retries and scheduled messages become due without a wake). ``grace``: seconds the
-    in-flight submits get at ``stop``. ``lease_ttl``: overrides the dispatchers' lease TTL
-    (tests of crash recovery shorten it). ``announce``: where the bound addresses and a
-    generated API key are written (one line each).
+    in-flight submits get at ``stop``. ``lease_ttl``: overrides the dispatchers' and the relay's
+    lease TTL and ``[cluster] lease_ttl`` (tests and drills of crash recovery shorten them).
+    ``announce``: where the bound addresses and a generated API key are written (one line
+    each). ``reuse_port``: the API and inbound listeners share their port with other processes
+    (``mm7 serve --workers``).
     """
 
     def __init__(
@@ -108,8 +127,14 @@ class Gateway:
         grace: float = 10.0,
         lease_ttl: timedelta | None = None,
         announce: Callable[[str], None] = _print,
+        reuse_port: bool = False,
     ) -> None:
         self.config = config
+        self.reuse_port = reuse_port
+        #: the name this instance holds its leases under
+        self.instance = config.cluster.instance or default_instance()
+        self.ownership: Ownership | None = None
+        self._retention_due = asyncio.Event()
         self.configure_logs = configure_logs
         self.poll_interval = poll_interval
         self.grace = grace
@@ -148,6 +173,13 @@ class Gateway:
         if self.configure_logs:
             configure_logging(config.logging.level, config.logging.json)
         self.store = store = await self._open_store()
+        ttl = self.lease_ttl.total_seconds() if self.lease_ttl else config.cluster.lease_ttl
+        names = [*(link_lease(name) for name in config.link_names), RELAY, RETENTION]
+        # on_acquired: the work the lease guards starts now, not at its next poll
+        ownership = self.ownership = Ownership(
+            store, self.instance, names, ttl, on_acquired=self._on_acquired
+        )
+        await ownership.start()
         self._retention = asyncio.create_task(self._retain(store), name="mm7-retention")
         media_urls = await self._media_urls(store)
         # The callbacks that tie the pieces together, one name each:
@@ -165,6 +197,8 @@ class Gateway:
             poll_interval=self.poll_interval,
             lease_ttl=self.lease_ttl or RelayWorker.default_lease_ttl(config.relay),
             on_outcome=self.metrics.observe_relay,
+            owner=f"{self.instance}/relay",
+            may_lease=functools.partial(ownership.held, RELAY),
         )
         await relay.start()
         reports = DeliveryReports(
@@ -185,7 +219,11 @@ class Gateway:
         inbound_config = dataclasses.replace(
             config.inbound_config(), on_answer=self.metrics.observe_inbound
         )
-        inbound = create_inbound_app(inbound_config, reports.handlers(on_deliver=ingest.on_deliver))
+        inbound = create_inbound_app(
+            inbound_config,
+            reports.handlers(on_deliver=ingest.on_deliver),
+            dedupe=dedupe_for_store(config.store.backend, store),
+        )
         tls = config.inbound.tls
         ssl_context = None
         if tls is not None:
@@ -196,7 +234,12 @@ class Gateway:
                 require_client_cert=tls.require_client_cert,
             )
         port = await self._serve(
-            "inbound", inbound, config.inbound.listen, config.inbound.limits, ssl_context
+            "inbound",
+            inbound,
+            config.inbound.listen,
+            config.inbound.limits,
+            ssl_context,
+            reuse_port=self.reuse_port,
         )
         scheme = "https" if ssl_context is not None else "http"
         self.inbound_url = _url(scheme, config.inbound.listen, port) + config.inbound.config.path
@@ -209,10 +252,15 @@ class Gateway:
                 poll_interval=self.poll_interval,
                 lease_ttl=self.lease_ttl,
                 metrics=self.metrics,
+                owner=f"{self.instance}/{settings.name}",
+                may_lease=functools.partial(ownership.held, link_lease(settings.name)),
             )
             self.dispatchers[settings.name] = dispatcher
             await dispatcher.start()
+        store.watch(on_mt=self._on_enqueued, on_relay=relay.wake)
         self.metrics.track_store(self.store, config.link_names)
+        self.metrics.track_leases(ownership.states)
+        self.health.add_info("cluster", self._cluster_info)
 
         self.health.add_check("store", store_check(self.store))
         self.health.add_check("links", links_check(self._clients))
@@ -222,7 +270,9 @@ class Gateway:
         metrics = config.metrics
         if metrics.enabled and metrics.listen is None:
             self.metrics.add_to(api, metrics.path, token=metrics.token)
-        port = await self._serve("api", api, config.api.listen, config.api.limits, None)
+        port = await self._serve(
+            "api", api, config.api.listen, config.api.limits, None, reuse_port=self.reuse_port
+        )
         self.api_url = _url("http", config.api.listen, port)
         if config.relay.media_url_base is None:
             media_urls.base = self.api_url
@@ -264,6 +314,8 @@ class Gateway:
             api=self.api_url,
             inbound=self.inbound_url,
             links=list(self.dispatchers),
+            instance=self.instance,
+            leases=sorted(ownership.holding()),
         )
 
     async def stop(self) -> None:
@@ -291,6 +343,10 @@ class Gateway:
             except Exception as exc:
                 log.error("mm7.gateway.relay_stop_failed", error=repr(exc))
             self.relay = None
+        if self.ownership is not None:
+            # last: nothing of this instance leases work any more when the others take over
+            await self.ownership.stop()
+            self.ownership = None
         if self.store is not None:
             await self.store.close()
             self.store = None
@@ -330,17 +386,38 @@ class Gateway:
         return await SqliteStore.open(path, relay_all_statuses=status_hooks)
 
     async def _retain(self, store: Store) -> None:
-        """Delete what is finished and older than ``[store] retain``, now and every interval."""
+        """Delete what is finished and older than ``[store] retain``, every interval while this
+        instance holds the ``retention`` lease, and at once when it takes it."""
         retain = timedelta(seconds=self.config.store.retain)
         while True:
-            try:
-                stats = await store.purge(datetime.now(UTC) - retain)
-            except Exception:
-                log.exception("mm7.gateway.retention_failed")
-            else:
-                if any(dataclasses.astuple(stats)):
-                    log.info("mm7.gateway.retention", **dataclasses.asdict(stats))
-            await asyncio.sleep(self.retention_interval)
+            self._retention_due.clear()
+            if self.ownership is not None and self.ownership.held(RETENTION):
+                try:
+                    stats = await store.purge(datetime.now(UTC) - retain)
+                except Exception:
+                    log.exception("mm7.gateway.retention_failed")
+                else:
+                    if any(dataclasses.astuple(stats)):
+                        log.info("mm7.gateway.retention", **dataclasses.asdict(stats))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._retention_due.wait(), self.retention_interval)
+
+    def _on_acquired(self, lease: str) -> None:
+        """This instance took ``lease``: the work it guards starts now."""
+        if lease == RETENTION:
+            self._retention_due.set()
+        elif lease == RELAY:
+            if self.relay is not None:
+                self.relay.wake()
+        else:
+            dispatcher = self.dispatchers.get(lease.removeprefix("link:"))
+            if dispatcher is not None:
+                dispatcher.wake()
+
+    def _cluster_info(self) -> dict[str, object]:
+        """/readyz: this instance's name and the leases it holds (holding none is no error)."""
+        held = self.ownership.holding() if self.ownership is not None else {}
+        return {"instance": self.instance, "leases": held}
 
     async def _media_urls(self, store: Store) -> MediaUrls:
         """Signing of MO media URLs: the configured key, else one the store keeps."""
@@ -359,6 +436,8 @@ class Gateway:
         listen: Listen,
         limits: ListenerLimits,
         ssl_context: ssl.SSLContext | None,
+        *,
+        reuse_port: bool = False,
     ) -> int:
         """Serve ``app`` on ``listen`` within ``limits``; the port bound (the chosen one for
         port 0)."""
@@ -370,6 +449,7 @@ class Gateway:
             ssl_context=ssl_context,
             name=name,
             shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
+            reuse_port=reuse_port,
         )
         self._listeners[name] = listener
         return listener.port

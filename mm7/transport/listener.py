@@ -307,11 +307,13 @@ class _Site(web.BaseSite):
         host: str,
         port: int,
         ssl_context: ssl.SSLContext | None,
+        reuse_port: bool = False,
     ) -> None:
         super().__init__(runner, ssl_context=ssl_context)
         self._listener = listener
         self._host = host
         self._port = port
+        self._reuse_port = reuse_port
 
     @property
     def name(self) -> str:
@@ -334,6 +336,7 @@ class _Site(web.BaseSite):
             ssl=self._ssl_context,
             backlog=self._backlog,
             reuse_address=True,
+            reuse_port=self._reuse_port or None,
             **extra,
         )
 
@@ -347,11 +350,13 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
     name: str = "http",
     shutdown_timeout: float = 10.0,
+    reuse_port: bool = False,
 ) -> Listener:
     """Serve ``app`` on ``host:port`` within ``limits``; the listener, once it is listening.
 
     ``name`` names the listener in its log lines. The app gets the listener's middleware
-    (outermost), so it must not be frozen yet.
+    (outermost), so it must not be frozen yet. ``reuse_port``: SO_REUSEPORT, so that several
+    processes listen on one port and the kernel spreads the connections among them.
     """
     listener = Listener(name, limits)
 
@@ -371,7 +376,7 @@ async def serve(
     await runner.setup()
     listener.runner = runner
     try:
-        site = _Site(runner, listener, host, port, ssl_context)
+        site = _Site(runner, listener, host, port, ssl_context, reuse_port)
         await site.start()
     except BaseException:
         with contextlib.suppress(Exception):

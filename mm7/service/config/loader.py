@@ -74,6 +74,7 @@ from mm7.service.config.settings import (
     ApiKey,
     ApiRole,
     ApiSettings,
+    ClusterSettings,
     FetchSettings,
     GatewayConfig,
     InboundSettings,
@@ -111,6 +112,9 @@ __all__ = ["load_config"]
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _PREFIX = re.compile(r"\+?[0-9]+")
+_INSTANCE = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+#: seconds: the shortest [cluster] lease_ttl (renewals every third of it must be affordable)
+MIN_LEASE_TTL = 1.0
 
 
 # --------------------------------------------------------------------------- loading
@@ -261,6 +265,7 @@ class _Loader:
         relay = self._relay(self.top.table("relay"), links)
         logging = self._logging(self.top.table("logging"))
         metrics = self._metrics(self.top.table("metrics"))
+        cluster = self._cluster(self.top.table("cluster"))
         self.top.finish()
         return GatewayConfig(
             source=self.ctx.source,
@@ -271,6 +276,7 @@ class _Loader:
             relay=relay,
             logging=logging,
             metrics=metrics,
+            cluster=cluster,
         )
 
     # -- links
@@ -833,6 +839,25 @@ class _Loader:
         )
         t.finish()
         return settings
+
+    # -- cluster
+
+    def _cluster(self, t: Table) -> ClusterSettings:
+        instance = t.opt_str("instance")
+        if instance is not None and not _INSTANCE.fullmatch(instance):
+            raise t.error(
+                "instance",
+                f"expected 1 to 100 letters, digits, '.', '_', ':' or '-', got {show(instance)}",
+            )
+        lease_ttl = t.duration("lease_ttl", _default(ClusterSettings, "lease_ttl"))
+        if lease_ttl < MIN_LEASE_TTL:
+            raise t.error(
+                "lease_ttl",
+                f"must be at least {MIN_LEASE_TTL:g}s (it is renewed every third of it), "
+                f"got {lease_ttl:g}s",
+            )
+        t.finish()
+        return ClusterSettings(instance=instance, lease_ttl=lease_ttl)
 
 
 # --------------------------------------------------------------------------- small readers

@@ -31,6 +31,7 @@ __all__ = [
     "API_ROLES",
     "ApiRole",
     "ApiSettings",
+    "ClusterSettings",
     "FetchSettings",
     "GatewayConfig",
     "InboundSettings",
@@ -428,6 +429,17 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """This instance among others on one shared store (``mm7.service.cluster``)."""
+
+    #: the name it holds leases under, unique among running processes; None: <hostname>-<pid>
+    instance: str | None = None
+    #: seconds a named lease (a link, the relay, retention) is held without renewal: another
+    #: instance takes over within this long (plus a tenth) when the holder dies
+    lease_ttl: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """The whole gateway configuration, validated; built by ``load_config``."""
 
@@ -447,6 +459,8 @@ class GatewayConfig:
     logging: LoggingSettings = LoggingSettings()
     #: Prometheus metrics
     metrics: MetricsSettings = MetricsSettings()
+    #: several instances on one store
+    cluster: ClusterSettings = ClusterSettings()
 
     def link(self, name: str) -> LinkSettings:
         """The link called ``name`` (KeyError lists the names)."""

@@ -23,6 +23,13 @@ The loop (one per link, ``Dispatcher.run``):
 3. With nothing due, wait for ``wake()`` (the API calls it after an enqueue), an item finishing,
    or ``poll_interval`` seconds.
 
+Several instances on one store (``mm7.service.cluster``): ``may_lease`` says whether this
+instance owns the link now (it holds the lease ``link:<name>``). The loop leases nothing while it
+does not, and what a lease call returns after the ownership ended is released unattempted, so
+the link's TPS, in-flight bound and breaker hold for the cluster: one instance sends on it at a
+time. Items already in flight when the ownership ends finish (their own leases and fencing tokens
+keep the store right).
+
 One recipient per SubmitReq (the decision on fan-out): the store leases recipients one by one,
 each with its own stable TransactionID (``<message_id>.<index>``), which is the idempotency key
 the MMSC drops duplicate resends by. A request carrying several recipients would need one
@@ -112,6 +119,7 @@ class Dispatcher:
         wake_relay: Callable[[], None] | None = None,
         content_cache: int = 32,
         metrics: GatewayMetrics | None = None,
+        may_lease: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -130,6 +138,8 @@ class Dispatcher:
         #: store queued a relay event in the same commit): wakes the relay worker
         self.wake_relay = wake_relay
         self.metrics = metrics
+        #: whether this instance owns the link now (None: always; module docstring)
+        self.may_lease = may_lease
         self._cache: collections.OrderedDict[str, BuiltContent] = collections.OrderedDict()
         self._cache_size = content_cache
         self._building: dict[str, asyncio.Future[BuiltContent]] = {}
@@ -222,11 +232,14 @@ class Dispatcher:
                 self._wake.clear()
                 free = self.concurrency - len(self._inflight)
                 leased: list[WorkItem] = []
-                if free > 0:
+                if free > 0 and self._owns_link():
                     try:
                         leased = await self.store.lease(self.link, self.owner, free, self.lease_ttl)
                     except Exception:
                         self.log.exception("mm7.dispatch.lease_failed")
+                    if leased and not self._owns_link():
+                        await self._give_back(leased)
+                        leased = []
                     for item in leased:
                         if item.recipient_id in self._latest:
                             # our own lease ran out while the item was still on its way (a slow
@@ -250,6 +263,21 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+
+    def _owns_link(self) -> bool:
+        return self.may_lease is None or self.may_lease()
+
+    async def _give_back(self, items: list[WorkItem]) -> None:
+        """The ownership ended while leasing: release what came back, unattempted."""
+        self.counts["released_not_owner"] += len(items)
+        self.log.info("mm7.dispatch.not_owner", released=len(items))
+        for item in items:
+            try:
+                await self.store.release(item)
+            except Exception:
+                self.log.exception(
+                    "mm7.dispatch.release_failed", transaction_id=item.transaction_id
+                )
 
     async def _idle(self) -> None:
         try:

@@ -7,7 +7,8 @@ or 503 ``{"status": "not ready", "reason": "...", "checks": {...}}`` naming what
 
 A check is any ``async`` callable taking nothing. It passes when it returns ``None`` or ``True``;
 it fails when it returns ``False`` or a string (the reason), raises (the exception names the
-reason) or exceeds the time limit. Ready-made checks:
+reason) or exceeds the time limit. Facts added with ``add_info`` (e.g. the leases this instance
+holds in a cluster) are answered beside the checks and never fail readiness. Ready-made checks:
 
 - ``store_check(store)``: the store answers a read (``queue_depth``) and, when it can tell
   (``writable()``), can commit: a store whose disk refuses writes is not ready;
@@ -112,10 +113,15 @@ class Health:
         self.checks: dict[str, Check] = dict(checks or {})
         self.timeout = timeout
         self._stopping: str | None = None
+        self._info: dict[str, Callable[[], object]] = {}
 
     def add_check(self, name: str, check: Check) -> None:
         """Add (or replace) a readiness check."""
         self.checks[name] = check
+
+    def add_info(self, name: str, info: Callable[[], object]) -> None:
+        """Answer ``info()`` (JSON-serialisable) as ``name`` in /readyz; never a failure."""
+        self._info[name] = info
 
     def shutting_down(self, reason: str = "shutting down") -> None:
         """From now on /readyz answers 503 with ``reason`` (graceful shutdown: stop new traffic)."""
@@ -148,9 +154,11 @@ class Health:
         ]
         if self._stopping is not None:
             failures.insert(0, self._stopping)
+        extra = {name: info() for name, info in self._info.items()}
         if failures:
-            return False, {"status": "not ready", "reason": "; ".join(failures), "checks": checks}
-        return True, {"status": "ready", "checks": checks}
+            body = {"status": "not ready", "reason": "; ".join(failures), "checks": checks}
+            return False, body | extra
+        return True, {"status": "ready", "checks": checks} | extra
 
     async def healthz(self, request: web.Request) -> web.Response:
         """Liveness: the process is alive and serving."""

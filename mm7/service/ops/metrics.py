@@ -25,6 +25,9 @@ Series (``link`` is the configured link name):
 ``mm7_store_up``                           gauge      (1 when the store answered the scrape)
 ``mm7_relay_events``                       gauge      status (relay events by status: pending,
                                                       delivered, dead, dropped, skipped)
+``mm7_cluster_lease_held``                  gauge      lease (1 while this instance holds the
+                                                      named lease: link:<name>, relay,
+                                                      retention; 0 while another does)
 ``mm7_store_commits_total``                counter    (store transactions committed)
 ``mm7_store_writes_total``                 counter    (write operations they carried)
 ``mm7_store_failed_writes_total``          counter    (write operations that failed)
@@ -163,6 +166,15 @@ class _StateCollector(Collector):
                 in_flight.add_metric([name], flow.in_flight)
         yield breaker
         yield in_flight
+        if owner._leases is not None:
+            held = GaugeMetricFamily(
+                "mm7_cluster_lease_held",
+                "1 while this instance holds the named lease (link:<name>, relay, retention).",
+                labels=["lease"],
+            )
+            for name, is_held in sorted(owner._leases().items()):
+                held.add_metric([name], 1 if is_held else 0)
+            yield held
 
         depth = GaugeMetricFamily(
             "mm7_queue_depth", "Recipients queued for the link (due or scheduled).", labels=["link"]
@@ -220,6 +232,7 @@ class GatewayMetrics:
         self.refresh_timeout = refresh_timeout
         self._links: dict[str, LinkLike] = {}
         self._stores: list[_TrackedStore] = []
+        self._leases: Callable[[], dict[str, bool]] | None = None
         self.submits = Counter(
             "mm7_submits",
             "SubmitReq outcomes per link (success, partial, transient, permanent).",
@@ -332,6 +345,10 @@ class GatewayMetrics:
         names = tuple(dict.fromkeys(links))
         self._stores = [t for t in self._stores if t.store is not store]
         self._stores.append(_TrackedStore(store, names, {}))
+
+    def track_leases(self, leases: Callable[[], dict[str, bool]]) -> None:
+        """Export ``leases()`` (lease name -> held by this instance) at each scrape."""
+        self._leases = leases
 
     def breaker_states(self) -> dict[str, BreakerState]:
         """The breaker state of every tracked link (for /readyz and diagnostics)."""

@@ -29,6 +29,11 @@ plus ``callback_concurrency``), and per hook no more than its free slots (``quot
 leased starts at once, nothing waits leased behind a slow hook's limit (where it could outlive
 its lease and be taken by another process too). Ordered hooks get one event per sender at a
 time, oldest first (the store's lease query).
+
+Several instances on one store (``mm7.service.cluster``): ``may_lease`` says whether this
+instance is the cluster's relay now (it holds the lease ``relay``). Only then does it lease
+events (and purge old ones); events leased just as it stopped being the relay are released
+unattempted. So hook concurrency and ``ordered`` delivery hold across instances unchanged.
 """
 
 from __future__ import annotations
@@ -85,6 +90,7 @@ class RelayWorker:
         lease_ttl: timedelta | None = None,
         on_outcome: OutcomeHook | None = None,
         purge_interval: float = 3600.0,
+        may_lease: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -103,6 +109,8 @@ class RelayWorker:
         self.lease_ttl = lease_ttl or self.default_lease_ttl(settings)
         self._on_outcome = on_outcome
         self.purge_interval = purge_interval
+        #: whether this instance is the cluster's relay now (None: always; module docstring)
+        self.may_lease = may_lease
         self._next_purge = 0.0
         #: seconds between two looks for events of hooks removed from the configuration
         self.others_interval = 30.0
@@ -179,7 +187,7 @@ class RelayWorker:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._stopping:
-            if loop.time() >= self._next_purge:
+            if loop.time() >= self._next_purge and self._is_relay():
                 self._next_purge = loop.time() + self.purge_interval
                 try:
                     await self.purge()
@@ -200,7 +208,7 @@ class RelayWorker:
     async def run_once(self) -> int:
         """Lease what is due (up to the free slots) and start delivering it; how many."""
         free = self.max_in_flight - len(self._in_flight)
-        if free <= 0:
+        if free <= 0 or not self._is_relay():
             return 0
         # events of hooks no longer configured: looked for now and then (a slow query)
         now = asyncio.get_running_loop().time()
@@ -215,6 +223,12 @@ class RelayWorker:
             quotas=self.quotas(),
             others=others,
         )
+        if items and not self._is_relay():
+            log.info("mm7.relay.not_owner", released=len(items))
+            for item in items:
+                with contextlib.suppress(Exception):
+                    await self.store.release_relay(item)
+            return 0
         for item in items:
             previous = self._in_flight.get(item.id)
             if previous is not None:
@@ -226,6 +240,9 @@ class RelayWorker:
             self._in_flight[item.id] = (task, item)
             task.add_done_callback(functools.partial(self._done, item.id))
         return len(items)
+
+    def _is_relay(self) -> bool:
+        return self.may_lease is None or self.may_lease()
 
     def quotas(self) -> dict[str | None, int]:
         """Free slots per configured hook (key None: callbacks and status-hook events), so that

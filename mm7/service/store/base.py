@@ -12,7 +12,7 @@ can move time (lease expiry, retry schedules, message expiry) without sleeping.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
@@ -304,7 +304,8 @@ class Store(Protocol):
         ...
 
     async def purge(self, before: datetime) -> PurgeStats:
-        """Delete finished messages, MOs, reports and unused media older than ``before``."""
+        """Delete finished messages, MOs, reports and unused media older than ``before``, and
+        the inbound request keys whose time is up (``record_request``)."""
         ...
 
     async def purge_relay(self, before: datetime) -> int:
@@ -321,4 +322,32 @@ class Store(Protocol):
 
     async def own_secret(self, name: str) -> str:
         """A random secret made once and kept in the store."""
+        ...
+
+    # -- the cluster (mm7.service.cluster): named leases, shared duplicate detection, wakes
+
+    async def claim(self, name: str, owner: str, ttl: timedelta) -> int | None:
+        """Take or renew the named lease ``name`` for ``owner`` until now + ``ttl`` (store
+        clock); its fencing token (unchanged on renewal, +1 each time the lease changes hands),
+        or None while another owner holds it unexpired."""
+        ...
+
+    async def give_up(self, name: str, owner: str) -> None:
+        """Release the named lease if ``owner`` holds it (graceful stop: others take it at
+        their next claim instead of after its TTL)."""
+        ...
+
+    async def seen_request(self, key: str) -> bool:
+        """Whether ``key`` (an inbound request's dedupe key) was recorded and has not expired."""
+        ...
+
+    async def record_request(self, key: str, ttl: timedelta) -> None:
+        """Remember ``key`` until now + ``ttl`` (refreshing the expiry of a key recorded
+        before); ``purge`` removes expired keys."""
+        ...
+
+    def watch(self, *, on_mt: Callable[[str], None], on_relay: Callable[[], None]) -> None:
+        """Call ``on_mt(link)`` when another process commits MT work for ``link`` and
+        ``on_relay()`` when it queues relay events (a shared store's notifications; a store only
+        one process uses calls nothing)."""
         ...

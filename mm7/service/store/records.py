@@ -473,3 +473,5 @@ class PurgeStats:
     delivery_reports: int = 0
     media: int = 0
     orphan_files: int = 0
+    #: inbound request keys (duplicate detection) whose time was up
+    request_keys: int = 0

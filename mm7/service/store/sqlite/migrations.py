@@ -269,6 +269,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX relay_api_key ON relay_outbox(api_key, id)",
         ),
     ),
+    Migration(
+        6,
+        "The cluster: named leases (link, relay, retention ownership), inbound request keys",
+        (
+            # One holder at a time per name ("link:<name>", "relay", "retention"); token grows
+            # by one each time the lease changes hands. ("leases" holds the work items' leases.)
+            """CREATE TABLE named_leases (
+                name TEXT PRIMARY KEY,
+                owner TEXT NOT NULL,
+                token INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL
+            ) WITHOUT ROWID""",
+            # the inbound endpoint's duplicate detection, shared by every process on the store
+            """CREATE TABLE seen_requests (
+                key TEXT PRIMARY KEY,
+                expires_at INTEGER NOT NULL
+            ) WITHOUT ROWID""",
+            "CREATE INDEX seen_requests_expiry ON seen_requests(expires_at)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -11,7 +11,9 @@ held for long (each chunk is one group commit among the others):
 - delivery reports received before the cutoff;
 - media no message refers to any more and stored before the cutoff (rows, then their files),
   and media files without a row left behind by a crash between the file write and the commit
-  (older than a day, so that a write in progress is never taken for one).
+  (older than a day, so that a write in progress is never taken for one);
+- inbound request keys (duplicate detection, ``seen_requests``) whose expiry passed, whatever
+  the cutoff: they have their own time to live.
 
 Suppressions (opt-outs) are never purged: they hold until the subscriber sends START.
 """
@@ -30,6 +32,7 @@ from typing import Any
 
 from mm7.service.store.base import Clock
 from mm7.service.store.records import PurgeStats
+from mm7.service.store.sqlite.cluster import purge_request_keys
 from mm7.service.store.sqlite.rows import ms
 
 __all__ = ["SqliteRetention"]
@@ -69,7 +72,9 @@ class SqliteRetention:
             if any(path for _, path in gone):
                 await self._write(lambda conn, gone=gone: self._unlink_unreferenced(conn, gone))
         orphans = await self._orphan_files()
-        return PurgeStats(messages, mos, reports, media, orphans)
+        now = ms(self._clock.now())
+        keys = await self._chunked(lambda conn: purge_request_keys(conn, now, ROWS))
+        return PurgeStats(messages, mos, reports, media, orphans, keys)
 
     async def _chunked(self, op: Callable[[sqlite3.Connection], tuple[int, bool]]) -> int:
         """Run ``op`` (one transaction: (rows it deleted, whether more remain)) until done."""

@@ -85,6 +85,7 @@ from mm7.service.store.records import (
     WorkItem,
     normalize_address,
 )
+from mm7.service.store.sqlite.cluster import SqliteCluster
 from mm7.service.store.sqlite.migrations import migrate
 from mm7.service.store.sqlite.relay import (
     SqliteRelayOps,
@@ -171,7 +172,7 @@ def _outcome_info(
     }
 
 
-class SqliteStore(SqliteRelayOps, SqliteRetention):
+class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster):
     """``Store`` on one SQLite file. Create with ``await SqliteStore.open(path)``."""
 
     def __init__(
