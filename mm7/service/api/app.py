@@ -8,7 +8,7 @@ written; the answer comes only after ``store.enqueue_message`` returned, i.e. af
 
 * ``202 {"id": ..., "status": "queued"}`` and ``Location: /v1/messages/{id}``: created. When
   some recipients opted out (they sent a stop word, see ``[relay] stop_words``) the answer adds
-  ``"suppressed": ["+1555...", ...]``: those are stored with status ``suppressed`` and never
+  ``"suppressed": ["+1202...", ...]``: those are stored with status ``suppressed`` and never
   sent; the others are queued.
 * ``200 {"id": ..., "status": "duplicate"}``: the idempotency key (body ``idempotency_key`` or
   header ``Idempotency-Key``) was seen before from the same API key with the same request
@@ -136,6 +136,7 @@ Kannel/Mbuni users"); ``fields["sendmms"]`` holds what only sendmms carries (``d
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -155,6 +156,7 @@ from mm7.core.sniff import sniff
 from mm7.service.api.backlog import Backlog
 from mm7.service.api.listing import MessageListing
 from mm7.service.api.media_fetch import Fetcher, MediaFetcher
+from mm7.service.api.numbers import NumberRules, normalise_recipients
 from mm7.service.api.relay_ops import (
     RelayApi,
     apply_reply,
@@ -532,6 +534,37 @@ def _pick_link(config: GatewayConfig, parsed: Request) -> str:
     return next(iter(chosen))
 
 
+#: recipients above which numbers are checked in a worker thread (about 30 us each: a campaign
+#: of 100,000 would hold the event loop for seconds)
+RECIPIENTS_OFF_LOOP = 200
+
+
+async def _normalised_recipients(config: GatewayConfig, key: ApiKey, parsed: Request) -> list[str]:
+    """The caller's recipients as stored and submitted (``numbers``): E.164 numbers, short codes,
+    e-mail; a 422 naming ``to[i]`` for one the carrier would refuse. National numbers are read in
+    the key's ``default_region``, else in that of the link given or the recipient routes to."""
+    check = key.number_check or config.api.number_check
+    fixed = key.default_region
+    if fixed is None and parsed.link is not None and parsed.link in config.link_names:
+        fixed = config.link(parsed.link).default_region
+    by_link: dict[str, NumberRules] = {}
+
+    def rules_for(address: str) -> NumberRules:
+        if fixed is not None or parsed.link is not None:
+            return NumberRules(fixed, check)
+        settings = config.route(address)
+        if settings is None:
+            return NumberRules(None, check)
+        if settings.name not in by_link:
+            by_link[settings.name] = NumberRules(settings.default_region, check)
+        return by_link[settings.name]
+
+    fields = [f"to[{i}]" if parsed.to_array else "to" for i in range(len(parsed.to))]
+    if len(parsed.to) <= RECIPIENTS_OFF_LOOP:
+        return normalise_recipients(parsed.to, fields, rules_for)
+    return await asyncio.to_thread(normalise_recipients, parsed.to, fields, rules_for)
+
+
 async def _gather_media(
     fetcher: Fetcher, media: Sequence[MediaInput], budget: int, *, allow_private: bool
 ) -> list[tuple[MediaInput, Source]]:
@@ -609,6 +642,8 @@ async def _submit(
     """Answer an MO (reply_to), route, fetch, build and enqueue."""
     config = app[CONFIG_KEY]
     store = app[STORE_KEY]
+    if parsed.to:
+        parsed.to = await _normalised_recipients(config, key, parsed)
     # taken before reply_to fills the request in: the caller's request is what a retry repeats
     digest: str | None = request_digest(parsed) if parsed.idempotency_key is not None else None
     confirmation = False
