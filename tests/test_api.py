@@ -184,7 +184,7 @@ async def test_idempotency_key_returns_the_original_and_creates_nothing(
     gateway: GatewayFactory,
 ) -> None:
     gw = await gateway()
-    body = {"to": "+15550100", "text": "once", "idempotency_key": "order-7"}
+    body = {"to": "+12015550100", "text": "once", "idempotency_key": "order-7"}
     status, first = await gw.post(body)
     assert status == 202
     before = gw.counts()
@@ -199,9 +199,9 @@ async def test_idempotency_key_returns_the_original_and_creates_nothing(
     assert gw.counts()[:2] == before[:2]
     # the header works too, and keys are per API key: another application gets its own message
     headers = {"Authorization": f"Bearer {OTHER_KEY}", "Idempotency-Key": "order-7"}
-    status, other = await gw.post({"to": "+15550100", "text": "x"}, headers)
+    status, other = await gw.post({"to": "+12015550100", "text": "x"}, headers)
     assert status == 202 and other["id"] != first["id"]
-    status, other_again = await gw.post({"to": "+15550100", "text": "x"}, headers)
+    status, other_again = await gw.post({"to": "+12015550100", "text": "x"}, headers)
     assert status == 200 and other_again["id"] == other["id"]
 
 
@@ -211,7 +211,7 @@ async def test_same_media_is_stored_once(gateway: GatewayFactory) -> None:
     for n in range(3):
         status, _ = await gw.post(
             {
-                "to": f"+1555010{n}",
+                "to": f"+1201555{100 + n:04d}",
                 "media": [{"content_base64": b64(image), "content_type": "image/png"}],
             }
         )
@@ -222,14 +222,14 @@ async def test_same_media_is_stored_once(gateway: GatewayFactory) -> None:
 
 async def test_routing_by_prefix_and_explicit_link(gateway: GatewayFactory) -> None:
     gw = await gateway()
-    status, answer = await gw.post({"to": "+447700900123", "text": "uk"})
+    status, answer = await gw.post({"to": "+447400123456", "text": "uk"})
     assert status == 202
     record = await gw.store.get_message(answer["id"])
     assert record is not None and record.link == "uk"
-    status, answer = await gw.post({"to": "+447700900123", "text": "forced", "link": "main"})
+    status, answer = await gw.post({"to": "+447400123456", "text": "forced", "link": "main"})
     record = await gw.store.get_message(answer["id"])
     assert record is not None and record.link == "main"
-    message = await gw.refused({"to": ["+447700900123", "+15550100"], "text": "x"}, 422, "to")
+    message = await gw.refused({"to": ["+447400123456", "+12015550100"], "text": "x"}, 422, "to")
     assert "to[0] -> uk" in message and "to[1] -> main" in message
 
 
@@ -242,7 +242,7 @@ async def test_explicit_slides_and_smil(gateway: GatewayFactory) -> None:
     ]
     status, answer = await gw.post(
         {
-            "to": "+15550100",
+            "to": "+12015550100",
             "text": "caption",
             "media": media,
             "slides": [{"visual": 1, "duration_ms": 3000}, {"visual": 0, "text": "text"}],
@@ -265,7 +265,7 @@ async def test_explicit_slides_and_smil(gateway: GatewayFactory) -> None:
         '<par dur="5000ms"><img src="two.png" region="Image"/></par></body></smil>'
     )
     status, answer = await gw.post(
-        {"to": "+15550100", "text": "caption", "media": media, "smil": smil}
+        {"to": "+12015550100", "text": "caption", "media": media, "smil": smil}
     )
     assert status == 202, answer
     record = await gw.store.get_message(answer["id"])
@@ -278,7 +278,7 @@ async def test_multipart_upload(gateway: GatewayFactory) -> None:
     gw = await gateway()
     image = png(12, 12, "yellow")
     form = FormData()
-    form.add_field("to", "+15550100, +15550101")
+    form.add_field("to", "+12015550100, +12015550101")
     form.add_field("text", "from a form")
     form.add_field("delivery_report", "true")
     form.add_field("media", image, filename="photo.jpg", content_type="image/jpeg")
@@ -287,7 +287,7 @@ async def test_multipart_upload(gateway: GatewayFactory) -> None:
     assert response.status == 202, answer
     record = await gw.store.get_message(answer["id"])
     assert record is not None
-    assert [r.address for r in record.recipients] == ["+15550100", "+15550101"]
+    assert [r.address for r in record.recipients] == ["+12015550100", "+12015550101"]
     assert record.fields["delivery_report"] is True
     # the label said JPEG, the bytes are PNG: the bytes win, the file name follows
     assert record.parts[0].content_type == "image/png"
@@ -295,7 +295,7 @@ async def test_multipart_upload(gateway: GatewayFactory) -> None:
 
     before = gw.counts()
     form = FormData()
-    form.add_field("to", "+15550100")
+    form.add_field("to", "+12015550100")
     form.add_field("colour", "red")
     response = await gw.client.post("/v1/messages", data=form, headers=AUTH)
     assert response.status == 400
@@ -311,45 +311,52 @@ async def test_multipart_upload(gateway: GatewayFactory) -> None:
     [
         ([], 400, None),
         ({"text": "no recipient"}, 400, "to"),
-        ({"to": 15550100, "text": "x"}, 400, "to"),
-        ({"to": ["+15550100", "not a number"], "text": "x"}, 422, "to[1]"),
-        ({"to": ["+15550100", "+1 555 0100"], "text": "x"}, 422, "to[1]"),
+        ({"to": 12015550100, "text": "x"}, 400, "to"),
+        ({"to": ["+12015550100", "not a number"], "text": "x"}, 422, "to[1]"),
+        ({"to": ["+12015550100", "+1 201 555 0100"], "text": "x"}, 422, "to[1]"),
         ({"to": [], "text": "x"}, 422, "to"),
-        ({"to": "+15550100"}, 422, "text"),
-        ({"to": "+15550100", "text": 5}, 400, "text"),
-        ({"to": "+15550100", "text": "x", "delivery_report": "yes"}, 400, "delivery_report"),
-        ({"to": "+15550100", "text": "x", "priority": "urgent"}, 422, "priority"),
-        ({"to": "+15550100", "text": "x", "expiry": "tomorrow"}, 422, "expiry"),
-        ({"to": "+15550100", "text": "x", "expiry": "2001-01-01T00:00:00Z"}, 422, "expiry"),
-        ({"to": "+15550100", "text": "x", "earliest_delivery": "-P1D"}, 422, "earliest_delivery"),
+        ({"to": "+12015550100"}, 422, "text"),
+        ({"to": "+12015550100", "text": 5}, 400, "text"),
+        ({"to": "+12015550100", "text": "x", "delivery_report": "yes"}, 400, "delivery_report"),
+        ({"to": "+12015550100", "text": "x", "priority": "urgent"}, 422, "priority"),
+        ({"to": "+12015550100", "text": "x", "expiry": "tomorrow"}, 422, "expiry"),
+        ({"to": "+12015550100", "text": "x", "expiry": "2001-01-01T00:00:00Z"}, 422, "expiry"),
         (
-            {"to": "+15550100", "text": "x", "expiry": "PT1H", "earliest_delivery": "P1D"},
+            {"to": "+12015550100", "text": "x", "earliest_delivery": "-P1D"},
             422,
             "earliest_delivery",
         ),
-        ({"to": "+15550100", "text": "x", "callback_url": "ftp://x"}, 422, "callback_url"),
-        ({"to": "+15550100", "text": "x", "delivery_reprot": True}, 400, "delivery_reprot"),
-        ({"to": "+15550100", "text": "x", "link": "nowhere"}, 422, "link"),
-        ({"to": "+15550100", "media": [{}]}, 400, "media[0]"),
-        ({"to": "+15550100", "media": [{"content_base64": "!!"}]}, 400, "media[0].content_type"),
         (
-            {"to": "+15550100", "media": [{"content_base64": "!!", "content_type": "image/png"}]},
+            {"to": "+12015550100", "text": "x", "expiry": "PT1H", "earliest_delivery": "P1D"},
+            422,
+            "earliest_delivery",
+        ),
+        ({"to": "+12015550100", "text": "x", "callback_url": "ftp://x"}, 422, "callback_url"),
+        ({"to": "+12015550100", "text": "x", "delivery_reprot": True}, 400, "delivery_reprot"),
+        ({"to": "+12015550100", "text": "x", "link": "nowhere"}, 422, "link"),
+        ({"to": "+12015550100", "media": [{}]}, 400, "media[0]"),
+        ({"to": "+12015550100", "media": [{"content_base64": "!!"}]}, 400, "media[0].content_type"),
+        (
+            {
+                "to": "+12015550100",
+                "media": [{"content_base64": "!!", "content_type": "image/png"}],
+            },
             422,
             "media[0].content_base64",
         ),
         (
             {
-                "to": "+15550100",
+                "to": "+12015550100",
                 "media": [{"content_base64": b64(b"just text"), "content_type": "image/png"}],
             },
             422,
             "media[0]",
         ),
-        ({"to": "+15550100", "text": "x", "slides": [{"visual": 0}]}, 422, "slides[0].visual"),
-        ({"to": "+15550100", "text": "x", "slides": [{"visual": "text"}]}, 422, "slides"),
-        ({"to": "+15550100", "text": "x", "smil": "<smil/>"}, 422, "smil"),
+        ({"to": "+12015550100", "text": "x", "slides": [{"visual": 0}]}, 422, "slides[0].visual"),
+        ({"to": "+12015550100", "text": "x", "slides": [{"visual": "text"}]}, 422, "slides"),
+        ({"to": "+12015550100", "text": "x", "smil": "<smil/>"}, 422, "smil"),
         (
-            {"to": "+15550100", "text": "x", "slides": [{"text": "text"}], "smil": "<smil/>"},
+            {"to": "+12015550100", "text": "x", "slides": [{"text": "text"}], "smil": "<smil/>"},
             422,
             "smil",
         ),
@@ -383,13 +390,13 @@ async def test_not_json_and_wrong_content_type(gateway: GatewayFactory) -> None:
 async def test_oversized_bodies_are_refused(gateway: GatewayFactory) -> None:
     gw = await gateway()
     before = gw.counts()
-    huge = {"to": "+15550100", "text": "x" * 10_000_000}
+    huge = {"to": "+12015550100", "text": "x" * 10_000_000}
     status, answer = await gw.post(huge)
     assert status == 413
     validate("Error", answer)
 
     async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: refused while reading
-        yield b'{"to": "+15550100", "text": "'
+        yield b'{"to": "+12015550100", "text": "'
         for _ in range(50):
             yield b"y" * 10_000
         yield b'"}'
@@ -407,13 +414,13 @@ async def test_authentication(gateway: GatewayFactory) -> None:
     before = gw.counts()
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {KEY}"}):
         response = await gw.client.post(
-            "/v1/messages", json={"to": "+1555", "text": "x"}, headers=headers
+            "/v1/messages", json={"to": "+12015550100", "text": "x"}, headers=headers
         )
         assert response.status == 401
         assert response.headers["WWW-Authenticate"] == "Bearer"
         validate("Error", await response.json())
     assert gw.counts() == before
-    status, answer = await gw.post({"to": "+15550100", "text": "mine"})
+    status, answer = await gw.post({"to": "+12015550100", "text": "mine"})
     assert status == 202
     other = {"Authorization": f"Bearer {OTHER_KEY}"}
     response = await gw.client.get(f"/v1/messages/{answer['id']}", headers=other)
@@ -431,7 +438,7 @@ async def test_media_url_fetched_when_private_allowed(
 ) -> None:
     gw = await gateway(allow_private=True)
     status, answer = await gw.post(
-        {"to": "+15550100", "media": [{"url": f"{media_server}/redirect"}], "text": "hi"}
+        {"to": "+12015550100", "media": [{"url": f"{media_server}/redirect"}], "text": "hi"}
     )
     assert status == 202, answer
     record = await gw.store.get_message(answer["id"])
@@ -448,11 +455,11 @@ async def test_media_url_fetched_when_private_allowed(
         ("/page.png", "web page"),
     ):
         message = await gw.refused(
-            {"to": "+15550100", "media": [{"url": media_server + path}]}, 422, "media[0].url"
+            {"to": "+12015550100", "media": [{"url": media_server + path}]}, 422, "media[0].url"
         )
         assert needle in message
     message = await gw.refused(
-        {"to": "+15550100", "media": [{"url": "ftp://example.com/a.png"}]}, 422, "media[0].url"
+        {"to": "+12015550100", "media": [{"url": "ftp://example.com/a.png"}]}, 422, "media[0].url"
     )
     assert "scheme" in message
 
@@ -462,13 +469,13 @@ async def test_media_url_to_loopback_refused_by_default(
 ) -> None:
     gw = await gateway()
     message = await gw.refused(
-        {"to": "+15550100", "media": [{"url": f"{media_server}/photo.png"}]}, 422, "media[0].url"
+        {"to": "+12015550100", "media": [{"url": f"{media_server}/photo.png"}]}, 422, "media[0].url"
     )
     assert "loopback" in message
     port = media_server.rsplit(":", 1)[1]
     for host in ("localhost", "[::1]", "127.1.2.3"):
         await gw.refused(
-            {"to": "+15550100", "media": [{"url": f"http://{host}:{port}/photo.png"}]},
+            {"to": "+12015550100", "media": [{"url": f"http://{host}:{port}/photo.png"}]},
             422,
             "media[0].url",
         )

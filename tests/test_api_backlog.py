@@ -37,11 +37,11 @@ async def gw(tmp_path: Path) -> AsyncIterator[Gateway]:
 
 async def test_a_full_link_answers_503_with_retry_after_and_writes_nothing(gw: Gateway) -> None:
     for n in range(LIMIT):
-        status, _ = await gw.post({"to": f"+1555010{n}", "text": "hi"})
+        status, _ = await gw.post({"to": f"+1201555{100 + n:04d}", "text": "hi"})
         assert status == 202
     before = gw.counts()
     response = await gw.client.post(
-        "/v1/messages", json={"to": "+15550199", "text": "one too many"}, headers=AUTH
+        "/v1/messages", json={"to": "+12015550199", "text": "one too many"}, headers=AUTH
     )
     answer = await response.json()
     assert response.status == 503, answer
@@ -53,15 +53,15 @@ async def test_a_full_link_answers_503_with_retry_after_and_writes_nothing(gw: G
     taken = await gw.store.lease("main", "w", 10, timedelta(seconds=60))
     for item in taken:
         assert await gw.store.complete(item, f"mm7-{item.recipient_id}", 1000, "Success")
-    status, _ = await gw.post({"to": "+15550199", "text": "room again"})
+    status, _ = await gw.post({"to": "+12015550199", "text": "room again"})
     assert status == 202
 
 
 async def test_a_campaign_larger_than_the_bound_passes_an_empty_queue(gw: Gateway) -> None:
-    many = [f"+1555020{n}" for n in range(LIMIT + 2)]
+    many = [f"+1201555{200 + n:04d}" for n in range(LIMIT + 2)]
     status, _ = await gw.post({"to": many, "text": "campaign"})
     assert status == 202
-    status, answer = await gw.post({"to": "+15550299", "text": "behind it"})
+    status, answer = await gw.post({"to": "+12015550299", "text": "behind it"})
     assert status == 503, answer
 
 
@@ -80,11 +80,11 @@ def test_max_backlog_is_read_from_the_config(tmp_path: Path) -> None:
 async def test_the_retry_of_an_accepted_message_is_a_duplicate_even_when_full(
     gw: Gateway,
 ) -> None:
-    body = {"to": "+15550301", "text": "once", "idempotency_key": "k-301"}
+    body = {"to": "+12015550301", "text": "once", "idempotency_key": "k-301"}
     status, first = await gw.post(body)
     assert status == 202
     for n in range(LIMIT):
-        await gw.post({"to": f"+1555031{n}", "text": "fill"})
+        await gw.post({"to": f"+1201555{310 + n:04d}", "text": "fill"})
     status, again = await gw.post(body)  # the client did not see the 202 and retries
     assert status == 200 and again == {"id": first["id"], "status": "duplicate"}
     status, _ = await gw.post({**body, "idempotency_key": "k-302"})

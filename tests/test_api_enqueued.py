@@ -18,7 +18,7 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 CONFIG = """
 [links.one]
 url = "http://127.0.0.1:9/mm7"
-prefixes = ["+1555"]
+prefixes = ["+1201"]
 [links.two]
 url = "http://127.0.0.1:9/mm7"
 default = true
@@ -54,7 +54,7 @@ async def test_on_enqueued_names_the_link_after_commit_and_only_for_new_messages
     )
     await api.start_server()
     try:
-        body = {"to": "+15550001", "text": "hi", "idempotency_key": "k1"}
+        body = {"to": "+12015550001", "text": "hi", "idempotency_key": "k1"}
         rsp = await api.post("/v1/messages", json=body, headers=AUTH)
         assert rsp.status == 202
         assert seen == ["one"]
@@ -66,7 +66,9 @@ async def test_on_enqueued_names_the_link_after_commit_and_only_for_new_messages
         assert bad.status == 422
         assert seen == ["one"]
 
-        other = await api.post("/v1/messages", json={"to": "+4470001", "text": "x"}, headers=AUTH)
+        other = await api.post(
+            "/v1/messages", json={"to": "+447400123456", "text": "x"}, headers=AUTH
+        )
         assert other.status == 202
         assert seen == ["one", "two"]
     finally:

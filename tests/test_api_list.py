@@ -71,13 +71,13 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
 
 
 async def test_lists_the_keys_own_messages_newest_first_with_filters(api: Api) -> None:
-    first = await api.send("+15550001")
+    first = await api.send("+12015550001")
     await api.deliver("main", MMStatus.RETRIEVED)
-    second = await api.send("+15550002")
+    second = await api.send("+12015550002")
     await api.deliver("main", MMStatus.REJECTED)
-    third = await api.send("+447700900001")  # routed to the uk link
-    fourth = await api.send("+1 (555) 000-1")  # the first handset again, spelt otherwise
-    theirs = await api.send("+15550001", headers=OTHER)
+    third = await api.send("+447400900001")  # routed to the uk link
+    fourth = await api.send("+1 (201) 555-0001")  # the first handset again, spelt otherwise
+    theirs = await api.send("+12015550001", headers=OTHER)
 
     status, body = await api.list()
     assert status == 200 and body["next_cursor"] is None
@@ -87,13 +87,13 @@ async def test_lists_the_keys_own_messages_newest_first_with_filters(api: Api) -
     assert listed[first]["recipient_counts"]["delivered"] == 1
     assert listed[second]["status"] == "failed"
     assert listed[second]["recipient_counts"]["undelivered"] == 1
-    assert listed[third]["link"] == "uk" and listed[third]["to"] == ["+447700900001"]
+    assert listed[third]["link"] == "uk" and listed[third]["to"] == ["+447400900001"]
     assert listed[fourth]["status"] == "queued" and listed[fourth]["recipient_count"] == 1
     assert await api.ids(headers=OTHER) == [theirs]
 
     assert await api.ids(status="delivered") == [first]
     assert await api.ids(status="queued") == [fourth, third]
-    assert await api.ids(to="tel:+1-555-0001") == [fourth, first]
+    assert await api.ids(to="tel:+1-201-555-0001") == [fourth, first]
     assert await api.ids(link="uk") == [third]
     assert await api.ids(link="main", status="queued") == [fourth]
     created = {m["id"]: m["created_at"] for m in body["messages"]}
@@ -106,11 +106,11 @@ async def test_lists_the_keys_own_messages_newest_first_with_filters(api: Api) -
     ]
     assert await api.ids(since="2026-01-01") == [fourth, third, second, first]
     assert await api.ids(since="2026-01-02") == []
-    assert await api.ids(to="+15550001", status="failed") == []
+    assert await api.ids(to="+12015550001", status="failed") == []
 
 
 async def test_cursor_pages_are_stable_and_complete(api: Api) -> None:
-    sent = [await api.send(f"+1555010{n}") for n in range(7)]
+    sent = [await api.send(f"+1201555{100 + n:04d}") for n in range(7)]
     newest_first = sent[::-1]
     seen: list[str] = []
     cursor: str | None = None
@@ -123,7 +123,7 @@ async def test_cursor_pages_are_stable_and_complete(api: Api) -> None:
         pages += 1
         if pages == 1:
             # written while paging: not on the pages of this walk, and shifting none of them
-            await api.send("+15550200")
+            await api.send("+12015550200")
         cursor = body["next_cursor"]
         if cursor is None:
             break
@@ -133,7 +133,7 @@ async def test_cursor_pages_are_stable_and_complete(api: Api) -> None:
     assert len(body["messages"]) == 8 and body["next_cursor"] is None
     # filters hold across pages
     await api.deliver("main", MMStatus.RETRIEVED)
-    late = await api.send("+15550300")
+    late = await api.send("+12015550300")
     status, body = await api.list(status="delivered", limit="5")
     assert late not in [m["id"] for m in body["messages"]] and body["next_cursor"]
     status, rest = await api.list(status="delivered", limit="5", cursor=body["next_cursor"])
@@ -160,7 +160,7 @@ async def test_cursor_pages_are_stable_and_complete(api: Api) -> None:
 async def test_bad_filters_are_422_naming_the_field(
     api: Api, query: dict[str, str], field: str
 ) -> None:
-    await api.send("+15550400")
+    await api.send("+12015550400")
     status, body = await api.list(**query)
     assert status == 422 and body["error"]["field"] == field, body
 

@@ -47,7 +47,7 @@ _mo_counter = 0
 async def store_mo(
     gw: Gateway,
     *,
-    sender: str = "+15550001",
+    sender: str = "+12015550001",
     to: str = "12345",
     text: str = "hello",
     link: str = "main",
@@ -205,7 +205,7 @@ async def test_list_filters_pages_and_shows_the_event(gw: Gateway) -> None:
 async def test_status_events_show_the_callback_without_its_secrets(gw: Gateway) -> None:
     status, answer = await gw.post(
         {
-            "to": "+15550100",
+            "to": "+12015550100",
             "text": "hi",
             "callback_url": "https://user:pw@app.example:8443/cb/status?token=s3cret#x",
         }
@@ -355,11 +355,11 @@ async def stop(gw: Gateway, address: str) -> str:
 async def test_suppression_list(gw: Gateway) -> None:
     status, answer = await call(gw, "GET", "/v1/suppressions")
     assert status == 200 and answer == {"suppressions": []}
-    mo = await stop(gw, "+15550007")
+    mo = await stop(gw, "+12015550007")
     status, answer = await call(gw, "GET", "/v1/suppressions")
     validate("SuppressionList", answer)
     [entry] = answer["suppressions"]
-    assert entry["address"] == "+15550007" and entry["word"] == "STOP"
+    assert entry["address"] == "+12015550007" and entry["word"] == "STOP"
     assert entry["mo_id"] == mo and entry["link"] == "main"
     status, answer = await call(gw, "GET", "/v1/suppressions", params={"limit": "0"})
     assert status == 400 and answer["error"]["field"] == "limit"
@@ -367,13 +367,17 @@ async def test_suppression_list(gw: Gateway) -> None:
 
 @pytest.mark.parametrize(
     ("to", "field"),
-    [("+1 555 0007", "to"), (["+15550007"], "to[0]"), (["+15550007", "15550008"], "to")],
+    [
+        ("+1 201 555 0007", "to"),
+        (["+12015550007"], "to[0]"),
+        (["+12015550007", "+1 201 555 0008"], "to"),
+    ],
 )
 async def test_every_recipient_opted_out_is_a_422_writing_nothing(
     gw: Gateway, to: Any, field: str
 ) -> None:
-    await stop(gw, "+15550007")
-    await stop(gw, "+15550008")
+    await stop(gw, "+12015550007")
+    await stop(gw, "+12015550008")
     before = count_messages(gw)
     message = await gw.refused({"to": to, "text": "promo"}, 422, field)
     assert "opted out" in message and "START" in message, message
@@ -381,44 +385,44 @@ async def test_every_recipient_opted_out_is_a_422_writing_nothing(
 
 
 async def test_some_recipients_opted_out_are_named_and_kept_suppressed(gw: Gateway) -> None:
-    await stop(gw, "+15550007")
-    status, answer = await gw.post({"to": ["+15550006", "+1-555-0007"], "text": "news"})
+    await stop(gw, "+12015550007")
+    status, answer = await gw.post({"to": ["+12015550006", "+1-201-555-0007"], "text": "news"})
     assert status == 202, answer
     validate("Accepted", answer)
-    assert answer["suppressed"] == ["+15550007"]
+    assert answer["suppressed"] == ["+12015550007"]
     response = await gw.client.get(f"/v1/messages/{answer['id']}", headers=AUTH)
     view = await response.json()
     validate("Message", view)
     assert {r["address"]: r["status"] for r in view["recipients"]} == {
-        "+15550006": "queued",
-        "+15550007": "suppressed",
+        "+12015550006": "queued",
+        "+12015550007": "suppressed",
     }
     # only the recipient who did not opt out is ever leased
     items = await gw.store.lease("main", "dispatcher", 10, LEASE)
-    assert [i.address for i in items] == ["+15550006"]
+    assert [i.address for i in items] == ["+12015550006"]
     # without opted-out recipients the answer is as it always was
-    status, answer = await gw.post({"to": "+15550006", "text": "more"})
+    status, answer = await gw.post({"to": "+12015550006", "text": "more"})
     assert status == 202 and set(answer) == {"id", "status"}
 
 
 async def test_start_lifts_the_opt_out(gw: Gateway) -> None:
-    await stop(gw, "+15550007")
-    await gw.refused({"to": "+15550007", "text": "x"}, 422, "to")
+    await stop(gw, "+12015550007")
+    await gw.refused({"to": "+12015550007", "text": "x"}, 422, "to")
     await store_mo(
-        gw, sender="+15550007", text="START", opt_out=OptOut("start", "+15550007", "START")
+        gw, sender="+12015550007", text="START", opt_out=OptOut("start", "+12015550007", "START")
     )
-    status, answer = await gw.post({"to": "+15550007", "text": "welcome back"})
+    status, answer = await gw.post({"to": "+12015550007", "text": "welcome back"})
     assert status == 202 and "suppressed" not in answer
 
 
 async def test_sendmms_to_an_opted_out_recipient(gw: Gateway) -> None:
-    await stop(gw, "+15550007")
-    params = {"username": "app", "password": KEY, "to": "+15550007", "text": "hi"}
+    await stop(gw, "+12015550007")
+    params = {"username": "app", "password": KEY, "to": "+12015550007", "text": "hi"}
     response = await gw.client.get("/cgi-bin/sendmms", params=params)
     text = await response.text()
     assert response.status == 422, text
     # sendmms names recipients as parse_request does for a list (to[0], as for a bad address)
-    assert text.startswith("Error: to[0]: +15550007 opted out") and "START" in text
+    assert text.startswith("Error: to[0]: +12015550007 opted out") and "START" in text
     assert count_messages(gw) == 0
 
 
@@ -427,7 +431,7 @@ async def test_sendmms_to_an_opted_out_recipient(gw: Gateway) -> None:
 
 async def test_reply_to_fills_link_linked_id_to_and_from(gw: Gateway) -> None:
     mo = await store_mo(
-        gw, sender="+447700900123", to="12345", link="main", mm7_message_id="MMSC-MO-77",
+        gw, sender="+447400123456", to="12345", link="main", mm7_message_id="MMSC-MO-77",
         transaction_id="tx-mo-77",
     )  # fmt: skip
     # +44 routes to link "uk": the MO's link wins, and so does its MessageID
@@ -436,34 +440,34 @@ async def test_reply_to_fills_link_linked_id_to_and_from(gw: Gateway) -> None:
     record = await gw.store.get_message(answer["id"])
     assert record is not None
     assert record.link == "main"
-    assert [r.address for r in record.recipients] == ["+447700900123"]
+    assert [r.address for r in record.recipients] == ["+447400123456"]
     fields = dict(record.fields)
-    assert fields["to"] == ["+447700900123"] and fields["from"] == "12345"
+    assert fields["to"] == ["+447400123456"] and fields["from"] == "12345"
     assert fields["linked_id"] == "MMSC-MO-77" and fields["reply_to"] == mo
     # what the dispatcher reads into the SubmitReq: LinkedID and SenderAddress
     read = read_fields(record.fields)
     assert (read.linked_id, read.sender) == ("MMSC-MO-77", "12345")
 
     # without a MessageID from the MMSC, LinkedID is the MO's TransactionID
-    mo2 = await store_mo(gw, sender="+15550001", transaction_id="tx-only-5")
+    mo2 = await store_mo(gw, sender="+12015550001", transaction_id="tx-only-5")
     status, answer = await gw.post(
-        {"reply_to": mo2, "text": "hi", "to": ["+15550002"], "from": "777", "link": "main"}
+        {"reply_to": mo2, "text": "hi", "to": ["+12015550002"], "from": "777", "link": "main"}
     )
     assert status == 202, answer
     record = await gw.store.get_message(answer["id"])
     assert record is not None
     fields = dict(record.fields)
     assert fields["linked_id"] == "tx-only-5"
-    assert fields["to"] == ["+15550002"] and fields["from"] == "777"
+    assert fields["to"] == ["+12015550002"] and fields["from"] == "777"
 
     # an ordinary message has no reply_to
-    status, answer = await gw.post({"to": "+15550002", "text": "plain"})
+    status, answer = await gw.post({"to": "+12015550002", "text": "plain"})
     record = await gw.store.get_message(answer["id"])
     assert record is not None and record.fields["reply_to"] is None
 
 
 async def test_reply_to_as_a_form_field(gw: Gateway) -> None:
-    mo = await store_mo(gw, sender="+15550001", mm7_message_id="MID-F")
+    mo = await store_mo(gw, sender="+12015550001", mm7_message_id="MID-F")
     form = FormData()
     form.add_field("reply_to", mo)
     form.add_field("text", "by form")
@@ -472,7 +476,7 @@ async def test_reply_to_as_a_form_field(gw: Gateway) -> None:
     assert response.status == 202, answer
     record = await gw.store.get_message(answer["id"])
     assert record is not None
-    assert record.fields["linked_id"] == "MID-F" and record.fields["to"] == ["+15550001"]
+    assert record.fields["linked_id"] == "MID-F" and record.fields["to"] == ["+12015550001"]
 
 
 async def test_reply_to_refusals_write_nothing(gw: Gateway) -> None:
@@ -492,8 +496,8 @@ async def test_reply_to_refusals_write_nothing(gw: Gateway) -> None:
 
 
 async def test_an_opted_out_sender_gets_one_confirmation_and_nothing_else(gw: Gateway) -> None:
-    earlier = await store_mo(gw, sender="+15550009", text="hello")
-    mo = await stop(gw, "+15550009")
+    earlier = await store_mo(gw, sender="+12015550009", text="hello")
+    mo = await stop(gw, "+12015550009")
     # a reply to any other MO of theirs is refused: they opted out
     message = await gw.refused({"reply_to": earlier, "text": "still there?"}, 422, "to")
     assert "opted out" in message
@@ -506,6 +510,11 @@ async def test_an_opted_out_sender_gets_one_confirmation_and_nothing_else(gw: Ga
     assert status == 200 and again == {"id": first["id"], "status": "duplicate"}
     # only a reply to the one who sent STOP alone is a confirmation: here they are skipped
     status, other = await gw.post(
-        {"reply_to": mo, "to": ["+15550009", "+15550010"], "text": "x", "idempotency_key": "k2"}
+        {
+            "reply_to": mo,
+            "to": ["+12015550009", "+12015550010"],
+            "text": "x",
+            "idempotency_key": "k2",
+        }
     )
-    assert status == 202 and other["suppressed"] == ["+15550009"]
+    assert status == 202 and other["suppressed"] == ["+12015550009"]

@@ -61,7 +61,7 @@ async def call(
 async def send(gw: Gateway, headers: dict[str, str], text: str) -> str:
     """A message with a callback_url sent with the key of ``headers``, submitted: its id."""
     status, answer = await gw.post(
-        {"to": "+15550100", "text": text, "callback_url": "https://app.example/cb"}, headers
+        {"to": "+12015550100", "text": text, "callback_url": "https://app.example/cb"}, headers
     )
     assert status == 202, answer
     [item] = await gw.store.lease("main", "dispatcher", 10, LEASE)
@@ -83,7 +83,7 @@ class World:
 async def world(gw: Gateway) -> World:
     app_message = await send(gw, AUTH, "one")
     other_message = await send(gw, OTHER_AUTH, "two")
-    event = {"type": "mo", "link": "main", "from": "+15550001", "to": ["12345"], "text": "STOP"}
+    event = {"type": "mo", "link": "main", "from": "+12015550001", "to": ["12345"], "text": "STOP"}
     await gw.store.store_mo(
         NewMo(
             link="main",
@@ -91,7 +91,7 @@ async def world(gw: Gateway) -> World:
             mm7_message_id=None,
             fields=event,
             relay=MoRelay(hook="app", route="r", media="url", event=event),
-            opt_out=OptOut("stop", "+15550001", "STOP"),
+            opt_out=OptOut("stop", "+12015550001", "STOP"),
         )
     )
     items = await gw.store.lease_relay("worker", 100, LEASE)
@@ -221,14 +221,14 @@ async def test_the_suppression_list_is_for_admin_keys(gw: Gateway) -> None:
     for headers in (AUTH, OTHER_AUTH):
         status, answer = await call(gw, "GET", "/v1/suppressions", headers)
         refused(status, answer, 403, None, "only an admin key")
-        assert "+15550001" not in str(answer)
+        assert "+12015550001" not in str(answer)
     # refused before the parameters are looked at
     status, answer = await call(gw, "GET", "/v1/suppressions", AUTH, params={"limit": "0"})
     assert status == 403
     status, answer = await call(gw, "GET", "/v1/suppressions", ADMIN_AUTH)
     assert status == 200
     validate("SuppressionList", answer)
-    assert [s["address"] for s in answer["suppressions"]] == ["+15550001"]
+    assert [s["address"] for s in answer["suppressions"]] == ["+12015550001"]
 
 
 # --------------------------------------------------------------------------- messages, replies
@@ -246,7 +246,7 @@ async def test_a_message_of_another_key_does_not_exist_for_it(gw: Gateway) -> No
 
 
 async def test_any_key_may_reply_to_an_mo_whose_id_it_was_given(gw: Gateway) -> None:
-    event = {"type": "mo", "link": "main", "from": "+15550002", "to": ["12345"], "text": "hi"}
+    event = {"type": "mo", "link": "main", "from": "+12015550002", "to": ["12345"], "text": "hi"}
     stored = await gw.store.store_mo(
         NewMo(
             link="main",
@@ -260,7 +260,7 @@ async def test_any_key_may_reply_to_an_mo_whose_id_it_was_given(gw: Gateway) -> 
         status, answer = await gw.post({"reply_to": stored.mo_id, "text": "thanks"}, headers)
         assert status == 202, answer
         status, view = await call(gw, "GET", f"/v1/messages/{answer['id']}", headers)
-        assert status == 200 and view["recipients"][0]["address"] == "+15550002"
+        assert status == 200 and view["recipients"][0]["address"] == "+12015550002"
 
 
 # --------------------------------------------------------------------------- configuration
@@ -335,7 +335,7 @@ def rows(gw: Gateway) -> tuple[int, int, int]:
 PNG = base64.b64encode(png_bytes()).decode("ascii")
 OTHER_PNG = base64.b64encode(png_bytes(3, 2)).decode("ascii")
 BODY: dict[str, Any] = {
-    "to": "+1 555 0100",
+    "to": "+1 201 555 0100",
     "text": "hello",
     "subject": "s",
     "expiry": "P1D",
@@ -350,7 +350,7 @@ async def test_a_reused_key_with_another_request_is_422_and_writes_nothing(gw: G
     before = rows(gw)
     for change in (
         {"text": "hello!"},
-        {"to": "+15550101"},
+        {"to": "+12015550101"},
         {"subject": None},
         {"expiry": "P2D"},
         {"media": [{"content_base64": OTHER_PNG, "content_type": "image/png"}]},
@@ -364,7 +364,7 @@ async def test_a_reused_key_with_another_request_is_422_and_writes_nothing(gw: G
     body = {k: v for k, v in BODY.items() if k != "idempotency_key"}
     status, answer = await gw.post({**body, "text": "other"}, headers)
     refused(status, answer, 422, "idempotency_key", "different request")
-    form = FormData({"to": "+15550100", "text": "by form", "idempotency_key": "order-17"})
+    form = FormData({"to": "+12015550100", "text": "by form", "idempotency_key": "order-17"})
     response = await gw.client.post("/v1/messages", data=form, headers=AUTH)
     assert response.status == 422
     assert (await response.json())["error"]["field"] == "idempotency_key"
@@ -386,7 +386,7 @@ async def test_an_identical_retry_is_200_with_the_first_id(gw: Gateway) -> None:
     for body, sent_with in (
         (BODY, AUTH),
         (reordered, AUTH),
-        ({**BODY, "to": ["+15550100"]}, AUTH),
+        ({**BODY, "to": ["+12015550100"]}, AUTH),
         (without_key, headers),
     ):
         status, answer = await gw.post(body, sent_with)
@@ -403,23 +403,23 @@ async def test_the_store_refuses_a_conflicting_repeat_inside_its_transaction(
     message = NewMessage(
         link="main", fields={"api_key": "app"}, idempotency_key="app:k", request_digest="a" * 64
     )
-    first = await gw.store.enqueue_message(message, ["+15550100"])
+    first = await gw.store.enqueue_message(message, ["+12015550100"])
     assert first.created
     before = rows(gw)
-    again = await gw.store.enqueue_message(message, ["+15550100"])
+    again = await gw.store.enqueue_message(message, ["+12015550100"])
     assert (again.message_id, again.created) == (first.message_id, False)
     other = NewMessage(
         link="main", fields={"api_key": "app"}, idempotency_key="app:k", request_digest="b" * 64
     )
     with pytest.raises(IdempotencyConflictError) as caught:
-        await gw.store.enqueue_message(other, ["+15550199"])
+        await gw.store.enqueue_message(other, ["+12015550199"])
     assert caught.value.message_id == first.message_id
     assert rows(gw) == before
     # a row without a digest (written before digests were kept) is not compared
     legacy = NewMessage(link="main", fields={"api_key": "app"}, idempotency_key="app:old")
-    old = await gw.store.enqueue_message(legacy, ["+15550100"])
+    old = await gw.store.enqueue_message(legacy, ["+12015550100"])
     repeat = await gw.store.enqueue_message(
         NewMessage(link="main", fields={}, idempotency_key="app:old", request_digest="c" * 64),
-        ["+15550100"],
+        ["+12015550100"],
     )
     assert (repeat.message_id, repeat.created) == (old.message_id, False)

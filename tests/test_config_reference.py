@@ -48,7 +48,7 @@ GETTERS = {name for name in vars(Table) if not name.startswith("_")} - {
     "env_named",
 }
 #: the loader's own readers, called as ``reader(table, key, ...)``
-READERS = {"_size", "_listen", "_words", "_file"}
+READERS = {"_size", "_listen", "_words", "_file", "_region"}
 #: keys of the dialects file (conf/dialects.toml), read by the same code
 NOT_GATEWAY_KEYS = {"dialects"}
 

@@ -95,7 +95,7 @@ async def test_api_message_is_submitted_and_reported_delivered(
         rsp = await api.post(
             "/v1/messages",
             json={
-                "to": "+15551230001",
+                "to": "+12025550001",
                 "subject": "through the API",
                 "text": "Hello",
                 "media": [

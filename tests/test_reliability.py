@@ -138,7 +138,7 @@ async def test_transient_faults_and_tps_limit_lose_nothing(tmp_path: Path) -> No
         try:
             proc, api = await start_gateway(path, tmp_path)
             async with aiohttp.ClientSession(headers=AUTH) as http:
-                body = message(to="+15550009999", idempotency_key="permanent")
+                body = message(to="+12025559999", idempotency_key="permanent")
                 async with http.post(f"{api}/v1/messages", json=body) as rsp:
                     assert rsp.status == 202, await rsp.text()
                     permanent = (await rsp.json())["id"]
@@ -151,7 +151,7 @@ async def test_transient_faults_and_tps_limit_lose_nothing(tmp_path: Path) -> No
 
                 acknowledged: list[str] = []
                 for n in range(BATCH):
-                    body = message(to=f"+1555123{n:04d}", idempotency_key=f"batch-{n}")
+                    body = message(to=f"+1202555{n:04d}", idempotency_key=f"batch-{n}")
                     async with http.post(f"{api}/v1/messages", json=body) as rsp:
                         assert rsp.status == 202, await rsp.text()
                         acknowledged.append((await rsp.json())["id"])
@@ -241,18 +241,18 @@ async def test_bad_api_input_changes_nothing_in_a_running_gateway(tmp_path: Path
         proc: subprocess.Popen[str] | None = None
         try:
             proc, api = await start_gateway(path, tmp_path)
-            ten_mb = {"to": "+15551230001", "text": "x" * (10 * 1024 * 1024)}
+            ten_mb = {"to": "+12025550001", "text": "x" * (10 * 1024 * 1024)}
             cases: list[tuple[str, dict[str, Any], int, str | None]] = [
                 ("missing to", {"text": "hello"}, 400, "to"),
-                ("wrong type", {"to": "+15551230001", "text": "hi", "delivery_report": "yes"},
+                ("wrong type", {"to": "+12025550001", "text": "hi", "delivery_report": "yes"},
                  400, "delivery_report"),
-                ("wrong type of to", {"to": 15551230001, "text": "hi"}, 400, "to"),
-                ("unknown field", {"to": "+15551230001", "text": "hi", "delivery_reprot": True},
+                ("wrong type of to", {"to": 12025550001, "text": "hi"}, 400, "to"),
+                ("unknown field", {"to": "+12025550001", "text": "hi", "delivery_reprot": True},
                  400, "delivery_reprot"),
                 ("10 MB of JSON", ten_mb, 413, None),
-                ("media URL to 127.0.0.1", {"to": "+15551230001", "media": [{"url": media_url}]},
+                ("media URL to 127.0.0.1", {"to": "+12025550001", "media": [{"url": media_url}]},
                  422, "media[0].url"),
-                ("unknown link", {"to": "+15551230001", "text": "hi", "link": "nope"},
+                ("unknown link", {"to": "+12025550001", "text": "hi", "link": "nope"},
                  422, "link"),
             ]  # fmt: skip
             async with aiohttp.ClientSession(headers=AUTH) as http:

@@ -45,7 +45,7 @@ async def test_send_to_a_list_queues_one_message_each(
             sender_conf = tmp_path / "sender.toml"
             sender_conf.write_text(f'[api]\nlisten = "127.0.0.1:{port}"\n')
             numbers = tmp_path / "numbers.txt"
-            numbers.write_text("# the list\n+15551230001\n\n+15551230002  # two\n+15551230003\n")
+            numbers.write_text("# the list\n+12025550001\n\n+12025550002  # two\n+12025550003\n")
             monkeypatch.setenv("MM7_API_KEY", KEY)
             media = jpeg_file(tmp_path)
             argv = ["send", "--config", str(sender_conf), "--to-file", str(numbers),
@@ -57,7 +57,7 @@ async def test_send_to_a_list_queues_one_message_each(
             assert err == "" and "\r" not in out and "3/3" not in out
             # (stdout also carries structlog's default output: logging is not configured here)
             rows = [line.split() for line in out.splitlines() if line.startswith("+")]
-            assert [r[0] for r in rows] == ["+15551230001", "+15551230002", "+15551230003"]
+            assert [r[0] for r in rows] == ["+12025550001", "+12025550002", "+12025550003"]
             for address, message_id in rows:
                 record = await gateway.store.get_message(message_id)
                 assert record is not None
@@ -80,7 +80,9 @@ async def test_send_one_with_a_wrong_key_or_bad_input_says_why(
         try:
             api = str(gateway.api_url)
             base = ["send", "--api-url", api, "--text", "hi"]
-            status = await asyncio.to_thread(main, [*base, "--api-key", "wrong", "--to", "+1555"])
+            status = await asyncio.to_thread(
+                main, [*base, "--api-key", "wrong", "--to", "+12015550100"]
+            )
             _, err = capsys.readouterr()
             assert status == 2 and "HTTP 401" in err
 
@@ -90,17 +92,17 @@ async def test_send_one_with_a_wrong_key_or_bad_input_says_why(
             _, err = capsys.readouterr()
             assert status == 2 and "HTTP 422" in err and "to" in err
 
-            status = await asyncio.to_thread(main, [*base, "--to", "+15551230001"])
+            status = await asyncio.to_thread(main, [*base, "--to", "+12025550001"])
             _, err = capsys.readouterr()
             assert status == 2 and "MM7_API_KEY" in err
 
             # a list where one is refused: the others go, exit 1, the reason named
             status = await asyncio.to_thread(
-                main, [*base, "--api-key", KEY, "--to", "+15551230001", "--to", "bad address!"]
+                main, [*base, "--api-key", KEY, "--to", "+12025550001", "--to", "bad address!"]
             )
             out, err = capsys.readouterr()
             assert status == 1
-            assert "+15551230001 " in out and "bad address!" in err and "1 of 2 refused" in err
+            assert "+12025550001 " in out and "bad address!" in err and "1 of 2 refused" in err
         finally:
             await gateway.stop()
 
@@ -108,11 +110,13 @@ async def test_send_one_with_a_wrong_key_or_bad_input_says_why(
 def test_send_needs_content_and_a_reachable_gateway(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status = main(["send", "--api-key", "k", "--to", "+15551230001"])
+    status = main(["send", "--api-key", "k", "--to", "+12025550001"])
     assert status == 2 and "nothing to send" in capsys.readouterr().err
     with bound_socket() as closed:  # bound, not listening: connection refused
         url = f"http://127.0.0.1:{closed.getsockname()[1]}"
-        status = main(["send", "--api-url", url, "--api-key", "k", "--to", "+1555", "--text", "x"])
+        status = main(
+            ["send", "--api-url", url, "--api-key", "k", "--to", "+12015550100", "--text", "x"]
+        )
     assert status == 2 and "cannot reach the gateway API" in capsys.readouterr().err
 
 
@@ -126,7 +130,7 @@ async def test_send_one_message_to_a_list(
         try:
             assert gateway.api_url is not None and gateway.store is not None
             numbers = tmp_path / "numbers.txt"
-            numbers.write_text("".join(f"+1555123{n:04d}\n" for n in range(250)))
+            numbers.write_text("".join(f"+1202555{n:04d}\n" for n in range(250)))
             monkeypatch.setenv("MM7_API_KEY", KEY)
             media = str(jpeg_file(tmp_path))
             argv = ["send", "--api-url", gateway.api_url, "--to-file", str(numbers),
@@ -153,19 +157,19 @@ async def test_send_progress_is_drawn_on_a_terminal_and_never_mixes_with_the_out
         try:
             argv = [sys.executable, "-m", "mm7.cli.main", "send", "--api-url",
                     str(gateway.api_url), "--api-key", KEY, "--text", "hi", "--to",
-                    "+15551230001", "--to", "not a number", "--to", "+15551230003"]  # fmt: skip
+                    "+12025550001", "--to", "not a number", "--to", "+12025550003"]  # fmt: skip
             # stdout a pipe, stderr a terminal: the bar on the terminal, stdout clean
             out, tty = await asyncio.to_thread(run_on_terminal, argv, stdout_too=False)
             assert [line.split()[0] for line in out.splitlines()] == [
-                "+15551230001",
-                "+15551230003",
+                "+12025550001",
+                "+12025550003",
             ]
             assert "\r" not in out and "[" not in out
             assert "mm7 send: [" in tty and "3/3, 1 refused" in tty
             assert "mm7 send: not a number:" in tty
             # both on one terminal: every line is written on a wiped line, after the bar
             _, both = await asyncio.to_thread(run_on_terminal, argv, stdout_too=True)
-            for text in (r"\+15551230001 \S+", r"\+15551230003 \S+", "mm7 send: not a number: "):
+            for text in (r"\+12025550001 \S+", r"\+12025550003 \S+", "mm7 send: not a number: "):
                 assert re.search(r"(^|\r\x1b\[K)" + text, both), (text, both)
             assert "\r\x1b[Kmm7 send: 1 of 3 refused" in both  # the bar wiped at the end
         finally:

@@ -24,7 +24,7 @@ from mm7.service.store.sqlite.store import SqliteStore
 from tests.helpers.api import KEY, Gateway, make_config
 
 LEASE = timedelta(minutes=1)
-BASE = {"username": "app", "password": KEY, "to": "+15550100", "text": "hi"}
+BASE = {"username": "app", "password": KEY, "to": "+12015550100", "text": "hi"}
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ async def accepted(response: Any) -> str:
 async def test_every_parameter_reaches_the_stored_message(gw: Gateway) -> None:
     params = {
         **BASE,
-        "to": "+15550100, +15550101",
+        "to": "+12015550100, +12015550101",
         "from": "12345",
         "subject": "Hallo",
         "mmsc": "uk",
@@ -75,7 +75,7 @@ async def test_every_parameter_reaches_the_stored_message(gw: Gateway) -> None:
     record = await gw.store.get_message(message_id)
     assert record is not None
     assert record.link == "uk" and record.fields["source"] == "sendmms"
-    assert [r.address for r in record.recipients] == ["+15550100", "+15550101"]
+    assert [r.address for r in record.recipients] == ["+12015550100", "+12015550101"]
     f = record.fields
     assert (f["from"], f["subject"], f["text"]) == ("12345", "Hallo", "hi")
     assert (f["priority"], f["service_code"], f["expiry"]) == ("High", "SVC7", "PT90M")
@@ -104,7 +104,7 @@ async def test_post_form_with_a_content_file_and_a_latin1_text(gw: Gateway) -> N
     assert [p.content_type for p in record.parts] == ["image/png"]
 
     # text percent-encoded in ISO-8859-1, as Mbuni's charset parameter says
-    query = f"username=app&password={KEY}&to=%2B15550100&text=gr%FC%DFe&charset=iso-8859-1"
+    query = f"username=app&password={KEY}&to=%2B12015550100&text=gr%FC%DFe&charset=iso-8859-1"
     message_id = await accepted(await gw.client.get(f"/sendmms?{query}"))
     record = await gw.store.get_message(message_id)
     assert record is not None and record.fields["text"] == "grüße"
@@ -135,7 +135,7 @@ async def test_post_form_with_a_content_file_and_a_latin1_text(gw: Gateway) -> N
             {
                 "username": "app",
                 "password": KEY,
-                "to": "+1555",
+                "to": "+12015550100",
                 "content-url": "http://127.0.0.1/a",
             },
             400,
@@ -179,16 +179,18 @@ async def test_dlr_and_rr_urls_are_called_with_escapes_and_mbuni_headers(gw: Gat
     base = f"http://127.0.0.1:{server.port}"
     params = {
         **BASE,
-        "to": "0015550100",
-        "from": "12345",
-        "dlr-url": f"{base}/dlr?id=%I&type=%d&st=%A&to=%p&q=%q&from=%P&smsc=%i&mid=%F&u=%n&pct=%%",
+        # stored as E.164: %p and %q agree; a sender with Mbuni's "00" shows %Q's "+"
+        "to": "+12015550100",
+        "from": "0012345",
+        "dlr-url": f"{base}/dlr?id=%I&type=%d&st=%A&to=%p&q=%q&from=%P&fq=%Q&smsc=%i&mid=%F&u=%n"
+        "&pct=%%",
         "rr-url": f"{base}/rr?id=%I&st=%A&type=%d&t=%T",
     }
     message_id = await accepted(await gw.client.get("/cgi-bin/sendmms", params=params))
     [item] = await gw.store.lease("main", "dispatcher", 10, LEASE)
     assert await gw.store.complete(item, "MMSC 1", 1000, "Success")
-    await gw.store.record_delivery_report("main", "MMSC 1", "0015550100", MMStatus.RETRIEVED)
-    await gw.store.record_read_reply("main", "MMSC 1", "0015550100", "Read")
+    await gw.store.record_delivery_report("main", "MMSC 1", "+12015550100", MMStatus.RETRIEVED)
+    await gw.store.record_read_reply("main", "MMSC 1", "+12015550100", "Read")
     # the receiver is on 127.0.0.1: the key may reach it, as [api.fetch] allow_private says
     worker = RelayWorker(
         gw.store, RelaySettings(), poll_interval=0.05, allows_private=lambda name: True
@@ -204,9 +206,11 @@ async def test_dlr_and_rr_urls_are_called_with_escapes_and_mbuni_headers(gw: Gat
     common = f"id={message_id}&"
     assert urls == sorted(
         [
-            f"/dlr?{common}type=8&st=Forwarded&to=0015550100&q=%2B15550100&from=12345"
+            f"/dlr?{common}type=8&st=Forwarded&to=%2B12015550100&q=%2B12015550100&from=0012345"
+            "&fq=%2B12345"
             "&smsc=main&mid=MMSC%201&u=app&pct=%",
-            f"/dlr?{common}type=1&st=Retrieved&to=0015550100&q=%2B15550100&from=12345"
+            f"/dlr?{common}type=1&st=Retrieved&to=%2B12015550100&q=%2B12015550100&from=0012345"
+            "&fq=%2B12345"
             "&smsc=main&mid=MMSC%201&u=app&pct=%",
             *[u for u in urls if u.startswith(f"/rr?{common}st=Read&type=1&t=")],
         ]
@@ -217,7 +221,7 @@ async def test_dlr_and_rr_urls_are_called_with_escapes_and_mbuni_headers(gw: Gat
     assert headers["Read"]["X-Mbuni-Report-Type"] == "read-report"
     for h in headers.values():
         assert h["X-Mbuni-TransactionID"] == message_id
-        assert h["X-Mbuni-Message-ID"] == "MMSC 1" and h["X-Mbuni-From"] == "0015550100"
+        assert h["X-Mbuni-Message-ID"] == "MMSC 1" and h["X-Mbuni-From"] == "+12015550100"
         assert h["X-Mbuni-MMSC-ID"] == "main"
         assert "X-MM7-Signature" not in h
 

@@ -57,7 +57,7 @@ def _with_image(n: int) -> dict[str, Any]:
     image = png_bytes(20 + n, 20)
     assert len(image) > INLINE_MAX
     part = {"content_base64": base64.b64encode(image).decode(), "content_type": "image/png"}
-    return {"to": f"+1555010{n}", "media": [part]}
+    return {"to": f"+1201555{100 + n:04d}", "media": [part]}
 
 
 async def _ready(client: TestClient[Any, Any]) -> tuple[int, dict[str, Any]]:
@@ -109,7 +109,7 @@ async def test_commits_refused_by_a_held_lock_are_not_ready_503_then_recover(
     blocker = sqlite3.connect(gw.db, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
-        await _refused_503(gw, {"to": "+15550100", "text": "locked out"})
+        await _refused_503(gw, {"to": "+12015550100", "text": "locked out"})
         status, body = await _ready(setup.health)
         assert status == 503, body
         assert body["checks"]["store"] == "cannot commit: database is locked"
@@ -118,7 +118,7 @@ async def test_commits_refused_by_a_held_lock_are_not_ready_503_then_recover(
         blocker.close()
     status, body = await _ready(setup.health)
     assert status == 200, body
-    status, _ = await gw.post({"to": "+15550100", "text": "unlocked"})
+    status, _ = await gw.post({"to": "+12015550100", "text": "unlocked"})
     assert status == 202
     assert gw.counts()[0] == 1
 

@@ -216,7 +216,7 @@ async def test_media_urls_to_loopback_are_refused_in_every_spelling(
 ) -> None:
     gw = await gateway(names=Names({"evil.example": ["127.0.0.1"]}))
     url = f"http://{host}:{inside.port}/secret"
-    message = await gw.refused({"to": "+15550100", "media": [{"url": url}]}, 422, "media[0].url")
+    message = await gw.refused({"to": "+12015550100", "media": [{"url": url}]}, 422, "media[0].url")
     assert "a loopback address; set allow_private to allow" in message
     assert "127.0.0.1" in message
     assert inside.hits == []
@@ -226,7 +226,7 @@ async def test_sendmms_content_url_to_loopback_is_refused(
     gateway: GatewayMaker, inside: Inside
 ) -> None:
     gw = await gateway()
-    params = {"username": "app", "password": KEY, "to": "+15550100",
+    params = {"username": "app", "password": KEY, "to": "+12015550100",
               "content-url": f"http://127。0。0。1:{inside.port}/secret"}  # fmt: skip
     before = gw.counts()
     response = await gw.client.get("/cgi-bin/sendmms", params=params)
@@ -248,7 +248,7 @@ async def test_a_redirect_from_a_public_target_to_loopback_is_refused(
             cdn.elsewhere = elsewhere
             url = f"http://127.0.0.2:{cdn.port}/away"
             message = await gw.refused(
-                {"to": "+15550100", "media": [{"url": url}]}, 422, "media[0].url"
+                {"to": "+12015550100", "media": [{"url": url}]}, 422, "media[0].url"
             )
             assert "127.0.0.1, a loopback address" in message
         assert cdn.hits == ["/away", "/away"]  # the allowed target was asked, the inside never
@@ -284,7 +284,7 @@ async def test_the_connect_check_holds_for_addresses_no_check_saw(inside: Inside
 
 async def test_allow_private_per_key_and_globally(gateway: GatewayMaker, inside: Inside) -> None:
     url = f"http://127。0。0。1:{inside.port}/secret"
-    body = {"to": "+15550100", "media": [{"url": url}]}
+    body = {"to": "+12015550100", "media": [{"url": url}]}
     gw = await gateway(other_allows=True)
     await gw.refused(body, 422, "media[0].url")  # "app" may not
     status, answer = await gw.post(body, headers={"Authorization": f"Bearer {OTHER_KEY}"})
@@ -293,7 +293,11 @@ async def test_allow_private_per_key_and_globally(gateway: GatewayMaker, inside:
     assert record is not None
     blob = await gw.store.get_media(record.parts[0].sha256)
     assert blob is not None and blob.data == SECRET
-    callback = {"to": "+15550100", "text": "x", "callback_url": f"http://127.0.0.1:{inside.port}/"}
+    callback = {
+        "to": "+12015550100",
+        "text": "x",
+        "callback_url": f"http://127.0.0.1:{inside.port}/",
+    }
     status, answer = await gw.post(callback, headers={"Authorization": f"Bearer {OTHER_KEY}"})
     assert status == 202, answer
 
@@ -321,7 +325,7 @@ async def test_callback_url_to_the_inside_is_refused(
     gateway: GatewayMaker, url: str, why: str
 ) -> None:
     gw = await gateway(names=Names({"evil.example": ["127.0.0.1"]}))
-    message = await gw.refused({"to": "+15550100", "text": "x", "callback_url": url}, 422,
+    message = await gw.refused({"to": "+12015550100", "text": "x", "callback_url": url}, 422,
                                "callback_url")  # fmt: skip
     assert why in message
 
@@ -329,7 +333,7 @@ async def test_callback_url_to_the_inside_is_refused(
 async def test_callback_url_is_stored_as_checked(gateway: GatewayMaker) -> None:
     gw = await gateway(names=Names({"app.example": ["93.184.216.34"]}))
     status, answer = await gw.post(
-        {"to": "+15550100", "text": "x", "callback_url": "https://ＡＰＰ．example/cb?x=1"}
+        {"to": "+12015550100", "text": "x", "callback_url": "https://ＡＰＰ．example/cb?x=1"}
     )
     assert status == 202, answer
     record = await gw.store.get_message(answer["id"])
@@ -341,7 +345,7 @@ async def test_sendmms_report_urls_to_the_inside_are_refused(
     gateway: GatewayMaker, name: str
 ) -> None:
     gw = await gateway()
-    params = {"username": "app", "password": KEY, "to": "+15550100", "text": "hi",
+    params = {"username": "app", "password": KEY, "to": "+12015550100", "text": "hi",
               name: "http://127。0。0。1:8000/dlr?s=%d"}  # fmt: skip
     before = gw.counts()
     response = await gw.client.get("/cgi-bin/sendmms", params=params)

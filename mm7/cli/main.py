@@ -1,7 +1,7 @@
 """The `mm7` command: compose, inspect and validate MM7 messages, and write the schemas.
 
-    mm7 compose --to +15551230001 --text hi --media photo.jpg -o submit.mime
-    mm7 compose --to +15551230001 --media a.jpg b.jpg --text hi --profile mms-300k -o s.mime
+    mm7 compose --to +12025550001 --text hi --media photo.jpg -o submit.mime
+    mm7 compose --to +12025550001 --media a.jpg b.jpg --text hi --profile mms-300k -o s.mime
     mm7 inspect capture.http --json
     mm7 validate submit.mime [--schema-dir DIR]
 

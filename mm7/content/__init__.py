@@ -12,7 +12,8 @@ under ``<Content href="cid:...">``.
 - ``smil``: SMIL written for a presentation, checked against the MMS rules, read back;
 - ``profile``: what one MMSC accepts, as data (conf/profiles/<name>.toml);
 - ``fit``: a presentation shrunk and converted to fit a profile, or refused clearly;
-  ``images``: the Pillow work it needs (probe, bounded decode, smaller renditions).
+  ``images``: the Pillow work it needs (probe, bounded decode, smaller renditions);
+- ``carriable``: whether a profile can ever carry an item (taken, or convertible here).
 
 The modules import each other by module path, never through this face.
 """

@@ -77,11 +77,13 @@ __all__ = [
     "FitError",
     "FitResult",
     "MediaError",
+    "FFMPEG",
     "PartState",
     "content_entity",
     "fit_to_profile",
     "link_fallback",
     "message_size",
+    "transcode_targets",
 ]
 
 #: the SMIL part's Content-Location in the minimal builder (its Content-ID is "smil-" and the
@@ -101,6 +103,8 @@ _EXTENSIONS = {
     "video/mp4": "mp4",
 }
 _MEDIA_KINDS = ("image", "audio", "video")
+#: the ffmpeg executable audio and video are transcoded with (None: there is none here)
+FFMPEG: str | None = shutil.which("ffmpeg")
 
 
 class FitError(MM7Error):
@@ -462,6 +466,25 @@ _VIDEO_OUT: tuple[tuple[str, str, str, str], ...] = (
 _DURATION = re.compile(rb"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
 
 
+def transcode_targets(kind: str, profile: Profile, ffmpeg: str | None) -> tuple[str, ...]:
+    """The ``kind`` ("audio" or "video") media types ``profile`` takes that ``ffmpeg`` can make,
+    best first: empty when audio or video of a type the profile refuses can never go out."""
+    if ffmpeg is None:
+        return ()
+    encoders = _encoders(ffmpeg)
+    if kind == "audio":
+        out = (o[0] for o in _AUDIO_OUT if profile.allows(o[0]) and o[2] in encoders)
+    elif kind == "video":
+        out = (
+            o[0]
+            for o in _VIDEO_OUT
+            if profile.allows(o[0]) and o[2] in encoders and o[3] in encoders
+        )
+    else:
+        return ()
+    return tuple(dict.fromkeys(out))
+
+
 @lru_cache(maxsize=8)
 def _encoders(ffmpeg: str) -> frozenset[str]:
     """The encoder names the ffmpeg at ``ffmpeg`` was built with."""
@@ -659,7 +682,7 @@ def fit_to_profile(
     presentation: Presentation,
     profile: Profile,
     *,
-    ffmpeg: str | None = shutil.which("ffmpeg"),
+    ffmpeg: str | None = FFMPEG,
     to_part: Callable[[Presentation], Part] | None = None,
     dialect: Dialect | None = None,
     envelope_bytes: int | None = None,

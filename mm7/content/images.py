@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "FINAL_QUALITIES",
     "MIN_LONG_SIDE",
+    "OUTPUT_TYPES",
     "QUALITIES",
     "SCALES",
     "ImageError",
@@ -55,6 +56,8 @@ _PIL_FORMATS = {
 }
 #: output types in order of preference for a picture that must change type or shrink
 _OUTPUTS = ("image/jpeg", "image/png", "image/gif")
+#: what a decodable image of a type a profile refuses can be converted to (best first)
+OUTPUT_TYPES = _OUTPUTS
 
 #: images are never decoded to more pixels than this unless the caller says otherwise
 DEFAULT_MAX_PIXELS = 16_000_000

@@ -2,7 +2,7 @@
 replay what its relay could not deliver.
 
     mm7 serve --config conf/gateway.toml
-    mm7 send --config conf/gateway.toml --to +15551230001 --text hi --media photo.jpg
+    mm7 send --config conf/gateway.toml --to +12025550001 --text hi --media photo.jpg
     mm7 send --config conf/gateway.toml --to-file numbers.txt --text "weekly news"
     mm7 demo [--json]
     mm7 relay list [--status dead|pending|delivered|dropped|skipped|all] [--hook H] [--json]

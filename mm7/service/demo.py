@@ -42,7 +42,7 @@ from mm7.service.errors import ServiceError
 
 __all__ = ["DEMO_CONFIG", "run_demo"]
 
-RECIPIENT = "+15551230001"
+RECIPIENT = "+12025550001"
 #: recipient states after which no delivery report changes anything
 _FINAL = ("delivered", "undelivered", "indeterminate", "failed", "expired")
 

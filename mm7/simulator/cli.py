@@ -1,12 +1,12 @@
 r"""`mm7 simulate`: run the MMSC simulator, or drive a running one through its control API.
 
     mm7 simulate --listen 127.0.0.1:8088 --vasp-url http://127.0.0.1:9000/mm7 --persona nokia
-    mm7 simulate mo --to 12345 --from +15551230009 --text hi --media photo.jpg
+    mm7 simulate mo --to 12345 --from +12025550009 --text hi --media photo.jpg
     mm7 simulate personas
     mm7 simulate --listen 127.0.0.1:8443 --tls-cert mmsc.crt --tls-key mmsc.key \
         --client-ca vasp-ca.crt
     mm7 simulate mo --simulator https://127.0.0.1:8443 --cacert ca.crt \
-        --cert vasp.crt --key vasp.key --to 12345 --from +15551230009 --text hi
+        --cert vasp.crt --key vasp.key --to 12345 --from +12025550009 --text hi
 
 A ``--config`` file (TOML; command-line options win over it)::
 

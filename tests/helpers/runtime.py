@@ -94,7 +94,7 @@ def jpeg() -> bytes:
     return out.getvalue()
 
 
-def message(to: str = "+15551230001", **extra: Any) -> dict[str, Any]:
+def message(to: str = "+12025550001", **extra: Any) -> dict[str, Any]:
     """A POST /v1/messages body: text, one JPEG, a delivery report asked for."""
     return {
         "to": to,

@@ -22,6 +22,18 @@ SUBMIT_IMAGE_BYTES = 30_000
 BARE_CONCURRENCY = 16
 
 
+#: how many distinct numbers ``handset`` makes
+HANDSETS = 8_000_000
+
+
+def handset(index: int) -> str:
+    """The ``index``-th of ``HANDSETS`` distinct numbers the gateway takes as recipients: +1 202
+    NXX XXXX, valid for libphonenumber (the +1 555 ranges are not, and are refused at intake)."""
+    if not 0 <= index < HANDSETS:
+        raise ValueError(f"handset index {index} outside 0..{HANDSETS - 1}")
+    return f"+1202{200 + index // 10_000:03d}{index % 10_000:04d}"
+
+
 @cache
 def photo(size: int, seed: int = 8) -> bytes:
     """A real (Pillow-made, decodable) JPEG of about ``size`` bytes: coarse noise, so it does

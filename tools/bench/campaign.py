@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.bare import photo
+from bench.bare import handset, photo
 from bench.gateway import start_stack
 from bench.proc import API_KEY, Procs, SettingsLike, http_json
 
@@ -63,7 +63,7 @@ def bench_campaign(settings: SettingsLike) -> dict[str, Any]:
 
         def post(n: int) -> str:
             body = {
-                "to": [f"+1556{n:03d}{r:06d}" for r in range(per_call)],
+                "to": [handset(n * per_call + r) for r in range(per_call)],
                 "text": "Campaign",
                 "media": media,
                 "delivery_report": True,

@@ -322,7 +322,7 @@ def durability(db: Path) -> str:
 
 def api_payload(image: bytes, *, delivery_report: bool = True) -> dict[str, Any]:
     return {
-        "to": "+15551230001",
+        "to": "+12025550001",
         "text": "Your order has shipped.",
         "media": [
             {"content_base64": base64.b64encode(image).decode(), "content_type": "image/jpeg"}

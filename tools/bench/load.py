@@ -30,6 +30,8 @@ from typing import Any
 
 import aiohttp
 
+from bench.bare import handset
+
 
 async def _post(spec: dict[str, Any]) -> dict[str, Any]:
     body = Path(spec["body_file"]).read_bytes()
@@ -111,7 +113,7 @@ async def _api(spec: dict[str, Any]) -> dict[str, Any]:
             while time.monotonic() < stop_at:
                 n += 1
                 body = dict(payload)
-                body["to"] = f"+1555{w:03d}{n:05d}"
+                body["to"] = handset(w * 100_000 + n % 100_000)
                 key = f"{prefix}-{w}-{n}"
                 while True:  # the same message until it is acknowledged
                     attempts += 1

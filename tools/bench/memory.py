@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.bare import photo
+from bench.bare import handset, photo
 from bench.gateway import start_stack
 from bench.proc import API_KEY, Procs, SettingsLike, http_json, wait_until
 
@@ -60,7 +60,7 @@ def bench_memory(settings: SettingsLike) -> dict[str, Any]:
 
         def post(n: int) -> str:
             body = {
-                "to": f"+1555000{n:04d}",
+                "to": handset(n),
                 "text": "big",
                 "media": [
                     {

@@ -8,7 +8,7 @@ written; the answer comes only after ``store.enqueue_message`` returned, i.e. af
 
 * ``202 {"id": ..., "status": "queued"}`` and ``Location: /v1/messages/{id}``: created. When
   some recipients opted out (they sent a stop word, see ``[relay] stop_words``) the answer adds
-  ``"suppressed": ["+1555...", ...]``: those are stored with status ``suppressed`` and never
+  ``"suppressed": ["+1202...", ...]``: those are stored with status ``suppressed`` and never
   sent; the others are queued.
 * ``200 {"id": ..., "status": "duplicate"}``: the idempotency key (body ``idempotency_key`` or
   header ``Idempotency-Key``) was seen before from the same API key with the same request
@@ -27,10 +27,12 @@ Errors are JSON ``{"error": {"field": "to[1]" | null, "message": "..."}}``:
 * 413: the body is over ``[api] max_request_bytes`` (refused from Content-Length before reading,
   else as soon as the read passes the limit);
 * 415: another content type;
-* 422: well-formed but unacceptable: an address that is not one, a time not in the future, an
+* 422: well-formed but unacceptable: an address that is not one or a number the carrier would
+  refuse (``to[3]``: ``numbers``), a time not in the future, an
   unknown ``link`` (named), recipients without a route or routed to different links, a media URL
   refused or failing (``media[0].url``: loopback/private target, scheme, size, time, HTTP
-  status), a part whose bytes are not what it claims (``media[1]``), slides or SMIL that do not
+  status), a part whose bytes are not what it claims (``media[1]``) or that the link's content
+  profile can never carry (``media[1]``: ``mm7.content.carriable``), slides or SMIL that do not
   fit the items, an unknown ``reply_to`` (or a ``link``/``linked_id`` contradicting it), an
   ``idempotency_key`` used before with another request, every
   recipient on the suppression list (``to``, or ``to[0]`` for one given in an array: the message
@@ -40,7 +42,8 @@ No error writes anything (the store is only called once everything passed).
 
 JSON request (``POST /v1/messages``)
 ------------------------------------
-``to`` (an address or an array, required; numbers with an optional '+', short codes, e-mail),
+``to`` (an address or an array, required; E.164 numbers, national numbers of the key's or the
+link's ``default_region``, short codes, e-mail),
 ``from``, ``subject``, ``text``, ``media`` (array of ``{"url": ...}`` or ``{"content_base64":
 ..., "content_type": ...}``, each with an optional ``filename``; ``content_type`` with a URL
 overrides the server's), ``slides`` (array of ``{"duration_ms", "visual", "text", "audio",
@@ -71,9 +74,9 @@ and Content-Type are used) and/or ``media_url`` fields, in form order.
 What is stored (the dispatcher reads this)
 ------------------------------------------
 ``NewMessage(link, fields, idempotency_key="<key name>:<key>", expires_at, not_before,
-callback_url)`` with one recipient per ``to`` address (as normalised: number punctuation and
-``tel:`` removed) and the parts IN PRESENTATION ITEM ORDER, each ``MediaPart(content_type, data,
-content_id, content_location)`` where ``content_type`` is the real type from the bytes plus
+callback_url)`` with one recipient per ``to`` address (as normalised: numbers in E.164) and the
+parts IN PRESENTATION ITEM ORDER, each ``MediaPart(content_type, data, content_id,
+content_location)`` where ``content_type`` is the real type from the bytes plus
 ``; charset=<cs>`` for text (``"text/plain; charset=utf-8"``). The SMIL is NOT a part: the
 dispatcher builds the content from the items and ``fields["presentation"]`` (and fits it to the
 link's profile first). ``fields`` is exactly::
@@ -136,6 +139,7 @@ Kannel/Mbuni users"); ``fields["sendmms"]`` holds what only sendmms carries (``d
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -148,6 +152,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDict, MultiMapping
 
 from mm7.content.builder import build_presentation
+from mm7.content.carriable import never_carried
 from mm7.content.model import MediaItem, Slide
 from mm7.content.parts import ContentError, PartError, Source, make_items, text_source
 from mm7.content.smil import SmilError
@@ -155,6 +160,7 @@ from mm7.core.sniff import sniff
 from mm7.service.api.backlog import Backlog
 from mm7.service.api.listing import MessageListing
 from mm7.service.api.media_fetch import Fetcher, MediaFetcher
+from mm7.service.api.numbers import NumberRules, normalise_recipients
 from mm7.service.api.relay_ops import (
     RelayApi,
     apply_reply,
@@ -172,7 +178,7 @@ from mm7.service.api.validate import (
     parse_request,
     request_digest,
 )
-from mm7.service.config.settings import ApiKey, GatewayConfig
+from mm7.service.config.settings import ApiKey, GatewayConfig, LinkSettings
 from mm7.service.errors import (
     AllSuppressedError,
     ApiError,
@@ -532,6 +538,37 @@ def _pick_link(config: GatewayConfig, parsed: Request) -> str:
     return next(iter(chosen))
 
 
+#: recipients above which numbers are checked in a worker thread (about 30 us each: a campaign
+#: of 100,000 would hold the event loop for seconds)
+RECIPIENTS_OFF_LOOP = 200
+
+
+async def _normalised_recipients(config: GatewayConfig, key: ApiKey, parsed: Request) -> list[str]:
+    """The caller's recipients as stored and submitted (``numbers``): E.164 numbers, short codes,
+    e-mail; a 422 naming ``to[i]`` for one the carrier would refuse. National numbers are read in
+    the key's ``default_region``, else in that of the link given or the recipient routes to."""
+    check = key.number_check or config.api.number_check
+    fixed = key.default_region
+    if fixed is None and parsed.link is not None and parsed.link in config.link_names:
+        fixed = config.link(parsed.link).default_region
+    by_link: dict[str, NumberRules] = {}
+
+    def rules_for(address: str) -> NumberRules:
+        if fixed is not None or parsed.link is not None:
+            return NumberRules(fixed, check)
+        settings = config.route(address)
+        if settings is None:
+            return NumberRules(None, check)
+        if settings.name not in by_link:
+            by_link[settings.name] = NumberRules(settings.default_region, check)
+        return by_link[settings.name]
+
+    fields = [f"to[{i}]" if parsed.to_array else "to" for i in range(len(parsed.to))]
+    if len(parsed.to) <= RECIPIENTS_OFF_LOOP:
+        return normalise_recipients(parsed.to, fields, rules_for)
+    return await asyncio.to_thread(normalise_recipients, parsed.to, fields, rules_for)
+
+
 async def _gather_media(
     fetcher: Fetcher, media: Sequence[MediaInput], budget: int, *, allow_private: bool
 ) -> list[tuple[MediaInput, Source]]:
@@ -568,6 +605,20 @@ async def _gather_media(
             raise ApiError(413, entry.field, f"the media add up to more than {budget} bytes")
         out.append((entry, source))
     return out
+
+
+def _check_carriable(
+    settings: LinkSettings, items: Sequence[MediaItem], fields_at: Sequence[str]
+) -> None:
+    """422 naming the field of the first item the link's profile can never carry (a type it
+    refuses with no conversion here: ``mm7.content.carriable``); a part only too big passes."""
+    profile = settings.profile
+    if profile is None:
+        return
+    for item, where in zip(items, fields_at, strict=True):
+        why = never_carried(item, profile)
+        if why is not None:
+            raise ApiError(422, where, f"link {settings.name!r} cannot carry this: {why}")
 
 
 def _slides(
@@ -609,6 +660,8 @@ async def _submit(
     """Answer an MO (reply_to), route, fetch, build and enqueue."""
     config = app[CONFIG_KEY]
     store = app[STORE_KEY]
+    if parsed.to:
+        parsed.to = await _normalised_recipients(config, key, parsed)
     # taken before reply_to fills the request in: the caller's request is what a retry repeats
     digest: str | None = request_digest(parsed) if parsed.idempotency_key is not None else None
     confirmation = False
@@ -680,6 +733,7 @@ async def _submit(
         raise ApiError(422, fields_at[exc.index - 1], str(exc)) from None
     except ContentError as exc:
         raise ApiError(422, "media", str(exc)) from None
+    _check_carriable(config.link(link), items, fields_at)
     slides = _slides(parsed.slides, items, positions) if parsed.slides is not None else None
     try:
         presentation = build_presentation(

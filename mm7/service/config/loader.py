@@ -59,6 +59,8 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+import phonenumbers
+
 from mm7.content.profile import PROFILE_DIRS, ProfileError, load_profile, parse_size
 from mm7.core.dialect import DIALECTS, STRICT_3GPP, Dialect, DialectError
 from mm7.core.errors import MM7Error
@@ -70,6 +72,7 @@ from mm7.service.config.settings import (
     API_ROLES,
     DEFAULT_API_LISTEN,
     DEFAULT_INBOUND_LISTEN,
+    NUMBER_CHECKS,
     SIGNATURE_SCHEMES,
     ApiKey,
     ApiRole,
@@ -83,6 +86,7 @@ from mm7.service.config.settings import (
     Listen,
     LoggingSettings,
     MetricsSettings,
+    NumberCheck,
     PeerSettings,
     RelayHook,
     RelayRoute,
@@ -373,6 +377,7 @@ class _Loader:
             vas_id=t.opt_str("vas_id"),
             sender_address=t.opt_str("sender_address"),
             service_code=t.opt_str("service_code"),
+            default_region=_region(t, "default_region"),
             retry=retry,
         )
         t.finish()
@@ -656,6 +661,10 @@ class _Loader:
                     env=env_name,
                     role=_role(k),
                     allow_private=k.boolean("allow_private", _default(ApiKey, "allow_private")),
+                    default_region=_region(k, "default_region"),
+                    number_check=None
+                    if (check := k.opt_str("number_check", choices=NUMBER_CHECKS)) is None
+                    else _number_check(check),
                 )
             )
             k.finish()
@@ -685,6 +694,11 @@ class _Loader:
             fetch=fetch,
             max_backlog=t.opt_int("max_backlog", minimum=1),
             limits=_limits(t),
+            number_check=_number_check(
+                t.str_default(
+                    "number_check", _default(ApiSettings, "number_check"), choices=NUMBER_CHECKS
+                )
+            ),
         )
         t.finish()
         return api
@@ -888,6 +902,27 @@ def _role(t: Table) -> ApiRole:
     if named is not None:
         return "admin" if named == "admin" else "sending"
     return "admin" if flag else "sending"
+
+
+def _region(t: Table, key: str) -> str | None:
+    """A region for national numbers: an ISO 3166-1 alpha-2 code libphonenumber has metadata
+    for ("US", "gb" read as "GB"), or None when absent."""
+    value = t.opt_str(key)
+    if value is None:
+        return None
+    region = value.strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise t.error(
+            key,
+            f"{show(value)} is not a region libphonenumber knows (a two-letter ISO 3166-1 "
+            'code such as "US", "GB" or "DE")',
+        )
+    return region
+
+
+def _number_check(value: str) -> NumberCheck:
+    """``number_check`` as its type (the reader already refused anything else)."""
+    return "possible" if value == "possible" else "valid"
 
 
 def _listen(t: Table, key: str, default: str | None) -> Listen:

@@ -32,6 +32,8 @@ __all__ = [
     "ApiRole",
     "ApiSettings",
     "ClusterSettings",
+    "NUMBER_CHECKS",
+    "NumberCheck",
     "FetchSettings",
     "GatewayConfig",
     "InboundSettings",
@@ -56,6 +58,9 @@ __all__ = [
 #: what an API key may see and do (``ApiKey.role``)
 ApiRole: TypeAlias = Literal["sending", "admin"]
 API_ROLES: tuple[ApiRole, ...] = ("sending", "admin")
+#: how strictly recipients' numbers are checked at intake (``mm7.service.api.numbers``)
+NumberCheck: TypeAlias = Literal["valid", "possible"]
+NUMBER_CHECKS: tuple[NumberCheck, ...] = ("valid", "possible")
 
 #: opt-out words (an MO whose whole text is one of them), compared upper-cased
 DEFAULT_STOP_WORDS = ("STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT")
@@ -111,7 +116,7 @@ class LinkSettings:
     link: LinkConfig
     #: what content must fit before it is sent on this link; None: sent as given
     profile: Profile | None = None
-    #: recipient number prefixes routed to this link ("+1555", "4477"); '+' is ignored
+    #: recipient number prefixes routed to this link ("+1202", "4477"); '+' is ignored
     prefixes: tuple[str, ...] = ()
     #: recipients no prefix matches go here
     default: bool = False
@@ -121,6 +126,9 @@ class LinkSettings:
     vas_id: str | None = None
     #: SenderAddress when the application gives none
     sender_address: str | None = None
+    #: the region (ISO 3166-1 alpha-2, "US") whose national numbers ("(201) 555-0123") the
+    #: recipients routed to this link may be written in; an API key's own region comes first
+    default_region: str | None = None
     #: ServiceCode (charging) when the application gives none
     service_code: str | None = None
     #: how transient failures on this link are retried
@@ -194,6 +202,10 @@ class ApiKey:
     #: "sending": its own messages, their relay events and its own replies only; "admin": also
     #: every relay event (MOs included), the relay operations and the suppression list
     role: ApiRole = "sending"
+    #: the region national numbers this key sends to are in (before the link's); None: the link's
+    default_region: str | None = None
+    #: "valid" or "possible" for this key's recipients; None: ``[api] number_check``
+    number_check: NumberCheck | None = None
 
     @property
     def admin(self) -> bool:
@@ -235,6 +247,10 @@ class ApiSettings:
     #: header, body and keep-alive timeouts and the connection limit of the listener (and of
     #: ``[metrics] listen``'s)
     limits: ListenerLimits = ListenerLimits()
+    #: recipients' numbers must be "valid" (libphonenumber knows the range as assigned) or only
+    #: "possible" (a length the country's numbers can have: for test ranges and new ranges
+    #: libphonenumber's metadata does not know yet); a key's ``number_check`` comes first
+    number_check: NumberCheck = "valid"
 
     def key_secret(self, name: str) -> Secret | None:
         """The secret of the API key named ``name`` (it signs that key's status callbacks)."""
@@ -338,7 +354,7 @@ class RelayHook:
 class RouteMatch:
     """What an MO must have for a route to apply; every non-empty criterion must match."""
 
-    #: recipient number prefixes ("+1555"; '+' ignored)
+    #: recipient number prefixes ("+1202"; '+' ignored)
     recipient_prefixes: tuple[str, ...] = ()
     #: a recipient is exactly one of them (the short codes the MO was sent to)
     short_codes: tuple[str, ...] = ()
@@ -492,8 +508,8 @@ class GatewayConfig:
     def route(self, recipient: str) -> LinkSettings | None:
         """The link for ``recipient``: the longest matching prefix, else the default link.
 
-        Numbers are compared without '+', spaces, dashes, dots and parentheses ("+1 555-0100"
-        matches prefix "1555"); an address that is not a number (e-mail) goes to the default.
+        Numbers are compared without '+', spaces, dashes, dots and parentheses ("+1 202-555-0100"
+        matches prefix "1202"); an address that is not a number (e-mail) goes to the default.
         """
         number = _ROUTE_DIGITS.sub("", recipient).removeprefix("+")
         best: tuple[int, LinkSettings] | None = None
