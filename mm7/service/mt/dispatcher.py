@@ -269,7 +269,6 @@ class Dispatcher:
 
     async def _give_back(self, items: list[WorkItem]) -> None:
         """The ownership ended while leasing: release what came back, unattempted."""
-        self.counts["released_not_owner"] += len(items)
         self.log.info("mm7.dispatch.not_owner", released=len(items))
         for item in items:
             try:
@@ -278,6 +277,8 @@ class Dispatcher:
                 self.log.exception(
                     "mm7.dispatch.release_failed", transaction_id=item.transaction_id
                 )
+            # counted once given back, so that a reader of the count sees the store released
+            self.counts["released_not_owner"] += 1
 
     async def _idle(self) -> None:
         try:
