@@ -8,8 +8,9 @@ holds the asyncpg pool and the injected ``Clock`` and runs the store's operation
   A deadlock or serialization failure is retried (the transaction rolled back as a whole).
 - ``_read(op)`` runs ``op(conn)`` in a read-only REPEATABLE READ transaction: one snapshot for
   all of its SELECTs, as SQLite's readers have.
-- ``_fetch``, ``_fetchrow``, ``_fetchval``, ``_execute``: one statement on a pooled connection,
-  its own transaction (most hot-path operations are one statement: a CTE).
+- ``_write_row(sql)``, ``_execute_write(sql)``: one write statement in its own transaction
+  (most hot-path operations are one statement: a CTE writing every table concerned), retried
+  like ``_write``; ``_fetch``, ``_fetchrow``, ``_fetchval``: one read statement.
 
 A server that cannot be reached or refuses writes (connection lost, disk full, read-only,
 shutting down) raises ``StoreUnavailableError`` and is remembered for ``writable()`` (readiness)
@@ -146,9 +147,67 @@ class PostgresBase:
 
     async def _write(self, op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run ``op`` in one transaction; return once it committed (retried on deadlock)."""
+
+        async def in_transaction(conn: asyncpg.Connection) -> T:
+            async with conn.transaction():
+                return await op(conn)
+
+        return await self._autocommit(in_transaction)
+
+    async def _read(self, op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run ``op`` in a read-only transaction: one snapshot for all of its SELECTs."""
+        async with (
+            self._connection() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            return await op(conn)
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """One read statement: every row it returns."""
+        async with self._connection() as conn:
+            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+        self._succeeded()
+        return rows
+
+    async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        """One read statement: its first row, or None."""
+        async with self._connection() as conn:
+            row: asyncpg.Record | None = await conn.fetchrow(sql, *args)
+        self._succeeded()
+        return row
+
+    async def _fetchval(self, sql: str, *args: Any) -> Any:
+        """One read statement: the first column of its first row."""
+        async with self._connection() as conn:
+            value = await conn.fetchval(sql, *args)
+        self._succeeded()
+        return value
+
+    async def _write_row(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        """One write statement, its own transaction (committed on return): its first row.
+        A deadlock or serialization failure runs it again (it was rolled back whole)."""
+
+        async def op(conn: asyncpg.Connection) -> asyncpg.Record | None:
+            row: asyncpg.Record | None = await conn.fetchrow(sql, *args)
+            return row
+
+        return await self._autocommit(op)
+
+    async def _execute_write(self, sql: str, *args: Any) -> str:
+        """One write statement, its own transaction: its status tag (e.g. ``UPDATE 3``)."""
+
+        async def op(conn: asyncpg.Connection) -> str:
+            tag: str = await conn.execute(sql, *args)
+            return tag
+
+        return await self._autocommit(op)
+
+    async def _autocommit(self, op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run ``op`` on a pooled connection, counted as a write; a deadlock or serialization
+        failure (the transaction rolled back whole) runs it again."""
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                async with self._connection() as conn, conn.transaction():
+                async with self._connection() as conn:
                     result = await op(conn)
             except _RETRY:
                 if attempt == _ATTEMPTS:
@@ -162,42 +221,6 @@ class PostgresBase:
             self._succeeded()
             return result
         raise AssertionError("unreachable")
-
-    async def _read(self, op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run ``op`` in a read-only transaction: one snapshot for all of its SELECTs."""
-        async with (
-            self._connection() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            return await op(conn)
-
-    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        """One statement, its own transaction: every row it returns."""
-        async with self._connection() as conn:
-            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
-        self._succeeded()
-        return rows
-
-    async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        """One statement, its own transaction: its first row, or None."""
-        async with self._connection() as conn:
-            row: asyncpg.Record | None = await conn.fetchrow(sql, *args)
-        self._succeeded()
-        return row
-
-    async def _fetchval(self, sql: str, *args: Any) -> Any:
-        """One statement, its own transaction: the first column of its first row."""
-        async with self._connection() as conn:
-            value = await conn.fetchval(sql, *args)
-        self._succeeded()
-        return value
-
-    async def _execute(self, sql: str, *args: Any) -> str:
-        """One statement, its own transaction: its status tag (e.g. ``UPDATE 3``)."""
-        async with self._connection() as conn:
-            tag: str = await conn.execute(sql, *args)
-        self._succeeded()
-        return tag
 
     # -- readiness and counters ------------------------------------------------------------
 

@@ -8,11 +8,12 @@ every instance. The relay mixin (``relay``) leases these rows; this module only 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from mm7.service.store.outbox import MoRelay, OptOut, RelayKind, RelayStatus
-from mm7.service.store.postgres.rows import to_json
+from mm7.service.store.outbox import MoRelay, OptOut, RelayKind, RelayStatus, status_event
+from mm7.service.store.postgres.rows import dt, to_json
 from mm7.service.store.records import normalize_address
 
 if TYPE_CHECKING:
@@ -90,3 +91,61 @@ async def suppressed_keys(conn: asyncpg.Connection, keys: Collection[str]) -> se
         list(dict.fromkeys(keys)),
     )
     return {r[0] for r in rows}
+
+
+def _kannel(fields_json: str | None, url_key: str) -> dict[str, Any] | None:
+    """A sendmms message's Kannel-style delivery: its ``url_key`` URL (dlr_url / rr_url) and
+    who it is from; None for a message that did not come through sendmms."""
+    if fields_json is None or '"sendmms"' not in fields_json:
+        return None
+    fields = json.loads(fields_json)
+    sendmms = fields.get("sendmms")
+    if not isinstance(sendmms, dict):
+        return None
+    return {"url": sendmms.get(url_key), "from": fields.get("from"), "user": fields.get("api_key")}
+
+
+async def queue_status_event(
+    conn: asyncpg.Connection,
+    recipient_id: int,
+    status: str,
+    now: int,
+    *,
+    relay_all: bool,
+    status_code: int | None = None,
+    status_text: str | None = None,
+) -> None:
+    """Queue the status change of an MT recipient for its message's callback or, with
+    ``relay_all``, the link's status hook."""
+    row = await conn.fetchrow(
+        "SELECT r.message_id, r.address, r.mm7_message_id, m.link, m.callback_url, m.api_key,"
+        " m.fields FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = $1",
+        recipient_id,
+    )
+    if row is None or (row[4] is None and not relay_all):
+        return
+    body = status_event(
+        RelayKind.STATUS, message_id=row[0], recipient=row[1], status=status, at=dt(now),
+        link=row[3], mm7_message_id=row[2], status_code=status_code, status_text=status_text,
+    )  # fmt: skip
+    kannel = _kannel(row[6], "dlr_url")
+    if kannel is not None and kannel["url"] is not None:
+        body["kannel"] = kannel
+    # the message id is random; recipient ids are never reused
+    key = f"status:{row[0]}:{recipient_id}:{status}"
+    await insert_event(conn, RelayKind.STATUS, key, body, now, callback_url=row[4],
+                       api_key=row[5], link=row[3], source_id=row[0])  # fmt: skip
+
+
+def report_target(
+    kind: RelayKind, callback_url: str | None, api_key: str | None, fields_json: str | None
+) -> tuple[str | None, dict[str, Any] | None]:
+    """Where a delivery report or read reply of a message goes: its callback_url, or for a
+    sendmms message its dlr-url / rr-url (Kannel-style GET, described by the second value)."""
+    url_key = "dlr_url" if kind is RelayKind.DELIVERY_REPORT else "rr_url"
+    kannel = _kannel(fields_json, url_key)
+    if kannel is None:
+        return callback_url, None
+    if kannel["url"] is None:
+        return None, None
+    return kannel["url"], {**kannel, "user": api_key}
