@@ -1,6 +1,6 @@
 """Smoke tests of the multi-process benchmarks in tools/bench.py (sim, mt, loss, memory, campaign,
-mo, and pgdriver where a PostgreSQL server answers): each runs with --quick (real processes on loopback, a few seconds) and prints one JSON
-object of the documented shape.
+mo, and pgdriver where a PostgreSQL server answers): each runs with --quick (real processes on
+loopback, a few seconds) and prints one JSON object of the documented shape.
 
 Only shapes are checked, and that the figures are positive, never how big they are: the machines
 that run the tests are shared, so timings cannot gate a build. One behaviour is asserted: under

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mm7.core.status import MMStatus
-from mm7.service.errors import SchemaTooNewError
+from mm7.service.errors import SchemaTooNewError, StoreError
 from mm7.service.store import ManualClock, RecipientStatus, SqliteStore
 from mm7.service.store.sqlite.migrations import LATEST, MIGRATIONS, migrate, schema_version
 from tests.helpers.stores import Backend, pg_database
@@ -118,7 +118,7 @@ async def test_postgresql_failed_migration_leaves_the_previous_version() -> None
         conn = await asyncpg.connect(dsn)
         try:
             await conn.execute("CREATE TABLE delivery_reports (x int)")  # fails migration 1
-            with pytest.raises(asyncpg.DuplicateTableError):
+            with pytest.raises(StoreError, match="cannot migrate the schema: relation"):
                 await PostgresStore.open(dsn)
             # one transaction: nothing of the step is left, not even its record
             names = await conn.fetch(
