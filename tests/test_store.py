@@ -1,7 +1,8 @@
-"""The SQLite store: idempotency, media dedupe, group commit, leases, retries, reports, MO.
+"""The store, on each backend: idempotency, media dedupe, commits, leases, retries, reports, MO.
 
-Real database files in tmp_path; time is a ManualClock so that lease expiry and retry
-schedules are exercised by moving the clock, never by sleeping.
+Real databases (an SQLite file in tmp_path, a fresh PostgreSQL database: tests/helpers/stores.py);
+time is a ManualClock so that lease expiry and retry schedules are exercised by moving the clock,
+never by sleeping.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +29,9 @@ from mm7.service.store import (
     Store,
     normalize_address,
 )
+from mm7.service.store.sqlite.relay import SqliteRelayOps
+from mm7.service.store.sqlite.retention import SqliteRetention
+from tests.helpers.stores import Backend
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40  # ~10 KB, stored inline
 BIG = b"\x89PNG\r\n\x1a\n" + b"x" * (300 * 1024)  # above the inline limit: stored as a file
@@ -50,25 +55,48 @@ def message(
     )
 
 
-def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    return any_store
 
 
-async def test_store_implements_the_protocol(store: SqliteStore) -> None:
+async def test_store_implements_the_protocol(store: Store) -> None:
+    missing = sorted(
+        name
+        for name in dir(Store)
+        if not name.startswith("_") and not callable(getattr(type(store), name, None))
+    )
+    # the relay and retention halves of the PostgreSQL store are written separately (issue 14)
+    later = {n for n in (*vars(SqliteRelayOps), *vars(SqliteRetention)) if not n.startswith("_")}
+    assert set(missing) <= later, missing
+    if missing:
+        pytest.xfail(f"relay/retention mixins land separately: {', '.join(missing)}")
     assert isinstance(store, Store)
 
 
-async def test_database_is_wal_and_fully_synchronous(store: SqliteStore) -> None:
-    assert rows(store.path, "PRAGMA journal_mode") == [("wal",)]
-    # synchronous is per connection: the store reads its writer's setting back
-    assert store.durability == "journal_mode=wal synchronous=FULL"
+async def test_sqlite_database_is_wal_and_fully_synchronous(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    store = await SqliteStore.open(tmp_path / "gw.db", clock=clock)
+    try:
+        conn = sqlite3.connect(store.path)
+        assert conn.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
+        conn.close()
+        # synchronous is per connection: the store reads its writer's setting back
+        assert store.durability == "journal_mode=wal synchronous=FULL"
+    finally:
+        await store.close()
 
 
-async def test_enqueue_then_get_message(store: SqliteStore, tmp_path: Path) -> None:
+async def test_commits_are_durable(store: Any, backend: Backend) -> None:
+    expected = {
+        "sqlite": "journal_mode=wal synchronous=FULL",
+        "postgresql": "synchronous_commit=on fsync=on",
+    }
+    assert store.durability == expected[backend.name]
+
+
+async def test_enqueue_then_get_message(store: Store) -> None:
     result = await store.enqueue_message(
         message("k1", callback_url="http://app/cb"),
         ["+4917000001", "4917000002"],
@@ -90,16 +118,16 @@ async def test_enqueue_then_get_message(store: SqliteStore, tmp_path: Path) -> N
 
 
 async def test_repeated_idempotency_key_returns_the_original_and_writes_nothing(
-    store: SqliteStore,
+    store: Store, backend: Backend
 ) -> None:
     first = await store.enqueue_message(message("same"), ["111"])
-    before = rows(store.path, "SELECT COUNT(*) FROM recipients")
+    before = await backend.rows("SELECT COUNT(*) FROM recipients")
     again = await store.enqueue_message(
         message("same"), ["222", "333"], [MediaPart("image/jpeg", data=JPEG)]
     )
     assert again.message_id == first.message_id and not again.created
-    assert rows(store.path, "SELECT COUNT(*) FROM recipients") == before
-    assert rows(store.path, "SELECT COUNT(*) FROM media") == [(0,)]
+    assert await backend.rows("SELECT COUNT(*) FROM recipients") == before
+    assert await backend.rows("SELECT COUNT(*) FROM media") == [(0,)]
     # concurrent repeats of a new key also create exactly one message
     results = await asyncio.gather(
         *(store.enqueue_message(message("burst"), ["444"]) for _ in range(20))
@@ -108,13 +136,13 @@ async def test_repeated_idempotency_key_returns_the_original_and_writes_nothing(
     assert sum(r.created for r in results) == 1
 
 
-async def test_media_shared_by_two_messages_is_stored_once(store: SqliteStore) -> None:
+async def test_media_shared_by_two_messages_is_stored_once(store: Store, backend: Backend) -> None:
     a = await store.enqueue_message(message(), ["1"], [MediaPart("image/jpeg", data=JPEG)])
     b = await store.enqueue_message(
         message(), ["2"], [MediaPart("image/jpeg", data=JPEG, content_location="x.jpg")]
     )
     digest = await store.put_media(JPEG, "image/jpeg")
-    assert rows(store.path, "SELECT sha256 FROM media") == [(digest,)]
+    assert await backend.rows("SELECT sha256 FROM media") == [(digest,)]
     ma, mb = await store.get_message(a.message_id), await store.get_message(b.message_id)
     assert ma is not None and mb is not None
     assert ma.parts[0].sha256 == mb.parts[0].sha256 == digest
@@ -122,16 +150,21 @@ async def test_media_shared_by_two_messages_is_stored_once(store: SqliteStore) -
     assert blob is not None and blob.data == JPEG and blob.content_type == "image/jpeg"
 
 
-async def test_large_media_goes_to_one_file_and_can_be_referenced(
-    store: SqliteStore, tmp_path: Path
+async def test_large_media_is_stored_once_and_can_be_referenced(
+    store: Store, backend: Backend, tmp_path: Path
 ) -> None:
     digest = await store.put_media(BIG, "image/png")
     assert await store.put_media(BIG, "image/png") == digest
-    files = [p for p in (tmp_path / "gw.db.media").rglob("*") if p.is_file()]
-    assert [p.name for p in files] == [digest]
-    assert rows(store.path, "SELECT data IS NULL, path FROM media") == [
-        (1, f"{digest[:2]}/{digest}")
-    ]
+    if backend.name == "sqlite":  # above the inline limit: one file, the row names it
+        files = [p for p in (tmp_path / "gw.db.media").rglob("*") if p.is_file()]
+        assert [p.name for p in files] == [digest]
+        assert await backend.rows("SELECT data IS NULL, path FROM media") == [
+            (1, f"{digest[:2]}/{digest}")
+        ]
+    else:  # one row holding the bytes, whatever their size
+        assert await backend.rows("SELECT sha256, size, length(data) FROM media") == [
+            (digest, len(BIG), len(BIG))
+        ]
     made = await store.enqueue_message(message(), ["1"], [MediaPart("image/png", sha256=digest)])
     got = await store.get_message(made.message_id)
     assert got is not None and got.parts[0].size == len(BIG)
@@ -139,17 +172,17 @@ async def test_large_media_goes_to_one_file_and_can_be_referenced(
     assert blob is not None and blob.data == BIG
 
 
-async def test_unknown_media_reference_fails_that_write_only(store: SqliteStore) -> None:
+async def test_unknown_media_reference_fails_that_write_only(
+    store: Store, backend: Backend
+) -> None:
     bad = store.enqueue_message(message("bad"), ["1"], [MediaPart("image/png", sha256="0" * 64)])
     good = store.enqueue_message(message("good"), ["2"])
     outcome = await asyncio.gather(bad, good, return_exceptions=True)
     assert isinstance(outcome[0], UnknownMediaError)
-    assert rows(store.path, "SELECT idempotency_key FROM messages") == [("good",)]
+    assert await backend.rows("SELECT idempotency_key FROM messages") == [("good",)]
 
 
-async def test_concurrent_writes_share_commits_and_are_visible_after_await(
-    store: SqliteStore,
-) -> None:
+async def test_concurrent_writes_are_visible_after_await(store: Store, backend: Backend) -> None:
     before = store.stats()
 
     async def one(i: int) -> None:
@@ -162,12 +195,13 @@ async def test_concurrent_writes_share_commits_and_are_visible_after_await(
     writes = after.writes - before.writes
     commits = after.commits - before.commits
     assert writes == 300
-    assert commits < writes
-    assert after.largest_batch > 1
-    assert rows(store.path, "SELECT COUNT(*) FROM messages") == [(300,)]
+    if backend.name == "sqlite":  # group commit: concurrent writes share commits
+        assert commits < writes
+        assert after.largest_batch > 1
+    assert await backend.rows("SELECT COUNT(*) FROM messages") == [(300,)]
 
 
-async def test_lease_hands_out_due_items_once(store: SqliteStore, clock: ManualClock) -> None:
+async def test_lease_hands_out_due_items_once(store: Store, clock: ManualClock) -> None:
     await store.enqueue_message(message(), ["1", "2", "3"])
     await store.enqueue_message(message(link="other"), ["9"])
     first = await store.lease("mmsc1", "w1", 2, timedelta(seconds=30))
@@ -183,7 +217,7 @@ async def test_lease_hands_out_due_items_once(store: SqliteStore, clock: ManualC
 
 
 async def test_expired_lease_is_taken_over_and_the_old_holder_is_fenced(
-    store: SqliteStore, clock: ManualClock
+    store: Store, clock: ManualClock
 ) -> None:
     made = await store.enqueue_message(message(), ["1"])
     (dead,) = await store.lease("mmsc1", "dead-worker", 1, timedelta(seconds=30))
@@ -206,9 +240,7 @@ async def test_expired_lease_is_taken_over_and_the_old_holder_is_fenced(
     assert got.events[2].details["mm7_message_id"] == "MSG-OLD"
 
 
-async def test_retry_later_schedules_the_next_attempt(
-    store: SqliteStore, clock: ManualClock
-) -> None:
+async def test_retry_later_schedules_the_next_attempt(store: Store, clock: ManualClock) -> None:
     made = await store.enqueue_message(message(), ["1"])
     (item,) = await store.lease("mmsc1", "w", 1, timedelta(seconds=30))
     assert await store.retry_later(item, clock.now() + timedelta(seconds=60), 3001, "busy")
@@ -228,7 +260,7 @@ async def test_retry_later_schedules_the_next_attempt(
     assert await store.queue_depth("mmsc1") == 0
 
 
-async def test_release_gives_the_item_back_unattempted(store: SqliteStore) -> None:
+async def test_release_gives_the_item_back_unattempted(store: Store) -> None:
     await store.enqueue_message(message(), ["1"])
     (item,) = await store.lease("mmsc1", "w", 1, timedelta(seconds=30))
     assert await store.release(item)
@@ -237,7 +269,7 @@ async def test_release_gives_the_item_back_unattempted(store: SqliteStore) -> No
     assert not await store.release(item)  # a released lease cannot be released twice
 
 
-async def test_scheduled_and_expired_messages(store: SqliteStore, clock: ManualClock) -> None:
+async def test_scheduled_and_expired_messages(store: Store, clock: ManualClock) -> None:
     later = await store.enqueue_message(message(not_before=clock.now() + timedelta(hours=1)), ["1"])
     short = await store.enqueue_message(
         message(expires_at=clock.now() + timedelta(minutes=10)), ["2"]
@@ -263,7 +295,7 @@ async def test_scheduled_and_expired_messages(store: SqliteStore, clock: ManualC
 
 
 async def test_delivery_reports_correlate_by_link_message_id_and_recipient(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     made = await store.enqueue_message(message(), ["+49 170 0001", "4917000002"])
     items = await store.lease("mmsc1", "w", 2, timedelta(seconds=30))
@@ -295,7 +327,7 @@ async def test_delivery_reports_correlate_by_link_message_id_and_recipient(
     assert len(await store.delivery_reports(message_id=made.message_id)) == 4
 
 
-async def test_unknown_delivery_reports_are_kept_for_inspection(store: SqliteStore) -> None:
+async def test_unknown_delivery_reports_are_kept_for_inspection(store: Store) -> None:
     made = await store.enqueue_message(message(), ["1"])
     (item,) = await store.lease("mmsc1", "w", 1, timedelta(seconds=30))
     await store.complete(item, "MID-9")
@@ -314,7 +346,9 @@ async def test_unknown_delivery_reports_are_kept_for_inspection(store: SqliteSto
     assert got is not None and got.recipients[0].status is RecipientStatus.SUBMITTED
 
 
-async def test_mo_duplicates_are_detected_per_link(store: SqliteStore, clock: ManualClock) -> None:
+async def test_mo_duplicates_are_detected_per_link(
+    store: Store, backend: Backend, clock: ManualClock
+) -> None:
     first = await store.store_mo(
         NewMo("mmsc1", "T1", "M1", {"text": "hello"}, [MediaPart("image/jpeg", data=JPEG)])
     )
@@ -339,7 +373,7 @@ async def test_mo_duplicates_are_detected_per_link(store: SqliteStore, clock: Ma
     got = await store.get_mo(first.mo_id)
     assert got is not None and got.fields == {"text": "hello"} and got.status == "unrouted"
     assert got.parts[0].sha256 == hashlib.sha256(JPEG).hexdigest()
-    assert rows(store.path, "SELECT COUNT(*) FROM media") == [(1,)]
+    assert await backend.rows("SELECT COUNT(*) FROM media") == [(1,)]
 
 
 def test_normalize_address() -> None:
@@ -356,13 +390,13 @@ def test_media_part_needs_data_or_hash() -> None:
         MediaPart("image/jpeg", data=b"x", sha256="0" * 64)
 
 
-async def test_naive_datetimes_are_refused(store: SqliteStore) -> None:
+async def test_naive_datetimes_are_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="naive"):
         await store.enqueue_message(message(expires_at=datetime(2030, 1, 1)), ["1"])
 
 
 async def test_expire_finishes_the_recipient_under_its_lease_only(
-    store: SqliteStore, clock: ManualClock
+    store: Store, clock: ManualClock
 ) -> None:
     made = await store.enqueue_message(message(), ["1", "2"])
     first, second = await store.lease("mmsc1", "w", 2, timedelta(seconds=30))
@@ -379,3 +413,46 @@ async def test_expire_finishes_the_recipient_under_its_lease_only(
     got = await store.get_message(made.message_id)
     assert got is not None and got.status is MessageStatus.FAILED
     assert await store.queue_depth("mmsc1") == 0
+
+
+async def test_reports_correlate_by_the_other_address_and_on_the_other_links(
+    store: Store,
+) -> None:
+    one = await store.enqueue_message(message(link="a"), ["+15550001"])
+    two = await store.enqueue_message(message(link="a"), ["+15550002", "+15550003"])
+    for item in await store.lease("a", "w", 5, timedelta(seconds=30)):
+        mid = "M-1" if item.message_id == one.message_id else "M-2"
+        assert await store.complete(item, mid, 1000)
+    # the MMSC swapped Sender and Recipient: the handset is the report's other address
+    swapped = await store.record_delivery_report(
+        "a", "M-2", "12345", MMStatus.FORWARDED, alternate="+15550003"
+    )
+    assert swapped.alternate_matched and swapped.recipient == "+15550003"
+    assert swapped.message_id == two.message_id and swapped.link == "a"
+    # a report reaching the peer of another link: looked for on the links named, in order
+    moved = await store.record_delivery_report(
+        "b", "M-2", "+15550002", MMStatus.RETRIEVED, other_links=("c", "a")
+    )
+    assert moved.link == "a" and moved.recipient_status is RecipientStatus.DELIVERED
+    # there, an address must match: a MessageID is unique per MMSC only
+    stranger = await store.record_delivery_report(
+        "b", "M-2", "+19999999", MMStatus.RETRIEVED, other_links=("a",)
+    )
+    assert stranger.message_id is None and stranger.link == "b"
+    # on the link itself, a MessageID naming one recipient matches whatever the spelling
+    spelled = await store.record_delivery_report("a", "M-1", "someone-else", MMStatus.RETRIEVED)
+    assert spelled.message_id == one.message_id
+    assert spelled.recipient_status is RecipientStatus.DELIVERED
+    # read replies correlate the same way
+    assert (
+        await store.record_read_reply(
+            "b", "M-2", "12345", "Read", alternate="+15550003", other_links=("a",)
+        )  # fmt: skip
+        == two.message_id
+    )
+    got = await store.get_message(two.message_id)
+    assert got is not None
+    first = next(e for e in got.events if e.kind == "delivery_report")
+    assert "report-addresses-swapped" in first.details["leniencies"]
+    assert [e.kind for e in got.events][-1] == "read_reply"
+    assert len(await store.delivery_reports(unknown_only=True)) == 1

@@ -28,7 +28,9 @@ generators on loopback) live in tools/bench/ and are registered at the end of th
 ``sim`` (the simulator as an MMSC), ``mt`` (API -> store -> dispatcher -> simulator), ``loss``
 (SIGKILL under load), ``memory`` (50 x 5 MB in flight), ``campaign`` (100,000 recipients) and
 ``mo`` (MO ingest and relay); each compares itself with a bare-aiohttp baseline or a limit
-measured in the same run (BENCHMARKS.md).
+measured in the same run (BENCHMARKS.md). ``pgdriver`` compares the PostgreSQL drivers (asyncpg,
+psycopg 3) on the store's hot statements; it needs a PostgreSQL server and reports nothing
+(saying why) without one.
 """
 
 from __future__ import annotations
@@ -792,6 +794,7 @@ from bench.loss import bench_loss  # noqa: E402
 from bench.memory import bench_memory  # noqa: E402
 from bench.mo import bench_mo  # noqa: E402
 from bench.mt import bench_mt  # noqa: E402
+from bench.pgdriver import bench_pgdriver  # noqa: E402
 from bench.sim import bench_sim  # noqa: E402
 
 benchmark("sim")(bench_sim)
@@ -800,6 +803,7 @@ benchmark("loss")(bench_loss)
 benchmark("memory")(bench_memory)
 benchmark("campaign")(bench_campaign)
 benchmark("mo")(bench_mo)
+benchmark("pgdriver")(bench_pgdriver)
 
 
 # --------------------------------------------------------------------------- the scaling benchmark
