@@ -13,9 +13,10 @@ from pathlib import Path
 
 from mm7.service.store.base import ManualClock, Store
 from mm7.service.store.sqlite.store import SqliteStore
+from tests.helpers.stores import pg_database
 
 #: the backends the cluster tests run on
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgresql"]
 
 
 class Monotonic:
@@ -36,6 +37,18 @@ async def open_pair(
     backend: str, tmp_path: Path, clock: ManualClock
 ) -> AsyncIterator[tuple[Store, Store]]:
     """Two handles on one fresh database of ``backend``."""
+    if backend == "postgresql":
+        from mm7.service.store.postgres import PostgresStore
+
+        async with pg_database() as dsn:
+            one = await PostgresStore.open(dsn, clock=clock)
+            two = await PostgresStore.open(dsn, clock=clock)
+            try:
+                yield one, two
+            finally:
+                await two.close()
+                await one.close()
+        return
     if backend != "sqlite":
         raise LookupError(f"no opener for backend {backend!r}")
     first = await SqliteStore.open(tmp_path / "cluster.db", clock=clock)
