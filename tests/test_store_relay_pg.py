@@ -1,12 +1,11 @@
-"""The relay outbox on PostgreSQL (issue 14): the behaviours of test_store_relay.py, and what
-only several instances on one database can show.
+"""The relay outbox on PostgreSQL (issue 14): what only several instances on one database show.
 
-The tests of test_store_relay.py that go through the ``Store`` protocol alone run here again on
-a fresh PostgreSQL database (tests/helpers/stores.py; skipped, saying why, without a server);
-those that open SQLite files have their PostgreSQL counterparts below. Then: two stores (two
+test_store_relay.py runs the relay's behaviours on both backends; here, on a fresh PostgreSQL
+database (tests/helpers/stores.py; skipped, saying why, without a server): two stores (two
 pools, as two instances) leasing at once never get the same event, never two events of one
 ordered sender, and deliver each ordered sender's events in order; a row locked by another
-transaction is skipped, not waited for.
+transaction is skipped, not waited for; releases and requeues wake every instance; instances
+starting together share one secret.
 """
 
 from __future__ import annotations
@@ -18,70 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from mm7.core.status import MMStatus
-from mm7.service.errors import AllSuppressedError
-from mm7.service.store import (
-    ManualClock,
-    MediaPart,
-    NewMessage,
-    OptOut,
-    RelayItem,
-    RelayKind,
-    RelayStatus,
-    Store,
-)
+from mm7.service.store import ManualClock, RelayItem, Store
 from tests.helpers.stores import Backend, PostgresBackend, backend_of
-from tests.test_store_relay import (
-    LINK,
-    TTL,
-    mo,
-    sources,
-    submitted,
-    test_a_dead_head_lets_the_next_event_of_the_sender_go,
-    test_a_repeated_report_queues_one_event,
-    test_an_outcome_with_a_stale_lease_changes_nothing,
-    test_dropping_and_requeueing_an_mo_event_moves_its_mo,
-    test_each_due_event_is_leased_once_until_its_lease_expires,
-    test_events_of_hooks_the_quotas_do_not_name_come_only_when_asked,
-    test_lease_respects_n,
-    test_ordered_hooks_hand_out_one_event_per_sender_oldest_first,
-    test_outcomes_settle_the_mo,
-    test_purge_deletes_only_finished_events_older_than_the_cutoff,
-    test_quotas_bound_the_leases_per_hook,
-    test_relay_events_filters_and_pages,
-    test_release_gives_the_lease_back_without_counting_the_attempt,
-    test_requeue_and_drop,
-    test_retry_is_scheduled_and_the_first_attempt_time_is_kept,
-    test_status_events_only_for_messages_with_a_callback,
-    test_stop_also_stops_what_is_already_queued_for_the_sender,
-    test_stop_then_start_edits_the_suppression_list,
-    test_suppressed_recipients_are_stored_but_never_leased,
-    test_unknown_report_queues_nothing_by_default,
-)
-
-# run here on PostgreSQL (pytest collects the imported tests with this module's fixtures)
-__all__ = [
-    "test_a_dead_head_lets_the_next_event_of_the_sender_go",
-    "test_a_repeated_report_queues_one_event",
-    "test_an_outcome_with_a_stale_lease_changes_nothing",
-    "test_dropping_and_requeueing_an_mo_event_moves_its_mo",
-    "test_each_due_event_is_leased_once_until_its_lease_expires",
-    "test_events_of_hooks_the_quotas_do_not_name_come_only_when_asked",
-    "test_lease_respects_n",
-    "test_ordered_hooks_hand_out_one_event_per_sender_oldest_first",
-    "test_outcomes_settle_the_mo",
-    "test_purge_deletes_only_finished_events_older_than_the_cutoff",
-    "test_quotas_bound_the_leases_per_hook",
-    "test_release_gives_the_lease_back_without_counting_the_attempt",
-    "test_relay_events_filters_and_pages",
-    "test_requeue_and_drop",
-    "test_retry_is_scheduled_and_the_first_attempt_time_is_kept",
-    "test_status_events_only_for_messages_with_a_callback",
-    "test_stop_also_stops_what_is_already_queued_for_the_sender",
-    "test_stop_then_start_edits_the_suppression_list",
-    "test_suppressed_recipients_are_stored_but_never_leased",
-    "test_unknown_report_queues_nothing_by_default",
-]
+from tests.test_store_relay import TTL, mo, sources
 
 
 @pytest.fixture
@@ -96,39 +34,7 @@ async def store(pg: Backend, clock: ManualClock) -> Store:
     return await pg.open(clock=clock)
 
 
-# -- the PostgreSQL counterparts of test_store_relay's SQLite-file tests ------------------------
-
-
-async def test_relay_all_statuses_queues_every_status_and_unknown_reports(
-    pg: Backend, clock: ManualClock
-) -> None:
-    store = await pg.open(clock=clock, relay_all_statuses=True)
-    mid = await submitted(store, "M2", "+15550002", callback=None)
-    [status] = await store.relay_events(kind=RelayKind.STATUS)
-    assert status.callback_url is None and status.source_id == mid and status.link == LINK
-    await store.record_delivery_report(LINK, "nobody", "+15550003", MMStatus.RETRIEVED)
-    [dlr] = await store.relay_events(kind=RelayKind.DELIVERY_REPORT)
-    assert dlr.event["message_id"] is None and dlr.event["status"] == "unknown"
-    assert dlr.event["mm7_message_id"] == "nobody" and dlr.link == LINK
-    assert dlr.source_id is None
-
-
-async def test_all_suppressed_writes_nothing(pg: Backend, store: Store) -> None:
-    await mo(store, "+15550001", opt_out=OptOut("stop", "+15550001", "STOP"), hook=None)
-    await mo(store, "+15550002", opt_out=OptOut("stop", "+15550002", "QUIT"), hook=None)
-    with pytest.raises(AllSuppressedError) as info:
-        await store.enqueue_message(
-            NewMessage(link=LINK, fields={}, idempotency_key="k1"),
-            ["+15550001", "15550002"],
-            [MediaPart("image/gif", data=b"GIF89a-unique-bytes")],
-        )
-    assert info.value.addresses == ("+15550001", "15550002")
-    for table in ("messages", "recipients", "message_media"):
-        assert await pg.count(table) == 0, table
-    ok = await store.enqueue_message(
-        NewMessage(link=LINK, fields={}, idempotency_key="k1"), ["+15550003"]
-    )
-    assert ok.created
+# -- what only a shared database shows --------------------------------------------------------
 
 
 async def test_own_secret_is_made_once_for_every_instance(pg: Backend, clock: ManualClock) -> None:
@@ -141,9 +47,6 @@ async def test_own_secret_is_made_once_for_every_instance(pg: Backend, clock: Ma
     again = await pg.open(clock=clock)
     assert await again.own_secret("media_url") == first
     assert await pg.rows("SELECT COUNT(*) FROM store_secrets") == [(2,)]
-
-
-# -- what only a shared database shows --------------------------------------------------------
 
 
 async def test_release_and_requeue_wake_the_relay_workers_of_every_instance(
@@ -242,26 +145,3 @@ async def test_two_instances_leasing_at_once_share_out_the_events(
     assert await pg.rows("SELECT COUNT(*) FROM relay_outbox WHERE lease_token IS NOT NULL") == [
         (0,)
     ]
-
-
-async def test_requeue_relay_of_an_api_key_and_the_counts_of_a_key(store: Store) -> None:
-    for n in range(2):
-        await submitted(store, f"M{n}", f"+1555009{n}", callback="https://app/cb")
-    other = await store.enqueue_message(
-        NewMessage(link=LINK, fields={"api_key": "ops"}, callback_url="https://ops/cb"),
-        ["+15550099"],
-    )
-    for item in await store.lease(LINK, "d", 10, TTL):
-        assert await store.complete(item, "M9", 1000, "Success")
-    items = await store.lease_relay("w", 10, TTL)
-    assert sorted(i.api_key or "-" for i in items) == ["dev", "dev", "ops"]
-    for item in items:
-        assert await store.relay_outcome(item, "dead", error="HTTP 500")
-    assert await store.relay_counts("dev") == {"dead": 2}
-    assert await store.relay_counts("ops") == {"dead": 1}
-    assert await store.requeue_relay(api_key="ops") == 1
-    assert await store.relay_counts("ops") == {"pending": 1}
-    assert await store.relay_counts("dev") == {"dead": 2}
-    [event] = await store.relay_events(api_key="ops")
-    assert event.source_id == other.message_id and event.status is RelayStatus.PENDING
-    assert await store.relay_events(api_key="nobody") == []

@@ -1,10 +1,9 @@
-"""Retention on PostgreSQL (issue 14): the rules of test_store_retention.py on a fresh database,
-what the PostgreSQL store purges besides (expired inbound request keys, never named leases),
-and purges that meet other instances' work: locked rows are skipped, not waited for.
+"""Retention on PostgreSQL (issue 14): what the PostgreSQL store purges besides the rules of
+test_store_retention.py (which runs on both backends): expired inbound request keys (never
+named leases), in small transactions; and purges that meet other instances' work: locked rows
+are skipped, not waited for, and two instances purging at once share the work.
 
-Media lives in rows here (no files), so test_store_retention's file tests have no counterpart;
-its protocol-only tests run here again (tests/helpers/stores.py: skipped, saying why, without a
-server).
+A fresh database per test (tests/helpers/stores.py: skipped, saying why, without a server).
 """
 
 from __future__ import annotations
@@ -21,21 +20,7 @@ from mm7.core.status import MMStatus
 from mm7.service.store import ManualClock, MediaPart, NewMessage, PurgeStats, Store
 from mm7.service.store.postgres import retention
 from tests.helpers.stores import Backend, PostgresBackend, backend_of
-from tests.test_store_retention import (
-    BIG,
-    LINK,
-    SMALL,
-    TTL,
-    sent,
-    test_media_reused_recently_counts_as_used,
-    test_mos_go_once_relayed_but_not_while_pending_or_dead,
-)
-
-# run here on PostgreSQL (pytest collects the imported tests with this module's fixtures)
-__all__ = [
-    "test_media_reused_recently_counts_as_used",
-    "test_mos_go_once_relayed_but_not_while_pending_or_dead",
-]
+from tests.test_store_retention import LINK, SMALL, TTL, sent
 
 DAY = timedelta(days=1)
 
@@ -51,30 +36,6 @@ async def pg(tmp_path: Path) -> AsyncIterator[PostgresBackend]:
 @pytest.fixture
 async def store(pg: Backend, clock: ManualClock) -> Store:
     return await pg.open(clock=clock)
-
-
-async def test_finished_messages_and_their_unused_media_go(
-    pg: Backend, store: Store, clock: ManualClock
-) -> None:
-    old = await sent(store, MediaPart("application/octet-stream", data=BIG))
-    shared = MediaPart("image/png", data=SMALL)
-    old_shared = await sent(store, shared)
-    later = NewMessage(LINK, {"text": "later"}, not_before=clock.now() + timedelta(days=365))
-    queued = await store.enqueue_message(later, ["+15550002"])
-    clock.advance(31 * DAY)
-    cutoff = clock.now() - 30 * DAY
-    recent = await sent(store, shared, to="+15550003")  # uses the shared image again
-    stats = await store.purge(cutoff)
-    assert stats == PurgeStats(messages=2, delivery_reports=2, media=1)
-    assert await store.get_message(old) is None and await store.get_message(old_shared) is None
-    assert await store.get_message(queued.message_id) is not None  # still to be sent
-    kept = await store.get_message(recent)
-    assert kept is not None and (await store.get_media(kept.parts[0].sha256)) is not None
-    assert await pg.count("media") == 1
-    assert await pg.count("events") == len(kept.events) + 1  # + the queued message's
-    assert await pg.count("recipients") == 2 and await pg.count("message_media") == 1
-    assert await pg.count("delivery_reports") == 1
-    assert await store.purge(cutoff) == PurgeStats()  # nothing more
 
 
 async def test_a_campaign_goes_in_small_transactions(
