@@ -407,3 +407,46 @@ async def test_expire_finishes_the_recipient_under_its_lease_only(
     got = await store.get_message(made.message_id)
     assert got is not None and got.status is MessageStatus.FAILED
     assert await store.queue_depth("mmsc1") == 0
+
+
+async def test_reports_correlate_by_the_other_address_and_on_the_other_links(
+    store: Store,
+) -> None:
+    one = await store.enqueue_message(message(link="a"), ["+15550001"])
+    two = await store.enqueue_message(message(link="a"), ["+15550002", "+15550003"])
+    for item in await store.lease("a", "w", 5, timedelta(seconds=30)):
+        mid = "M-1" if item.message_id == one.message_id else "M-2"
+        assert await store.complete(item, mid, 1000)
+    # the MMSC swapped Sender and Recipient: the handset is the report's other address
+    swapped = await store.record_delivery_report(
+        "a", "M-2", "12345", MMStatus.FORWARDED, alternate="+15550003"
+    )
+    assert swapped.alternate_matched and swapped.recipient == "+15550003"
+    assert swapped.message_id == two.message_id and swapped.link == "a"
+    # a report reaching the peer of another link: looked for on the links named, in order
+    moved = await store.record_delivery_report(
+        "b", "M-2", "+15550002", MMStatus.RETRIEVED, other_links=("c", "a")
+    )
+    assert moved.link == "a" and moved.recipient_status is RecipientStatus.DELIVERED
+    # there, an address must match: a MessageID is unique per MMSC only
+    stranger = await store.record_delivery_report(
+        "b", "M-2", "+19999999", MMStatus.RETRIEVED, other_links=("a",)
+    )
+    assert stranger.message_id is None and stranger.link == "b"
+    # on the link itself, a MessageID naming one recipient matches whatever the spelling
+    spelled = await store.record_delivery_report("a", "M-1", "someone-else", MMStatus.RETRIEVED)
+    assert spelled.message_id == one.message_id
+    assert spelled.recipient_status is RecipientStatus.DELIVERED
+    # read replies correlate the same way
+    assert (
+        await store.record_read_reply(
+            "b", "M-2", "12345", "Read", alternate="+15550003", other_links=("a",)
+        )  # fmt: skip
+        == two.message_id
+    )
+    got = await store.get_message(two.message_id)
+    assert got is not None
+    first = next(e for e in got.events if e.kind == "delivery_report")
+    assert "report-addresses-swapped" in first.details["leniencies"]
+    assert [e.kind for e in got.events][-1] == "read_reply"
+    assert len(await store.delivery_reports(unknown_only=True)) == 1

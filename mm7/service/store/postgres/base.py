@@ -62,6 +62,9 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.exceptions.OperatorInterventionError,
+    # a connection the server ended while it sat in the pool can fail in the driver's state
+    # machine ("cannot switch to state ...") instead of as a lost connection
+    asyncpg.exceptions.InternalClientError,
 )
 _RETRY: tuple[type[BaseException], ...] = (
     asyncpg.DeadlockDetectedError,
@@ -145,6 +148,7 @@ class PostgresBase:
         try:
             yield conn
         except _UNAVAILABLE as exc:
+            conn.terminate()  # never handed out again: the pool opens a new one in its place
             raise self._unavailable(exc) from exc
         finally:
             await self._pool.release(conn)

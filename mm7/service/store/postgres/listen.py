@@ -111,13 +111,17 @@ class WorkListener:
                 watcher.on_mt(link)
 
     async def _run(self) -> None:
+        failing = False
         while True:
             try:
                 conn = await asyncpg.connect(self._dsn, server_settings={"application_name": "mm7"})
-            except Exception as exc:  # the server is down: try again, quietly after the first
-                log.warning("mm7.store.listen_failed", error=why(exc))
+            except Exception as exc:  # the server is down: try again, logged once per outage
+                if not failing:
+                    log.warning("mm7.store.listen_failed", error=why(exc))
+                failing = True
                 await asyncio.sleep(self._retry_interval)
                 continue
+            failing = False
             self._conn = conn
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _c, lost=lost: lost.set())
