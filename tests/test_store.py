@@ -29,8 +29,6 @@ from mm7.service.store import (
     Store,
     normalize_address,
 )
-from mm7.service.store.sqlite.relay import SqliteRelayOps
-from mm7.service.store.sqlite.retention import SqliteRetention
 from tests.helpers.stores import Backend
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40  # ~10 KB, stored inline
@@ -66,11 +64,7 @@ async def test_store_implements_the_protocol(store: Store) -> None:
         for name in dir(Store)
         if not name.startswith("_") and not callable(getattr(type(store), name, None))
     )
-    # the relay and retention halves of the PostgreSQL store are written separately (issue 14)
-    later = {n for n in (*vars(SqliteRelayOps), *vars(SqliteRetention)) if not n.startswith("_")}
-    assert set(missing) <= later, missing
-    if missing:
-        pytest.xfail(f"relay/retention mixins land separately: {', '.join(missing)}")
+    assert missing == []
     assert isinstance(store, Store)
 
 

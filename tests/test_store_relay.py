@@ -37,20 +37,10 @@ from tests.helpers.stores import Backend
 
 TTL = timedelta(seconds=60)
 LINK = "mmsc1"
-#: the PostgreSQL store's relay half is written separately (issue 14): until it lands, its
-#: tests here are expected to fail (not strictly: those that pass already are reported)
-PENDING_MIXINS = pytest.mark.xfail(reason="relay/retention mixins land separately", strict=False)
 
 
 @pytest.fixture
-def backend_pending(backend: Backend, request: pytest.FixtureRequest) -> Backend:
-    if backend.name == "postgresql":
-        request.applymarker(PENDING_MIXINS)
-    return backend
-
-
-@pytest.fixture
-def store(any_store: Store, backend_pending: Backend) -> Store:
+def store(any_store: Store) -> Store:
     return any_store
 
 
@@ -340,9 +330,9 @@ async def test_a_repeated_report_queues_one_event(store: Any) -> None:
 
 
 async def test_relay_all_statuses_queues_every_status_and_unknown_reports(
-    backend_pending: Backend, clock: ManualClock
+    backend: Backend, clock: ManualClock
 ) -> None:
-    store: Any = await backend_pending.open(clock=clock, relay_all_statuses=True)
+    store: Any = await backend.open(clock=clock, relay_all_statuses=True)
     mid = await submitted(store, "M2", "+15550002", callback=None)
     [status] = await store.relay_events(kind=RelayKind.STATUS)
     assert status.callback_url is None and status.source_id == mid and status.link == LINK
@@ -427,13 +417,13 @@ async def test_all_suppressed_writes_nothing(store: Any, backend: Backend) -> No
     assert ok.created
 
 
-async def test_own_secret_is_made_once(backend_pending: Backend, clock: ManualClock) -> None:
-    store: Any = await backend_pending.open(clock=clock)
+async def test_own_secret_is_made_once(backend: Backend, clock: ManualClock) -> None:
+    store: Any = await backend.open(clock=clock)
     first = await store.own_secret("media_url")
     assert len(first) == 64 and await store.own_secret("media_url") == first
     assert await store.own_secret("other") != first
     await store.close()
-    store = await backend_pending.open(clock=clock)
+    store = await backend.open(clock=clock)
     assert await store.own_secret("media_url") == first
 
 
@@ -562,3 +552,26 @@ async def test_events_of_hooks_the_quotas_do_not_name_come_only_when_asked(
     assert [i.hook for i in got] == ["app"]
     got = await store.lease_relay("w", 10, TTL, quotas={"app": 4, None: 4}, others=True)
     assert [i.hook for i in got] == ["removed"]
+
+
+async def test_requeue_relay_of_an_api_key_and_the_counts_of_a_key(store: Store) -> None:
+    for n in range(2):
+        await submitted(store, f"M{n}", f"+1555009{n}", callback="https://app/cb")
+    other = await store.enqueue_message(
+        NewMessage(link=LINK, fields={"api_key": "ops"}, callback_url="https://ops/cb"),
+        ["+15550099"],
+    )
+    for item in await store.lease(LINK, "d", 10, TTL):
+        assert await store.complete(item, "M9", 1000, "Success")
+    items = await store.lease_relay("w", 10, TTL)
+    assert sorted(i.api_key or "-" for i in items) == ["dev", "dev", "ops"]
+    for item in items:
+        assert await store.relay_outcome(item, "dead", error="HTTP 500")
+    assert await store.relay_counts("dev") == {"dead": 2}
+    assert await store.relay_counts("ops") == {"dead": 1}
+    assert await store.requeue_relay(api_key="ops") == 1
+    assert await store.relay_counts("ops") == {"pending": 1}
+    assert await store.relay_counts("dev") == {"dead": 2}
+    [event] = await store.relay_events(api_key="ops")
+    assert event.source_id == other.message_id and event.status is RelayStatus.PENDING
+    assert await store.relay_events(api_key="nobody") == []

@@ -25,13 +25,7 @@ SMALL = b"\x89PNG\r\n\x1a\n" + os.urandom(100)
 
 
 @pytest.fixture
-async def store(backend: Backend, clock: ManualClock, request: pytest.FixtureRequest) -> Any:
-    if backend.name == "postgresql":
-        # the PostgreSQL store's retention half is written separately (issue 14); until it
-        # lands these are expected to fail (not strictly: passing ones are reported)
-        request.applymarker(
-            pytest.mark.xfail(reason="relay/retention mixins land separately", strict=False)
-        )
+async def store(backend: Backend, clock: ManualClock) -> Any:
     return await backend.open(clock=clock, inline_media_max=10_000)
 
 
