@@ -60,7 +60,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import cast
 
 import structlog
 from aiohttp import web
@@ -382,12 +381,7 @@ class Gateway:
                 from mm7.service.store.postgres import PostgresStore
             except ConfigError as exc:
                 raise ConfigError(f"{self.config.source}: {exc}") from None
-            opened: object = await PostgresStore.open(
-                settings.dsn.reveal(), relay_all_statuses=status_hooks
-            )
-            # the protocol is checked by tests/test_store.py (its relay and retention halves
-            # are separate mixins, issue 14)
-            return cast(Store, opened)
+            return await PostgresStore.open(settings.dsn.reveal(), relay_all_statuses=status_hooks)
         path = Path(settings.path)
         with contextlib.suppress(OSError):  # an unwritable folder fails in open, with its name
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -62,8 +62,8 @@ class PostgresRetention(PostgresBase):
         reports = await self._chunked(lambda conn: _purge_reports(conn, cutoff))
         media = await self._chunked(lambda conn: _purge_media(conn, cutoff))
         now = self._now_ms()
-        await self._chunked(lambda conn: _purge_request_keys(conn, now))
-        return PurgeStats(messages, mos, reports, media, 0)
+        keys = await self._chunked(lambda conn: _purge_request_keys(conn, now))
+        return PurgeStats(messages, mos, reports, media, 0, keys)
 
     async def _chunked(self, step: Step) -> int:
         """Run ``step`` (one transaction each) until it says nothing more remains; the total."""
