@@ -1,6 +1,6 @@
 """Smoke tests of the multi-process benchmarks in tools/bench.py (sim, mt, loss, memory, campaign,
-mo): each runs with --quick (real processes on loopback, a few seconds) and prints one JSON
-object of the documented shape.
+mo, and pgdriver where a PostgreSQL server answers): each runs with --quick (real processes on
+loopback, a few seconds) and prints one JSON object of the documented shape.
 
 Only shapes are checked, and that the figures are positive, never how big they are: the machines
 that run the tests are shared, so timings cannot gate a build. One behaviour is asserted: under
@@ -9,6 +9,7 @@ two SIGKILLs of the gateway nothing acknowledged is lost (``loss``: acknowledged
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -90,3 +91,13 @@ def test_campaign_benchmark() -> None:
         "dispatch_per_s",
         "vs_tps",
     )
+
+
+async def test_pgdriver_benchmark() -> None:
+    from tests.helpers.stores import pg_unavailable
+
+    why = await pg_unavailable()
+    if why is not None:
+        pytest.skip(why)
+    result = await asyncio.to_thread(_run, "pgdriver")
+    _positive(result, "asyncpg_cpu_ms_per_msg", "psycopg_cpu_ms_per_msg", "psycopg_over_asyncpg")

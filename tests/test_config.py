@@ -177,6 +177,11 @@ def test_bad_tps_names_the_file_the_key_path_and_the_value(tmp_path: Path) -> No
         ({"peer": 'versions = ["REL-9"]'}, "inbound.peers.carrier-a.versions[0]", "REL-9"),
         ({"peer": 'link = "carrier-b"'}, "inbound.peers.carrier-a.link", "no link named"),
         ({"extra": '[store]\nbackend = "mysql"'}, "store.backend", "sqlite, postgresql"),
+        (
+            {"extra": '[store]\nbackend = "postgresql"\ndsn = "host=db password=hidden"'},
+            "store.dsn",
+            "expected a URL postgresql://",
+        ),
         ({"extra": '[logging]\nlevel = "loud"'}, "logging.level", "debug, info"),
         ({"extra": '[metrics]\npath = "metrics"'}, "metrics.path", "must start with '/'"),
         ({"extra": '[api.fetch]\nschemes = ["ftp"]'}, "api.fetch.schemes[0]", "http or https"),

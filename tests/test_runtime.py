@@ -1,7 +1,8 @@
 """The gateway runtime: everything wired from one TOML file, in process and as `mm7 serve`.
 
-Real SQLite in tmp_path, real loopback sockets, the bundled simulator as the MMSC; waits are on
-conditions, each bounded by a deadline that only guards against a hang."""
+Real SQLite in tmp_path (a fresh PostgreSQL database for the PostgreSQL tests), real loopback
+sockets, the bundled simulator as the MMSC; waits are on conditions, each bounded by a deadline
+that only guards against a hang."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import aiohttp
 import pytest
 
 from mm7.service.config.loader import load_config
-from mm7.service.config.settings import GatewayConfig
+from mm7.service.errors import StoreUnavailableError
 from mm7.service.runtime import Gateway
 from mm7.simulator.app import SIMULATOR
 from tests.helpers.runtime import (
@@ -30,6 +31,7 @@ from tests.helpers.runtime import (
     wait_for,
     write_config,
 )
+from tests.helpers.stores import pg_database
 
 
 async def test_gateway_submits_and_correlates_the_report(tmp_path: Path) -> None:
@@ -135,21 +137,59 @@ async def test_stop_releases_what_could_not_be_sent(tmp_path: Path) -> None:
             await sim_runner.cleanup()
 
 
-def test_postgresql_backend_is_refused_by_name(tmp_path: Path) -> None:
-    path = write_config(tmp_path, 9)
+def _postgresql_config(tmp_path: Path, mmsc_port: int, dsn: str) -> Path:
+    """The test configuration with ``[store] backend = "postgresql"`` on ``dsn`` (by env)."""
+    path = write_config(tmp_path, mmsc_port)
     path.write_text(
         path.read_text().replace(
-            '[store]\npath = "', '[store]\nbackend = "postgresql"\ndsn = "postgresql://x/y"\n#'
+            '[store]\npath = "', '[store]\nbackend = "postgresql"\ndsn_env = "MM7_TEST_DSN"\n#'
         )
     )
-    config: GatewayConfig = load_config(path, env={})
+    return path
+
+
+def test_an_unreachable_postgresql_server_fails_the_start_by_name(tmp_path: Path) -> None:
+    dsn = "postgresql://mm7:not-shown@127.0.0.1:1/mm7"  # nothing listens on port 1
+    config = load_config(_postgresql_config(tmp_path, 9, dsn), env={"MM7_TEST_DSN": dsn})
+    assert config.store.backend == "postgresql"
     gateway = Gateway(config, configure_logs=False, announce=lambda x: None)
-    try:
+    with pytest.raises(StoreUnavailableError) as info:
         asyncio.run(gateway.start())
-    except Exception as exc:
-        assert "store.backend" in str(exc) and "postgresql" in str(exc)
-    else:
-        raise AssertionError("a postgresql store must be refused")
+    assert "postgresql://127.0.0.1:1/mm7: cannot connect" in str(info.value)
+    assert "not-shown" not in str(info.value)
+
+
+@pytest.mark.xfail(reason="relay/retention mixins land separately", strict=False)
+async def test_gateway_on_postgresql_submits_and_correlates_the_report(tmp_path: Path) -> None:
+    async with pg_database() as dsn:
+        with bound_socket() as mmsc:
+            path = _postgresql_config(tmp_path, mmsc.getsockname()[1], dsn)
+            config = load_config(path, env={"MM7_TEST_DSN": dsn})
+            gateway = Gateway(config, configure_logs=False, poll_interval=3600,
+                              announce=lambda x: None)  # fmt: skip
+            await gateway.start()
+            sim_app, sim_runner = await start_simulator(mmsc, gateway.inbound_url)
+            try:
+                assert not (tmp_path / "var" / "mm7.sqlite").exists()
+                async with aiohttp.ClientSession(headers=AUTH) as http:
+                    async with http.post(f"{gateway.api_url}/v1/messages", json=message()) as rsp:
+                        assert rsp.status == 202, await rsp.text()
+                        message_id = (await rsp.json())["id"]
+
+                    async def delivered() -> dict[str, Any] | None:
+                        url = f"{gateway.api_url}/v1/messages/{message_id}"
+                        async with http.get(url) as rsp:
+                            view: dict[str, Any] = await rsp.json()
+                        return view if view["recipients"][0]["status"] == "delivered" else None
+
+                    view = await wait_for(delivered)
+                    assert view["recipients"][0]["mm7_message_id"] in sim_app[SIMULATOR].submitted
+                    async with http.get(f"{gateway.api_url}/readyz") as rsp:
+                        assert rsp.status == 200, await rsp.text()
+                await sim_app[SIMULATOR].dlr.idle()
+            finally:
+                await gateway.stop()
+                await sim_runner.cleanup()
 
 
 # --------------------------------------------------------------------------- mm7 serve

@@ -1,7 +1,9 @@
-"""Schema migrations: an old database is upgraded at open, a newer one is refused."""
+"""Schema migrations: an old database is upgraded at open, a newer one is refused (each
+backend; the PostgreSQL ones also under concurrent opens and a failing step)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -9,27 +11,36 @@ from pathlib import Path
 import pytest
 
 from mm7.core.status import MMStatus
-from mm7.service.errors import SchemaTooNewError
+from mm7.service.errors import SchemaTooNewError, StoreError
 from mm7.service.store import ManualClock, RecipientStatus, SqliteStore
 from mm7.service.store.sqlite.migrations import LATEST, MIGRATIONS, migrate, schema_version
+from tests.helpers.stores import Backend, pg_database
+
+
+def schema_of(backend: Backend) -> tuple[int, list[int]]:
+    """The backend's latest version and its migrations' numbers."""
+    if backend.name == "postgresql":
+        from mm7.service.store.postgres import migrations as pg
+
+        return pg.LATEST, [m.version for m in pg.MIGRATIONS]
+    return LATEST, [m.version for m in MIGRATIONS]
 
 
 def connect(db: Path) -> sqlite3.Connection:
     return sqlite3.connect(db, isolation_level=None)
 
 
-def test_migrations_are_numbered_in_order() -> None:
-    assert [m.version for m in MIGRATIONS] == list(range(1, LATEST + 1))
+async def test_migrations_are_numbered_in_order(backend: Backend) -> None:
+    latest, numbers = schema_of(backend)
+    assert numbers == list(range(1, latest + 1))
 
 
-async def test_a_new_database_gets_every_migration(tmp_path: Path) -> None:
-    store = await SqliteStore.open(tmp_path / "new.db")
+async def test_a_new_database_gets_every_migration(backend: Backend) -> None:
+    store = await backend.open()
     await store.close()
-    conn = connect(tmp_path / "new.db")
-    assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")] == list(
-        range(1, LATEST + 1)
-    )
-    conn.close()
+    latest, _ = schema_of(backend)
+    versions = await backend.rows("SELECT version FROM schema_version ORDER BY 1")
+    assert [r[0] for r in versions] == list(range(1, latest + 1))
 
 
 async def test_a_version_1_database_is_upgraded_and_keeps_its_data(tmp_path: Path) -> None:
@@ -69,20 +80,19 @@ async def test_a_version_1_database_is_upgraded_and_keeps_its_data(tmp_path: Pat
     conn.close()
 
 
-async def test_a_newer_database_is_refused_and_left_untouched(tmp_path: Path) -> None:
-    db = tmp_path / "future.db"
-    conn = connect(db)
-    migrate(conn, 0)
-    conn.execute(
+async def test_a_newer_database_is_refused_and_left_untouched(backend: Backend) -> None:
+    await (await backend.open()).close()
+    latest, _ = schema_of(backend)
+    await backend.rows(
         "INSERT INTO schema_version (version, description, applied_at) VALUES (?, 'future', 0)",
-        (LATEST + 1,),
+        latest + 1,
     )
-    conn.close()
-    with pytest.raises(SchemaTooNewError, match=rf"future\.db: schema version {LATEST + 1}"):
-        await SqliteStore.open(db)
-    conn = connect(db)
-    assert schema_version(conn) == LATEST + 1
-    conn.close()
+    # the message names the database (never a DSN's password)
+    where = r"gw\.db" if backend.name == "sqlite" else r"postgresql://[^/]+/mm7_test_\w+"
+    with pytest.raises(SchemaTooNewError, match=rf"{where}: schema version {latest + 1} is newer"):
+        await backend.open()
+    versions = await backend.rows("SELECT MAX(version) FROM schema_version")
+    assert versions == [(latest + 1,)]
 
 
 def test_a_failed_migration_leaves_the_previous_version(tmp_path: Path) -> None:
@@ -97,3 +107,41 @@ def test_a_failed_migration_leaves_the_previous_version(tmp_path: Path) -> None:
         conn.execute("SELECT name FROM sqlite_master WHERE name='mo_messages'").fetchone() is None
     )
     conn.close()
+
+
+async def test_postgresql_failed_migration_leaves_the_previous_version() -> None:
+    from mm7.service.store.postgres import PostgresStore
+
+    async with pg_database() as dsn:
+        import asyncpg
+
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("CREATE TABLE delivery_reports (x int)")  # fails migration 1
+            with pytest.raises(StoreError, match="cannot migrate the schema: relation"):
+                await PostgresStore.open(dsn)
+            # one transaction: nothing of the step is left, not even its record
+            names = await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+            )
+            assert [r[0] for r in names] == ["delivery_reports"]
+        finally:
+            await conn.close()
+
+
+async def test_postgresql_instances_starting_together_migrate_once() -> None:
+    from mm7.service.store.postgres import PostgresStore
+    from mm7.service.store.postgres import migrations as pg
+
+    async with pg_database() as dsn:
+        stores = await asyncio.gather(*(PostgresStore.open(dsn) for _ in range(4)))
+        try:
+            import asyncpg
+
+            conn = await asyncpg.connect(dsn)
+            versions = await conn.fetch("SELECT version FROM schema_version ORDER BY 1")
+            await conn.close()
+            assert [r[0] for r in versions] == list(range(1, pg.LATEST + 1))
+        finally:
+            for store in stores:
+                await store.close()

@@ -1,8 +1,8 @@
-"""The SQLite store's relay outbox and suppression list (issue 7).
+"""The store's relay outbox and suppression list (issue 7), on each backend.
 
-Real database files in tmp_path; time is a ManualClock: lease expiry and retry schedules are
-exercised by moving the clock, never by sleeping. Events are queued the way the gateway
-queues them: with the MO (``store_mo``), with an MT status change or a report.
+Real databases (tests/helpers/stores.py); time is a ManualClock: lease expiry and retry
+schedules are exercised by moving the clock, never by sleeping. Events are queued the way the
+gateway queues them: with the MO (``store_mo``), with an MT status change or a report.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,16 +29,33 @@ from mm7.service.store import (
     RelayKind,
     RelayStatus,
     SqliteStore,
+    Store,
     normalize_address,
 )
 from mm7.service.store.sqlite.migrations import LATEST, migrate, schema_version
+from tests.helpers.stores import Backend
 
 TTL = timedelta(seconds=60)
 LINK = "mmsc1"
+#: the PostgreSQL store's relay half is written separately (issue 14): until it lands, its
+#: tests here are expected to fail (not strictly: those that pass already are reported)
+PENDING_MIXINS = pytest.mark.xfail(reason="relay/retention mixins land separately", strict=False)
+
+
+@pytest.fixture
+def backend_pending(backend: Backend, request: pytest.FixtureRequest) -> Backend:
+    if backend.name == "postgresql":
+        request.applymarker(PENDING_MIXINS)
+    return backend
+
+
+@pytest.fixture
+def store(any_store: Store, backend_pending: Backend) -> Store:
+    return any_store
 
 
 async def mo(
-    store: SqliteStore,
+    store: Any,
     sender: str = "+15550001",
     *,
     hook: str | None = "app",
@@ -76,7 +94,7 @@ def sources(items: list[RelayItem]) -> list[str | None]:
 
 
 async def test_each_due_event_is_leased_once_until_its_lease_expires(
-    store: SqliteStore, clock: ManualClock
+    store: Any, clock: ManualClock
 ) -> None:
     ids = [await mo(store, f"+1555000{i}") for i in range(3)]
     first = await store.lease_relay("w1", 10, TTL)
@@ -95,14 +113,14 @@ async def test_each_due_event_is_leased_once_until_its_lease_expires(
     assert all(i.owner == "w2" for i in again)
 
 
-async def test_lease_respects_n(store: SqliteStore) -> None:
+async def test_lease_respects_n(store: Any) -> None:
     ids = [await mo(store, f"+1555000{i}") for i in range(3)]
     assert sources(await store.lease_relay("w1", 2, TTL)) == ids[:2]
     assert sources(await store.lease_relay("w1", 2, TTL)) == ids[2:]
 
 
 async def test_an_outcome_with_a_stale_lease_changes_nothing(
-    store: SqliteStore, clock: ManualClock
+    store: Any, clock: ManualClock
 ) -> None:
     await mo(store)
     [old] = await store.lease_relay("w1", 1, TTL)
@@ -123,7 +141,7 @@ async def test_an_outcome_with_a_stale_lease_changes_nothing(
 
 
 async def test_retry_is_scheduled_and_the_first_attempt_time_is_kept(
-    store: SqliteStore, clock: ManualClock
+    store: Any, clock: ManualClock
 ) -> None:
     mo_id = await mo(store)
     t0 = clock.now()
@@ -158,7 +176,7 @@ async def test_retry_is_scheduled_and_the_first_attempt_time_is_kept(
 
 
 async def test_release_gives_the_lease_back_without_counting_the_attempt(
-    store: SqliteStore,
+    store: Any,
 ) -> None:
     await mo(store)
     [item] = await store.lease_relay("w1", 1, TTL)
@@ -168,7 +186,7 @@ async def test_release_gives_the_lease_back_without_counting_the_attempt(
 
 
 async def test_ordered_hooks_hand_out_one_event_per_sender_oldest_first(
-    store: SqliteStore, clock: ManualClock
+    store: Any, clock: ManualClock
 ) -> None:
     a = [await mo(store, "+15550001", ordered=True, text=f"a{i}") for i in range(3)]
     b = [await mo(store, "+15550002", ordered=True, text=f"b{i}") for i in range(2)]
@@ -201,7 +219,7 @@ async def test_ordered_hooks_hand_out_one_event_per_sender_oldest_first(
     assert set(sources(rest)) >= {a[1], a[2]}
 
 
-async def test_a_dead_head_lets_the_next_event_of_the_sender_go(store: SqliteStore) -> None:
+async def test_a_dead_head_lets_the_next_event_of_the_sender_go(store: Any) -> None:
     a = [await mo(store, "+15550001", ordered=True, text=f"a{i}") for i in range(2)]
     [head] = await store.lease_relay("w", 10, TTL, ordered_hooks={"app"})
     assert head.source_id == a[0]
@@ -209,7 +227,7 @@ async def test_a_dead_head_lets_the_next_event_of_the_sender_go(store: SqliteSto
     assert sources(await store.lease_relay("w", 10, TTL, ordered_hooks={"app"})) == [a[1]]
 
 
-async def test_outcomes_settle_the_mo(store: SqliteStore) -> None:
+async def test_outcomes_settle_the_mo(store: Any) -> None:
     ids = [await mo(store, f"+1555000{i}") for i in range(3)]
     items = {i.source_id: i for i in await store.lease_relay("w", 10, TTL)}
     assert await store.relay_outcome(items[ids[0]], "delivered", http_status=200)
@@ -223,7 +241,7 @@ async def test_outcomes_settle_the_mo(store: SqliteStore) -> None:
     assert statuses == ["relayed", "dead", "skipped"]
 
 
-async def test_requeue_and_drop(store: SqliteStore, clock: ManualClock) -> None:
+async def test_requeue_and_drop(store: Any, clock: ManualClock) -> None:
     ids = [await mo(store, f"+1555000{i}") for i in range(4)]
     items = {i.source_id: i for i in await store.lease_relay("w", 10, TTL)}
     for mo_id in ids[:3]:
@@ -263,7 +281,7 @@ async def test_requeue_and_drop(store: SqliteStore, clock: ManualClock) -> None:
     assert await store.relay_counts() == {"pending": 2, "delivered": 1, "dropped": 1}
 
 
-async def test_relay_events_filters_and_pages(store: SqliteStore) -> None:
+async def test_relay_events_filters_and_pages(store: Any) -> None:
     await mo(store, "+15550001")
     await mo(store, "+15550002", hook="other")
     await mo(store, "+15550003")
@@ -276,9 +294,7 @@ async def test_relay_events_filters_and_pages(store: SqliteStore) -> None:
     assert await store.relay_events(kind=RelayKind.STATUS) == []
 
 
-async def submitted(
-    store: SqliteStore, mm7_id: str, recipient: str, *, callback: str | None
-) -> str:
+async def submitted(store: Any, mm7_id: str, recipient: str, *, callback: str | None) -> str:
     result = await store.enqueue_message(
         NewMessage(link=LINK, fields={"api_key": "dev"}, callback_url=callback), [recipient]
     )
@@ -287,7 +303,7 @@ async def submitted(
     return result.message_id
 
 
-async def test_status_events_only_for_messages_with_a_callback(store: SqliteStore) -> None:
+async def test_status_events_only_for_messages_with_a_callback(store: Any) -> None:
     with_cb = await submitted(store, "M1", "+15550001", callback="https://app/cb")
     await submitted(store, "M2", "+15550002", callback=None)
     [event] = await store.relay_events(kind=RelayKind.STATUS)
@@ -312,7 +328,7 @@ async def test_status_events_only_for_messages_with_a_callback(store: SqliteStor
     assert rr.callback_url == "https://app/cb"
 
 
-async def test_a_repeated_report_queues_one_event(store: SqliteStore) -> None:
+async def test_a_repeated_report_queues_one_event(store: Any) -> None:
     await submitted(store, "M1", "+15550001", callback="https://app/cb")
     for _ in range(2):
         await store.record_delivery_report(LINK, "M1", "+15550001", MMStatus.FORWARDED)
@@ -324,30 +340,27 @@ async def test_a_repeated_report_queues_one_event(store: SqliteStore) -> None:
 
 
 async def test_relay_all_statuses_queues_every_status_and_unknown_reports(
-    tmp_path: Path, clock: ManualClock
+    backend_pending: Backend, clock: ManualClock
 ) -> None:
-    store = await SqliteStore.open(tmp_path / "all.db", clock=clock, relay_all_statuses=True)
-    try:
-        mid = await submitted(store, "M2", "+15550002", callback=None)
-        [status] = await store.relay_events(kind=RelayKind.STATUS)
-        assert status.callback_url is None and status.source_id == mid and status.link == LINK
-        await store.record_delivery_report(LINK, "nobody", "+15550003", MMStatus.RETRIEVED)
-        [dlr] = await store.relay_events(kind=RelayKind.DELIVERY_REPORT)
-        assert dlr.event["message_id"] is None and dlr.event["status"] == "unknown"
-        assert dlr.event["mm7_message_id"] == "nobody" and dlr.link == LINK
-        assert dlr.source_id is None
-    finally:
-        await store.close()
+    store: Any = await backend_pending.open(clock=clock, relay_all_statuses=True)
+    mid = await submitted(store, "M2", "+15550002", callback=None)
+    [status] = await store.relay_events(kind=RelayKind.STATUS)
+    assert status.callback_url is None and status.source_id == mid and status.link == LINK
+    await store.record_delivery_report(LINK, "nobody", "+15550003", MMStatus.RETRIEVED)
+    [dlr] = await store.relay_events(kind=RelayKind.DELIVERY_REPORT)
+    assert dlr.event["message_id"] is None and dlr.event["status"] == "unknown"
+    assert dlr.event["mm7_message_id"] == "nobody" and dlr.link == LINK
+    assert dlr.source_id is None
 
 
-async def test_unknown_report_queues_nothing_by_default(store: SqliteStore) -> None:
+async def test_unknown_report_queues_nothing_by_default(store: Any) -> None:
     await store.record_delivery_report(LINK, "nobody", "+15550003", MMStatus.RETRIEVED)
     await store.record_read_reply(LINK, "nobody", "+15550003", "Read")
     assert await store.relay_events() == []
     assert await store.relay_counts() == {}
 
 
-async def test_stop_then_start_edits_the_suppression_list(store: SqliteStore) -> None:
+async def test_stop_then_start_edits_the_suppression_list(store: Any) -> None:
     sender = "+15550001"
     spellings = [sender, "15550001/TYPE=PLMN", "tel:+15550001"]
     assert await store.suppressed(spellings) == set()
@@ -372,7 +385,7 @@ async def test_stop_then_start_edits_the_suppression_list(store: SqliteStore) ->
     assert await store.suppressed(spellings) == set()
 
 
-async def test_suppressed_recipients_are_stored_but_never_leased(store: SqliteStore) -> None:
+async def test_suppressed_recipients_are_stored_but_never_leased(store: Any) -> None:
     await mo(store, "+15550001", opt_out=OptOut("stop", "+15550001", "STOP"), hook=None)
     result = await store.enqueue_message(
         NewMessage(link=LINK, fields={}), ["15550001", "+15550002"]
@@ -394,7 +407,7 @@ async def test_suppressed_recipients_are_stored_but_never_leased(store: SqliteSt
     assert record is not None and record.status is MessageStatus.SUBMITTED
 
 
-async def test_all_suppressed_writes_nothing(tmp_path: Path, store: SqliteStore) -> None:
+async def test_all_suppressed_writes_nothing(store: Any, backend: Backend) -> None:
     await mo(store, "+15550001", opt_out=OptOut("stop", "+15550001", "STOP"), hook=None)
     await mo(store, "+15550002", opt_out=OptOut("stop", "+15550002", "QUIT"), hook=None)
     with pytest.raises(AllSuppressedError) as info:
@@ -405,13 +418,8 @@ async def test_all_suppressed_writes_nothing(tmp_path: Path, store: SqliteStore)
         )
     assert info.value.addresses == ("+15550001", "15550002")
     assert await store.queue_depth() == 0
-    conn = sqlite3.connect(tmp_path / "gw.db")
-    try:
-        assert conn.execute("SELECT COUNT(*) FROM messages").fetchone() == (0,)
-        assert conn.execute("SELECT COUNT(*) FROM recipients").fetchone() == (0,)
-        assert conn.execute("SELECT COUNT(*) FROM message_media").fetchone() == (0,)
-    finally:
-        conn.close()
+    for table in ("messages", "recipients", "message_media"):
+        assert await backend.count(table) == 0, table
     # the idempotency key was not taken by the refused message
     ok = await store.enqueue_message(
         NewMessage(link=LINK, fields={}, idempotency_key="k1"), ["+15550003"]
@@ -419,17 +427,14 @@ async def test_all_suppressed_writes_nothing(tmp_path: Path, store: SqliteStore)
     assert ok.created
 
 
-async def test_own_secret_is_made_once(tmp_path: Path, clock: ManualClock) -> None:
-    store = await SqliteStore.open(tmp_path / "s.db", clock=clock)
+async def test_own_secret_is_made_once(backend_pending: Backend, clock: ManualClock) -> None:
+    store: Any = await backend_pending.open(clock=clock)
     first = await store.own_secret("media_url")
     assert len(first) == 64 and await store.own_secret("media_url") == first
     assert await store.own_secret("other") != first
     await store.close()
-    store = await SqliteStore.open(tmp_path / "s.db", clock=clock)
-    try:
-        assert await store.own_secret("media_url") == first
-    finally:
-        await store.close()
+    store = await backend_pending.open(clock=clock)
+    assert await store.own_secret("media_url") == first
 
 
 async def test_a_version_2_database_is_upgraded_and_keeps_its_data(
@@ -482,7 +487,7 @@ async def test_a_version_2_database_is_upgraded_and_keeps_its_data(
 
 
 async def test_purge_deletes_only_finished_events_older_than_the_cutoff(
-    store: SqliteStore, clock: ManualClock
+    store: Any, clock: ManualClock
 ) -> None:
     ids = [await mo(store, f"+1555001{i}") for i in range(5)]
     items = {i.source_id: i for i in await store.lease_relay("w", 10, TTL)}
@@ -503,7 +508,7 @@ async def test_purge_deletes_only_finished_events_older_than_the_cutoff(
     assert (await store.relay_counts())["delivered"] == 1
 
 
-async def test_quotas_bound_the_leases_per_hook(store: SqliteStore) -> None:
+async def test_quotas_bound_the_leases_per_hook(store: Any) -> None:
     for i in range(3):
         await mo(store, f"+1555003{i}", hook="app")
         await mo(store, f"+1555004{i}", hook="other")
@@ -517,7 +522,7 @@ async def test_quotas_bound_the_leases_per_hook(store: SqliteStore) -> None:
     assert [i.hook for i in got] == ["app"]  # n still bounds the whole call
 
 
-async def test_stop_also_stops_what_is_already_queued_for_the_sender(store: SqliteStore) -> None:
+async def test_stop_also_stops_what_is_already_queued_for_the_sender(store: Any) -> None:
     queued = await store.enqueue_message(
         NewMessage(link=LINK, fields={"api_key": "dev"}, callback_url="https://app/cb"),
         ["+15550061", "+15550062"],
@@ -537,7 +542,7 @@ async def test_stop_also_stops_what_is_already_queued_for_the_sender(store: Sqli
     assert f"status:{queued.message_id}:{leased.recipient_id}:suppressed" in keys
 
 
-async def test_dropping_and_requeueing_an_mo_event_moves_its_mo(store: SqliteStore) -> None:
+async def test_dropping_and_requeueing_an_mo_event_moves_its_mo(store: Any) -> None:
     mo_id = await mo(store, "+15550071")
     (item,) = await store.lease_relay("w", 1, TTL)
     assert await store.drop_relay([item.id]) == 1
@@ -549,7 +554,7 @@ async def test_dropping_and_requeueing_an_mo_event_moves_its_mo(store: SqliteSto
 
 
 async def test_events_of_hooks_the_quotas_do_not_name_come_only_when_asked(
-    store: SqliteStore,
+    store: Any,
 ) -> None:
     await mo(store, "+15550081", hook="removed")
     await mo(store, "+15550082", hook="app")

@@ -1,12 +1,11 @@
-"""Retention on a real SQLite store: what is finished and older than the cutoff goes (messages,
-MOs, reports, media no message uses, media files a crash left without a row); what is still
-to be sent, relayed or retried by an operator stays."""
+"""Retention on a real store of each backend: what is finished and older than the cutoff goes
+(messages, MOs, reports, media no message uses, and with SQLite media files a crash left without
+a row); what is still to be sent, relayed or retried by an operator stays."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -17,6 +16,7 @@ import pytest
 
 from mm7.core.status import MMStatus
 from mm7.service.store import ManualClock, MediaPart, MoRelay, NewMessage, NewMo, SqliteStore
+from tests.helpers.stores import Backend
 
 LINK = "carrier"
 TTL = timedelta(seconds=60)
@@ -25,23 +25,32 @@ SMALL = b"\x89PNG\r\n\x1a\n" + os.urandom(100)
 
 
 @pytest.fixture
-async def store(tmp_path: Path, clock: ManualClock) -> AsyncIterator[SqliteStore]:
+async def store(backend: Backend, clock: ManualClock, request: pytest.FixtureRequest) -> Any:
+    if backend.name == "postgresql":
+        # the PostgreSQL store's retention half is written separately (issue 14); until it
+        # lands these are expected to fail (not strictly: passing ones are reported)
+        request.applymarker(
+            pytest.mark.xfail(reason="relay/retention mixins land separately", strict=False)
+        )
+    return await backend.open(clock=clock, inline_media_max=10_000)
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path, clock: ManualClock) -> AsyncIterator[SqliteStore]:
     s = await SqliteStore.open(tmp_path / "gw.db", clock=clock, inline_media_max=10_000)
     yield s
     await s.close()
 
 
-def count(store: SqliteStore, table: str) -> int:
-    with sqlite3.connect(store.path) as conn:
-        return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-
-
-def media_files(store: SqliteStore) -> list[Path]:
+def media_files(store: Any) -> list[Path]:
+    """SQLite's media files (PostgreSQL keeps every medium in its database: none)."""
+    if not isinstance(store, SqliteStore):
+        return []
     folder = store.path.with_name(store.path.name + ".media")
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
-async def sent(store: SqliteStore, *parts: MediaPart, to: str = "+15550001") -> str:
+async def sent(store: Any, *parts: MediaPart, to: str = "+15550001") -> str:
     """A message the MMSC accepted and reported delivered."""
     result = await store.enqueue_message(NewMessage(LINK, {"text": "x"}), [to], parts)
     for item in await store.lease(LINK, "w", 10, TTL):
@@ -53,14 +62,14 @@ async def sent(store: SqliteStore, *parts: MediaPart, to: str = "+15550001") -> 
 
 
 async def test_finished_messages_and_their_unused_media_go(
-    store: SqliteStore, clock: ManualClock
+    store: Any, backend: Backend, clock: ManualClock
 ) -> None:
     old = await sent(store, MediaPart("application/octet-stream", data=BIG))
     shared = MediaPart("image/png", data=SMALL)
     old_shared = await sent(store, shared)
     later = NewMessage(LINK, {"text": "later"}, not_before=clock.now() + timedelta(days=365))
     queued = await store.enqueue_message(later, ["+15550002"])
-    assert len(media_files(store)) == 1
+    assert len(media_files(store)) == (1 if backend.name == "sqlite" else 0)
     clock.advance(timedelta(days=31))
     cutoff = clock.now() - timedelta(days=30)
     recent = await sent(store, shared, to="+15550003")  # uses the shared image again
@@ -71,12 +80,12 @@ async def test_finished_messages_and_their_unused_media_go(
     kept = await store.get_message(recent)
     assert kept is not None and (await store.get_media(kept.parts[0].sha256)) is not None
     assert media_files(store) == []  # the big one's file went with its row
-    assert count(store, "events") == len(kept.events) + 1  # + the queued message's
+    assert await backend.count("events") == len(kept.events) + 1  # + the queued message's
     assert await store.purge(cutoff) == stats.__class__()  # nothing more
 
 
 async def test_mos_go_once_relayed_but_not_while_pending_or_dead(
-    store: SqliteStore, clock: ManualClock
+    store: Any, clock: ManualClock
 ) -> None:
     relay = MoRelay(hook="app", route="r", media="url", event={"type": "mo"})
     ids = []
@@ -96,7 +105,7 @@ async def test_mos_go_once_relayed_but_not_while_pending_or_dead(
     assert await store.get_mo(ids[2]) is not None  # still pending
 
 
-async def test_media_reused_recently_counts_as_used(store: SqliteStore, clock: ManualClock) -> None:
+async def test_media_reused_recently_counts_as_used(store: Any, clock: ManualClock) -> None:
     sha = await store.put_media(SMALL, "image/png")
     clock.advance(timedelta(days=31))
     assert await store.put_media(SMALL, "image/png") == sha  # used again now
@@ -107,8 +116,9 @@ async def test_media_reused_recently_counts_as_used(store: SqliteStore, clock: M
 
 
 async def test_a_file_retention_removed_meanwhile_is_written_again(
-    store: SqliteStore, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    sqlite_store: SqliteStore, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    store = sqlite_store
     first = await sent(store, MediaPart("application/octet-stream", data=BIG))
     (path,) = media_files(store)
     clock.advance(timedelta(days=31))
@@ -133,8 +143,9 @@ async def test_a_file_retention_removed_meanwhile_is_written_again(
 
 
 async def test_media_files_a_crash_left_without_a_row_are_removed(
-    store: SqliteStore, clock: ManualClock
+    sqlite_store: SqliteStore, clock: ManualClock
 ) -> None:
+    store = sqlite_store
     await sent(store, MediaPart("application/octet-stream", data=BIG))
     (kept,) = media_files(store)
     stray = kept.parent / ("f" * 64)

@@ -1,6 +1,7 @@
 """A message's status rolls up from its recipients (rules in mm7.service.store.records).
 
-Real SQLite files; every path that moves a recipient is driven through the store: dispatch
+On each backend (tests/helpers/stores.py); every path that moves a recipient is driven through
+the store: dispatch
 outcomes (complete, fail, expire, retry past the expiry, expiry at lease), a STOP that
 suppresses a queued recipient, delivery reports in every order, and the migration that gives
 messages finished before it their rolled-up status.
@@ -13,6 +14,7 @@ import sqlite3
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,15 +29,22 @@ from mm7.service.store import (
     RecipientCounts,
     RecipientStatus,
     SqliteStore,
+    Store,
     WorkItem,
 )
 from mm7.service.store.sqlite.migrations import migrate
+from tests.helpers.stores import Backend
 
 LINK = "mmsc1"
 TTL = timedelta(seconds=30)
 
 
-async def enqueue(store: SqliteStore, *to: str, expires: timedelta | None = None) -> str:
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    return any_store
+
+
+async def enqueue(store: Any, *to: str, expires: timedelta | None = None) -> str:
     clock_now = store._clock.now()
     result = await store.enqueue_message(
         NewMessage(
@@ -48,7 +57,7 @@ async def enqueue(store: SqliteStore, *to: str, expires: timedelta | None = None
     return result.message_id
 
 
-async def lease_all(store: SqliteStore) -> dict[str, WorkItem]:
+async def lease_all(store: Store) -> dict[str, WorkItem]:
     return {i.address: i for i in await store.lease(LINK, "w", 100, TTL)}
 
 
@@ -66,7 +75,7 @@ def counted(record: MessageRecord) -> RecipientCounts:
     )
 
 
-async def status(store: SqliteStore, message_id: str) -> MessageStatus:
+async def status(store: Store, message_id: str) -> MessageStatus:
     """The stored status, checked against the rules applied to the recipients as they are."""
     record = await store.get_message(message_id)
     assert record is not None
@@ -75,7 +84,7 @@ async def status(store: SqliteStore, message_id: str) -> MessageStatus:
     return record.status
 
 
-async def submitted(store: SqliteStore, *to: str) -> str:
+async def submitted(store: Store, *to: str) -> str:
     """A message whose recipients were all accepted, recipient ``n`` with MessageID ``M-n``."""
     mid = await enqueue(store, *to)
     items = await lease_all(store)
@@ -84,11 +93,11 @@ async def submitted(store: SqliteStore, *to: str) -> str:
     return mid
 
 
-async def report(store: SqliteStore, mid: str, n: int, address: str, mm: MMStatus) -> None:
+async def report(store: Store, mid: str, n: int, address: str, mm: MMStatus) -> None:
     await store.record_delivery_report(LINK, f"{mid}-{n}", address, mm)
 
 
-async def test_the_in_between_states(store: SqliteStore) -> None:
+async def test_the_in_between_states(store: Store) -> None:
     mid = await enqueue(store, "+1555001", "+1555002")
     assert await status(store, mid) is MessageStatus.QUEUED
     items = await lease_all(store)
@@ -118,7 +127,7 @@ async def test_the_in_between_states(store: SqliteStore) -> None:
     ],
 )
 async def test_final_reports_roll_up(
-    store: SqliteStore, outcomes: tuple[MMStatus, ...], expected: MessageStatus
+    store: Store, outcomes: tuple[MMStatus, ...], expected: MessageStatus
 ) -> None:
     to = [f"+155510{n}" for n in range(len(outcomes))]
     mid = await submitted(store, *to)
@@ -127,7 +136,7 @@ async def test_final_reports_roll_up(
     assert await status(store, mid) is expected
 
 
-async def test_reports_in_any_order_give_the_same_status(tmp_path: Path) -> None:
+async def test_reports_in_any_order_give_the_same_status(backend: Backend) -> None:
     """Every order of Forwarded/Indeterminate/Retrieved/Rejected reports for two handsets, a
     late or repeated one included: the status is what the final reports say."""
     reports = [
@@ -138,33 +147,30 @@ async def test_reports_in_any_order_give_the_same_status(tmp_path: Path) -> None
         (0, MMStatus.REJECTED),  # a late contradiction of a final report changes nothing
     ]
     seen: set[MessageStatus] = set()
-    store = await SqliteStore.open(tmp_path / "orders.db", clock=ManualClock())
-    try:
-        for order in itertools.permutations(reports):
-            to = ("+1555201", "+1555202")
-            mid = await submitted(store, *to)
-            for n, mm in order:
-                await report(store, mid, n, to[n], mm)
-                await status(store, mid)  # consistent with the recipients after each one
-            record = await store.get_message(mid)
-            assert record is not None
-            # the first final report of each handset decides (Forwarded and Indeterminate are
-            # not final); handset 1's is always Rejected
-            final = (MMStatus.RETRIEVED, MMStatus.REJECTED)
-            decided = next(mm for n, mm in order if n == 0 and mm in final)
-            want = (
-                MessageStatus.PARTIALLY_DELIVERED
-                if decided is MMStatus.RETRIEVED
-                else MessageStatus.FAILED
-            )
-            assert record.status is want, order
-            seen.add(record.status)
-    finally:
-        await store.close()
+    store = await backend.open(clock=ManualClock())
+    for order in itertools.permutations(reports):
+        to = ("+1555201", "+1555202")
+        mid = await submitted(store, *to)
+        for n, mm in order:
+            await report(store, mid, n, to[n], mm)
+            await status(store, mid)  # consistent with the recipients after each one
+        record = await store.get_message(mid)
+        assert record is not None
+        # the first final report of each handset decides (Forwarded and Indeterminate are
+        # not final); handset 1's is always Rejected
+        final = (MMStatus.RETRIEVED, MMStatus.REJECTED)
+        decided = next(mm for n, mm in order if n == 0 and mm in final)
+        want = (
+            MessageStatus.PARTIALLY_DELIVERED
+            if decided is MMStatus.RETRIEVED
+            else MessageStatus.FAILED
+        )
+        assert record.status is want, order
+        seen.add(record.status)
     assert seen == {MessageStatus.PARTIALLY_DELIVERED, MessageStatus.FAILED}
 
 
-async def test_dispatch_outcomes_roll_up(store: SqliteStore, clock: ManualClock) -> None:
+async def test_dispatch_outcomes_roll_up(store: Store, clock: ManualClock) -> None:
     # refused at submit and delivered: partially delivered
     mid = await enqueue(store, "+1555301", "+1555302")
     items = await lease_all(store)
@@ -196,7 +202,7 @@ async def test_dispatch_outcomes_roll_up(store: SqliteStore, clock: ManualClock)
     assert await status(store, mid) is MessageStatus.EXPIRED
 
 
-async def test_suppressed_recipients_do_not_count(store: SqliteStore) -> None:
+async def test_suppressed_recipients_do_not_count(store: Store) -> None:
     # one opted out before the message: the other delivered makes it delivered
     await store.store_mo(NewMo(link=LINK, transaction_id="t1", mm7_message_id="mo-1",
                                fields={}, opt_out=OptOut("stop", "+1555401", "STOP")))  # fmt: skip

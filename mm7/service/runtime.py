@@ -51,6 +51,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
+from typing import cast
 
 import structlog
 from aiohttp import web
@@ -315,18 +316,25 @@ class Gateway:
 
     async def _open_store(self) -> Store:
         settings = self.config.store
-        if settings.backend != "sqlite":
-            raise ConfigError(
-                f"{self.config.source}: store.backend: {settings.backend!r} is not implemented "
-                f'yet; use "sqlite"'
-            )
-        path = Path(settings.path)
-        with contextlib.suppress(OSError):  # an unwritable folder fails in open, with its name
-            path.parent.mkdir(parents=True, exist_ok=True)
         relay = self.config.relay
         status_hooks = any(r.status_hook for r in relay.routes) or (
             relay.default_route is not None and relay.default_route.status_hook is not None
         )
+        if settings.backend == "postgresql":
+            assert settings.dsn is not None  # the loader requires dsn (or dsn_env)
+            try:  # the driver is an extra: without it, the error says what to install
+                from mm7.service.store.postgres import PostgresStore
+            except ConfigError as exc:
+                raise ConfigError(f"{self.config.source}: {exc}") from None
+            opened: object = await PostgresStore.open(
+                settings.dsn.reveal(), relay_all_statuses=status_hooks
+            )
+            # the protocol is checked by tests/test_store.py (its relay and retention halves
+            # are separate mixins, issue 14)
+            return cast(Store, opened)
+        path = Path(settings.path)
+        with contextlib.suppress(OSError):  # an unwritable folder fails in open, with its name
+            path.parent.mkdir(parents=True, exist_ok=True)
         return await SqliteStore.open(path, relay_all_statuses=status_hooks)
 
     async def _retain(self, store: Store) -> None:

@@ -132,7 +132,7 @@ class SqliteBackend(Backend):
 
     async def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         def run() -> list[tuple[Any, ...]]:
-            conn = sqlite3.connect(self.path)
+            conn = sqlite3.connect(self.path, isolation_level=None)  # autocommit, as PostgreSQL
             try:
                 return [tuple(r) for r in conn.execute(sql, args).fetchall()]
             finally:

@@ -694,6 +694,15 @@ class _Loader:
             store = StoreSettings(backend="sqlite", path=Path(path))
         else:
             dsn = t.secret("dsn", required=True)
+            assert dsn is not None
+            if not dsn.reveal().startswith(("postgresql://", "postgres://")):
+                # never shown: a DSN usually holds a password
+                where = "dsn_env" if t.has("dsn_env") else "dsn"
+                raise t.error(
+                    where,
+                    "expected a URL postgresql://user:password@host:port/database"
+                    " (the value is not shown)",
+                )
             store = StoreSettings(backend="postgresql", dsn=dsn)
         store = dataclasses.replace(
             store, retain=t.duration("retain", _default(StoreSettings, "retain"))

@@ -259,13 +259,15 @@ class ApiSettings:
 
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
-    """Where the gateway keeps its state. Only "sqlite" is implemented by the store today."""
+    """Where the gateway keeps its state: one SQLite file, or a PostgreSQL database that several
+    instances share."""
 
-    #: "sqlite", or "postgresql" (accepted here, not implemented by the store yet)
+    #: "sqlite" (one host, the embedded default) or "postgresql" (needs mm7[postgresql])
     backend: Literal["sqlite", "postgresql"] = "sqlite"
     #: the SQLite database file (relative: to the working directory)
     path: Path = Path("var/mm7.sqlite")
-    #: PostgreSQL connection string (a secret: it usually holds a password)
+    #: PostgreSQL connection URL, postgresql://user:password@host:port/database (a secret: it
+    #: usually holds a password)
     dsn: Secret | None = None
     #: finished messages, MOs, delivery reports and unused media are deleted after this
     retain: float = 30 * 86400.0

@@ -134,14 +134,20 @@ class PostgresBase:
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection; server failures become ``StoreUnavailableError``."""
+        """A pooled connection; server failures become ``StoreUnavailableError``. Any failure
+        to get a connection is one (refused, not accepting connections, authentication)."""
         if self._closed:
             raise RuntimeError("store is closed")
         try:
-            async with self._pool.acquire() as conn:
-                yield conn
+            conn = await self._pool.acquire()
+        except Exception as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            yield conn
         except _UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
+        finally:
+            await self._pool.release(conn)
 
     # -- running operations ----------------------------------------------------------------
 

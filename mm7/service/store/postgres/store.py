@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from mm7.service.errors import (
     AllSuppressedError,
     IdempotencyConflictError,
+    StoreError,
     StoreUnavailableError,
 )
 from mm7.service.store.base import Clock, SystemClock
@@ -122,7 +123,8 @@ class PostgresStore(PostgresInbound, PostgresCluster, PostgresRelayOps, Postgres
         ``relay_all_statuses``: queue a relay event for every status change (for status
         hooks), not only for messages with a callback_url. ``probe_interval``: how often at
         most ``writable()`` probes the server. Raises ``SchemaTooNewError`` for a newer
-        database and ``StoreUnavailableError`` when the server cannot be reached.
+        database, ``StoreError`` when the schema cannot be migrated (the database named, with
+        the server's reason) and ``StoreUnavailableError`` when the server cannot be reached.
         """
         the_clock = clock if clock is not None else SystemClock()
         where = describe(dsn)
@@ -132,7 +134,10 @@ class PostgresStore(PostgresInbound, PostgresCluster, PostgresRelayOps, Postgres
             raise StoreUnavailableError(f"{where}: cannot connect: {why(exc)}") from exc
         try:
             async with pool.acquire() as conn:
-                await migrate(conn, ms(the_clock.now()), where=where)
+                try:
+                    await migrate(conn, ms(the_clock.now()), where=where)
+                except asyncpg.PostgresError as exc:  # e.g. no right to create tables
+                    raise StoreError(f"{where}: cannot migrate the schema: {why(exc)}") from exc
                 sync = await conn.fetchval("SHOW synchronous_commit")
                 fsync = await conn.fetchval("SHOW fsync")
         except BaseException:
