@@ -516,10 +516,13 @@ def test_bad_options_are_named_and_nothing_is_read(
     db = tmp_path / "none.db"
     code, out, err = run(capsys, "store", "copy", "--from", str(db), "--to-env", "MM7_NO_SUCH_DSN")
     assert (code, out) == (2, "")
-    assert err == "mm7 store: --to-env MM7_NO_SUCH_DSN: the variable is not set or empty\n"
-    code, out, err = run(capsys, "store", "copy", "--from", str(db), "--to", "mysql://u:pw@h/db")
-    assert (code, out) == (2, "") and "--to: expected a postgresql:// URL" in err
-    assert "pw" not in err
+    assert err == "mm7 store copy: --to-env MM7_NO_SUCH_DSN: the variable is not set or empty\n"
+    code, out, err = run(capsys, "store", "copy", "--from", str(db), "--to", "mysql://u:s3cr3t@h/d")
+    assert (code, out) == (2, "")
+    assert (
+        err
+        == "mm7 store copy: --to: expected a URL postgresql://user:password@host:port/database\n"
+    )
     code, out, err = run(capsys, "store", "copy", "--from", str(db), "--to", "postgresql://h/db")
     assert (code, out) == (2, "")
     assert err == f"mm7 store copy: --from {db}: no such file\n"
@@ -527,3 +530,40 @@ def test_bad_options_are_named_and_nothing_is_read(
     code, out, err = run(capsys, "store", "copy", "--from", str(db))
     assert code == 2 and "one of the arguments --to --to-env is required" in err
     assert run_cli("store", "copy", "--help").returncode == 0
+
+
+async def test_an_interrupted_copy_leaves_the_target_as_it_was(tmp_path: Path, target: str) -> None:
+    import signal
+    import subprocess
+
+    from tests.helpers.cli import MM7
+
+    # enough media that the copy is still sending them when it is interrupted
+    db = tmp_path / "big.db"
+    store = await SqliteStore.open(db)
+    for i in range(80):
+        await store.put_media(os.urandom(1024 * 1024) + bytes([i]), "video/mp4")
+    await store.close()
+    proc = subprocess.Popen(
+        [*MM7, "store", "copy", "--from", str(db), "--to", target],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        copying = []
+        while not copying and proc.poll() is None:
+            copying = await pg_rows(
+                target,
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = 'mm7 store copy'"
+                " AND query LIKE 'COPY%'",
+            )
+        assert copying, "the copy ended before it was seen sending rows"
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.to_thread(proc.communicate, timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert out == b"" and err.endswith(b"interrupted; nothing was written to the target\n")
+    assert await pg_tables(target) == set()

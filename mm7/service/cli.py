@@ -668,7 +668,7 @@ def _flat(text: str, limit: int) -> str:
 
 # --------------------------------------------------------------------------- store
 
-_DSN_SCHEMES = ("postgresql", "postgres")
+_DSN_SCHEMES = ("postgresql://", "postgres://")  # as the loader's [store] dsn
 
 
 def _target_dsn(args: argparse.Namespace) -> str:
@@ -681,9 +681,10 @@ def _target_dsn(args: argparse.Namespace) -> str:
     else:
         dsn = args.dsn
         origin = "--to"
-    scheme = dsn.partition(":")[0].lower()
-    if scheme not in _DSN_SCHEMES:
-        raise ServiceCliError(f"{origin}: expected a postgresql:// URL")
+    if not dsn.startswith(_DSN_SCHEMES):
+        raise ServiceCliError(
+            f"{origin}: expected a URL postgresql://user:password@host:port/database"
+        )
     return str(dsn)
 
 
@@ -694,10 +695,17 @@ def cmd_store(args: argparse.Namespace) -> int:
     from mm7.service.errors import StoreCopyError, StoreCopyRefusedError
     from mm7.service.store.migrate_copy import copy_store
 
-    dsn = _target_dsn(args)
     progress = _copy_progress if sys.stderr.isatty() else None
     try:
+        dsn = _target_dsn(args)
         report = asyncio.run(copy_store(args.source, dsn, progress=progress))
+    except ServiceCliError as exc:
+        print(f"mm7 store copy: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        # the transaction never committed: the server rolls it back when the connection ends
+        print("\nmm7 store copy: interrupted; nothing was written to the target", file=sys.stderr)
+        return 130
     except StoreCopyError as exc:
         if progress is not None:
             print(file=sys.stderr)
