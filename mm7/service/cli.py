@@ -39,7 +39,8 @@ secrets are given: a DSN on the command line is visible to every user of the hos
 nothing (``mm7.service.store.migrate_copy``), and prints the rows copied per table (``--json``:
 one object). Exit status: 0 copied, 1 refused for what the databases hold (a source not at this
 mm7's schema, a target not empty or newer; nothing written), 2 a bad option, an unreadable source,
-an unreachable target or a failure midway (rolled back: the target is as it was).
+an unreachable target or a failure midway (rolled back: the target is as it was), 130
+interrupted (Ctrl-C: nothing written).
 
 Kept apart from ``mm7.cli.main`` (which only registers these) so aiohttp and the service load
 only when a command of theirs runs.
