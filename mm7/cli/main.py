@@ -611,6 +611,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "send": service_cli.cmd_send,
     "demo": service_cli.cmd_demo,
     "relay": service_cli.cmd_relay,
+    "store": service_cli.cmd_store,
 }
 
 

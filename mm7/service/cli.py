@@ -1,5 +1,5 @@
-"""`mm7 serve`, `send`, `demo` and `relay`: run the gateway, submit through it, see it work,
-replay what its relay could not deliver.
+"""`mm7 serve`, `send`, `demo`, `relay` and `store`: run the gateway, submit through it, see it
+work, replay what its relay could not deliver, move its store to PostgreSQL.
 
     mm7 serve --config conf/gateway.toml
     mm7 send --config conf/gateway.toml --to +12025550001 --text hi --media photo.jpg
@@ -9,6 +9,7 @@ replay what its relay could not deliver.
     mm7 relay retry ID... | --all-dead
     mm7 relay drop ID...
     mm7 relay counts
+    mm7 store copy --from var/mm7.sqlite --to-env MM7_STORE_DSN [--json]
 
 ``serve`` runs until SIGTERM or SIGINT, then shuts down gracefully (``mm7.service.runtime``).
 It prints the bound addresses (and the API key of the run when one was generated) on stdout.
@@ -34,6 +35,15 @@ objects as ``GET /v1/relay/events``. ``retry`` makes dead or dropped events pend
 attempts and max_age start over), ``drop`` stops relaying dead or pending ones (kept as
 ``dropped``). Exit status: 0 done, 1 some IDs could not be acted on (unknown, or in another
 state: each reason on stderr), 2 a bad option, config or database.
+
+``store copy`` copies an SQLite store (``--from``, its media folder beside it) into an empty
+PostgreSQL database (``--to DSN``, or ``--to-env VAR`` naming the variable that holds it, as
+secrets are given: a DSN on the command line is visible to every user of the host), all or
+nothing (``mm7.service.store.migrate_copy``), and prints the rows copied per table (``--json``:
+one object). Exit status: 0 copied, 1 refused for what the databases hold (a source not at this
+mm7's schema, a target not empty or newer; nothing written), 2 a bad option, an unreadable source,
+an unreachable target or a failure midway (rolled back: the target is as it was), 130
+interrupted (Ctrl-C: nothing written).
 
 Kept apart from ``mm7.cli.main`` (which only registers these) so aiohttp and the service load
 only when a command of theirs runs.
@@ -71,8 +81,8 @@ class ServiceCliError(ServiceError):
 
 
 def add_parsers(sub: Any) -> None:
-    """Register ``serve``, ``init``, ``send``, ``demo`` and ``relay`` on the subparsers of
-    ``mm7``."""
+    """Register ``serve``, ``init``, ``send``, ``demo``, ``relay`` and ``store`` on the
+    subparsers of ``mm7``."""
     s = sub.add_parser("serve", help="run the gateway (API, inbound endpoint, dispatchers)")
     s.add_argument("--config", type=Path, required=True, help="the gateway TOML file")
     s.add_argument(
@@ -145,6 +155,7 @@ def add_parsers(sub: Any) -> None:
     t.add_argument("--delivery-report", action="store_true", default=None)
 
     _add_relay_parser(sub)
+    _add_store_parser(sub)
 
 
 def _add_relay_parser(sub: Any) -> None:
@@ -180,6 +191,30 @@ def _add_relay_parser(sub: Any) -> None:
     dr.add_argument("ids", nargs="+", type=_event_id, metavar="ID")
     ct = actions.add_parser("counts", parents=[common], help="how many events per status")
     ct.add_argument("--json", action="store_true", help="one JSON object")
+
+
+def _add_store_parser(sub: Any) -> None:
+    s = sub.add_parser("store", help="move the gateway's store: SQLite to PostgreSQL")
+    actions = s.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    cp = actions.add_parser(
+        "copy", help="copy an SQLite store into an empty PostgreSQL database (all or nothing)"
+    )
+    cp.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        required=True,
+        metavar="SQLITE_PATH",
+        help="the SQLite database ([store] path; its media folder <path>.media beside it)",
+    )
+    target = cp.add_mutually_exclusive_group(required=True)
+    target.add_argument(
+        "--to", dest="dsn", metavar="DSN", help="postgresql://user:password@host:port/dbname"
+    )
+    target.add_argument(
+        "--to-env", metavar="VAR", help="the environment variable holding the DSN (preferred)"
+    )
+    cp.add_argument("--json", action="store_true", help="the rows per table as one JSON object")
 
 
 # --------------------------------------------------------------------------- serve
@@ -732,3 +767,70 @@ async def _relay_counts(store: Any, args: argparse.Namespace) -> int:
 def _flat(text: str, limit: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------- store
+
+_DSN_SCHEMES = ("postgresql://", "postgres://")  # as the loader's [store] dsn
+
+
+def _target_dsn(args: argparse.Namespace) -> str:
+    """The DSN of ``--to`` or of the variable ``--to-env`` names; never echoed in errors."""
+    if args.to_env is not None:
+        dsn = os.environ.get(args.to_env, "")
+        if not dsn:
+            raise ServiceCliError(f"--to-env {args.to_env}: the variable is not set or empty")
+        origin = f"--to-env {args.to_env}"
+    else:
+        dsn = args.dsn
+        origin = "--to"
+    if not dsn.startswith(_DSN_SCHEMES):
+        raise ServiceCliError(
+            f"{origin}: expected a URL postgresql://user:password@host:port/database"
+        )
+    return str(dsn)
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    """``mm7 store copy`` (module docstring)."""
+    import asyncio
+
+    from mm7.service.errors import StoreCopyError, StoreCopyRefusedError
+    from mm7.service.store.migrate_copy import copy_store
+
+    progress = _copy_progress if sys.stderr.isatty() else None
+    try:
+        dsn = _target_dsn(args)
+        report = asyncio.run(copy_store(args.source, dsn, progress=progress))
+    except ServiceCliError as exc:
+        print(f"mm7 store copy: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        # the transaction never committed: the server rolls it back when the connection ends
+        print("\nmm7 store copy: interrupted; nothing was written to the target", file=sys.stderr)
+        return 130
+    except StoreCopyError as exc:
+        if progress is not None:
+            print(file=sys.stderr)
+        print(f"mm7 store copy: {_flat(str(exc), 2000)}", file=sys.stderr)
+        return 1 if isinstance(exc, StoreCopyRefusedError) else 2
+    if progress is not None:
+        print(file=sys.stderr)
+    if args.json:
+        print(json.dumps(report.counts))
+    else:
+        width = max(len(table) for table in report.counts)
+        for table, count in report.counts.items():
+            print(f"{table.ljust(width)}  {count}")
+    print(
+        f"mm7 store copy: copied {report.source} into {report.target} as it was at "
+        f"{report.snapshot_at.isoformat(timespec='milliseconds')}",
+        file=sys.stderr,
+    )
+    for note in report.notes:
+        print(f"mm7 store copy: {note}", file=sys.stderr)
+    return 0
+
+
+def _copy_progress(table: str, count: int) -> None:
+    print(f"\r\x1b[Kcopied {table}: {count}", end="", file=sys.stderr, flush=True)

@@ -4,6 +4,8 @@
 - ``ServiceError``: the base of this layer's own errors;
 - ``ConfigError``: gateway.toml cannot be used (names the file and the key path);
 - ``StoreError`` (``SchemaTooNewError``, ``UnknownMediaError``): a store refused on purpose;
+  ``StoreCopyError`` (``StoreCopyRefusedError``): ``mm7 store copy`` failed (refused), nothing
+  written;
 - ``AllSuppressedError``: every recipient of a message opted out, nothing was written;
 - ``IdempotencyConflictError``: an idempotency key reused with another request, nothing written;
 - ``ApiError``: a request the API refuses, with the HTTP status and the field at fault;
@@ -27,6 +29,8 @@ __all__ = [
     "IdempotencyConflictError",
     "SchemaTooNewError",
     "ServiceError",
+    "StoreCopyError",
+    "StoreCopyRefusedError",
     "StoreError",
     "StoreUnavailableError",
     "UnknownMediaError",
@@ -47,6 +51,16 @@ class StoreError(ServiceError):
 
 class SchemaTooNewError(StoreError):
     """The database was written by a newer mm7 (its schema version is above this code's)."""
+
+
+class StoreCopyError(StoreError):
+    """Copying a store into another failed (unreadable source, a media file missing, the target
+    unreachable): the copy was rolled back, the target is as it was; the message says why."""
+
+
+class StoreCopyRefusedError(StoreCopyError):
+    """A copy refused before writing anything, for what the databases hold: a source not at the
+    schema version this mm7 copies, a target newer than this mm7 or not empty."""
 
 
 class StoreUnavailableError(StoreError):

@@ -6,7 +6,8 @@
 - ``outbox``: the relay's records (hook events, opt-outs, suppressions), written by the store in
   the same transaction as what they report;
 - ``sqlite/``: the embedded backend (``SqliteStore``). Each backend lives in its own folder and
-  imports the protocol, never the other way round.
+  imports the protocol, never the other way round;
+- ``migrate_copy/``: ``mm7 store copy``, an SQLite store into an empty PostgreSQL database.
 """
 
 from mm7.service.errors import AllSuppressedError, SchemaTooNewError, StoreError, UnknownMediaError
