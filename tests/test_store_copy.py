@@ -40,6 +40,7 @@ from mm7.service.store import (
     SqliteStore,
     WorkItem,
 )
+from mm7.service.store.migrate_copy.tables import SQLITE_NOT_COPIED
 from mm7.service.store.sqlite.migrations import LATEST, migrate
 from tests.helpers.cli import run, run_cli
 from tests.helpers.stores import pg_database
@@ -244,7 +245,7 @@ async def test_the_copy_holds_every_row_of_every_table(source: Source, target: s
     # small batches, so that every table goes in several
     report = await copy(source, target, batch_rows=3, batch_bytes=4096)
     copied = set(report.counts)
-    assert copied == (sqlite_tables(source.path) - {"schema_version", "leases"})
+    assert copied == (sqlite_tables(source.path) - set(SQLITE_NOT_COPIED))
     for table in copied:
         in_source = sqlite_rows(source.path, f"SELECT count(*) FROM {table}")[0][0]
         assert report.counts[table] == in_source > 0, table
@@ -302,7 +303,7 @@ async def test_every_column_of_both_schemas_is_copied_or_named(tmp_path: Path, t
     await pg.close()
     plans = {p.table: p for p in (*PLANS, SECRETS)}
     assert set(plans) | set(NOT_COPIED) == await pg_tables(target)
-    assert set(plans) | {"schema_version", "leases"} == sqlite_tables(db)
+    assert set(plans) | set(SQLITE_NOT_COPIED) == sqlite_tables(db)
     for table, plan in plans.items():
         assert list(plan.columns) == await pg_columns(target, table), table
         only_pg = set(plan.columns) - set(sqlite_columns(db, table))

@@ -142,3 +142,6 @@ SECRETS = TablePlan("store_secrets", ("name", "value", "created_at"), ("name",))
 
 #: PostgreSQL tables left as they are (the target's own, or per run of its instances)
 NOT_COPIED = ("schema_version", "leases", "seen_requests")
+#: SQLite tables not read: its schema version, its work-item leases (read into the rows'
+#: lease columns), and the cluster's named leases and request keys (per run, as above)
+SQLITE_NOT_COPIED = ("schema_version", "leases", "named_leases", "seen_requests")
