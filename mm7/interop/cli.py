@@ -58,8 +58,8 @@ def add_parser(sub: Any) -> None:
         action="append",
         default=[],
         metavar="PATTERN",
-        help="run the cases whose name matches (shell pattern, e.g. 'report/*'; plain text: "
-        "names containing it); repeatable",
+        help="run the cases whose name matches (shell pattern, e.g. 'report/*@REL-6*'; plain "
+        "text: names beginning with it, e.g. deliver/text); repeatable",
     )
     v.add_argument("--json", action="store_true", help="print one JSON object, not the table")
     v.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML report")

@@ -372,7 +372,7 @@ def build_cases(
 
 def select(cases: Sequence[Case], only: Sequence[str] = ()) -> list[Case]:
     """The cases whose name matches one of ``only`` (shell-style patterns; a pattern without
-    ``*?[`` matches names containing it); every case when ``only`` is empty."""
+    ``*?[`` matches the names it begins); every case when ``only`` is empty."""
     if not only:
         return list(cases)
     return [c for c in cases if any(_matches(c.name, p) for p in only)]
@@ -381,7 +381,7 @@ def select(cases: Sequence[Case], only: Sequence[str] = ()) -> list[Case]:
 def _matches(name: str, pattern: str) -> bool:
     if any(c in pattern for c in "*?["):
         return fnmatch.fnmatchcase(name, pattern)
-    return pattern in name
+    return name.startswith(pattern)
 
 
 def parse_versions(text: str) -> tuple[Version, ...]:
