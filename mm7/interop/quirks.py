@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from mm7.core.codec import Encoded
 from mm7.core.versions import NAMESPACE_BASE
+from mm7.interop.errors import InteropError
 
 __all__ = ["Quirk", "QuirkError", "apply"]
 
@@ -21,7 +22,7 @@ _ENVELOPE = re.compile(rb"<([A-Za-z_][\w.\-]*):Envelope\b")
 _MM7_PREFIX = re.compile(rb'xmlns:([A-Za-z_][\w.\-]*)="' + re.escape(NAMESPACE_BASE.encode()))
 
 
-class QuirkError(ValueError):
+class QuirkError(InteropError):
     """A quirk that cannot be applied to this body (a bug in the case table, not the peer's)."""
 
 
