@@ -10,7 +10,8 @@ One module a job:
   ``mmsc_probe``: the plan sent through mm7's client, the matrix and the recommended dialect;
   ``dialect_toml``: that dialect as a ``[dialects.NAME]`` table for conf/dialects.toml;
 - ``report``: the suite's table, JSON and HTML report, the probe's matrix and JSON;
-- ``cli``: ``mm7 interop vasp`` and ``mm7 interop mmsc``.
+- ``cli``: ``mm7 interop vasp`` and ``mm7 interop mmsc``; ``errors``: ``InteropError``;
+  ``urls``: the check of a peer's URL; ``peer_text``: what a peer wrote, made safe to quote.
 
 It sits beside the simulator (it acts as an MMSC toward a VASP, and as a VASP toward an MMSC)
 and uses the layers below; nothing in the service imports it.

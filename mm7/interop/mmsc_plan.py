@@ -55,6 +55,7 @@ class ProbeSettings:
 
     @property
     def has_plus(self) -> bool:
+        """Whether ``to`` is written with '+' (then the probe also tries it without)."""
         return self.to.startswith("+")
 
 
@@ -94,6 +95,7 @@ class Variant:
 
     @property
     def pair(self) -> str:
+        """``REL-6-MM7-1-4 + 6.8.0``: the namespace/MM7Version pair, for people."""
         return f"{self.version.token} + {self.mm7_version}"
 
 

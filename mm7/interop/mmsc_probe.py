@@ -84,10 +84,12 @@ class ProbeResult:
 
     @property
     def accepted(self) -> list[Tried]:
+        """The variants the MMSC took, in the order sent."""
         return [t for t in self.tried if t.accepted]
 
     @property
     def refused(self) -> list[Tried]:
+        """The variants the MMSC refused, in the order sent."""
         return [t for t in self.tried if not t.accepted]
 
     @property
@@ -101,6 +103,7 @@ class ProbeResult:
 
     @property
     def smil_required(self) -> bool:
+        """Whether the SubmitReq without SMIL was refused."""
         return any(t.variant.name == "no-smil" and not t.accepted for t in self.tried)
 
     @property

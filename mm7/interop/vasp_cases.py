@@ -88,6 +88,7 @@ class Exchange:
 
     @property
     def namespace(self) -> str:
+        """The MM7 namespace the request is written in, which the answer must echo."""
         return self.request.namespace or self.dialect.namespace
 
 

@@ -88,10 +88,12 @@ class SuiteResult:
 
     @property
     def passed(self) -> int:
+        """How many cases passed."""
         return sum(1 for r in self.results if r.ok)
 
     @property
     def failed(self) -> int:
+        """How many cases failed (the command exits 0 only when none did)."""
         return len(self.results) - self.passed
 
 
