@@ -27,6 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "transport": {"core"},
     "content": {"core"},
     "simulator": LOWER,
+    "interop": LOWER | {"simulator"},
     "service.errors": {"core"},
     "service.backoff": set(),
     "service.url_guard": {"core", "service.errors"},

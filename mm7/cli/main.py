@@ -44,6 +44,7 @@ from mm7.core.validate import validate_envelope
 from mm7.core.values import parse_relative_or_absolute
 from mm7.core.versions import SOAP_ENV_NS, get_version
 from mm7.core.xmlsafe import parse_xml
+from mm7.interop import cli as interop_cli
 from mm7.service import cli as service_cli
 from mm7.simulator import cli as simulate_cli
 
@@ -177,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("folder", type=Path)
 
     simulate_cli.add_parser(sub)
+    interop_cli.add_parser(sub)
     service_cli.add_parsers(sub)
     return parser
 
@@ -606,6 +608,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": cmd_validate,
     "schemas": cmd_schemas,
     "simulate": simulate_cli.cmd_simulate,
+    "interop": interop_cli.cmd_interop,
     "serve": service_cli.cmd_serve,
     "init": service_cli.cmd_init,
     "send": service_cli.cmd_send,
