@@ -24,31 +24,18 @@ from mm7.service.config.settings import LinkSettings, SenderRates
 from mm7.service.mt.senders import SenderLimits
 from mm7.service.mt.submit_build import sender_of
 from mm7.service.runtime import Gateway
-from mm7.simulator.app import SIMULATOR, SimulatorConfig, create_simulator_app
-from mm7.simulator.dlr import DlrPlan
-from mm7.simulator.personas import load_persona
+from mm7.simulator.app import SIMULATOR
 from mm7.transport.link import LinkConfig
-from tests.helpers.runtime import AUTH, bound_socket, wait_for, write_config
+from tests.helpers.runtime import (
+    AUTH,
+    bound_socket,
+    start_quiet_simulator,
+    wait_for,
+    write_config,
+)
 
 FAST, FAST_TPS, FAST_COUNT = "54321", 20, 60
 SLOW_TPS, SLOW_COUNT = 2, 16  # the link's sender_address "12345" gets the default
-
-
-async def start_quiet_simulator(sock: Any) -> tuple[web.Application, web.AppRunner]:
-    """The strict-3gpp simulator on ``sock``: accepts everything, sends no reports."""
-    app = create_simulator_app(
-        SimulatorConfig(
-            persona=load_persona("strict-3gpp"),
-            dlr=DlrPlan(when="never"),
-            ui_path=None,
-            max_exchanges=1000,
-            seed=3,
-        )
-    )
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-    return app, runner
 
 
 def arrivals(app: web.Application, message_id: str) -> list[datetime]:
