@@ -4,7 +4,9 @@ A slow sender's backlog is queued first, then a fast sender's recipients, on one
 simulator (its traffic record: when each SubmitReq arrived, and whose it was) neither sender
 passes its rate in any one-second window, the fast one keeps its own rate (counted over its
 busy seconds, with a generous margin) and finishes long before the slow one, whose recipients
-waited (deferred in the store, not failed). Plus the pure ``SenderLimits`` on a hand-moved clock.
+waited (deferred in the store, not failed). A dispatcher on a fake MMSC walks past a slow
+backlog without passing its in-flight bound. Plus the pure ``SenderLimits`` on a hand-moved
+clock, the sender key and the ``sender_tps`` setting.
 
 Waits are on conditions, each bounded by a deadline that only guards against a hang.
 """
@@ -21,11 +23,14 @@ from aiohttp import web
 
 from mm7.service.config.loader import load_config
 from mm7.service.config.settings import LinkSettings, SenderRates
+from mm7.service.mt.dispatcher import Dispatcher
 from mm7.service.mt.senders import SenderLimits
 from mm7.service.mt.submit_build import sender_of
 from mm7.service.runtime import Gateway
+from mm7.service.store import NewMessage, SqliteStore
 from mm7.simulator.app import SIMULATOR
 from mm7.transport.link import LinkConfig
+from tests.helpers.fake_mmsc import PATH, FakeMMSC, ok
 from tests.helpers.runtime import (
     AUTH,
     bound_socket,
@@ -236,3 +241,45 @@ def test_sender_tps_is_read_and_checked(tmp_path: Path) -> None:
         load('sender_tps = { "12345" = 1, " 12345" = 2 }')
     with pytest.raises(ConfigError, match=r"links\.main\.sender_tps: expected a table"):
         load("sender_tps = 3")
+
+
+async def test_walking_past_a_slow_backlog_keeps_the_in_flight_bound(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    """A slow sender's 40 recipients queued before an unlimited sender's 12, on a link with two
+    requests in flight: the dispatcher leases past the backlog in growing rounds (the slow ones
+    deferred), sends every unlimited one, gives back what it leased beyond its room, and the
+    MMSC never sees more than two requests at once."""
+    fake = FakeMMSC(default=ok(delay=0.05))
+    server = await aiohttp_server(fake.app())
+    link = LinkConfig(name="l", url=str(server.make_url(PATH)), max_in_flight=2)
+    settings = LinkSettings(
+        name="l", link=link, sender_address="12345",
+        sender_tps=SenderRates(rates=(("12345", 1.0),)),  # "777" is not limited
+    )  # fmt: skip
+    store = await SqliteStore.open(tmp_path / "gw.db")
+    try:
+        slow = await store.enqueue_message(
+            NewMessage("l", {"text": "slow"}), [f"+1202555{2000 + n}" for n in range(40)]
+        )
+        fast = await store.enqueue_message(
+            NewMessage("l", {"text": "fast", "from": "777"}),
+            [f"+1202555{1000 + n}" for n in range(12)],
+        )
+        async with Dispatcher(store, settings, poll_interval=0.05) as dispatcher:
+
+            async def fast_sent() -> bool:
+                record = await store.get_message(fast.message_id)
+                assert record is not None
+                return all(r.status.value == "submitted" for r in record.recipients)
+
+            await wait_for(fast_sent)
+        record = await store.get_message(slow.message_id)
+        assert record is not None
+        still_queued = sum(r.status.value == "queued" for r in record.recipients)
+    finally:
+        await store.close()
+    assert fake.max_in_flight <= 2
+    assert still_queued >= 30  # the slow sender went on at its own pace
+    assert dispatcher.counts["deferred"] >= 30 and dispatcher.counts["released_no_room"] > 0
+    assert dispatcher.counts["submitted"] == 12 + (40 - still_queued)

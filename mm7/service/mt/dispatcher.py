@@ -28,9 +28,12 @@ a limited sender gets its sender's next turn. A turn due now is sent at once; on
 limits' ``hold`` (a second) is waited for in memory without counting as in flight, so it takes no
 place from other senders' recipients; a later one goes back to the store due at that turn
 (``Store.defer``: the attempt not counted, a ``throttled`` event), so the loop leases past a
-slow sender's backlog to the others' recipients. The link's flow control asks the sender's
-``admit`` right before each send, so a request leaves only a full ``1/rate`` after the sender's
-previous one; a refusal waits in memory and tries again.
+slow sender's backlog to the others' recipients. While a round deferred recipients, the next
+leases up to twice as many more (at most ``WALK_MAX`` beyond the free places), and deferrals are
+written while the next lease runs, so a long backlog is walked past quickly; what such a lease
+returns beyond the free places that could go at once is given back due now (``release``). The
+link's flow control asks the sender's ``admit`` right before each send, so a request leaves only
+a full ``1/rate`` after the sender's previous one; a refusal waits in memory and tries again.
 
 Several instances on one store (``mm7.service.cluster``): ``may_lease`` says whether this
 instance owns the link now (it holds the lease ``link:<name>``). The loop leases nothing while it
@@ -63,10 +66,10 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from structlog.stdlib import BoundLogger
@@ -107,6 +110,11 @@ log = structlog.get_logger("mm7.service.mt.dispatcher")
 
 #: added to the worst case an item can take, for the lease TTL
 LEASE_MARGIN = 30.0
+#: recipients leased at most beyond the free places while walking past a slow sender's backlog
+WALK_MAX = 250
+
+#: what ``Dispatcher._place`` did with a leased item (or the Deferral it asks for)
+Placed = Literal["started", "held", "no_room"]
 
 
 class Dispatcher:
@@ -163,6 +171,8 @@ class Dispatcher:
         self._cache_size = content_cache
         self._building: dict[str, asyncio.Future[BuiltContent]] = {}
         self._inflight: dict[asyncio.Task[None], WorkItem] = {}
+        #: store writes the loop did not wait for (deferrals, give-backs): ``stop`` waits
+        self._writes: set[asyncio.Task[None]] = set()
         #: the per-sender limits (None: the link has no sender_tps)
         self.senders = (
             SenderLimits(settings.sender_tps, link_tps=settings.link.tps, hold=sender_hold)
@@ -218,6 +228,8 @@ class Dispatcher:
             # the loop ends after its current lease or idle wait; what it leased is in flight
             await asyncio.gather(self.task, return_exceptions=True)
             self.task = None
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
         if self._inflight:
             _, late = await asyncio.wait(list(self._inflight), timeout=grace)
             if late:
@@ -263,15 +275,20 @@ class Dispatcher:
         without releasing their leases (they expire: a crash as far as the store can tell)."""
         self.log.info("mm7.dispatch.started", concurrency=self.concurrency)
         try:
+            walked = 0  # recipients the previous lease round deferred
             while not self._stopping:
                 # cleared before looking: a wake() or a finished item from now on ends the idle
                 self._wake.clear()
                 free = self.concurrency - self.in_flight
+                # past a slow sender's backlog (its recipients deferred), lease more at a time
+                want = free + min(2 * walked, WALK_MAX) if free > 0 else 0
+                walked = 0
                 leased: list[WorkItem] = []
                 deferred: list[Deferral] = []
+                no_room: list[WorkItem] = []
                 if free > 0 and self._owns_link():
                     try:
-                        leased = await self.store.lease(self.link, self.owner, free, self.lease_ttl)
+                        leased = await self.store.lease(self.link, self.owner, want, self.lease_ttl)
                     except Exception:
                         self.log.exception("mm7.dispatch.lease_failed")
                     if leased and not self._owns_link():
@@ -290,12 +307,21 @@ class Dispatcher:
                                 lease_ttl_s=self.lease_ttl.total_seconds(),
                             )
                             continue
-                        deferral = self._place(item)
-                        if deferral is not None:
-                            deferred.append(deferral)
+                        placed = self._place(item, room=free > 0)
+                        if isinstance(placed, Deferral):
+                            deferred.append(placed)
+                        elif placed == "started":
+                            free -= 1
+                        elif placed == "no_room":
+                            no_room.append(item)
+                # written while the next lease runs (they commit together); what they give
+                # back is still leased until then, so that lease cannot return it again
                 if deferred:
-                    await self._defer(deferred)
-                if leased and len(leased) == free:
+                    self._background(self._defer(deferred))
+                if no_room:
+                    self._background(self._release_now(no_room))
+                walked = len(deferred)
+                if leased and len(leased) == want:
                     continue  # maybe more is due
                 await self._idle()
         except asyncio.CancelledError:
@@ -331,28 +357,53 @@ class Dispatcher:
         except TimeoutError:
             pass
 
-    def _place(self, item: WorkItem) -> Deferral | None:
-        """Start ``item`` now or after its sender's turn, or (a turn beyond ``hold``, or too
-        many held) the deferral that gives it back to the store until its turn."""
-        if self.senders is None:
-            self._spawn(item)
-            return None
-        sender = sender_of(item.fields, self.settings)
-        turn = self.senders.turn(sender, item.recipient_id)
-        if turn is None:
-            self._spawn(item)
-            return None
-        if turn.delay <= 0 or (turn.delay <= self.senders.hold and self.held < self.max_held):
+    def _place(self, item: WorkItem, *, room: bool) -> Deferral | Placed:
+        """Start ``item`` now ("started"; with no ``room`` left in flight: "no_room", to be given
+        back due now), hold it in memory for its sender's turn ("held"), or (a turn beyond
+        ``hold``, or too many held) the deferral that gives it back to the store until then."""
+        sender: str | None = None
+        turn = None
+        if self.senders is not None:
+            sender = sender_of(item.fields, self.settings)
+            turn = self.senders.turn(sender, item.recipient_id)
+        if turn is None or turn.delay <= 0:
+            if not room:
+                if turn is not None and self.senders is not None:
+                    self.senders.keep(item.recipient_id, turn)  # its turn stays its own
+                return "no_room"
+            self._spawn(item, sender=sender if turn is not None else None)
+            return "started"
+        assert self.senders is not None and sender is not None
+        if turn.delay <= self.senders.hold and self.held < self.max_held:
             self._spawn(item, sender=sender, hold=turn.delay)
-            if turn.delay > 0 and self.metrics is not None:
+            if self.metrics is not None:
                 self.metrics.observe_sender_wait(self.link, "held")
-            return None
+            return "held"
         self.senders.keep(item.recipient_id, turn)
         at = self.clock.now() + timedelta(seconds=turn.delay)
         if item.expires_at is not None and at > item.expires_at:
             at = item.expires_at  # leased then, it expires: never scheduled past the expiry
         details = {"sender": sender, "sender_tps": turn.rate, "owner": self.owner}
         return Deferral(item, at, details)
+
+    def _background(self, write: Coroutine[Any, Any, None]) -> None:
+        """Run a store write of the loop's without waiting for it (``stop`` waits)."""
+        task = asyncio.create_task(write)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _release_now(self, items: list[WorkItem]) -> None:
+        """Give back, due now, what a lease returned beyond the room in flight."""
+        self.counts["released_no_room"] += len(items)
+        results = await asyncio.gather(
+            *(self.store.release(item) for item in items), return_exceptions=True
+        )
+        for item, result in zip(items, results, strict=True):
+            if isinstance(result, BaseException):
+                self.log.error(
+                    "mm7.dispatch.release_failed", transaction_id=item.transaction_id,
+                    error=repr(result),
+                )  # fmt: skip
 
     async def _defer(self, deferred: list[Deferral]) -> None:
         """Give the leases of recipients whose turn is further ahead back to the store."""
