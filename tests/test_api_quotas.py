@@ -23,6 +23,7 @@ import pytest
 from mm7.service.config.loader import load_config
 from mm7.service.config.settings import GatewayConfig
 from mm7.service.runtime import Gateway
+from mm7.service.store import NewMo, OptOut
 from tests.helpers.api import validate
 from tests.helpers.runtime import (
     AUTH,
@@ -58,15 +59,23 @@ def load(path: Path, dsn: str | None, instance: str = "gw-a") -> GatewayConfig:
 
 
 @contextlib.asynccontextmanager
-async def running(config: GatewayConfig) -> AsyncIterator[str]:
-    """A started gateway (stopped after); its API URL."""
+async def started(config: GatewayConfig) -> AsyncIterator[Gateway]:
+    """A started gateway (stopped after)."""
     gateway = Gateway(config, configure_logs=False, poll_interval=0.2, announce=lambda x: None)
     await gateway.start()
     try:
         assert gateway.api_url is not None
-        yield gateway.api_url
+        yield gateway
     finally:
         await gateway.stop()
+
+
+@contextlib.asynccontextmanager
+async def running(config: GatewayConfig) -> AsyncIterator[str]:
+    """A started gateway (stopped after); its API URL."""
+    async with started(config) as gateway:
+        assert gateway.api_url is not None
+        yield gateway.api_url
 
 
 async def send(api: str, to: list[str], **extra: Any) -> Answer:
@@ -198,5 +207,27 @@ async def test_the_per_second_quota_refuses_then_lets_through(tmp_path: Path) ->
                 await wait_for(big_passes, deadline=10)
                 after = await send(api, numbers(40, 1))
                 assert assert_quota_refusal(after, "max_per_second", 3) >= 1
+        finally:
+            await sim_runner.cleanup()
+
+
+async def test_recipients_who_opted_out_are_not_counted(tmp_path: Path) -> None:
+    with bound_socket() as mmsc:
+        _, sim_runner = await start_quiet_simulator(mmsc)
+        try:
+            path = quota_config(tmp_path, mmsc.getsockname()[1], "max_per_day = 3")
+            async with started(load(path, None)) as gateway:
+                assert gateway.store is not None and gateway.api_url is not None
+                stop = {"type": "mo", "from": "+12025550000", "to": ["12345"], "text": "STOP"}
+                await gateway.store.store_mo(
+                    NewMo("main", "tx-stop", None, stop,
+                          opt_out=OptOut("stop", "+12025550000", "STOP")),
+                )  # fmt: skip
+                first = await send(gateway.api_url, numbers(0, 3))
+                assert first[0] == 202 and first[2]["suppressed"] == ["+12025550000"], first
+                # two were sent and counted; the one who opted out was not
+                assert (await send(gateway.api_url, numbers(10, 1)))[0] == 202
+                refused = await send(gateway.api_url, numbers(20, 1))
+                assert_quota_refusal(refused, "max_per_day", 3)
         finally:
             await sim_runner.cleanup()
