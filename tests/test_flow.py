@@ -18,6 +18,7 @@ from mm7.transport.flow import (
     BreakerState,
     CircuitBreaker,
     LinkFlow,
+    NotAdmitted,
     TokenBucket,
 )
 from mm7.transport.link import LinkConfig
@@ -189,6 +190,34 @@ async def test_one_flow_shared_by_two_clients(mmsc: tuple[FakeMMSC, str]) -> Non
     async with MM7Client(config, flow=flow) as a, MM7Client(config, flow=flow) as b:
         await asyncio.gather(*(c.submit(submit_req()) for c in (a, b) * 4))
     assert fake.max_in_flight == 2 and len(fake.seen) == 8
+
+
+async def test_a_refused_admit_sends_nothing_and_gives_the_token_back(
+    mmsc: tuple[FakeMMSC, str],
+) -> None:
+    """``admit`` is asked once the slot and token are held; its refusal raises NotAdmitted with
+    its wait, nothing reaches the MMSC, and the link's token is there for the next request."""
+    fake, url = mmsc
+    clock = FakeClock()
+    config = LinkConfig(name="admit", url=url, tps=1.0, burst=1)
+    waits = iter([0.4, 0.0])
+    asked: list[int] = []
+
+    def admit() -> float:
+        asked.append(flow.in_flight)
+        return next(waits)
+
+    async with MM7Client(config, clock=clock, sleep=clock.sleep) as client:
+        flow = client.flow
+        with pytest.raises(NotAdmitted) as refused:
+            await client.submit(submit_req(), admit=admit)
+        assert refused.value.retry_after == 0.4 and fake.seen == []
+        assert flow.in_flight == 0 and flow.breaker.state is BreakerState.CLOSED
+        assert flow.bucket is not None and flow.bucket.try_take() == 0  # the token came back
+        flow.bucket.give_back()
+        await client.submit(submit_req(), admit=admit)
+    assert len(fake.seen) == 1 and asked == [0, 0]
+    assert round(clock() - 1000, 6) == 0  # no wait: neither request waited for a token
 
 
 # --- the pieces alone, on a fake clock ---------------------------------------------------------

@@ -40,6 +40,7 @@ from mm7.service.store import (
     SqliteStore,
     WorkItem,
 )
+from mm7.service.store.limits import QuotaLimits, QuotaTaken
 from mm7.service.store.migrate_copy.tables import SQLITE_NOT_COPIED
 from mm7.service.store.sqlite.migrations import LATEST, migrate
 from tests.helpers.cli import run, run_cli
@@ -140,6 +141,10 @@ async def _build(path: Path, clock: ManualClock) -> Source:
     del leased  # stays leased: its lease is copied with it
     statuses = {r.status for r in await store.relay_events(limit=100)}
     assert statuses == set(RelayStatus), statuses
+    # the API keys' quotas: a day's count (copied) and a per-second bucket (not copied)
+    quota = QuotaLimits(per_second=10, per_day=100)
+    assert isinstance(await store.take_quota("key-a", 4, quota), QuotaTaken)
+    assert isinstance(await store.take_quota("key-b", 3, QuotaLimits(per_day=50)), QuotaTaken)
     return Source(
         path, store, clock, campaign.message_id, second.message_id, third.message_id,
         by_address["+15550010"], photo.mo_id, _sha(BIG),
@@ -502,7 +507,8 @@ def test_the_command_prints_the_rows_per_table(
     lines = [line.split() for line in out.splitlines()]
     assert [name for name, _count in lines] == [
         "media", "messages", "recipients", "message_media", "events", "delivery_reports",
-        "mo_messages", "mo_media", "relay_outbox", "suppressions", "store_secrets",
+        "mo_messages", "mo_media", "relay_outbox", "suppressions", "api_day_counts",
+        "store_secrets",
     ]  # fmt: skip
     for name, count in lines:
         assert sqlite_rows(source.path, f"SELECT count(*) FROM {name}") == [(int(count),)], name

@@ -264,7 +264,12 @@ class Gateway:
 
         self.health.add_check("store", store_check(self.store))
         self.health.add_check("links", links_check(self._clients))
-        api = create_api_app(config, self.store, on_enqueued=self._on_enqueued)
+        api = create_api_app(
+            config,
+            self.store,
+            on_enqueued=self._on_enqueued,
+            on_quota_refused=self.metrics.observe_quota_refusal,
+        )
         add_media_route(api, media_urls, store)
         self.health.add_to(api)
         metrics = config.metrics

@@ -19,7 +19,7 @@ import dataclasses
 import ssl
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
@@ -163,9 +163,13 @@ class MM7Client:
         await self.close()
 
     # -- typed operations ------------------------------------------------------------------------
-    async def submit(self, request: SubmitReq) -> SubmitRsp:
-        """Send a SubmitReq; its SubmitRsp (1000, or 1100 partial success) or MM7ClientError."""
-        return _as(await self.send(request), SubmitRsp)
+    async def submit(
+        self, request: SubmitReq, *, admit: Callable[[], float] | None = None
+    ) -> SubmitRsp:
+        """Send a SubmitReq; its SubmitRsp (1000, or 1100 partial success) or MM7ClientError.
+        ``admit``: asked right before the send (``LinkFlow.slot``); its refusal raises
+        ``mm7.transport.flow.NotAdmitted``, nothing sent."""
+        return _as(await self.send(request, admit=admit), SubmitRsp)
 
     async def cancel(self, request: CancelReq) -> CancelRsp:
         """Cancel a submitted message by MessageID; its CancelRsp or MM7ClientError."""
@@ -184,9 +188,12 @@ class MM7Client:
         return _as(await self.send(request), ExtendedReplaceRsp)
 
     # -- the generic exchange --------------------------------------------------------------------
-    async def send(self, request: Request) -> Result[Response]:
+    async def send(
+        self, request: Request, *, admit: Callable[[], float] | None = None
+    ) -> Result[Response]:
         """Send any MM7 request and return its typed response in a Result; MM7ClientError for
-        every non-success (MM7 error status, HTTP error, timeout, reset, open breaker...)."""
+        every non-success (MM7 error status, HTTP error, timeout, reset, open breaker...);
+        ``NotAdmitted`` when ``admit`` refused it (``LinkFlow.slot``: nothing sent)."""
         if not request.transaction_id:
             request = dataclasses.replace(request, transaction_id=new_transaction_id())
         expected = RESPONSE_FOR.get(type(request))
@@ -213,7 +220,7 @@ class MM7Client:
             raise RuntimeError("MM7Client is not started: use 'async with MM7Client(link)'")
 
         try:
-            async with self.flow.slot():
+            async with self.flow.slot(admit):
                 try:
                     result = await self._exchange(session, ex, encoded.content_type, encoded.body)
                 except MM7ClientError as exc:

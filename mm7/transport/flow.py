@@ -3,7 +3,9 @@ requests in flight, and a circuit breaker that stops hammering an MMSC that keep
 
 The clock and the sleep are injectable so tests can drive the breaker's cool-down and the bucket
 without waiting. Order on the way out: breaker check (refuse fast, nothing waits), in-flight slot,
-token, then the breaker admits (one probe when half-open), so tokens are spent just before a send.
+token, the caller's own ``admit`` check (a sender's rate: refused, the token goes back and nothing
+waits inside the slot), then the breaker admits (one probe when half-open), so tokens are spent
+just before a send.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ import structlog
 
 from mm7.core.errors import MM7Error
 
-__all__ = ["BreakerOpen", "BreakerState", "CircuitBreaker", "LinkFlow", "TokenBucket"]
+__all__ = [
+    "BreakerOpen",
+    "BreakerState",
+    "CircuitBreaker",
+    "LinkFlow",
+    "NotAdmitted",
+    "TokenBucket",
+]
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -67,6 +76,20 @@ class TokenBucket:
         async with self._lock:
             while (wait := self.try_take()) > 0:
                 await self._sleep(wait)
+
+    def give_back(self) -> None:
+        """Return a token taken for a request that was not sent after all."""
+        self._refill()
+        self._tokens = min(float(self.burst), self._tokens + 1.0)
+
+
+class NotAdmitted(MM7Error):
+    """Raised by ``LinkFlow.slot`` when the caller's ``admit`` check refused the request (nothing
+    sent, the link's token given back); ``retry_after``: seconds until it may pass."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"not admitted; may pass in {retry_after:.3f}s")
 
 
 class BreakerState(StrEnum):
@@ -180,17 +203,24 @@ class LinkFlow:
         self.in_flight = 0
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self, admit: Callable[[], float] | None = None) -> AsyncIterator[None]:
         """Hold one in-flight slot and one token for the body of the ``async with``.
 
-        Raises BreakerOpen before waiting for anything when the breaker refuses. The caller
-        reports the result with ``breaker.record_success()``/``record_failure()``; a body left
-        by an exception without a report (a cancellation) frees the probe.
+        Raises BreakerOpen before waiting for anything when the breaker refuses. ``admit`` is
+        asked last, once the slot and the token are held, so that what it allows goes out at
+        once: 0 lets the request pass (it has taken what it counts), more raises
+        ``NotAdmitted`` with that many seconds, giving the token back. The caller reports the
+        result with ``breaker.record_success()``/``record_failure()``; a body left by an
+        exception without a report (a cancellation) frees the probe.
         """
         self.breaker.check()
         async with self._slots:
             if self.bucket is not None:
                 await self.bucket.acquire()
+            if admit is not None and (wait := admit()) > 0:
+                if self.bucket is not None:
+                    self.bucket.give_back()
+                raise NotAdmitted(wait)
             self.breaker.admit()
             self.in_flight += 1
             try:

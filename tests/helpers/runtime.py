@@ -138,6 +138,23 @@ async def start_simulator(
     return app, runner
 
 
+async def start_quiet_simulator(sock: socket.socket) -> tuple[web.Application, web.AppRunner]:
+    """The strict-3gpp simulator on ``sock``: accepts every SubmitReq, sends no reports."""
+    app = create_simulator_app(
+        SimulatorConfig(
+            persona=load_persona("strict-3gpp"),
+            dlr=DlrPlan(when="never"),
+            ui_path=None,
+            max_exchanges=1000,
+            seed=3,
+        )
+    )
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    return app, runner
+
+
 async def wait_for(check: Any, deadline: float = 20.0) -> Any:
     """Poll ``check()`` until it returns something truthy (the deadline is only a guard)."""
     async with asyncio.timeout(deadline):

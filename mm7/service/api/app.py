@@ -27,6 +27,10 @@ Errors are JSON ``{"error": {"field": "to[1]" | null, "message": "..."}}``:
 * 413: the body is over ``[api] max_request_bytes`` (refused from Content-Length before reading,
   else as soon as the read passes the limit);
 * 415: another content type;
+* 429: the API key's quota (``[[api.keys]] max_per_second`` / ``max_per_day``, counted in
+  recipients) allows no more now: ``Retry-After`` and the body's ``quota``, ``limit`` and
+  ``retry_after`` say which and when (``mm7.service.api.quotas``; checked after every other
+  check, before the commit);
 * 422: well-formed but unacceptable: an address that is not one or a number the carrier would
   refuse (``to[3]``: ``numbers``), a time not in the future, an
   unknown ``link`` (named), recipients without a route or routed to different links, a media URL
@@ -161,6 +165,9 @@ from mm7.service.api.backlog import Backlog
 from mm7.service.api.listing import MessageListing
 from mm7.service.api.media_fetch import Fetcher, MediaFetcher
 from mm7.service.api.numbers import NumberRules, normalise_recipients
+from mm7.service.api.quotas import QuotaExceeded
+from mm7.service.api.quotas import give_back as give_back_quota
+from mm7.service.api.quotas import take as take_quota
 from mm7.service.api.relay_ops import (
     RelayApi,
     apply_reply,
@@ -202,6 +209,8 @@ CONFIG_KEY = web.AppKey("mm7_api_config", GatewayConfig)
 STORE_KEY = web.AppKey("mm7_api_store", Store)
 #: called with the link of each new message once it is committed (``create_api_app``)
 ON_ENQUEUED_KEY: web.AppKey[Callable[[str], None] | None] = web.AppKey("mm7_api_on_enqueued")
+#: called with the key's name and the quota when a quota refused a request (metrics)
+ON_QUOTA_KEY: web.AppKey[Callable[[str, str], None] | None] = web.AppKey("mm7_api_on_quota")
 FETCHER_KEY = web.AppKey("mm7_api_fetcher", Fetcher)
 BACKLOG_KEY = web.AppKey("mm7_api_backlog", Backlog)
 #: checks callback_url, dlr-url and rr-url at intake (media: the fetcher's own guard)
@@ -223,13 +232,15 @@ def create_api_app(
     fetcher: Fetcher | None = None,
     on_enqueued: Callable[[str], None] | None = None,
     url_guard: UrlGuard | None = None,
+    on_quota_refused: Callable[[str, str], None] | None = None,
 ) -> web.Application:
     """The API application. ``fetcher`` defaults to a ``MediaFetcher`` with ``[api.fetch]``
     limits (closed with the app; a fetcher passed in is the caller's to close).
     ``url_guard`` checks callers' URLs (``mm7.service.url_guard``; the default fetcher uses it
     too); a guard passed in is the caller's to close.
     ``on_enqueued(link)`` is called after each new message was committed (not for a
-    duplicate): the runtime wakes that link's dispatcher with it."""
+    duplicate): the runtime wakes that link's dispatcher with it. ``on_quota_refused(key,
+    quota)`` is called for each 429 of an API key's quota (``mm7.service.api.quotas``)."""
     app = web.Application(
         client_max_size=config.api.max_request_bytes,
         middlewares=[_errors_middleware, _auth_middleware],
@@ -237,6 +248,7 @@ def create_api_app(
     app[CONFIG_KEY] = config
     app[STORE_KEY] = store
     app[ON_ENQUEUED_KEY] = on_enqueued
+    app[ON_QUOTA_KEY] = on_quota_refused
     if config.api.max_backlog is not None:
         app[BACKLOG_KEY] = Backlog(store, config.api.max_backlog)
     own_guard = url_guard is None
@@ -265,8 +277,12 @@ def create_api_app(
 # --------------------------------------------------------------------------- middlewares
 
 
-def _error_json(status: int, field: str | None, message: str) -> web.Response:
-    return web.json_response({"error": {"field": field, "message": message}}, status=status)
+def _error_json(
+    status: int, field: str | None, message: str, extra: Mapping[str, Any] | None = None
+) -> web.Response:
+    return web.json_response(
+        {"error": {"field": field, "message": message, **(extra or {})}}, status=status
+    )
 
 
 def _is_sendmms(request: web.Request) -> bool:
@@ -308,7 +324,8 @@ async def _errors_middleware(request: web.Request, handler: Handler) -> web.Stre
             where = f"{error.field}: " if error.field else ""
             text = f"Error: {where}{error.message}"
         return web.Response(status=error.status, text=text, headers=headers)
-    response = _error_json(error.status, error.field, error.message)
+    extra = error.body() if isinstance(error, QuotaExceeded) else None
+    response = _error_json(error.status, error.field, error.message, extra)
     response.headers.update(headers)
     return response
 
@@ -795,12 +812,30 @@ async def _submit(
         allow_suppressed=confirmation,
     )
     try:
+        taken = await take_quota(store, key, len(parsed.to))
+    except QuotaExceeded as exc:
+        # the retry of a message already accepted is answered as such, over quota or not
+        if stored_key is not None:
+            earlier = await _answered_before(store, stored_key, digest)
+            if earlier is not None:
+                return EnqueueResult(earlier, False)
+        if (on_quota := app[ON_QUOTA_KEY]) is not None:
+            on_quota(key.name, exc.quota)
+        raise
+    try:
         result = await store.enqueue_message(message, parsed.to, parts)
-    except AllSuppressedError as exc:
-        raise suppressed_error(exc.addresses, parsed, config.relay.start_words) from None
-    except IdempotencyConflictError as exc:
-        # the same key sent twice at once with different requests: the first one won
-        raise _conflict(exc) from None
+    except BaseException as exc:
+        await give_back_quota(store, taken, len(parsed.to))
+        if isinstance(exc, AllSuppressedError):
+            raise suppressed_error(exc.addresses, parsed, config.relay.start_words) from None
+        if isinstance(exc, IdempotencyConflictError):
+            # the same key sent twice at once with different requests: the first one won
+            raise _conflict(exc) from None
+        raise
+    # a repeat enqueued nothing; suppressed recipients are never sent
+    await give_back_quota(
+        store, taken, len(parsed.to) if not result.created else len(result.suppressed)
+    )
     on_enqueued = app[ON_ENQUEUED_KEY]
     if result.created and on_enqueued is not None:
         on_enqueued(link)

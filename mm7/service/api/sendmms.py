@@ -13,7 +13,8 @@ API's request (``parse_request``) and answers as mmsbox does:
   [<url>]!``: Mbuni's texts for those cases (mmsbox answers them with status 200; mm7 answers
   400 so a client that only looks at the status is not told a refused message was sent);
 * any other refusal: the sending API's status (400, 413, 415, 422, 503) and ``Error: <field>:
-  <message>``.
+  <message>``; an API key's quota (``max_per_second``, ``max_per_day``) ``429 Error: API key
+  '<name>' is over its <quota> quota (...)`` with ``Retry-After``.
 
 Nothing is written unless the answer is ``Accepted``. Parameters (Mbuni name: what it becomes):
 ``to`` (several separated by spaces or commas, or repeated), ``from``, ``subject``, ``text`` with

@@ -93,6 +93,7 @@ from mm7.service.config.settings import (
     RelaySettings,
     RetrySettings,
     RouteMatch,
+    SenderRates,
     SignatureScheme,
     StoreSettings,
     whsec_key,
@@ -379,6 +380,7 @@ class _Loader:
             service_code=t.opt_str("service_code"),
             default_region=_region(t, "default_region"),
             retry=retry,
+            sender_tps=_sender_rates(t.opt_table("sender_tps")),
         )
         t.finish()
         return settings
@@ -665,6 +667,8 @@ class _Loader:
                     number_check=None
                     if (check := k.opt_str("number_check", choices=NUMBER_CHECKS)) is None
                     else _number_check(check),
+                    max_per_second=k.opt_int("max_per_second"),
+                    max_per_day=k.opt_int("max_per_day"),
                 )
             )
             k.finish()
@@ -911,6 +915,29 @@ def _role(t: Table) -> ApiRole:
     if named is not None:
         return "admin" if named == "admin" else "sending"
     return "admin" if flag else "sending"
+
+
+def _sender_rates(table: Table | None) -> SenderRates:
+    """``sender_tps = { default = 1, "12345" = 40 }``: positive rates by sender address (as
+    the SubmitReq carries it: surrounding blanks dropped), ``default`` for any other sender."""
+    if table is None:
+        rates: SenderRates = _default(LinkSettings, "sender_tps")
+        return rates
+    default = table.opt_number("default")
+    given: dict[str, float] = {}
+    for address in list(table.data):
+        if address == "default":
+            continue
+        sender = address.strip()
+        if not sender:
+            raise table.error(address or '""', "expected a sender address, got an empty key")
+        if sender in given:
+            raise table.error(address, f"the same sender as {show(sender)} above")
+        rate = table.opt_number(address)
+        assert rate is not None
+        given[sender] = rate
+    table.finish()
+    return SenderRates(rates=tuple(given.items()), default=default)
 
 
 def _region(t: Table, key: str) -> str | None:

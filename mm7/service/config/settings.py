@@ -49,6 +49,7 @@ __all__ = [
     "RetrySettings",
     "RouteMatch",
     "SIGNATURE_SCHEMES",
+    "SenderRates",
     "SignatureScheme",
     "StoreSettings",
     "WHSEC_PREFIX",
@@ -107,6 +108,28 @@ class RetrySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SenderRates:
+    """A link's own limits per sending address (``sender_tps``): carriers limit each number
+    (a 10DLC long code about 1 MMS a second, toll-free 3, short codes 40 and more)."""
+
+    #: (sender address as sent, SubmitReqs per second), in the order configured
+    rates: tuple[tuple[str, float], ...] = ()
+    #: SubmitReqs per second of a sender not listed (also of messages without any sender);
+    #: None: only the listed senders are limited
+    default: float | None = None
+
+    def rate_for(self, sender: str) -> float | None:
+        """The rate of ``sender`` (its address as sent; "" for none), or None: no limit."""
+        for address, rate in self.rates:
+            if address == sender:
+                return rate
+        return self.default
+
+    def __bool__(self) -> bool:
+        return bool(self.rates) or self.default is not None
+
+
+@dataclass(frozen=True, slots=True)
 class LinkSettings:
     """One MMSC link: the transport's ``LinkConfig`` plus what the service adds around it."""
 
@@ -133,6 +156,8 @@ class LinkSettings:
     service_code: str | None = None
     #: how transient failures on this link are retried
     retry: RetrySettings = RetrySettings()
+    #: SubmitReqs per second per sender address, beside the link's own ``tps`` (empty: none)
+    sender_tps: SenderRates = SenderRates()
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +231,12 @@ class ApiKey:
     default_region: str | None = None
     #: "valid" or "possible" for this key's recipients; None: ``[api] number_check``
     number_check: NumberCheck | None = None
+    #: recipients a second this key may send (a token bucket holding one second's worth, over
+    #: every instance on the store; a larger message waits for a full bucket); None: no quota
+    max_per_second: int | None = None
+    #: recipients this key may send per UTC day (over every instance, across restarts); None:
+    #: no quota
+    max_per_day: int | None = None
 
     @property
     def admin(self) -> bool:

@@ -23,6 +23,18 @@ The loop (one per link, ``Dispatcher.run``):
 3. With nothing due, wait for ``wake()`` (the API calls it after an enqueue), an item finishing,
    or ``poll_interval`` seconds.
 
+Senders over their rate (``sender_tps``, ``mm7.service.mt.senders``): each leased recipient of
+a limited sender gets its sender's next turn. A turn due now is sent at once; one within the
+limits' ``hold`` (a second) is waited for in memory without counting as in flight, so it takes no
+place from other senders' recipients; a later one goes back to the store due at that turn
+(``Store.defer``: the attempt not counted, a ``throttled`` event), so the loop leases past a
+slow sender's backlog to the others' recipients. While a round deferred recipients, the next
+leases up to twice as many more (at most ``WALK_MAX`` beyond the free places), and deferrals are
+written while the next lease runs, so a long backlog is walked past quickly; what such a lease
+returns beyond the free places that could go at once is given back due now (``release``). The
+link's flow control asks the sender's ``admit`` right before each send, so a request leaves only
+a full ``1/rate`` after the sender's previous one; a refusal waits in memory and tries again.
+
 Several instances on one store (``mm7.service.cluster``): ``may_lease`` says whether this
 instance owns the link now (it holds the lease ``link:<name>``). The loop leases nothing while it
 does not, and what a lease call returns after the ownership ended is released unattempted, so
@@ -49,14 +61,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import random
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from structlog.stdlib import BoundLogger
@@ -73,19 +86,23 @@ from mm7.service.mt.outcome import (
     after_transient,
     next_step,
 )
+from mm7.service.mt.senders import SenderLimits
 from mm7.service.mt.submit_build import (
     BuiltContent,
     MessageFields,
     build_content,
     build_submit,
     read_fields,
+    sender_of,
 )
 from mm7.service.ops.metrics import GatewayMetrics
 from mm7.service.store.base import Clock, Store, SystemClock
+from mm7.service.store.limits import Deferral
 from mm7.service.store.records import WorkItem
 from mm7.transport.classify import Verdict
 from mm7.transport.client import MM7Client
 from mm7.transport.errors import MM7ClientError
+from mm7.transport.flow import NotAdmitted
 
 __all__ = ["Dispatcher"]
 
@@ -93,6 +110,11 @@ log = structlog.get_logger("mm7.service.mt.dispatcher")
 
 #: added to the worst case an item can take, for the lease TTL
 LEASE_MARGIN = 30.0
+#: recipients leased at most beyond the free places while walking past a slow sender's backlog
+WALK_MAX = 250
+
+#: what ``Dispatcher._place`` did with a leased item (or the Deferral it asks for)
+Placed = Literal["started", "held", "no_room"]
 
 
 class Dispatcher:
@@ -102,6 +124,9 @@ class Dispatcher:
     the dispatcher opens one on ``start`` and closes it on ``stop``. ``concurrency``: items in
     progress at once (default: the link's ``max_in_flight``). ``clock``: the store's clock (retry
     times and expiry are compared with the store's "now"). ``rng``: the jitter's randomness.
+    ``sender_hold``: how far ahead (seconds) a sender's turn is waited for in memory rather than
+    in the store; ``max_held``: recipients waiting in memory at most (default: 8 x concurrency,
+    at least 64; beyond, turns are waited for in the store).
     """
 
     def __init__(
@@ -120,6 +145,8 @@ class Dispatcher:
         content_cache: int = 32,
         metrics: GatewayMetrics | None = None,
         may_lease: Callable[[], bool] | None = None,
+        sender_hold: float = 1.0,
+        max_held: int | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -144,6 +171,19 @@ class Dispatcher:
         self._cache_size = content_cache
         self._building: dict[str, asyncio.Future[BuiltContent]] = {}
         self._inflight: dict[asyncio.Task[None], WorkItem] = {}
+        #: store writes the loop did not wait for (deferrals, give-backs): ``stop`` waits
+        self._writes: set[asyncio.Task[None]] = set()
+        #: the per-sender limits (None: the link has no sender_tps)
+        self.senders = (
+            SenderLimits(settings.sender_tps, link_tps=settings.link.tps, hold=sender_hold)
+            if settings.sender_tps
+            else None
+        )
+        #: tasks of _inflight waiting in memory for their sender's turn, and how many others wait
+        #: again after their sender's admit refused them (neither counted as in flight)
+        self._holding: set[asyncio.Task[None]] = set()
+        self._readmitting = 0
+        self.max_held = max_held if max_held is not None else max(64, 8 * self.concurrency)
         #: recipient id -> the newest lease this dispatcher holds on it (see _current)
         self._latest: dict[int, WorkItem] = {}
         self._wake = asyncio.Event()
@@ -188,6 +228,8 @@ class Dispatcher:
             # the loop ends after its current lease or idle wait; what it leased is in flight
             await asyncio.gather(self.task, return_exceptions=True)
             self.task = None
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
         if self._inflight:
             _, late = await asyncio.wait(list(self._inflight), timeout=grace)
             if late:
@@ -218,7 +260,13 @@ class Dispatcher:
 
     @property
     def in_flight(self) -> int:
-        return len(self._inflight)
+        """Items being built, sent or recorded (not those waiting for their sender's turn)."""
+        return len(self._inflight) - self.held
+
+    @property
+    def held(self) -> int:
+        """Items waiting in memory for their sender's turn."""
+        return len(self._holding) + self._readmitting
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -227,14 +275,20 @@ class Dispatcher:
         without releasing their leases (they expire: a crash as far as the store can tell)."""
         self.log.info("mm7.dispatch.started", concurrency=self.concurrency)
         try:
+            walked = 0  # recipients the previous lease round deferred
             while not self._stopping:
                 # cleared before looking: a wake() or a finished item from now on ends the idle
                 self._wake.clear()
-                free = self.concurrency - len(self._inflight)
+                free = self.concurrency - self.in_flight
+                # past a slow sender's backlog (its recipients deferred), lease more at a time
+                want = free + min(2 * walked, WALK_MAX) if free > 0 else 0
+                walked = 0
                 leased: list[WorkItem] = []
+                deferred: list[Deferral] = []
+                no_room: list[WorkItem] = []
                 if free > 0 and self._owns_link():
                     try:
-                        leased = await self.store.lease(self.link, self.owner, free, self.lease_ttl)
+                        leased = await self.store.lease(self.link, self.owner, want, self.lease_ttl)
                     except Exception:
                         self.log.exception("mm7.dispatch.lease_failed")
                     if leased and not self._owns_link():
@@ -253,8 +307,21 @@ class Dispatcher:
                                 lease_ttl_s=self.lease_ttl.total_seconds(),
                             )
                             continue
-                        self._spawn(item)
-                if leased and len(leased) == free:
+                        placed = self._place(item, room=free > 0)
+                        if isinstance(placed, Deferral):
+                            deferred.append(placed)
+                        elif placed == "started":
+                            free -= 1
+                        elif placed == "no_room":
+                            no_room.append(item)
+                # written while the next lease runs (they commit together); what they give
+                # back is still leased until then, so that lease cannot return it again
+                if deferred:
+                    self._background(self._defer(deferred))
+                if no_room:
+                    self._background(self._release_now(no_room))
+                walked = len(deferred)
+                if leased and len(leased) == want:
                     continue  # maybe more is due
                 await self._idle()
         except asyncio.CancelledError:
@@ -281,20 +348,102 @@ class Dispatcher:
             self.counts["released_not_owner"] += 1
 
     async def _idle(self) -> None:
+        timeout = self.poll_interval
+        if self.senders is not None and (kept := self.senders.next_kept()) is not None:
+            timeout = min(timeout, kept + 0.01)  # a deferred recipient's turn comes
         try:
-            async with asyncio.timeout(self.poll_interval):
+            async with asyncio.timeout(timeout):
                 await self._wake.wait()
         except TimeoutError:
             pass
 
-    def _spawn(self, item: WorkItem) -> None:
-        task = asyncio.create_task(self._process(item), name=f"mm7-submit-{item.transaction_id}")
+    def _place(self, item: WorkItem, *, room: bool) -> Deferral | Placed:
+        """Start ``item`` now ("started"; with no ``room`` left in flight: "no_room", to be given
+        back due now), hold it in memory for its sender's turn ("held"), or (a turn beyond
+        ``hold``, or too many held) the deferral that gives it back to the store until then."""
+        sender: str | None = None
+        turn = None
+        if self.senders is not None:
+            sender = sender_of(item.fields, self.settings)
+            turn = self.senders.turn(sender, item.recipient_id)
+        if turn is None or turn.delay <= 0:
+            if not room:
+                if turn is not None and self.senders is not None:
+                    self.senders.keep(item.recipient_id, turn)  # its turn stays its own
+                return "no_room"
+            self._spawn(item, sender=sender if turn is not None else None)
+            return "started"
+        assert self.senders is not None and sender is not None
+        if turn.delay <= self.senders.hold and self.held < self.max_held:
+            self._spawn(item, sender=sender, hold=turn.delay)
+            if self.metrics is not None:
+                self.metrics.observe_sender_wait(self.link, "held")
+            return "held"
+        self.senders.keep(item.recipient_id, turn)
+        at = self.clock.now() + timedelta(seconds=turn.delay)
+        if item.expires_at is not None and at > item.expires_at:
+            at = item.expires_at  # leased then, it expires: never scheduled past the expiry
+        details = {"sender": sender, "sender_tps": turn.rate, "owner": self.owner}
+        return Deferral(item, at, details)
+
+    def _background(self, write: Coroutine[Any, Any, None]) -> None:
+        """Run a store write of the loop's without waiting for it (``stop`` waits)."""
+        task = asyncio.create_task(write)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _release_now(self, items: list[WorkItem]) -> None:
+        """Give back, due now, what a lease returned beyond the room in flight."""
+        self.counts["released_no_room"] += len(items)
+        results = await asyncio.gather(
+            *(self.store.release(item) for item in items), return_exceptions=True
+        )
+        for item, result in zip(items, results, strict=True):
+            if isinstance(result, BaseException):
+                self.log.error(
+                    "mm7.dispatch.release_failed", transaction_id=item.transaction_id,
+                    error=repr(result),
+                )  # fmt: skip
+
+    async def _defer(self, deferred: list[Deferral]) -> None:
+        """Give the leases of recipients whose turn is further ahead back to the store."""
+        try:
+            done = await self.store.defer(deferred)
+        except Exception:
+            # their leases expire and they come back then: late, never lost
+            self.log.exception("mm7.dispatch.defer_failed", recipients=len(deferred))
+            return
+        self.counts["deferred"] += done
+        if self.metrics is not None:
+            self.metrics.observe_sender_wait(self.link, "deferred", done)
+        senders = collections.Counter(str(d.details["sender"]) for d in deferred)
+        self.log.debug(
+            "mm7.dispatch.sender_deferred", recipients=done, senders=dict(senders.most_common(5))
+        )
+
+    def _spawn(self, item: WorkItem, *, sender: str | None = None, hold: float = 0.0) -> None:
+        """Run ``item`` as its own task; ``sender``: a limited sender, ``hold``: seconds to its
+        turn (counted as held, not in flight, until then)."""
+        task = asyncio.create_task(
+            self._process(item, sender, hold), name=f"mm7-submit-{item.transaction_id}"
+        )
+        if hold > 0:
+            self._holding.add(task)
         self._inflight[task] = item
         self._latest[item.recipient_id] = item
         task.add_done_callback(self._done)
 
+    async def _readmit(self, seconds: float) -> None:
+        """Wait ``seconds`` (counted as held) before trying a send the sender's admit refused."""
+        self._readmitting += 1
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self._readmitting -= 1
+
     def _done(self, task: asyncio.Task[None]) -> None:
         item = self._inflight.pop(task, None)
+        self._holding.discard(task)  # cancelled before its turn came
         if item is not None:
             self._latest.pop(item.recipient_id, None)
         self._wake.set()
@@ -305,12 +454,17 @@ class Dispatcher:
 
     # -- one item ------------------------------------------------------------------------------
 
-    async def _process(self, item: WorkItem) -> None:
+    async def _process(self, item: WorkItem, sender: str | None = None, hold: float = 0.0) -> None:
         bound = self.log.bind(
             message_id=item.message_id, transaction_id=item.transaction_id, attempt=item.attempts
         )
         try:
-            await self._attempt(item, bound)
+            if hold > 0:
+                try:
+                    await asyncio.sleep(hold)
+                finally:
+                    self._holding.discard(asyncio.current_task())
+            await self._attempt(item, bound, sender)
         except asyncio.CancelledError:
             if self._releasing:
                 await self._release(item, bound)
@@ -337,8 +491,9 @@ class Dispatcher:
         self.counts["released"] += 1
         bound.info("mm7.dispatch.released", released=released)
 
-    async def _attempt(self, item: WorkItem, bound: BoundLogger) -> None:
-        """Build, submit, and record the step ``next_step`` chooses for the answer."""
+    async def _attempt(self, item: WorkItem, bound: BoundLogger, sender: str | None) -> None:
+        """Build, submit (``sender``: passing its limit right before the send), and record the
+        step ``next_step`` chooses for the answer."""
         try:
             fields = read_fields(item.fields)
             content = await self._content(item, fields)
@@ -351,17 +506,26 @@ class Dispatcher:
         details: dict[str, Any] = {"owner": self.owner}
         if content.changes:
             details["fitted"] = content.describe_changes()
-        started = time.monotonic()
+        admit = None
+        if sender is not None and self.senders is not None:
+            admit = functools.partial(self.senders.admit, sender)
         result: SubmitRsp | MM7ClientError
         verdict: Verdict | str
-        try:
-            result = await self.client.submit(request)
-        except MM7ClientError as exc:
-            result = exc
-            details |= {"outcome": exc.outcome.value, "http_status": exc.http_status}
-            if exc.details:
-                details["details"] = exc.details
-            verdict, code = exc.verdict, exc.code
+        while True:
+            started = time.monotonic()
+            try:
+                result = await self.client.submit(request, admit=admit)
+            except NotAdmitted as refused:
+                await self._readmit(refused.retry_after)  # the sender's previous one left late
+                continue
+            except MM7ClientError as exc:
+                result = exc
+            break
+        if isinstance(result, MM7ClientError):
+            details |= {"outcome": result.outcome.value, "http_status": result.http_status}
+            if result.details:
+                details["details"] = result.details
+            verdict, code = result.verdict, result.code
         else:
             if result.status.details:
                 details["details"] = result.status.details

@@ -76,6 +76,7 @@ __all__ = [
     "build_content",
     "build_submit",
     "read_fields",
+    "sender_of",
 ]
 
 _SMIL_TYPES = frozenset({"application/smil", "application/smil+xml", "application/x-smil"})
@@ -222,6 +223,15 @@ def _fit_and_build(
         raise BuildError(f"content does not fit profile {exc.profile!r}: {exc}") from None
     except MM7Error as exc:  # ContentError, SmilError, MIME errors
         raise BuildError(f"content: {exc}") from None
+
+
+def sender_of(fields: JSONObject, settings: LinkSettings) -> str:
+    """The SenderAddress a SubmitReq of this message carries, as sent (``Address.guess`` drops
+    the blanks around it): the message's ``from``, else the link's ``sender_address``; "" when
+    neither is set. The key of the link's ``sender_tps``."""
+    given = fields.get("from")
+    sender = given if isinstance(given, str) and given else settings.sender_address
+    return sender.strip() if sender else ""
 
 
 def build_submit(

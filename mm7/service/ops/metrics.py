@@ -282,6 +282,19 @@ class GatewayMetrics:
             ["hook", "outcome"],
             registry=self.registry,
         )
+        self.sender_waits = Counter(
+            "mm7_sender_waits",
+            "Recipients made to wait for their sender's rate (sender_tps) per link: held in "
+            "memory for a turn within a second, or deferred in the store to a later one.",
+            ["link", "how"],
+            registry=self.registry,
+        )
+        self.quota_refusals = Counter(
+            "mm7_api_quota_refusals",
+            "API requests refused 429 by an API key's quota (max_per_second, max_per_day).",
+            ["api_key", "quota"],
+            registry=self.registry,
+        )
         self.registry.register(_StateCollector(self))
 
     # -- what the dispatcher, the API and the inbound endpoint call ----------------------------
@@ -311,6 +324,14 @@ class GatewayMetrics:
     def observe_retry(self, link: str) -> None:
         """A recipient on ``link`` was scheduled for another attempt."""
         self.retries.labels(link=link).inc()
+
+    def observe_sender_wait(self, link: str, how: str, count: int = 1) -> None:
+        """``count`` recipients on ``link`` waited for their sender's rate: "held" or "deferred"."""
+        self.sender_waits.labels(link=link, how=how).inc(count)
+
+    def observe_quota_refusal(self, api_key: str, quota: str) -> None:
+        """A request of the API key named ``api_key`` was refused by its ``quota``."""
+        self.quota_refusals.labels(api_key=api_key, quota=quota).inc()
 
     def observe_report(self, link: str, mm_status: MMStatus | str) -> None:
         """A delivery report arrived on ``link`` with this MMStatus (unknown values: "other")."""

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from mm7.core.status import MMStatus
+from mm7.service.store.limits import LimitOps
 from mm7.service.store.records import (
     DeliveryReportRecord,
     DeliveryReportResult,
@@ -79,8 +80,9 @@ class ManualClock:
 
 
 @runtime_checkable
-class Store(Protocol):
-    """What the gateway needs from persistence. Every write returns only once it is durable."""
+class Store(LimitOps, Protocol):
+    """What the gateway needs from persistence. Every write returns only once it is durable.
+    (``LimitOps``: deferrals of senders over their rate, API keys' quotas.)"""
 
     async def close(self) -> None:
         """Finish queued writes, then release connections and threads."""

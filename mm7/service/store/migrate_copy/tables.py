@@ -15,7 +15,9 @@ version) except:
 
 Not copied: ``schema_version`` (the target's own), and the PostgreSQL tables SQLite has no rows
 for: the cluster's named leases and the inbound request keys (``leases``, ``seen_requests``),
-which belong to the instances of one run. ``store_secrets`` are copied over the target's own
+which belong to the instances of one run, and the API keys' per-second buckets
+(``api_rate_buckets``: a second's worth, refilled by then). The per-day counts are copied, so a
+key's day quota holds across the move. ``store_secrets`` are copied over the target's own
 (``target.py``).
 """
 
@@ -135,13 +137,21 @@ PLANS: tuple[TablePlan, ...] = (
         ("address_key", "address", "word", "link", "mo_id", "created_at"),
         ("address_key",),
     ),
+    TablePlan("api_day_counts", ("api_key", "day", "used"), ("api_key", "day")),
 )  # fmt: skip
 
 #: the store's own secrets: copied last, over those the target made for itself
 SECRETS = TablePlan("store_secrets", ("name", "value", "created_at"), ("name",))
 
 #: PostgreSQL tables left as they are (the target's own, or per run of its instances)
-NOT_COPIED = ("schema_version", "leases", "seen_requests")
+NOT_COPIED = ("schema_version", "leases", "seen_requests", "api_rate_buckets")
 #: SQLite tables not read: its schema version, its work-item leases (read into the rows'
-#: lease columns), and the cluster's named leases and request keys (per run, as above)
-SQLITE_NOT_COPIED = ("schema_version", "leases", "named_leases", "seen_requests")
+#: lease columns), the cluster's named leases and request keys (per run, as above) and the
+#: per-second buckets
+SQLITE_NOT_COPIED = (
+    "schema_version",
+    "leases",
+    "named_leases",
+    "seen_requests",
+    "api_rate_buckets",
+)

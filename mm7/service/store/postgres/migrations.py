@@ -262,6 +262,25 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX seen_requests_expiry ON seen_requests(expires_at)",
         ),
     ),
+    Migration(
+        2,
+        "API key quotas: recipients counted per UTC day, the per-second buckets",
+        (
+            # recipients each key sent per UTC day ("YYYY-MM-DD"): max_per_day
+            """CREATE TABLE api_day_counts (
+                api_key TEXT NOT NULL,
+                day TEXT NOT NULL,
+                used BIGINT NOT NULL,
+                PRIMARY KEY (api_key, day)
+            )""",
+            # each key's max_per_second bucket: its tokens at stamp (ms)
+            """CREATE TABLE api_rate_buckets (
+                api_key TEXT PRIMARY KEY,
+                tokens DOUBLE PRECISION NOT NULL,
+                stamp BIGINT NOT NULL
+            )""",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

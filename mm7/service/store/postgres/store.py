@@ -32,6 +32,7 @@ from mm7.service.store.postgres import statements as sql
 from mm7.service.store.postgres.base import asyncpg, create_pool, why
 from mm7.service.store.postgres.cluster import PostgresCluster
 from mm7.service.store.postgres.inbound import PostgresInbound
+from mm7.service.store.postgres.limits import PostgresLimits
 from mm7.service.store.postgres.listen import WorkListener
 from mm7.service.store.postgres.media import INSERT_MEDIA, media_rows, unknown_media
 from mm7.service.store.postgres.migrations import migrate
@@ -81,7 +82,9 @@ def describe(dsn: str) -> str:
     return f"postgresql://{host}:{port}/{database}"
 
 
-class PostgresStore(PostgresInbound, PostgresCluster, PostgresRelayOps, PostgresRetention):
+class PostgresStore(
+    PostgresInbound, PostgresCluster, PostgresRelayOps, PostgresRetention, PostgresLimits
+):
     """``Store`` on PostgreSQL. Create with ``await PostgresStore.open(dsn)``."""
 
     def __init__(

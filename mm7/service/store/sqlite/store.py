@@ -86,6 +86,7 @@ from mm7.service.store.records import (
     normalize_address,
 )
 from mm7.service.store.sqlite.cluster import SqliteCluster
+from mm7.service.store.sqlite.limits import SqliteLimits
 from mm7.service.store.sqlite.migrations import migrate
 from mm7.service.store.sqlite.relay import (
     SqliteRelayOps,
@@ -172,7 +173,7 @@ def _outcome_info(
     }
 
 
-class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster):
+class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits):
     """``Store`` on one SQLite file. Create with ``await SqliteStore.open(path)``."""
 
     def __init__(
