@@ -286,6 +286,8 @@ def test_hosting_keys_are_read(tmp_path: Path) -> None:
         ('enabled = true\nurl_base = "ftp://x"\n', "hosting.url_base", "http:// or https://"),
         ('enabled = true\nurl_base = "https://u:p@x"\n', "hosting.url_base", "credentials"),
         ('enabled = true\nttl = "soon"\n', "hosting.ttl", ""),
+        ('enabled = true\nttl = "0s"\n', "hosting.ttl", ""),
+        ('enabled = true\nttl = "4000d"\n', "hosting.ttl", "at most 3650d"),
         ('enabled = "yes"\n', "hosting.enabled", ""),
         ('enabled = true\nsecret_env = "NOT_SET_ANYWHERE"\n', "hosting.secret_env", "not set"),
         ('enabled = true\nurl = "https://x"\n', "hosting", "url"),

@@ -120,6 +120,8 @@ _PREFIX = re.compile(r"\+?[0-9]+")
 _INSTANCE = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 #: seconds: the shortest [cluster] lease_ttl (renewals every third of it must be affordable)
 MIN_LEASE_TTL = 1.0
+#: seconds: the longest [hosting] ttl (ten years; a link's expiry is 32-bit unix seconds)
+MAX_HOSTING_TTL = 3650 * 86400.0
 
 
 # --------------------------------------------------------------------------- loading
@@ -891,10 +893,13 @@ class _Loader:
         base = t.opt_str("url_base")
         if base is not None:
             _check_url(t, "url_base", base)
+        ttl = t.duration("ttl", _default(HostingSettings, "ttl"))
+        if ttl > MAX_HOSTING_TTL:
+            raise t.error("ttl", f"must be at most {MAX_HOSTING_TTL / 86400:g}d, got {ttl:g}s")
         settings = HostingSettings(
             enabled=t.boolean("enabled", _default(HostingSettings, "enabled")),
             url_base=base.rstrip("/") if base is not None else None,
-            ttl=t.duration("ttl", _default(HostingSettings, "ttl")),
+            ttl=ttl,
             secret=t.secret("secret", required=False),
         )
         t.finish()
