@@ -543,6 +543,8 @@ async def test_openapi_served_and_matches_the_repo(gateway: GatewayFactory) -> N
         ("/readyz", "get"),
         ("/metrics", "get"),
         ("/media/{mo_id}/{index}", "get"),
+        ("/m/{token}", "get"),
+        ("/m/{token}/{position}", "get"),
     }
     assert operations <= documented
     assert documented - operations <= routes

@@ -9,7 +9,8 @@ never fetched here (generated URLs would leave the machine): the app gets a fetc
 every URL, which the API answers as a documented 422. The store starts with relay events (a dead
 letter, a pending one, a status event with a callback URL) and an opt-out, so that the relay
 endpoints answer real events, not only empty lists and 404s. The operations endpoints the
-gateway serves beside the API (``/healthz``, ``/readyz``, ``/metrics``, ``/media/...``) are
+gateway serves beside the API (``/healthz``, ``/readyz``, ``/metrics``, ``/media/...``, the
+hosted pages ``/m/...``) are
 mounted as ``mm7.service.runtime`` mounts them, so the document is checked for them too.
 """
 
@@ -33,6 +34,8 @@ from mm7.service.api.app import OPENAPI_PATH, create_api_app
 from mm7.service.api.media_fetch import Fetched
 from mm7.service.config.loader import load_config
 from mm7.service.errors import FetchError
+from mm7.service.hosting import HostedLinks, add_hosting_routes
+from mm7.service.mt.submit_build import stored_presentation
 from mm7.service.ops.health import Health, store_check
 from mm7.service.ops.metrics import GatewayMetrics
 from mm7.service.relay.media_urls import MediaUrls, add_media_route
@@ -140,8 +143,10 @@ class ServerThread:
         config = load_config(path, env={})
         store = await SqliteStore.open(config.store.path)
         await seed_relay(store)
-        app = create_api_app(config, store, fetcher=OfflineFetcher())
+        hosting = HostedLinks(b"hosting-key", "http://127.0.0.1", 3600.0)
+        app = create_api_app(config, store, fetcher=OfflineFetcher(), hosting=hosting)
         add_media_route(app, MediaUrls(b"media-url-key", "http://127.0.0.1", 60.0), store)
+        add_hosting_routes(app, hosting, store, stored_presentation)
         Health({"store": store_check(store)}).add_to(app)
         GatewayMetrics().add_to(app)
         runner = web.AppRunner(app)

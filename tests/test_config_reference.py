@@ -21,6 +21,7 @@ from mm7.service.config.settings import (
     ApiSettings,
     ClusterSettings,
     FetchSettings,
+    HostingSettings,
     InboundTLS,
     LinkSettings,
     LoggingSettings,
@@ -71,6 +72,7 @@ OWNERS: dict[str, tuple[type[Any], ...]] = {
     "logging": (LoggingSettings,),
     "metrics": (MetricsSettings,),
     "cluster": (ClusterSettings,),
+    "hosting": (HostingSettings,),
 }
 #: tables whose children are named (``[links.NAME]``), so NAME is any name
 NAMED = {"links", "inbound.peers", "relay.hooks"}

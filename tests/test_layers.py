@@ -35,9 +35,10 @@ ALLOWED: dict[str, set[str]] = {
     "service.store": {"core", "service.errors"},
     "service.config": LOWER | {"service.errors"},
     "service.ops": LOWER | {"service.store"},
-    "service.mt": LOWER | SERVICE_BASE | {"service.ops"},
+    "service.hosting": LOWER | SERVICE_BASE,
+    "service.mt": LOWER | SERVICE_BASE | {"service.ops", "service.hosting"},
     "service.relay": LOWER | SERVICE_BASE | {"service.ops"},
-    "service.api": LOWER | SERVICE_BASE | {"service.ops"},
+    "service.api": LOWER | SERVICE_BASE | {"service.ops", "service.hosting"},
     "service.cluster": LOWER | SERVICE_BASE,
     "service": set(),
 }

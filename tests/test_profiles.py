@@ -132,6 +132,12 @@ def test_a_name_is_looked_up_in_the_given_directories(tmp_path: Path) -> None:
         ('max_message_bytes = 1000\nsmil_required = "false"\n', "smil_required", "true/false"),
         ('max_message_bytes = 1000\ncount = "http"\n', "count", "content, swa"),
         ('max_message_bytes = 1000\non_no_fit = "drop"\n', "on_no_fit", "refuse, link"),
+        ('max_message_bytes = 1000\ntoo_big = "drop"\n', "too_big", "refuse, link"),
+        (
+            'max_message_bytes = 1000\ntoo_big = "link"\non_no_fit = "refuse"\n',
+            "too_big",
+            "give one of the two",
+        ),
         ('max_message_bytes = 1000\non_type_mismatch = "x"\n', "on_type_mismatch", "correct"),
         ('max_message_bytes = 1000\ntransfer_encoding = "gzip"\n', "transfer_encoding", "base64"),
         ('max_message_bytes = 1000\ntext_charset = "klingon"\n', "text_charset", "charset"),
@@ -152,6 +158,19 @@ def test_bad_values_name_the_file_and_the_key(
     message = str(err.value)
     assert message.startswith(f"{path}: ")
     assert key in message and detail in message
+
+
+def test_too_big_is_the_file_name_of_on_no_fit(tmp_path: Path) -> None:
+    assert load_profile(write(tmp_path, 'max_message_bytes = 1\ntoo_big = "link"\n')).on_no_fit == (
+        "link"
+    )
+    older = write(tmp_path, 'max_message_bytes = 1\non_no_fit = "link"\n', "older.toml")
+    assert load_profile(older).on_no_fit == "link"
+    both = write(
+        tmp_path, 'max_message_bytes = 1\non_no_fit = "link"\ntoo_big = "link"\n', "b.toml"
+    )
+    assert load_profile(both).on_no_fit == "link"
+    assert load_profile(write(tmp_path, "max_message_bytes = 1\n", "d.toml")).on_no_fit == "refuse"
 
 
 def test_broken_toml_and_missing_files_name_the_file(tmp_path: Path) -> None:

@@ -111,6 +111,24 @@ async def test_enqueue_then_get_message(store: Store) -> None:
     assert await store.get_message("nope") is None
 
 
+async def test_message_content_is_the_message_without_recipients_or_events(store: Store) -> None:
+    result = await store.enqueue_message(
+        message(),
+        [f"+49170000{n:04d}" for n in range(300)],
+        [
+            MediaPart("text/plain; charset=utf-8", data=b"hi", content_id="<t>"),
+            MediaPart("image/jpeg", data=JPEG, content_location="photo.jpg"),
+        ],
+    )
+    full = await store.get_message(result.message_id)
+    content = await store.message_content(result.message_id)
+    assert full is not None and content is not None
+    assert (content.id, content.link, content.fields) == (full.id, full.link, full.fields)
+    assert content.created_at == full.created_at
+    assert content.parts == full.parts and len(content.parts) == 2
+    assert await store.message_content("nope") is None
+
+
 async def test_repeated_idempotency_key_returns_the_original_and_writes_nothing(
     store: Store, backend: Backend
 ) -> None:

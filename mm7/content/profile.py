@@ -38,6 +38,7 @@ __all__ = [
     "COUNTS",
     "ON_NO_FIT",
     "ON_TYPE_MISMATCH",
+    "TOO_BIG",
     "PROFILE_DIRS",
     "Profile",
     "ProfileError",
@@ -52,6 +53,8 @@ COUNTS = ("content", "swa")
 ON_TYPE_MISMATCH = ("correct", "refuse")
 #: when nothing makes the message fit: raise FitError, or fall back to a text + link message
 ON_NO_FIT = ("refuse", "link")
+#: the profile file's key for ``Profile.on_no_fit``
+TOO_BIG = "too_big"
 #: transfer encodings the size can be counted in (as mm7.core.dialect.TRANSFER_ENCODINGS)
 TRANSFER_ENCODINGS = ("binary", "8bit", "7bit", "base64", "quoted-printable")
 
@@ -107,7 +110,8 @@ class Profile:
     on_type_mismatch: str = "correct"
     #: charset text parts are sent in (text in another charset is re-encoded)
     text_charset: str = "utf-8"
-    #: when nothing makes the message fit: "refuse" (FitError) or "link" (text + hosted link)
+    #: when nothing makes the message fit: "refuse" (FitError) or "link" (text + hosted link);
+    #: written ``too_big`` in a profile file (``on_no_fit``, its first name, is read too)
     on_no_fit: str = "refuse"
     #: decompression-bomb limit: images are never decoded to more pixels than this (JPEGs over
     #: it are decoded at 1/2, 1/4 or 1/8 scale when that is enough, others are refused)
@@ -186,14 +190,16 @@ class Profile:
 
         ``max_message_bytes`` may be an integer or a string with a unit ("300 KB" = 300,000 bytes,
         "300 KiB" = 307,200). ``name`` is the default when the mapping has no ``name`` key.
+        ``too_big`` is the files' name of ``on_no_fit`` (given both, they must agree).
         """
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)} | {TOO_BIG}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ProfileError(
                 f"unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
             )
         values = dict(data)
+        _too_big(values)
         if name is not None:
             values.setdefault("name", name)
         if "name" not in values:
@@ -285,6 +291,20 @@ def _find(name_or_path: str | Path, dirs: Sequence[Path]) -> Path:
         f"no profile named {text!r} in {', '.join(str(d) for d in dirs)} "
         f"(available: {', '.join(known) or 'none'})"
     )
+
+
+def _too_big(values: dict[str, Any]) -> None:
+    """``too_big`` in ``values`` moved to ``on_no_fit`` (checked under its own name)."""
+    if TOO_BIG not in values:
+        return
+    value = values.pop(TOO_BIG)
+    _choice(TOO_BIG, value, ON_NO_FIT)
+    if "on_no_fit" in values and values["on_no_fit"] != value:
+        raise ProfileError(
+            f"{TOO_BIG}: {value!r} contradicts on_no_fit = {values['on_no_fit']!r} (on_no_fit "
+            f"is the older name of {TOO_BIG}: give one of the two)"
+        )
+    values["on_no_fit"] = value
 
 
 def _choice(key: str, value: object, choices: tuple[str, ...]) -> None:

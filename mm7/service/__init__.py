@@ -8,6 +8,8 @@ them; nothing below imports from here. One room per concern:
 - ``api/``: the application-facing HTTP API (send, read status, operate the relay);
 - ``mt/``: application to handset: lease, build, submit, decide the outcome (``outcome``),
   correlate delivery reports;
+- ``hosting/``: each MT message's content as a web page behind a signed, expiring link (the
+  text + link sent when a message cannot fit its link's profile), below ``mt/`` and ``api/``;
 - ``relay/``: handset to application: MO ingest, routing, and the signed delivery of MOs and
   status events to applications' hooks;
 - ``store/``: the ``Store`` protocol, its records and its backends (``store/sqlite/``), the

@@ -25,7 +25,9 @@ What ``start`` does:
    and asks the store to wake them (and the relay) when another process commits work
    (``Store.watch``);
 6. serves the sending API (``[api]``) with ``/healthz``, ``/readyz`` (store and link breakers),
-   ``/media/...`` (the MOs' media as signed expiring URLs)
+   ``/media/...`` (the MOs' media as signed expiring URLs), with ``[hosting]`` enabled
+   ``/m/...`` (each MT message's hosted page, ``mm7.service.hosting``; the dispatchers send its
+   URL when a message cannot fit a ``too_big = "link"`` profile)
    and, when ``[metrics]`` is enabled, ``/metrics`` (on the API's listener, or on
    ``[metrics] listen`` of its own);
 7. announces (``announce``, stdout by default) each bound address, and the API key of this run
@@ -75,8 +77,11 @@ from mm7.service.cluster.ownership import (
 )
 from mm7.service.config.settings import GatewayConfig, Listen
 from mm7.service.errors import ConfigError
+from mm7.service.hosting.links import HostedLinks
+from mm7.service.hosting.routes import add_hosting_routes
 from mm7.service.mt.dispatcher import Dispatcher
 from mm7.service.mt.reports import DeliveryReports
+from mm7.service.mt.submit_build import stored_presentation
 from mm7.service.ops.health import Health, LinkLike, links_check, store_check
 from mm7.service.ops.logs import configure_logging
 from mm7.service.ops.metrics import GatewayMetrics
@@ -151,6 +156,10 @@ class Gateway:
         self.api_url: str | None = None
         self.inbound_url: str | None = None
         self.metrics_url: str | None = None
+        #: the hosted pages' links (``[hosting]``; None while it is off): the page URL of a
+        #: message is ``hosting.page_url(message_id, created_at)`` or ``await
+        #: hosting.url_for(store, message_id)``
+        self.hosting: HostedLinks | None = None
         self._listeners: dict[str, Listener] = {}
         self._started = False
         self._stopped = False
@@ -182,6 +191,7 @@ class Gateway:
         await ownership.start()
         self._retention = asyncio.create_task(self._retain(store), name="mm7-retention")
         media_urls = await self._media_urls(store)
+        hosting = self.hosting = await self._hosting(store)
         # The callbacks that tie the pieces together, one name each:
         # - wake_relay=relay.wake: a store commit queued a relay event (an MO, a report, a
         #   status change with a callback_url), so the relay worker leases it now;
@@ -254,6 +264,7 @@ class Gateway:
                 metrics=self.metrics,
                 owner=f"{self.instance}/{settings.name}",
                 may_lease=functools.partial(ownership.held, link_lease(settings.name)),
+                hosting=hosting,
             )
             self.dispatchers[settings.name] = dispatcher
             await dispatcher.start()
@@ -269,8 +280,11 @@ class Gateway:
             self.store,
             on_enqueued=self._on_enqueued,
             on_quota_refused=self.metrics.observe_quota_refusal,
+            hosting=hosting,
         )
         add_media_route(api, media_urls, store)
+        if hosting is not None:
+            add_hosting_routes(api, hosting, store, stored_presentation)
         self.health.add_to(api)
         metrics = config.metrics
         if metrics.enabled and metrics.listen is None:
@@ -279,16 +293,20 @@ class Gateway:
             "api", api, config.api.listen, config.api.limits, None, reuse_port=self.reuse_port
         )
         self.api_url = _url("http", config.api.listen, port)
+        public = self.api_url
+        if config.api.listen.host in ("0.0.0.0", "::", ""):
+            # a wildcard address is no address for an application or a phone to fetch from
+            public = _url("http", Listen(socket.getfqdn(), port), port)
         if config.relay.media_url_base is None:
-            media_urls.base = self.api_url
-            if config.api.listen.host in ("0.0.0.0", "::", ""):
-                # a wildcard address is no address for an application to fetch from
-                media_urls.base = _url("http", Listen(socket.getfqdn(), port), port)
+            media_urls.base = public
+            if public != self.api_url:
                 log.warning(
                     "mm7.gateway.media_url_base_guessed",
                     base=media_urls.base,
                     hint="set [relay] media_url_base to the address applications reach",
                 )
+        if hosting is not None and not hosting.base:
+            hosting.base = public
         if metrics.enabled and metrics.listen is not None:
             port = await self._serve(
                 "metrics",
@@ -435,6 +453,27 @@ class Gateway:
         return MediaUrls(
             key.encode(), relay.media_url_base or "http://127.0.0.1", relay.media_url_ttl
         )
+
+    async def _hosting(self, store: Store) -> HostedLinks | None:
+        """The hosted pages' links (``[hosting]``), or None when hosting is off. Without a base
+        URL configured, the API's address: known now when its port is fixed (dispatchers may
+        need it before the API listens), else "" until it listens."""
+        settings = self.config.hosting
+        if not settings.enabled:
+            return None
+        secret = settings.secret
+        key = secret.reveal() if secret is not None else await store.own_secret("hosting")
+        listen = self.config.api.listen
+        base = settings.url_base or self.config.relay.media_url_base or ""
+        if not base:
+            log.warning(
+                "mm7.gateway.hosting_url_base_guessed",
+                hint="set [hosting] url_base to the public address phones reach; the API's "
+                "listen address is used",
+            )
+            if listen.port and listen.host not in ("0.0.0.0", "::", ""):
+                base = _url("http", listen, listen.port)
+        return HostedLinks(key.encode(), base, settings.ttl)
 
     async def _serve(
         self,

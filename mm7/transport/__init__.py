@@ -13,6 +13,7 @@ Builds on ``mm7.core`` only; usable as a library on its own.
 - ``inbound_auth``: who is calling the endpoint (Basic, address allow-list, client certificate);
 - ``dedupe``: duplicate detection for MMSC retries;
 - ``errors``: ``MM7ClientError``, ``HandlerError``, ``BodyTooLarge``, ``LinkConfigError``;
+- ``safe_media``: stored media as an answer that cannot act as a page of the server's origin;
 - ``wirelog``: the redacted wire log; ``json_post``: blocking JSON POST for command-line tools;
   ``stop_signal``: waiting for SIGINT/SIGTERM.
 """

@@ -118,7 +118,9 @@ link's profile first). ``fields`` is exactly::
 
 ``GET /v1/messages/{id}`` answers the message (``message_view``): overall status (rolled up from
 the recipients, see ``mm7.service.store.records``), per recipient status with the MM7 MessageID,
-attempts and last status, the parts and the history of events. ``GET /v1/messages`` lists the
+attempts and last status, the parts, the history of events and, with ``[hosting]`` on, the
+message's hosted page (``hosted_url``: its content as a web page behind a signed link that
+expires, ``mm7.service.hosting``). ``GET /v1/messages`` lists the
 key's messages with filters and cursor paging (``mm7.service.api.listing``).
 
 Relay operations (``mm7.service.api.relay_ops``)
@@ -193,6 +195,7 @@ from mm7.service.errors import (
     IdempotencyConflictError,
     StoreUnavailableError,
 )
+from mm7.service.hosting.links import HostedLinks
 from mm7.service.store.base import Store
 from mm7.service.store.records import EnqueueResult, MediaPart, MessageRecord, NewMessage
 from mm7.service.url_guard import UrlGuard, UrlRefused
@@ -212,6 +215,8 @@ ON_ENQUEUED_KEY: web.AppKey[Callable[[str], None] | None] = web.AppKey("mm7_api_
 #: called with the key's name and the quota when a quota refused a request (metrics)
 ON_QUOTA_KEY: web.AppKey[Callable[[str, str], None] | None] = web.AppKey("mm7_api_on_quota")
 FETCHER_KEY = web.AppKey("mm7_api_fetcher", Fetcher)
+#: the hosted pages' links, for each message's ``hosted_url`` (None: hosting is off)
+HOSTING_KEY: web.AppKey[HostedLinks | None] = web.AppKey("mm7_api_hosting")
 BACKLOG_KEY = web.AppKey("mm7_api_backlog", Backlog)
 #: checks callback_url, dlr-url and rr-url at intake (media: the fetcher's own guard)
 GUARD_KEY = web.AppKey("mm7_api_url_guard", UrlGuard)
@@ -233,6 +238,7 @@ def create_api_app(
     on_enqueued: Callable[[str], None] | None = None,
     url_guard: UrlGuard | None = None,
     on_quota_refused: Callable[[str, str], None] | None = None,
+    hosting: HostedLinks | None = None,
 ) -> web.Application:
     """The API application. ``fetcher`` defaults to a ``MediaFetcher`` with ``[api.fetch]``
     limits (closed with the app; a fetcher passed in is the caller's to close).
@@ -240,7 +246,9 @@ def create_api_app(
     too); a guard passed in is the caller's to close.
     ``on_enqueued(link)`` is called after each new message was committed (not for a
     duplicate): the runtime wakes that link's dispatcher with it. ``on_quota_refused(key,
-    quota)`` is called for each 429 of an API key's quota (``mm7.service.api.quotas``)."""
+    quota)`` is called for each 429 of an API key's quota (``mm7.service.api.quotas``).
+    ``hosting``: the hosted pages' links (``GET /v1/messages/{id}`` shows each message's
+    ``hosted_url``; None: null)."""
     app = web.Application(
         client_max_size=config.api.max_request_bytes,
         middlewares=[_errors_middleware, _auth_middleware],
@@ -249,6 +257,7 @@ def create_api_app(
     app[STORE_KEY] = store
     app[ON_ENQUEUED_KEY] = on_enqueued
     app[ON_QUOTA_KEY] = on_quota_refused
+    app[HOSTING_KEY] = hosting
     if config.api.max_backlog is not None:
         app[BACKLOG_KEY] = Backlog(store, config.api.max_backlog)
     own_guard = url_guard is None
@@ -404,7 +413,9 @@ async def get_message(request: web.Request) -> web.Response:
     record = await request.app[STORE_KEY].get_message(request.match_info["id"])
     if record is None or record.fields.get("api_key") != key.name:
         raise ApiError(404, "id", "no such message")
-    return web.json_response(message_view(record))
+    hosting = request.app[HOSTING_KEY]
+    url = hosting.page_url(record.id, record.created_at) if hosting is not None else None
+    return web.json_response(message_view(record, hosted_url=url))
 
 
 async def sendmms(request: web.Request) -> web.Response:
@@ -859,8 +870,9 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
-def message_view(record: MessageRecord) -> dict[str, Any]:
-    """The JSON of ``GET /v1/messages/{id}`` (schema ``Message`` in openapi.json)."""
+def message_view(record: MessageRecord, *, hosted_url: str | None = None) -> dict[str, Any]:
+    """The JSON of ``GET /v1/messages/{id}`` (schema ``Message`` in openapi.json);
+    ``hosted_url``: the message's hosted page (``mm7.service.hosting``), null when off."""
     key = record.idempotency_key
     if key is not None and ":" in key:
         key = key.split(":", 1)[1]
@@ -874,6 +886,7 @@ def message_view(record: MessageRecord) -> dict[str, Any]:
         "not_before": _iso(record.not_before),
         "callback_url": record.callback_url,
         "idempotency_key": key,
+        "hosted_url": hosted_url,
         "mm7_message_ids": sorted(
             {r.mm7_message_id for r in record.recipients if r.mm7_message_id}
         ),

@@ -80,6 +80,7 @@ from mm7.service.config.settings import (
     ClusterSettings,
     FetchSettings,
     GatewayConfig,
+    HostingSettings,
     InboundSettings,
     InboundTLS,
     LinkSettings,
@@ -120,6 +121,8 @@ _PREFIX = re.compile(r"\+?[0-9]+")
 _INSTANCE = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 #: seconds: the shortest [cluster] lease_ttl (renewals every third of it must be affordable)
 MIN_LEASE_TTL = 1.0
+#: seconds: the longest [hosting] ttl (ten years; a link's expiry is 32-bit unix seconds)
+MAX_HOSTING_TTL = 3650 * 86400.0
 
 
 # --------------------------------------------------------------------------- loading
@@ -271,6 +274,7 @@ class _Loader:
         logging = self._logging(self.top.table("logging"))
         metrics = self._metrics(self.top.table("metrics"))
         cluster = self._cluster(self.top.table("cluster"))
+        hosting = self._hosting(self.top.table("hosting"), links)
         self.top.finish()
         return GatewayConfig(
             source=self.ctx.source,
@@ -282,6 +286,7 @@ class _Loader:
             logging=logging,
             metrics=metrics,
             cluster=cluster,
+            hosting=hosting,
         )
 
     # -- links
@@ -885,6 +890,37 @@ class _Loader:
             )
         t.finish()
         return ClusterSettings(instance=instance, lease_ttl=lease_ttl)
+
+    # -- hosting
+
+    def _hosting(self, t: Table, links: tuple[LinkSettings, ...]) -> HostingSettings:
+        base = t.opt_str("url_base")
+        if base is not None:
+            _check_url(t, "url_base", base)
+        ttl = t.duration("ttl", _default(HostingSettings, "ttl"))
+        if ttl > MAX_HOSTING_TTL:
+            raise t.error("ttl", f"must be at most {MAX_HOSTING_TTL / 86400:g}d, got {ttl:g}s")
+        settings = HostingSettings(
+            enabled=t.boolean("enabled", _default(HostingSettings, "enabled")),
+            url_base=base.rstrip("/") if base is not None else None,
+            ttl=ttl,
+            secret=t.secret("secret", required=False),
+        )
+        t.finish()
+        for link in links:
+            if (
+                link.profile is not None
+                and link.profile.on_no_fit == "link"
+                and not settings.enabled
+            ):
+                raise self.ctx.error(
+                    f"links.{link.name}.profile",
+                    f'profile {show(link.profile.name)} says too_big = "link" (a message that '
+                    "cannot fit goes as text with a link to its hosted page), but [hosting] is "
+                    'not enabled: set [hosting] enabled = true, or too_big = "refuse" in the '
+                    "profile",
+                )
+        return settings
 
 
 # --------------------------------------------------------------------------- small readers

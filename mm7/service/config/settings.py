@@ -489,6 +489,22 @@ class ClusterSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HostingSettings:
+    """Hosted media: each MT message's content as a web page behind a signed, expiring link
+    (``mm7.service.hosting``), sent instead of the MMS when it cannot fit (``too_big``)."""
+
+    #: serve the pages (/m/<token>); a link whose profile says too_big = "link" needs it
+    enabled: bool = False
+    #: the public URL recipients' phones reach the pages at; None: [relay] media_url_base,
+    #: else the API's listen address
+    url_base: str | None = None
+    #: seconds from a message's acceptance until its page's link expires
+    ttl: float = 30 * 86400.0
+    #: the HMAC key signing the links; None: a random key the store makes once and keeps
+    secret: Secret | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """The whole gateway configuration, validated; built by ``load_config``."""
 
@@ -510,6 +526,8 @@ class GatewayConfig:
     metrics: MetricsSettings = MetricsSettings()
     #: several instances on one store
     cluster: ClusterSettings = ClusterSettings()
+    #: messages' content as web pages (the text + link fallback)
+    hosting: HostingSettings = HostingSettings()
 
     def link(self, name: str) -> LinkSettings:
         """The link called ``name`` (KeyError lists the names)."""

@@ -12,7 +12,9 @@ The loop (one per link, ``Dispatcher.run``):
    messages) and marks those whose message expired on the way.
 2. Each leased item runs as its own task: build the SubmitReq (``mm7.service.mt.submit_build``:
    fields + parts -> presentation -> fit to the link's profile -> ``to_part``; cached per message
-   so that its recipients share one fitting), send it through the link's ``MM7Client`` (which
+   so that its recipients share one fitting; when the link's profile says ``too_big = "link"``
+   and nothing fits, the message's text and its hosted page's URL, ``mm7.service.hosting``,
+   recorded as ``link_fallback`` in the event), send it through the link's ``MM7Client`` (which
    enforces TPS, the in-flight bound and the circuit breaker), and record the step that
    ``mm7.service.mt.outcome.next_step`` chooses for the answer: ``Submitted`` (1000/1100 ->
    ``complete`` with the MM7 MessageID), ``Failed`` (a permanent error, a 1100 whose Details
@@ -77,6 +79,7 @@ from structlog.stdlib import BoundLogger
 from mm7.core.model import SubmitRsp
 from mm7.service.config.settings import LinkSettings
 from mm7.service.errors import BuildError
+from mm7.service.hosting.links import HostedLinks
 from mm7.service.mt.outcome import (
     Expired,
     Failed,
@@ -147,6 +150,7 @@ class Dispatcher:
         may_lease: Callable[[], bool] | None = None,
         sender_hold: float = 1.0,
         max_held: int | None = None,
+        hosting: HostedLinks | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -167,6 +171,9 @@ class Dispatcher:
         self.metrics = metrics
         #: whether this instance owns the link now (None: always; module docstring)
         self.may_lease = may_lease
+        #: the hosted pages' links: a message too big for the link's profile goes as its text
+        #: and its page's URL when the profile says too_big = "link" (None: hosting is off)
+        self.hosting = hosting
         self._cache: collections.OrderedDict[str, BuiltContent] = collections.OrderedDict()
         self._cache_size = content_cache
         self._building: dict[str, asyncio.Future[BuiltContent]] = {}
@@ -506,6 +513,9 @@ class Dispatcher:
         details: dict[str, Any] = {"owner": self.owner}
         if content.changes:
             details["fitted"] = content.describe_changes()
+        if content.link_fallback is not None:
+            details["link_fallback"] = content.link_fallback
+            bound.info("mm7.dispatch.link_fallback")  # the URL opens the content: not logged
         admit = None
         if sender is not None and self.senders is not None:
             admit = functools.partial(self.senders.admit, sender)
@@ -589,7 +599,12 @@ class Dispatcher:
         future: asyncio.Future[BuiltContent] = asyncio.get_running_loop().create_future()
         self._building[key] = future
         try:
-            built = await build_content(self.store, fields, item.parts, self.settings)
+            url = None
+            if self.hosting is not None:
+                url = self.hosting.page_url(item.message_id, item.created_at)
+            built = await build_content(
+                self.store, fields, item.parts, self.settings, fallback_url=url
+            )
         except BaseException as exc:
             if isinstance(exc, Exception):
                 future.set_exception(exc)

@@ -8,7 +8,10 @@ in the store). Here, and only here, the dispatcher turns them back into MM7:
     request = build_submit(item, fields, content, settings)  # one recipient, stable TransactionID
 
 ``build_content`` is per message (the dispatcher caches it across the message's recipients);
-fitting can resize images, so it runs in a worker thread. Any problem with the content (a part
+fitting can resize images, so it runs in a worker thread. When the link's profile says
+``too_big = "link"`` and nothing fits, the content is the message's text and its hosted page's
+URL (``fallback_url``, from ``mm7.service.hosting``). ``stored_presentation`` reads a message
+back as the application made it, for the hosted page. Any problem with the content (a part
 missing from the store, slides naming unknown items, a FitError) raises ``BuildError``: the same
 bytes would fail again, so the dispatcher fails the recipient permanently with that reason.
 
@@ -75,8 +78,10 @@ __all__ = [
     "MessageFields",
     "build_content",
     "build_submit",
+    "message_items",
     "read_fields",
     "sender_of",
+    "stored_presentation",
 ]
 
 _SMIL_TYPES = frozenset({"application/smil", "application/smil+xml", "application/x-smil"})
@@ -113,6 +118,8 @@ class BuiltContent:
 
     content: Part | None
     changes: tuple[Change, ...] = ()
+    #: the hosted page's URL when the content is the text + link fallback; None otherwise
+    link_fallback: str | None = None
 
     def describe_changes(self) -> list[str]:
         return [c.describe() for c in self.changes]
@@ -167,11 +174,33 @@ async def build_content(
     fields: MessageFields,
     parts: Sequence[PartRecord],
     settings: LinkSettings,
+    *,
+    fallback_url: str | None = None,
 ) -> BuiltContent:
     """The content entity of a message for ``settings``' link: parts (and text) made into a
     presentation, fitted to the link's profile when it has one, then ``to_part``. None when the
-    message has neither parts nor text (a subject-only SubmitReq)."""
+    message has neither parts nor text (a subject-only SubmitReq).
+
+    ``fallback_url``: the message's hosted page (``mm7.service.hosting``); when the profile says
+    ``too_big = "link"`` and nothing makes the message fit, the content is its text and this
+    URL instead (``BuiltContent.link_fallback``)."""
+    items, smil, _ = await message_items(store, fields, parts)
+    if not items:
+        return BuiltContent(None)
+    if settings.profile is None:
+        # no fitting: assembling the MIME is quick, a thread hop would cost more than it saves
+        return _fit_and_build(items, fields, smil, settings, fallback_url)
+    return await asyncio.to_thread(_fit_and_build, items, fields, smil, settings, fallback_url)
+
+
+async def message_items(
+    store: Store, fields: MessageFields, parts: Sequence[PartRecord]
+) -> tuple[list[MediaItem], bytes | None, dict[str, int]]:
+    """A stored message's media items in order, its SMIL (a stored part or the field) and, by
+    Content-ID, the position of the part each item came from (a text made from the ``text``
+    field has none)."""
     items: list[MediaItem] = []
+    positions: dict[str, int] = {}
     smil = fields.smil
     taken: set[str] = set()
     blobs = await store.get_media_many([p.sha256 for p in parts]) if parts else {}
@@ -191,35 +220,63 @@ async def build_content(
         location = record.content_location or safe_location(None, media_type, f"part{index}")
         location = unique_location(location, index, taken)
         items.append(MediaItem(blob.data, media_type, cid, location, charset))
+        positions[cid] = record.position
     if fields.text and not any(it.media_type == "text/plain" for it in items):
         try:
             text_item = make_item(text_source(fields.text), len(items) + 1)
         except ContentError as exc:
             raise BuildError(f"text: {exc}") from None
         items.append(text_item)
+    return items, smil, positions
+
+
+async def stored_presentation(
+    store: Store, fields: JSONObject, parts: tuple[PartRecord, ...]
+) -> tuple[Presentation, Mapping[str, int]]:
+    """A stored message's presentation as the application made it (not fitted to any profile:
+    what its hosted page shows) and each item's part position by Content-ID; BuildError when
+    the stored message cannot be read back."""
+    read = read_fields(fields)
+    items, smil, positions = await message_items(store, read, parts)
     if not items:
-        return BuiltContent(None)
-    if settings.profile is None:
-        # no fitting: assembling the MIME is quick, a thread hop would cost more than it saves
-        return _fit_and_build(items, fields, smil, settings)
-    return await asyncio.to_thread(_fit_and_build, items, fields, smil, settings)
+        return Presentation(()), positions
+    try:
+        presentation = build_presentation(items, slides=read.slides, smil=smil, layout=read.layout)
+    except MM7Error as exc:
+        raise BuildError(f"content: {exc}") from None
+    return presentation, positions
 
 
 def _fit_and_build(
-    items: list[MediaItem], fields: MessageFields, smil: bytes | None, settings: LinkSettings
+    items: list[MediaItem],
+    fields: MessageFields,
+    smil: bytes | None,
+    settings: LinkSettings,
+    fallback_url: str | None,
 ) -> BuiltContent:
     try:
         presentation: Presentation = build_presentation(
             items, slides=fields.slides, smil=smil, layout=fields.layout
         )
         changes: tuple[Change, ...] = ()
+        link: str | None = None
         if settings.profile is not None:
             fitted = fit_to_profile(
-                presentation, settings.profile, to_part=to_part, dialect=settings.link.dialect
+                presentation,
+                settings.profile,
+                to_part=to_part,
+                dialect=settings.link.dialect,
+                fallback_url=fallback_url,
             )
             presentation, changes = fitted.presentation, fitted.changes
-        return BuiltContent(to_part(presentation), changes)
+            link = fallback_url if fitted.fallback else None
+        return BuiltContent(to_part(presentation), changes, link)
     except FitError as exc:
+        if exc.link_fallback_advised:
+            raise BuildError(
+                f"content does not fit profile {exc.profile!r} and the profile says too_big = "
+                '"link", but hosting is off ([hosting] enabled = false): no link to send'
+            ) from None
         raise BuildError(f"content does not fit profile {exc.profile!r}: {exc}") from None
     except MM7Error as exc:  # ContentError, SmilError, MIME errors
         raise BuildError(f"content: {exc}") from None

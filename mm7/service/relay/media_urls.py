@@ -7,7 +7,8 @@
 valid across restarts). Anyone holding the URL may fetch the part until ``expires`` (the
 relay's ``media_url_ttl`` after the event was sent): no API key is needed, which is the point --
 the application can hand the URL to a browser. A wrong or expired signature answers 403, an
-unknown MO or index 404; nothing says which part of a bad URL was wrong.
+unknown MO or index 404; nothing says which part of a bad URL was wrong. The bytes go out with
+``mm7.transport.safe_media``'s headers (sandboxed, nosniff, active types as attachments).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from mm7.service.store.base import Store
+from mm7.transport.safe_media import media_response
 
 __all__ = ["MediaUrls", "add_media_route"]
 
@@ -83,32 +85,7 @@ async def _serve(request: web.Request) -> web.StreamResponse:
     blob = await store.get_media(part.sha256)
     if blob is None:
         raise web.HTTPNotFound(text="no such media\n")
-    headers = {
-        "Cache-Control": "private, max-age=300",
-        "X-Content-Type-Options": "nosniff",
-        # a subscriber's HTML or SVG must not run as a page of the gateway's origin
-        "Content-Security-Policy": "sandbox; default-src 'none'",
-    }
-    kind = part.content_type.split("/", 1)[0].strip().lower()
-    shown = "inline" if kind in ("image", "audio", "video") else "attachment"
-    if part.content_location:
-        headers["Content-Disposition"] = f'{shown}; filename="{part.content_location}"'
-    elif shown == "attachment":
-        headers["Content-Disposition"] = shown
-    return web.Response(
-        body=blob.data,
-        headers=headers,
-        content_type=part.content_type.split(";")[0],
-        charset=_charset(part.content_type),
-    )
-
-
-def _charset(content_type: str) -> str | None:
-    for param in content_type.split(";")[1:]:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "charset" and value.strip():
-            return value.strip().strip('"')
-    return None
+    return media_response(request, blob.data, part.content_type, part.content_location)
 
 
 def add_media_route(app: web.Application, urls: MediaUrls, store: Store) -> None:

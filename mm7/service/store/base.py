@@ -25,6 +25,7 @@ from mm7.service.store.records import (
     JSONObject,
     MediaBlob,
     MediaPart,
+    MessageContent,
     MessageCursor,
     MessageFilter,
     MessagePage,
@@ -112,6 +113,11 @@ class Store(LimitOps, Protocol):
 
     async def get_message(self, message_id: str) -> MessageRecord | None:
         """A message with recipients, parts and events, or None."""
+        ...
+
+    async def message_content(self, message_id: str) -> MessageContent | None:
+        """A message's fields and parts without its recipients and events (the hosted page
+        reads it on every view, also of a campaign's message), or None."""
         ...
 
     async def list_messages(

@@ -332,6 +332,18 @@ class MessageRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageContent:
+    """What an MT message says, without its recipients or events (``Store.message_content``):
+    one row and the parts, however many recipients the message has."""
+
+    id: str
+    link: str
+    fields: JSONObject
+    created_at: datetime
+    parts: tuple[PartRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class MessageSummary:
     """A message as listed (``Store.list_messages``): no recipients, parts or events, but how
     many recipients stand where."""

@@ -54,6 +54,7 @@ from mm7.service.store.records import (
     EventRecord,
     JSONObject,
     MediaPart,
+    MessageContent,
     MessageCursor,
     MessageFilter,
     MessagePage,
@@ -346,6 +347,20 @@ class PostgresStore(
                 dt(row[6]), opt_dt(row[7]), opt_dt(row[8]), row[9], recipients,
                 await message_parts(conn, message_id), events,
             )  # fmt: skip
+
+        return await self._read(read)
+
+    async def message_content(self, message_id: str) -> MessageContent | None:
+        """The message's row and parts, read in one snapshot."""
+
+        async def read(conn: asyncpg.Connection) -> MessageContent | None:
+            row = await conn.fetchrow(
+                "SELECT id, link, fields, created_at FROM messages WHERE id = $1", message_id
+            )
+            if row is None:
+                return None
+            parts = await message_parts(conn, message_id)
+            return MessageContent(row[0], row[1], json.loads(row[2]), dt(row[3]), parts)
 
         return await self._read(read)
 

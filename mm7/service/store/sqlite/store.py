@@ -68,6 +68,7 @@ from mm7.service.store.records import (
     JSONObject,
     MediaBlob,
     MediaPart,
+    MessageContent,
     MessageCursor,
     MessageFilter,
     MessagePage,
@@ -787,6 +788,20 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits):
                 _dt(row[6]), _opt_dt(row[7]), _opt_dt(row[8]), row[9], recipients,
                 _parts(conn, "message_media", "message_id", message_id), events,
             )  # fmt: skip
+
+        return await self._read(read)
+
+    async def message_content(self, message_id: str) -> MessageContent | None:
+        """The message's row and parts, read in one snapshot."""
+
+        def read(conn: sqlite3.Connection) -> MessageContent | None:
+            row = conn.execute(
+                "SELECT id, link, fields, created_at FROM messages WHERE id=?", (message_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            parts = _parts(conn, "message_media", "message_id", message_id)
+            return MessageContent(row[0], row[1], json.loads(row[2]), _dt(row[3]), parts)
 
         return await self._read(read)
 
