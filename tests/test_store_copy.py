@@ -501,7 +501,8 @@ def test_the_command_prints_the_rows_per_table(
     lines = [line.split() for line in out.splitlines()]
     assert [name for name, _count in lines] == [
         "media", "messages", "recipients", "message_media", "events", "delivery_reports",
-        "mo_messages", "mo_media", "relay_outbox", "suppressions", "store_secrets",
+        "early_reports", "mo_messages", "mo_media", "relay_outbox", "suppressions",
+        "store_secrets",
     ]  # fmt: skip
     for name, count in lines:
         assert sqlite_rows(source.path, f"SELECT count(*) FROM {name}") == [(int(count),)], name

@@ -31,7 +31,7 @@ from mm7.service.store.base import Clock, SystemClock
 from mm7.service.store.postgres import statements as sql
 from mm7.service.store.postgres.base import asyncpg, create_pool, why
 from mm7.service.store.postgres.cluster import PostgresCluster
-from mm7.service.store.postgres.inbound import PostgresInbound
+from mm7.service.store.postgres.early import PostgresEarly
 from mm7.service.store.postgres.listen import WorkListener
 from mm7.service.store.postgres.media import INSERT_MEDIA, media_rows, unknown_media
 from mm7.service.store.postgres.migrations import migrate
@@ -81,7 +81,7 @@ def describe(dsn: str) -> str:
     return f"postgresql://{host}:{port}/{database}"
 
 
-class PostgresStore(PostgresInbound, PostgresCluster, PostgresRelayOps, PostgresRetention):
+class PostgresStore(PostgresEarly, PostgresCluster, PostgresRelayOps, PostgresRetention):
     """``Store`` on PostgreSQL. Create with ``await PostgresStore.open(dsn)``."""
 
     def __init__(
@@ -483,7 +483,9 @@ class PostgresStore(PostgresInbound, PostgresCluster, PostgresRelayOps, Postgres
         status_text: str | None = None,
         details: JSONObject | None = None,
     ) -> bool:
-        """The MMSC accepted the SubmitReq: recipient ``submitted`` with its MM7 MessageID."""
+        """The MMSC accepted the SubmitReq: recipient ``submitted`` with its MM7 MessageID, and
+        the reports kept early for that MessageID that are this recipient's applied to it in
+        the same transaction (``postgres/early.py``)."""
         info = {
             "mm7_message_id": mm7_message_id,
             "status_code": status_code,
@@ -494,8 +496,28 @@ class PostgresStore(PostgresInbound, PostgresCluster, PostgresRelayOps, Postgres
         }
         args = (*self._finish_args(item, "submitted", info, status_code, status_text),
                 mm7_message_id)  # fmt: skip
-        return await self._fenced(item, sql.SUBMITTED, args, RecipientStatus.SUBMITTED,
-                                  status_code=status_code, status_text=status_text)  # fmt: skip
+        relayed = item.callback_url is not None or self._relay_all_statuses
+        if not relayed:  # the hot path: one statement, which writes nothing if a report is kept
+            row = await self._write_row(sql.SUBMITTED_PROBED, *args)
+            assert row is not None
+            if not row[1]:
+                return bool(row[0])
+
+        async def op(conn: asyncpg.Connection) -> bool:
+            done, kept = await conn.fetchrow(sql.SUBMITTED_PROBED, *args)
+            if kept:  # the MessageID's lock is held now: this statement sees every kept report
+                done = await conn.fetchval(sql.SUBMITTED, *args)
+            if done and relayed:
+                await queue_status_event(
+                    conn, item.recipient_id, RecipientStatus.SUBMITTED.value, args[4],
+                    relay_all=self._relay_all_statuses, status_code=status_code,
+                    status_text=status_text,
+                )  # fmt: skip
+            if done and kept and mm7_message_id is not None:
+                await self._apply_early(conn, item, mm7_message_id, args[4])
+            return bool(done)
+
+        return await self._write(op)
 
     async def fail(
         self,
