@@ -124,7 +124,8 @@ class PostgresStore(PostgresEarly, PostgresCluster, PostgresRelayOps, PostgresRe
         hooks), not only for messages with a callback_url. ``probe_interval``: how often at
         most ``writable()`` probes the server. Raises ``SchemaTooNewError`` for a newer
         database, ``StoreError`` when the schema cannot be migrated (the database named, with
-        the server's reason) and ``StoreUnavailableError`` when the server cannot be reached.
+        the server's reason) or the DSN cannot be read, and ``StoreUnavailableError`` when the
+        server cannot be reached.
         """
         the_clock = clock if clock is not None else SystemClock()
         where = describe(dsn)
@@ -132,6 +133,11 @@ class PostgresStore(PostgresEarly, PostgresCluster, PostgresRelayOps, PostgresRe
             pool = await create_pool(dsn, min_size=min_connections, max_size=max_connections)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreUnavailableError(f"{where}: cannot connect: {why(exc)}") from exc
+        except ValueError:  # the driver could not read the DSN; its words may quote a password
+            raise StoreError(
+                f"{where}: the DSN is not a URL the driver can read"
+                " (postgresql://user:password@host:port/database; the value is not shown)"
+            ) from None
         try:
             async with pool.acquire() as conn:
                 try:
