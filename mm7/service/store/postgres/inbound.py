@@ -9,7 +9,10 @@ and their opt-out change.
 Each is two statements at most: one read that correlates (all the candidate links at once),
 one write that records everything (report, recipient, counters and roll-up, event, relay event
 and its ``NOTIFY``) in one round trip. The write re-checks the recipient's status, so a report
-racing another one for the same handset on another instance never counts twice.
+racing another one for the same handset on another instance never counts twice. A report or read
+reply whose MessageID no link sent yet takes one transaction more: under the MessageID's lock it
+correlates again and, still unknown, is kept early for the completion that records the MessageID
+(``early.py``; ``mm7.service.store.early``).
 """
 
 from __future__ import annotations

@@ -1147,14 +1147,14 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster):
                  status_text, raw, message_id, recipient_id, now),
             )  # fmt: skip
             report_id = cast(int, cursor.lastrowid)
-            early = False
+            adopted = False
         else:
             conn.execute(
                 "UPDATE delivery_reports SET link=?, recipient=?, message_id=?, recipient_id=?"
                 " WHERE id=?",
                 (link_used, recipient_used, message_id, recipient_id, report_id),
             )
-            early = True
+            adopted = True
         if message_id is not None:
             _event(conn, message_id, recipient_id, "delivery_report", mm_status.value,
                    {"report_id": report_id, **info}, now)  # fmt: skip
@@ -1162,7 +1162,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster):
             conn, RelayKind.DELIVERY_REPORT, link_used, mm7_message_id, recipient_used, key,
             message_id, status.value if status is not None else "unknown",
             mm_status=info["raw_status"], status_text=status_text, now=now,
-            leniencies=info.get("leniencies") or (), early=early,
+            leniencies=info.get("leniencies") or (), adopted=adopted,
         )  # fmt: skip
         return DeliveryReportResult(
             report_id, message_id, recipient_id, status, link=link_used,
@@ -1253,10 +1253,10 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster):
         info: dict[str, Any],
         now: int,
         *,
-        early: bool = False,
+        adopted: bool = False,
     ) -> str | None:
         """Apply a correlated (or unknown) read reply: its event, its relay event; the id of
-        the message it answers, or None. ``early``: one kept early, correlated now."""
+        the message it answers, or None. ``adopted``: one kept early, correlated now."""
         matches, address = found.matches, found.address
         message_id: str | None = None
         if matches:
@@ -1266,7 +1266,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster):
             conn, RelayKind.READ_REPLY, found.link, mm7_message_id, address,
             normalize_address(address), message_id, read_status.lower(),
             mm_status=read_status, status_text=info.get("status_text"), now=now,
-            leniencies=info.get("leniencies") or (), early=early,
+            leniencies=info.get("leniencies") or (), adopted=adopted,
         )  # fmt: skip
         return message_id
 
@@ -1299,7 +1299,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster):
                              report_id=report.report_id)  # fmt: skip
             else:
                 self._read_reply(conn, found, mm7_message_id, report.status, info, now,
-                                 early=True)  # fmt: skip
+                                 adopted=True)  # fmt: skip
 
     # -- relay events written with what they report ----------------------------------------
 
@@ -1368,10 +1368,10 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster):
         status_text: str | None,
         now: int,
         leniencies: Sequence[str] = (),
-        early: bool = False,
+        adopted: bool = False,
     ) -> None:
         """Queue a delivery report or read reply (correlated or not) for the application;
-        ``early``: one kept early and correlated now, whose unknown event may be queued."""
+        ``adopted``: one kept early and correlated now, whose unknown event may be queued."""
         callback = api_key = None
         kannel: dict[str, Any] | None = None
         if message_id is not None:
@@ -1401,7 +1401,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster):
             body["kannel"] = kannel
         prefix = "dlr" if kind is RelayKind.DELIVERY_REPORT else "rr"
         first = f"{prefix}:{link}:{mm7_message_id}:{recipient_key}:{mm_status}"
-        key = first if not early else replace_unknown_event(
+        key = first if not adopted else replace_unknown_event(
             conn, first, body, now, callback_url=callback, api_key=api_key, source_id=message_id
         )  # fmt: skip
         if key is not None:
