@@ -1,4 +1,5 @@
-"""`mm7 relay list|retry|drop|counts` on a real SQLite database named by a real config file.
+"""`mm7 relay list|retry|drop|counts` on a real SQLite database named by a real config file
+(PostgreSQL: test_relay_cli_pg.py).
 
 Events are made through the store as the gateway makes them (an MO stored with its relay event,
 leased and given up on: a dead letter). Most runs call ``main([...])`` in-process; one runs the
@@ -249,10 +250,14 @@ def test_bad_config_or_database(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     code, out, err = run(capsys, "relay", "counts", "--config", str(bad))
     assert "not valid TOML" in assert_one_line_failure(code, out, err, "relay")
 
-    pg = tmp_path / "pg.toml"
-    pg.write_text('[store]\nbackend = "postgresql"\ndsn = "postgresql://x"\n')
+    pg = tmp_path / "pg.toml"  # nothing listens on port 1
+    pg.write_text(
+        '[store]\nbackend = "postgresql"\ndsn = "postgresql://u:n0t-shown@127.0.0.1:1/gw"\n'
+    )
     code, out, err = run(capsys, "relay", "counts", "--config", str(pg))
-    assert "sqlite only" in assert_one_line_failure(code, out, err, "relay")
+    line = assert_one_line_failure(code, out, err, "relay")
+    assert line.startswith("mm7 relay: cannot open the store: postgresql://127.0.0.1:1/gw: ")
+    assert "n0t-shown" not in line
 
 
 def test_default_config_is_conf_gateway_toml(

@@ -159,9 +159,8 @@ def test_an_unreachable_postgresql_server_fails_the_start_by_name(tmp_path: Path
     assert "not-shown" not in str(info.value)
 
 
-# a report the simulator sends at once can be read before the SubmitRsp's outcome commits, and
-# is then kept as unknown (PostgreSQL's inbound path has no serial writer to order them)
-@pytest.mark.xfail(reason="an immediate report can race the submit's commit", strict=False)
+# the simulator sends the report at once: it may be recorded before the SubmitRsp's outcome
+# commits, and is then applied by that commit (mm7.service.store.early)
 async def test_gateway_on_postgresql_submits_and_correlates_the_report(tmp_path: Path) -> None:
     async with pg_database() as dsn:
         with bound_socket() as mmsc:

@@ -507,7 +507,8 @@ def test_the_command_prints_the_rows_per_table(
     lines = [line.split() for line in out.splitlines()]
     assert [name for name, _count in lines] == [
         "media", "messages", "recipients", "message_media", "events", "delivery_reports",
-        "mo_messages", "mo_media", "relay_outbox", "suppressions", "api_day_counts",
+        "early_reports", "mo_messages", "mo_media", "relay_outbox", "suppressions",
+        "api_day_counts",
         "store_secrets",
     ]  # fmt: skip
     for name, count in lines:

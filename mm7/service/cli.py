@@ -25,16 +25,18 @@ environment does not need the gateway's secrets. Each accepted message prints ``
 terminal (wiped before any other line is written, so it never mixes with the output). Exit status:
 0 every recipient accepted, 1 some refused (each reason on stderr), 2 a bad option or file.
 
-``relay`` works on the gateway's database directly: the ``[store]`` path of ``--config``
-[conf/gateway.toml] (only ``[store]`` is read, so no secret is needed; a relative path is
-relative to the working directory, as for the gateway). It may run while the gateway runs
-(SQLite in WAL mode lets both write; the running relay worker picks requeued events up at its
-next poll). ``list`` shows the dead letters by default (``--status all`` for every event), oldest
-first, ``--limit`` [100] at a time (``--after ID`` for the next page); ``--json`` prints the same
-objects as ``GET /v1/relay/events``. ``retry`` makes dead or dropped events pending again (their
-attempts and max_age start over), ``drop`` stops relaying dead or pending ones (kept as
-``dropped``). Exit status: 0 done, 1 some IDs could not be acted on (unknown, or in another
-state: each reason on stderr), 2 a bad option, config or database.
+``relay`` works on the gateway's store directly: the ``[store]`` of ``--config``
+[conf/gateway.toml], opened as the gateway opens it (``runtime.open_store``): an SQLite file (a
+relative path is relative to the working directory, as for the gateway) or the PostgreSQL database
+(``dsn``, or ``dsn_env`` and its variable). Only ``[store]`` is read, so no other secret is needed.
+It may run while the gateway runs (SQLite in WAL mode lets both write, and the running relay worker
+picks requeued events up at its next poll; on PostgreSQL a retry wakes the relay workers of every
+instance at once). ``list`` shows the dead letters by default (``--status all`` for every event),
+oldest first, ``--limit`` [100] at a time (``--after ID`` for the next page); ``--json`` prints the
+same objects as ``GET /v1/relay/events``. ``retry`` makes dead or dropped events pending again
+(their attempts and max_age start over), ``drop`` stops relaying dead or pending ones (kept as
+``dropped``). Exit status: 0 done, 1 some IDs could not be acted on (unknown, or in another state:
+each reason on stderr), 2 a bad option, config or database.
 
 ``store copy`` copies an SQLite store (``--from``, its media folder beside it) into an empty
 PostgreSQL database (``--to DSN``, or ``--to-env VAR`` naming the variable that holds it, as
@@ -59,16 +61,18 @@ import sys
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from mm7.service.errors import ServiceError
+from mm7.service.errors import ServiceError, StoreError
 from mm7.service.starter import StarterExists, write_starter
 from mm7.transport.json_post import JSONPostError, post_json
+
+if TYPE_CHECKING:
+    from mm7.service.config.settings import StoreSettings
 
 API_KEY_ENV = "MM7_API_KEY"
 DEFAULT_API = "127.0.0.1:8000"
 DEFAULT_CONFIG = Path("conf/gateway.toml")
-DEFAULT_STORE = "var/mm7.sqlite"
 # the values of mm7.service.store.outbox's RelayStatus / RelayKind (not imported: argparse setup
 # must not load the service; tests/test_relay_cli.py checks that they agree)
 RELAY_STATUSES = ("pending", "delivered", "dead", "dropped", "skipped")
@@ -164,7 +168,7 @@ def _add_relay_parser(sub: Any) -> None:
         "--config",
         type=Path,
         default=DEFAULT_CONFIG,
-        help=f"the gateway TOML file, for its [store] path (default {DEFAULT_CONFIG})",
+        help=f"the gateway TOML file, for its [store] (default {DEFAULT_CONFIG})",
     )
     r = sub.add_parser("relay", help="list, retry and drop relay events (dead letters)")
     actions = r.add_subparsers(dest="relay_command", required=True, metavar="ACTION")
@@ -288,6 +292,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(run())
     except OSError as exc:  # a listen address in use, an unreadable store folder
+        raise ServiceCliError(f"cannot start: {exc}") from None
+    except StoreError as exc:  # the database named (never a password): unreachable, refused...
         raise ServiceCliError(f"cannot start: {exc}") from None
     print("mm7 gateway: stopped", flush=True)
     return 0
@@ -605,54 +611,43 @@ def _limit(text: str) -> int:
     return int(value)
 
 
-def _store_path(config: Path) -> Path:
-    """The SQLite database named by the config's ``[store]`` (nothing else is read)."""
-    try:
-        data = tomllib.loads(config.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ServiceCliError(f"--config {config}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ServiceCliError(f"--config {config}: not valid TOML: {exc}") from None
-    store = data.get("store", {})
-    if not isinstance(store, dict):
-        raise ServiceCliError(f"--config {config}: store: expected a table")
-    backend = store.get("backend", "sqlite")
-    if backend != "sqlite":
+def _store_settings(config: Path) -> StoreSettings:
+    """The config's ``[store]`` (nothing else is read); an SQLite database must exist."""
+    from mm7.service.config.loader import load_store_settings
+
+    settings = load_store_settings(config)
+    if settings.backend == "sqlite" and not settings.path.is_file():
         raise ServiceCliError(
-            f"--config {config}: store.backend is {backend!r}; mm7 relay works on sqlite only"
+            f"no database at {settings.path} (store.path of {config}; relative to the working"
+            " directory): has the gateway run here?"
         )
-    path = store.get("path", DEFAULT_STORE)
-    if not isinstance(path, str) or not path:
-        raise ServiceCliError(f"--config {config}: store.path: expected a file name")
-    db = Path(path)
-    if not db.is_file():
-        raise ServiceCliError(
-            f"no database at {db} (store.path of {config}; relative to the working directory): "
-            "has the gateway run here?"
-        )
-    return db
+    return settings
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
-    """``mm7 relay list|retry|drop|counts`` on the config's database (module docstring)."""
+    """``mm7 relay list|retry|drop|counts`` on the config's store (module docstring)."""
     import asyncio
 
     if args.relay_command == "retry" and bool(args.ids) == bool(args.all_dead):
         raise ServiceCliError("give the IDs of the events to retry, or --all-dead (not both)")
-    db = _store_path(args.config)
-    return asyncio.run(_relay(args, db))
+    settings = _store_settings(args.config)
+    return asyncio.run(_relay(args, settings))
 
 
-async def _relay(args: argparse.Namespace, db: Path) -> int:
+async def _relay(args: argparse.Namespace, settings: StoreSettings) -> int:
     import sqlite3
 
-    from mm7.service.errors import StoreError
-    from mm7.service.store.sqlite.store import SqliteStore
+    from mm7.service.runtime import open_store
 
     try:
-        store = await SqliteStore.open(db)
+        store = await open_store(settings, source=args.config)
     except (StoreError, sqlite3.Error, OSError) as exc:
-        raise ServiceCliError(f"cannot open the database {db}: {exc}") from None
+        raise ServiceCliError(f"cannot open the store: {exc}") from None
+    where = str(settings.path)
+    if settings.backend == "postgresql" and settings.dsn is not None:
+        from mm7.service.store.postgres.store import describe  # the driver is there: it opened
+
+        where = describe(settings.dsn.reveal())
     try:
         action = {
             "list": _relay_list,
@@ -661,8 +656,8 @@ async def _relay(args: argparse.Namespace, db: Path) -> int:
             "counts": _relay_counts,
         }[args.relay_command]
         return await action(store, args)
-    except sqlite3.Error as exc:
-        raise ServiceCliError(f"the database {db}: {exc}") from None
+    except (StoreError, sqlite3.Error) as exc:
+        raise ServiceCliError(f"the store {where}: {exc}") from None
     finally:
         await store.close()
 

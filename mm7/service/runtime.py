@@ -56,6 +56,7 @@ import contextlib
 import dataclasses
 import functools
 import socket
+import sqlite3
 import ssl
 import sys
 from collections.abc import Callable, Mapping
@@ -75,8 +76,8 @@ from mm7.service.cluster.ownership import (
     default_instance,
     link_lease,
 )
-from mm7.service.config.settings import GatewayConfig, Listen
-from mm7.service.errors import ConfigError
+from mm7.service.config.settings import GatewayConfig, Listen, StoreSettings
+from mm7.service.errors import ConfigError, StoreError
 from mm7.service.hosting.links import HostedLinks
 from mm7.service.hosting.routes import add_hosting_routes
 from mm7.service.mt.dispatcher import Dispatcher
@@ -393,22 +394,13 @@ class Gateway:
     # -- pieces --------------------------------------------------------------------------------
 
     async def _open_store(self) -> Store:
-        settings = self.config.store
         relay = self.config.relay
         status_hooks = any(r.status_hook for r in relay.routes) or (
             relay.default_route is not None and relay.default_route.status_hook is not None
         )
-        if settings.backend == "postgresql":
-            assert settings.dsn is not None  # the loader requires dsn (or dsn_env)
-            try:  # the driver is an extra: without it, the error says what to install
-                from mm7.service.store.postgres import PostgresStore
-            except ConfigError as exc:
-                raise ConfigError(f"{self.config.source}: {exc}") from None
-            return await PostgresStore.open(settings.dsn.reveal(), relay_all_statuses=status_hooks)
-        path = Path(settings.path)
-        with contextlib.suppress(OSError):  # an unwritable folder fails in open, with its name
-            path.parent.mkdir(parents=True, exist_ok=True)
-        return await SqliteStore.open(path, relay_all_statuses=status_hooks)
+        return await open_store(
+            self.config.store, source=self.config.source, relay_all_statuses=status_hooks
+        )
 
     async def _retain(self, store: Store) -> None:
         """Delete what is finished and older than ``[store] retain``, every interval while this
@@ -523,3 +515,28 @@ class Gateway:
         """Every dispatcher looks for due work now."""
         for dispatcher in self.dispatchers.values():
             dispatcher.wake()
+
+
+async def open_store(
+    settings: StoreSettings, *, source: Path, relay_all_statuses: bool = False
+) -> Store:
+    """The store ``[store]`` of the configuration file ``source`` names, opened and migrated:
+    what ``mm7 serve`` and ``mm7 relay`` run on. Raises ``ConfigError`` when the PostgreSQL
+    driver is missing and ``StoreError`` (the database named: a file, or ``postgresql://host:
+    port/database``, never a password) when the store cannot be opened."""
+    if settings.backend == "postgresql":
+        assert settings.dsn is not None  # the loader requires dsn (or dsn_env)
+        try:  # the driver is an extra: without it, the error says what to install
+            from mm7.service.store.postgres import PostgresStore
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        return await PostgresStore.open(
+            settings.dsn.reveal(), relay_all_statuses=relay_all_statuses
+        )
+    path = Path(settings.path)
+    with contextlib.suppress(OSError):  # an unwritable folder fails in open, with its name
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return await SqliteStore.open(path, relay_all_statuses=relay_all_statuses)
+    except sqlite3.Error as exc:  # not a database, a folder, a file it may not open
+        raise StoreError(f"{path}: cannot open the database: {exc}") from None

@@ -114,7 +114,7 @@ from mm7.transport.link import (
 from mm7.transport.listener import ListenerLimits
 from mm7.transport.server import InboundConfig, Peer
 
-__all__ = ["load_config"]
+__all__ = ["load_config", "load_store_settings"]
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _PREFIX = re.compile(r"\+?[0-9]+")
@@ -134,6 +134,13 @@ def load_config(path: str | Path, env: Mapping[str, str] = os.environ) -> Gatewa
     ctx = Context(source, env)
     data = _read_toml(ctx)
     return _Loader(ctx, data).load()
+
+
+def load_store_settings(path: str | Path, env: Mapping[str, str] = os.environ) -> StoreSettings:
+    """Only the ``[store]`` table of a gateway configuration file, validated as ``load_config``
+    does (for commands that work on the store alone: the other tables' secrets are not needed)."""
+    ctx = Context(Path(path), env)
+    return _store(Table(_read_toml(ctx), "", ctx).table("store"))
 
 
 def _read_toml(ctx: Context) -> dict[str, Any]:
@@ -269,7 +276,7 @@ class _Loader:
         self._check_routing(links)
         inbound = self._inbound(self.top.table("inbound"), links)
         api = self._api(self.top.table("api"))
-        store = self._store(self.top.table("store"))
+        store = _store(self.top.table("store"))
         relay = self._relay(self.top.table("relay"), links)
         logging = self._logging(self.top.table("logging"))
         metrics = self._metrics(self.top.table("metrics"))
@@ -712,33 +719,6 @@ class _Loader:
         t.finish()
         return api
 
-    def _store(self, t: Table) -> StoreSettings:
-        backend = t.str_default(
-            "backend", _default(StoreSettings, "backend"), choices=("sqlite", "postgresql")
-        )
-        if backend == "sqlite":
-            path = t.str_default("path", str(_default(StoreSettings, "path")))
-            if not path:
-                raise t.error("path", "must not be empty")
-            store = StoreSettings(backend="sqlite", path=Path(path))
-        else:
-            dsn = t.secret("dsn", required=True)
-            assert dsn is not None
-            if not dsn.reveal().startswith(("postgresql://", "postgres://")):
-                # never shown: a DSN usually holds a password
-                where = "dsn_env" if t.has("dsn_env") else "dsn"
-                raise t.error(
-                    where,
-                    "expected a URL postgresql://user:password@host:port/database"
-                    " (the value is not shown)",
-                )
-            store = StoreSettings(backend="postgresql", dsn=dsn)
-        store = dataclasses.replace(
-            store, retain=t.duration("retain", _default(StoreSettings, "retain"))
-        )
-        t.finish()
-        return store
-
     # -- relay
 
     def _relay(self, t: Table, links: tuple[LinkSettings, ...]) -> RelaySettings:
@@ -924,6 +904,35 @@ class _Loader:
 
 
 # --------------------------------------------------------------------------- small readers
+
+
+def _store(t: Table) -> StoreSettings:
+    """``[store]``: the backend, its file or DSN, and ``retain``."""
+    backend = t.str_default(
+        "backend", _default(StoreSettings, "backend"), choices=("sqlite", "postgresql")
+    )
+    if backend == "sqlite":
+        path = t.str_default("path", str(_default(StoreSettings, "path")))
+        if not path:
+            raise t.error("path", "must not be empty")
+        store = StoreSettings(backend="sqlite", path=Path(path))
+    else:
+        dsn = t.secret("dsn", required=True)
+        assert dsn is not None
+        if not dsn.reveal().startswith(("postgresql://", "postgres://")):
+            # never shown: a DSN usually holds a password
+            where = "dsn_env" if t.has("dsn_env") else "dsn"
+            raise t.error(
+                where,
+                "expected a URL postgresql://user:password@host:port/database"
+                " (the value is not shown)",
+            )
+        store = StoreSettings(backend="postgresql", dsn=dsn)
+    store = dataclasses.replace(
+        store, retain=t.duration("retain", _default(StoreSettings, "retain"))
+    )
+    t.finish()
+    return store
 
 
 def _default(cls: type[Any], name: str) -> Any:

@@ -112,6 +112,15 @@ PLANS: tuple[TablePlan, ...] = (
         identity=True,
     ),
     TablePlan(
+        "early_reports",
+        (
+            "id", "kind", "report_id", "link", "other_links", "mm7_message_id", "recipient",
+            "alternate", "status", "status_text", "details", "received_at",
+        ),
+        ("id",),
+        identity=True,
+    ),
+    TablePlan(
         "mo_messages",
         (
             "id", "link", "transaction_id", "mm7_message_id", "fingerprint", "fields", "status",

@@ -9,7 +9,10 @@ and their opt-out change.
 Each is two statements at most: one read that correlates (all the candidate links at once),
 one write that records everything (report, recipient, counters and roll-up, event, relay event
 and its ``NOTIFY``) in one round trip. The write re-checks the recipient's status, so a report
-racing another one for the same handset on another instance never counts twice.
+racing another one for the same handset on another instance never counts twice. A report or read
+reply whose MessageID no link sent yet takes one transaction more: under the MessageID's lock it
+correlates again and, still unknown, is kept early for the completion that records the MessageID
+(``early.py``; ``mm7.service.store.early``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 from mm7.core.leniency import Leniency
 from mm7.core.status import MMStatus
+from mm7.service.store.early import PG_LOCK_CLASS
 from mm7.service.store.outbox import RelayKind, status_event
 from mm7.service.store.postgres import statements as sql
 from mm7.service.store.postgres.base import asyncpg
@@ -79,6 +83,8 @@ class _Correlation:
     matches: list[_Sent]
     address: str
     alternate: bool
+    #: matched by the one-recipient fallback, not by an address
+    fallback: bool = False
 
 
 _SENT = (
@@ -88,7 +94,33 @@ _SENT = (
 )
 
 
-def _correlate(
+@dataclass(frozen=True, slots=True)
+class _Report:
+    """A delivery report as its statement writes it: how it correlated, the message and
+    recipient it names, whether it moves the recipient (to ``status``) and the values."""
+
+    found: _Correlation
+    message: _Sent | None
+    matched: _Sent | None
+    moves: bool
+    status: RecipientStatus | None
+    values: dict[str, Any]
+
+
+async def sent_on(
+    conn: asyncpg.Connection, links: Sequence[str], mm7_message_id: str
+) -> list[_Sent]:
+    """The recipients ``links`` sent the MessageID to, read on ``conn`` (in its transaction)."""
+    return [_Sent(*r) for r in await conn.fetch(_SENT, list(dict.fromkeys(links)),
+                                                 mm7_message_id)]  # fmt: skip
+
+
+def to_json_list(items: Sequence[str]) -> str:
+    """A list of strings as JSON text (``early_reports.other_links``)."""
+    return json.dumps(list(items))
+
+
+def correlate(
     sent: list[_Sent], links: Sequence[str], addresses: tuple[str, str | None]
 ) -> _Correlation:
     """Of the recipients ``links`` sent the MessageID to, those a report on ``addresses``
@@ -107,7 +139,7 @@ def _correlate(
                 if matches:
                     return _Correlation(link, rows, matches, address, index == 1)
         if position == 0 and len(rows) == 1:
-            return _Correlation(link, rows, rows, first or rows[0].address, False)
+            return _Correlation(link, rows, rows, first or rows[0].address, False, fallback=True)
         if position == 0:
             return _Correlation(link, rows, [], first or second or "", False)
     return _Correlation(links[0], [], [], first or second or "", False)
@@ -134,35 +166,64 @@ _REPORT_RELAY = (
     " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)"
 )
 
-#: record a delivery report, move its recipient to ``target`` (None: unchanged) with the
-#: counters and roll-up, its event (``info``: the details without the report id) and relay
-#: event. One row: the report's id, whether the recipient moved, the NOTIFY.
-_DELIVERY_REPORT = Statement(
-    "WITH u AS (UPDATE recipients SET status = :target, updated_at = :now"
-    " WHERE id = :recipient_id AND :target::text IS NOT NULL"
-    " AND status IN ('submitted', 'indeterminate') RETURNING message_id),"
-    " m AS (UPDATE messages SET"
-    f" delivered_count = {_bump('delivered_count', 'delivered')},"
-    f" undelivered_count = {_bump('undelivered_count', 'undelivered')},"
-    " status = "
-    + sql.rollup(
-        delivered_count=_bump("delivered_count", "delivered"),
-        undelivered_count=_bump("undelivered_count", "undelivered"),
+
+def _report_statement(record: str, relay: str) -> Statement:
+    """A delivery report: the recipient moved to ``target`` (None: unchanged) with the counters
+    and roll-up, the report's row written by ``record`` (a CTE ``d`` returning its id), its
+    event (``info``: the details without the report id) and ``relay`` (a CTE ``o``, or "").
+    One row: the report's id, whether the recipient moved, the NOTIFY (None without relay)."""
+    return Statement(
+        "WITH u AS (UPDATE recipients SET status = :target, updated_at = :now"
+        " WHERE id = :recipient_id AND :target::text IS NOT NULL"
+        " AND status IN ('submitted', 'indeterminate') RETURNING message_id),"
+        " m AS (UPDATE messages SET"
+        f" delivered_count = {_bump('delivered_count', 'delivered')},"
+        f" undelivered_count = {_bump('undelivered_count', 'undelivered')},"
+        " status = "
+        + sql.rollup(
+            delivered_count=_bump("delivered_count", "delivered"),
+            undelivered_count=_bump("undelivered_count", "undelivered"),
+        )
+        + ", updated_at = :now FROM u WHERE messages.id = u.message_id"
+        " AND :target::text IN ('delivered', 'undelivered')),"
+        f" {record},"
+        " e AS (INSERT INTO events (message_id, recipient_id, kind, status, details, at)"
+        " SELECT :message_id, :recipient_id, 'delivery_report', :mm_status,"
+        " '{\"report_id\":' || d.id || ',' || substr(:info::text, 2), :now"
+        " FROM d WHERE :message_id::text IS NOT NULL)"
+        + (f", {relay}" if relay else "")
+        + " SELECT d.id, (SELECT count(*) FROM u),"
+        + (" (SELECT pg_notify('mm7_work', 'relay') FROM o)" if relay else " NULL")
+        + " FROM d"
     )
-    + ", updated_at = :now FROM u WHERE messages.id = u.message_id"
-    " AND :target::text IN ('delivered', 'undelivered')),"
-    " d AS (INSERT INTO delivery_reports (link, mm7_message_id, recipient, mm_status,"
+
+
+#: record a delivery report as it arrives, with its relay event
+_DELIVERY_REPORT = _report_statement(
+    "d AS (INSERT INTO delivery_reports (link, mm7_message_id, recipient, mm_status,"
     " raw_status, status_text, raw, message_id, recipient_id, received_at)"
     " VALUES (:link, :mm7_message_id, :recipient, :mm_status, :raw_status, :status_text, :raw,"
-    " :message_id, :recipient_id, :now) RETURNING id),"
-    " e AS (INSERT INTO events (message_id, recipient_id, kind, status, details, at)"
-    " SELECT :message_id, :recipient_id, 'delivery_report', :mm_status,"
-    " '{\"report_id\":' || d.id || ',' || substr(:info::text, 2), :now"
-    " FROM d WHERE :message_id::text IS NOT NULL),"
-    + _REPORT_RELAY
-    + " SELECT d.id, (SELECT count(*) FROM u), (SELECT pg_notify('mm7_work', 'relay') FROM o)"
-    " FROM d"
+    " :message_id, :recipient_id, :now) RETURNING id)",
+    _REPORT_RELAY.strip(),
 )
+#: apply a report kept early (``:report_id``) now that its recipient is known; its relay event
+#: is ``ADOPTED_RELAY``'s
+ADOPTED_REPORT = _report_statement(
+    "d AS (UPDATE delivery_reports SET link = :link, recipient = :recipient,"
+    " message_id = :message_id, recipient_id = :recipient_id WHERE id = :report_id"
+    " RETURNING id)",
+    "",
+)
+#: keep a report or read reply of an unknown MessageID (``mm7.service.store.early``)
+KEEP_EARLY = (
+    "INSERT INTO early_reports (kind, report_id, link, other_links, mm7_message_id, recipient,"
+    " alternate, status, status_text, details, received_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+)
+#: the MessageID's lock, exclusive: taken by a report of an unknown MessageID before it
+#: correlates again and keeps itself, so that a completion of that MessageID either committed
+#: before (and is seen) or sees the kept report (``mm7_early_reports`` in postgres/migrations.py)
+LOCK_MESSAGE_ID = f"SELECT pg_advisory_xact_lock({PG_LOCK_CLASS}, hashtext($1))"
 
 #: record a read reply: its event on the message (if correlated) and its relay event
 _READ_REPLY = Statement(
@@ -171,6 +232,33 @@ _READ_REPLY = Statement(
     " WHERE :message_id::text IS NOT NULL),"
     + _REPORT_RELAY
     + " SELECT (SELECT pg_notify('mm7_work', 'relay') FROM o)"
+)
+#: a read reply kept early, applied: its event (its relay event is ``ADOPTED_RELAY``'s)
+ADOPTED_READ_REPLY = Statement(
+    "INSERT INTO events (message_id, recipient_id, kind, status, details, at)"
+    " VALUES (:message_id, :recipient_id, 'read_reply', :mm_status, :info, :now)"
+)
+#: the relay event of a report kept early, applied (``_REPORT_RELAY``'s values): its event as an
+#: unknown report becomes this one while it waits untried and unleased; else this one is queued,
+#: under its key, or under ``correlated_key`` (``early.CORRELATED_SUFFIX`` added) when the
+#: unknown one holds it
+ADOPTED_RELAY = Statement(
+    "WITH u AS (UPDATE relay_outbox SET event = :body, callback_url = :callback_url,"
+    " api_key = :api_key, source_id = :message_id, updated_at = :now"
+    " WHERE idempotency_key = :relay_key AND status = 'pending' AND attempts = 0"
+    " AND lease_token IS NULL RETURNING id),"
+    " i AS (INSERT INTO relay_outbox (kind, idempotency_key, callback_url, api_key, link,"
+    " source_id, event, status, next_attempt_at, created_at, updated_at)"
+    " SELECT :relay_kind, :relay_key, :callback_url, :api_key, :link, :message_id, :body,"
+    " 'pending', :now, :now, :now WHERE NOT EXISTS (SELECT 1 FROM u)"
+    " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id),"
+    " j AS (INSERT INTO relay_outbox (kind, idempotency_key, callback_url, api_key, link,"
+    " source_id, event, status, next_attempt_at, created_at, updated_at)"
+    " SELECT :relay_kind, :correlated_key, :callback_url, :api_key, :link,"
+    " :message_id, :body, 'pending', :now, :now, :now"
+    " WHERE NOT EXISTS (SELECT 1 FROM u) AND NOT EXISTS (SELECT 1 FROM i)"
+    " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)"
+    " SELECT pg_notify('mm7_work', 'relay')"
 )
 
 
@@ -228,6 +316,7 @@ class PostgresInbound(PostgresMedia):
     _mo_window_ms: int
 
     async def _sent(self, links: Sequence[str], mm7_message_id: str) -> list[_Sent]:
+        """The recipients ``links`` sent the MessageID to (one read, outside a transaction)."""
         rows = await self._fetch(_SENT, list(dict.fromkeys(links)), mm7_message_id)
         return [_Sent(*r) for r in rows]
 
@@ -281,9 +370,11 @@ class PostgresInbound(PostgresMedia):
         other_links: Sequence[str] = (),
     ) -> DeliveryReportResult:
         """Record a DeliveryReportReq and move the recipient it correlates with (the rules of
-        ``SqliteStore.record_delivery_report``); unknown reports are kept for inspection."""
+        ``SqliteStore.record_delivery_report``); unknown reports are kept for inspection, and
+        kept early for the completion that records their MessageID
+        (``mm7.service.store.early``): correlated again under the MessageID's lock, so that a
+        completion running meanwhile either is seen or sees the kept report."""
         now = self._now_ms()
-        target = DLR_RECIPIENT_STATUS.get(mm_status)
         info: dict[str, Any] = {
             "mm7_message_id": mm7_message_id,
             "raw_status": raw_status if raw_status is not None else mm_status.value,
@@ -291,9 +382,47 @@ class PostgresInbound(PostgresMedia):
             **(dict(details) if details else {}),
         }
         links = (link, *other_links)
-        found = _correlate(await self._sent(links, mm7_message_id), links, (recipient, alternate))
+        addresses = (recipient, alternate)
+        found = correlate(await self._sent(links, mm7_message_id), links, addresses)
+        if found.rows:
+            report = self._report_values(found, mm7_message_id, mm_status, info, now, raw=raw)
+            row = await self._write_row(_DELIVERY_REPORT.sql, *_DELIVERY_REPORT.args(report.values))
+        else:
+
+            async def op(conn: asyncpg.Connection) -> tuple[_Report, asyncpg.Record]:
+                await conn.execute(LOCK_MESSAGE_ID, mm7_message_id)
+                again = correlate(await sent_on(conn, links, mm7_message_id), links, addresses)
+                made = self._report_values(again, mm7_message_id, mm_status, info, now, raw=raw)
+                done = await conn.fetchrow(_DELIVERY_REPORT.sql,
+                                           *_DELIVERY_REPORT.args(made.values))  # fmt: skip
+                if made.message is None:
+                    await conn.execute(
+                        KEEP_EARLY, RelayKind.DELIVERY_REPORT.value, done[0], link,
+                        to_json_list(other_links), mm7_message_id, recipient, alternate,
+                        mm_status.value, status_text, to_json(info), now,
+                    )  # fmt: skip
+                return made, done
+
+            report, row = await self._write(op)
+        assert row is not None
+        return await self._report_result(report, row)
+
+    def _report_values(
+        self,
+        found: _Correlation,
+        mm7_message_id: str,
+        mm_status: MMStatus,
+        info: dict[str, Any],
+        now: int,
+        *,
+        raw: str | None = None,
+        report_id: int | None = None,
+    ) -> _Report:
+        """What the report statements write for a report correlated as ``found`` (``info``
+        gets the swap named); ``report_id``: a report kept early, applied now."""
         if found.alternate:
             _name_swap(info)
+        target = DLR_RECIPIENT_STATUS.get(mm_status)
         message = found.matches[0] if found.matches else (found.rows[0] if found.rows else None)
         matched = found.matches[0] if found.matches else None
         moves = (
@@ -305,25 +434,29 @@ class PostgresInbound(PostgresMedia):
         relay = self._relay_args(
             RelayKind.DELIVERY_REPORT, found, mm7_message_id, normalize_address(found.address),
             message, status.value if status is not None else "unknown",
-            mm_status=info["raw_status"], status_text=status_text, now=now,
+            mm_status=info["raw_status"], status_text=info.get("status_text"), now=now,
             leniencies=info.get("leniencies") or (),
         )  # fmt: skip
         values = {
             "link": found.link, "mm7_message_id": mm7_message_id, "recipient": found.address,
             "mm_status": mm_status.value, "raw_status": info["raw_status"],
-            "status_text": status_text, "raw": raw,
+            "status_text": info.get("status_text"), "raw": raw,
             "message_id": message.message_id if message else None,
             "recipient_id": matched.id if matched else None, "now": now,
             "target": target.value if moves and target else None, "info": to_json(info),
-            **relay,
+            "report_id": report_id, **relay,
         }  # fmt: skip
-        row = await self._write_row(_DELIVERY_REPORT.sql, *_DELIVERY_REPORT.args(values))
-        assert row is not None
-        if moves and not row[1] and matched is not None:
+        return _Report(found, message, matched, moves, status, values)
+
+    async def _report_result(self, report: _Report, row: asyncpg.Record) -> DeliveryReportResult:
+        """The result of a report written as ``report`` (its statement's ``row``)."""
+        status, matched, message = report.status, report.matched, report.message
+        if report.moves and not row[1] and matched is not None:
             # another report moved it first (another instance): say where it stands now
             current = await self._fetchval("SELECT status FROM recipients WHERE id = $1",
                                            matched.id)  # fmt: skip
             status = RecipientStatus(current) if current is not None else status
+        found = report.found
         return DeliveryReportResult(
             row[0], message.message_id if message else None, matched.id if matched else None,
             status, link=found.link, recipient=found.address, alternate_matched=found.alternate,
@@ -365,29 +498,59 @@ class PostgresInbound(PostgresMedia):
         other_links: Sequence[str] = (),
     ) -> str | None:
         """Record a ReadReplyReq as an event of the message it answers (its id, or None),
-        correlated like delivery reports, and relay it."""
+        correlated like delivery reports, and relay it; one of an unknown MessageID is kept
+        early as a report is."""
         now = self._now_ms()
         info: dict[str, Any] = {"mm7_message_id": mm7_message_id, "read_status": read_status,
                                 "status_text": status_text,
                                 **(dict(details) if details else {})}  # fmt: skip
         links = (link, *other_links)
-        found = _correlate(await self._sent(links, mm7_message_id), links, (recipient, alternate))
+        addresses = (recipient, alternate)
+        found = correlate(await self._sent(links, mm7_message_id), links, addresses)
+        if found.rows:
+            values = self._read_reply_values(found, mm7_message_id, read_status, info, now)
+            await self._write_row(_READ_REPLY.sql, *_READ_REPLY.args(values))
+            return found.matches[0].message_id if found.matches else None
+
+        async def op(conn: asyncpg.Connection) -> str | None:
+            await conn.execute(LOCK_MESSAGE_ID, mm7_message_id)
+            again = correlate(await sent_on(conn, links, mm7_message_id), links, addresses)
+            values = self._read_reply_values(again, mm7_message_id, read_status, info, now)
+            await conn.fetchrow(_READ_REPLY.sql, *_READ_REPLY.args(values))
+            if not again.rows:
+                await conn.execute(
+                    KEEP_EARLY, RelayKind.READ_REPLY.value, None, link,
+                    to_json_list(other_links), mm7_message_id, recipient, alternate, read_status,
+                    status_text, to_json(info), now,
+                )  # fmt: skip
+            return again.matches[0].message_id if again.matches else None
+
+        return await self._write(op)
+
+    def _read_reply_values(
+        self,
+        found: _Correlation,
+        mm7_message_id: str,
+        read_status: str,
+        info: dict[str, Any],
+        now: int,
+    ) -> dict[str, Any]:
+        """What the read-reply statements write for a reply correlated as ``found``."""
         if found.alternate:
             _name_swap(info)
         matched = found.matches[0] if found.matches else None
         relay = self._relay_args(
             RelayKind.READ_REPLY, found, mm7_message_id, normalize_address(found.address),
-            matched, read_status.lower(), mm_status=read_status, status_text=status_text,
-            now=now, leniencies=info.get("leniencies") or (),
+            matched, read_status.lower(), mm_status=read_status,
+            status_text=info.get("status_text"), now=now,
+            leniencies=info.get("leniencies") or (),
         )  # fmt: skip
-        values = {
+        return {
             "link": found.link, "mm_status": read_status,
             "message_id": matched.message_id if matched else None,
             "recipient_id": matched.id if matched else None, "now": now, "info": to_json(info),
             **relay,
         }  # fmt: skip
-        await self._write_row(_READ_REPLY.sql, *_READ_REPLY.args(values))
-        return matched.message_id if matched else None
 
     # -- MO messages -----------------------------------------------------------------------
 

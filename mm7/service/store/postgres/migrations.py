@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mm7.service.errors import SchemaTooNewError
+from mm7.service.store.early import PG_LOCK_CLASS
 
 if TYPE_CHECKING:
     import asyncpg
@@ -279,6 +280,43 @@ MIGRATIONS: tuple[Migration, ...] = (
                 tokens DOUBLE PRECISION NOT NULL,
                 stamp BIGINT NOT NULL
             )""",
+        ),
+    ),
+    Migration(
+        3,
+        "Early reports: reports and read replies kept until their MessageID is recorded",
+        (
+            # mm7.service.store.early; the same table as SQLite's migration 8
+            """CREATE TABLE early_reports (
+                id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                kind TEXT NOT NULL,
+                report_id BIGINT,
+                link TEXT NOT NULL,
+                other_links TEXT NOT NULL,
+                mm7_message_id TEXT NOT NULL,
+                recipient TEXT NOT NULL,
+                alternate TEXT,
+                status TEXT NOT NULL,
+                status_text TEXT,
+                details TEXT NOT NULL,
+                received_at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX early_reports_message ON early_reports(mm7_message_id)",
+            "CREATE INDEX early_reports_received ON early_reports(received_at)",
+            # Called by every completion, in its statement: the MessageID's lock, shared (a
+            # report of an unknown MessageID takes it exclusively while it correlates and keeps
+            # itself), then whether a report is kept for it. VOLATILE: its query takes a fresh
+            # snapshot after the lock is granted, so a report committed while the completion
+            # waited for it is seen (the statement's own snapshot is older).
+            f"""CREATE FUNCTION mm7_early_reports(mid text) RETURNS boolean
+                LANGUAGE plpgsql VOLATILE AS $$
+                BEGIN
+                    IF mid IS NULL THEN
+                        RETURN false;
+                    END IF;
+                    PERFORM pg_advisory_xact_lock_shared({PG_LOCK_CLASS}, hashtext(mid));
+                    RETURN EXISTS (SELECT 1 FROM early_reports WHERE mm7_message_id = mid);
+                END $$""",
         ),
     ),
 )

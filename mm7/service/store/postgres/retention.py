@@ -9,7 +9,8 @@ that no lock or WAL burst is held for long:
 - MO messages received before the cutoff that have nothing left to relay (``relayed``,
   ``unrouted``, ``skipped``, ``dropped``; a ``pending`` or ``dead`` relay keeps its MO, since an
   operator may still retry it), with their parts;
-- delivery reports received before the cutoff;
+- delivery reports received before the cutoff, and the reports and read replies kept early with
+  them (``early_reports``: a MessageID never recorded);
 - media no message or MO refers to and last used before the cutoff (media lives in its rows:
   there are no files, so no orphan files either);
 - inbound request keys (``seen_requests``) whose duplicate window has passed.
@@ -126,6 +127,16 @@ async def _purge_mos(conn: asyncpg.Connection, cutoff: int) -> tuple[int, bool]:
 
 
 async def _purge_reports(conn: asyncpg.Connection, cutoff: int) -> tuple[int, bool]:
+    """Old delivery reports, and the early ones kept with them (read replies too: not
+    counted); a row a completion is applying is left for the next purge."""
+    kept = _count(
+        await conn.execute(
+            "DELETE FROM early_reports WHERE id IN (SELECT id FROM early_reports"
+            " WHERE received_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            cutoff,
+            ROWS,
+        )
+    )
     count = _count(
         await conn.execute(
             "DELETE FROM delivery_reports WHERE id IN (SELECT id FROM delivery_reports"
@@ -134,7 +145,7 @@ async def _purge_reports(conn: asyncpg.Connection, cutoff: int) -> tuple[int, bo
             ROWS,
         )
     )
-    return count, count == ROWS
+    return count, count == ROWS or kept == ROWS
 
 
 async def _purge_media(conn: asyncpg.Connection, cutoff: int) -> tuple[int, bool]:

@@ -88,28 +88,41 @@ def _message_update(status: RecipientStatus) -> str:
     return ", ".join(sets)
 
 
-def fenced_finish(status: RecipientStatus, *, set_mm7_id: bool = False) -> str:
+def fenced_finish(
+    status: RecipientStatus, *, set_mm7_id: bool = False, probe_early: bool = False
+) -> str:
     """One statement: the leased recipient ($1, lease token $2) leaves the queue with
     ``status``; counters, roll-up and its event follow; a lease lost meanwhile records a
     ``stale_result`` event instead. Returns one row: 1 if applied, 0 if the lease was lost.
 
     $3 last status code, $4 last status text, $5 now, $6 event kind, $7 event details (JSON),
     $8 message id, $9 stale-result details (JSON)[, $10 the MM7 MessageID].
+
+    ``probe_early`` (with ``set_mm7_id``): first the MessageID's lock and whether a report is
+    kept early for it (``mm7_early_reports``); if one is, nothing is written and the row's
+    second value is true (the caller applies the outcome and the report in one transaction).
     """
     mm7 = ", mm7_message_id = $10" if set_mm7_id else ""
+    probe = "x AS (SELECT mm7_early_reports($10) AS kept), " if probe_early else ""
+    held = " AND NOT (SELECT kept FROM x)" if probe_early else ""
+    result = (
+        "SELECT (SELECT count(*) FROM r), (SELECT kept FROM x)"
+        if probe_early
+        else "SELECT count(*) FROM r"
+    )
     return (
-        "WITH r AS (UPDATE recipients SET"
+        f"WITH {probe}r AS (UPDATE recipients SET"
         f" status = '{status.value}', last_status_code = COALESCE($3, last_status_code),"
         " last_status_text = COALESCE($4, last_status_text), updated_at = $5,"
         f" lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL{mm7}"
-        " WHERE id = $1 AND lease_token = $2 RETURNING message_id),"
+        f" WHERE id = $1 AND lease_token = $2{held} RETURNING message_id),"
         f" m AS (UPDATE messages SET {_message_update(status)}, updated_at = $5"
         " FROM r WHERE messages.id = r.message_id),"
         " e AS (INSERT INTO events (message_id, recipient_id, kind, status, details, at)"
         f" SELECT r.message_id, $1, $6, '{status.value}', $7, $5 FROM r),"
         " s AS (INSERT INTO events (message_id, recipient_id, kind, status, details, at)"
-        " SELECT $8, $1, 'stale_result', NULL, $9, $5 WHERE NOT EXISTS (SELECT 1 FROM r))"
-        " SELECT count(*) FROM r"
+        f" SELECT $8, $1, 'stale_result', NULL, $9, $5 WHERE NOT EXISTS (SELECT 1 FROM r){held})"
+        f" {result}"
     )
 
 
@@ -135,6 +148,8 @@ def queued_finish(status: RecipientStatus) -> str:
 
 
 SUBMITTED = fenced_finish(RecipientStatus.SUBMITTED, set_mm7_id=True)
+#: ``SUBMITTED`` after probing for reports kept early for its MessageID (the hot path)
+SUBMITTED_PROBED = fenced_finish(RecipientStatus.SUBMITTED, set_mm7_id=True, probe_early=True)
 FAILED = fenced_finish(RecipientStatus.FAILED)
 EXPIRED = fenced_finish(RecipientStatus.EXPIRED)
 EXPIRED_AT_LEASE = queued_finish(RecipientStatus.EXPIRED)

@@ -31,7 +31,7 @@ from mm7.service.store.base import Clock, SystemClock
 from mm7.service.store.postgres import statements as sql
 from mm7.service.store.postgres.base import asyncpg, create_pool, why
 from mm7.service.store.postgres.cluster import PostgresCluster
-from mm7.service.store.postgres.inbound import PostgresInbound
+from mm7.service.store.postgres.early import PostgresEarly
 from mm7.service.store.postgres.limits import PostgresLimits
 from mm7.service.store.postgres.listen import WorkListener
 from mm7.service.store.postgres.media import INSERT_MEDIA, media_rows, unknown_media
@@ -84,7 +84,7 @@ def describe(dsn: str) -> str:
 
 
 class PostgresStore(
-    PostgresInbound, PostgresCluster, PostgresRelayOps, PostgresRetention, PostgresLimits
+    PostgresEarly, PostgresCluster, PostgresRelayOps, PostgresRetention, PostgresLimits
 ):
     """``Store`` on PostgreSQL. Create with ``await PostgresStore.open(dsn)``."""
 
@@ -128,7 +128,8 @@ class PostgresStore(
         hooks), not only for messages with a callback_url. ``probe_interval``: how often at
         most ``writable()`` probes the server. Raises ``SchemaTooNewError`` for a newer
         database, ``StoreError`` when the schema cannot be migrated (the database named, with
-        the server's reason) and ``StoreUnavailableError`` when the server cannot be reached.
+        the server's reason) or the DSN cannot be read, and ``StoreUnavailableError`` when the
+        server cannot be reached.
         """
         the_clock = clock if clock is not None else SystemClock()
         where = describe(dsn)
@@ -136,6 +137,11 @@ class PostgresStore(
             pool = await create_pool(dsn, min_size=min_connections, max_size=max_connections)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreUnavailableError(f"{where}: cannot connect: {why(exc)}") from exc
+        except ValueError:  # the driver could not read the DSN; its words may quote a password
+            raise StoreError(
+                f"{where}: the DSN is not a URL the driver can read"
+                " (postgresql://user:password@host:port/database; the value is not shown)"
+            ) from None
         try:
             async with pool.acquire() as conn:
                 try:
@@ -501,7 +507,9 @@ class PostgresStore(
         status_text: str | None = None,
         details: JSONObject | None = None,
     ) -> bool:
-        """The MMSC accepted the SubmitReq: recipient ``submitted`` with its MM7 MessageID."""
+        """The MMSC accepted the SubmitReq: recipient ``submitted`` with its MM7 MessageID, and
+        the reports kept early for that MessageID that are this recipient's applied to it in
+        the same transaction (``postgres/early.py``)."""
         info = {
             "mm7_message_id": mm7_message_id,
             "status_code": status_code,
@@ -512,8 +520,28 @@ class PostgresStore(
         }
         args = (*self._finish_args(item, "submitted", info, status_code, status_text),
                 mm7_message_id)  # fmt: skip
-        return await self._fenced(item, sql.SUBMITTED, args, RecipientStatus.SUBMITTED,
-                                  status_code=status_code, status_text=status_text)  # fmt: skip
+        relayed = item.callback_url is not None or self._relay_all_statuses
+        if not relayed:  # the hot path: one statement, which writes nothing if a report is kept
+            row = await self._write_row(sql.SUBMITTED_PROBED, *args)
+            assert row is not None
+            if not row[1]:
+                return bool(row[0])
+
+        async def op(conn: asyncpg.Connection) -> bool:
+            done, kept = await conn.fetchrow(sql.SUBMITTED_PROBED, *args)
+            if kept:  # the MessageID's lock is held now: this statement sees every kept report
+                done = await conn.fetchval(sql.SUBMITTED, *args)
+            if done and relayed:
+                await queue_status_event(
+                    conn, item.recipient_id, RecipientStatus.SUBMITTED.value, args[4],
+                    relay_all=self._relay_all_statuses, status_code=status_code,
+                    status_text=status_text,
+                )  # fmt: skip
+            if done and kept and mm7_message_id is not None:
+                await self._apply_early(conn, item, mm7_message_id, args[4])
+            return bool(done)
+
+        return await self._write(op)
 
     async def fail(
         self,

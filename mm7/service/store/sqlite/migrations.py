@@ -308,6 +308,32 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        8,
+        "Early reports: reports and read replies kept until their MessageID is recorded",
+        (
+            # mm7.service.store.early: what correlating them later needs (links: the peer's
+            # first, other_links a JSON array); a row leaves when its report is applied.
+            # report_id: the delivery_reports row of a report (NULL for a read reply).
+            """CREATE TABLE early_reports (
+                id INTEGER PRIMARY KEY,
+                kind TEXT NOT NULL,
+                report_id INTEGER,
+                link TEXT NOT NULL,
+                other_links TEXT NOT NULL,
+                mm7_message_id TEXT NOT NULL,
+                recipient TEXT NOT NULL,
+                alternate TEXT,
+                status TEXT NOT NULL,
+                status_text TEXT,
+                details TEXT NOT NULL,
+                received_at INTEGER NOT NULL
+            )""",
+            # every completion probes it (one index lookup, nothing found almost always)
+            "CREATE INDEX early_reports_message ON early_reports(mm7_message_id)",
+            "CREATE INDEX early_reports_received ON early_reports(received_at)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

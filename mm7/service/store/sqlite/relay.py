@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from mm7.service.store.base import Clock
+from mm7.service.store.early import CORRELATED_SUFFIX
 from mm7.service.store.outbox import (
     MoRelay,
     OptOut,
@@ -73,6 +74,36 @@ def insert_event(
         (kind.value, key, hook, callback_url, api_key, link, sender_key, source_id, media,
          to_json(event), RelayStatus.PENDING.value, now, now, now),
     )  # fmt: skip
+
+
+def replace_unknown_event(
+    conn: sqlite3.Connection,
+    key: str,
+    event: dict[str, Any],
+    now: int,
+    *,
+    callback_url: str | None,
+    api_key: str | None,
+    source_id: str | None,
+) -> str | None:
+    """A report kept early and correlated now, whose event as an unknown report may be queued
+    under ``key`` (``mm7.service.store.early``): that event becomes this one while it waits
+    untried and unleased (None: nothing more to queue); else the key to queue this one under."""
+    row = conn.execute(
+        "SELECT o.id, o.status, o.attempts, l.item_id FROM relay_outbox o"
+        " LEFT JOIN leases l ON l.kind=? AND l.item_id=o.id WHERE o.idempotency_key=?",
+        (LEASE_KIND_RELAY, key),
+    ).fetchone()
+    if row is None:
+        return key
+    if row[1] == RelayStatus.PENDING.value and row[2] == 0 and row[3] is None:
+        conn.execute(
+            "UPDATE relay_outbox SET event=?, callback_url=?, api_key=?, source_id=?,"
+            " updated_at=? WHERE id=?",
+            (to_json(event), callback_url, api_key, source_id, now, row[0]),
+        )
+        return None
+    return key + CORRELATED_SUFFIX
 
 
 def insert_mo_event(

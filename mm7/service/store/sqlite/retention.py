@@ -8,7 +8,8 @@ held for long (each chunk is one group commit among the others):
 - MO messages received before the cutoff that have nothing left to relay (``relayed``,
   ``unrouted``, ``skipped``, ``dropped``; a ``pending`` or ``dead`` relay keeps its MO, since an
   operator may still retry it), with their parts;
-- delivery reports received before the cutoff;
+- delivery reports received before the cutoff, and the reports and read replies kept early with
+  them (``early_reports``: a MessageID never recorded);
 - media no message refers to any more and stored before the cutoff (rows, then their files),
   and media files without a row left behind by a crash between the file write and the commit
   (older than a day, so that a write in progress is never taken for one);
@@ -181,12 +182,19 @@ def _purge_mos(conn: sqlite3.Connection, cutoff: int) -> tuple[int, bool]:
 
 
 def _purge_reports(conn: sqlite3.Connection, cutoff: int) -> tuple[int, bool]:
+    """Old delivery reports, and the early ones kept with them (read replies too: not
+    counted)."""
+    kept = conn.execute(
+        "DELETE FROM early_reports WHERE id IN (SELECT id FROM early_reports"
+        " WHERE received_at<? LIMIT ?)",
+        (cutoff, ROWS),
+    ).rowcount
     count = conn.execute(
         "DELETE FROM delivery_reports WHERE id IN (SELECT id FROM delivery_reports"
         " WHERE received_at<? LIMIT ?)",
         (cutoff, ROWS),
     ).rowcount
-    return count, count == ROWS
+    return count, count == ROWS or kept == ROWS
 
 
 def _purge_media(conn: sqlite3.Connection, cutoff: int) -> list[tuple[str, str | None]]:

@@ -57,6 +57,7 @@ from mm7.service.errors import (
     StoreUnavailableError,
     UnknownMediaError,
 )
+from mm7.service.store import early
 from mm7.service.store.base import Clock, SystemClock
 from mm7.service.store.outbox import OptOut, RelayKind, status_event
 from mm7.service.store.records import (
@@ -94,6 +95,7 @@ from mm7.service.store.sqlite.relay import (
     apply_opt_out,
     insert_event,
     insert_mo_event,
+    replace_unknown_event,
     suppressed_keys,
 )
 from mm7.service.store.sqlite.retention import SqliteRetention
@@ -950,7 +952,8 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits):
         status_text: str | None = None,
         details: JSONObject | None = None,
     ) -> bool:
-        """The MMSC accepted the SubmitReq: recipient ``submitted`` with its MM7 MessageID."""
+        """The MMSC accepted the SubmitReq: recipient ``submitted`` with its MM7 MessageID, and
+        the reports kept for that MessageID that are this recipient's applied to it."""
         info = {
             "mm7_message_id": mm7_message_id,
             "status_code": status_code,
@@ -969,6 +972,8 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits):
                     status_code, status_text, "submitted", info, now)  # fmt: skip
             self._item_status_event(conn, item, RecipientStatus.SUBMITTED.value, now,
                                status_code=status_code, status_text=status_text)  # fmt: skip
+            if mm7_message_id is not None:
+                self._apply_early(conn, item, mm7_message_id, now)
 
         return await self._write(self._outcome(item, "submitted", info, apply))
 
@@ -1087,9 +1092,10 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits):
         one is taken. A MessageID ``link`` did not send is looked for in ``other_links``, in
         order. Every report is kept (several per message: Forwarded, then final), also when
         nothing matches, for inspection. Final outcomes (delivered/undelivered) never regress.
+        An unknown MessageID's report is also kept in ``early_reports``: a completion that
+        records the MessageID later applies it (``mm7.service.store.early``).
         """
         now = _ms(self._clock.now())
-        target = DLR_RECIPIENT_STATUS.get(mm_status)
         info = {
             "mm7_message_id": mm7_message_id,
             "raw_status": raw_status if raw_status is not None else mm_status.value,
@@ -1098,29 +1104,57 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits):
         }
 
         def op(conn: sqlite3.Connection) -> DeliveryReportResult:
-            found = _correlate(conn, (link, *other_links), mm7_message_id, (recipient, alternate))
-            rows, matches, link_used = found.rows, found.matches, found.link
-            recipient_used, key = found.address, normalize_address(found.address)
-            message_id = rows[0][1] if rows else None
+            links = (link, *other_links)
+            found = _correlate(conn, links, mm7_message_id, (recipient, alternate))
             if found.alternate:
                 _name_swap(info)
-            recipient_id: int | None = None
-            status: RecipientStatus | None = None
-            if matches:
-                recipient_id, message_id, _, current, _ = matches[0]
-                status = RecipientStatus(current)
-                if target is not None and current in _REPORTABLE:
+            result = self._report(conn, found, mm7_message_id, mm_status, info, now, raw=raw)
+            if result.message_id is None:
+                _keep_early(conn, RelayKind.DELIVERY_REPORT, result.report_id, links,
+                            mm7_message_id, (recipient, alternate), mm_status.value,
+                            status_text, info, now)  # fmt: skip
+            return result
+
+        return await self._write(op)
+
+    def _report(
+        self,
+        conn: sqlite3.Connection,
+        found: _Correlation,
+        mm7_message_id: str,
+        mm_status: MMStatus,
+        info: dict[str, Any],
+        now: int,
+        *,
+        raw: str | None = None,
+        report_id: int | None = None,
+    ) -> DeliveryReportResult:
+        """Apply a correlated (or unknown) report: the recipient's status, the message's
+        counters and roll-up, the report's row, its event and relay event. ``report_id``: the
+        row of a report kept early, correlated now (updated, not inserted again)."""
+        target = DLR_RECIPIENT_STATUS.get(mm_status)
+        rows, matches, link_used = found.rows, found.matches, found.link
+        recipient_used, key = found.address, normalize_address(found.address)
+        status_text = info.get("status_text")
+        message_id = rows[0][1] if rows else None
+        recipient_id: int | None = None
+        status: RecipientStatus | None = None
+        if matches:
+            recipient_id, message_id, _, current, _ = matches[0]
+            status = RecipientStatus(current)
+            if target is not None and current in _REPORTABLE:
+                conn.execute(
+                    "UPDATE recipients SET status=?, updated_at=? WHERE id=?",
+                    (target.value, now, recipient_id),
+                )
+                status = target
+                column = _REPORT_COUNTER.get(target)
+                if column is not None:
                     conn.execute(
-                        "UPDATE recipients SET status=?, updated_at=? WHERE id=?",
-                        (target.value, now, recipient_id),
+                        f"UPDATE messages SET {column}={column}+1 WHERE id=?", (message_id,)
                     )
-                    status = target
-                    column = _REPORT_COUNTER.get(target)
-                    if column is not None:
-                        conn.execute(
-                            f"UPDATE messages SET {column}={column}+1 WHERE id=?", (message_id,)
-                        )
-                        _roll_up(conn, message_id, now)
+                    _roll_up(conn, message_id, now)
+        if report_id is None:
             cursor = conn.execute(
                 "INSERT INTO delivery_reports (link, mm7_message_id, recipient, mm_status,"
                 " raw_status, status_text, raw, message_id, recipient_id, received_at)"
@@ -1129,21 +1163,27 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits):
                  status_text, raw, message_id, recipient_id, now),
             )  # fmt: skip
             report_id = cast(int, cursor.lastrowid)
-            if message_id is not None:
-                _event(conn, message_id, recipient_id, "delivery_report", mm_status.value,
-                       {"report_id": report_id, **info}, now)  # fmt: skip
-            self._report_event(
-                conn, RelayKind.DELIVERY_REPORT, link_used, mm7_message_id, recipient_used, key,
-                message_id, status.value if status is not None else "unknown",
-                mm_status=info["raw_status"], status_text=status_text, now=now,
-                leniencies=info.get("leniencies") or (),
-            )  # fmt: skip
-            return DeliveryReportResult(
-                report_id, message_id, recipient_id, status, link=link_used,
-                recipient=recipient_used, alternate_matched=found.alternate,
-            )  # fmt: skip
-
-        return await self._write(op)
+            adopted = False
+        else:
+            conn.execute(
+                "UPDATE delivery_reports SET link=?, recipient=?, message_id=?, recipient_id=?"
+                " WHERE id=?",
+                (link_used, recipient_used, message_id, recipient_id, report_id),
+            )
+            adopted = True
+        if message_id is not None:
+            _event(conn, message_id, recipient_id, "delivery_report", mm_status.value,
+                   {"report_id": report_id, **info}, now)  # fmt: skip
+        self._report_event(
+            conn, RelayKind.DELIVERY_REPORT, link_used, mm7_message_id, recipient_used, key,
+            message_id, status.value if status is not None else "unknown",
+            mm_status=info["raw_status"], status_text=status_text, now=now,
+            leniencies=info.get("leniencies") or (), adopted=adopted,
+        )  # fmt: skip
+        return DeliveryReportResult(
+            report_id, message_id, recipient_id, status, link=link_used,
+            recipient=recipient_used, alternate_matched=found.alternate,
+        )  # fmt: skip
 
     async def delivery_reports(
         self, *, message_id: str | None = None, unknown_only: bool = False, limit: int = 100
@@ -1200,30 +1240,82 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits):
 
         Correlated like delivery reports (link, MessageID, recipient, then ``alternate`` and
         ``other_links``); the relay event goes to the message's callback_url or the link's
-        status hook.
+        status hook. One of an unknown MessageID is kept early, as a report is.
         """
         now = _ms(self._clock.now())
         info = {"mm7_message_id": mm7_message_id, "read_status": read_status,
                 "status_text": status_text, **(dict(details) if details else {})}  # fmt: skip
 
         def op(conn: sqlite3.Connection) -> str | None:
-            found = _correlate(conn, (link, *other_links), mm7_message_id, (recipient, alternate))
-            matches, address = found.matches, found.address
+            links = (link, *other_links)
+            found = _correlate(conn, links, mm7_message_id, (recipient, alternate))
             if found.alternate:
                 _name_swap(info)
-            message_id: str | None = None
-            if matches:
-                message_id = matches[0][1]
-                _event(conn, message_id, matches[0][0], "read_reply", read_status, info, now)
-            self._report_event(
-                conn, RelayKind.READ_REPLY, found.link, mm7_message_id, address,
-                normalize_address(address), message_id, read_status.lower(),
-                mm_status=read_status, status_text=status_text, now=now,
-                leniencies=info.get("leniencies") or (),
-            )  # fmt: skip
+            message_id = self._read_reply(conn, found, mm7_message_id, read_status, info, now)
+            if message_id is None:
+                _keep_early(conn, RelayKind.READ_REPLY, None, links, mm7_message_id,
+                            (recipient, alternate), read_status, status_text, info,
+                            now)  # fmt: skip
             return message_id
 
         return await self._write(op)
+
+    def _read_reply(
+        self,
+        conn: sqlite3.Connection,
+        found: _Correlation,
+        mm7_message_id: str,
+        read_status: str,
+        info: dict[str, Any],
+        now: int,
+        *,
+        adopted: bool = False,
+    ) -> str | None:
+        """Apply a correlated (or unknown) read reply: its event, its relay event; the id of
+        the message it answers, or None. ``adopted``: one kept early, correlated now."""
+        matches, address = found.matches, found.address
+        message_id: str | None = None
+        if matches:
+            message_id = matches[0][1]
+            _event(conn, message_id, matches[0][0], "read_reply", read_status, info, now)
+        self._report_event(
+            conn, RelayKind.READ_REPLY, found.link, mm7_message_id, address,
+            normalize_address(address), message_id, read_status.lower(),
+            mm_status=read_status, status_text=info.get("status_text"), now=now,
+            leniencies=info.get("leniencies") or (), adopted=adopted,
+        )  # fmt: skip
+        return message_id
+
+    # -- early reports (mm7.service.store.early) -------------------------------------------
+
+    def _apply_early(
+        self, conn: sqlite3.Connection, item: WorkItem, mm7_message_id: str, now: int
+    ) -> None:
+        """In ``complete``'s transaction: the reports and read replies kept for this MessageID
+        that now correlate with ``item``'s recipient are applied, oldest first, and leave
+        ``early_reports``. One indexed lookup when none is kept (the hot path)."""
+        kept = conn.execute(
+            f"SELECT {early.COLUMNS} FROM early_reports WHERE mm7_message_id=? ORDER BY id",
+            (mm7_message_id,),
+        ).fetchall()
+        for row in kept:
+            report = early.from_row(row)
+            found = _correlate(conn, report.links, mm7_message_id, report.addresses)
+            matched = found.matches[0][0] if found.matches else None
+            sibling = found.fallback and _names_sibling(conn, item, report.keys())
+            if not early.is_for(item.recipient_id, matched, by_fallback=found.fallback,
+                                names_sibling=sibling):  # fmt: skip
+                continue
+            conn.execute("DELETE FROM early_reports WHERE id=?", (report.id,))
+            info = {**report.details, "received_at": _dt(report.received_at).isoformat()}
+            if found.alternate:
+                _name_swap(info)
+            if report.kind is RelayKind.DELIVERY_REPORT:
+                self._report(conn, found, mm7_message_id, MMStatus(report.status), info, now,
+                             report_id=report.report_id)  # fmt: skip
+            else:
+                self._read_reply(conn, found, mm7_message_id, report.status, info, now,
+                                 adopted=True)  # fmt: skip
 
     # -- relay events written with what they report ----------------------------------------
 
@@ -1292,8 +1384,10 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits):
         status_text: str | None,
         now: int,
         leniencies: Sequence[str] = (),
+        adopted: bool = False,
     ) -> None:
-        """Queue a delivery report or read reply (correlated or not) for the application."""
+        """Queue a delivery report or read reply (correlated or not) for the application;
+        ``adopted``: one kept early and correlated now, whose unknown event may be queued."""
         callback = api_key = None
         kannel: dict[str, Any] | None = None
         if message_id is not None:
@@ -1322,9 +1416,13 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits):
         if kannel is not None:
             body["kannel"] = kannel
         prefix = "dlr" if kind is RelayKind.DELIVERY_REPORT else "rr"
-        insert_event(conn, kind, f"{prefix}:{link}:{mm7_message_id}:{recipient_key}:{mm_status}",
-                     body, now, callback_url=callback, api_key=api_key, link=link,
-                     source_id=message_id)  # fmt: skip
+        first = f"{prefix}:{link}:{mm7_message_id}:{recipient_key}:{mm_status}"
+        key = first if not adopted else replace_unknown_event(
+            conn, first, body, now, callback_url=callback, api_key=api_key, source_id=message_id
+        )  # fmt: skip
+        if key is not None:
+            insert_event(conn, kind, key, body, now, callback_url=callback, api_key=api_key,
+                         link=link, source_id=message_id)  # fmt: skip
 
     # -- MO messages -----------------------------------------------------------------------
 
@@ -1437,6 +1535,42 @@ def _name_swap(details: dict[str, Any]) -> None:
         details["leniencies"] = [*named, Leniency.REPORT_ADDRESSES_SWAPPED.value]
 
 
+def _keep_early(
+    conn: sqlite3.Connection,
+    kind: RelayKind,
+    report_id: int | None,
+    links: Sequence[str],
+    mm7_message_id: str,
+    addresses: tuple[str, str | None],
+    status: str,
+    status_text: str | None,
+    details: dict[str, Any],
+    now: int,
+) -> None:
+    """Keep a report or read reply of an unknown MessageID for the completion that records
+    it (``mm7.service.store.early``)."""
+    conn.execute(
+        "INSERT INTO early_reports (kind, report_id, link, other_links, mm7_message_id,"
+        " recipient, alternate, status, status_text, details, received_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        (kind.value, report_id, links[0], json.dumps(list(links[1:])), mm7_message_id, addresses[0],
+         addresses[1], status, status_text, _json(details), now),
+    )  # fmt: skip
+
+
+def _names_sibling(conn: sqlite3.Connection, item: WorkItem, keys: set[str]) -> bool:
+    """Whether one of the addresses ``keys`` is another recipient of ``item``'s message."""
+    if not keys:
+        return False
+    marks = ",".join("?" * len(keys))
+    row = conn.execute(
+        f"SELECT 1 FROM recipients WHERE address_key IN ({marks}) AND message_id=? AND id<>?"
+        " LIMIT 1",
+        (*keys, item.message_id, item.recipient_id),
+    ).fetchone()
+    return row is not None
+
+
 @dataclass(frozen=True, slots=True)
 class _Correlation:
     """What a report's MessageID and addresses matched: the recipients ``link`` sent it to
@@ -1448,6 +1582,8 @@ class _Correlation:
     matches: list[Any]
     address: str
     alternate: bool
+    #: matched by the one-recipient fallback, not by an address
+    fallback: bool = False
 
 
 def _correlate(
@@ -1482,7 +1618,7 @@ def _correlate(
                 if matches:
                     return _Correlation(link, rows, matches, address, index == 1)
         if position == 0 and len(rows) == 1:
-            return _Correlation(link, rows, rows, first or rows[0][4], False)
+            return _Correlation(link, rows, rows, first or rows[0][4], False, fallback=True)
         if position == 0:
             return _Correlation(link, rows, [], first or second or "", False)
     return _Correlation(links[0], [], [], first or second or "", False)
