@@ -15,6 +15,9 @@
     # delay = 12.0              #   answered normally after this many seconds
     # fault = "reset"           #   reset | truncate | malformed-xml | unauthorized
 
+    # consecutive answer steps are queued together: the first matching request gets the
+    # first, the next one the second, however close together they come
+
     [[step]]
     do = "wait"
     accepted = 1                # until this many SubmitReqs were accepted since the start

@@ -1,7 +1,8 @@
 """A scenario running against one simulator: its steps in order, each one's state and problem
 kept for the control API and the console. Answer steps queue one-shot faults aimed at their
-operation and finish when those are used up; waits wait on the traffic record, not by polling;
-send steps go through the simulator's outbound sender, judged by their ``expect``.
+operation (consecutive answer steps all at once, in order) and finish when those are used up;
+waits wait on the traffic record, not by polling; send steps go through the simulator's
+outbound sender, judged by their ``expect``.
 
 Logged as ``mm7.simulator.scenario_started``, ``...scenario_step`` and ``...scenario_finished``.
 """
@@ -95,12 +96,19 @@ class ScenarioRun:
         log.info("mm7.simulator.scenario_started", scenario=self.scenario.name)
         queued: list[Any] = []
         try:
-            for number, (step, state) in enumerate(
-                zip(self.scenario.steps, self.steps, strict=True), start=1
-            ):
+            steps = self.scenario.steps
+            for number, (step, state) in enumerate(zip(steps, self.steps, strict=True), start=1):
+                if isinstance(step, AnswerStep) and not any(s is step.fault for s in queued):
+                    # a run of answer steps is queued at once, in order: "the first request
+                    # waits 3 s, the second 12 s" holds however close together they come
+                    for following in steps[number - 1 :]:
+                        if not isinstance(following, AnswerStep):
+                            break
+                        queued.append(following.fault)
+                        sim.faults.queue([following.fault] * following.count)
                 state.state = RUNNING
                 sim.store.touch()
-                state.problem = await self._step(step, state, queued)
+                state.problem = await self._step(step, state)
                 state.state = FAILED if state.problem else DONE
                 log.info(
                     "mm7.simulator.scenario_step",
@@ -123,13 +131,11 @@ class ScenarioRun:
                 "mm7.simulator.scenario_finished", scenario=self.scenario.name, state=self.state
             )
 
-    async def _step(self, step: Step, state: StepState, queued: list[Any]) -> str | None:
+    async def _step(self, step: Step, state: StepState) -> str | None:
         """Run one step; its problem, None when it went as written."""
         sim = self.sim
         if isinstance(step, AnswerStep):
-            spec = step.fault
-            queued.append(spec)
-            sim.faults.queue([spec] * step.count)
+            spec = step.fault  # queued with its run of answer steps (``_run``)
             await sim.store.wait_for(lambda: not sim.faults.queued(spec), timeout=None)
             return None
         if isinstance(step, WaitStep):
