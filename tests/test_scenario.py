@@ -208,8 +208,10 @@ async def test_recycled_transaction_id_mo_with_image_and_blank_200_expected(
 async def test_control_api_runs_by_name_refuses_a_second_and_stops(sim_rig: Make) -> None:
     r = await sim_rig()
     async with aiohttp.ClientSession() as s:
-        async with s.post(r.base + "/control/scenario", json={"name": "nope"}) as rsp:
-            assert rsp.status == 400 and "carrier-throttling" in (await rsp.json())["error"]
+        for name in ("nope", "../personas/nokia", "/etc/hosts.toml"):
+            async with s.post(r.base + "/control/scenario", json={"name": name}) as rsp:
+                error = (await rsp.json())["error"]
+                assert rsp.status == 400 and "carrier-throttling" in error, error
         async with s.post(r.base + "/control/scenario", data=b"x", headers={}) as rsp:
             assert rsp.status == 400 and "TOML" in (await rsp.json())["error"]
         bad = b"[[step]]\ndo='answer'\nstatus=4006\ncount=0\n"
@@ -263,6 +265,34 @@ def _shipped_text() -> str:
     return shipped("scenarios", "duplicate-reports.toml").read_text()
 
 
+async def test_simulate_runs_a_scenario_from_its_start(tmp_path: Path) -> None:
+    """`mm7 simulate --scenario` as a process: the scenario's faults are in force at once."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mm7.cli.main", "simulate", "--listen", "127.0.0.1:0",
+        "--scenario", "slow-answers",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(60):  # a guard against a hang, not a timing check
+            lines = [(await proc.stdout.readline()).decode() for _ in range(3)]
+        base = lines[0].split(" on ", 1)[1].split("/mm7", 1)[0]
+        assert lines[2].strip() == "mm7 simulator: scenario slow-answers started", lines
+        async with aiohttp.ClientSession() as s:
+            async with s.get(base + "/control/scenario") as rsp:
+                state = await rsp.json()
+            async with s.get(base + "/control/faults") as rsp:
+                faults = await rsp.json()
+        assert state["name"] == "slow-answers" and state["state"] == "running"
+        assert [f["delay"] for f in faults["once"]] == [3.0, 12.0]
+    finally:
+        proc.terminate()
+        await proc.wait()
+    assert proc.stderr is not None
+    logged = (await proc.stderr.read()).decode()
+    assert "mm7.simulator.scenario_started" in logged and "scenario_finished" in logged
+
+
 def test_simulate_scenarios_lists_the_shipped_ones() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "mm7.cli.main", "simulate", "scenarios"],
@@ -277,7 +307,11 @@ def test_simulate_scenarios_lists_the_shipped_ones() -> None:
 def test_simulate_with_a_bad_scenario_is_one_line_and_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[[step]]\ndo='answer'\nstatus=99\n")
-    for given, named in ((str(bad), "step 1 (answer): status"), ("nope", "unknown scenario")):
+    for given, named in (
+        (str(bad), "step 1 (answer): status"),
+        ("nope", "unknown scenario"),
+        ("carrier-throttling", "give --vasp-url"),
+    ):
         done = subprocess.run(
             [sys.executable, "-m", "mm7.cli.main", "simulate", "--listen", "127.0.0.1:0",
              "--scenario", given],

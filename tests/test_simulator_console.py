@@ -133,4 +133,16 @@ async def test_console_live_filter_detail_persona_fault_in_a_browser(
         await b.wait("document.querySelectorAll('#rows tr').length === 2")
         tids = await b.texts("#rows .c-tid")
         assert tids == ["tx-fault", "tx-two"]
+
+        # a scenario run from the page: its answers are queued, its steps shown
+        await b.wait("document.querySelectorAll('#scenario option').length >= 5")
+        await b.choose("#scenario", "carrier-throttling")
+        await b.click("#scenario-run")
+        await b.wait(
+            "document.getElementById('scenario-state').textContent"
+            ".includes('carrier-throttling: running')"
+        )
+        steps = await b.texts("#scenario-state li")
+        assert steps[0].startswith("the next 3 SubmitReq(s) answered 4006: running"), steps
+        await b.wait("document.getElementById('faults-now').textContent.split('4006').length > 3")
         assert await b.js("window.__noReload") == 42

@@ -318,6 +318,8 @@ async def test_persona_switched_at_run_time(sim_rig: Make) -> None:
     assert {"aggregator", "mbuni-digest"} <= {p["name"] for p in listed["personas"]}
     status, data = await put_persona(r, {"name": "no-such"})
     assert status == 400 and data["error"].startswith("name:") and "aggregator" in data["error"]
+    status, data = await put_persona(r, {"name": "../scenarios/slow-answers"})
+    assert status == 400 and "unknown persona" in data["error"]
     status, data = await put_persona(r, {})
     assert status == 400 and data["error"].startswith("name:")
     assert (await r.control("GET", "/persona"))["name"] == "strict-3gpp"  # nothing changed

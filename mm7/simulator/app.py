@@ -13,8 +13,11 @@ take the persona's shape (RSErrorRsp in a Fault, a bare Status, or inside the no
 HTTP status. Faults (``mm7.simulator.faults``) are applied first; every exchange is recorded.
 
 The control API (``/control``, JSON) lists received messages with their parts and slides,
-serves part bytes, originates DeliverReq / DeliveryReportReq / ReadReplyReq, sets faults and
-resets; see ``Simulator.routes``.
+serves part bytes, lists and streams the traffic record (``mm7.simulator.traffic_api``),
+originates DeliverReq / DeliveryReportReq / ReadReplyReq, sets faults, switches the persona,
+runs scenarios (``mm7.simulator.scenario``) and resets; see ``Simulator.application``. The
+console page (``/ui``, ``mm7.simulator.console``) drives all of it from a browser;
+``/ui/messages`` shows the messages received as slides.
 """
 
 from __future__ import annotations
@@ -786,6 +789,9 @@ class Simulator:
         name = data.get("name")
         if not isinstance(name, str) or not name:
             raise _bad("name: the persona's name is required (GET personas lists them)")
+        known = persona_names()
+        if name not in known:  # a name, never a path
+            raise _bad(f"name: unknown persona {name!r}; known: {', '.join(known)}")
         try:
             persona = load_persona(name)
         except PersonaError as exc:
@@ -941,8 +947,11 @@ class Simulator:
             if content_type == "application/json":
                 data = await _json_object(request)
                 name = data.get("name")
-                if not isinstance(name, str) or not name or name.endswith(".toml"):
+                if not isinstance(name, str) or not name:
                     raise _bad("name: a scenario's name (GET scenarios lists them)")
+                known = scenario_names()
+                if name not in known:  # a name, never a path
+                    raise _bad(f"name: unknown scenario {name!r}; known: {', '.join(known)}")
                 scenario = load_scenario(name)
             elif content_type in ("application/toml", "text/plain", "text/x-toml"):
                 text = (await request.read()).decode("utf-8", "replace")

@@ -264,6 +264,11 @@ def build_config(args: argparse.Namespace) -> Any:
             raise SimulateError(f"--vasp-user needs the password in ${VASP_PASSWORD_ENV}")
         auth = (str(user), password)
     scenario = _scenario(args.scenario, data, args.config)
+    vasp_url = args.vasp_url or data.get("vasp_url")
+    if scenario is not None and scenario.sends and not vasp_url:
+        raise SimulateError(
+            f"--scenario {scenario.name}: it sends to the VASP; give --vasp-url (or vasp_url)"
+        )
     max_exchanges = _count(args.max_exchanges, data, "max_exchanges", 1000)
     max_body_bytes = _count(data.get("max_body_bytes"), {}, "max_body_bytes", 64 * 1024 * 1024)
     require = data.get("require_client_cert", True)
@@ -277,7 +282,7 @@ def build_config(args: argparse.Namespace) -> Any:
             strict=strict,
             path=args.path or data.get("path", "/mm7"),
             control_path=data.get("control_path", "/control"),
-            vasp_url=args.vasp_url or data.get("vasp_url"),
+            vasp_url=vasp_url,
             vasp_auth=auth,
             dlr=DlrPlan.from_mapping(dlr),
             retry=RetryPolicy.from_mapping(_table(data, "retry")),
@@ -387,10 +392,11 @@ def _listen(text: str | None) -> tuple[str, int]:
 
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
+    import dataclasses
 
     import structlog
 
-    from mm7.simulator.app import create_simulator_app
+    from mm7.simulator.app import SIMULATOR, create_simulator_app
     from mm7.transport.listener import Listener, serve
     from mm7.transport.logs import configure_logging
     from mm7.transport.stop_signal import stop_requested
@@ -399,7 +405,8 @@ def _serve(args: argparse.Namespace) -> int:
     config = build_config(args)
     limits = build_limits(args)
     # validated now: a fault section with a typo fails here, not at the first request
-    app = create_simulator_app(config)
+    # the scenario starts once the logs are set up (below), not with the application
+    app = create_simulator_app(dataclasses.replace(config, scenario=None))
     try:
         ssl_context = config.ssl_context()
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
@@ -418,6 +425,8 @@ def _serve(args: argparse.Namespace) -> int:
             )
             # once the port is ours: a simulator that cannot start changes nothing
             configure_logging("info", json=args.log_json)
+            if config.scenario is not None:
+                app[SIMULATOR].run_scenario(config.scenario)
             bound = listener.port
             scheme = "https" if ssl_context is not None else "http"
             base = f"{scheme}://{host}:{bound}"
