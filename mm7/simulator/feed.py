@@ -9,13 +9,15 @@ import asyncio
 import collections
 from typing import Any
 
+from mm7.core.errors import MM7Error
+
 #: what a subscriber gets after ``reset``: the record was emptied
 RESET = "reset"
 #: queue length of one subscriber unless told otherwise
 DEFAULT_QUEUE = 1000
 
 
-class Dropped(Exception):
+class Dropped(MM7Error):
     """The subscriber fell ``limit`` items behind and was let go."""
 
 
