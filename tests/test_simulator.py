@@ -486,7 +486,7 @@ async def test_web_page_shows_slides_with_image_and_text(sim_rig: Make) -> None:
     r = await sim_rig()
     async with r.client() as client:
         await client.send(submit(report=False, smil=True, text="Hi <there> & you"))
-    async with aiohttp.ClientSession() as session, session.get(r.base + "/ui") as page:
+    async with aiohttp.ClientSession() as session, session.get(r.base + "/ui/messages") as page:
         html = await page.text()
         assert page.content_type == "text/html"
         assert "default-src 'none'" in page.headers["Content-Security-Policy"]

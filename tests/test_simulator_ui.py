@@ -1,7 +1,7 @@
-"""The simulator's /ui page in a real headless browser (Debian's chromium): a message submitted
-with an image and a text shows both on its slide, and the browser really loads and paints the
-image (under the page's Content-Security-Policy). Skips, saying why, without a chromium binary;
-``.ci/run`` installs it."""
+"""The simulator's messages page (/ui/messages) in a real headless browser (Debian's
+chromium): a message submitted with an image and a text shows both on its slide, and the browser
+really loads and paints the image (under the page's Content-Security-Policy). Skips, saying
+why, without a chromium binary; ``.ci/run`` installs it."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ async def test_ui_page_shows_the_image_and_the_text_in_a_browser(
     async with MM7Client(LinkConfig(name="sim", url=url)) as client:
         assert (await client.submit(submit)).status.code == 1000
 
-    page = str(server.make_url("/ui"))
+    page = str(server.make_url("/ui/messages"))
     dom = await run_browser(binary, tmp_path / "profile", "--dump-dom", page)
     root = lxml.html.fromstring(dom)
     (slide,) = elements(root, '//div[@class="slide"][@data-slide="1"]')

@@ -13,8 +13,11 @@ take the persona's shape (RSErrorRsp in a Fault, a bare Status, or inside the no
 HTTP status. Faults (``mm7.simulator.faults``) are applied first; every exchange is recorded.
 
 The control API (``/control``, JSON) lists received messages with their parts and slides,
-serves part bytes, originates DeliverReq / DeliveryReportReq / ReadReplyReq, sets faults and
-resets; see ``Simulator.routes``.
+serves part bytes, lists and streams the traffic record (``mm7.simulator.traffic_api``),
+originates DeliverReq / DeliveryReportReq / ReadReplyReq, sets faults, switches the persona,
+runs scenarios (``mm7.simulator.scenario``) and resets; see ``Simulator.application``. The
+console page (``/ui``, ``mm7.simulator.console``) drives all of it from a browser;
+``/ui/messages`` shows the messages received as slides.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import base64
 import binascii
 import collections
 import dataclasses
+import json
 import random
 import socket
 import ssl
@@ -39,7 +43,7 @@ from aiohttp import hdrs, web
 from lxml import etree
 from multidict import CIMultiDict
 
-from mm7.content.builder import find_smil, from_part
+from mm7.content.builder import find_smil
 from mm7.content.parts import ContentError, Source
 from mm7.core.codec import Decoded, decode, encode, safe_echo, salvage_envelope
 from mm7.core.dialect import STRICT_3GPP
@@ -72,6 +76,7 @@ from mm7.core.status import MMStatus, ReadStatus
 from mm7.core.validate import validate_envelope
 from mm7.core.versions import SOAP_ENV_NS
 from mm7.core.xmlsafe import parse_xml
+from mm7.simulator.console import CONSOLE_CSP, console_asset, console_page
 from mm7.simulator.dlr import Delivery, DlrPlan, DlrScheduler, Outbound, RetryPolicy, Sleep
 from mm7.simulator.faults import (
     AuthRefusal,
@@ -80,10 +85,21 @@ from mm7.simulator.faults import (
     FaultKind,
     FaultSpec,
 )
+from mm7.simulator.feed import DEFAULT_QUEUE
 from mm7.simulator.mo import deliver_req, delivery_report_req, read_reply_req
-from mm7.simulator.personas import Persona
-from mm7.simulator.store import KEEP_BYTES, Received, TrafficStore
+from mm7.simulator.personas import Persona, PersonaError, load_persona, persona_names
+from mm7.simulator.scenario import (
+    Scenario,
+    ScenarioError,
+    load_scenario,
+    scenario_from_text,
+    scenario_names,
+)
+from mm7.simulator.scenario_run import ScenarioRun
+from mm7.simulator.store import DEFAULT_BODY_BUDGET, Received, TrafficStore, recipients_of
+from mm7.simulator.traffic_api import TrafficApi
 from mm7.simulator.ui import PAGE_CSP, render_page
+from mm7.simulator.wire import slides
 from mm7.transport.inbound_auth import peer_certificate, server_ssl_context
 from mm7.transport.wirelog import redact_headers
 
@@ -95,8 +111,6 @@ DEFAULT_PERSONA = Persona(name="strict-3gpp", dialect=STRICT_3GPP, strict=True)
 MAX_DETAILS = 512
 #: how many submitted messages are remembered for Cancel/Replace and reports
 MAX_SUBMITTED = 10_000
-#: longest text shown inline in a slide's JSON
-MAX_INLINE_TEXT = 4096
 
 
 @dataclass(frozen=True)
@@ -119,8 +133,16 @@ class SimulatorConfig:
     #: standing faults and limits, as FaultInjector.configure takes them
     faults: Mapping[str, Any] = field(default_factory=dict)
     limits: Limits = DEFAULT_LIMITS
+    #: the traffic record: a ring of this many exchanges, both directions
     max_exchanges: int = 1000
     max_messages: int = 200
+    #: bytes of whole bodies kept for the newest exchanges (detail view: parts and slides);
+    #: older exchanges keep their first 16 KB
+    max_body_bytes: int = DEFAULT_BODY_BUDGET
+    #: how many updates a live console may fall behind before its stream is dropped
+    feed_queue: int = DEFAULT_QUEUE
+    #: a scenario started with the server (``mm7 simulate --scenario``)
+    scenario: Scenario | None = None
     message_id_prefix: str = "sim"
     #: sender address of delivery reports when the submit had none
     mmsc_address: str = "mmsc"
@@ -147,6 +169,12 @@ class SimulatorConfig:
             raise ValueError("SimulatorConfig: tls_cert and tls_key go together")
         if self.client_ca is not None and self.tls_cert is None:
             raise ValueError("SimulatorConfig: client_ca (mutual TLS) needs tls_cert and tls_key")
+        if self.max_exchanges < 1 or self.max_messages < 1:
+            raise ValueError("SimulatorConfig: max_exchanges and max_messages must be >= 1")
+        if self.max_body_bytes < 0:
+            raise ValueError("SimulatorConfig: max_body_bytes must be >= 0")
+        if self.feed_queue < 1:
+            raise ValueError("SimulatorConfig: feed_queue must be >= 1")
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The server TLS context to serve with (``web.TCPSite(..., ssl_context=)``); None: HTTP.
@@ -176,6 +204,7 @@ class _Answer:
     content_type: str
     status_code: int | None
     message_id: str | None = None
+    status_text: str | None = None
     problems: tuple[str, ...] = ()
     #: extra headers (a list: one WWW-Authenticate per challenge)
     headers: list[tuple[str, str]] = field(default_factory=list)
@@ -188,7 +217,12 @@ class Simulator:
         self.config = config or SimulatorConfig()
         self.persona = self.config.persona
         rng = random.Random(self.config.seed)
-        self.store = TrafficStore(self.config.max_exchanges, self.config.max_messages)
+        self.store = TrafficStore(
+            self.config.max_exchanges, self.config.max_messages, self.config.max_body_bytes
+        )
+        self.traffic = TrafficApi(
+            self.store, self.config.control_path, queue=self.config.feed_queue
+        )
         self.faults = FaultInjector(rng=rng, clock=self.config.clock, baseline=self.persona.auth)
         self.faults.configure(self.config.faults)
         self.outbound = Outbound(
@@ -209,6 +243,11 @@ class Simulator:
         #: MessageID -> the submit it was given to (Cancel/Replace/report lookups), bounded
         self.submitted: collections.OrderedDict[str, SubmitReq] = collections.OrderedDict()
         self.cancelled: set[str] = set()
+        #: SubmitReqs accepted since the start, and the MessageID of the last (scenarios)
+        self.accepted_submits = 0
+        self.last_accepted: str | None = None
+        #: the scenario running or run last
+        self.scenario: ScenarioRun | None = None
         # responses are written leniently so any version pair the peer used can be echoed
         self._dialect = dataclasses.replace(
             self.persona.dialect, strict=False, allow_any_mm7_version=True
@@ -224,9 +263,10 @@ class Simulator:
         app.router.add_get(f"{c}/messages", self.c_messages)
         app.router.add_get(f"{c}/messages/{{id}}", self.c_message)
         app.router.add_get(f"{c}/messages/{{id}}/parts/{{index}}", self.c_part)
-        app.router.add_get(f"{c}/traffic", self.c_traffic)
-        app.router.add_get(f"{c}/traffic/{{id}}", self.c_exchange)
+        self.traffic.add_routes(app)
         app.router.add_get(f"{c}/persona", self.c_persona)
+        app.router.add_put(f"{c}/persona", self.c_persona_set)
+        app.router.add_get(f"{c}/personas", self.c_personas)
         app.router.add_get(f"{c}/faults", self.c_faults_get)
         app.router.add_post(f"{c}/faults", self.c_faults_set)
         app.router.add_delete(f"{c}/faults", self.c_faults_clear)
@@ -234,89 +274,176 @@ class Simulator:
         app.router.add_post(f"{c}/report", self.c_report)
         app.router.add_post(f"{c}/read-reply", self.c_read_reply)
         app.router.add_post(f"{c}/reset", self.c_reset)
+        app.router.add_get(f"{c}/scenarios", self.c_scenarios)
+        app.router.add_get(f"{c}/scenario", self.c_scenario)
+        app.router.add_post(f"{c}/scenario", self.c_scenario_run)
+        app.router.add_delete(f"{c}/scenario", self.c_scenario_stop)
+        if self.config.scenario is not None:
+            app.on_startup.append(self._start_scenario)
         if self.config.ui_path:
-            app.router.add_get(self.config.ui_path, self.ui)
+            ui = self.config.ui_path.rstrip("/")
+            app.router.add_get(self.config.ui_path, self.console)
+            app.router.add_get(f"{ui}/messages", self.ui)
+            app.router.add_get(f"{ui}/{{asset}}", self.console_asset)
         app.on_cleanup.append(self._cleanup)
         return app
 
+    async def _start_scenario(self, app: web.Application) -> None:
+        assert self.config.scenario is not None
+        self.run_scenario(self.config.scenario)
+
+    def run_scenario(self, scenario: Scenario) -> ScenarioRun:
+        """Start ``scenario`` (ScenarioError when one is running or it needs a VASP URL)."""
+        if self.scenario is not None and self.scenario.running:
+            raise ScenarioError(
+                f"scenario {self.scenario.scenario.name!r} is running; stop it first "
+                "(DELETE /control/scenario)"
+            )
+        if scenario.sends and self.config.vasp_url is None:
+            raise ScenarioError(
+                f"scenario {scenario.name!r} sends to the VASP: start the simulator with --vasp-url"
+            )
+        self.scenario = ScenarioRun(scenario, self)
+        self.scenario.start()
+        return self.scenario
+
     async def _cleanup(self, app: web.Application) -> None:
+        if self.scenario is not None:
+            await self.scenario.stop()
         await self.dlr.close()
         await self.outbound.close()
 
     @property
     def strict(self) -> bool:
-        return self.config.is_strict
+        return self.persona.strict if self.config.strict is None else self.config.strict
+
+    def set_persona(self, persona: Persona) -> None:
+        """Become ``persona`` from the next request on: its dialect, acceptance rules, error
+        shape and authentication (the faults and limits set since stay; the traffic too)."""
+        self.persona = persona
+        self._dialect = dataclasses.replace(
+            persona.dialect, strict=False, allow_any_mm7_version=True
+        )
+        self.faults.set_baseline(persona.auth)
+        self.outbound.set_dialect(persona.dialect)
 
     # -- the MM7 endpoint ------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer one MM7 request: limits and faults first, then decode, check, route."""
         started = time.monotonic()
         persona = self.persona
-        operation = "?"
-        transaction_id = ""
-        leniencies: tuple[str, ...] = ()
         fault: FaultSpec | None = None
         answer: _Answer | None = None
+        early: web.StreamResponse | None = None
         body = b""
+        decoded_box: list[Decoded | None] = []
+        salvaged: list[Message | None] = []
+
+        def peek() -> Decoded | None:
+            """The request decoded once, for the paths that need it before (or instead of)
+            routing: refusals, faults aimed at one operation, the record of a refused one."""
+            if not decoded_box:
+                decoded_box.append(self._try_decode(body, request))
+            return decoded_box[0]
+
+        def echo() -> Message | None:
+            """What an error answer echoes (TransactionID, namespace, MM7Version), read
+            from the raw body only when an error needs it: a second MIME + XML parse of
+            every request was a third of the simulator's time per SubmitReq."""
+            if not salvaged:
+                known = decoded_box[0] if decoded_box else None
+                if known is not None:
+                    salvaged.append(safe_echo(known.message))
+                else:
+                    content_type = request.headers.get(hdrs.CONTENT_TYPE)
+                    salvaged.append(salvage_envelope(body, content_type, self.config.limits))
+            return salvaged[0]
+
+        def operation() -> str | None:
+            decoded = peek()
+            return None if decoded is None else decoded.operation
+
         try:
             answer = self._pre_checks(request)
             if answer is None:
                 body, answer = await self._read(request)
-            salvaged: list[Message | None] = []
-
-            def echo() -> Message | None:
-                """What an error answer echoes (TransactionID, namespace, MM7Version), read
-                from the raw body only when an error needs it: a second MIME + XML parse of
-                every request was a third of the simulator's time per SubmitReq."""
-                if not salvaged:
-                    content_type = request.headers.get(hdrs.CONTENT_TYPE)
-                    salvaged.append(salvage_envelope(body, content_type, self.config.limits))
-                return salvaged[0]
-
             if answer is None and self.faults.over_tps():
+                peek()
                 answer = self._error(echo(), None, persona.status(4006, "TPS limit exceeded"))
             if answer is None:
-                fault = self.faults.next_fault()
+                fault = self.faults.next_fault(operation)
+                if fault is not None and fault.kind is FaultKind.ACCEPT:
+                    fault = None  # held a place in the queue; answered normally
                 early = await self._early_fault(fault, request)
                 if early is not None:
                     return early
                 if fault is not None and fault.kind is FaultKind.STATUS:
                     # answered as told, never routed: the message is not accepted
-                    decoded = self._try_decode(body, request)
+                    decoded = peek()
                     status = persona.status(fault.code, fault.details)
                     op = decoded.operation if decoded is not None else ""
                     answer = self._error(echo(), _rsp_type(op), status)
                 elif fault is not None and fault.kind is FaultKind.UNAUTHORIZED:
-                    decoded = self._try_decode(body, request)
+                    peek()
                     answer = self._refused(self.faults.injected_refusal())
                 else:
-                    answer, decoded = self._answer_body(body, request, echo)
-                if decoded is not None:
-                    operation = decoded.operation
-                    transaction_id = decoded.message.transaction_id
-                    leniencies = tuple(str(x) for x in decoded.leniencies)
-                elif (salvage := echo()) is not None:
-                    transaction_id = salvage.transaction_id
+                    known = decoded_box[0] if decoded_box else None
+                    answer, decoded = self._answer_body(body, request, echo, known)
+                    decoded_box[:] = [decoded]
             return await self._send(request, answer, fault)
         finally:
-            self.store.add_exchange(
-                direction="in",
-                operation=operation,
-                transaction_id=transaction_id,
-                http_status=None if answer is None else answer.http_status,
-                status_code=None if answer is None else answer.status_code,
-                duration_ms=(time.monotonic() - started) * 1000,
-                message_id=None if answer is None else answer.message_id,
-                leniencies=leniencies,
-                problems=() if answer is None else answer.problems,
-                fault=None if fault is None else fault.kind.value,
-                request_headers=tuple(redact_headers(request.headers.items())),
-                request_body=body[:KEEP_BYTES],
-                request_size=len(body),
-                response_content_type=None if answer is None else answer.content_type,
-                response_body=b"" if answer is None else answer.body[:KEEP_BYTES],
-                response_size=0 if answer is None else len(answer.body),
-            )
+            if not decoded_box and body:
+                peek()  # a refusal decided before decoding: recorded with what it was
+            self._record(request, body, answer, early, fault, decoded_box, salvaged, started)
+
+    def _record(
+        self,
+        request: web.Request,
+        body: bytes,
+        answer: _Answer | None,
+        early: web.StreamResponse | None,
+        fault: FaultSpec | None,
+        decoded_box: list[Decoded | None],
+        salvaged: list[Message | None],
+        started: float,
+    ) -> None:
+        """Append the exchange to the traffic record: references, nothing serialised."""
+        decoded = decoded_box[0] if decoded_box else None
+        message = decoded.message if decoded is not None else (salvaged[0] if salvaged else None)
+        if answer is not None:
+            http_status: int | None = answer.http_status
+            response_headers = ((hdrs.CONTENT_TYPE, answer.content_type), *answer.headers)
+        else:
+            http_status = early.status if early is not None and fault is not None else None
+            if fault is not None and fault.kind is FaultKind.RESET:
+                http_status = None
+            response_headers = ()
+        problems = () if answer is None else answer.problems
+        if answer is None and fault is not None:
+            problems = (f"fault injected: {fault.kind.value}",)
+        self.store.add_exchange(
+            direction="in",
+            operation=decoded.operation if decoded is not None else "?",
+            transaction_id=message.transaction_id if message is not None else "",
+            namespace=message.namespace if message is not None else None,
+            mm7_version=message.mm7_version if message is not None else None,
+            recipients=recipients_of(message),
+            subject=getattr(message, "subject", None),
+            http_status=http_status,
+            status_code=None if answer is None else answer.status_code,
+            status_text=None if answer is None else answer.status_text,
+            duration_ms=(time.monotonic() - started) * 1000,
+            message_id=None if answer is None else answer.message_id,
+            leniencies=() if decoded is None else tuple(str(x) for x in decoded.leniencies),
+            problems=problems,
+            fault=None if fault is None else fault.kind.value,
+            request_headers=tuple(redact_headers(request.headers.items())),
+            request_content_type=request.headers.get(hdrs.CONTENT_TYPE),
+            response_headers=tuple(redact_headers(response_headers)),
+            response_content_type=None if answer is None else answer.content_type,
+            request_body=body,
+            response_body=b"" if answer is None else answer.body,
+        )
 
     def _pre_checks(self, request: web.Request) -> _Answer | None:
         """Refusals decided on the headers alone: authentication, chunked, declared size."""
@@ -392,16 +519,23 @@ class Simulator:
             return None
 
     def _answer_body(
-        self, body: bytes, request: web.Request, salvage: Callable[[], Message | None]
+        self,
+        body: bytes,
+        request: web.Request,
+        salvage: Callable[[], Message | None],
+        known: Decoded | None = None,
     ) -> tuple[_Answer, Decoded | None]:
-        """Decode, validate and route one request body (``salvage``: the echo of a body the
-        codec refuses)."""
+        """Decode (unless ``known`` is the body decoded already), validate and route one
+        request body (``salvage``: the echo of a body the codec refuses)."""
         persona = self.persona
-        try:
-            decoded = decode(body, request.headers.get(hdrs.CONTENT_TYPE), self.config.limits)
-        except ParseError as exc:
-            status = persona.status(exc.status_code, _details(str(exc)))
-            return self._error(salvage(), None, status), None
+        if known is not None:
+            decoded = known
+        else:
+            try:
+                decoded = decode(body, request.headers.get(hdrs.CONTENT_TYPE), self.config.limits)
+            except ParseError as exc:
+                status = persona.status(exc.status_code, _details(str(exc)))
+                return self._error(salvage(), None, status), None
         message = decoded.message
         echo = safe_echo(message)
         rsp_type = _rsp_type(decoded.operation)
@@ -454,6 +588,8 @@ class Simulator:
                     return self._error(echo, SubmitRsp, status)
             message_id = self._new_message_id()
             self._remember(message_id, message)
+            self.accepted_submits += 1
+            self.last_accepted = message_id
             self.store.add_message(message, message_id, message.content, lenient)
             if self.config.vasp_url and self.dlr.wanted(message):
                 self.dlr.schedule(message, message_id)
@@ -506,6 +642,7 @@ class Simulator:
     def _ok(self, echo: Message, rsp: Response, message_id: str | None) -> _Answer:
         answer = self._encode(reply_to(echo, rsp), 200)
         answer.status_code = rsp.status.code
+        answer.status_text = rsp.status.text
         answer.message_id = message_id
         return answer
 
@@ -526,6 +663,7 @@ class Simulator:
             if shape == "bare-status":
                 answer.body = _bare_status(answer.body)
         answer.status_code = status.code
+        answer.status_text = status.text
         if status.details:
             answer.problems = (status.details,)
         return answer
@@ -566,6 +704,30 @@ class Simulator:
             response.force_close()  # the rest of the body is not wanted
         return response
 
+    async def console(self, request: web.Request) -> web.Response:
+        """GET: the console page (every exchange, live; detail; persona, faults, scenarios)."""
+        ui = (self.config.ui_path or "").rstrip("/")
+        page = console_page(self.config.control_path, ui, self.persona.name)
+        return web.Response(
+            text=page,
+            content_type="text/html",
+            charset="utf-8",
+            headers={"Content-Security-Policy": CONSOLE_CSP, "X-Content-Type-Options": "nosniff"},
+        )
+
+    async def console_asset(self, request: web.Request) -> web.Response:
+        """GET: the console's script or style sheet (served from the package, no CDN)."""
+        found = console_asset(request.match_info["asset"])
+        if found is None:
+            raise web.HTTPNotFound(text="no such file")
+        body, content_type = found
+        return web.Response(
+            body=body,
+            content_type=content_type,
+            charset="utf-8",
+            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"},
+        )
+
     async def ui(self, request: web.Request) -> web.Response:
         """GET: the web page of received messages, slides in order."""
         page = render_page(self.store.messages, self.config.control_path, self.persona.name)
@@ -604,20 +766,6 @@ class Simulator:
         }
         return web.Response(body=part.body, headers=headers)
 
-    async def c_traffic(self, request: web.Request) -> web.Response:
-        """GET: every exchange recorded, both directions."""
-        return web.json_response({"exchanges": [e.to_json() for e in self.store.exchanges]})
-
-    async def c_exchange(self, request: web.Request) -> web.Response:
-        """GET: one exchange with its headers (secrets masked) and the head of both bodies."""
-        try:
-            exchange = self.store.exchange(int(request.match_info["id"]))
-        except ValueError:
-            exchange = None
-        if exchange is None:
-            raise web.HTTPNotFound(text="no such exchange")
-        return web.json_response(exchange.wire_json())
-
     async def c_persona(self, request: web.Request) -> web.Response:
         p = self.persona
         return web.json_response(
@@ -633,6 +781,34 @@ class Simulator:
                 "refuse_chunked": p.refuse_chunked,
             }
         )
+
+    async def c_persona_set(self, request: web.Request) -> web.Response:
+        """PUT {name}: become another persona (a name ``GET personas`` lists); 400 naming the
+        known ones otherwise, and nothing changes."""
+        data = await _json_object(request)
+        name = data.get("name")
+        if not isinstance(name, str) or not name:
+            raise _bad("name: the persona's name is required (GET personas lists them)")
+        known = persona_names()
+        if name not in known:  # a name, never a path
+            raise _bad(f"name: unknown persona {name!r}; known: {', '.join(known)}")
+        try:
+            persona = load_persona(name)
+        except PersonaError as exc:
+            raise _bad(f"name: {exc}") from None
+        self.set_persona(persona)
+        return await self.c_persona(request)
+
+    async def c_personas(self, request: web.Request) -> web.Response:
+        """GET: the personas this simulator can become, and the one it is."""
+        listed = []
+        for name in persona_names():
+            try:
+                description = load_persona(name).description
+            except PersonaError as exc:
+                description = f"(cannot be used: {exc})"
+            listed.append({"name": name, "description": description})
+        return web.json_response({"current": self.persona.name, "personas": listed})
 
     async def c_faults_get(self, request: web.Request) -> web.Response:
         return web.json_response(self.faults.to_json())
@@ -745,8 +921,67 @@ class Simulator:
             raise _bad(str(exc)) from None
         return web.json_response(delivery.to_json())
 
+    async def c_scenarios(self, request: web.Request) -> web.Response:
+        """GET: the scenarios known by name (shipped, conf/scenarios, $MM7_SCENARIOS_DIR)."""
+        listed = []
+        for name in scenario_names():
+            try:
+                described = load_scenario(name).to_json()
+            except ScenarioError as exc:
+                described = {"name": name, "description": f"(cannot be used: {exc})", "steps": []}
+            listed.append(described)
+        return web.json_response({"scenarios": listed})
+
+    async def c_scenario(self, request: web.Request) -> web.Response:
+        """GET: the scenario running (or run last): its state and each step's."""
+        if self.scenario is None:
+            return web.json_response({"name": None, "state": None, "steps": []})
+        return web.json_response(self.scenario.to_json())
+
+    async def c_scenario_run(self, request: web.Request) -> web.Response:
+        """POST a scenario as TOML (Content-Type application/toml or text/plain), or JSON
+        {"name": ...} for a known one; 400 naming the step and key when it is wrong, 409 when
+        one is running. Answers the run's state."""
+        content_type = request.content_type
+        try:
+            if content_type == "application/json":
+                data = await _json_object(request)
+                name = data.get("name")
+                if not isinstance(name, str) or not name:
+                    raise _bad("name: a scenario's name (GET scenarios lists them)")
+                known = scenario_names()
+                if name not in known:  # a name, never a path
+                    raise _bad(f"name: unknown scenario {name!r}; known: {', '.join(known)}")
+                scenario = load_scenario(name)
+            elif content_type in ("application/toml", "text/plain", "text/x-toml"):
+                text = (await request.read()).decode("utf-8", "replace")
+                scenario = scenario_from_text(text, request.query.get("name", "posted"))
+            else:
+                raise _bad(
+                    "send the scenario as TOML (Content-Type: application/toml) or JSON "
+                    '{"name": ...}'
+                )
+        except ScenarioError as exc:
+            raise _bad(str(exc)) from None
+        try:
+            run = self.run_scenario(scenario)
+        except ScenarioError as exc:
+            raise web.HTTPConflict(
+                text=json.dumps({"error": str(exc)}), content_type="application/json"
+            ) from None
+        return web.json_response(run.to_json(), status=201)
+
+    async def c_scenario_stop(self, request: web.Request) -> web.Response:
+        """DELETE: stop the running scenario (a no-op when none runs)."""
+        if self.scenario is not None:
+            await self.scenario.stop()
+        return await self.c_scenario(request)
+
     async def c_reset(self, request: web.Request) -> web.Response:
-        """POST: forget traffic, messages and faults; stop pending reports."""
+        """POST: forget traffic, messages and faults; stop pending reports and the scenario."""
+        if self.scenario is not None:
+            await self.scenario.stop()
+            self.scenario = None
         await self.dlr.close()
         self.store.clear()
         self.faults.reset()
@@ -795,37 +1030,8 @@ class Simulator:
             for index, p in enumerate(parts)
         ]
         if content is not None and find_smil(content) is not None:
-            out["slides"] = _slides(content, parts)
+            out["slides"] = slides(content, parts)
         return out
-
-
-def _slides(content: Part, parts: list[Part]) -> list[dict[str, Any]]:
-    """Slides in order, each slot naming the part index it shows (and the text inline)."""
-    presentation = from_part(content)
-    index_of = {id(p.body): i for i, p in enumerate(parts)}
-    out: list[dict[str, Any]] = []
-    for slide in presentation.slides:
-        entry: dict[str, Any] = {"duration_ms": slide.duration_ms}
-        for slot in ("visual", "text", "audio"):
-            cid = getattr(slide, slot)
-            if cid is None:
-                continue
-            try:
-                item = presentation.item(cid)
-            except KeyError:
-                continue
-            shown: dict[str, Any] = {
-                "part": index_of.get(id(item.data)),
-                "content_type": item.media_type,
-                "content_id": item.content_id,
-            }
-            if slot == "text":
-                shown["text"] = item.data[:MAX_INLINE_TEXT].decode(
-                    item.charset or "utf-8", errors="replace"
-                )
-            entry[item.kind if slot == "visual" else slot] = shown
-        out.append(entry)
-    return out
 
 
 def _smil_missing(content: Part | None) -> str | None:
@@ -889,8 +1095,6 @@ def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
 
 
 def _bad(text: str) -> web.HTTPBadRequest:
-    import json
-
     return web.HTTPBadRequest(text=json.dumps({"error": text}), content_type="application/json")
 
 

@@ -3,6 +3,9 @@ r"""`mm7 simulate`: run the MMSC simulator, or drive a running one through its c
     mm7 simulate --listen 127.0.0.1:8088 --vasp-url http://127.0.0.1:9000/mm7 --persona nokia
     mm7 simulate mo --to 12345 --from +12025550009 --text hi --media photo.jpg
     mm7 simulate personas
+    mm7 simulate scenarios
+    mm7 simulate --listen 127.0.0.1:8088 --vasp-url http://127.0.0.1:9000/mm7 \
+        --scenario carrier-throttling          # a name, or a path to a scenario .toml file
     mm7 simulate --listen 127.0.0.1:8443 --tls-cert mmsc.crt --tls-key mmsc.key \
         --client-ca vasp-ca.crt
     mm7 simulate mo --simulator https://127.0.0.1:8443 --cacert ca.crt \
@@ -20,6 +23,9 @@ A ``--config`` file (TOML; command-line options win over it)::
     tls_key = "server.key"
     client_ca = "vasp-ca.crt"       # mutual TLS: VASP certificates from this CA
     require_client_cert = true      # false: optional in TLS, the client_cert fault decides
+    scenario = "slow-answers"       # run at start: a name, or a .toml path (relative to this file)
+    max_exchanges = 1000            # the traffic record: a ring of this many exchanges
+    max_body_bytes = 67108864       # whole bodies kept for the newest exchanges' detail view
     [dlr]                           # mm7.simulator.dlr.DlrPlan
     when = "always"
     delay = 2.0
@@ -92,6 +98,9 @@ CONFIG_KEYS = {
     "tls_key",
     "client_ca",
     "require_client_cert",
+    "scenario",
+    "max_exchanges",
+    "max_body_bytes",
     *LIMIT_KEYS,
 }
 
@@ -113,6 +122,16 @@ def add_parser(sub: Any) -> None:
     )
     s.add_argument("--persona", help="a conf/personas/<name>.toml persona (default strict-3gpp)")
     s.add_argument("--config", type=Path, help="a TOML simulator configuration file")
+    s.add_argument(
+        "--scenario",
+        help="run a scenario at start: a name (`mm7 simulate scenarios`) or a .toml file",
+    )
+    s.add_argument(
+        "--max-exchanges",
+        type=int,
+        help="exchanges the traffic record (and the /ui console) keeps, both directions "
+        "(default 1000)",
+    )
     mode = s.add_mutually_exclusive_group()
     mode.add_argument(
         "--strict",
@@ -181,6 +200,7 @@ def add_parser(sub: Any) -> None:
     mo.add_argument("--cert", type=Path, help="https with mutual TLS: our client certificate")
     mo.add_argument("--key", type=Path, help="the client certificate's private key")
     actions.add_parser("personas", help="list the persona names")
+    actions.add_parser("scenarios", help="list the scenario names")
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -192,6 +212,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
         for name in persona_names():
             print(f"{name}: {load_persona(name).description}")
+        return 0
+    if args.simulate_action == "scenarios":
+        from mm7.simulator.scenario import ScenarioError, load_scenario, scenario_names
+
+        for name in scenario_names():
+            try:
+                print(f"{name}: {load_scenario(name).description}")
+            except ScenarioError as exc:
+                print(f"{name}: (cannot be used: {exc})")
         return 0
     return _serve(args)
 
@@ -234,6 +263,14 @@ def build_config(args: argparse.Namespace) -> Any:
         if not password:
             raise SimulateError(f"--vasp-user needs the password in ${VASP_PASSWORD_ENV}")
         auth = (str(user), password)
+    scenario = _scenario(args.scenario, data, args.config)
+    vasp_url = args.vasp_url or data.get("vasp_url")
+    if scenario is not None and scenario.sends and not vasp_url:
+        raise SimulateError(
+            f"--scenario {scenario.name}: it sends to the VASP; give --vasp-url (or vasp_url)"
+        )
+    max_exchanges = _count(args.max_exchanges, data, "max_exchanges", 1000)
+    max_body_bytes = _count(data.get("max_body_bytes"), {}, "max_body_bytes", 64 * 1024 * 1024)
     require = data.get("require_client_cert", True)
     if args.client_cert_optional:
         require = False
@@ -245,7 +282,7 @@ def build_config(args: argparse.Namespace) -> Any:
             strict=strict,
             path=args.path or data.get("path", "/mm7"),
             control_path=data.get("control_path", "/control"),
-            vasp_url=args.vasp_url or data.get("vasp_url"),
+            vasp_url=vasp_url,
             vasp_auth=auth,
             dlr=DlrPlan.from_mapping(dlr),
             retry=RetryPolicy.from_mapping(_table(data, "retry")),
@@ -256,9 +293,43 @@ def build_config(args: argparse.Namespace) -> Any:
             tls_key=_path(args.tls_key, data, "tls_key", args.config),
             client_ca=_path(args.client_ca, data, "client_ca", args.config),
             require_client_cert=require,
+            scenario=scenario,
+            max_exchanges=max_exchanges,
+            max_body_bytes=max_body_bytes,
         )
     except (ValueError, TypeError) as exc:
         raise SimulateError(str(exc)) from None
+
+
+def _scenario(given: str | None, data: Mapping[str, Any], config: Path | None) -> Any:
+    """The scenario named by --scenario, else by the config's ``scenario`` (a .toml path
+    there is relative to the config file); None when neither names one."""
+    from mm7.simulator.scenario import ScenarioError, load_scenario
+
+    name = given
+    if name is None:
+        value = data.get("scenario")
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise SimulateError("config: scenario must be a name or a .toml path")
+        name = value
+        if name.endswith(".toml") and config is not None and not Path(name).is_absolute():
+            name = str(config.parent / name)
+    try:
+        return load_scenario(name)
+    except ScenarioError as exc:
+        raise SimulateError(f"--scenario: {exc}") from None
+
+
+def _count(given: Any, data: Mapping[str, Any], key: str, default: int) -> int:
+    """A whole number >= 1 (0 allowed for byte budgets) from the option, else the config."""
+    value = given if given is not None else data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SimulateError(f"{key}: expected a whole number >= 0, got {value!r}")
+    if key == "max_exchanges" and value < 1:
+        raise SimulateError(f"{key}: expected a whole number >= 1, got {value!r}")
+    return value
 
 
 def build_limits(args: argparse.Namespace) -> Any:
@@ -321,10 +392,11 @@ def _listen(text: str | None) -> tuple[str, int]:
 
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
+    import dataclasses
 
     import structlog
 
-    from mm7.simulator.app import create_simulator_app
+    from mm7.simulator.app import SIMULATOR, create_simulator_app
     from mm7.transport.listener import Listener, serve
     from mm7.transport.logs import configure_logging
     from mm7.transport.stop_signal import stop_requested
@@ -333,7 +405,8 @@ def _serve(args: argparse.Namespace) -> int:
     config = build_config(args)
     limits = build_limits(args)
     # validated now: a fault section with a typo fails here, not at the first request
-    app = create_simulator_app(config)
+    # the scenario starts once the logs are set up (below), not with the application
+    app = create_simulator_app(dataclasses.replace(config, scenario=None))
     try:
         ssl_context = config.ssl_context()
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
@@ -352,6 +425,8 @@ def _serve(args: argparse.Namespace) -> int:
             )
             # once the port is ours: a simulator that cannot start changes nothing
             configure_logging("info", json=args.log_json)
+            if config.scenario is not None:
+                app[SIMULATOR].run_scenario(config.scenario)
             bound = listener.port
             scheme = "https" if ssl_context is not None else "http"
             base = f"{scheme}://{host}:{bound}"
@@ -366,6 +441,8 @@ def _serve(args: argparse.Namespace) -> int:
             )
             if config.ui_path:
                 print(f"mm7 simulator: page {base}{config.ui_path}", flush=True)
+            if config.scenario is not None:
+                print(f"mm7 simulator: scenario {config.scenario.name} started", flush=True)
             log.info(
                 "mm7.simulator.started",
                 mm7=f"{base}{config.path}",

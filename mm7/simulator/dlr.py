@@ -23,13 +23,17 @@ from mm7.core.dialect import Dialect
 from mm7.core.errors import MM7Error
 from mm7.core.model import Address, DeliveryReportReq, Request, SubmitReq
 from mm7.core.status import MMStatus
-from mm7.simulator.store import KEEP_BYTES, TrafficStore
+from mm7.simulator.store import TrafficStore, recipients_of
+from mm7.transport.classify import Outcome
 from mm7.transport.client import MM7Client, new_transaction_id
 from mm7.transport.errors import MM7ClientError
+from mm7.transport.judge import BLANK_200
 from mm7.transport.link import BasicAuth, LinkConfig, Secret
 
 Sleep = Callable[[float], Awaitable[None]]
 RETRY_MODES = ("strict", "lax")
+#: what a blank HTTP 200 from the VASP counts as (``Expect.blank``)
+BLANK_RULES = ("refuse", "accept", "require")
 DLR_WHEN = ("requested", "always", "never")
 #: outcomes a final delivery report may carry
 FINAL_STATUSES = (MMStatus.RETRIEVED, MMStatus.REJECTED, MMStatus.EXPIRED)
@@ -175,6 +179,8 @@ class Outbound:
         self._auth = None if auth is None else BasicAuth(auth[0], Secret(auth[1]))
         self._client: MM7Client | None = None
         self._lock = asyncio.Lock()
+        #: clients of an earlier dialect, closed at ``close``
+        self._retired: list[MM7Client] = []
 
     async def _get_client(self) -> MM7Client:
         if self.url is None:
@@ -204,58 +210,162 @@ class Outbound:
         if self._client is not None:
             await self._client.close()
             self._client = None
+        while self._retired:
+            await self._retired.pop().close()
 
-    async def deliver(self, request: Request) -> Delivery:
-        """Send ``request`` until the VASP answers properly or the attempts run out."""
+    def set_dialect(self, dialect: Dialect) -> None:
+        """Write from now on as ``dialect`` (a persona change); the client is made anew."""
+        self.dialect = dataclasses.replace(
+            dialect,
+            strict=False,
+            allow_any_mm7_version=True,
+            accept_blank_200=self.policy.mode == "lax",
+        )
+        if self._client is not None:
+            # deliveries under way keep it for their retries: closed with the simulator
+            self._retired.append(self._client)
+            self._client = None
+
+    async def deliver(
+        self, request: Request, *, expect: Expect | None = None, attempts: int | None = None
+    ) -> Delivery:
+        """Send ``request`` until the VASP answers as ``expect`` wants (default: the retry
+        policy's mode) or ``attempts`` (default: the policy's) run out."""
         if not request.transaction_id:
             request = dataclasses.replace(request, transaction_id=new_transaction_id())
+        wanted = expect or Expect.of_mode(self.policy.mode)
+        limit = attempts or self.policy.max_attempts
         client = await self._get_client()
         attempt = 0
         while True:
             attempt += 1
             started = time.monotonic()
-            code, http, problem, sent, received = await self._attempt(client, request)
+            got = await self._attempt(client, request)
+            problem = wanted.problem(got, request.transaction_id)
             self.store.add_exchange(
                 direction="out",
                 operation=request.OPERATION,
                 transaction_id=request.transaction_id,
-                http_status=http,
-                status_code=code,
+                namespace=request.namespace or self.dialect.namespace,
+                mm7_version=request.mm7_version or self.dialect.effective_mm7_version,
+                recipients=recipients_of(request),
+                subject=getattr(request, "subject", None),
+                http_status=got.http_status,
+                status_code=got.code,
+                status_text=got.text,
                 duration_ms=(time.monotonic() - started) * 1000,
                 message_id=getattr(request, "message_id", None),
+                leniencies=got.leniencies,
                 problems=() if problem is None else (problem,),
                 attempt=attempt,
                 recipient=_recipient(request),
                 mm_status=_mm_status(request),
-                request_body=sent[:KEEP_BYTES],
-                request_size=len(sent),
-                response_body=received[:KEEP_BYTES],
-                response_size=len(received),
+                response_headers=got.headers,
+                response_content_type=_header(got.headers, "Content-Type"),
+                request_body=got.sent,
+                response_body=got.received,
             )
-            if problem is None or attempt >= self.policy.max_attempts:
-                return Delivery(request, problem is None, attempt, code, http, problem)
+            if problem is None or attempt >= limit:
+                ok = problem is None
+                return Delivery(request, ok, attempt, got.code, got.http_status, problem)
             await self.sleep(self.policy.delay(attempt))
 
-    async def _attempt(
-        self, client: MM7Client, request: Request
-    ) -> tuple[int | None, int | None, str | None, bytes, bytes]:
-        """(MM7 status, HTTP status, problem or None, bytes sent, bytes received) of one try."""
+    async def _attempt(self, client: MM7Client, request: Request) -> Attempt:
+        """What one try got back (judged by the caller's ``Expect``)."""
         try:
             result = await client.send(request)
         except MM7ClientError as exc:
-            problem = f"{exc.outcome.value}: {exc}"
-            return exc.code, exc.http_status, problem, exc.request_body, exc.response_body
-        code = result.status.code
-        sent, received = result.request_body, result.response_body
-        if self.policy.mode == "strict":
-            if code != 1000:
-                problem = f"status {code}, strict mode wants 1000"
-                return code, result.http_status, problem, sent, received
-            echoed = result.message.transaction_id
-            if echoed != request.transaction_id:
-                problem = f"TransactionID {echoed!r} does not echo {request.transaction_id!r}"
-                return code, result.http_status, problem, sent, received
-        return code, result.http_status, None, sent, received
+            return Attempt(
+                code=exc.code,
+                text=exc.text,
+                http_status=exc.http_status,
+                error=f"{exc.outcome.value}: {exc}",
+                blank=exc.outcome is Outcome.BLANK_200,
+                echoed=None if exc.response is None else exc.response.transaction_id,
+                leniencies=exc.leniencies,
+                sent=exc.request_body,
+                received=exc.response_body,
+            )
+        return Attempt(
+            code=result.status.code,
+            text=result.status.text,
+            http_status=result.http_status,
+            error=None,
+            blank=BLANK_200 in result.leniencies,
+            echoed=result.message.transaction_id,
+            leniencies=result.leniencies,
+            headers=result.headers,
+            sent=result.request_body,
+            received=result.response_body,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try's answer from the VASP, as facts: the judgement is ``Expect``'s."""
+
+    code: int | None
+    text: str | None
+    http_status: int | None
+    #: the client's error (transport, HTTP, MM7 status...), None when it took the answer
+    error: str | None
+    #: the answer was an empty HTTP 2xx
+    blank: bool
+    #: the TransactionID the answer carried, when one was read
+    echoed: str | None
+    leniencies: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    sent: bytes = b""
+    received: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """Which answer from the VASP is the proper one: MM7 ``status`` (None: any the client
+    takes as success) with the TransactionID echoed (``echo``), and what a blank HTTP 200
+    counts as: refused, accepted too, or required."""
+
+    status: int | None = 1000
+    #: "refuse" (a response is due), "accept" (a blank 200 is fine too), "require" (the VASP
+    #: must answer with a blank 200)
+    blank: str = "refuse"
+    echo: bool = True
+
+    def __post_init__(self) -> None:
+        if self.blank not in BLANK_RULES:
+            raise DlrConfigError(f"expect: blank {self.blank!r} is not one of {BLANK_RULES}")
+
+    @classmethod
+    def of_mode(cls, mode: str) -> Expect:
+        """The retry policy's judgement: strict (1000, echoed) or lax (any success, a blank
+        200 too)."""
+        if mode == "lax":
+            return cls(None, "accept", echo=False)
+        return cls(1000, "refuse")
+
+    def problem(self, got: Attempt, transaction_id: str) -> str | None:
+        """What is wrong with ``got``; None when it is the answer wanted."""
+        if got.blank and got.http_status == 200:
+            if self.blank == "refuse":
+                return got.error or "a blank HTTP 200 where a response was due"
+            return None
+        if self.blank == "require":
+            what = f"status {got.code}" if got.code is not None else f"HTTP {got.http_status}"
+            return f"{what}, expected a blank HTTP 200"
+        if self.status is None:
+            return got.error
+        if got.code != self.status:
+            if got.code is None:
+                return got.error or f"HTTP {got.http_status} without an MM7 status"
+            return f"status {got.code}, expected {self.status}"
+        if self.echo and got.echoed is not None and got.echoed != transaction_id:
+            return f"TransactionID {got.echoed!r} does not echo {transaction_id!r}"
+        return None
+
+
+def _header(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
+    wanted = name.lower()
+    return next((v for k, v in headers if k.lower() == wanted), None)
 
 
 def _recipient(request: Request) -> str | None:

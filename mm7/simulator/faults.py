@@ -15,7 +15,9 @@ cut in half under its full Content-Length), ``malformed-xml`` (HTTP 200 with bro
 ``status`` (answer MM7 status ``code`` with ``details``, in the persona's error shape),
 ``unauthorized`` (HTTP 401 + 4001 with fresh challenges, Digest ``stale=true``, even to a request
 with the right credentials: an MMSC that forgot its nonces or sessions; a client that knows the
-password answers the new challenge).
+password answers the new challenge), ``accept`` (answered normally: a place in the one-shot
+queue). Any fault may name an ``operation`` (``SubmitReq``...): only such a request takes it,
+the others pass it by.
 
 Authentication: with ``basic_auth`` and/or ``digest_auth`` a request without the right
 credentials is answered HTTP 401 with MM7 status 4001 and a challenge per scheme (Digest first:
@@ -54,6 +56,8 @@ class FaultKind(StrEnum):
     MALFORMED_XML = "malformed-xml"
     STATUS = "status"
     UNAUTHORIZED = "unauthorized"
+    #: answered normally: holds a place in the one-shot queue ("3 x 4006, then 1000")
+    ACCEPT = "accept"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +72,12 @@ class FaultSpec:
     #: status: the MM7 status code answered, and its Details
     code: int = 3000
     details: str | None = None
+    #: only a request of this operation (SubmitReq...) takes it; None: any request
+    operation: str | None = None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> FaultSpec:
-        known = {"kind", "delay", "http_status", "code", "details", "rate"}
+        known = {"kind", "delay", "http_status", "code", "details", "rate", "operation"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise FaultConfigError(f"fault: unknown key(s) {', '.join(unknown)}")
@@ -88,6 +94,7 @@ class FaultSpec:
                 http_status=int(data.get("http_status", 500)),
                 code=int(data.get("code", 3000)),
                 details=None if data.get("details") is None else str(data["details"]),
+                operation=None if data.get("operation") is None else str(data["operation"]),
             )
         except (TypeError, ValueError) as exc:
             raise FaultConfigError(f"fault {kind}: {exc}") from None
@@ -97,6 +104,8 @@ class FaultSpec:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind.value}
+        if self.operation is not None:
+            out["operation"] = self.operation
         if self.kind is FaultKind.LATENCY:
             out["delay"] = self.delay
         elif self.kind is FaultKind.HTTP:
@@ -169,6 +178,16 @@ class FaultInjector:
         self.client_cert = False
         self._arrivals.clear()
         self.configure(self.baseline)
+
+    def set_baseline(self, baseline: Mapping[str, Any]) -> None:
+        """A new baseline (another persona's authentication): its keys replace the
+        authentication in force; the faults and limits set since stay."""
+        FaultInjector(baseline=baseline)  # checked first: a bad one changes nothing
+        self.basic_auth = None
+        self.digest = None
+        self.client_cert = False
+        self.baseline = baseline
+        self.configure(baseline)
 
     def configure(self, data: Mapping[str, Any]) -> None:
         """Add one-shot faults and replace the rates/limits that ``data`` names."""
@@ -252,12 +271,39 @@ class FaultInjector:
             "client_cert": self.client_cert,
         }
 
-    def next_fault(self) -> FaultSpec | None:
-        """The fault for the request at hand: the next one-shot, else one drawn from the rates."""
-        if self.once:
-            return self.once.popleft()
+    def queue(self, specs: list[FaultSpec]) -> None:
+        """Add one-shot faults as they are (a scenario's answers)."""
+        self.once.extend(specs)
+
+    def queued(self, spec: FaultSpec) -> bool:
+        """Whether this very ``spec`` is still waiting in the one-shot queue."""
+        return any(item is spec for item in self.once)
+
+    def withdraw(self, spec: FaultSpec) -> None:
+        """Take every copy of this very ``spec`` out of the one-shot queue."""
+        kept = [item for item in self.once if item is not spec]
+        self.once.clear()
+        self.once.extend(kept)
+
+    def next_fault(self, operation: Callable[[], str | None] | None = None) -> FaultSpec | None:
+        """The fault for the request at hand: the first one-shot it matches, else one drawn
+        from the rates. ``operation`` tells the request's operation; asked only when a fault
+        is aimed at one (it may decode the body)."""
+        asked: list[str | None] = []
+
+        def matches(spec: FaultSpec) -> bool:
+            if spec.operation is None:
+                return True
+            if not asked:
+                asked.append(operation() if operation is not None else None)
+            return asked[0] == spec.operation
+
+        for index, spec in enumerate(self.once):
+            if matches(spec):
+                del self.once[index]
+                return spec
         for spec, rate in self.rates:
-            if rate > 0 and self.rng.random() < rate:
+            if rate > 0 and matches(spec) and self.rng.random() < rate:
                 return spec
         return None
 

@@ -1,6 +1,11 @@
 """The simulator's memory: every exchange (both directions) and every message received, bounded
 so a long run cannot grow without limit. Tests and the control API read it; waiters are woken on
-every change so tests wait on conditions, not on sleeps."""
+every change so tests wait on conditions, not on sleeps; the console's live subscribers are fed
+through ``feed``.
+
+Bodies are kept by reference, never copied or serialised on the request path: the newest
+exchanges keep theirs whole (for the detail view's parts and slides) up to a byte budget, older
+ones keep their first ``KEEP_BYTES``."""
 
 from __future__ import annotations
 
@@ -13,10 +18,41 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mm7.core.mime import Part
-from mm7.core.model import Message
+from mm7.core.model import Address, Message, Recipients
+from mm7.core.versions import version_for_namespace
+from mm7.simulator.feed import TrafficFeed
 
-#: how much of each HTTP body an exchange keeps (the rest is counted, not stored)
+#: how much of each HTTP body an exchange keeps once the whole-body budget has passed it by
 KEEP_BYTES = 16 * 1024
+#: bytes of whole bodies kept for the newest exchanges (the detail view's parts and slides)
+DEFAULT_BODY_BUDGET = 64 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class Bodies:
+    """The HTTP bodies of one exchange: whole while the store's budget holds them, then their
+    first ``KEEP_BYTES`` (``trim``)."""
+
+    request: bytes
+    response: bytes
+    request_size: int
+    response_size: int
+
+    @classmethod
+    def of(cls, request: bytes, response: bytes) -> Bodies:
+        return cls(request, response, len(request), len(response))
+
+    @property
+    def whole(self) -> bool:
+        """Both bodies as they were on the wire (not trimmed)."""
+        return len(self.request) == self.request_size and len(self.response) == self.response_size
+
+    def trim(self) -> int:
+        """Keep only the heads; the number of bytes let go."""
+        before = len(self.request) + len(self.response)
+        self.request = self.request[:KEEP_BYTES]
+        self.response = self.response[:KEEP_BYTES]
+        return before - len(self.request) - len(self.response)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +65,17 @@ class Exchange:
     operation: str
     transaction_id: str
     http_status: int | None
-    #: the MM7 status answered (in) or received (out)
+    #: the MM7 status answered (in) or received (out), and its text
     status_code: int | None
     duration_ms: float
+    status_text: str | None = None
     message_id: str | None = None
+    #: the request's MM7 namespace and MM7Version, as sent
+    namespace: str | None = None
+    mm7_version: str | None = None
+    #: the handsets (and short codes) the request names: Recipients, or a report's Recipient
+    recipients: tuple[str, ...] = ()
+    subject: str | None = None
     leniencies: tuple[str, ...] = ()
     #: why it failed: validation errors, the injected fault, the VASP's wrong answer
     problems: tuple[str, ...] = ()
@@ -40,28 +83,51 @@ class Exchange:
     attempt: int = 1
     recipient: str | None = None
     mm_status: str | None = None
-    #: the first bytes of both bodies (both directions); request headers inbound only
+    #: headers (secrets masked): the request's inbound, the answer's both ways when known
     request_headers: tuple[tuple[str, str], ...] = ()
-    request_body: bytes = b""
-    request_size: int = 0
+    request_content_type: str | None = None
+    response_headers: tuple[tuple[str, str], ...] = ()
     response_content_type: str | None = None
-    response_body: bytes = b""
-    response_size: int = 0
+    bodies: Bodies = field(default_factory=lambda: Bodies.of(b"", b""))
+
+    @property
+    def request_body(self) -> bytes:
+        return self.bodies.request
+
+    @property
+    def response_body(self) -> bytes:
+        return self.bodies.response
+
+    @property
+    def request_size(self) -> int:
+        return self.bodies.request_size
+
+    @property
+    def response_size(self) -> int:
+        return self.bodies.response_size
+
+    @property
+    def version(self) -> str | None:
+        """The schema version token of the namespace (REL-6-MM7-1-4), else the namespace."""
+        if self.namespace is None:
+            return None
+        found = version_for_namespace(self.namespace)
+        return found.token if found is not None else self.namespace
 
     def wire_json(self) -> dict[str, Any]:
         """The exchange with its headers and bodies (as text, undecodable bytes replaced)."""
         out = self.to_json()
         out["request_headers"] = [list(h) for h in self.request_headers]
+        out["request_content_type"] = self.request_content_type
         out["request_body"] = self.request_body.decode("utf-8", "replace")
+        out["response_headers"] = [list(h) for h in self.response_headers]
         out["response_content_type"] = self.response_content_type
         out["response_body"] = self.response_body.decode("utf-8", "replace")
-        out["bodies_truncated"] = (
-            len(self.request_body) < self.request_size
-            or len(self.response_body) < self.response_size
-        )
+        out["bodies_truncated"] = not self.bodies.whole
         return out
 
     def to_json(self) -> dict[str, Any]:
+        """The summary the console's table shows (no headers, no bodies)."""
         out: dict[str, Any] = {
             "id": self.id,
             "at": self.at.isoformat(),
@@ -70,13 +136,16 @@ class Exchange:
             "transaction_id": self.transaction_id,
             "http_status": self.http_status,
             "status_code": self.status_code,
+            "status_text": self.status_text,
             "duration_ms": round(self.duration_ms, 2),
             "attempt": self.attempt,
+            "version": self.version,
+            "mm7_version": self.mm7_version,
+            "recipients": list(self.recipients),
+            "request_size": self.request_size,
+            "response_size": self.response_size,
         }
-        if self.direction == "in":
-            out["request_size"] = self.request_size
-            out["response_size"] = self.response_size
-        for key in ("message_id", "fault", "recipient", "mm_status"):
+        for key in ("message_id", "fault", "recipient", "mm_status", "subject"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -85,6 +154,15 @@ class Exchange:
         if self.problems:
             out["problems"] = list(self.problems)
         return out
+
+
+def recipients_of(message: Message | None) -> tuple[str, ...]:
+    """The addresses a request is for: its Recipients (To, Cc, Bcc), or a report's Recipient."""
+    recipients = getattr(message, "recipients", None)
+    if isinstance(recipients, Recipients):
+        return tuple(a.value for a in recipients.all)
+    recipient = getattr(message, "recipient", None)
+    return (recipient.value,) if isinstance(recipient, Address) else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,17 +184,27 @@ class Received:
 
 @dataclass
 class TrafficStore:
-    """Bounded record of exchanges and received messages."""
+    """Bounded record of exchanges (a ring of ``max_exchanges``) and received messages, with
+    the whole bodies of the newest exchanges up to ``max_body_bytes``."""
 
     max_exchanges: int = 1000
     max_messages: int = 200
+    max_body_bytes: int = DEFAULT_BODY_BUDGET
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    feed: TrafficFeed = field(default_factory=TrafficFeed)
     exchanges: collections.deque[Exchange] = field(init=False)
     messages: collections.deque[Received] = field(init=False)
     _ids: itertools.count[int] = field(init=False)
     _waiters: list[asyncio.Event] = field(init=False, default_factory=list)
+    #: bodies still whole, oldest first, and their bytes in all
+    _whole: collections.deque[Bodies] = field(init=False, default_factory=collections.deque)
+    _whole_bytes: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
+        if self.max_exchanges < 1 or self.max_messages < 1 or self.max_body_bytes < 0:
+            raise ValueError(
+                "TrafficStore: max_exchanges and max_messages >= 1, max_body_bytes >= 0"
+            )
         self.exchanges = collections.deque(maxlen=self.max_exchanges)
         self.messages = collections.deque(maxlen=self.max_messages)
         self._ids = itertools.count(1)
@@ -124,11 +212,25 @@ class TrafficStore:
     def next_id(self) -> int:
         return next(self._ids)
 
-    def add_exchange(self, **fields: Any) -> Exchange:
-        exchange = Exchange(id=self.next_id(), at=self.now(), **fields)
+    def add_exchange(
+        self, *, request_body: bytes = b"", response_body: bytes = b"", **fields: Any
+    ) -> Exchange:
+        """Record one exchange; the bodies by reference (trimmed later, past the budget)."""
+        bodies = Bodies.of(request_body, response_body)
+        exchange = Exchange(id=self.next_id(), at=self.now(), bodies=bodies, **fields)
         self.exchanges.append(exchange)
+        self._keep(bodies)
+        self.feed.publish(exchange)
         self._wake()
         return exchange
+
+    def _keep(self, bodies: Bodies) -> None:
+        self._whole.append(bodies)
+        self._whole_bytes += bodies.request_size + bodies.response_size
+        while self._whole_bytes > self.max_body_bytes and self._whole:
+            oldest = self._whole.popleft()
+            self._whole_bytes -= oldest.request_size + oldest.response_size
+            oldest.trim()
 
     def add_message(
         self,
@@ -151,6 +253,9 @@ class TrafficStore:
     def clear(self) -> None:
         self.exchanges.clear()
         self.messages.clear()
+        self._whole.clear()
+        self._whole_bytes = 0
+        self.feed.reset()
         self._wake()
 
     def _wake(self) -> None:
@@ -158,9 +263,13 @@ class TrafficStore:
             waiter.set()
         self._waiters.clear()
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    def touch(self) -> None:
+        """Wake the waiters: something they may wait on changed outside the record."""
+        self._wake()
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float | None = 10.0) -> None:
         """Return once ``predicate()`` holds (checked after every change); TimeoutError after
-        ``timeout`` seconds."""
+        ``timeout`` seconds (None: no limit)."""
         async with asyncio.timeout(timeout):
             while not predicate():
                 event = asyncio.Event()

@@ -1,6 +1,7 @@
-"""The simulator's web page: every received message shown as a person would see it on a phone,
-slides in order with images, text, audio and video players. Server-rendered HTML (no script),
-so it works in any browser and a headless browser test can read it directly.
+"""The simulator's messages page (``/ui/messages``; the console at ``/ui`` links to it): every
+received message shown as a person would see it on a phone, slides in order with images, text,
+audio and video players. Server-rendered HTML (no script), so it works in any browser and a
+headless browser test can read it directly.
 
 Media are served by the control API (``/control/messages/<id>/parts/<n>``); everything a peer
 sent is escaped, and the page's Content-Security-Policy loads nothing from elsewhere.
