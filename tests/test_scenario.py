@@ -324,7 +324,8 @@ def test_simulate_with_a_bad_scenario_is_one_line_and_exit_2(tmp_path: Path) -> 
 
 def test_the_readme_example_is_a_valid_scenario() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("### Scenarios") : readme.index("## Interop with real MMSCs")]
+    start = readme.index("### Scenarios")
+    section = readme[start : readme.index("\n## ", start)]
     example = section.split("```toml\n", 1)[1].split("```", 1)[0]
     scenario = scenario_from_text(example, "readme")
     kinds = [type(s).__name__ for s in scenario.steps]
