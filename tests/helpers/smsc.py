@@ -1,0 +1,60 @@
+"""An SMSC for tests, run as its own process: the smpp34 library's server side (Rust core) with
+a few scripted behaviours. Prints one JSON line per submit_sm so the test can see the wire.
+
+Environment: SMSC_PORT; SMSC_THROTTLE = how many first submits get ESME_RTHROTTLED (0x58);
+SMSC_UNDELIV = a destination whose receipts say stat:UNDELIV."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+
+import smpp34
+
+
+async def main() -> None:
+    port = int(os.environ["SMSC_PORT"])
+    throttle = int(os.environ.get("SMSC_THROTTLE", "0"))
+    undeliv = os.environ.get("SMSC_UNDELIV", "")
+    server = smpp34.Server("127.0.0.1", port, system_id="TESTSMSC")
+    await server.start()
+    print(json.dumps({"event": "listening"}), flush=True)
+    sessions: dict[str, smpp34.Esme] = {}
+    count = 0
+    while True:
+        ev = await server.next()
+        if isinstance(ev, smpp34.Esme):
+            sessions[ev.session_id] = ev
+            print(json.dumps({"event": "bound", "system_id": ev.system_id}), flush=True)
+        elif isinstance(ev, smpp34.SubmitSmEvent):
+            count += 1
+            record = {
+                "event": "submit", "to": ev.destination_addr, "from": ev.source_addr,
+                "esm_class": ev.esm_class, "data_coding": ev.data_coding,
+                "short_message": ev.short_message.hex(), "n": count,
+            }  # fmt: skip
+            if count <= throttle:
+                ev.reject(smpp34.ESME_RTHROTTLED)
+                record["event"] = "throttled"
+                print(json.dumps(record), flush=True)
+                continue
+            msg_id = f"smsc-{os.getpid()}-{count}"
+            ev.accept(message_id=msg_id)
+            print(json.dumps(record | {"id": msg_id}), flush=True)
+            if ev.registered_delivery & 1:
+                stat = "UNDELIV" if ev.destination_addr == undeliv else "DELIVRD"
+                text = (
+                    f"id:{msg_id} sub:001 dlvrd:001 submit date:2601010000 "
+                    f"done date:2601010000 stat:{stat} err:000 text:"
+                )
+                await sessions[ev.session_id].deliver_sm(
+                    ev.source_addr, text.encode(), source_addr=ev.destination_addr, esm_class=0x04
+                )
+        elif isinstance(ev, smpp34.Unbound):
+            sessions.pop(ev.session_id, None)
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
