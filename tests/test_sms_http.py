@@ -51,7 +51,11 @@ async def test_send_fills_the_template_and_the_dlr_comes_back(aiohttp_server: Se
 
     dlr_app = web.Application()
     link_holder: list[HttpSmsLink] = []
-    dlr_app.router.add_get(DLR_PATH, lambda r: link_holder[0].dlr_handler(r))
+
+    async def dlr(request: web.Request) -> web.Response:
+        return await link_holder[0].dlr_handler(request)
+
+    dlr_app.router.add_get(DLR_PATH, dlr)
     dlr_server = await aiohttp_server(dlr_app)
     gateway, seen = await _gateway(aiohttp_server)
     url = (

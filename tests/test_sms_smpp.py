@@ -5,56 +5,14 @@ throttling retried, and the SMSC going away and coming back."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mm7.service.sms import Receipt, ReceiptState, SmppSettings
 from mm7.service.sms.smpp import SmppLink
-
-HELPER = Path(__file__).parent / "helpers" / "smsc.py"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Smsc:
-    """The SMSC process and the JSON lines it prints."""
-
-    def __init__(self, port: int, **env: str) -> None:
-        self.port = port
-        self.env = env
-        self.proc: subprocess.Popen[str] | None = None
-        self.lines: list[dict[str, Any]] = []
-
-    def start(self) -> None:
-        env = os.environ | {"SMSC_PORT": str(self.port)} | self.env
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HELPER)], stdout=subprocess.PIPE, text=True, env=env
-        )
-        assert self.proc.stdout is not None
-        first = json.loads(self.proc.stdout.readline())
-        assert first == {"event": "listening"}
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-            self.lines += [json.loads(line) for line in out.splitlines() if line]
-            self.proc = None
-
-    def events(self, kind: str) -> list[dict[str, Any]]:
-        return [line for line in self.lines if line["event"] == kind]
+from tests.helpers.smsc import Smsc, free_port
 
 
 @pytest.fixture
@@ -62,7 +20,7 @@ def smsc_factory() -> Iterator[Any]:
     started: list[Smsc] = []
 
     def make(**env: str) -> Smsc:
-        smsc = Smsc(_free_port(), **env)
+        smsc = Smsc(free_port(), **env)
         smsc.start()
         started.append(smsc)
         return smsc
@@ -206,7 +164,7 @@ async def test_rebinds_when_the_smsc_comes_back(smsc_factory: Any, receipts: Rec
 async def test_send_without_smsc_gives_up_at_send_timeout(receipts: Receipts) -> None:
     from mm7.service.sms import SmsUnavailable
 
-    link = SmppLink(_settings(_free_port(), send_timeout=0.3))
+    link = SmppLink(_settings(free_port(), send_timeout=0.3))
     await link.start(receipts)
     try:
         with pytest.raises(SmsUnavailable, match="smsc1"):

@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
+import subprocess
 import sys
+from typing import Any
 
 import smpp34
 
@@ -54,6 +57,43 @@ async def main() -> None:
                 )
         elif isinstance(ev, smpp34.Unbound):
             sessions.pop(ev.session_id, None)
+
+
+def free_port() -> int:
+    """A loopback port free right now (the smpp34 server cannot report the port of a bind to 0)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Smsc:
+    """This SMSC as a process on loopback (``start``/``stop``, restartable on the same port) and
+    the JSON lines it printed."""
+
+    def __init__(self, port: int, **env: str) -> None:
+        self.port = port
+        self.env = env
+        self.proc: subprocess.Popen[str] | None = None
+        self.lines: list[dict[str, Any]] = []
+
+    def start(self) -> None:
+        env = os.environ | {"SMSC_PORT": str(self.port)} | self.env
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__], stdout=subprocess.PIPE, text=True, env=env
+        )
+        assert self.proc.stdout is not None
+        first = json.loads(self.proc.stdout.readline())
+        assert first == {"event": "listening"}
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+            self.lines += [json.loads(line) for line in out.splitlines() if line]
+            self.proc = None
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line["event"] == kind]
 
 
 if __name__ == "__main__":
