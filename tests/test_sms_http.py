@@ -14,6 +14,7 @@ from aiohttp import web
 
 from mm7.service.sms import HttpSmsSettings, Receipt, ReceiptState, SmsRejected, SmsUnavailable
 from mm7.service.sms.http import DLR_PATH, HttpSmsLink
+from mm7.transport.link import Secret
 
 Server = Callable[..., Awaitable[Any]]
 
@@ -63,7 +64,7 @@ async def test_send_fills_the_template_and_the_dlr_comes_back(aiohttp_server: Se
         "&coding={coding}&charset={charset}&dlr-mask=31&dlr-url={dlr_url}"
     )
     settings = HttpSmsSettings(
-        name="kannel", url=url, username="gw", password="p@ss", source_addr="MM7",
+        name="kannel", url=url, username="gw", password=Secret("p@ss"), source_addr="MM7",
         dlr_url_base=f"http://127.0.0.1:{dlr_server.port}",
     )  # fmt: skip
     link = HttpSmsLink(settings)

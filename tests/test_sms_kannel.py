@@ -18,6 +18,7 @@ from aiohttp import web
 
 from mm7.service.sms import HttpSmsSettings, Receipt, ReceiptState, SmsUnavailable
 from mm7.service.sms.http import DLR_PATH, HttpSmsLink
+from mm7.transport.link import Secret
 from tests.helpers.smsc import Smsc, free_port
 
 pytestmark = pytest.mark.skipif(
@@ -70,7 +71,7 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture
 def kannel(tmp_path: Path) -> Iterator[tuple[Smsc, int]]:
-    smsc = Smsc(free_port())
+    smsc = Smsc(free_port(), SMSC_RECEIPT_DELAY="0.5")
     smsc.start()
     sendsms, box_port = free_port(), free_port()
     conf = tmp_path / "kannel.conf"
@@ -122,7 +123,7 @@ async def test_sms_through_kannel_to_the_smsc_and_back(
             name="kannel",
             url=url,
             username="gw",
-            password="s3cret",
+            password=Secret("s3cret"),
             source_addr="MM7",
             dlr_url_base=f"http://127.0.0.1:{dlr_server.port}",
         )  # fmt: skip

@@ -12,6 +12,7 @@ import pytest
 
 from mm7.service.sms import Receipt, ReceiptState, SmppSettings
 from mm7.service.sms.smpp import SmppLink
+from mm7.transport.link import Secret
 from tests.helpers.smsc import Smsc, free_port
 
 
@@ -53,7 +54,7 @@ async def receipts() -> AsyncIterator[Receipts]:
 
 def _settings(port: int, **kw: Any) -> SmppSettings:
     base: dict[str, Any] = dict(
-        name="smsc1", host="127.0.0.1", port=port, system_id="mm7gw", password="s3cret",
+        name="smsc1", host="127.0.0.1", port=port, system_id="mm7gw", password=Secret("s3cret"),
         source_addr="12345", tps=200.0, throttle_delay=0.05, reconnect_initial=0.05,
         reconnect_max=0.2,
     )  # fmt: skip

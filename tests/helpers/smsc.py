@@ -2,7 +2,8 @@
 a few scripted behaviours. Prints one JSON line per submit_sm so the test can see the wire.
 
 Environment: SMSC_PORT; SMSC_THROTTLE = how many first submits get ESME_RTHROTTLED (0x58);
-SMSC_UNDELIV = a destination whose receipts say stat:UNDELIV."""
+SMSC_UNDELIV = a destination whose receipts say stat:UNDELIV; SMSC_RECEIPT_DELAY = seconds
+before a receipt is sent."""
 
 from __future__ import annotations
 
@@ -17,10 +18,19 @@ from typing import Any
 import smpp34
 
 
+async def _receipt(esme: smpp34.Esme, ev: smpp34.SubmitSmEvent, text: bytes, delay: float) -> None:
+    # a real SMSC reports after the handset answered; Kannel drops a receipt that beats its own
+    # bookkeeping of the submit_sm_resp, so its test asks for a delay
+    await asyncio.sleep(delay)
+    await esme.deliver_sm(ev.source_addr, text, source_addr=ev.destination_addr, esm_class=0x04)
+
+
 async def main() -> None:
     port = int(os.environ["SMSC_PORT"])
     throttle = int(os.environ.get("SMSC_THROTTLE", "0"))
     undeliv = os.environ.get("SMSC_UNDELIV", "")
+    delay = float(os.environ.get("SMSC_RECEIPT_DELAY", "0"))
+    tasks: set[asyncio.Task[None]] = set()
     server = smpp34.Server("127.0.0.1", port, system_id="TESTSMSC")
     await server.start()
     print(json.dumps({"event": "listening"}), flush=True)
@@ -52,9 +62,9 @@ async def main() -> None:
                     f"id:{msg_id} sub:001 dlvrd:001 submit date:2601010000 "
                     f"done date:2601010000 stat:{stat} err:000 text:"
                 )
-                await sessions[ev.session_id].deliver_sm(
-                    ev.source_addr, text.encode(), source_addr=ev.destination_addr, esm_class=0x04
-                )
+                tasks.add(asyncio.create_task(
+                    _receipt(sessions[ev.session_id], ev, text.encode(), delay)
+                ))  # fmt: skip
         elif isinstance(ev, smpp34.Unbound):
             sessions.pop(ev.session_id, None)
 

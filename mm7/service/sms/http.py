@@ -44,7 +44,8 @@ class HttpSmsLink:
         self._on_receipt = on_receipt
         headers = {}
         if self._s.username and "{password}" not in self._s.url:
-            raw = f"{self._s.username}:{self._s.password}".encode()
+            secret = self._s.password.reveal() if self._s.password else ""
+            raw = f"{self._s.username}:{secret}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
         self._session = aiohttp.ClientSession(
             headers=headers, timeout=aiohttp.ClientTimeout(total=self._s.timeout)
@@ -59,7 +60,8 @@ class HttpSmsLink:
         values = {
             "to": to, "from": sender, "text": text, "charset": "UTF-8",
             "coding": "0" if coding is Coding.GSM else "2",  # Kannel: 0 = 7-bit, 2 = UCS-2
-            "dlr_url": dlr_url, "username": self._s.username, "password": self._s.password,
+            "dlr_url": dlr_url, "username": self._s.username,
+            "password": self._s.password.reveal() if self._s.password else "",
         }  # fmt: skip
         return self._s.url.format_map({k: quote(values[k], safe="") for k in _FIELDS})
 

@@ -77,8 +77,9 @@ class SmppLink:
         attempt = 0
         while True:
             s = self._s
+            secret = s.password.reveal() if s.password else ""
             client = smpp34.Client(
-                s.host, s.port, s.system_id, s.password, bind_type="TRX",
+                s.host, s.port, s.system_id, secret, bind_type="TRX",
                 system_type=s.system_type, window_size=s.window,
             )  # fmt: skip
             try:
