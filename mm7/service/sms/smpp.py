@@ -163,9 +163,10 @@ class SmppLink:
                         dest_addr_ton=self._s.dest_ton, dest_addr_npi=self._s.dest_npi,
                         registered_delivery=1 if self._s.receipts else 0,
                     )  # fmt: skip
-            except smpp34.SmppError as exc:  # the session broke under the submit: rebind, resend
+            except smpp34.SmppError as exc:
+                # no answer (the session broke, or the response timed out): resend on this bind
+                # or the next one; an SMSC that did take it may then send it twice
                 log.warning("mm7.sms.submit_broken", link=self.name, error=str(exc))
-                self._bound.clear()
                 await asyncio.sleep(self._s.throttle_delay)
             else:
                 status = resp.command_status
