@@ -22,6 +22,7 @@ from mm7.service.config.settings import (
     ClusterSettings,
     FetchSettings,
     HostingSettings,
+    HttpSmsSettings,
     InboundTLS,
     LinkSettings,
     LoggingSettings,
@@ -30,6 +31,7 @@ from mm7.service.config.settings import (
     RelayRoute,
     RelaySettings,
     RetrySettings,
+    SmppSettings,
     StoreSettings,
 )
 from mm7.transport.inbound_auth import PeerAuth
@@ -73,9 +75,11 @@ OWNERS: dict[str, tuple[type[Any], ...]] = {
     "metrics": (MetricsSettings,),
     "cluster": (ClusterSettings,),
     "hosting": (HostingSettings,),
+    "sms_links.NAME": (SmppSettings, HttpSmsSettings),
+    "sms_links": (SmppSettings, HttpSmsSettings),  # the [[sms_links]] form
 }
 #: tables whose children are named (``[links.NAME]``), so NAME is any name
-NAMED = {"links", "inbound.peers", "relay.hooks"}
+NAMED = {"links", "inbound.peers", "relay.hooks", "sms_links"}
 #: a default that is not one field's: an absent max_body_bytes keeps the parser's whole Limits
 OTHER_DEFAULTS: dict[tuple[str, str], Any] = {
     ("inbound", "max_body_bytes"): DEFAULT_LIMITS.max_total_bytes,

@@ -40,6 +40,7 @@ ALLOWED: dict[str, set[str]] = {
     "service.relay": LOWER | SERVICE_BASE | {"service.ops"},
     "service.api": LOWER | SERVICE_BASE | {"service.ops", "service.hosting"},
     "service.cluster": LOWER | SERVICE_BASE,
+    "service.sms": LOWER | SERVICE_BASE,
     "service": set(),
 }
 _SERVICE_ROOMS = {room for room in ALLOWED if room.startswith("service.")}

@@ -81,6 +81,7 @@ from mm7.service.config.settings import (
     FetchSettings,
     GatewayConfig,
     HostingSettings,
+    HttpSmsSettings,
     InboundSettings,
     InboundTLS,
     LinkSettings,
@@ -96,6 +97,8 @@ from mm7.service.config.settings import (
     RouteMatch,
     SenderRates,
     SignatureScheme,
+    SmppSettings,
+    SmsLinkSettings,
     StoreSettings,
     whsec_key,
 )
@@ -282,6 +285,7 @@ class _Loader:
         metrics = self._metrics(self.top.table("metrics"))
         cluster = self._cluster(self.top.table("cluster"))
         hosting = self._hosting(self.top.table("hosting"), links)
+        sms_links = tuple(_sms_link(n, t) for n, t in self.top.named_tables("sms_links"))
         self.top.finish()
         return GatewayConfig(
             source=self.ctx.source,
@@ -294,6 +298,7 @@ class _Loader:
             metrics=metrics,
             cluster=cluster,
             hosting=hosting,
+            sms_links=sms_links,
         )
 
     # -- links
@@ -904,6 +909,70 @@ class _Loader:
 
 
 # --------------------------------------------------------------------------- small readers
+
+
+#: the fields an HTTP SMS link's url template may name
+SMS_URL_FIELDS = ("to", "from", "text", "coding", "charset", "dlr_url", "username", "password")
+
+
+def _sms_link(name: str, t: Table) -> SmsLinkSettings:
+    """One ``[[sms_links]]`` entry: type = "smpp" (an SMSC bind) or "http" (a sendsms URL)."""
+    kind = t.req_str("type", choices=("smpp", "http"))
+    settings: SmsLinkSettings
+    if kind == "http":
+        url = t.req_str("url")
+        _check_url(t, "url", url)
+        try:
+            url.format_map(dict.fromkeys(SMS_URL_FIELDS, ""))
+        except (KeyError, ValueError, IndexError) as exc:
+            raise t.error(
+                "url", f"bad template ({exc}); the fields are {{{'} {'.join(SMS_URL_FIELDS)}}}"
+            ) from None
+        dlr_base = t.str_default("dlr_url_base", _default(HttpSmsSettings, "dlr_url_base"))
+        if dlr_base:
+            _check_url(t, "dlr_url_base", dlr_base)
+        settings = HttpSmsSettings(
+            name=name,
+            url=url,
+            username=t.str_default("username", _default(HttpSmsSettings, "username")),
+            password=t.secret("password", required=False),
+            source_addr=t.str_default("source_addr", _default(HttpSmsSettings, "source_addr")),
+            dlr_url_base=dlr_base,
+            tps=t.number("tps", _default(HttpSmsSettings, "tps")),
+            timeout=t.duration("timeout", _default(HttpSmsSettings, "timeout")),
+        )
+    else:
+        port = t.opt_int("port")
+        if port is None or port > 65535:
+            raise t.error("port", "required: the SMSC's TCP port (1-65535)")
+        codes = {
+            key: t.integer(key, _default(SmppSettings, key), minimum=0)
+            for key in ("source_ton", "source_npi", "dest_ton", "dest_npi")
+        }
+        for key, value in codes.items():
+            if value > 255:
+                raise t.error(key, f"must be 0-255 (an SMPP TON/NPI code), got {value}")
+        settings = SmppSettings(
+            name=name,
+            host=t.req_str("host"),
+            port=port,
+            system_id=t.req_str("system_id"),
+            password=t.secret("password", required=False),
+            system_type=t.str_default("system_type", _default(SmppSettings, "system_type")),
+            source_addr=t.str_default("source_addr", _default(SmppSettings, "source_addr")),
+            **codes,
+            tps=t.number("tps", _default(SmppSettings, "tps")),
+            window=t.integer("window", _default(SmppSettings, "window")),
+            receipts=t.boolean("receipts", _default(SmppSettings, "receipts")),
+            throttle_delay=t.duration("throttle_delay", _default(SmppSettings, "throttle_delay")),
+            send_timeout=t.duration("send_timeout", _default(SmppSettings, "send_timeout")),
+            reconnect_initial=t.duration(
+                "reconnect_initial", _default(SmppSettings, "reconnect_initial")
+            ),
+            reconnect_max=t.duration("reconnect_max", _default(SmppSettings, "reconnect_max")),
+        )
+    t.finish()
+    return settings
 
 
 def _store(t: Table) -> StoreSettings:

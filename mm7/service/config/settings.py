@@ -505,6 +505,58 @@ class HostingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SmppSettings:
+    """``[[sms_links]]`` type = "smpp": a transceiver bind to one SMSC (``mm7.service.sms``),
+    the SMS side of the upcoming fallback; ``password`` is a secret (never logged)."""
+
+    name: str
+    host: str
+    port: int
+    system_id: str
+    password: Secret | None = None
+    system_type: str = ""
+    #: the sender when a send names none; its TON/NPI, and the recipients'
+    source_addr: str = ""
+    source_ton: int = 0
+    source_npi: int = 0
+    dest_ton: int = 1
+    dest_npi: int = 1
+    #: submits per second on this bind (each part of a long text counts)
+    tps: float = 10.0
+    #: outstanding submit_sm without a response
+    window: int = 10
+    #: ask for delivery receipts (registered_delivery = 1)
+    receipts: bool = True
+    #: seconds before resubmitting a throttled (0x58) or queue-full (0x14) part
+    throttle_delay: float = 1.0
+    #: seconds a send may wait for a bind or for throttling to end
+    send_timeout: float = 30.0
+    #: rebinding backoff (exponential, full jitter) between these
+    reconnect_initial: float = 0.5
+    reconnect_max: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSmsSettings:
+    """``[[sms_links]]`` type = "http": a Kannel sendsms-style gateway; ``url`` is a template
+    with {to} {from} {text} {coding} {charset} {dlr_url} {username} {password}, URL-encoded."""
+
+    name: str
+    url: str
+    #: basic auth, unless the url template carries {password} itself
+    username: str = ""
+    password: Secret | None = None
+    source_addr: str = ""
+    #: the public base of this gateway's dlr endpoint; unset: no receipts asked for
+    dlr_url_base: str = ""
+    tps: float = 10.0
+    timeout: float = 10.0
+
+
+SmsLinkSettings: TypeAlias = SmppSettings | HttpSmsSettings
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """The whole gateway configuration, validated; built by ``load_config``."""
 
@@ -528,6 +580,8 @@ class GatewayConfig:
     cluster: ClusterSettings = ClusterSettings()
     #: messages' content as web pages (the text + link fallback)
     hosting: HostingSettings = HostingSettings()
+    #: SMS links (SMPP or HTTP) for the upcoming SMS fallback; none by default
+    sms_links: tuple[SmsLinkSettings, ...] = ()
 
     def link(self, name: str) -> LinkSettings:
         """The link called ``name`` (KeyError lists the names)."""
