@@ -23,7 +23,7 @@ from PIL import Image
 
 from mm7.cli.main import main
 from mm7.content.carriable import never_carried
-from mm7.content.fit import FFMPEG
+from mm7.content.fit import FFMPEG, transcode_targets
 from mm7.content.parts import Source, make_item, text_source
 from mm7.content.profile import load_profile
 from mm7.service.api.app import create_api_app
@@ -217,6 +217,10 @@ async def test_a_pdf_random_bytes_and_a_wav_are_422_naming_the_part_and_the_prof
     if FFMPEG is None:
         message = await gw.refused(body, 422, "media[2]")
         assert "audio/wav" in message and "no ffmpeg" in message
+    elif not transcode_targets("audio", load_profile("mms-300k"), FFMPEG):
+        # an ffmpeg without an encoder for AMR/MP3/AAC (Debian's has no AMR-NB encoder)
+        message = await gw.refused(body, 422, "media[2]")
+        assert "audio/wav" in message and "has no encoder" in message
     else:  # this machine can transcode it: accepted, the dispatcher will
         status, answer = await gw.post(body)
         assert status == 202, answer
