@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +21,7 @@ from mm7.core.mime import Part
 from mm7.core.model import Address, Message, Recipients
 from mm7.core.versions import version_for_namespace
 from mm7.simulator.feed import TrafficFeed
+from mm7.transport.wirelog import redact_headers
 
 #: how much of each HTTP body an exchange keeps once the whole-body budget has passed it by
 KEEP_BYTES = 16 * 1024
@@ -83,12 +84,18 @@ class Exchange:
     attempt: int = 1
     recipient: str | None = None
     mm_status: str | None = None
-    #: headers (secrets masked): the request's inbound, the answer's both ways when known
-    request_headers: tuple[tuple[str, str], ...] = ()
+    #: the request's headers as received (secrets included: kept by reference, masked only
+    #: when read through ``request_headers``); the answer's (masked) both ways when known
+    received_headers: Mapping[str, str] | tuple[tuple[str, str], ...] = ()
     request_content_type: str | None = None
     response_headers: tuple[tuple[str, str], ...] = ()
     response_content_type: str | None = None
     bodies: Bodies = field(default_factory=lambda: Bodies.of(b"", b""))
+
+    @property
+    def request_headers(self) -> tuple[tuple[str, str], ...]:
+        """The request's headers with secret values masked, built when asked for."""
+        return tuple(redact_headers(self.received_headers))
 
     @property
     def request_body(self) -> bytes:
