@@ -2,40 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import secrets
 import sqlite3
-from datetime import UTC, datetime
 
+from mm7.service.store.columns import dt, ms, new_id, opt_dt, opt_ms, to_json
 from mm7.service.store.records import JSONObject, PartRecord
 
-
-def ms(when: datetime) -> int:
-    """Milliseconds since the epoch; a naive datetime is refused (it would mean local time)."""
-    if when.tzinfo is None:
-        raise ValueError(f"naive datetime {when.isoformat()}: the store needs timezone-aware times")
-    return int(when.timestamp() * 1000)
-
-
-def opt_ms(when: datetime | None) -> int | None:
-    return None if when is None else ms(when)
-
-
-def dt(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1000, UTC)
-
-
-def opt_dt(value: int | None) -> datetime | None:
-    return None if value is None else dt(value)
-
-
-def to_json(value: JSONObject | None) -> str:
-    return json.dumps(dict(value) if value is not None else {}, separators=(",", ":"))
-
-
-def new_id(now_ms: int) -> str:
-    """A time-ordered id (ms clock in hex, then 64 random bits): keeps B-tree inserts local."""
-    return f"{now_ms:012x}{secrets.token_hex(8)}"
+#: the column conversions (``mm7.service.store.columns``) with this backend's own helpers
+__all__ = ["dt", "event", "ms", "new_id", "opt_dt", "opt_ms", "parts", "to_json"]
 
 
 def event(
