@@ -1,10 +1,11 @@
 """Smoke tests of the multi-process benchmarks in tools/bench.py (sim, mt, loss, memory, campaign,
-mo, and pgdriver where a PostgreSQL server answers): each runs with --quick (real processes on
-loopback, a few seconds) and prints one JSON object of the documented shape.
+mo, and pgdriver and the cluster ones where a PostgreSQL server answers): each runs with --quick
+(real processes on loopback, a few seconds) and prints one JSON object of the documented shape.
 
 Only shapes are checked, and that the figures are positive, never how big they are: the machines
 that run the tests are shared, so timings cannot gate a build. One behaviour is asserted: under
-two SIGKILLs of the gateway nothing acknowledged is lost (``loss``: acknowledged == delivered).
+two SIGKILLs of the gateway nothing acknowledged is lost (``loss``, and ``cluster_loss`` where
+the killed instance owns the link: acknowledged == delivered).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ BENCH = REPO / "tools" / "bench.py"
 
 
 def _run(name: str) -> dict[str, Any]:
+    """The JSON result of ``--only name --quick`` (``name``: several, comma-separated: a dict
+    of them all)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     proc = subprocess.run(
@@ -38,9 +41,9 @@ def _run(name: str) -> dict[str, Any]:
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     data = json.loads(proc.stdout)  # exactly one JSON document: extra output would fail here
-    assert isinstance(data, dict) and list(data) == [name]
+    assert isinstance(data, dict) and list(data) == name.split(",")
     assert proc.stderr.strip(), "the human-readable report goes to stderr with --json"
-    result: dict[str, Any] = data[name]
+    result: dict[str, Any] = data if "," in name else data[name]
     return result
 
 
@@ -101,3 +104,30 @@ async def test_pgdriver_benchmark() -> None:
         pytest.skip(why)
     result = await asyncio.to_thread(_run, "pgdriver")
     _positive(result, "asyncpg_cpu_ms_per_msg", "psycopg_cpu_ms_per_msg", "psycopg_over_asyncpg")
+
+
+#: the shapes of tools/bench/cluster_stack.py, as the cluster benchmarks name their figures
+CLUSTER_VARIANTS = ("sqlite_1", "pg_1", "pg_2", "pg_workers_2")
+
+
+async def test_cluster_benchmarks() -> None:
+    from tests.helpers.stores import pg_unavailable
+
+    why = await pg_unavailable()
+    if why is not None:
+        pytest.skip(why)
+    results = await asyncio.to_thread(_run, "cluster_mt,cluster_mo,cluster_loss")
+    for name in ("cluster_mt", "cluster_mo"):
+        result = results[name]
+        for variant in CLUSTER_VARIANTS:
+            # mo: the highest rate sustained, 0 when a busy machine sustained none
+            assert result[f"{variant}_msgs_per_s"] >= 0
+            _positive(result, f"{variant}_gateway_cpu_ms_per_msg")
+            _positive(result, f"{variant}_cpu_vs_sqlite_1", f"{variant}_cpu_vs_pg_1")
+            if variant != "sqlite_1":
+                _positive(result, f"{variant}_postgres_cpu_ms_per_msg")
+        assert result["pg_1_cpu_vs_pg_1"] == 1.0 and result["sqlite_1_cpu_vs_sqlite_1"] == 1.0
+    loss = results["cluster_loss"]
+    _positive(loss, "acknowledged", "delivered", "kills")
+    assert loss["acknowledged"] == loss["delivered"]
+    assert loss["lost"] == 0 and loss["unexpected"] == 0

@@ -30,7 +30,9 @@ generators on loopback) live in tools/bench/ and are registered at the end of th
 ``mo`` (MO ingest and relay); each compares itself with a bare-aiohttp baseline or a limit
 measured in the same run (BENCHMARKS.md). ``pgdriver`` compares the PostgreSQL drivers (asyncpg,
 psycopg 3) on the store's hot statements; it needs a PostgreSQL server and reports nothing
-(saying why) without one.
+(saying why) without one. ``cluster_mt``, ``cluster_mo`` and ``cluster_loss`` run the gateway on
+SQLite and on PostgreSQL with one and two processes (two instances, ``--workers 2``) and kill the
+link's owner of two instances under load (tools/bench/cluster_*.py); they too need the server.
 """
 
 from __future__ import annotations
@@ -790,6 +792,9 @@ def bench_content(settings: Settings) -> dict[str, float]:
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench.campaign import bench_campaign  # noqa: E402
+from bench.cluster_loss import bench_cluster_loss  # noqa: E402
+from bench.cluster_mo import bench_cluster_mo  # noqa: E402
+from bench.cluster_mt import bench_cluster_mt  # noqa: E402
 from bench.loss import bench_loss  # noqa: E402
 from bench.memory import bench_memory  # noqa: E402
 from bench.mo import bench_mo  # noqa: E402
@@ -804,6 +809,9 @@ benchmark("memory")(bench_memory)
 benchmark("campaign")(bench_campaign)
 benchmark("mo")(bench_mo)
 benchmark("pgdriver")(bench_pgdriver)
+benchmark("cluster_mt")(bench_cluster_mt)
+benchmark("cluster_mo")(bench_cluster_mo)
+benchmark("cluster_loss")(bench_cluster_loss)
 
 
 # --------------------------------------------------------------------------- the scaling benchmark

@@ -69,10 +69,7 @@ max_request_bytes = "{max_request}"
 name = "bench"
 key_env = "MM7_API_KEY"
 
-[store]
-backend = "sqlite"
-path = "{db}"
-
+{store}
 [logging]
 level = "warning"
 json = true
@@ -122,7 +119,18 @@ def _ports(url: str) -> int:
     return int(found[1])
 
 
+#: the ``[store]`` table of a gateway on SQLite (the default of ``write_config``)
+SQLITE_STORE = '[store]\nbackend = "sqlite"\npath = "{db}"\n'
+
+
+def postgresql_store(dsn_env: str) -> str:
+    """The ``[store]`` table of a gateway on PostgreSQL, its DSN in the variable ``dsn_env``."""
+    return f'[store]\nbackend = "postgresql"\ndsn_env = "{dsn_env}"\n'
+
+
 def write_config(stack_dir: Path, sim_url: str, **options: Any) -> tuple[Path, Path]:
+    """The gateway's TOML in ``stack_dir`` (``options`` fill GATEWAY_TOML; ``store``: the
+    ``[store]`` table, SQLite in ``stack_dir``/var by default); its path and the SQLite file's."""
     db = stack_dir / "var" / "mm7.sqlite"
     values = {
         "sim_url": sim_url,
@@ -134,7 +142,7 @@ def write_config(stack_dir: Path, sim_url: str, **options: Any) -> tuple[Path, P
         "max_request": "64 MB",
         "link_extra": "",
         "extra": "",
-        "db": db.as_posix(),
+        "store": SQLITE_STORE.format(db=db.as_posix()),
     }
     values.update(options)
     path = stack_dir / "gateway.toml"
@@ -162,10 +170,17 @@ GATEWAY_ENV: dict[str, str] = {"MM7_HOOK_BENCH_SECRET": "bench-hook-secret-01234
 
 
 def start_gateway(
-    procs: Procs, config: Path, profile: Path | None, *serve_options: str
+    procs: Procs,
+    config: Path,
+    profile: Path | None,
+    *serve_options: str,
+    env_extra: dict[str, str] | None = None,
 ) -> tuple[Proc, str, str]:
+    """``mm7 serve`` on ``config`` (``env_extra`` added to its environment: a store's DSN ...),
+    up; the process, its API base URL and its inbound URL."""
     env = dict(os.environ)
     env.update(GATEWAY_ENV)
+    env.update(env_extra or {})
     env["MM7_API_KEY"] = API_KEY
     # the event loop is chosen, not left to `--loop auto`: asyncio unless MM7_BENCH_UVLOOP=1
     loop = "uvloop" if os.environ.get("MM7_BENCH_UVLOOP") == "1" else "asyncio"
@@ -340,14 +355,16 @@ def api_load(
     concurrency: int,
     name: str,
     ids_out: Path | None = None,
+    more_apis: tuple[str, ...] = (),
 ) -> Proc:
     """A tools/bench/load.py ``api`` process, ready: ``send("go")`` starts it, ``json_result``
-    waits for its result."""
+    waits for its result. ``more_apis``: other instances' APIs, the workers spread over all."""
     spec = procs.workdir / f"{name}.json"
     spec.write_text(
         json.dumps(
             {
                 "url": api + "/v1/messages",
+                "urls": [base + "/v1/messages" for base in (api, *more_apis)],
                 "key": API_KEY,
                 "payload": payload,
                 "seconds": seconds,

@@ -12,10 +12,12 @@ HTTP status is ``expect_status`` and its body contains ``expect`` (e.g. the 1000
 Reports ok, errors, requests/s, client-side p50/p99 in ms.
 
 ``api``: every worker POSTs ``payload`` (JSON, ``to`` made unique per message) to
-``url`` with the Bearer ``key`` and an Idempotency-Key. A failed attempt (connection refused or
+``url`` (or, given ``urls``, worker w to ``urls[w % len(urls)]``: several instances of a
+cluster) with the Bearer ``key`` and an Idempotency-Key. A failed attempt (connection refused or
 reset while the gateway is being killed, a 5xx) is retried with the same key until it gets its
-202, as a careful application does; so every message the gateway committed is eventually
-acknowledged, once. Reports acknowledged (202s), attempts, the ids with their acceptance times
+202 (with ``urls``, on the next URL, as a load balancer does), as a careful application does; so
+every message the gateway committed is eventually acknowledged, once. Reports acknowledged
+(202s), attempts, the ids with their acceptance times
 (``ids_out`` file, one ``id`` a line), accept rate.
 """
 
@@ -92,7 +94,7 @@ async def _post(spec: dict[str, Any]) -> dict[str, Any]:
 
 async def _api(spec: dict[str, Any]) -> dict[str, Any]:
     payload = dict(spec["payload"])
-    url = spec["url"]
+    urls = spec.get("urls") or [spec["url"]]
     headers = {"Authorization": f"Bearer {spec['key']}"}
     prefix = spec.get("prefix", "b")
     acknowledged: list[tuple[str, float]] = []
@@ -110,6 +112,7 @@ async def _api(spec: dict[str, Any]) -> dict[str, Any]:
         async def worker(w: int) -> None:
             nonlocal attempts, failures
             n = 0
+            turn = w  # the URL this worker posts to; the next one after a failure
             while time.monotonic() < stop_at:
                 n += 1
                 body = dict(payload)
@@ -119,7 +122,9 @@ async def _api(spec: dict[str, Any]) -> dict[str, Any]:
                     attempts += 1
                     try:
                         async with session.post(
-                            url, json=body, headers={**headers, "Idempotency-Key": key}
+                            urls[turn % len(urls)],
+                            json=body,
+                            headers={**headers, "Idempotency-Key": key},
                         ) as rsp:
                             answer = await rsp.read()
                             if rsp.status in (200, 201, 202):
@@ -130,6 +135,7 @@ async def _api(spec: dict[str, Any]) -> dict[str, Any]:
                     except (TimeoutError, aiohttp.ClientError):
                         pass
                     failures += 1
+                    turn += 1
                     await asyncio.sleep(0.05)
 
         await asyncio.gather(*(worker(w) for w in range(int(spec["concurrency"]))))

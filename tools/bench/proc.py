@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -237,6 +237,66 @@ class Procs:
 
     def python(self, name: str, *args: str, env: dict[str, str] | None = None) -> Proc:
         return self.start(name, [sys.executable, *args], env)
+
+
+# --------------------------------------------------------------------------- CPU of process sets
+
+
+def pid_cpu(pid: int) -> float | None:
+    """utime + stime of process ``pid`` (all its threads), seconds; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (its children, theirs ...), read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    out = [pid]
+    for each in out:  # grows while walked: breadth first
+        out.extend(children.get(each, []))
+    return out
+
+
+class CpuWindow:
+    """CPU seconds a set of processes spent between ``start()`` and ``stop()``; the set is
+    listed again at both ends (``pids``), so a process started in the window counts all its
+    CPU; one that ended inside it is lost and counted in ``lost``."""
+
+    def __init__(self, pids: Callable[[], Iterable[int]]) -> None:
+        self._pids = pids
+        self._before: dict[int, float] = {}
+        self.lost = 0
+        self.processes = 0
+
+    def _sample(self) -> dict[int, float]:
+        out = {}
+        for pid in self._pids():
+            cpu = pid_cpu(pid)
+            if cpu is not None:
+                out[pid] = cpu
+        return out
+
+    def start(self) -> None:
+        self._before = self._sample()
+
+    def stop(self) -> float:
+        after = self._sample()
+        self.lost = len(set(self._before) - set(after))
+        self.processes = len(after)
+        return sum(cpu - self._before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 # --------------------------------------------------------------------------- small HTTP helpers

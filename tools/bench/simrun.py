@@ -8,10 +8,13 @@ differences, both for the benchmarks:
 
 * It binds 127.0.0.1 port 0 and prints ``bench simulator on http://127.0.0.1:PORT/mm7``, then
   reads one line from stdin: the VASP URL (the gateway's inbound endpoint, known only once the
-  gateway has started and announced it) or ``none``. Then it serves.
+  gateway has started and announced it) or ``none``; or several URLs separated by spaces (the
+  instances of a cluster): reports go to the first, MOs round robin to all. Then it serves.
 * Every SubmitReq it answers 1000 is tallied by TransactionID (the simulator's own traffic log
   is bounded to the last 1000 exchanges): ``GET /bench/accepted`` gives the count, the distinct
-  TransactionIDs and how many were accepted more than once (``?ids=1`` lists the distinct IDs).
+  TransactionIDs and how many were accepted more than once (``?ids=1`` lists the distinct IDs),
+  and the delivery reports sent that the VASP answered 1000 (``reports_ok``; attempts answered
+  otherwise: ``report_attempts_failed``).
   ``POST /bench/mo`` originates DeliverReqs at a given rate through the simulator's own outbound
   sender (the MO benchmark) and answers with what the VASP answered and how long it took.
 """
@@ -45,6 +48,7 @@ async def _run(args: argparse.Namespace) -> None:
     from mm7.core.model import Address
     from mm7.simulator.app import SIMULATOR, create_simulator_app
     from mm7.simulator.cli import build_config
+    from mm7.simulator.dlr import Outbound
     from mm7.simulator.mo import deliver_req
     from mm7.transport.stop_signal import stop_requested
 
@@ -56,20 +60,26 @@ async def _run(args: argparse.Namespace) -> None:
     print(f"bench simulator on http://127.0.0.1:{port}/mm7", flush=True)
     line = (await asyncio.to_thread(sys.stdin.readline)).strip()
     config = build_config(args)
-    if line and line != "none":
-        config = dataclasses.replace(config, vasp_url=line)
+    vasp_urls = [] if line in ("", "none") else line.split()
+    if vasp_urls:
+        config = dataclasses.replace(config, vasp_url=vasp_urls[0])
     app = create_simulator_app(config)
     sim = app[SIMULATOR]
+    # MOs go round robin to every VASP URL given (instances of a cluster); reports to the first
+    outbounds = [sim.outbound] + [
+        Outbound(url, sim.persona.dialect, config.retry, sim.store, auth=config.vasp_auth)
+        for url in vasp_urls[1:]
+    ]
     accepted: collections.Counter[str] = collections.Counter()
+    reports = collections.Counter[str]()  # delivery reports sent: answered 1000, or not
     add_exchange = sim.store.add_exchange
 
     def tally(**kw: Any) -> Any:
-        if (
-            kw.get("direction") == "in"
-            and kw.get("operation") == "SubmitReq"
-            and kw.get("status_code") == 1000
-        ):
-            accepted[kw.get("transaction_id", "")] += 1
+        if kw.get("status_code") == 1000 and kw.get("operation") == "SubmitReq":
+            if kw.get("direction") == "in":
+                accepted[kw.get("transaction_id", "")] += 1
+        elif kw.get("direction") == "out" and kw.get("operation") == "DeliveryReportReq":
+            reports["ok" if kw.get("status_code") == 1000 else "failed"] += 1
         return add_exchange(**kw)
 
     sim.store.add_exchange = tally  # type: ignore[method-assign]
@@ -79,6 +89,8 @@ async def _run(args: argparse.Namespace) -> None:
             "accepted": sum(accepted.values()),
             "distinct": len(accepted),
             "duplicates": sum(n - 1 for n in accepted.values() if n > 1),
+            "reports_ok": reports["ok"],
+            "report_attempts_failed": reports["failed"],
         }
         if request.query.get("ids"):
             out["ids"] = list(accepted)
@@ -110,7 +122,7 @@ async def _run(args: argparse.Namespace) -> None:
                 sender=Address.guess(f"+1557{n % 10**7:07d}"),
             )
             started = time.monotonic()
-            delivery = await sim.outbound.deliver(req)
+            delivery = await outbounds[n % len(outbounds)].deliver(req)
             latencies.append((time.monotonic() - started) * 1000)
             statuses[str(delivery.status_code)] += 1
 
@@ -147,6 +159,8 @@ async def _run(args: argparse.Namespace) -> None:
         await stop_requested()
     finally:
         await runner.cleanup()
+        for extra in outbounds[1:]:
+            await extra.close()
 
 
 def main() -> int:
