@@ -647,6 +647,115 @@ def bench_codec(settings: Settings) -> dict[str, float]:
     }
 
 
+# --------------------------------------------------------------------------- small documents
+#
+# ``codec_small``: the small SOAP documents the gateway decodes for every MT message: the MMSC's
+# SubmitRsp (answer to each submit) and its DeliveryReportReq (one per recipient), as the
+# simulator sends them (our encoder, STRICT_3GPP, REL-6-MM7-1-4), bare XML and wrapped in a
+# multipart/related holding only the SOAP part (as some MMSCs send every body). Each case is
+# timed against its own floor in the same interleaved rounds: lxml's parse of the same envelope
+# (bare), plus one copy of the body (wrapped), the least any decoder has to do.
+
+SMALL_WHEN = datetime(2026, 11, 24, 21, 30, 7, tzinfo=UTC)
+SMALL_BOUNDARY = "mimepart_5f3a9c1e_0001"
+
+
+def small_documents() -> dict[str, tuple[str, bytes]]:
+    """name -> (Content-Type, body) of the small documents, bare and multipart-wrapped."""
+    from mm7.core.model import DeliveryReportReq, SubmitRsp
+    from mm7.core.status import MMStatus
+
+    ns, mm7_version = MM7_VERSION.namespace, MM7_VERSION.default_mm7_version
+    rsp = SubmitRsp(
+        transaction_id="bench-0000000001",
+        namespace=ns,
+        mm7_version=mm7_version,
+        message_id="a1f09c7e3b5d4e2f9c8b7a6d5e4f3a2b",
+    )
+    report = DeliveryReportReq(
+        transaction_id="sim-7c2e9d41a0b3",
+        namespace=ns,
+        mm7_version=mm7_version,
+        message_id="a1f09c7e3b5d4e2f9c8b7a6d5e4f3a2b",
+        recipient=Address("+15551230001"),
+        sender=Address("12345", AddressKind.SHORT_CODE),
+        date=SMALL_WHEN,
+        mm_status=MMStatus.RETRIEVED,
+        status_text="Retrieved",
+    )
+    docs: dict[str, tuple[str, bytes]] = {}
+    for name, message in (("submit_rsp", rsp), ("report", report)):
+        encoded = encode(message, STRICT_3GPP)
+        docs[name] = (encoded.content_type, encoded.body)
+        wrapped = b"".join(
+            [
+                f"--{SMALL_BOUNDARY}\r\n".encode(),
+                b"Content-Type: text/xml; charset=utf-8\r\n",
+                b"Content-ID: <mm7-soap>\r\n\r\n",
+                encoded.body,
+                f"\r\n--{SMALL_BOUNDARY}--\r\n".encode(),
+            ]
+        )
+        content_type = (
+            f'multipart/related; boundary="{SMALL_BOUNDARY}"; type="text/xml"; start="<mm7-soap>"'
+        )
+        docs[f"{name}_mime"] = (content_type, wrapped)
+    return docs
+
+
+def _small_floor(envelope: bytes, body: bytes | None) -> Callable[[], object]:
+    """The floor of one small document: lxml's parse of the envelope (+ a copy of the body)."""
+    fromstring = etree.fromstring
+    if body is None:
+        return lambda: fromstring(envelope)
+
+    def parse_and_copy() -> object:
+        fromstring(envelope)
+        return memoryview(body).tobytes()
+
+    return parse_and_copy
+
+
+@benchmark("codec_small")
+def bench_codec_small(settings: Settings) -> dict[str, float]:
+    """Decode of a SubmitRsp and a DeliveryReportReq, bare and wrapped, each against its floor."""
+    docs = small_documents()
+    pairs: list[tuple[str, Case, Case]] = []
+    for name, (content_type, body) in docs.items():
+        decoded = decode(body, content_type)
+        if decoded.leniencies or decoded.operation not in ("SubmitRsp", "DeliveryReportReq"):
+            raise AssertionError(f"{name}: decoded as {decoded.operation} {decoded.leniencies}")
+        wrapped = name.endswith("_mime")
+        ours = Case(f"ours: decode {name}", lambda b=body, c=content_type: decode(b, c))
+        floor = Case(
+            f"  floor: lxml parse{' + 1 copy' if wrapped else ''}",
+            _small_floor(decoded.soap, body if wrapped else None),
+        )
+        pairs.append((name, ours, floor))
+    cases = [case for _, ours, floor in pairs for case in (ours, floor)]
+    measure(cases, settings.repeats, settings.repeat_seconds / 2)
+    settings.say(
+        f"codec_small: decode of the small documents of every MT message (best of "
+        f"{settings.repeats}; each against its own floor)"
+    )
+    results: dict[str, float] = {}
+    for name, ours, floor in pairs:
+        body = docs[name][1]
+        ratio = ours.best / floor.best
+        settings.say(
+            f"  {name:<16} {len(body):>6,} B {ours.best * 1e6:>8.1f} µs/msg"
+            f"  floor {floor.best * 1e6:>6.1f} µs  x{ratio:.2f}"
+        )
+        results[f"{name}_us"] = round(ours.best * 1e6, 2)
+        results[f"{name}_vs_floor"] = round(ratio, 2)
+    if settings.profile:
+        content_type, body = docs["report"]
+        calls = 100 if settings.quick else 20_000
+        settings.say(f"\n  cProfile of decode(report), {calls} calls:")
+        profile(lambda: decode(body, content_type), calls, settings.profile, settings)
+    return results
+
+
 # --------------------------------------------------------------------------- the content benchmark
 #
 # ``content``: fitting a 4 MB camera-sized photo (3000x2000 JPEG, quality 96) plus a line of text
