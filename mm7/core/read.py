@@ -127,21 +127,27 @@ def _tag_table(op: str, token: str, ns: str | None) -> dict[str, tuple[int, Elem
 
 def local(el: etree._Element | str) -> str:
     """Local name of an element or attribute tag ('{ns}Name' -> 'Name')."""
-    tag = el.tag if not isinstance(el, str) else el
+    tag = el if isinstance(el, str) else el.tag
     if not isinstance(tag, str):
         return ""
-    return tag.rpartition("}")[2]
+    return tag[tag.rfind("}") + 1 :]
 
 
 def namespace(el: etree._Element) -> str | None:
     tag = el.tag
-    if isinstance(tag, str) and tag.startswith("{"):
+    if isinstance(tag, str) and tag[:1] == "{":
         return tag[1:].partition("}")[0]
     return None
 
 
 def _children(el: etree._Element) -> list[etree._Element]:
-    return [c for c in el if isinstance(c.tag, str)]
+    # The hardened parser drops comments and PIs, so a parsed element's children are elements;
+    # a tree built by hand may still hold them.
+    kids = list(el)
+    for c in kids:
+        if c.tag.__class__ is not str:
+            return [c for c in kids if isinstance(c.tag, str)]
+    return kids
 
 
 def _text(el: etree._Element) -> str:
@@ -201,6 +207,19 @@ NEEDED: dict[str, tuple[tuple[str, ...], ...]] = {
 }  # fmt: skip
 
 
+#: (operation, version token) -> the model attributes the schema requires, SenderIdentification
+#: aside: what check_required looks for before it names anything
+_REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
+    (_op.name, _v.token): tuple(
+        el.attr
+        for el in _op.sequence(_v)
+        if el.required and el.attr and el.kind is not Kind.SENDER_ID
+    )
+    for _op in OPERATION_BY_NAME.values()
+    for _v in VERSIONS
+}
+
+
 def _element_name(op: Operation, attr: str) -> str:
     """The element name of model attribute ``attr`` in ``op`` (for error messages)."""
     return next((e.name for e in op.elements if e.attr == attr), attr)
@@ -229,6 +248,8 @@ class _Reader:
         #: False when the namespace is unknown and ``version`` is only the tables we read with:
         #: then no MM7Version can be judged against it
         self.version_known = version_known
+        #: Number, ShortCode, MessageID ... are xs:NMTOKEN in this version (read per element)
+        self.nmtoken = version.nmtoken_identifiers
         self.extensions: list[tuple[str, str]] = []
 
     def where(self, name: str) -> str:
@@ -304,6 +325,19 @@ class _Reader:
             raise ParseError(
                 f"expected Number, ShortCode or RFC2822Address, got {tag}", where=self.where(name)
             )
+        if child.keys():
+            addr = self._attributed(child, kind, name)
+        else:  # most addresses carry no attributes: nothing to look up
+            addr = Address(_text(child).strip(), kind)
+        addr = self._plmn(addr)
+        # REL-5-MM7-1-0/-1-1 type Number and ShortCode as xs:NMTOKEN, which has no '+': most
+        # MMSCs write +E.164 there all the same, and the number is clear
+        if kind is not AddressKind.RFC2822 and self.nmtoken and not is_nmtoken(addr.value):
+            self.leniencies.append(Leniency.NUMBER_NOT_NMTOKEN)
+        return addr
+
+    def _attributed(self, child: etree._Element, kind: AddressKind, name: str) -> Address:
+        """An address element with attributes (displayOnly, addressCoding, id)."""
         display = _attr(child, "displayOnly", self.leniencies)
         coding = _attr(child, "addressCoding", self.leniencies)
         addr_coding = None
@@ -313,23 +347,13 @@ class _Reader:
             except ValueError:
                 self.leniencies.append(Leniency.ENUM_UNKNOWN)
                 self.extensions.append((f"{name}/@addressCoding", coding))
-        addr = Address(
+        return Address(
             _text(child).strip(),
             kind,
             self.boolean(display, f"{name}/@displayOnly") if display is not None else None,
             addr_coding,
             _attr(child, "id", self.leniencies),
         )
-        addr = self._plmn(addr)
-        # REL-5-MM7-1-0/-1-1 type Number and ShortCode as xs:NMTOKEN, which has no '+': most
-        # MMSCs write +E.164 there all the same, and the number is clear
-        if (
-            kind is not AddressKind.RFC2822
-            and self.version.nmtoken_identifiers
-            and not is_nmtoken(addr.value)
-        ):
-            self.leniencies.append(Leniency.NUMBER_NOT_NMTOKEN)
-        return addr
 
     def _plmn(self, addr: Address) -> Address:
         if "/TYPE=" in addr.value.upper():
@@ -486,6 +510,11 @@ class _Reader:
         TS 23.140 makes the other information elements of a response (SubmitRsp's MessageID)
         conditional on success, and MMSCs answering 2002 have no MessageID to give.
         """
+        if all(attr in kwargs for attr in _REQUIRED[(self.op.name, self.version.token)]) and all(
+            any(kwargs.get(attr) not in (None, "") for attr in group)
+            for group in NEEDED.get(self.op.name, ())
+        ):
+            return  # the common case: nothing absent, nothing to name
         status = kwargs.get("status")
         failed = isinstance(status, Status) and not status.is_success
         previous = "the start of the body"
@@ -569,7 +598,7 @@ def _read_id(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwarg
     value = (child.text or "").strip()
     # messageIDType / entityIDType are xs:NMTOKEN up to REL-5-MM7-1-1; an '@' or '/' in one
     # (MMSCs write message ids like "abc@mmsc") still names the message
-    if r.version.nmtoken_identifiers and value and not is_nmtoken(value):
+    if r.nmtoken and value and not is_nmtoken(value):
         r.leniencies.append(Leniency.ID_NOT_NMTOKEN)
     kwargs[element.attr] = value
 
@@ -620,6 +649,10 @@ def _read_read_status(r: _Reader, child: etree._Element, element: Element, kwarg
 def _read_address(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     # an empty Sender or Recipient (<Sender/>, <Sender><Number/></Sender>) names nobody: read as
     # absent like a missing one, never as the address "" (which an opt-out would then record)
+    kids = _children(child)
+    if kids and (kids[0].text or "").strip():  # <Sender><Number>+1555...</Number></Sender>
+        kwargs[element.attr] = r.address_element(kids[0], element.name)
+        return
     if not _all_text(child).strip():
         return
     kwargs[element.attr] = r.address(child, element.name)
@@ -787,7 +820,8 @@ def read_envelope(
     found_header = False
     if header is not None:
         for h in header.iter():
-            if isinstance(h.tag, str) and local(h) == "TransactionID":
+            tag = h.tag
+            if isinstance(tag, str) and (tag.endswith("}TransactionID") or tag == "TransactionID"):
                 found_header = True
                 raw = h.text or ""
                 transaction_id = raw.strip()
