@@ -11,6 +11,7 @@ import re
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from enum import Enum
 from functools import lru_cache
 from typing import Any
 
@@ -60,6 +61,9 @@ _INVALID_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\
 # ASCII xs:NMTOKEN / xs:NCName; other values go to libxml2 (see _is_xsd), whose name classes are
 # XML 1.0 4th edition's (narrower than the 5th's: no U+F900 compatibility ideographs, no U+3400
 # CJK extension A), and Python's \w is wider still (it takes U+00B2).
+# What escape_text has to look at: the invalid characters above and the ones it escapes. Most
+# values hold none, and one search says so.
+_TEXT_WORK = re.compile("[\x00-\x08\x0b-\x1f&<>\ud800-\udfff\ufffe\uffff]")
 _ASCII_NMTOKEN = re.compile(r"[A-Za-z0-9._:\-]+")
 _ASCII_NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9._\-]*")
 _XML_SPACE = re.compile("[ \t\r\n]")
@@ -102,6 +106,8 @@ def is_nmtoken(value: str) -> bool:
 
 def escape_text(value: str, where: str) -> str:
     """Escape character data; refuse characters XML 1.0 cannot carry at all."""
+    if _TEXT_WORK.search(value) is None:
+        return value
     if _INVALID_XML_CHARS.search(value):
         raise EmitError(f"{where}: contains a control character XML 1.0 cannot carry")
     if "&" in value:
@@ -128,7 +134,7 @@ def escape_attr(value: str, where: str) -> str:
 class _Writer:
     """Writes one message's body for one (version, dialect); collects text pieces."""
 
-    __slots__ = ("dialect", "version", "p", "out", "op", "ids")
+    __slots__ = ("dialect", "version", "p", "out", "op", "ids", "nmtoken")
 
     def __init__(self, dialect: Dialect, version: Version, op: Operation) -> None:
         self.dialect = dialect
@@ -137,6 +143,8 @@ class _Writer:
         self.p = f"{dialect.mm7_prefix}:" if dialect.mm7_prefix else ""
         self.out: list[str] = []
         self.ids: set[str] = set()  # address id attributes (xs:ID: unique per document)
+        #: identifiers and numbers are xs:NMTOKEN in this version (asked per element)
+        self.nmtoken = version.nmtoken_identifiers
 
     def where(self, name: str) -> str:
         """``Operation/Element`` for error messages."""
@@ -174,11 +182,7 @@ class _Writer:
         return str(int(value))
 
     def ident(self, name: str, value: str) -> str:
-        if (
-            self.version.nmtoken_identifiers
-            and not _is_xsd("NMTOKEN", value)
-            and self.dialect.strict
-        ):
+        if self.nmtoken and not _is_xsd("NMTOKEN", value) and self.dialect.strict:
             raise EmitError(
                 f"{self.op.name}/{name}: {value!r} is not an xs:NMTOKEN, which "
                 f"{self.version.token} requires (no spaces, '+', '/', '@' ...)"
@@ -191,14 +195,9 @@ class _Writer:
             return value
         if self.dialect.number_plus == "strip" and value.startswith("+"):
             value = value[1:]
-        if (
-            nmtoken
-            and self.version.nmtoken_identifiers
-            and not _is_xsd("NMTOKEN", value)
-            and self.dialect.strict
-        ):
+        if nmtoken and self.nmtoken and not _is_xsd("NMTOKEN", value) and self.dialect.strict:
             raise EmitError(
-                f"{self.op.name}/{name}: {addr.kind.value} {value!r} is not an xs:NMTOKEN, which "
+                f"{self.op.name}/{name}: {addr.kind._value_} {value!r} is not an xs:NMTOKEN, which "
                 f"{self.version.token} requires (a leading '+' is invalid there); "
                 "use a dialect with number_plus='strip' or a newer schema version"
             )
@@ -217,11 +216,11 @@ class _Writer:
                     )
             else:
                 if addr.address_coding is not None:
-                    attrs.append(f' addressCoding="{addr.address_coding.value}"')
+                    attrs.append(f' addressCoding="{addr.address_coding._value_}"')
                 if addr.id is not None:
                     self.check_id(name, addr.id)
                     attrs.append(f' id="{escape_attr(addr.id, self.where(name + "/@id"))}"')
-        tag = f"{self.p}{addr.kind.value}"
+        tag = f"{self.p}{addr.kind._value_}"
         text = escape_text(self.address_value(name, addr), self.where(name))
         return f"<{tag}{''.join(attrs)}>{text}</{tag}>"
 
@@ -236,7 +235,10 @@ class _Writer:
         self.ids.add(value)
 
     def enum(self, el: Element, value: Any) -> str:
-        text = str(value.value if hasattr(value, "value") else value)
+        if isinstance(value, Enum):  # _value_: .value is a descriptor, slow on the hot path
+            text = str(value._value_)
+        else:
+            text = str(value.value if hasattr(value, "value") else value)
         assert el.enum is not None
         if self.dialect.strict and text not in enum_values(el.enum, self.version):
             allowed = ", ".join(enum_values(el.enum, self.version))
@@ -468,6 +470,10 @@ assert set(_WRITERS) == set(Kind)
 CONTENT_ID = "mm7-content"
 
 
+#: a value of these types that is empty is as good as absent (``()``, ``""``)
+_EMPTY_TYPES = (tuple, str)
+
+
 def _missing(value: Any) -> bool:
     return value is None or value == () or value == ""
 
@@ -502,7 +508,7 @@ def write_body(
             value = message
         else:
             value = getattr(message, el.attr)
-        if value is None or value == () or value == "":
+        if value is None or (value.__class__ in _EMPTY_TYPES and not value):
             if el.required and strict:
                 raise EmitError(f"{op.name}/{el.name} is required in {version.token}")
             continue
