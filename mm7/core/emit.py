@@ -151,9 +151,15 @@ class _Writer:
         return f"{self.op.name}/{name}"
 
     # -- scalar helpers
+    def text(self, value: str, name: str) -> str:
+        """``value`` escaped as character data of element ``name`` (named only in errors)."""
+        if _TEXT_WORK.search(value) is None:
+            return value
+        return escape_text(value, self.where(name))
+
     def simple(self, name: str, text: str) -> None:
         """Append <name>text</name>, escaping ``text``."""
-        self.leaf(name, escape_text(text, self.where(name)))
+        self.leaf(name, self.text(text, name))
 
     def leaf(self, name: str, xml_text: str) -> None:
         """Append <name>xml_text</name>; ``xml_text`` is already escaped or needs no escaping."""
@@ -221,7 +227,7 @@ class _Writer:
                     self.check_id(name, addr.id)
                     attrs.append(f' id="{escape_attr(addr.id, self.where(name + "/@id"))}"')
         tag = f"{self.p}{addr.kind._value_}"
-        text = escape_text(self.address_value(name, addr), self.where(name))
+        text = self.text(self.address_value(name, addr), name)
         return f"<{tag}{''.join(attrs)}>{text}</{tag}>"
 
     def check_id(self, name: str, value: str) -> None:
@@ -292,10 +298,10 @@ class _Writer:
             raise EmitError(f"{self.op.name}/Status: StatusCode must be a positive integer")
         parts = [f"<{p}Status><{p}StatusCode>{value.code}</{p}StatusCode>"]
         if not code_only:
-            text = escape_text(value.text, self.where("Status/StatusText"))
+            text = self.text(value.text, "Status/StatusText")
             parts.append(f"<{p}StatusText>{text}</{p}StatusText>")
             if value.details is not None:
-                details = escape_text(value.details, self.where("Status/Details"))
+                details = self.text(value.details, "Status/Details")
                 tag = self.dialect.details_element
                 if tag:
                     details = f"<{tag}>{details}</{tag}>"
@@ -381,11 +387,11 @@ def _w_rel_date(w: _Writer, el: Element, value: Any, msg: Message) -> None:
 
 
 def _w_enum(w: _Writer, el: Element, value: Any, msg: Message) -> None:
-    w.leaf(el.name, escape_text(w.enum(el, value), w.where(el.name)))
+    w.leaf(el.name, w.text(w.enum(el, value), el.name))
 
 
 def _w_version(w: _Writer, el: Element, value: Any, msg: Message) -> None:
-    w.leaf(el.name, escape_text(value, w.where(el.name)))
+    w.leaf(el.name, w.text(value, el.name))
 
 
 def _w_address(w: _Writer, el: Element, value: Any, msg: Message) -> None:

@@ -92,6 +92,8 @@ _ENUM_CLASSES: dict[str, type[StrEnum]] = {
     "mmStatusExtension": model.MMStatusExtension,
 }
 _ADDRESS_TAGS = {k.value: k for k in AddressKind}
+_SENDER_ID_BY_NAME = {e.name: e for e in SENDER_ID_ELEMENTS}
+_RECIPIENT_WHERE = {tag: f"Recipients/{tag}" for tag in ("To", "Cc", "Bcc")}
 #: instantcom's model writes RFC822Address; read as RFC2822Address (ADDRESS_ELEMENT_NAME)
 _ADDRESS_MISNAMED = {"RFC822Address": AddressKind.RFC2822}
 #: xs:integer as MM7 writes it: ASCII digits only (int() would also take "1_000" or other scripts)
@@ -368,7 +370,7 @@ class _Reader:
         if not kids and _text(el).strip():
             self.leniencies.append(Leniency.SENDER_BARE_TEXT)
             return (self._plmn(Address.guess(_text(el))),)
-        return tuple(self.address_element(k, name) for k in kids)
+        return tuple([self.address_element(k, name) for k in kids])
 
     def recipients(self, el: etree._Element) -> Recipients:
         lists: dict[str, list[Address]] = {"To": [], "Cc": [], "Bcc": []}
@@ -378,7 +380,7 @@ class _Reader:
                 self.leniencies.append(Leniency.UNKNOWN_ELEMENT)
                 self.extensions.append((f"Recipients/{tag}", _text(kid)))
                 continue
-            lists[tag].extend(self.addresses(kid, f"Recipients/{tag}"))
+            lists[tag].extend(self.addresses(kid, _RECIPIENT_WHERE[tag]))
         return Recipients(tuple(lists["To"]), tuple(lists["Cc"]), tuple(lists["Bcc"]))
 
     def status(self, el: etree._Element, name: str = "Status") -> Status:
@@ -556,10 +558,9 @@ class _Reader:
         _VALUE_READERS[element.kind](self, child, element, kwargs)
 
     def sender_id(self, el: etree._Element, kwargs: dict[str, Any]) -> None:
-        names = {e.name: e for e in SENDER_ID_ELEMENTS}
         for kid in _children(el):
             tag = local(kid)
-            element = names.get(tag)
+            element = _SENDER_ID_BY_NAME.get(tag)
             if element is None:
                 self.leniencies.append(Leniency.UNKNOWN_ELEMENT)
                 self.extensions.append((f"SenderIdentification/{tag}", _text(kid)))
