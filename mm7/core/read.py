@@ -293,10 +293,10 @@ class _Reader:
         raw = _text(el).strip()
         assert element.enum is not None
         cls = _ENUM_CLASSES[element.enum]
-        try:
-            return cls(raw)
-        except ValueError:
-            pass
+        # what cls(raw) looks up, without the enum machinery around it
+        found = cls._value2member_map_.get(raw)
+        if found is not None:
+            return cast(StrEnum, found)
         for member in cls:
             if member.value.lower() == raw.lower():
                 self.leniencies.append(Leniency.ENUM_CASE)
