@@ -222,6 +222,22 @@ _REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 
+def _nothing_absent(
+    kwargs: dict[str, Any], required: tuple[str, ...], needed: tuple[tuple[str, ...], ...]
+) -> bool:
+    """Whether ``kwargs`` holds every ``required`` attribute and a value of each needed group."""
+    for attr in required:
+        if attr not in kwargs:
+            return False
+    for group in needed:
+        for attr in group:
+            if kwargs.get(attr) not in (None, ""):
+                break
+        else:
+            return False
+    return True
+
+
 def _element_name(op: Operation, attr: str) -> str:
     """The element name of model attribute ``attr`` in ``op`` (for error messages)."""
     return next((e.name for e in op.elements if e.attr == attr), attr)
@@ -512,11 +528,10 @@ class _Reader:
         TS 23.140 makes the other information elements of a response (SubmitRsp's MessageID)
         conditional on success, and MMSCs answering 2002 have no MessageID to give.
         """
-        if all(attr in kwargs for attr in _REQUIRED[(self.op.name, self.version.token)]) and all(
-            any(kwargs.get(attr) not in (None, "") for attr in group)
-            for group in NEEDED.get(self.op.name, ())
+        if _nothing_absent(
+            kwargs, _REQUIRED[(self.op.name, self.version.token)], NEEDED.get(self.op.name, ())
         ):
-            return  # the common case: nothing absent, nothing to name
+            return  # the common case: nothing to name
         status = kwargs.get("status")
         failed = isinstance(status, Status) and not status.is_success
         previous = "the start of the body"
@@ -800,8 +815,11 @@ def read_envelope(
     if env_ns == _SOAP_NS_NO_SLASH:
         leniencies.append(Leniency.ENVELOPE_NS_NO_SLASH)
     header = body = None
-    for child in _children(root):
-        name = local(child)
+    for child in root:
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue
+        name = tag[tag.rfind("}") + 1 :]  # local(child), by namespace or none
         if name == "Header" and header is None:
             header = child
         elif name == "Body" and body is None:
@@ -811,10 +829,11 @@ def read_envelope(
             "SOAP Envelope has no Body: expected a Body after the optional Header",
             where="SOAP part",
         )
-    kids = _children(body)
-    if not kids:
+    for first in body:
+        if isinstance(first.tag, str):
+            break
+    else:
         raise ParseError("SOAP Body is empty: expected an MM7 request or response", where="Body")
-    first = kids[0]
 
     transaction_id = ""
     header_ns: str | None = None
