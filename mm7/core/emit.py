@@ -57,13 +57,13 @@ __all__ = [
 
 # Characters XML 1.0 cannot carry at all: C0 controls but TAB/LF/CR, U+FFFE/FFFF, and lone
 # surrogates (a Python str can hold them, UTF-8 cannot encode them).
-_INVALID_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_INVALID_XML_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# What escape_text has to look at: the invalid characters above and the ones it escapes. Most
+# values hold none, and one search says so.
+_TEXT_WORK = re.compile(r"[\x00-\x08\x0b-\x1f&<>\ud800-\udfff\ufffe\uffff]")
 # ASCII xs:NMTOKEN / xs:NCName; other values go to libxml2 (see _is_xsd), whose name classes are
 # XML 1.0 4th edition's (narrower than the 5th's: no U+F900 compatibility ideographs, no U+3400
 # CJK extension A), and Python's \w is wider still (it takes U+00B2).
-# What escape_text has to look at: the invalid characters above and the ones it escapes. Most
-# values hold none, and one search says so.
-_TEXT_WORK = re.compile("[\x00-\x08\x0b-\x1f&<>\ud800-\udfff\ufffe\uffff]")
 _ASCII_NMTOKEN = re.compile(r"[A-Za-z0-9._:\-]+")
 _ASCII_NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9._\-]*")
 _XML_SPACE = re.compile("[ \t\r\n]")
