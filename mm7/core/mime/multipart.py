@@ -401,19 +401,14 @@ def parse_headers(
     # with "--" may be a delimiter (boundaries may hold ':'), which only the slow path checks.
     stop = buf.find(b"\r\n\r\n", start, min(end, start + limit + 4))
     if stop > start and not buf.startswith(b"--", start) and buf.find(b"\n--", start, stop) < 0:
-        block = _decode_header(buf[start:stop])
-        lines = block.split("\r\n")
-        breaks = len(lines) - 1
-        # every CR and LF is in a CRLF that split(): no bare one inside a line
-        if block.count("\r") == breaks and block.count("\n") == breaks:
-            for text in lines:
-                key, sep, val = text.partition(":")
-                if not sep or not key or key.strip(TOKEN_STR):
-                    headers.clear()
-                    break
-                headers.append((key, val.strip()))
-            else:
-                return headers, stop + 4
+        for text in _decode_header(buf[start:stop]).split("\r\n"):
+            key, sep, val = text.partition(":")
+            if not sep or not key or key.strip(TOKEN_STR) or "\n" in text or "\r" in text:
+                headers.clear()
+                break
+            headers.append((key, val.strip()))
+        else:
+            return headers, stop + 4
     lens = state.lens
     # Continuation lines of the last header, joined once when it is complete: joining them one by
     # one made a header folded over N lines cost O(N^2).
