@@ -21,6 +21,9 @@ of a nested multipart/related) and a text part, as one message; against
 It reports ``msgs_per_s`` (ours), ``vs_zeep_email`` (ours / a, target >= 10) and ``vs_floor``
 (b / ours, target <= 3).
 
+``codec_small``: decode of the small documents of every MT message (a SubmitRsp and a
+DeliveryReportReq, bare and multipart-wrapped), each against its own lxml floor.
+
 ``content``: fitting a 4 MB photo into a 300 KB carrier profile (see its section below).
 
 The multi-process benchmarks (real ``mm7 serve`` / ``mm7 simulate`` processes and load
