@@ -46,6 +46,19 @@ def test_codec_quick_json_shape() -> None:
     assert proc.stderr.strip(), "the human-readable report goes to stderr with --json"
 
 
+def test_codec_small_quick_json_shape() -> None:
+    proc = _run("--only", "codec_small", "--quick", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert list(data) == ["codec_small"]
+    small = data["codec_small"]
+    names = ("submit_rsp", "submit_rsp_mime", "report", "report_mime")
+    assert set(small) == {f"{n}_{key}" for n in names for key in ("us", "vs_floor")}
+    for key, value in small.items():
+        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
+        assert math.isfinite(value) and value > 0, (key, value)
+
+
 def test_unknown_benchmark_is_refused() -> None:
     proc = _run("--only", "codec,nonesuch", "--quick", "--json")
     assert proc.returncode == 2

@@ -874,3 +874,58 @@ def test_random_parts_round_trip(bodies: list[bytes], cte: str) -> None:
     )
     swa = parse_swa(body, ct)
     assert swa.parts[0].children == tuple(parts) and swa.leniencies == ()
+
+
+# --------------------------------------------------------------------------------------------------
+# header blocks read before (multipart.read_part_head)
+# --------------------------------------------------------------------------------------------------
+
+
+def _two_part_body(soap_head: bytes, inner: str, tag: bytes = b"x") -> tuple[str, bytes]:
+    body = (
+        b"--outer\r\n" + soap_head + b"\r\n\r\n" + ENV + b"\r\n"
+        b"--outer\r\nContent-Type: multipart/mixed; boundary=" + inner.encode() + b"\r\n\r\n"
+        b"--" + inner.encode() + b"\r\nContent-Type: text/plain\r\n\r\n" + tag + b"\r\n"
+        b"--" + inner.encode() + b"--\r\n"
+        b"\r\n--outer--\r\n"
+    )
+    return 'multipart/related; boundary=outer; type="text/xml"', body
+
+
+def test_a_header_block_read_again_notes_its_leniencies_again() -> None:
+    # Content-Id spelled so, unbracketed: two leniencies classify notes for this block
+    content_type, body = _two_part_body(b"Content-Type: text/xml\r\nContent-Id: soap-1", "in")
+    first = parse_swa(body, content_type)
+    second = parse_swa(body, content_type)
+    assert L.CONTENT_ID_SPELLING in first.leniencies
+    assert L.CONTENT_ID_UNBRACKETED in first.leniencies
+    assert second == first
+
+
+def test_multipart_header_blocks_are_read_each_time_and_not_kept() -> None:
+    from mm7.core.mime import multipart
+
+    # The same headers but for the boundary, new on every message: not worth keeping
+    for inner, tag in (("b-one", b"first"), ("b-two", b"second"), ("b-one", b"third")):
+        content_type, body = _two_part_body(b"Content-Type: text/xml", inner, tag)
+        swa = parse_swa(body, content_type)
+        assert [p.body for p in swa.parts[0].children] == [tag]
+        assert swa.parts[0].content_type.param("boundary") == inner
+    assert not any(b"multipart/" in block for block in multipart._HEAD_CACHE)
+
+
+def test_header_blocks_read_before_obey_a_smaller_header_limit() -> None:
+    content_type, body = _two_part_body(b"Content-Type: text/xml; charset=utf-8", "in")
+    parse_swa(body, content_type)  # read with the default limits first
+    with pytest.raises(LimitExceededError, match="max_header_bytes=16"):
+        parse_swa(body, content_type, Limits(max_header_bytes=16))
+
+
+def test_header_blocks_read_before_are_bounded() -> None:
+    from mm7.core.mime import multipart
+
+    for n in range(multipart._HEAD_CACHE_MAX + 50):
+        content_type, body = _two_part_body(f"Content-Type: text/xml\r\nX-N: {n}".encode(), "in")
+        swa = parse_swa(body, content_type)
+        assert swa.soap == ENV
+    assert 0 < len(multipart._HEAD_CACHE) <= multipart._HEAD_CACHE_MAX

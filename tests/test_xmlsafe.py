@@ -377,6 +377,34 @@ def test_depth_checked_after_charset_fallback() -> None:
         parse_xml(data, limits=Limits(max_xml_depth=9))
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b"<![CDATA[</</</</</</</</</</]]>",  # "</" that ends no element
+        b"<!-- </</</</</</</</</</ -->",
+        b"<?pi </</</</</</</</</</?>",
+    ],
+)
+def test_depth_limit_holds_whatever_else_holds_end_tag_bytes(extra: bytes) -> None:
+    # A document with few elements skips the walk (parse_xml counts its "<" bytes): markup that
+    # looks like end tags must not let a deeper one through.
+    data = b"<a>" * 6 + extra + b"</a>" * 6
+    with pytest.raises(LimitExceededError, match="deeper than 5 elements"):
+        parse_xml(data, limits=Limits(max_xml_depth=5))
+    assert parse_xml(data, limits=Limits(max_xml_depth=6)).tag == "a"
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-32", "utf-8-sig", "iso-8859-1"])
+def test_depth_limit_holds_in_every_encoding(codec: str) -> None:
+    # U+2F00, a name character, is the bytes 00 2F in UTF-16-LE: byte counts would mislead
+    name = "\u00e9" if codec == "iso-8859-1" else "\u2f00"
+    declaration = f'<?xml version="1.0" encoding="{codec}"?>' if codec == "iso-8859-1" else ""
+    data = (declaration + f"<{name}>" * 6 + "x" + f"</{name}>" * 6).encode(codec)
+    with pytest.raises(LimitExceededError, match="deeper than 5 elements"):
+        parse_xml(data, limits=Limits(max_xml_depth=5))
+    assert parse_xml(data, limits=Limits(max_xml_depth=6)).tag == name
+
+
 # --------------------------------------------------------------------------------------------------
 # syntax errors
 # --------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import re
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from enum import Enum
 from functools import lru_cache
 from typing import Any
 
@@ -56,7 +57,10 @@ __all__ = [
 
 # Characters XML 1.0 cannot carry at all: C0 controls but TAB/LF/CR, U+FFFE/FFFF, and lone
 # surrogates (a Python str can hold them, UTF-8 cannot encode them).
-_INVALID_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_INVALID_XML_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# What escape_text has to look at: the invalid characters above and the ones it escapes. Most
+# values hold none, and one search says so.
+_TEXT_WORK = re.compile(r"[\x00-\x08\x0b-\x1f&<>\ud800-\udfff\ufffe\uffff]")
 # ASCII xs:NMTOKEN / xs:NCName; other values go to libxml2 (see _is_xsd), whose name classes are
 # XML 1.0 4th edition's (narrower than the 5th's: no U+F900 compatibility ideographs, no U+3400
 # CJK extension A), and Python's \w is wider still (it takes U+00B2).
@@ -102,6 +106,8 @@ def is_nmtoken(value: str) -> bool:
 
 def escape_text(value: str, where: str) -> str:
     """Escape character data; refuse characters XML 1.0 cannot carry at all."""
+    if _TEXT_WORK.search(value) is None:
+        return value
     if _INVALID_XML_CHARS.search(value):
         raise EmitError(f"{where}: contains a control character XML 1.0 cannot carry")
     if "&" in value:
@@ -128,7 +134,7 @@ def escape_attr(value: str, where: str) -> str:
 class _Writer:
     """Writes one message's body for one (version, dialect); collects text pieces."""
 
-    __slots__ = ("dialect", "version", "p", "out", "op", "ids")
+    __slots__ = ("dialect", "version", "p", "out", "op", "ids", "nmtoken")
 
     def __init__(self, dialect: Dialect, version: Version, op: Operation) -> None:
         self.dialect = dialect
@@ -137,15 +143,23 @@ class _Writer:
         self.p = f"{dialect.mm7_prefix}:" if dialect.mm7_prefix else ""
         self.out: list[str] = []
         self.ids: set[str] = set()  # address id attributes (xs:ID: unique per document)
+        #: identifiers and numbers are xs:NMTOKEN in this version (asked per element)
+        self.nmtoken = version.nmtoken_identifiers
 
     def where(self, name: str) -> str:
         """``Operation/Element`` for error messages."""
         return f"{self.op.name}/{name}"
 
     # -- scalar helpers
+    def text(self, value: str, name: str) -> str:
+        """``value`` escaped as character data of element ``name`` (named only in errors)."""
+        if _TEXT_WORK.search(value) is None:
+            return value
+        return escape_text(value, self.where(name))
+
     def simple(self, name: str, text: str) -> None:
         """Append <name>text</name>, escaping ``text``."""
-        self.leaf(name, escape_text(text, self.where(name)))
+        self.leaf(name, self.text(text, name))
 
     def leaf(self, name: str, xml_text: str) -> None:
         """Append <name>xml_text</name>; ``xml_text`` is already escaped or needs no escaping."""
@@ -174,11 +188,7 @@ class _Writer:
         return str(int(value))
 
     def ident(self, name: str, value: str) -> str:
-        if (
-            self.version.nmtoken_identifiers
-            and not _is_xsd("NMTOKEN", value)
-            and self.dialect.strict
-        ):
+        if self.nmtoken and not _is_xsd("NMTOKEN", value) and self.dialect.strict:
             raise EmitError(
                 f"{self.op.name}/{name}: {value!r} is not an xs:NMTOKEN, which "
                 f"{self.version.token} requires (no spaces, '+', '/', '@' ...)"
@@ -191,14 +201,9 @@ class _Writer:
             return value
         if self.dialect.number_plus == "strip" and value.startswith("+"):
             value = value[1:]
-        if (
-            nmtoken
-            and self.version.nmtoken_identifiers
-            and not _is_xsd("NMTOKEN", value)
-            and self.dialect.strict
-        ):
+        if nmtoken and self.nmtoken and not _is_xsd("NMTOKEN", value) and self.dialect.strict:
             raise EmitError(
-                f"{self.op.name}/{name}: {addr.kind.value} {value!r} is not an xs:NMTOKEN, which "
+                f"{self.op.name}/{name}: {addr.kind._value_} {value!r} is not an xs:NMTOKEN, which "
                 f"{self.version.token} requires (a leading '+' is invalid there); "
                 "use a dialect with number_plus='strip' or a newer schema version"
             )
@@ -217,12 +222,12 @@ class _Writer:
                     )
             else:
                 if addr.address_coding is not None:
-                    attrs.append(f' addressCoding="{addr.address_coding.value}"')
+                    attrs.append(f' addressCoding="{addr.address_coding._value_}"')
                 if addr.id is not None:
                     self.check_id(name, addr.id)
                     attrs.append(f' id="{escape_attr(addr.id, self.where(name + "/@id"))}"')
-        tag = f"{self.p}{addr.kind.value}"
-        text = escape_text(self.address_value(name, addr), self.where(name))
+        tag = f"{self.p}{addr.kind._value_}"
+        text = self.text(self.address_value(name, addr), name)
         return f"<{tag}{''.join(attrs)}>{text}</{tag}>"
 
     def check_id(self, name: str, value: str) -> None:
@@ -236,7 +241,10 @@ class _Writer:
         self.ids.add(value)
 
     def enum(self, el: Element, value: Any) -> str:
-        text = str(value.value if hasattr(value, "value") else value)
+        if isinstance(value, Enum):  # _value_: .value is a descriptor, slow on the hot path
+            text = str(value._value_)
+        else:
+            text = str(value.value if hasattr(value, "value") else value)
         assert el.enum is not None
         if self.dialect.strict and text not in enum_values(el.enum, self.version):
             allowed = ", ".join(enum_values(el.enum, self.version))
@@ -290,10 +298,10 @@ class _Writer:
             raise EmitError(f"{self.op.name}/Status: StatusCode must be a positive integer")
         parts = [f"<{p}Status><{p}StatusCode>{value.code}</{p}StatusCode>"]
         if not code_only:
-            text = escape_text(value.text, self.where("Status/StatusText"))
+            text = self.text(value.text, "Status/StatusText")
             parts.append(f"<{p}StatusText>{text}</{p}StatusText>")
             if value.details is not None:
-                details = escape_text(value.details, self.where("Status/Details"))
+                details = self.text(value.details, "Status/Details")
                 tag = self.dialect.details_element
                 if tag:
                     details = f"<{tag}>{details}</{tag}>"
@@ -379,11 +387,11 @@ def _w_rel_date(w: _Writer, el: Element, value: Any, msg: Message) -> None:
 
 
 def _w_enum(w: _Writer, el: Element, value: Any, msg: Message) -> None:
-    w.leaf(el.name, escape_text(w.enum(el, value), w.where(el.name)))
+    w.leaf(el.name, w.text(w.enum(el, value), el.name))
 
 
 def _w_version(w: _Writer, el: Element, value: Any, msg: Message) -> None:
-    w.leaf(el.name, escape_text(value, w.where(el.name)))
+    w.leaf(el.name, w.text(value, el.name))
 
 
 def _w_address(w: _Writer, el: Element, value: Any, msg: Message) -> None:
@@ -468,6 +476,10 @@ assert set(_WRITERS) == set(Kind)
 CONTENT_ID = "mm7-content"
 
 
+#: a value of these types that is empty is as good as absent (``()``, ``""``)
+_EMPTY_TYPES = (tuple, str)
+
+
 def _missing(value: Any) -> bool:
     return value is None or value == () or value == ""
 
@@ -502,7 +514,7 @@ def write_body(
             value = message
         else:
             value = getattr(message, el.attr)
-        if value is None or value == () or value == "":
+        if value is None or (value.__class__ in _EMPTY_TYPES and not value):
             if el.required and strict:
                 raise EmitError(f"{op.name}/{el.name} is required in {version.token}")
             continue

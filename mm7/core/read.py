@@ -92,6 +92,8 @@ _ENUM_CLASSES: dict[str, type[StrEnum]] = {
     "mmStatusExtension": model.MMStatusExtension,
 }
 _ADDRESS_TAGS = {k.value: k for k in AddressKind}
+_SENDER_ID_BY_NAME = {e.name: e for e in SENDER_ID_ELEMENTS}
+_RECIPIENT_WHERE = {tag: f"Recipients/{tag}" for tag in ("To", "Cc", "Bcc")}
 #: instantcom's model writes RFC822Address; read as RFC2822Address (ADDRESS_ELEMENT_NAME)
 _ADDRESS_MISNAMED = {"RFC822Address": AddressKind.RFC2822}
 #: xs:integer as MM7 writes it: ASCII digits only (int() would also take "1_000" or other scripts)
@@ -127,21 +129,27 @@ def _tag_table(op: str, token: str, ns: str | None) -> dict[str, tuple[int, Elem
 
 def local(el: etree._Element | str) -> str:
     """Local name of an element or attribute tag ('{ns}Name' -> 'Name')."""
-    tag = el.tag if not isinstance(el, str) else el
+    tag = el if isinstance(el, str) else el.tag
     if not isinstance(tag, str):
         return ""
-    return tag.rpartition("}")[2]
+    return tag[tag.rfind("}") + 1 :]
 
 
 def namespace(el: etree._Element) -> str | None:
     tag = el.tag
-    if isinstance(tag, str) and tag.startswith("{"):
+    if isinstance(tag, str) and tag[:1] == "{":
         return tag[1:].partition("}")[0]
     return None
 
 
 def _children(el: etree._Element) -> list[etree._Element]:
-    return [c for c in el if isinstance(c.tag, str)]
+    # The hardened parser drops comments and PIs, so a parsed element's children are elements;
+    # a tree built by hand may still hold them.
+    kids = list(el)
+    for c in kids:
+        if c.tag.__class__ is not str:
+            return [c for c in kids if isinstance(c.tag, str)]
+    return kids
 
 
 def _text(el: etree._Element) -> str:
@@ -201,6 +209,35 @@ NEEDED: dict[str, tuple[tuple[str, ...], ...]] = {
 }  # fmt: skip
 
 
+#: (operation, version token) -> the model attributes the schema requires, SenderIdentification
+#: aside: what check_required looks for before it names anything
+_REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
+    (_op.name, _v.token): tuple(
+        el.attr
+        for el in _op.sequence(_v)
+        if el.required and el.attr and el.kind is not Kind.SENDER_ID
+    )
+    for _op in OPERATION_BY_NAME.values()
+    for _v in VERSIONS
+}
+
+
+def _nothing_absent(
+    kwargs: dict[str, Any], required: tuple[str, ...], needed: tuple[tuple[str, ...], ...]
+) -> bool:
+    """Whether ``kwargs`` holds every ``required`` attribute and a value of each needed group."""
+    for attr in required:
+        if attr not in kwargs:
+            return False
+    for group in needed:
+        for attr in group:
+            if kwargs.get(attr) not in (None, ""):
+                break
+        else:
+            return False
+    return True
+
+
 def _element_name(op: Operation, attr: str) -> str:
     """The element name of model attribute ``attr`` in ``op`` (for error messages)."""
     return next((e.name for e in op.elements if e.attr == attr), attr)
@@ -229,6 +266,8 @@ class _Reader:
         #: False when the namespace is unknown and ``version`` is only the tables we read with:
         #: then no MM7Version can be judged against it
         self.version_known = version_known
+        #: Number, ShortCode, MessageID ... are xs:NMTOKEN in this version (read per element)
+        self.nmtoken = version.nmtoken_identifiers
         self.extensions: list[tuple[str, str]] = []
 
     def where(self, name: str) -> str:
@@ -270,10 +309,10 @@ class _Reader:
         raw = _text(el).strip()
         assert element.enum is not None
         cls = _ENUM_CLASSES[element.enum]
-        try:
-            return cls(raw)
-        except ValueError:
-            pass
+        # what cls(raw) looks up, without the enum machinery around it
+        found = cls._value2member_map_.get(raw)
+        if found is not None:
+            return cast(StrEnum, found)
         for member in cls:
             if member.value.lower() == raw.lower():
                 self.leniencies.append(Leniency.ENUM_CASE)
@@ -304,6 +343,19 @@ class _Reader:
             raise ParseError(
                 f"expected Number, ShortCode or RFC2822Address, got {tag}", where=self.where(name)
             )
+        if child.keys():
+            addr = self._attributed(child, kind, name)
+        else:  # most addresses carry no attributes: nothing to look up
+            addr = Address(_text(child).strip(), kind)
+        addr = self._plmn(addr)
+        # REL-5-MM7-1-0/-1-1 type Number and ShortCode as xs:NMTOKEN, which has no '+': most
+        # MMSCs write +E.164 there all the same, and the number is clear
+        if kind is not AddressKind.RFC2822 and self.nmtoken and not is_nmtoken(addr.value):
+            self.leniencies.append(Leniency.NUMBER_NOT_NMTOKEN)
+        return addr
+
+    def _attributed(self, child: etree._Element, kind: AddressKind, name: str) -> Address:
+        """An address element with attributes (displayOnly, addressCoding, id)."""
         display = _attr(child, "displayOnly", self.leniencies)
         coding = _attr(child, "addressCoding", self.leniencies)
         addr_coding = None
@@ -313,23 +365,13 @@ class _Reader:
             except ValueError:
                 self.leniencies.append(Leniency.ENUM_UNKNOWN)
                 self.extensions.append((f"{name}/@addressCoding", coding))
-        addr = Address(
+        return Address(
             _text(child).strip(),
             kind,
             self.boolean(display, f"{name}/@displayOnly") if display is not None else None,
             addr_coding,
             _attr(child, "id", self.leniencies),
         )
-        addr = self._plmn(addr)
-        # REL-5-MM7-1-0/-1-1 type Number and ShortCode as xs:NMTOKEN, which has no '+': most
-        # MMSCs write +E.164 there all the same, and the number is clear
-        if (
-            kind is not AddressKind.RFC2822
-            and self.version.nmtoken_identifiers
-            and not is_nmtoken(addr.value)
-        ):
-            self.leniencies.append(Leniency.NUMBER_NOT_NMTOKEN)
-        return addr
 
     def _plmn(self, addr: Address) -> Address:
         if "/TYPE=" in addr.value.upper():
@@ -344,7 +386,7 @@ class _Reader:
         if not kids and _text(el).strip():
             self.leniencies.append(Leniency.SENDER_BARE_TEXT)
             return (self._plmn(Address.guess(_text(el))),)
-        return tuple(self.address_element(k, name) for k in kids)
+        return tuple([self.address_element(k, name) for k in kids])
 
     def recipients(self, el: etree._Element) -> Recipients:
         lists: dict[str, list[Address]] = {"To": [], "Cc": [], "Bcc": []}
@@ -354,7 +396,7 @@ class _Reader:
                 self.leniencies.append(Leniency.UNKNOWN_ELEMENT)
                 self.extensions.append((f"Recipients/{tag}", _text(kid)))
                 continue
-            lists[tag].extend(self.addresses(kid, f"Recipients/{tag}"))
+            lists[tag].extend(self.addresses(kid, _RECIPIENT_WHERE[tag]))
         return Recipients(tuple(lists["To"]), tuple(lists["Cc"]), tuple(lists["Bcc"]))
 
     def status(self, el: etree._Element, name: str = "Status") -> Status:
@@ -486,6 +528,10 @@ class _Reader:
         TS 23.140 makes the other information elements of a response (SubmitRsp's MessageID)
         conditional on success, and MMSCs answering 2002 have no MessageID to give.
         """
+        if _nothing_absent(
+            kwargs, _REQUIRED[(self.op.name, self.version.token)], NEEDED.get(self.op.name, ())
+        ):
+            return  # the common case: nothing to name
         status = kwargs.get("status")
         failed = isinstance(status, Status) and not status.is_success
         previous = "the start of the body"
@@ -527,10 +573,9 @@ class _Reader:
         _VALUE_READERS[element.kind](self, child, element, kwargs)
 
     def sender_id(self, el: etree._Element, kwargs: dict[str, Any]) -> None:
-        names = {e.name: e for e in SENDER_ID_ELEMENTS}
         for kid in _children(el):
             tag = local(kid)
-            element = names.get(tag)
+            element = _SENDER_ID_BY_NAME.get(tag)
             if element is None:
                 self.leniencies.append(Leniency.UNKNOWN_ELEMENT)
                 self.extensions.append((f"SenderIdentification/{tag}", _text(kid)))
@@ -569,7 +614,7 @@ def _read_id(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwarg
     value = (child.text or "").strip()
     # messageIDType / entityIDType are xs:NMTOKEN up to REL-5-MM7-1-1; an '@' or '/' in one
     # (MMSCs write message ids like "abc@mmsc") still names the message
-    if r.version.nmtoken_identifiers and value and not is_nmtoken(value):
+    if r.nmtoken and value and not is_nmtoken(value):
         r.leniencies.append(Leniency.ID_NOT_NMTOKEN)
     kwargs[element.attr] = value
 
@@ -620,6 +665,10 @@ def _read_read_status(r: _Reader, child: etree._Element, element: Element, kwarg
 def _read_address(r: _Reader, child: etree._Element, element: Element, kwargs: _Kwargs) -> None:
     # an empty Sender or Recipient (<Sender/>, <Sender><Number/></Sender>) names nobody: read as
     # absent like a missing one, never as the address "" (which an opt-out would then record)
+    kids = _children(child)
+    if kids and (kids[0].text or "").strip():  # <Sender><Number>+1555...</Number></Sender>
+        kwargs[element.attr] = r.address_element(kids[0], element.name)
+        return
     if not _all_text(child).strip():
         return
     kwargs[element.attr] = r.address(child, element.name)
@@ -766,8 +815,11 @@ def read_envelope(
     if env_ns == _SOAP_NS_NO_SLASH:
         leniencies.append(Leniency.ENVELOPE_NS_NO_SLASH)
     header = body = None
-    for child in _children(root):
-        name = local(child)
+    for child in root:
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue
+        name = tag[tag.rfind("}") + 1 :]  # local(child), by namespace or none
         if name == "Header" and header is None:
             header = child
         elif name == "Body" and body is None:
@@ -777,17 +829,19 @@ def read_envelope(
             "SOAP Envelope has no Body: expected a Body after the optional Header",
             where="SOAP part",
         )
-    kids = _children(body)
-    if not kids:
+    for first in body:
+        if isinstance(first.tag, str):
+            break
+    else:
         raise ParseError("SOAP Body is empty: expected an MM7 request or response", where="Body")
-    first = kids[0]
 
     transaction_id = ""
     header_ns: str | None = None
     found_header = False
     if header is not None:
         for h in header.iter():
-            if isinstance(h.tag, str) and local(h) == "TransactionID":
+            tag = h.tag
+            if isinstance(tag, str) and (tag.endswith("}TransactionID") or tag == "TransactionID"):
                 found_header = True
                 raw = h.text or ""
                 transaction_id = raw.strip()

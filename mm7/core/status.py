@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
+from typing import cast
 
 from mm7.core.leniency import Leniency
 
@@ -222,10 +223,9 @@ def parse_mm_status(text: str, leniencies: list[Leniency] | None = None) -> Repo
     Spec values are exact; other case or surrounding whitespace is ENUM_CASE; vendor values map
     through one table and unknown values become Indeterminate, both MMSTATUS_NONSTANDARD.
     """
-    try:
-        return ReportedStatus(MMStatus(text), text)
-    except ValueError:
-        pass
+    exact = MMStatus._value2member_map_.get(text)  # MMStatus(text) without the enum machinery
+    if exact is not None:
+        return ReportedStatus(cast(MMStatus, exact), text)
     folded = text.strip().casefold()
     member = _MM_STATUS_BY_FOLD.get(folded)
     if member is not None:

@@ -186,6 +186,17 @@ def _too_deep(root: etree._Element, max_depth: int) -> bool:
     return bool(path(root))
 
 
+#: encodings in which the byte 0x3C is "<" and nothing else, so counting bytes counts tags
+_LT_IS_0X3C = frozenset({"UTF-8", "US-ASCII", "ASCII", "ISO-8859-1"})
+
+
+def _few_elements(data: bytes, max_depth: int) -> bool:
+    """Whether ``data`` holds too few elements to nest deeper than max_depth: then no walk is
+    needed. Each start tag is a "<" not followed by "/"; an end tag's "</" counts once in each
+    term, so the difference is never below the number of elements, whatever else holds a "<"."""
+    return data.count(b"<") - data.count(b"</") <= max_depth
+
+
 _LEADING_SPACE = (b" ", b"\t", b"\r", b"\n")
 
 
@@ -224,11 +235,13 @@ def parse_xml(
     _refuse(verdict, where)
 
     root: etree._Element | None = None
+    native = False  # libxml2 read ``data`` itself (rather than text decoded here)
     native_error: etree.XMLSyntaxError | None = None
     if verdict == _CLEAN:
         # Let libxml2 honour the BOM and the XML declaration first.
         try:
             root = etree.fromstring(data, hardened_parser())
+            native = True
         except etree.XMLSyntaxError as exc:
             if str(exc.msg).startswith(_LIBXML_DEPTH_ERROR):
                 raise _syntax_error(exc, where, limits) from None
@@ -251,7 +264,13 @@ def parse_xml(
     docinfo = root.getroottree().docinfo
     if docinfo.internalDTD is not None or docinfo.externalDTD is not None or docinfo.doctype:
         _refuse(_DTD, where)  # the prolog walk should have caught it: defence in depth
-    if _too_deep(root, limits.max_xml_depth):
+    # Only bytes libxml2 read as themselves, in an encoding where "<" and "</" are those bytes
+    # and nothing else, can be counted; anything else (text decoded here, UTF-16, a UTF-7
+    # declaration) gets the walk.
+    countable = native and wide is None and (docinfo.encoding or "").upper() in _LT_IS_0X3C
+    if not (countable and _few_elements(data, limits.max_xml_depth)) and _too_deep(
+        root, limits.max_xml_depth
+    ):
         raise LimitExceededError(
             f"XML nesting deeper than {limits.max_xml_depth} elements", where=where
         )

@@ -265,8 +265,9 @@ class MultipartReader:
                 raise LimitExceededError(
                     f"more than max_parts={max_parts} MIME parts", where=self.where
                 )
-            headers, body_start = parse_headers(buf, part_start, end, part_where, state, self.dash)
-            ct, cid, location, te, cte, others = classify(headers, lens)
+            has_headers, body_start, ct, cid, location, te, cte, others = read_part_head(
+                buf, part_start, end, part_where, state, self.dash
+            )
             if ct.mime_type.startswith("multipart/"):
                 nested = self._read_nested(
                     body_start, ct.param("boundary"), number, enclosing=enclosing, stream=stream
@@ -283,7 +284,7 @@ class MultipartReader:
                 part = Part(ct, body, cid, location, (), te, others)
             if next_delimiter is None:
                 note(lens, Leniency.MISSING_CLOSE_DELIMITER)
-                if headers or part.body or part.children or buf[part_start:end].strip():
+                if has_headers or part.body or part.children or buf[part_start:end].strip():
                     parts.append(part)
                 else:
                     state.parts -= 1  # only whitespace after the last delimiter: no part there
@@ -387,6 +388,77 @@ def _decode_header(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
+def _simple_block_end(buf: bytes, start: int, end: int, limit: int) -> int:
+    """Where the header block at ``start`` ends (its blank line), when it is a CRLF block within
+    ``limit`` bytes with no line starting with "--" (boundaries may hold ':', so such a line may
+    be a delimiter, which only parse_headers' slow path checks); -1 otherwise."""
+    stop = buf.find(b"\r\n\r\n", start, min(end, start + limit + 4))
+    if stop > start and not buf.startswith(b"--", start) and buf.find(b"\n--", start, stop) < 0:
+        return stop
+    return -1
+
+
+def _simple_headers(block: bytes) -> list[tuple[str, str]] | None:
+    """The headers of a block of plain "Name: value" lines joined by CRLF; None otherwise."""
+    headers: list[tuple[str, str]] = []
+    for text in _decode_header(block).split("\r\n"):
+        key, sep, val = text.partition(":")
+        if not sep or not key or key.strip(TOKEN_STR) or "\n" in text or "\r" in text:
+            return None
+        headers.append((key, val.strip()))
+    return headers
+
+
+#: What a part's header block says: whether it held any header, where the body starts, then
+#: classify's (content type, Content-ID, Content-Location, CTE lower-cased, CTE as declared,
+#: other headers)
+PartHead = tuple[
+    bool, int, ContentType, str | None, str | None, str | None, str | None,
+    tuple[tuple[str, str], ...],
+]  # fmt: skip
+_Classified = tuple[
+    ContentType, str | None, str | None, str | None, str | None, tuple[tuple[str, str], ...]
+]
+
+# Simple header blocks read before -> classify's answer and the leniencies it noted: the SOAP
+# part's headers are the same on every message from a peer, and so are many media parts' (a
+# multipart part's are not: its boundary is new each time, so those are not kept). Bounded in
+# entries and in block size; cleared when full.
+_HEAD_CACHE: dict[bytes, tuple[_Classified, tuple[Leniency, ...]]] = {}
+_HEAD_CACHE_MAX = 256
+_HEAD_CACHED_BYTES = 1024
+
+
+def read_part_head(
+    buf: bytes, start: int, end: int, where: str, state: ParseState, dash: bytes
+) -> PartHead:
+    """``parse_headers`` then ``classify`` for the part at ``start``; a simple header block seen
+    before is not parsed again (its leniencies are noted again)."""
+    lens = state.lens
+    stop = _simple_block_end(
+        buf, start, end, min(state.limits.max_header_bytes, _HEAD_CACHED_BYTES)
+    )
+    if stop >= 0:
+        block = buf[start:stop]
+        known = _HEAD_CACHE.get(block)
+        if known is None:
+            simple = _simple_headers(block)  # never empty: the block holds a line
+            if simple is not None:
+                found: list[Leniency] = []
+                known = classify(simple, found), tuple(found)
+                if not known[0][0].mime_type.startswith("multipart/"):
+                    if len(_HEAD_CACHE) >= _HEAD_CACHE_MAX:
+                        _HEAD_CACHE.clear()
+                    _HEAD_CACHE[block] = known
+        if known is not None:
+            classified, noted = known
+            for item in noted:
+                note(lens, item)
+            return (True, stop + 4, *classified)
+    headers, body_start = parse_headers(buf, start, end, where, state, dash)
+    return (bool(headers), body_start, *classify(headers, lens))
+
+
 def parse_headers(
     buf: bytes, start: int, end: int, where: str, state: ParseState, dash: bytes
 ) -> tuple[list[tuple[str, str]], int]:
@@ -396,19 +468,12 @@ def parse_headers(
     (NO_BLANK_LINE) at the first line that is not a header.
     """
     limit = state.limits.max_header_bytes
+    stop = _simple_block_end(buf, start, end, limit)
+    if stop >= 0:
+        simple = _simple_headers(buf[start:stop])
+        if simple is not None:
+            return simple, stop + 4
     headers: list[tuple[str, str]] = []
-    # Fast path: a CRLF block of plain "Name: value" lines ending in a blank line. A line starting
-    # with "--" may be a delimiter (boundaries may hold ':'), which only the slow path checks.
-    stop = buf.find(b"\r\n\r\n", start, min(end, start + limit + 4))
-    if stop > start and not buf.startswith(b"--", start) and buf.find(b"\n--", start, stop) < 0:
-        for text in _decode_header(buf[start:stop]).split("\r\n"):
-            key, sep, val = text.partition(":")
-            if not sep or not key or key.strip(TOKEN_STR) or "\n" in text or "\r" in text:
-                headers.clear()
-                break
-            headers.append((key, val.strip()))
-        else:
-            return headers, stop + 4
     lens = state.lens
     # Continuation lines of the last header, joined once when it is complete: joining them one by
     # one made a header folded over N lines cost O(N^2).
