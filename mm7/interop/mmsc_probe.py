@@ -31,7 +31,7 @@ from mm7.interop.mmsc_plan import (
     submit_for,
 )
 from mm7.interop.peer_text import peer_text
-from mm7.interop.urls import check_url
+from mm7.interop.urls import check_peer
 from mm7.transport.client import MM7Client
 from mm7.transport.errors import LinkConfigError, MM7ClientError
 from mm7.transport.link import ClientAuth, LinkConfig, TLSConfig
@@ -50,11 +50,7 @@ class Endpoint:
     timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        check_url(self.url, tls=self.tls is not None)
-        if not self.timeout > 0:
-            raise InteropError(
-                f"--timeout: expected a positive number of seconds, got {self.timeout}"
-            )
+        check_peer(self.url, tls=self.tls is not None, timeout=self.timeout)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from mm7.interop.errors import InteropError
 
-__all__ = ["check_url"]
+__all__ = ["check_peer", "check_url"]
 
 
 def check_url(url: str, *, tls: bool = False) -> str:
@@ -21,3 +21,11 @@ def check_url(url: str, *, tls: bool = False) -> str:
     if tls and parts.scheme != "https":
         raise InteropError("TLS options need an https:// URL")
     return url
+
+
+def check_peer(url: str, *, tls: bool, timeout: float) -> None:
+    """The checks of a peer given on the command line: its URL (``check_url``) and a positive
+    ``--timeout``."""
+    check_url(url, tls=tls)
+    if not timeout > 0:
+        raise InteropError(f"--timeout: expected a positive number of seconds, got {timeout}")

@@ -26,7 +26,7 @@ from mm7 import __version__
 from mm7.core.errors import MM7Error
 from mm7.interop.errors import InteropError
 from mm7.interop.peer_text import peer_text
-from mm7.interop.urls import check_url
+from mm7.interop.urls import check_peer
 from mm7.interop.vasp_cases import Case, Exchange
 from mm7.interop.vasp_check import Answer, Verdict, check
 from mm7.transport.client_auth import auth_setup, make_ssl_context
@@ -56,11 +56,7 @@ class Target:
     timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        check_url(self.url, tls=self.tls is not None)
-        if not self.timeout > 0:
-            raise InteropError(
-                f"--timeout: expected a positive number of seconds, got {self.timeout}"
-            )
+        check_peer(self.url, tls=self.tls is not None, timeout=self.timeout)
 
 
 @dataclass(frozen=True, slots=True)
