@@ -30,6 +30,7 @@ from aiohttp import web
 from tests.helpers.runtime import (
     bound_socket,
     clean_env,
+    drain,
     jpeg,
     read_until,
     serve,
@@ -124,6 +125,7 @@ async def inbound_url(proc: subprocess.Popen[str]) -> str:
     found = await asyncio.wait_for(
         asyncio.to_thread(read_until, proc, r"inbound MM7 endpoint on (\S+)"), 30
     )
+    drain(proc)  # a retry logs a line: a full pipe would stop the gateway mid-test
     return found[1]
 
 

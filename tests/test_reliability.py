@@ -33,6 +33,7 @@ from tests.helpers.runtime import (
     accepted,
     bound_socket,
     clean_env,
+    drain,
     jpeg,
     message,
     read_until,
@@ -75,6 +76,7 @@ async def start_gateway(config: Path, cwd: Path) -> tuple[subprocess.Popen[str],
     item again while it is still in flight)."""
     proc = serve(config, cwd, clean_env(), "--poll-interval", "0.1")
     found = await asyncio.to_thread(read_until, proc, r"sending API on (\S+)/v1/messages")
+    drain(proc)  # read on: a full pipe would stop the gateway mid-test
     return proc, found[1]
 
 

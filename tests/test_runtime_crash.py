@@ -23,6 +23,7 @@ from tests.helpers.runtime import (
     accepted,
     bound_socket,
     clean_env,
+    drain,
     message,
     read_until,
     serve,
@@ -54,6 +55,7 @@ async def start_slow_simulator(sock: socket.socket) -> tuple[web.Application, we
 async def start_gateway(config: Path, cwd: Path) -> tuple[subprocess.Popen[str], str]:
     proc = serve(config, cwd, clean_env(), "--lease-ttl", "1", "--poll-interval", "0.1")
     found = await asyncio.to_thread(read_until, proc, r"sending API on (\S+)/v1/messages")
+    drain(proc)  # read on: a full pipe would stop the gateway mid-test
     return proc, found[1]
 
 

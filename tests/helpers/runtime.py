@@ -7,16 +7,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import io
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from aiohttp import web
 from PIL import Image
@@ -190,6 +192,23 @@ def read_until(proc: subprocess.Popen[str], pattern: str) -> re.Match[str]:
         if found:
             return found
     raise AssertionError(f"{pattern!r} never printed; stdout: {seen}; stderr: {proc.stderr}")
+
+
+def drain(proc: subprocess.Popen[str], keep: int = 2000) -> collections.deque[str]:
+    """Keep reading ``proc``'s piped stdout and stderr on daemon threads, so that a process
+    that logs a lot never blocks writing to a full pipe (64 KiB) once the test stops reading;
+    the last ``keep`` lines of both, in arrival order, for a failure's message."""
+    lines: collections.deque[str] = collections.deque(maxlen=keep)
+
+    def pump(stream: IO[str]) -> None:
+        with contextlib.suppress(ValueError, OSError):  # closed by stop()
+            for line in stream:
+                lines.append(line)
+
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            threading.Thread(target=pump, args=(stream,), daemon=True).start()
+    return lines
 
 
 def clean_env() -> dict[str, str]:
