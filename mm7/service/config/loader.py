@@ -78,6 +78,7 @@ from mm7.service.config.settings import (
     ApiRole,
     ApiSettings,
     ClusterSettings,
+    FallbackSettings,
     FetchSettings,
     GatewayConfig,
     HostingSettings,
@@ -126,6 +127,8 @@ _INSTANCE = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 MIN_LEASE_TTL = 1.0
 #: seconds: the longest [hosting] ttl (ten years; a link's expiry is 32-bit unix seconds)
 MAX_HOSTING_TTL = 3650 * 86400.0
+#: the shortest fallback SMS: room for a hosted page's link (about 60 characters) and a word
+MIN_FALLBACK_TEXT = 70
 
 
 # --------------------------------------------------------------------------- loading
@@ -286,6 +289,7 @@ class _Loader:
         cluster = self._cluster(self.top.table("cluster"))
         hosting = self._hosting(self.top.table("hosting"), links)
         sms_links = tuple(_sms_link(n, t) for n, t in self.top.named_tables("sms_links"))
+        fallback = self._fallback(self.top.table("fallback"), links, sms_links, hosting)
         self.top.finish()
         return GatewayConfig(
             source=self.ctx.source,
@@ -299,6 +303,7 @@ class _Loader:
             cluster=cluster,
             hosting=hosting,
             sms_links=sms_links,
+            fallback=fallback,
         )
 
     # -- links
@@ -398,7 +403,21 @@ class _Loader:
             default_region=_region(t, "default_region"),
             retry=retry,
             sender_tps=_sender_rates(t.opt_table("sender_tps")),
+            fallback=t.str_default(
+                "fallback", _default(LinkSettings, "fallback"), choices=("sms", "none")
+            ),
+            fallback_sms_link=t.opt_str("fallback_sms_link"),
+            fallback_text_max=t.integer(
+                "fallback_text_max",
+                _default(LinkSettings, "fallback_text_max"),
+                minimum=MIN_FALLBACK_TEXT,
+            ),  # fmt: skip
         )
+        if settings.fallback == "sms" and settings.fallback_sms_link is None:
+            raise t.error(
+                "fallback_sms_link",
+                'required with fallback = "sms": the name of the [sms_links.NAME] to send through',
+            )
         t.finish()
         return settings
 
@@ -875,6 +894,46 @@ class _Loader:
             )
         t.finish()
         return ClusterSettings(instance=instance, lease_ttl=lease_ttl)
+
+    # -- SMS fallback
+
+    def _fallback(
+        self,
+        t: Table,
+        links: tuple[LinkSettings, ...],
+        sms_links: tuple[SmsLinkSettings, ...],
+        hosting: HostingSettings,
+    ) -> FallbackSettings:
+        """``[fallback]``, and the links' fallback checked against the SMS links and hosting:
+        an unknown SMS link is refused by name, and so is a fallback with hosting off (the SMS
+        carries the hosted page's link)."""
+        names = [s.name for s in sms_links]
+        for link in links:
+            name = link.fallback_sms_link
+            if name is None:
+                continue
+            where = f"links.{link.name}.fallback_sms_link"
+            if name not in names:
+                known = ", ".join(names) or "none configured"
+                raise self.ctx.error(where, f"no [sms_links.{name}] (SMS links: {known})")
+            if not hosting.enabled:
+                raise self.ctx.error(
+                    where,
+                    "the SMS fallback sends the message's hosted page's link, but [hosting] is "
+                    "not enabled: set [hosting] enabled = true, or remove fallback_sms_link",
+                )
+        initial = t.duration("initial_backoff", _default(FallbackSettings, "initial_backoff"))
+        maximum = t.duration("max_backoff", _default(FallbackSettings, "max_backoff"))
+        if maximum < initial:
+            raise t.error("max_backoff", "must be >= initial_backoff")
+        settings = FallbackSettings(
+            max_age=t.duration("max_age", _default(FallbackSettings, "max_age")),
+            initial_backoff=initial,
+            max_backoff=maximum,
+            concurrency=t.integer("concurrency", _default(FallbackSettings, "concurrency")),
+        )
+        t.finish()
+        return settings
 
     # -- hosting
 

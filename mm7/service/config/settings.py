@@ -158,6 +158,14 @@ class LinkSettings:
     retry: RetrySettings = RetrySettings()
     #: SubmitReqs per second per sender address, beside the link's own ``tps`` (empty: none)
     sender_tps: SenderRates = SenderRates()
+    #: "sms": a recipient whose MMS fails for good gets an SMS with the text and the hosted
+    #: page's link (``mm7.service.fallback``); "none": not. A message's "fallback" overrides it
+    fallback: str = "none"
+    #: the ``[sms_links.NAME]`` the fallback SMS goes through (needed by "sms", for the link or
+    #: for a message asking for it); None: this link's messages cannot fall back to SMS
+    fallback_sms_link: str | None = None
+    #: the fallback SMS's length in characters, the page's link included (the text is trimmed)
+    fallback_text_max: int = 160
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,6 +513,20 @@ class HostingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FallbackSettings:
+    """``[fallback]``: how the SMS fallback worker retries an SMS its link could not take now
+    (``SmsUnavailable``: down, throttled past its timeout)."""
+
+    #: seconds after the fallback was queued when retrying stops (the row is failed)
+    max_age: float = 3600.0
+    #: the retry backoff (exponential, full jitter) between these
+    initial_backoff: float = 5.0
+    max_backoff: float = 300.0
+    #: SMS sends in flight at once
+    concurrency: int = 10
+
+
+@dataclass(frozen=True, slots=True)
 class SmppSettings:
     """``[[sms_links]]`` type = "smpp": a transceiver bind to one SMSC (``mm7.service.sms``),
     the SMS side of the upcoming fallback; ``password`` is a secret (never logged)."""
@@ -582,6 +604,8 @@ class GatewayConfig:
     hosting: HostingSettings = HostingSettings()
     #: SMS links (SMPP or HTTP) for the upcoming SMS fallback; none by default
     sms_links: tuple[SmsLinkSettings, ...] = ()
+    #: the SMS fallback worker's retries
+    fallback: FallbackSettings = FallbackSettings()
 
     def link(self, name: str) -> LinkSettings:
         """The link called ``name`` (KeyError lists the names)."""

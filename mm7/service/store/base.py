@@ -22,6 +22,9 @@ from mm7.service.store.records import (
     DeliveryReportRecord,
     DeliveryReportResult,
     EnqueueResult,
+    FallbackItem,
+    FallbackRecord,
+    FallbackStatus,
     JSONObject,
     MediaBlob,
     MediaPart,
@@ -80,8 +83,47 @@ class ManualClock:
         self._now = when
 
 
+class FallbackOps(Protocol):
+    """The SMS fallback's rows (``mm7.service.fallback``): queued by ``fail`` and by delivery
+    reports in their own transactions, then leased, sent and settled through these. Every
+    outcome call is fenced by the item's lease token (False: the lease was lost), and queues the
+    change's ``fallback_sms`` event in the same commit."""
+
+    async def lease_fallback(self, owner: str, n: int, ttl: timedelta) -> list[FallbackItem]:
+        """Fail the rows found ``sending`` past their lease ("outcome unknown": never sent
+        twice), then lease up to ``n`` due ``queued`` rows."""
+        ...
+
+    async def fallback_sending(self, item: FallbackItem, ttl: timedelta) -> bool:
+        """Commit ``sending`` (the lease ``ttl`` from now) before the SMS goes out."""
+        ...
+
+    async def fallback_submitted(self, item: FallbackItem, sms_id: str) -> bool:
+        """``submitted`` with the link's ``sms_id``; a receipt kept early is applied."""
+        ...
+
+    async def fallback_retry(self, item: FallbackItem, at: datetime, error: str) -> bool:
+        """``queued`` again, due at ``at`` (the link could not take it now)."""
+        ...
+
+    async def fallback_failed(self, item: FallbackItem, error: str) -> bool:
+        """``failed`` with ``error`` (refused for good, or past the max age)."""
+        ...
+
+    async def fallback_receipt(
+        self, sms_link: str, sms_id: str, status: FallbackStatus, error: str = ""
+    ) -> bool:
+        """Apply a receipt to the submitted row of (``sms_link``, ``sms_id``) (True); one for
+        no row yet is kept until that send's ``submitted`` commit applies it."""
+        ...
+
+    async def fallback_sms(self, message_id: str) -> list[FallbackRecord]:
+        """The fallback rows of ``message_id``."""
+        ...
+
+
 @runtime_checkable
-class Store(LimitOps, Protocol):
+class Store(LimitOps, FallbackOps, Protocol):
     """What the gateway needs from persistence. Every write returns only once it is durable.
     (``LimitOps``: deferrals of senders over their rate, API keys' quotas.)"""
 

@@ -38,6 +38,8 @@ class RelayKind(StrEnum):
     STATUS = "status"
     DELIVERY_REPORT = "delivery_report"
     READ_REPLY = "read_reply"
+    #: a recipient's SMS fallback changed (``mm7.service.fallback``): queued, submitted...
+    FALLBACK_SMS = "fallback_sms"
 
 
 MediaMode = Literal["url", "inline"]

@@ -487,3 +487,62 @@ class PurgeStats:
     orphan_files: int = 0
     #: inbound request keys (duplicate detection) whose time was up
     request_keys: int = 0
+
+
+class FallbackStatus(StrEnum):
+    """Where a recipient's SMS fallback stands (``mm7.service.fallback``).
+
+    ``QUEUED`` rows are leased by the fallback worker; ``SENDING`` is committed right before the
+    SMS goes out, so a row found ``SENDING`` after its lease expired (a crash mid-send) is failed
+    with "outcome unknown", never sent again; ``SUBMITTED`` carries the SMS link's ``sms_id``,
+    which its receipt moves to ``DELIVERED`` or ``FAILED``.
+    """
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SUBMITTED = "submitted"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackRecord:
+    """One recipient's SMS fallback as stored (``GET /v1/messages/{id}``, tests)."""
+
+    id: int
+    message_id: str
+    recipient_id: int
+    address: str
+    sms_link: str
+    status: FallbackStatus
+    #: what failed the MMS: "failed" (a permanent submit error) or "report:<MMStatus>"
+    trigger: str
+    sms_id: str | None
+    error: str | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackItem:
+    """One leased fallback row: what the worker needs to build and send the SMS.
+
+    ``lease_token`` fences the outcome calls (``Store.fallback_sending`` and the rest), as a
+    ``WorkItem``'s does; ``attempts`` counts this attempt.
+    """
+
+    id: int
+    message_id: str
+    address: str
+    sms_link: str
+    #: the SMS's length limit (characters), resolved at intake from the link's settings
+    text_max: int
+    attempts: int
+    lease_token: str
+    lease_expires_at: datetime
+    #: the fallback row's creation (retries stop ``max_age`` after it)
+    created_at: datetime
+    #: the message's acceptance (its hosted page's link is signed with it)
+    message_created_at: datetime
+    fields: JSONObject

@@ -24,10 +24,12 @@ from typing import Any
 
 from mm7.core.leniency import Leniency
 from mm7.core.status import MMStatus
+from mm7.service.fallback.rules import report_trigger
 from mm7.service.store.early import PG_LOCK_CLASS
 from mm7.service.store.outbox import RelayKind, status_event
 from mm7.service.store.postgres import statements as sql
 from mm7.service.store.postgres.base import asyncpg
+from mm7.service.store.postgres.fallback import queue_fallback
 from mm7.service.store.postgres.media import (
     INSERT_MEDIA,
     PostgresMedia,
@@ -386,7 +388,17 @@ class PostgresInbound(PostgresMedia):
         found = correlate(await self._sent(links, mm7_message_id), links, addresses)
         if found.rows:
             report = self._report_values(found, mm7_message_id, mm_status, info, now, raw=raw)
-            row = await self._write_row(_DELIVERY_REPORT.sql, *_DELIVERY_REPORT.args(report.values))
+            args = _DELIVERY_REPORT.args(report.values)
+            if not report.moves or report_trigger(mm_status) is None:
+                row = await self._write_row(_DELIVERY_REPORT.sql, *args)
+            else:
+
+                async def moving(conn: asyncpg.Connection) -> asyncpg.Record:
+                    done = await conn.fetchrow(_DELIVERY_REPORT.sql, *args)
+                    await self._report_fallback(conn, report, done, mm_status, now)
+                    return done
+
+                row = await self._write(moving)
         else:
 
             async def op(conn: asyncpg.Connection) -> tuple[_Report, asyncpg.Record]:
@@ -395,6 +407,7 @@ class PostgresInbound(PostgresMedia):
                 made = self._report_values(again, mm7_message_id, mm_status, info, now, raw=raw)
                 done = await conn.fetchrow(_DELIVERY_REPORT.sql,
                                            *_DELIVERY_REPORT.args(made.values))  # fmt: skip
+                await self._report_fallback(conn, made, done, mm_status, now)
                 if made.message is None:
                     await conn.execute(
                         KEEP_EARLY, RelayKind.DELIVERY_REPORT.value, done[0], link,
@@ -406,6 +419,22 @@ class PostgresInbound(PostgresMedia):
             report, row = await self._write(op)
         assert row is not None
         return await self._report_result(report, row)
+
+    async def _report_fallback(
+        self,
+        conn: asyncpg.Connection,
+        report: _Report,
+        row: asyncpg.Record,
+        mm_status: MMStatus,
+        now: int,
+    ) -> None:
+        """In the report's transaction: the recipient it moved gets its SMS fallback when the
+        MMStatus says the handset cannot take the MMS (``mm7.service.fallback.rules``)."""
+        trigger = report_trigger(mm_status)
+        matched = report.matched
+        if trigger is not None and report.moves and row[1] and matched is not None:
+            await queue_fallback(conn, matched.message_id, matched.id, trigger, now,
+                                 self._relay_all_statuses)  # fmt: skip
 
     def _report_values(
         self,

@@ -319,6 +319,44 @@ MIGRATIONS: tuple[Migration, ...] = (
                 END $$""",
         ),
     ),
+    Migration(
+        4,
+        "SMS fallback: one row per failed recipient, receipts kept until their send commits",
+        (
+            # the same tables as SQLite's migration 9; retention deletes whole messages and
+            # their fallback rows go with them (ON DELETE CASCADE)
+            """CREATE TABLE fallback_sms (
+                id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+                recipient_id BIGINT NOT NULL,
+                address TEXT NOT NULL,
+                sms_link TEXT NOT NULL,
+                text_max INTEGER NOT NULL,
+                trigger TEXT NOT NULL,
+                status TEXT NOT NULL,
+                sms_id TEXT,
+                error TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at BIGINT NOT NULL,
+                lease_owner TEXT,
+                lease_token TEXT,
+                lease_expires_at BIGINT,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                UNIQUE (message_id, recipient_id)
+            )""",
+            "CREATE INDEX fallback_sms_due ON fallback_sms(status, next_attempt_at)",
+            "CREATE INDEX fallback_sms_receipt ON fallback_sms(sms_link, sms_id)",
+            """CREATE TABLE fallback_receipts (
+                sms_link TEXT NOT NULL,
+                sms_id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                error TEXT,
+                received_at BIGINT NOT NULL,
+                PRIMARY KEY (sms_link, sms_id)
+            )""",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

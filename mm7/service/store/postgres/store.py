@@ -27,11 +27,13 @@ from mm7.service.errors import (
     StoreError,
     StoreUnavailableError,
 )
+from mm7.service.fallback.rules import FAILED_TRIGGER
 from mm7.service.store.base import Clock, SystemClock
 from mm7.service.store.postgres import statements as sql
 from mm7.service.store.postgres.base import asyncpg, create_pool, why
 from mm7.service.store.postgres.cluster import PostgresCluster
 from mm7.service.store.postgres.early import PostgresEarly
+from mm7.service.store.postgres.fallback import PostgresFallback, queue_fallback
 from mm7.service.store.postgres.limits import PostgresLimits
 from mm7.service.store.postgres.listen import WorkListener
 from mm7.service.store.postgres.media import INSERT_MEDIA, media_rows, unknown_media
@@ -84,7 +86,12 @@ def describe(dsn: str) -> str:
 
 
 class PostgresStore(
-    PostgresEarly, PostgresCluster, PostgresRelayOps, PostgresRetention, PostgresLimits
+    PostgresEarly,
+    PostgresCluster,
+    PostgresRelayOps,
+    PostgresRetention,
+    PostgresLimits,
+    PostgresFallback,
 ):
     """``Store`` on PostgreSQL. Create with ``await PostgresStore.open(dsn)``."""
 
@@ -550,11 +557,29 @@ class PostgresStore(
         status_text: str | None,
         details: JSONObject | None = None,
     ) -> bool:
-        """A permanent error: the recipient is ``failed`` with the MM7 status; no retry."""
+        """A permanent error: the recipient is ``failed`` with the MM7 status; no retry (its
+        SMS fallback queued in the same transaction when the message asked for one)."""
         info = _outcome_info(item, status_code, status_text, details)
         args = self._finish_args(item, "failed", info, status_code, status_text)
-        return await self._fenced(item, sql.FAILED, args, RecipientStatus.FAILED,
-                                  status_code=status_code, status_text=status_text)  # fmt: skip
+        if item.fields.get("fallback") is None:
+            return await self._fenced(item, sql.FAILED, args, RecipientStatus.FAILED,
+                                      status_code=status_code,
+                                      status_text=status_text)  # fmt: skip
+        relay_all = self._relay_all_statuses
+
+        async def op(conn: asyncpg.Connection) -> bool:
+            done = await conn.fetchval(sql.FAILED, *args)
+            if done:
+                if item.callback_url is not None or relay_all:
+                    await queue_status_event(
+                        conn, item.recipient_id, RecipientStatus.FAILED.value, args[4],
+                        relay_all=relay_all, status_code=status_code, status_text=status_text,
+                    )  # fmt: skip
+                await queue_fallback(conn, item.message_id, item.recipient_id, FAILED_TRIGGER,
+                                     args[4], relay_all)  # fmt: skip
+            return bool(done)
+
+        return await self._write(op)
 
     async def retry_later(
         self,

@@ -334,6 +334,52 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX early_reports_received ON early_reports(received_at)",
         ),
     ),
+    Migration(
+        9,
+        "SMS fallback: one row per failed recipient, receipts kept until their send commits",
+        (
+            # mm7.service.fallback: queued in the transaction that fails the recipient; unique
+            # per (message, recipient), so it can never be queued twice. status: queued,
+            # sending (committed before the send), submitted (sms_id set), delivered, failed.
+            # trigger: "failed" or "report:<MMStatus>". The lease columns fence the worker.
+            """CREATE TABLE fallback_sms (
+                id INTEGER PRIMARY KEY,
+                message_id TEXT NOT NULL REFERENCES messages(id),
+                recipient_id INTEGER NOT NULL,
+                address TEXT NOT NULL,
+                sms_link TEXT NOT NULL,
+                text_max INTEGER NOT NULL,
+                trigger TEXT NOT NULL,
+                status TEXT NOT NULL,
+                sms_id TEXT,
+                error TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at INTEGER NOT NULL,
+                lease_owner TEXT,
+                lease_token TEXT,
+                lease_expires_at INTEGER,
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL,
+                UNIQUE (message_id, recipient_id)
+            )""",
+            "CREATE INDEX fallback_sms_due ON fallback_sms(status, next_attempt_at)",
+            # receipts are correlated here, so they survive a restart of the SMS link
+            "CREATE INDEX fallback_sms_receipt ON fallback_sms(sms_link, sms_id)",
+            # retention deletes whole messages; their fallback rows go with them
+            """CREATE TRIGGER fallback_sms_purge AFTER DELETE ON messages BEGIN
+                DELETE FROM fallback_sms WHERE message_id = OLD.id;
+            END""",
+            # a receipt that arrived before its send's ``submitted`` commit (applied by it)
+            """CREATE TABLE fallback_receipts (
+                sms_link TEXT NOT NULL,
+                sms_id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                error TEXT,
+                received_at INTEGER NOT NULL,
+                PRIMARY KEY (sms_link, sms_id)
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -57,6 +57,7 @@ from mm7.service.errors import (
     StoreUnavailableError,
     UnknownMediaError,
 )
+from mm7.service.fallback.rules import FAILED_TRIGGER, report_trigger
 from mm7.service.store import early
 from mm7.service.store.base import Clock, SystemClock
 from mm7.service.store.outbox import OptOut, RelayKind, status_event
@@ -88,6 +89,7 @@ from mm7.service.store.records import (
     normalize_address,
 )
 from mm7.service.store.sqlite.cluster import SqliteCluster
+from mm7.service.store.sqlite.fallback import SqliteFallback, queue_fallback
 from mm7.service.store.sqlite.limits import SqliteLimits
 from mm7.service.store.sqlite.migrations import migrate
 from mm7.service.store.sqlite.relay import (
@@ -176,7 +178,7 @@ def _outcome_info(
     }
 
 
-class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits):
+class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, SqliteFallback):
     """``Store`` on one SQLite file. Create with ``await SqliteStore.open(path)``."""
 
     def __init__(
@@ -984,11 +986,16 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits):
         status_text: str | None,
         details: JSONObject | None = None,
     ) -> bool:
-        """A permanent error: the recipient is ``failed`` with the MM7 status; no retry."""
+        """A permanent error: the recipient is ``failed`` with the MM7 status; no retry (its
+        SMS fallback queued in the same commit when the message asked for one)."""
         info = _outcome_info(item, status_code, status_text, details)
+        fallback = item.fields.get("fallback") is not None
 
         def apply(conn: sqlite3.Connection, now: int) -> None:
             self._final(conn, item, RecipientStatus.FAILED, status_code, status_text, info, now)
+            if fallback:
+                queue_fallback(conn, item.message_id, item.recipient_id, FAILED_TRIGGER, now,
+                               self._relay_all_statuses)  # fmt: skip
 
         return await self._write(self._outcome(item, "failed", info, apply))
 
@@ -1154,6 +1161,9 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits):
                         f"UPDATE messages SET {column}={column}+1 WHERE id=?", (message_id,)
                     )
                     _roll_up(conn, message_id, now)
+                if (trigger := report_trigger(mm_status)) is not None:
+                    queue_fallback(conn, message_id, recipient_id, trigger, now,
+                                   self._relay_all_statuses)  # fmt: skip
         if report_id is None:
             cursor = conn.execute(
                 "INSERT INTO delivery_reports (link, mm7_message_id, recipient, mm_status,"
