@@ -1,0 +1,206 @@
+"""The SMS fallback rows, on each backend (a real SQLite file, a fresh PostgreSQL database):
+queued in the same commit as the failure they follow, never twice for one recipient, leased,
+fenced, settled by receipts correlated in the store (across a reopen), each change with its
+``fallback_sms`` event in the relay outbox (``mm7.service.fallback``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from mm7.core.status import MMStatus
+from mm7.service.fallback.rules import OUTCOME_UNKNOWN
+from mm7.service.store import ManualClock, NewMessage, RelayKind, Store, WorkItem
+from mm7.service.store.records import FallbackStatus
+from tests.helpers.stores import Backend
+
+CALLBACK = "http://app.example/status"
+TTL = timedelta(seconds=30)
+FALLBACK = {"sms_link": "smsc1", "text_max": 160}
+
+
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    return any_store
+
+
+async def leased(
+    store: Store,
+    recipients: list[str],
+    *,
+    fallback: Any = FALLBACK,
+    callback: str | None = CALLBACK,
+) -> list[WorkItem]:
+    fields: dict[str, Any] = {"from": "12345", "text": "Hello there", "api_key": "k"}
+    if fallback is not None:
+        fields["fallback"] = fallback
+    message = NewMessage(link="mmsc1", fields=fields, callback_url=callback)
+    await store.enqueue_message(message, recipients)
+    items = await store.lease("mmsc1", "w", len(recipients), TTL)
+    return sorted(items, key=lambda i: recipients.index(i.address))
+
+
+async def fallback_events(store: Store) -> list[tuple[str, str | None]]:
+    return [
+        (e.event["recipient"], e.event["status"])
+        for e in await store.relay_events(limit=1000)
+        if e.kind is RelayKind.FALLBACK_SMS
+    ]
+
+
+async def test_a_failure_queues_the_fallback_in_its_own_commit(
+    store: Store, backend: Backend
+) -> None:
+    (item,) = await leased(store, ["+15550001"])
+    assert await store.fail(item, 2002, "address error")
+    (row,) = await store.fallback_sms(item.message_id)
+    assert (row.address, row.sms_link, row.status, row.trigger) == (
+        "+15550001", "smsc1", FallbackStatus.QUEUED, "failed",
+    )  # fmt: skip
+    assert await fallback_events(store) == [("+15550001", "queued")]
+    got = await store.get_message(item.message_id)
+    assert got is not None
+    assert [(e.kind, e.status) for e in got.events][-1] == ("fallback_sms", "queued")
+
+
+async def test_no_fallback_without_the_message_asking_for_it(
+    store: Store, backend: Backend
+) -> None:
+    (item,) = await leased(store, ["+15550001"], fallback=None)
+    assert await store.fail(item, 2002, "address error")
+    assert await store.fallback_sms(item.message_id) == []
+    assert await backend.count("fallback_sms") == 0
+
+
+async def test_a_lost_lease_queues_nothing(
+    store: Store, backend: Backend, clock: ManualClock
+) -> None:
+    (item,) = await leased(store, ["+15550001"])
+    clock.advance(TTL + timedelta(seconds=1))
+    (again,) = await store.lease("mmsc1", "w2", 1, TTL)
+    assert not await store.fail(item, 2002, "address error")  # stale: nothing recorded
+    assert await backend.count("fallback_sms") == 0
+    assert await store.fail(again, 2002, "address error")
+    assert await backend.count("fallback_sms") == 1
+
+
+async def test_reports_that_say_the_handset_cannot_take_it_queue_it_once(
+    store: Store, backend: Backend
+) -> None:
+    a, b, c = await leased(store, ["+15550001", "+15550002", "+15550003"])
+    for item, mm7_id in ((a, "M-1"), (b, "M-2"), (c, "M-3")):
+        assert await store.complete(item, mm7_id, 1000, "ok")
+    await store.record_delivery_report("mmsc1", "M-1", "+15550001", MMStatus.REJECTED)
+    await store.record_delivery_report("mmsc1", "M-1", "+15550001", MMStatus.REJECTED)  # again
+    await store.record_delivery_report("mmsc1", "M-2", "+15550002", MMStatus.UNRECOGNISED)
+    await store.record_delivery_report("mmsc1", "M-3", "+15550003", MMStatus.EXPIRED)
+    rows = await store.fallback_sms(a.message_id)
+    assert [(r.address, r.trigger) for r in rows] == [
+        ("+15550001", "report:Rejected"),
+        ("+15550002", "report:Unrecognised"),
+    ]
+    assert sorted(await fallback_events(store)) == [
+        ("+15550001", "queued"),
+        ("+15550002", "queued"),
+    ]
+
+
+async def test_the_whole_path_and_a_receipt_after_a_reopen(
+    store: Store, backend: Backend, clock: ManualClock
+) -> None:
+    (item,) = await leased(store, ["+15550001"])
+    assert await store.fail(item, 4004, "refused")
+    (lease,) = await store.lease_fallback("fw", 5, TTL)
+    assert lease.attempts == 1 and lease.fields["text"] == "Hello there"
+    assert await store.lease_fallback("fw", 5, TTL) == []  # leased: not handed out again
+    assert await store.fallback_sending(lease, TTL)
+    assert await store.fallback_submitted(lease, "sms-1")
+    reopened = await backend.open(clock=clock)
+    assert await reopened.fallback_receipt("smsc1", "sms-1", FallbackStatus.DELIVERED)
+    assert not await reopened.fallback_receipt("smsc1", "sms-1", FallbackStatus.FAILED, "late")
+    (row,) = await reopened.fallback_sms(item.message_id)
+    assert (row.status, row.sms_id, row.error) == (FallbackStatus.DELIVERED, "sms-1", None)
+    assert await fallback_events(reopened) == [
+        ("+15550001", "queued"),
+        ("+15550001", "submitted"),
+        ("+15550001", "delivered"),
+    ]
+
+
+async def test_a_receipt_before_the_submitted_commit_is_kept_until_then(
+    store: Store, backend: Backend
+) -> None:
+    (item,) = await leased(store, ["+15550001"])
+    assert await store.fail(item, 4004, "refused")
+    (lease,) = await store.lease_fallback("fw", 5, TTL)
+    assert await store.fallback_sending(lease, TTL)
+    assert not await store.fallback_receipt("smsc1", "sms-9", FallbackStatus.FAILED, "UNDELIV")
+    assert await store.fallback_submitted(lease, "sms-9")
+    (row,) = await store.fallback_sms(item.message_id)
+    assert (row.status, row.error) == (FallbackStatus.FAILED, "UNDELIV")
+    assert await backend.count("fallback_receipts") == 0
+
+
+async def test_a_row_left_sending_is_failed_never_sent_again(
+    store: Store, backend: Backend, clock: ManualClock
+) -> None:
+    (item,) = await leased(store, ["+15550001"])
+    assert await store.fail(item, 4004, "refused")
+    (lease,) = await store.lease_fallback("fw", 5, TTL)
+    assert await store.fallback_sending(lease, TTL)
+    # the process stops here, mid-send; another worker comes after the lease
+    clock.advance(TTL + timedelta(seconds=1))
+    assert await store.lease_fallback("fw2", 5, TTL) == []
+    (row,) = await store.fallback_sms(item.message_id)
+    assert (row.status, row.error) == (FallbackStatus.FAILED, OUTCOME_UNKNOWN)
+    # the first worker's late answer changes nothing
+    assert not await store.fallback_submitted(lease, "sms-late")
+    assert await fallback_events(store) == [("+15550001", "queued"), ("+15550001", "failed")]
+
+
+async def test_a_row_leased_but_not_sending_is_leased_again(
+    store: Store, clock: ManualClock
+) -> None:
+    (item,) = await leased(store, ["+15550001"])
+    assert await store.fail(item, 4004, "refused")
+    (first,) = await store.lease_fallback("fw", 5, TTL)
+    clock.advance(TTL + timedelta(seconds=1))
+    (second,) = await store.lease_fallback("fw2", 5, TTL)
+    assert second.id == first.id and second.attempts == 2
+    assert not await store.fallback_sending(first, TTL)  # fenced: the old lease sends nothing
+    assert await store.fallback_sending(second, TTL)
+
+
+async def test_retry_then_failed(store: Store, clock: ManualClock) -> None:
+    (item,) = await leased(store, ["+15550001"])
+    assert await store.fail(item, 4004, "refused")
+    (lease,) = await store.lease_fallback("fw", 5, TTL)
+    assert await store.fallback_sending(lease, TTL)
+    assert await store.fallback_retry(lease, clock.now() + timedelta(seconds=10), "down")
+    assert await store.lease_fallback("fw", 5, TTL) == []  # not due yet
+    clock.advance(timedelta(seconds=10))
+    (again,) = await store.lease_fallback("fw", 5, TTL)
+    assert again.attempts == 2
+    assert await store.fallback_failed(again, "rejected: 0x45")
+    (row,) = await store.fallback_sms(item.message_id)
+    assert (row.status, row.error, row.attempts) == (FallbackStatus.FAILED, "rejected: 0x45", 2)
+
+
+async def test_no_callback_no_relay_event_but_the_history_has_it(store: Store) -> None:
+    (item,) = await leased(store, ["+15550001"], callback=None)
+    assert await store.fail(item, 4004, "refused")
+    assert await fallback_events(store) == []
+    got = await store.get_message(item.message_id)
+    assert got is not None and got.events[-1].kind == "fallback_sms"
+
+
+async def test_retention_takes_the_rows_with_their_message(
+    store: Store, backend: Backend, clock: ManualClock
+) -> None:
+    (item,) = await leased(store, ["+15550001"])
+    assert await store.fail(item, 4004, "refused")
+    clock.advance(timedelta(days=2))
+    await store.purge(clock.now() - timedelta(days=1))
+    assert await backend.count("fallback_sms") == 0
