@@ -104,6 +104,8 @@ link's profile first). ``fields`` is exactly::
       "service_code": str | null,      # null: the link's service_code
       "linked_id": str | null,         # given, or the MO's MessageID/TransactionID (reply_to)
       "reply_to": str | null,          # the MO id this message answers
+      "fallback": {"sms_link": "smsc1", "text_max": 160},  # only when it falls back to SMS
+                                       #   (the request's "fallback" over its link's)
       "presentation": {
         "layout": "portrait",          # mm7.content.model.Layout value
         "slides": [                    # mm7.content.model.Slide; references are Content-IDs;
@@ -120,7 +122,8 @@ link's profile first). ``fields`` is exactly::
 the recipients, see ``mm7.service.store.records``), per recipient status with the MM7 MessageID,
 attempts and last status, the parts, the history of events and, with ``[hosting]`` on, the
 message's hosted page (``hosted_url``: its content as a web page behind a signed link that
-expires, ``mm7.service.hosting``). ``GET /v1/messages`` lists the
+expires, ``mm7.service.hosting``) and each recipient's SMS fallback (``fallback_sms``, null
+when none: ``mm7.service.fallback``). ``GET /v1/messages`` lists the
 key's messages with filters and cursor paging (``mm7.service.api.listing``).
 
 Relay operations (``mm7.service.api.relay_ops``)
@@ -164,6 +167,7 @@ from mm7.content.parts import ContentError, PartError, Source, make_items, text_
 from mm7.content.smil import SmilError
 from mm7.core.sniff import sniff
 from mm7.service.api.backlog import Backlog
+from mm7.service.api.fallback import resolve_fallback
 from mm7.service.api.listing import MessageListing
 from mm7.service.api.media_fetch import Fetcher, MediaFetcher
 from mm7.service.api.numbers import NumberRules, normalise_recipients
@@ -197,7 +201,13 @@ from mm7.service.errors import (
 )
 from mm7.service.hosting.links import HostedLinks
 from mm7.service.store.base import Store
-from mm7.service.store.records import EnqueueResult, MediaPart, MessageRecord, NewMessage
+from mm7.service.store.records import (
+    EnqueueResult,
+    FallbackRecord,
+    MediaPart,
+    MessageRecord,
+    NewMessage,
+)
 from mm7.service.url_guard import UrlGuard, UrlRefused
 
 __all__ = ["OPENAPI_PATH", "create_api_app", "message_view"]
@@ -415,7 +425,8 @@ async def get_message(request: web.Request) -> web.Response:
         raise ApiError(404, "id", "no such message")
     hosting = request.app[HOSTING_KEY]
     url = hosting.page_url(record.id, record.created_at) if hosting is not None else None
-    return web.json_response(message_view(record, hosted_url=url))
+    fallbacks = await request.app[STORE_KEY].fallback_sms(record.id)
+    return web.json_response(message_view(record, hosted_url=url, fallbacks=fallbacks))
 
 
 async def sendmms(request: web.Request) -> web.Response:
@@ -761,7 +772,9 @@ async def _submit(
         raise ApiError(422, fields_at[exc.index - 1], str(exc)) from None
     except ContentError as exc:
         raise ApiError(422, "media", str(exc)) from None
-    _check_carriable(config.link(link), items, fields_at)
+    settings = config.link(link)
+    _check_carriable(settings, items, fields_at)
+    fallback = resolve_fallback(settings, parsed.fallback)
     slides = _slides(parsed.slides, items, positions) if parsed.slides is not None else None
     try:
         presentation = build_presentation(
@@ -802,6 +815,8 @@ async def _submit(
         },
         **(extra or {}),
     }
+    if fallback is not None:
+        fields["fallback"] = fallback
     parts = [
         MediaPart(
             content_type=item.media_type + (f"; charset={item.charset}" if item.charset else ""),
@@ -870,9 +885,16 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
-def message_view(record: MessageRecord, *, hosted_url: str | None = None) -> dict[str, Any]:
+def message_view(
+    record: MessageRecord,
+    *,
+    hosted_url: str | None = None,
+    fallbacks: Sequence[FallbackRecord] = (),
+) -> dict[str, Any]:
     """The JSON of ``GET /v1/messages/{id}`` (schema ``Message`` in openapi.json);
-    ``hosted_url``: the message's hosted page (``mm7.service.hosting``), null when off."""
+    ``hosted_url``: the message's hosted page (``mm7.service.hosting``), null when off;
+    ``fallbacks``: its recipients' SMS fallbacks (``recipients[i].fallback_sms``)."""
+    sms = {f.recipient_id: fallback_view(f) for f in fallbacks}
     key = record.idempotency_key
     if key is not None and ":" in key:
         key = key.split(":", 1)[1]
@@ -900,6 +922,7 @@ def message_view(record: MessageRecord, *, hosted_url: str | None = None) -> dic
                 "last_status_code": r.last_status_code,
                 "last_status_text": r.last_status_text,
                 "updated_at": _iso(r.updated_at),
+                "fallback_sms": sms.get(r.id),
             }
             for r in record.recipients
         ],
@@ -923,4 +946,17 @@ def message_view(record: MessageRecord, *, hosted_url: str | None = None) -> dic
             }
             for e in record.events
         ],
+    }
+
+
+def fallback_view(record: FallbackRecord) -> dict[str, Any]:
+    """A recipient's SMS fallback in ``GET /v1/messages/{id}`` (schema ``FallbackSms``)."""
+    return {
+        "status": record.status.value,
+        "sms_link": record.sms_link,
+        "sms_id": record.sms_id,
+        "trigger": record.trigger,
+        "attempts": record.attempts,
+        "at": _iso(record.updated_at),
+        "error": record.error,
     }

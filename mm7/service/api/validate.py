@@ -47,6 +47,8 @@ _NUMBER = re.compile(r"\+?[0-9]{1,20}")
 _EMAIL = re.compile(r"[^@\s<>\"]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253})")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _PRIORITIES = {"low": "Low", "normal": "Normal", "high": "High"}
+#: the values of ``fallback`` (``mm7.service.fallback``)
+FALLBACKS = ("sms", "none")
 
 #: every top-level name a request may carry
 FIELDS = frozenset(
@@ -69,6 +71,7 @@ FIELDS = frozenset(
         "callback_url",
         "idempotency_key",
         "reply_to",
+        "fallback",
     }
 )
 
@@ -129,6 +132,8 @@ class Request:
     reply_to: str | None = None
     #: ``to`` was given as an array (an error about its one address names ``to[0]``, not ``to``)
     to_array: bool = True
+    #: "sms" or "none": overrides the link's SMS fallback (None: the link's)
+    fallback: str | None = None
 
 
 def request_digest(parsed: Request) -> str:
@@ -170,6 +175,8 @@ def request_digest(parsed: Request) -> str:
         "callback_url": parsed.callback_url,
         "reply_to": parsed.reply_to,
     }
+    if parsed.fallback is not None:  # only when given: older digests stay as they were
+        shape["fallback"] = parsed.fallback
     canonical = json.dumps(shape, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -473,4 +480,15 @@ def parse_request(body: Any, *, now: datetime, media: list[MediaInput] | None = 
         idempotency_key=key,
         reply_to=reply_to,
         to_array=not isinstance(to_value, str),
+        fallback=_fallback(body.get("fallback")),
     )
+
+
+def _fallback(value: Any) -> str | None:
+    """``fallback``: "sms" or "none" (whether the link has an SMS link is checked once the
+    message is routed)."""
+    if value is None:
+        return None
+    if value not in FALLBACKS:
+        raise _bad("fallback", f'expected "sms" or "none", got {value!r}', 422)
+    return str(value)
