@@ -15,6 +15,10 @@ What ``start`` does:
    retention (``[store] retain``) runs at once and hourly on the holder of ``retention``;
 3. starts the relay worker (``[relay]``): the store's outbox of MOs and status events goes to
    the applications' hooks and callback URLs, signed, retried, dead-lettered after max_age;
+   with ``[sms_links.NAME]`` configured, starts those SMS links (their receipts go to the
+   fallback worker, which correlates them in the store) and the SMS fallback worker
+   (``mm7.service.fallback``: a recipient whose MMS failed for good gets an SMS with the text
+   and the hosted page's link), sending while this instance holds the lease ``fallback``;
 4. serves the inbound MM7 endpoint (``[inbound]``) with the delivery-report and read-reply
    handlers (``DeliveryReports``: correlated to the link of the calling peer) and the MO
    handler (``MoIngest``: stored with its relay event before DeliverRsp 1000), so reports of
@@ -27,7 +31,8 @@ What ``start`` does:
 6. serves the sending API (``[api]``) with ``/healthz``, ``/readyz`` (store and link breakers),
    ``/media/...`` (the MOs' media as signed expiring URLs), with ``[hosting]`` enabled
    ``/m/...`` (each MT message's hosted page, ``mm7.service.hosting``; the dispatchers send its
-   URL when a message cannot fit a ``too_big = "link"`` profile)
+   URL when a message cannot fit a ``too_big = "link"`` profile; the SMS fallback sends it),
+   the HTTP SMS links' dlr-url endpoints (``/sms/dlr/<link>/<sms_id>``)
    and, when ``[metrics]`` is enabled, ``/metrics`` (on the API's listener, or on
    ``[metrics] listen`` of its own);
 7. announces (``announce``, stdout by default) each bound address, and the API key of this run
@@ -44,7 +49,8 @@ dispatchers' poll interval.
 taking requests (in-flight ones finish, bounded), the dispatchers stop leasing and give their
 in-flight submits ``grace`` seconds before releasing the leases of the rest (due again at once
 for the next process), the inbound endpoint closes (it stays up until then, so reports keep
-landing while the last submits finish), the relay worker gives its deliveries ``grace`` seconds
+landing while the last submits finish), the fallback worker gives its SMS sends ``grace``
+seconds and the SMS links close, the relay worker gives its deliveries ``grace`` seconds
 (the rest are released, due again for the next process), the named leases are given up (another
 instance takes them at its next claim), and the store closes after its queued writes committed.
 """
@@ -78,6 +84,8 @@ from mm7.service.cluster.ownership import (
 )
 from mm7.service.config.settings import GatewayConfig, Listen, StoreSettings
 from mm7.service.errors import ConfigError, StoreError
+from mm7.service.fallback.links import add_dlr_routes, make_sms_links, no_plus, send_ttl
+from mm7.service.fallback.worker import FALLBACK, FallbackWorker
 from mm7.service.hosting.links import HostedLinks
 from mm7.service.hosting.routes import add_hosting_routes
 from mm7.service.mt.dispatcher import Dispatcher
@@ -89,6 +97,7 @@ from mm7.service.ops.metrics import GatewayMetrics
 from mm7.service.relay.ingest import MoIngest
 from mm7.service.relay.media_urls import MediaUrls, add_media_route
 from mm7.service.relay.worker import RelayWorker
+from mm7.service.sms.link import SmsLink
 from mm7.service.store.base import Store
 from mm7.service.store.sqlite.store import SqliteStore
 from mm7.transport.inbound_auth import server_ssl_context
@@ -161,6 +170,10 @@ class Gateway:
         #: message is ``hosting.page_url(message_id, created_at)`` or ``await
         #: hosting.url_for(store, message_id)``
         self.hosting: HostedLinks | None = None
+        #: the SMS links (``[sms_links.NAME]``), started with the gateway, and the worker that
+        #: sends the SMS fallback through them (None without SMS links)
+        self.sms_links: dict[str, SmsLink] = {}
+        self.fallback: FallbackWorker | None = None
         self._listeners: dict[str, Listener] = {}
         self._started = False
         self._stopped = False
@@ -185,6 +198,8 @@ class Gateway:
         self.store = store = await self._open_store()
         ttl = self.lease_ttl.total_seconds() if self.lease_ttl else config.cluster.lease_ttl
         names = [*(link_lease(name) for name in config.link_names), RELAY, RETENTION]
+        if config.sms_links:
+            names.append(FALLBACK)
         # on_acquired: the work the lease guards starts now, not at its next poll
         ownership = self.ownership = Ownership(
             store, self.instance, names, ttl, on_acquired=self._on_acquired
@@ -194,8 +209,9 @@ class Gateway:
         media_urls = await self._media_urls(store)
         hosting = self.hosting = await self._hosting(store)
         # The callbacks that tie the pieces together, one name each:
-        # - wake_relay=relay.wake: a store commit queued a relay event (an MO, a report, a
-        #   status change with a callback_url), so the relay worker leases it now;
+        # - wake_relay=self._wake_relay: a store commit queued a relay event (an MO, a report,
+        #   a status change with a callback_url) or an SMS fallback (a recipient failed), so
+        #   the relay worker and the fallback worker lease it now;
         # - on_enqueued=self._on_enqueued: the API committed a new message, so its link's
         #   dispatcher leases it now;
         # - on_outcome / on_stored / on_answer: observers, for metrics only.
@@ -212,12 +228,13 @@ class Gateway:
             may_lease=functools.partial(ownership.held, RELAY),
         )
         await relay.start()
+        await self._start_fallback(store, hosting, ownership)
         reports = DeliveryReports(
             store,
             link_for_peer=config.peer_link,
             links_for_peer=config.peer_links,
             own_addresses=config.own_addresses,
-            wake_relay=relay.wake,
+            wake_relay=self._wake_relay,
             metrics=self.metrics,
         )
         ingest = MoIngest(
@@ -259,7 +276,7 @@ class Gateway:
             dispatcher = Dispatcher(
                 self.store,
                 settings,
-                wake_relay=relay.wake,
+                wake_relay=self._wake_relay,
                 poll_interval=self.poll_interval,
                 lease_ttl=self.lease_ttl,
                 metrics=self.metrics,
@@ -269,7 +286,7 @@ class Gateway:
             )
             self.dispatchers[settings.name] = dispatcher
             await dispatcher.start()
-        store.watch(on_mt=self._on_enqueued, on_relay=relay.wake)
+        store.watch(on_mt=self._on_enqueued, on_relay=self._wake_relay)
         self.metrics.track_store(self.store, config.link_names)
         self.metrics.track_leases(ownership.states)
         self.health.add_info("cluster", self._cluster_info)
@@ -284,6 +301,7 @@ class Gateway:
             hosting=hosting,
         )
         add_media_route(api, media_urls, store)
+        add_dlr_routes(api, self.sms_links)
         if hosting is not None:
             add_hosting_routes(api, hosting, store, stored_presentation)
         self.health.add_to(api)
@@ -356,6 +374,7 @@ class Gateway:
                     log.error("mm7.gateway.dispatcher_stop_failed", link=name, error=repr(result))
             self.dispatchers.clear()
         await self._cleanup("inbound")
+        await self._stop_fallback()
         if self._retention is not None:
             self._retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -419,6 +438,55 @@ class Gateway:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._retention_due.wait(), self.retention_interval)
 
+    async def _start_fallback(
+        self, store: Store, hosting: HostedLinks | None, ownership: Ownership
+    ) -> None:
+        """The SMS links (``[sms_links.NAME]``) and the fallback worker sending through them,
+        while this instance holds the ``fallback`` lease; every instance's links take receipts
+        (correlated in the store). Nothing without SMS links."""
+        config = self.config
+        if not config.sms_links:
+            return
+        self.sms_links = make_sms_links(config.sms_links)
+        worker = self.fallback = FallbackWorker(
+            store,
+            self.sms_links,
+            hosting,
+            config.fallback,
+            owner=f"{self.instance}/fallback",
+            may_lease=functools.partial(ownership.held, FALLBACK),
+            wake_relay=self.relay.wake if self.relay is not None else None,
+            poll_interval=self.poll_interval,
+            lease_ttl=self.lease_ttl or timedelta(seconds=60),
+            send_ttl=send_ttl(config.sms_links),
+            no_plus=no_plus(config.sms_links),
+        )
+        for link in self.sms_links.values():
+            await link.start(worker.on_receipt)
+        await worker.start()
+
+    async def _stop_fallback(self) -> None:
+        """The fallback worker (its sends get ``grace``), then the SMS links."""
+        if self.fallback is not None:
+            try:
+                await self.fallback.stop(self.grace)
+            except Exception as exc:
+                log.error("mm7.gateway.fallback_stop_failed", error=repr(exc))
+            self.fallback = None
+        for name, link in self.sms_links.items():
+            try:
+                await link.close()
+            except Exception as exc:
+                log.error("mm7.gateway.sms_link_close_failed", sms_link=name, error=repr(exc))
+        self.sms_links = {}
+
+    def _wake_relay(self) -> None:
+        """A commit queued relay events, or maybe an SMS fallback: both workers look now."""
+        if self.relay is not None:
+            self.relay.wake()
+        if self.fallback is not None:
+            self.fallback.wake()
+
     def _on_acquired(self, lease: str) -> None:
         """This instance took ``lease``: the work it guards starts now."""
         if lease == RETENTION:
@@ -426,6 +494,9 @@ class Gateway:
         elif lease == RELAY:
             if self.relay is not None:
                 self.relay.wake()
+        elif lease == FALLBACK:
+            if self.fallback is not None:
+                self.fallback.wake()
         else:
             dispatcher = self.dispatchers.get(lease.removeprefix("link:"))
             if dispatcher is not None:
