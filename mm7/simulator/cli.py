@@ -36,6 +36,7 @@ A ``--config`` file (TOML; command-line options win over it)::
     final_delay = 10.0
     duplicate = 0.05
     out_of_order = 0.1
+    no_mms = "+12025550002"         # handsets that cannot take MMS: their report is Rejected
     [retry]                         # mm7.simulator.dlr.RetryPolicy
     mode = "strict"                 # or "lax" (a blank HTTP 200 is fine)
     max_attempts = 5

@@ -37,6 +37,8 @@ BLANK_RULES = ("refuse", "accept", "require")
 DLR_WHEN = ("requested", "always", "never")
 #: outcomes a final delivery report may carry
 FINAL_STATUSES = (MMStatus.RETRIEVED, MMStatus.REJECTED, MMStatus.EXPIRED)
+#: the StatusText of the report of a handset that cannot take MMS (``DlrPlan.no_mms``)
+NO_MMS_TEXT = "MMS not supported by the handset"
 
 
 class DlrConfigError(MM7Error):
@@ -92,6 +94,15 @@ class DlrPlan:
     duplicate: float = 0.0
     #: probability that the final report is sent before the Forwarded one
     out_of_order: float = 0.0
+    #: numbers whose handsets cannot take MMS (comma-separated, '+' optional): their final
+    #: report is always Rejected, "MMS not supported by the handset" (a gateway's SMS fallback
+    #: can be seen working against them)
+    no_mms: str = ""
+
+    def refuses(self, recipient: Address) -> bool:
+        """Whether ``recipient`` is one of the ``no_mms`` numbers."""
+        wanted = {n.strip().removeprefix("+") for n in self.no_mms.split(",") if n.strip()}
+        return recipient.value.split("/", 1)[0].removeprefix("+") in wanted
 
     def __post_init__(self) -> None:
         if self.when not in DLR_WHEN:
@@ -473,6 +484,12 @@ class DlrScheduler:
         self, submit: SubmitReq, message_id: str, recipient: Address, sender: Address
     ) -> None:
         plan = self.plan
+        if plan.refuses(recipient):
+            await self.sleep(plan.delay)
+            report = self.report(submit, message_id, recipient, sender, MMStatus.REJECTED)
+            report = dataclasses.replace(report, status_text=NO_MMS_TEXT)
+            self.deliveries.append(await self.outbound.deliver(report))
+            return
         statuses = [self.final_status()]
         if self.rng.random() < plan.forwarded:
             statuses.insert(0, MMStatus.FORWARDED)
