@@ -20,6 +20,7 @@ from mm7.service.config.reader import ENV_SUFFIX, Context, Table
 from mm7.service.config.settings import (
     ApiSettings,
     ClusterSettings,
+    FallbackSettings,
     FetchSettings,
     HostingSettings,
     HttpSmsSettings,
@@ -75,6 +76,7 @@ OWNERS: dict[str, tuple[type[Any], ...]] = {
     "metrics": (MetricsSettings,),
     "cluster": (ClusterSettings,),
     "hosting": (HostingSettings,),
+    "fallback": (FallbackSettings,),
     "sms_links.NAME": (SmppSettings, HttpSmsSettings),
     "sms_links": (SmppSettings, HttpSmsSettings),  # the [[sms_links]] form
 }
