@@ -26,6 +26,9 @@ log = structlog.get_logger("mm7.service.sms.smpp")
 
 _RETRY_LATER = {0x58, 0x14}  # ESME_RTHROTTLED, ESME_RMSGQFUL
 _UDHI = 0x40
+#: seconds a receipt matching no send waits to be claimed (it may beat its submit_sm_resp)
+#: before it is handed on as a receipt of an earlier run's send
+ORPHAN_DELAY = 2.0
 
 
 class _Pending:
@@ -55,6 +58,7 @@ class SmppLink:
         #: receipts that beat their submit_sm_resp to us, by SMSC id (bounded)
         self._early: dict[str, tuple[ReceiptState, str]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._orphans: set[asyncio.Task[None]] = set()
         self._on_receipt: ReceiptHandler | None = None
         #: binds made so far (1 after the first connect); for operators and tests
         self.binds = 0
@@ -125,12 +129,25 @@ class SmppLink:
             if len(self._early) >= 10_000:
                 self._early.pop(next(iter(self._early)))
             self._early[part_id] = (state, error)
+            task = asyncio.create_task(self._orphan(part_id))
+            self._orphans.add(task)
+            task.add_done_callback(self._orphans.discard)
             return
         pending.left -= 1
         if state is not ReceiptState.DELIVERED and pending.state is ReceiptState.DELIVERED:
             pending.state, pending.error = state, error
         if pending.left == 0 and self._on_receipt is not None:
             await self._on_receipt(Receipt(self.name, pending.sms_id, pending.state, pending.error))
+
+    async def _orphan(self, part_id: str) -> None:
+        """A receipt no send of this run claimed within ``ORPHAN_DELAY`` is of a send of an
+        earlier run (its parts are not in memory any more): handed on under the part's id, the
+        send's sms_id for its first part, so that a receiver correlating in a store (the SMS
+        fallback) still settles it after a restart."""
+        await asyncio.sleep(ORPHAN_DELAY)
+        early = self._early.pop(part_id, None)
+        if early is not None and self._on_receipt is not None:
+            await self._on_receipt(Receipt(self.name, part_id, *early))
 
     async def send(self, to: str, text: str, sender: str | None = None) -> str:
         """Submit every part of ``text``; raises SmsRejected (permanent) or SmsUnavailable."""
@@ -183,6 +200,8 @@ class SmppLink:
 
     async def close(self) -> None:
         """Stop rebinding, unbind and close."""
+        for orphan in list(self._orphans):
+            orphan.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,72 @@
+"""The fallback worker against a real store (SQLite) and a sendsms gateway on loopback: a worker
+stopped mid-send leaves its row ``sending``; the next worker fails it as outcome unknown and
+sends nothing (never twice); a row whose SMS link is not configured fails, named."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from mm7.service.fallback.rules import OUTCOME_UNKNOWN
+from mm7.service.fallback.worker import FallbackWorker
+from mm7.service.hosting.links import HostedLinks
+from mm7.service.sms import HttpSmsSettings
+from mm7.service.sms.http import HttpSmsLink
+from mm7.service.store import ManualClock, NewMessage, SqliteStore
+from mm7.service.store.records import FallbackStatus
+from tests.helpers.sendsms import SendSms, Server
+
+HOSTING = HostedLinks(b"k" * 32, "http://gw.example", 86400.0)
+TTL = timedelta(seconds=30)
+
+
+async def failed_recipient(store: SqliteStore, sms_link: str = "sms1") -> str:
+    fields: dict[str, Any] = {"text": "Hello", "fallback": {"sms_link": sms_link, "text_max": 160}}
+    result = await store.enqueue_message(NewMessage(link="l", fields=fields), ["+15550001"])
+    (item,) = await store.lease("l", "d", 1, TTL)
+    assert await store.fail(item, 4004, "refused")
+    return result.message_id
+
+
+async def link_to(sms: SendSms) -> HttpSmsLink:
+    return HttpSmsLink(HttpSmsSettings(name="sms1", url=sms.url, timeout=60.0))
+
+
+async def test_a_stop_mid_send_is_never_sent_again(
+    store: SqliteStore, clock: ManualClock, aiohttp_server: Server
+) -> None:
+    message_id = await failed_recipient(store)
+    hanging = await SendSms(hang=True).start(aiohttp_server)
+    first_link = await link_to(hanging)
+    first = FallbackWorker(store, {"sms1": first_link}, HOSTING, owner="w1", lease_ttl=TTL,
+                           send_ttl=TTL)  # fmt: skip
+    await first_link.start(first.on_receipt)
+    assert await first.run_once() == 1
+    (sent,) = await hanging.wait(1)
+    assert sent["to"] == "+15550001" and sent["text"].startswith("Hello http://gw.example/m/")
+    await first.stop(grace=0)  # the send is on the wire, its answer never comes
+    await first_link.close()
+    (row,) = await store.fallback_sms(message_id)
+    assert row.status is FallbackStatus.SENDING
+
+    clock.advance(TTL + timedelta(seconds=1))
+    answering = await SendSms().start(aiohttp_server)
+    second_link = await link_to(answering)
+    second = FallbackWorker(store, {"sms1": second_link}, HOSTING, owner="w2")
+    await second_link.start(second.on_receipt)
+    try:
+        assert await second.run_once() == 0
+    finally:
+        await second_link.close()
+    (row,) = await store.fallback_sms(message_id)
+    assert (row.status, row.error) == (FallbackStatus.FAILED, OUTCOME_UNKNOWN)
+    assert answering.sent == [] and len(hanging.sent) == 1
+
+
+async def test_an_sms_link_no_longer_configured_fails_the_row_by_name(store: SqliteStore) -> None:
+    message_id = await failed_recipient(store, sms_link="gone")
+    worker = FallbackWorker(store, {}, HOSTING)
+    assert await worker.run_once() == 1
+    await worker.idle()
+    (row,) = await store.fallback_sms(message_id)
+    assert row.status is FallbackStatus.FAILED and "'gone'" in (row.error or "")
