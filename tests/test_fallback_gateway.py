@@ -23,16 +23,13 @@ from aiohttp import web
 from mm7.service.config.loader import load_config
 from mm7.service.errors import ConfigError
 from mm7.service.runtime import Gateway
-from mm7.simulator.app import SimulatorConfig, create_simulator_app
-from mm7.simulator.dlr import DlrPlan, RetryPolicy
-from mm7.simulator.personas import load_persona
 from tests.helpers.api import validate
+from tests.helpers.fallback import NO_MMS, start_simulator
 from tests.helpers.runtime import AUTH, KEY, bound_socket, message, wait_for, write_config
 from tests.helpers.sendsms import SendSms
 from tests.test_hosting_gateway import PHOTO, TINY, b64
 
 Server = Callable[..., Awaitable[Any]]
-NO_MMS = "+12025550002"
 
 FALLBACK = """
 [hosting]
@@ -82,24 +79,6 @@ def configure(tmp_path: Path, mmsc_port: int, sms_url: str, api_port: int) -> Pa
     )
     path.write_text(text)
     return path
-
-
-async def start_simulator(sock: socket.socket, vasp_url: str | None) -> web.AppRunner:
-    """The strict-3gpp simulator: reports every message at once; NO_MMS's report is Rejected."""
-    app = create_simulator_app(
-        SimulatorConfig(
-            persona=load_persona("strict-3gpp"),
-            vasp_url=vasp_url,
-            dlr=DlrPlan(when="always", delay=0.0, final_delay=0.0, no_mms=NO_MMS),
-            retry=RetryPolicy(max_attempts=3, backoff=0.0, timeout=5.0),
-            ui_path=None,
-            seed=1,
-        )
-    )
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-    return runner
 
 
 class Callback:
