@@ -19,7 +19,7 @@ def _demo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_demo_shows_the_whole_mt_path_and_an_mo_relayed(tmp_path: Path) -> None:
+def test_demo_shows_the_whole_mt_path_an_mo_relayed_and_the_sms_fallback(tmp_path: Path) -> None:
     done = _demo("--json", "--timeout", "60", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.strip().splitlines()
@@ -32,8 +32,13 @@ def test_demo_shows_the_whole_mt_path_and_an_mo_relayed(tmp_path: Path) -> None:
     assert sorted(summary["status_events"]) == ["delivery_report:delivered", "status:submitted"]
     assert summary["mo_id"] and summary["mo_text"] == "Thanks! Here is mine."
     assert summary["mo_media_bytes"] > 1000
+    fallback = summary["sms_fallback"]
+    assert fallback["recipient"] == "+12025550002" and fallback["status"] == "delivered"
+    assert fallback["page_status"] == 200 and "/m/" in fallback["text"]
+    assert fallback["text"].startswith("Your photo from the mm7 demo is here. http://127.0.0.1:")
+    assert fallback["events"] == ["queued", "submitted", "delivered"]
     text = "\n".join(lines[:-1])
-    for step in ("1. ", "2. ", "3. ", "4. ", "5. ", "6. ", "7. ", "8. "):
+    for step in ("1. ", "2. ", "3. ", "4. ", "5. ", "6. ", "7. ", "8. ", "9. ", "10. "):
         assert step in text
     assert "image/jpeg" in text and "SubmitRsp 1000" in text
     assert list(tmp_path.iterdir()) == []  # the store was temporary

@@ -14,12 +14,19 @@ In one process, on loopback ports the system picks and a temporary SQLite store:
 6. the handset answering: the simulator originates a DeliverReq (text and a photo), the gateway
    stores it before DeliverRsp 1000 and relays it to the application's hook
    (``[relay.hooks.demo-app]``), which verifies the signature and fetches the photo through its
-   signed media URL.
+   signed media URL;
+7. the SMS fallback (``mm7.service.fallback``): a second MMS, to a handset that cannot take MMS
+   (the simulator's ``no_mms``: its delivery report is Rejected), reaches it as one SMS with the
+   text and the link to the message's hosted page, through an HTTP SMS link to a small
+   sendsms gateway inside the demo (a Kannel stand-in: no extra install), whose delivery
+   receipt comes back on the gateway's dlr-url; the demo opens the link from the SMS (200, the
+   page) and reads ``recipients[0].fallback_sms`` (delivered) and the ``fallback_sms`` events.
 
 Each step is printed as it happens. Exit 0 only when the whole path worked, 1 with the reason
 otherwise (bounded by ``timeout`` seconds). With ``json_output`` the last stdout line is one JSON
 object: ``ok``, ``message_id``, ``mm7_message_id``, ``submit_status``, ``delivery_report_status``,
 ``recipient``, ``recipient_status``, ``status_events``, ``mo_id``, ``mo_text``, ``mo_media_bytes``,
+``sms_fallback`` (``recipient``, ``text``, ``status``, ``page_status``, ``events``),
 ``elapsed_seconds`` and, on failure, ``error``.
 """
 
@@ -43,6 +50,8 @@ from mm7.service.errors import ServiceError
 __all__ = ["DEMO_CONFIG", "run_demo"]
 
 RECIPIENT = "+12025550001"
+#: the handset that cannot take MMS (the simulator reports Rejected): it gets the SMS
+NO_MMS = "+12025550002"
 #: recipient states after which no delivery report changes anything
 _FINAL = ("delivered", "undelivered", "indeterminate", "failed", "expired")
 
@@ -55,6 +64,8 @@ profile = "mms-600k"
 tps = 20
 burst = 5
 default = true
+fallback = "sms"
+fallback_sms_link = "demo-sms"
 vasp_id = "mm7-demo"
 vas_id = "gateway"
 sender_address = "12345"
@@ -70,7 +81,7 @@ link = "simulator"
 allow = ["127.0.0.1/32", "::1/128"]
 
 [api]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:{api_port}"
 
 [[api.keys]]
 name = "demo"
@@ -87,6 +98,15 @@ secret = "{hook_secret}"
 
 [relay.default_route]
 hook = "demo-app"
+
+[hosting]
+enabled = true
+
+[sms_links.demo-sms]
+type = "http"
+url = "http://127.0.0.1:{sms_port}/cgi-bin/sendsms?to={{to}}&from={{from}}&text={{text}}&dlr-url={{dlr_url}}"
+source_addr = "MM7DEMO"
+dlr_url_base = "http://127.0.0.1:{api_port}"
 
 [store]
 backend = "sqlite"
@@ -133,7 +153,8 @@ def run_demo(*, json_output: bool = False, timeout: float = 30.0) -> int:
         summary["ok"] = True
         _step(
             "done: the MMS went API -> store -> dispatcher -> MMSC -> handset -> report -> "
-            "application, and the handset's MMS went MMSC -> gateway -> store -> application"
+            "application, the handset's MMS went MMSC -> gateway -> store -> application, and "
+            "the MMS a handset could not take went as an SMS with a working link"
         )
     if json_output:
         print(json.dumps(summary), flush=True)
@@ -174,6 +195,15 @@ async def _path(folder: Path, summary: dict[str, Any]) -> None:
     hook_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     hook_sock.bind(("127.0.0.1", 0))
     hook_port = hook_sock.getsockname()[1]
+    sms_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sms_sock.bind(("127.0.0.1", 0))
+    sms_port = sms_sock.getsockname()[1]
+    # the API's port is in the SMS link's dlr-url base, so it is chosen now and held (the
+    # gateway binds it too, with SO_REUSEPORT) until the gateway listens on it
+    api_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    api_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    api_sock.bind(("127.0.0.1", 0))
+    api_port = api_sock.getsockname()[1]
     key = secrets.token_urlsafe(24)
     hook_secret = secrets.token_urlsafe(24)
     config_path = folder / "gateway.toml"
@@ -183,6 +213,8 @@ async def _path(folder: Path, summary: dict[str, Any]) -> None:
             key=key,
             hook_port=hook_port,
             hook_secret=hook_secret,
+            sms_port=sms_port,
+            api_port=api_port,
             db=(folder / "mm7.sqlite").as_posix(),
         ),
         encoding="utf-8",
@@ -198,15 +230,22 @@ async def _path(folder: Path, summary: dict[str, Any]) -> None:
         poll_interval=0.2,
         grace=2.0,
         announce=lambda line: _step("   " + line),
+        reuse_port=True,
     )
+    sms_gateway = _SendSms()
     sim_runner: web.AppRunner | None = None
     app_runner: web.AppRunner | None = None
+    sms_runner: web.AppRunner | None = None
     try:
         app_runner = web.AppRunner(application.app(), handle_signals=False, access_log=None)
         await app_runner.setup()
         await web.SockSite(app_runner, hook_sock).start()
+        sms_runner = web.AppRunner(sms_gateway.app(), handle_signals=False, access_log=None)
+        await sms_runner.setup()
+        await web.SockSite(sms_runner, sms_sock).start()
         summary["waiting_for"] = "the gateway to start"
         await gateway.start()
+        api_sock.close()
         assert gateway.inbound_url is not None and gateway.api_url is not None
         summary["waiting_for"] = "the simulator to start"
         sim_app = create_simulator_app(
@@ -214,7 +253,7 @@ async def _path(folder: Path, summary: dict[str, Any]) -> None:
                 persona=load_persona("strict-3gpp"),
                 strict=True,
                 vasp_url=gateway.inbound_url,
-                dlr=DlrPlan(when="always", delay=0.3, final_delay=0.3),
+                dlr=DlrPlan(when="always", delay=0.3, final_delay=0.3, no_mms=NO_MMS),
                 retry=RetryPolicy(max_attempts=3, backoff=0.5, timeout=5.0),
                 ui_path=None,
             )
@@ -343,16 +382,115 @@ async def _path(folder: Path, summary: dict[str, Any]) -> None:
                 f"MO {mo['id']} from {mo['from']}: {mo['text']!r}, {len(mo['slides'])} slide(s); "
                 f"the photo ({len(fetched)} bytes) fetched through its signed URL"
             )
+            await _fallback(http, api, body, hook_port, application, sms_gateway, summary)
         summary.pop("waiting_for", None)
         await sim_app[SIMULATOR].dlr.idle()
     finally:
         await gateway.stop()
-        if sim_runner is not None:
-            await sim_runner.cleanup()
-        if app_runner is not None:
-            await app_runner.cleanup()
-        mmsc_sock.close()
-        hook_sock.close()
+        for runner in (sim_runner, app_runner, sms_runner):
+            if runner is not None:
+                await runner.cleanup()
+        for sock in (mmsc_sock, hook_sock, sms_sock, api_sock):
+            sock.close()
+
+
+async def _fallback(
+    http: Any,
+    api: str,
+    body: dict[str, Any],
+    hook_port: int,
+    application: _Application,
+    sms_gateway: _SendSms,
+    summary: dict[str, Any],
+) -> None:
+    """Steps 9-10: the MMS to a handset that cannot take it comes as an SMS with a working
+    link (module docstring, 7)."""
+    summary["waiting_for"] = "the MMS to the handset that cannot take MMS"
+    fallback_body = {**body, "to": NO_MMS, "text": "Your photo from the mm7 demo is here."}
+    async with http.post(f"{api}/v1/messages", json=fallback_body) as rsp:
+        answer = await rsp.text()
+        if rsp.status != 202:
+            raise DemoFailed(f"the API answered {rsp.status}: {answer}")
+        message_id = json.loads(answer)["id"]
+    url = f"{api}/v1/messages/{message_id}"
+    view = await _wait(http, url, lambda r: r["recipients"][0]["status"] in _FINAL)
+    recipient = view["recipients"][0]
+    reports = [e["status"] for e in view["events"] if e["kind"] == "delivery_report"]
+    _step(
+        f"9. a second MMS, to {NO_MMS}, whose handset cannot take MMS: DeliveryReportReq "
+        f"MMStatus {reports[-1] if reports else '?'} -> recipient {recipient['status']}; the "
+        "gateway queued its SMS fallback in the same commit"
+    )
+    summary["waiting_for"] = "the fallback SMS"
+    sms = await sms_gateway.next()
+    text = sms.get("text", "")
+    link = text.rsplit(" ", 1)[-1]
+    if sms.get("to") != NO_MMS or not link.startswith("http"):
+        raise DemoFailed(f"the SMS is not the fallback expected: {sms}")
+    async with http.get(link) as rsp:
+        page = await rsp.text()
+        page_status = rsp.status
+    if page_status != 200 or "Your photo from the mm7 demo" not in page:
+        raise DemoFailed(f"the SMS's link answered {page_status}")
+    summary["waiting_for"] = "the fallback SMS's receipt"
+    view = await _wait(
+        http, url, lambda r: (r["recipients"][0]["fallback_sms"] or {}).get("status")
+        in ("delivered", "failed"),
+    )  # fmt: skip
+    fallback = view["recipients"][0]["fallback_sms"]
+    if fallback["status"] != "delivered":
+        raise DemoFailed(f"the fallback SMS {fallback['status']}: {fallback['error']}")
+    await application.wait(
+        lambda: sum(e["type"] == "fallback_sms" for e in application.events("/status")) >= 3
+    )
+    kinds = [e["status"] for e in application.events("/status") if e["type"] == "fallback_sms"]
+    summary["sms_fallback"] = {
+        "recipient": NO_MMS, "text": text, "status": fallback["status"],
+        "page_status": page_status, "events": kinds,
+    }  # fmt: skip
+    _step(
+        f"10. {NO_MMS} got one SMS from {sms.get('from')}: {text!r}; its link opened the "
+        f"message's page (HTTP {page_status}); the SMS's receipt came back on the dlr-url "
+        f"(fallback_sms {fallback['status']}, sms_id {fallback['sms_id']}); the callback_url "
+        f"got fallback_sms: {', '.join(kinds)}"
+    )
+
+
+class _SendSms:
+    """The demo's SMS gateway, a Kannel sendsms stand-in: takes each SMS (202), then calls its
+    dlr-url with Kannel's type 1 (delivered to the handset)."""
+
+    def __init__(self) -> None:
+        self._sent: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def app(self) -> Any:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_get("/cgi-bin/sendsms", self._sendsms)
+        return app
+
+    async def _sendsms(self, request: Any) -> Any:
+        from aiohttp import web
+
+        sms = dict(request.query)
+        self._sent.put_nowait(sms)
+        if sms.get("dlr-url"):
+            task = asyncio.create_task(self._receipt(sms["dlr-url"]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return web.Response(status=202, text="0: Accepted for delivery")
+
+    async def _receipt(self, dlr_url: str) -> None:
+        import aiohttp
+
+        await asyncio.sleep(0.2)  # the handset answers a moment later
+        async with aiohttp.ClientSession() as http, http.get(dlr_url.replace("%d", "1")) as rsp:
+            await rsp.read()
+
+    async def next(self) -> dict[str, str]:
+        return await self._sent.get()
 
 
 class _Application:
