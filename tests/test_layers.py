@@ -41,6 +41,7 @@ ALLOWED: dict[str, set[str]] = {
     "service.api": LOWER | SERVICE_BASE | {"service.ops", "service.hosting"},
     "service.cluster": LOWER | SERVICE_BASE,
     "service.sms": LOWER | SERVICE_BASE,
+    "service.fallback": LOWER | SERVICE_BASE | {"service.hosting", "service.sms"},
     "service": set(),
 }
 _SERVICE_ROOMS = {room for room in ALLOWED if room.startswith("service.")}

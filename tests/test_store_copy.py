@@ -42,6 +42,7 @@ from mm7.service.store import (
 )
 from mm7.service.store.limits import QuotaLimits, QuotaTaken
 from mm7.service.store.migrate_copy.tables import SQLITE_NOT_COPIED
+from mm7.service.store.records import FallbackStatus
 from mm7.service.store.sqlite.migrations import LATEST, migrate
 from tests.helpers.cli import run, run_cli
 from tests.helpers.stores import pg_database
@@ -93,7 +94,8 @@ async def _build(path: Path, clock: ManualClock) -> Source:
     clock.advance(timedelta(seconds=1))
     campaign = await store.enqueue_message(
         NewMessage(
-            LINK, {"from": "12345", "subject": "news", "api_key": "key-a"},
+            LINK, {"from": "12345", "subject": "news", "api_key": "key-a",
+                   "fallback": {"sms_link": "smsc1", "text_max": 160}},
             idempotency_key="idem-campaign", callback_url="http://127.0.0.1:9/status",
             request_digest="d" * 64,
         ),
@@ -125,6 +127,9 @@ async def _build(path: Path, clock: ManualClock) -> Source:
     unknown = await store.record_delivery_report(LINK, "mmsc-??", "+15550777", MMStatus.EXPIRED)
     assert unknown.message_id is None
     assert await store.record_read_reply(LINK, "mmsc-1", "+15550001", "Read") is not None
+    # the SMS fallback of the failed recipient, leased; a receipt of no row yet
+    assert len(await store.lease_fallback("fallback-1", 5, TTL)) == 1
+    assert not await store.fallback_receipt("smsc1", "sms-early", FallbackStatus.DELIVERED)
     # relay events in every status: delivered, dead, skipped, dropped, pending retried, leased
     events = await store.lease_relay("relay-1", 100, TTL)
     assert len(events) >= 6, [e.kind for e in events]
@@ -508,7 +513,7 @@ def test_the_command_prints_the_rows_per_table(
     assert [name for name, _count in lines] == [
         "media", "messages", "recipients", "message_media", "events", "delivery_reports",
         "early_reports", "mo_messages", "mo_media", "relay_outbox", "suppressions",
-        "api_day_counts",
+        "api_day_counts", "fallback_sms", "fallback_receipts",
         "store_secrets",
     ]  # fmt: skip
     for name, count in lines:

@@ -18,10 +18,15 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from mm7.core.status import MMStatus
 from mm7.service.backoff import backoff_delay
 from mm7.service.sms.link import ReceiptState
-from mm7.service.store.records import FallbackStatus
+from mm7.service.store.records import (
+    FALLBACK_FAILED,
+    FALLBACK_REPORTS,
+    OUTCOME_UNKNOWN,
+    FallbackStatus,
+    report_trigger,
+)
 
 __all__ = [
     "FAILED_TRIGGER",
@@ -34,29 +39,20 @@ __all__ = [
 ]
 
 #: the trigger of a recipient the dispatcher failed (a permanent error, content that cannot fit)
-FAILED_TRIGGER = "failed"
+FAILED_TRIGGER = FALLBACK_FAILED
 
 #: delivery reports after which the recipient gets the SMS. ``Rejected``: the MMSC or the handset
 #: refused it (vendors' ``NotSupported`` -- the handset or its plan has no MMS -- and
 #: ``Unreachable`` read as Rejected, ``mm7.core.status``); ``Unrecognised`` (and the US spelling
-#: ``Unrecognized``): the MMSC does not know the handset as an MMS client; ``DeliveryConditionNot
-#: Met`` (Rel-6): the handset does not meet the submit's delivery condition (e.g. MMS-capable
-#: handsets only). Not ``Expired``, ``Indeterminate``, ``Forwarded`` or ``Deferred``.
-REPORT_TRIGGERS: frozenset[MMStatus] = frozenset(
-    {MMStatus.REJECTED, MMStatus.UNRECOGNISED, MMStatus.DELIVERY_CONDITION_NOT_MET}
-)
-
-#: the error of a row found ``sending`` after its lease expired: the SMS may or may not have
-#: gone out, and sending it again could reach the handset twice
-OUTCOME_UNKNOWN = "outcome unknown: the sender stopped while sending (not sent again)"
+#: ``Unrecognized``): the MMSC does not know the handset as an MMS client;
+#: ``DeliveryConditionNotMet`` (Rel-6): the handset does not meet the submit's delivery condition
+#: (e.g. MMS-capable handsets only). Not ``Expired``, ``Indeterminate``, ``Forwarded`` or
+#: ``Deferred``. (Declared with the store's records, which write the rows in the report's
+#: transaction.)
+REPORT_TRIGGERS = FALLBACK_REPORTS
 
 #: three dots, not "…": that one is outside GSM 03.38 and would make the whole SMS UCS-2
 _ELLIPSIS = "..."
-
-
-def report_trigger(mm_status: MMStatus) -> str | None:
-    """The trigger a delivery report with ``mm_status`` records, or None (no fallback)."""
-    return f"report:{mm_status.value}" if mm_status in REPORT_TRIGGERS else None
 
 
 def sms_text(text: str | None, subject: str | None, url: str, limit: int) -> str:

@@ -489,6 +489,22 @@ class PurgeStats:
     request_keys: int = 0
 
 
+#: the trigger of a recipient the dispatcher failed (``mm7.service.fallback.rules`` says why)
+FALLBACK_FAILED = "failed"
+#: delivery reports after which the recipient gets the SMS fallback: the handset cannot take
+#: the MMS (``mm7.service.fallback.rules`` says why these and not the others)
+FALLBACK_REPORTS: frozenset[MMStatus] = frozenset(
+    {MMStatus.REJECTED, MMStatus.UNRECOGNISED, MMStatus.DELIVERY_CONDITION_NOT_MET}
+)
+#: the error of a fallback found ``sending`` after its lease expired (never sent again)
+OUTCOME_UNKNOWN = "outcome unknown: the sender stopped while sending (not sent again)"
+
+
+def report_trigger(mm_status: MMStatus) -> str | None:
+    """The fallback trigger a delivery report with ``mm_status`` records, or None (none)."""
+    return f"report:{mm_status.value}" if mm_status in FALLBACK_REPORTS else None
+
+
 class FallbackStatus(StrEnum):
     """Where a recipient's SMS fallback stands (``mm7.service.fallback``).
 

@@ -147,6 +147,22 @@ PLANS: tuple[TablePlan, ...] = (
         ("address_key",),
     ),
     TablePlan("api_day_counts", ("api_key", "day", "used"), ("api_key", "day")),
+    # the SMS fallback keeps its lease on its own row in both schemas
+    TablePlan(
+        "fallback_sms",
+        (
+            "id", "message_id", "recipient_id", "address", "sms_link", "text_max", "trigger",
+            "status", "sms_id", "error", "attempts", "next_attempt_at", "lease_owner",
+            "lease_token", "lease_expires_at", "created_at", "updated_at",
+        ),
+        ("id",),
+        identity=True,
+    ),
+    TablePlan(
+        "fallback_receipts",
+        ("sms_link", "sms_id", "status", "error", "received_at"),
+        ("sms_link", "sms_id"),
+    ),
 )  # fmt: skip
 
 #: the store's own secrets: copied last, over those the target made for itself

@@ -15,12 +15,11 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from mm7.service.fallback.rules import OUTCOME_UNKNOWN
 from mm7.service.store.outbox import RelayKind
 from mm7.service.store.postgres.base import PostgresBase, asyncpg
 from mm7.service.store.postgres.relay_rows import insert_event
 from mm7.service.store.postgres.rows import dt, ms, to_json
-from mm7.service.store.records import FallbackItem, FallbackRecord, FallbackStatus
+from mm7.service.store.records import OUTCOME_UNKNOWN, FallbackItem, FallbackRecord, FallbackStatus
 
 __all__ = ["PostgresFallback", "queue_fallback"]
 

@@ -24,7 +24,6 @@ from typing import Any
 
 from mm7.core.leniency import Leniency
 from mm7.core.status import MMStatus
-from mm7.service.fallback.rules import report_trigger
 from mm7.service.store.early import PG_LOCK_CLASS
 from mm7.service.store.outbox import RelayKind, status_event
 from mm7.service.store.postgres import statements as sql
@@ -53,6 +52,7 @@ from mm7.service.store.records import (
     NewMo,
     RecipientStatus,
     normalize_address,
+    report_trigger,
 )
 
 _REPORTABLE = frozenset({RecipientStatus.SUBMITTED.value, RecipientStatus.INDETERMINATE.value})

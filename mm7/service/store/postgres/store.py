@@ -27,7 +27,6 @@ from mm7.service.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from mm7.service.fallback.rules import FAILED_TRIGGER
 from mm7.service.store.base import Clock, SystemClock
 from mm7.service.store.postgres import statements as sql
 from mm7.service.store.postgres.base import asyncpg, create_pool, why
@@ -52,6 +51,7 @@ from mm7.service.store.postgres.rows import (
     to_json,
 )
 from mm7.service.store.records import (
+    FALLBACK_FAILED,
     EnqueueResult,
     EventRecord,
     JSONObject,
@@ -575,7 +575,7 @@ class PostgresStore(
                         conn, item.recipient_id, RecipientStatus.FAILED.value, args[4],
                         relay_all=relay_all, status_code=status_code, status_text=status_text,
                     )  # fmt: skip
-                await queue_fallback(conn, item.message_id, item.recipient_id, FAILED_TRIGGER,
+                await queue_fallback(conn, item.message_id, item.recipient_id, FALLBACK_FAILED,
                                      args[4], relay_all)  # fmt: skip
             return bool(done)
 

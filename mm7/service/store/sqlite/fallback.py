@@ -16,10 +16,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from mm7.service.fallback.rules import OUTCOME_UNKNOWN
 from mm7.service.store.base import Clock
 from mm7.service.store.outbox import RelayKind
-from mm7.service.store.records import FallbackItem, FallbackRecord, FallbackStatus
+from mm7.service.store.records import OUTCOME_UNKNOWN, FallbackItem, FallbackRecord, FallbackStatus
 from mm7.service.store.sqlite.relay import insert_event
 from mm7.service.store.sqlite.rows import dt, event, ms
 

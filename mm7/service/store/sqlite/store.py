@@ -57,12 +57,12 @@ from mm7.service.errors import (
     StoreUnavailableError,
     UnknownMediaError,
 )
-from mm7.service.fallback.rules import FAILED_TRIGGER, report_trigger
 from mm7.service.store import early
 from mm7.service.store.base import Clock, SystemClock
 from mm7.service.store.outbox import OptOut, RelayKind, status_event
 from mm7.service.store.records import (
     DLR_RECIPIENT_STATUS,
+    FALLBACK_FAILED,
     DeliveryReportRecord,
     DeliveryReportResult,
     EnqueueResult,
@@ -87,6 +87,7 @@ from mm7.service.store.records import (
     StoreStats,
     WorkItem,
     normalize_address,
+    report_trigger,
 )
 from mm7.service.store.sqlite.cluster import SqliteCluster
 from mm7.service.store.sqlite.fallback import SqliteFallback, queue_fallback
@@ -994,7 +995,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
         def apply(conn: sqlite3.Connection, now: int) -> None:
             self._final(conn, item, RecipientStatus.FAILED, status_code, status_text, info, now)
             if fallback:
-                queue_fallback(conn, item.message_id, item.recipient_id, FAILED_TRIGGER, now,
+                queue_fallback(conn, item.message_id, item.recipient_id, FALLBACK_FAILED, now,
                                self._relay_all_statuses)  # fmt: skip
 
         return await self._write(self._outcome(item, "failed", info, apply))
