@@ -204,3 +204,14 @@ async def test_retention_takes_the_rows_with_their_message(
     clock.advance(timedelta(days=2))
     await store.purge(clock.now() - timedelta(days=1))
     assert await backend.count("fallback_sms") == 0
+
+
+async def test_a_sendmms_message_sends_no_fallback_event_to_its_dlr_url(store: Store) -> None:
+    fields = {"text": "Hi", "api_key": "k", "fallback": FALLBACK,
+              "sendmms": {"dlr_url": "http://kannel.example/dlr?s=%d"}}  # fmt: skip
+    message = NewMessage(link="mmsc1", fields=fields, callback_url="http://kannel.example/dlr")
+    await store.enqueue_message(message, ["+15550001"])
+    (item,) = await store.lease("mmsc1", "w", 1, TTL)
+    assert await store.fail(item, 4004, "refused")
+    assert len(await store.fallback_sms(item.message_id)) == 1
+    assert await fallback_events(store) == []

@@ -48,14 +48,16 @@ async def fallback_event(
     """The ``fallback_sms`` event of a change: in the message's history, and in the relay
     outbox for its callback_url (or the link's status hook), in the caller's transaction."""
     row = await conn.fetchrow(
-        f"SELECT {_ROW}, m.callback_url, m.api_key, m.link FROM fallback_sms f"
-        " JOIN messages m ON m.id = f.message_id WHERE f.id = $1",
+        f"SELECT {_ROW}, m.callback_url, m.api_key, m.link, m.fields::jsonb ? 'sendmms'"
+        " FROM fallback_sms f JOIN messages m ON m.id = f.message_id WHERE f.id = $1",
         fallback_id,
     )
     if row is None:
         return
     record = _record(row)
     callback, api_key, link = row[12], row[13], row[14]
+    if row[15]:
+        callback = None  # a sendmms message's callback is its Kannel dlr-url: no SMS events
     details = {"sms_link": record.sms_link, "sms_id": record.sms_id, "error": record.error,
                "trigger": record.trigger}  # fmt: skip
     await conn.execute(

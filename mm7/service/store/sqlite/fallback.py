@@ -49,14 +49,17 @@ def fallback_event(
     """The ``fallback_sms`` event of a change: in the message's history, and in the relay
     outbox for its callback_url (or the link's status hook), in the caller's transaction."""
     row = conn.execute(
-        f"SELECT {_ROW}, m.callback_url, json_extract(m.fields, '$.api_key'), m.link"
-        " FROM fallback_sms f JOIN messages m ON m.id = f.message_id WHERE f.id=?",
+        f"SELECT {_ROW}, m.callback_url, json_extract(m.fields, '$.api_key'), m.link,"
+        " json_type(m.fields, '$.sendmms') FROM fallback_sms f"
+        " JOIN messages m ON m.id = f.message_id WHERE f.id=?",
         (fallback_id,),
     ).fetchone()
     if row is None:
         return
     record = _record(row)
     callback, api_key, link = row[12], row[13], row[14]
+    if row[15] is not None:
+        callback = None  # a sendmms message's callback is its Kannel dlr-url: no SMS events
     details = {"sms_link": record.sms_link, "sms_id": record.sms_id, "error": record.error,
                "trigger": record.trigger, **extra}  # fmt: skip
     event(conn, record.message_id, record.recipient_id, "fallback_sms", status.value, details, now)
