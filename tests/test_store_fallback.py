@@ -215,3 +215,15 @@ async def test_a_sendmms_message_sends_no_fallback_event_to_its_dlr_url(store: S
     assert await store.fail(item, 4004, "refused")
     assert len(await store.fallback_sms(item.message_id)) == 1
     assert await fallback_events(store) == []
+
+
+async def test_a_rejected_report_before_the_completion_queues_it_with_the_completion(
+    store: Store,
+) -> None:
+    (item,) = await leased(store, ["+15550001"])
+    early = await store.record_delivery_report("mmsc1", "M-9", "+15550001", MMStatus.REJECTED)
+    assert early.message_id is None
+    assert await store.fallback_sms(item.message_id) == []
+    assert await store.complete(item, "M-9", 1000, "ok")
+    (row,) = await store.fallback_sms(item.message_id)
+    assert row.trigger == "report:Rejected"

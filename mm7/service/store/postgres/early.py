@@ -68,7 +68,8 @@ class PostgresEarly(PostgresInbound):
             if report.kind is RelayKind.DELIVERY_REPORT:
                 made = self._report_values(found, mm7_message_id, MMStatus(report.status), info,
                                            now, report_id=report.report_id)  # fmt: skip
-                await conn.fetchrow(ADOPTED_REPORT.sql, *ADOPTED_REPORT.args(made.values))
+                done = await conn.fetchrow(ADOPTED_REPORT.sql, *ADOPTED_REPORT.args(made.values))
+                await self._report_fallback(conn, made, done, MMStatus(report.status), now)
                 values = made.values
             else:
                 values = self._read_reply_values(found, mm7_message_id, report.status, info, now)
