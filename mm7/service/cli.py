@@ -76,7 +76,7 @@ DEFAULT_CONFIG = Path("conf/gateway.toml")
 # the values of mm7.service.store.outbox's RelayStatus / RelayKind (not imported: argparse setup
 # must not load the service; tests/test_relay_cli.py checks that they agree)
 RELAY_STATUSES = ("pending", "delivered", "dead", "dropped", "skipped")
-RELAY_KINDS = ("mo", "status", "delivery_report", "read_reply")
+RELAY_KINDS = ("mo", "status", "delivery_report", "read_reply", "fallback_sms")
 _MAX_EVENT_ID = 2**63 - 1
 
 
