@@ -90,6 +90,9 @@ class Exchange:
     request_content_type: str | None = None
     response_headers: tuple[tuple[str, str], ...] = ()
     response_content_type: str | None = None
+    #: the pid of the worker process that answered it (``mm7 simulate --workers``); None: one
+    #: process
+    worker: int | None = None
     bodies: Bodies = field(default_factory=lambda: Bodies.of(b"", b""))
 
     @property
@@ -152,7 +155,7 @@ class Exchange:
             "request_size": self.request_size,
             "response_size": self.response_size,
         }
-        for key in ("message_id", "fault", "recipient", "mm_status", "subject"):
+        for key in ("message_id", "fault", "recipient", "mm_status", "subject", "worker"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
