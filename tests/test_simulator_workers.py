@@ -136,6 +136,10 @@ async def test_both_workers_answer_and_the_control_api_shows_everything(
     assert {e["worker"] for e in inbound} == workers.pids()
     messages = await workers.control("GET", "/messages")
     assert {m["message_id"] for m in messages["messages"]} == ids
+    # the content came without the message, read again in the parent when shown
+    assert all(m["parts"][0]["content_type"] == "text/plain" for m in messages["messages"])
+    one = await workers.control("GET", f"/messages/{messages['messages'][0]['id']}")
+    assert one["fields"]["subject"] == "hi" and one["parts"][0]["size"] == len(b"Hello")
     # a report per accepted recipient, sent by the parent, in the record too
     hits = await workers.vasp.wait(40)
     assert {r.message_id for r in workers.vasp.reports()} == ids

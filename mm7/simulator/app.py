@@ -225,7 +225,10 @@ class Simulator:
         self.persona = self.config.persona
         rng = random.Random(self.config.seed)
         self.store = TrafficStore(
-            self.config.max_exchanges, self.config.max_messages, self.config.max_body_bytes
+            self.config.max_exchanges,
+            self.config.max_messages,
+            self.config.max_body_bytes,
+            self.config.limits,
         )
         self.traffic = TrafficApi(
             self.store, self.config.control_path, queue=self.config.feed_queue
@@ -665,13 +668,18 @@ class Simulator:
         )
 
     def record_accepted(
-        self, message: SubmitReq, message_id: str, leniencies: tuple[str, ...]
+        self,
+        message: SubmitReq,
+        message_id: str,
+        leniencies: tuple[str, ...],
+        source: tuple[bytes, str | None] | None = None,
     ) -> None:
-        """Remember a SubmitReq answered 1000 (here or by a worker) and start its reports."""
+        """Remember a SubmitReq answered 1000 (here or by a worker: without its content, read
+        from ``source`` when shown) and start its reports."""
         self._remember(message_id, message)
         self.accepted_submits += 1
         self.last_accepted = message_id
-        self.store.add_message(message, message_id, message.content, leniencies)
+        self.store.add_message(message, message_id, message.content, leniencies, source)
         if self.config.vasp_url and self.dlr.wanted(message):
             self.dlr.schedule(message, message_id)
 
@@ -781,7 +789,8 @@ class Simulator:
 
     async def ui(self, request: web.Request) -> web.Response:
         """GET: the web page of received messages, slides in order."""
-        page = render_page(self.store.messages, self.config.control_path, self.persona.name)
+        messages = self.store.shown_messages()
+        page = render_page(messages, self.config.control_path, self.persona.name)
         return web.Response(
             text=page,
             content_type="text/html",
@@ -792,7 +801,8 @@ class Simulator:
     # -- control API -----------------------------------------------------------------------------
     async def c_messages(self, request: web.Request) -> web.Response:
         """GET: every received message (newest last) with parts and slides."""
-        return web.json_response({"messages": [self.message_json(m) for m in self.store.messages]})
+        shown = self.store.shown_messages()
+        return web.json_response({"messages": [self.message_json(m) for m in shown]})
 
     async def c_message(self, request: web.Request) -> web.Response:
         """GET: one message with all its fields."""

@@ -315,13 +315,14 @@ class Cluster:
                     break
                 kind = frame[0]
                 if kind == "exchange":
-                    _, request_body, response_body, fields = frame
+                    _, request_body, response_body, fields, accepted = frame
+                    if accepted is not None:  # before its exchange, as in one process
+                        message, leniencies = accepted
+                        source = (request_body, fields.get("request_content_type"))
+                        self.sim.record_accepted(message, fields["message_id"], leniencies, source)
                     store.add_exchange(
                         request_body=request_body, response_body=response_body, **fields
                     )
-                elif kind == "accepted":
-                    _, message, message_id, leniencies = frame
-                    self.sim.record_accepted(message, message_id, leniencies)
                 elif kind == "ack":
                     worker.acked = max(worker.acked, frame[1])
                     self._acked.set()

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -42,6 +43,9 @@ class ChannelStore(TrafficStore):
     """A worker's traffic record: each exchange goes to the parent's, nothing is kept here."""
 
     channel: Channel | None = None
+    #: MessageID -> the SubmitReq accepted (without its content) and its leniencies, until
+    #: its exchange is recorded: they leave in one frame
+    accepted: dict[str, tuple[SubmitReq, tuple[str, ...]]] = field(default_factory=dict)
 
     def add_exchange(
         self, *, request_body: bytes = b"", response_body: bytes = b"", **fields: Any
@@ -51,29 +55,34 @@ class ChannelStore(TrafficStore):
             fields["received_headers"] = tuple(headers.items())  # aiohttp's view: not picklable
         if fields.get("worker") is None:
             fields["worker"] = os.getpid()
+        accepted = self.accepted.pop(fields.get("message_id") or "", None)
         if self.channel is not None:
-            self.channel.send(("exchange", request_body, response_body, fields))
+            self.channel.send(("exchange", request_body, response_body, fields, accepted))
         return Exchange(id=0, at=self.now(), **fields)
 
 
 class WorkerSimulator(Simulator):
-    """A ``Simulator`` whose accepted SubmitReqs are the parent's to remember and report on."""
-
-    channel: Channel | None = None
+    """A ``Simulator`` whose accepted SubmitReqs are the parent's to remember and report on:
+    each leaves with its exchange, without its content (the parent reads it again from the
+    request body when it is shown: the content was half the bytes and most of the pickling)."""
 
     def record_accepted(
-        self, message: SubmitReq, message_id: str, leniencies: tuple[str, ...]
+        self,
+        message: SubmitReq,
+        message_id: str,
+        leniencies: tuple[str, ...],
+        source: tuple[bytes, str | None] | None = None,
     ) -> None:
         self.accepted_submits += 1
         self.last_accepted = message_id
-        if self.channel is not None:
-            self.channel.send(("accepted", message, message_id, leniencies))
+        store = self.store
+        if isinstance(store, ChannelStore):
+            store.accepted[message_id] = (dataclasses.replace(message, content=None), leniencies)
 
 
 def build(start: WorkerStart, channel: Channel) -> tuple[WorkerSimulator, web.Application]:
     """The worker's simulator and application for ``start``."""
     sim = WorkerSimulator(start.config)
-    sim.channel = channel
     sim.store = ChannelStore(max_exchanges=1, max_messages=1, max_body_bytes=0, channel=channel)
     forwarder = Forwarder(start.upstream)
     sim.upstream = forwarder
