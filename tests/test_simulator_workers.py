@@ -22,7 +22,7 @@ import pytest
 
 from mm7.cli.main import main
 from mm7.core.codec import decode, encode
-from mm7.core.model import CancelReq, CancelRsp, Fault, SubmitRsp
+from mm7.core.model import CancelReq, CancelRsp, DeliverReq, Fault, SubmitRsp
 from mm7.simulator.channel import HIGH_WATER, Channel
 from tests.helpers.simulator import Vasp, submit
 
@@ -185,6 +185,40 @@ async def test_faults_set_through_the_control_api_apply_on_every_worker(
     assert all(status == 200 for status, _ in answers)
     after = [e for e in await workers.inbound() if e["transaction_id"] == "tx-after"]
     assert {e["worker"] for e in after} == workers.pids()
+
+
+async def test_a_persona_switch_reaches_every_worker_before_the_answer(
+    workers: Workers,
+) -> None:
+    # aggregator: a SubmitReq without SMIL is refused
+    await workers.control("PUT", "/persona", {"name": "aggregator"})
+    answers = await workers.submits(30, tid="tx-agg")
+    assert all(status != 200 or not isinstance(m, SubmitRsp) for status, m in answers)
+    refused = [e for e in await workers.inbound() if e["transaction_id"] == "tx-agg"]
+    assert {e["worker"] for e in refused} == workers.pids()
+    assert all(e["status_code"] != 1000 for e in refused)
+    # Digest nonces are kept by the parent: every request goes to it, and is refused there
+    await workers.control("PUT", "/persona", {"name": "mbuni-digest"})
+    encoded = encode(submit(tid="tx-digest"))
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            workers.url, data=encoded.body, headers={"Content-Type": encoded.content_type}
+        ) as r,
+    ):
+        assert r.status == 401 and r.headers["WWW-Authenticate"].startswith("Digest ")
+    await workers.control("PUT", "/persona", {"name": "strict-3gpp"})
+    answers = await workers.submits(10, tid="tx-back")
+    assert all(isinstance(m, SubmitRsp) for _, m in answers)
+
+
+async def test_mo_through_the_control_api_of_a_worker(workers: Workers) -> None:
+    answer = await workers.control(
+        "POST", "/mo", {"to": "12345", "from": "+15551230009", "text": "hi"}
+    )
+    assert answer["ok"] is True
+    hits = await workers.vasp.wait(1)
+    assert isinstance(hits[0].message, DeliverReq)
 
 
 async def test_the_console_and_its_feed_through_a_worker(workers: Workers) -> None:
