@@ -34,9 +34,10 @@ every request while the parent holds state no copy can share (``Replica.forward_
 faults, a TPS limit, Digest nonces). So a fault set through the control API applies as it would
 in one process, whichever worker the request reaches.
 
-Ordering: a worker sends a SubmitReq's records before its SubmitRsp, and the parent lets every
-channel be read before it answers an MM7 request, so a CancelReq that follows the SubmitRsp
-finds the submit. The channel is bounded (``Channel.settle``): a parent that falls behind slows
+Ordering: a worker queues a SubmitReq's record before its SubmitRsp leaves, and the parent
+turns its event loop a few times before it answers an MM7 request a worker passed on, so a
+record already in its socket is taken in first: a CancelReq sent after the SubmitRsp finds the
+submit (unless the parent is so far behind that the record is still queued in the worker). The channel is bounded (``Channel.settle``): a parent that falls behind slows
 the workers' answers instead of growing their memory.
 
 Linux: SO_REUSEPORT spreads connections over the workers (``--workers`` > 1 is refused where it
