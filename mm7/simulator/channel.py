@@ -3,7 +3,7 @@ objects over one end of a ``socket.socketpair`` the parent made and the worker i
 
     channel = await Channel.open(sock)
     channel.send(("exchange", fields))     # queued at once; never blocks the caller
-    await channel.settle()                 # waits while more than HIGH_WATER bytes are queued
+    await channel.settle()                 # written; waits while over HIGH_WATER bytes queue
     frame = await channel.receive()        # None once the other end is gone
 
 A frame is a 4-byte big-endian length and a pickle. Pickle is safe here only because nothing
@@ -198,7 +198,10 @@ class Channel:
             self._transport.writelines(pending)
 
     async def settle(self) -> None:
-        """Return once at most HIGH_WATER bytes wait to be sent (at once when under it)."""
+        """Return once what was queued is written to the socket (a worker's record leaves
+        before its answer) and at most HIGH_WATER bytes wait to be sent."""
+        if self._pending:
+            await asyncio.sleep(0)  # the flush was scheduled first: it runs before we resume
         await self._protocol.drained()
 
     async def receive(self) -> Any:

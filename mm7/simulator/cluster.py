@@ -34,11 +34,12 @@ every request while the parent holds state no copy can share (``Replica.forward_
 faults, a TPS limit, Digest nonces). So a fault set through the control API applies as it would
 in one process, whichever worker the request reaches.
 
-Ordering: a worker queues a SubmitReq's record before its SubmitRsp leaves, and the parent
-turns its event loop a few times before it answers an MM7 request a worker passed on, so a
-record already in its socket is taken in first: a CancelReq sent after the SubmitRsp finds the
-submit (unless the parent is so far behind that the record is still queued in the worker). The channel is bounded (``Channel.settle``): a parent that falls behind slows
-the workers' answers instead of growing their memory.
+Ordering: a worker writes a SubmitReq's record to the channel before its SubmitRsp, and the
+parent turns its event loop a few times before it answers an MM7 request a worker passed on,
+so a record already in its socket is taken in first: a CancelReq sent after the SubmitRsp finds
+the submit (unless the worker's writes are held back because the parent is far behind). The
+channel is bounded (``Channel.settle``): a parent that falls behind slows the workers' answers
+instead of growing their memory.
 
 Linux: SO_REUSEPORT spreads connections over the workers (``--workers`` > 1 is refused where it
 does not exist). Modelled on ``mm7.service.cluster.workers.Supervisor`` (the gateway's), which
