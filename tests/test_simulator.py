@@ -29,6 +29,8 @@ from mm7.core.model import (
     SubmitRsp,
 )
 from mm7.core.status import MMStatus
+from mm7.core.validate import validate_envelope
+from mm7.core.xmlsafe import parse_xml
 from mm7.simulator.app import SIMULATOR, SimulatorConfig, create_simulator_app
 from mm7.simulator.dlr import DlrPlan, RetryPolicy
 from mm7.simulator.personas import Persona
@@ -128,6 +130,21 @@ async def test_strict_mode_answers_4004_with_the_schema_reason(sim_rig: Make) ->
     assert error is not None and error.status.code == 4004
     assert "Bogus" in (error.status.details or "")
     assert r.sim.store.messages == type(r.sim.store.messages)()
+
+
+@pytest.mark.parametrize("bogus", [False, True], ids=["valid", "invalid"])
+def test_decode_hands_out_the_soap_tree_it_read_for_the_strict_check(bogus: bool) -> None:
+    """The strict check validates the tree decode parsed instead of parsing the SOAP part
+    again: that tree is the SOAP part's, and it validates as a fresh parse of it does."""
+    encoded = encode(submit(tid="tx-root", smil=True))
+    body = with_bogus_element(encoded.body) if bogus else encoded.body
+    decoded = decode(body, encoded.content_type)
+    assert decoded.root is not None
+    fresh = parse_xml(decoded.soap)
+    assert etree.tostring(decoded.root) == etree.tostring(fresh)
+    report = validate_envelope(decoded.root)
+    assert report == validate_envelope(fresh)
+    assert report.valid is not bogus
 
 
 async def test_lenient_mode_accepts_and_records_leniencies(sim_rig: Make) -> None:

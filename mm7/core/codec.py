@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from lxml import etree
 
 from mm7.core.dialect import STRICT_3GPP, Dialect
 from mm7.core.emit import CONTENT_ID, write_envelope
@@ -58,6 +60,9 @@ class Decoded:
     #: elements the schema requires that the body lacks, read anyway because the message can
     #: be acted on without them (``Leniency.REQUIRED_ELEMENT_MISSING``)
     missing: tuple[str, ...] = ()
+    #: the SOAP part's parsed tree, as ``read_envelope`` read it (never changed by reading), so
+    #: a caller that validates the envelope against its schema need not parse it a second time
+    root: etree._Element | None = field(default=None, repr=False, compare=False)
 
     @property
     def operation(self) -> str:
@@ -134,7 +139,9 @@ def decode(
             message.transaction_id,
             ",".join(applied),
         )
-    return Decoded(message, version, applied, swa.parts, swa.soap, tuple(dict.fromkeys(missing)))
+    return Decoded(
+        message, version, applied, swa.parts, swa.soap, tuple(dict.fromkeys(missing)), root
+    )
 
 
 #: characters that make a namespace unsafe to echo into an xmlns attribute

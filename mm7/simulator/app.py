@@ -86,6 +86,13 @@ from mm7.simulator.faults import (
     FaultSpec,
 )
 from mm7.simulator.feed import DEFAULT_QUEUE
+from mm7.simulator.forward import (
+    CHUNKED_HEADER,
+    CLIENT_CERT_HEADER,
+    INTERNAL_HEADERS,
+    WORKER_HEADER,
+    Upstream,
+)
 from mm7.simulator.mo import deliver_req, delivery_report_req, read_reply_req
 from mm7.simulator.personas import Persona, PersonaError, load_persona, persona_names
 from mm7.simulator.scenario import (
@@ -218,7 +225,10 @@ class Simulator:
         self.persona = self.config.persona
         rng = random.Random(self.config.seed)
         self.store = TrafficStore(
-            self.config.max_exchanges, self.config.max_messages, self.config.max_body_bytes
+            self.config.max_exchanges,
+            self.config.max_messages,
+            self.config.max_body_bytes,
+            self.config.limits,
         )
         self.traffic = TrafficApi(
             self.store, self.config.control_path, queue=self.config.feed_queue
@@ -248,6 +258,11 @@ class Simulator:
         self.last_accepted: str | None = None
         #: the scenario running or run last
         self.scenario: ScenarioRun | None = None
+        #: a worker of ``mm7 simulate --workers`` (mm7.simulator.cluster): where the requests
+        #: only the parent can answer go (any but a SubmitReq; all while ``forward_all``)
+        self.upstream: Upstream | None = None
+        #: the parent of workers: requests come from them, their X-MM7-Sim-* headers are true
+        self.behind_workers = False
         # responses are written leniently so any version pair the peer used can be echoed
         self._dialect = dataclasses.replace(
             self.persona.dialect, strict=False, allow_any_mm7_version=True
@@ -338,6 +353,10 @@ class Simulator:
         body = b""
         decoded_box: list[Decoded | None] = []
         salvaged: list[Message | None] = []
+        upstream = self.upstream
+        # taken once: the parent decides authentication too while it holds Digest nonces
+        forward_all = upstream is not None and upstream.forward_all
+        forwarded = False
 
         def peek() -> Decoded | None:
             """The request decoded once, for the paths that need it before (or instead of)
@@ -364,9 +383,15 @@ class Simulator:
             return None if decoded is None else decoded.operation
 
         try:
-            answer = self._pre_checks(request)
+            if not forward_all:
+                answer = self._pre_checks(request)
             if answer is None:
                 body, answer = await self._read(request)
+            if answer is None and upstream is not None:
+                decoded = None if forward_all else peek()  # kept: decoded once either way
+                if forward_all or (decoded is not None and decoded.operation != "SubmitReq"):
+                    forwarded = True  # Cancel/Replace need the parent's record of submits
+                    return await upstream.forward(request, body)
             if answer is None and self.faults.over_tps():
                 peek()
                 answer = self._error(echo(), None, persona.status(4006, "TPS limit exceeded"))
@@ -392,9 +417,10 @@ class Simulator:
                     decoded_box[:] = [decoded]
             return await self._send(request, answer, fault)
         finally:
-            if not decoded_box and body:
-                peek()  # a refusal decided before decoding: recorded with what it was
-            self._record(request, body, answer, early, fault, decoded_box, salvaged, started)
+            if not forwarded:  # else the parent records it
+                if not decoded_box and body:
+                    peek()  # a refusal decided before decoding: recorded with what it was
+                self._record(request, body, answer, early, fault, decoded_box, salvaged, started)
 
     def _record(
         self,
@@ -421,6 +447,13 @@ class Simulator:
         problems = () if answer is None else answer.problems
         if answer is None and fault is not None:
             problems = (f"fault injected: {fault.kind.value}",)
+        received_headers: Any = request.headers
+        worker = None
+        if self.behind_workers:
+            worker = int(request.headers.get(WORKER_HEADER, "0")) or None
+            received_headers = tuple(
+                (k, v) for k, v in request.headers.items() if k.lower() not in INTERNAL_HEADERS
+            )
         self.store.add_exchange(
             direction="in",
             operation=decoded.operation if decoded is not None else "?",
@@ -437,7 +470,8 @@ class Simulator:
             leniencies=() if decoded is None else tuple(str(x) for x in decoded.leniencies),
             problems=problems,
             fault=None if fault is None else fault.kind.value,
-            received_headers=request.headers,
+            received_headers=received_headers,
+            worker=worker,
             request_content_type=request.headers.get(hdrs.CONTENT_TYPE),
             response_headers=tuple(redact_headers(response_headers)),
             response_content_type=None if answer is None else answer.content_type,
@@ -451,11 +485,13 @@ class Simulator:
             request.headers.get(hdrs.AUTHORIZATION),
             request.method,
             request.raw_path,
-            client_cert=peer_certificate(request) is not None,
+            client_cert=self._client_cert(request),
         )
         if refusal is not None:
             return self._refused(refusal)
         chunked = "chunked" in request.headers.get(hdrs.TRANSFER_ENCODING, "").lower()
+        if self.behind_workers:
+            chunked = request.headers.get(CHUNKED_HEADER) == "1"
         if self.persona.refuse_chunked and chunked:
             return _Answer(
                 411,
@@ -469,6 +505,13 @@ class Simulator:
         if limit is not None and declared is not None and declared > limit:
             return self._oversize(declared, limit)
         return None
+
+    def _client_cert(self, request: web.Request) -> bool:
+        """Whether the request came over TLS with a verified client certificate (TLS ends in
+        the worker when there are workers: it says so)."""
+        if self.behind_workers:
+            return request.headers.get(CLIENT_CERT_HEADER) == "1"
+        return peer_certificate(request) is not None
 
     def _refused(self, refusal: AuthRefusal) -> _Answer:
         """401/403 with MM7 status 4001 in the persona's error shape, and the challenges."""
@@ -566,7 +609,11 @@ class Simulator:
         if decoded.version is None:
             ns = decoded.message.namespace
             return 4002, (f"MM7 namespace {ns!r} is not a published schema",)
-        root = parse_xml(decoded.soap, limits=self.config.limits)
+        # the tree decode parsed (read_envelope only reads it): a second parse of the SOAP part
+        # was a tenth of the handler's time per SubmitReq
+        root = decoded.root
+        if root is None:
+            root = parse_xml(decoded.soap, limits=self.config.limits)
         report = validate_envelope(root)
         if report.valid:
             return None
@@ -587,12 +634,7 @@ class Simulator:
                     status = persona.status(persona.missing_smil_status, missing)
                     return self._error(echo, SubmitRsp, status)
             message_id = self._new_message_id()
-            self._remember(message_id, message)
-            self.accepted_submits += 1
-            self.last_accepted = message_id
-            self.store.add_message(message, message_id, message.content, lenient)
-            if self.config.vasp_url and self.dlr.wanted(message):
-                self.dlr.schedule(message, message_id)
+            self.record_accepted(message, message_id, lenient)
             return self._ok(echo, SubmitRsp(message_id=message_id), message_id)
         if isinstance(message, CancelReq | ExtendedCancelReq):
             target = message.message_id if isinstance(message, CancelReq) else message.cancel_id
@@ -624,6 +666,22 @@ class Simulator:
             None,
             persona.status(4003, f"{what} is sent by an MMSC to a VASP, not to an MMSC"),
         )
+
+    def record_accepted(
+        self,
+        message: SubmitReq,
+        message_id: str,
+        leniencies: tuple[str, ...],
+        source: tuple[bytes, str | None] | None = None,
+    ) -> None:
+        """Remember a SubmitReq answered 1000 (here or by a worker: without its content, read
+        from ``source`` when shown) and start its reports."""
+        self._remember(message_id, message)
+        self.accepted_submits += 1
+        self.last_accepted = message_id
+        self.store.add_message(message, message_id, message.content, leniencies, source)
+        if self.config.vasp_url and self.dlr.wanted(message):
+            self.dlr.schedule(message, message_id)
 
     def _unknown(self, echo: Message, req: type[Request], target: str | None) -> _Answer:
         status = self.persona.status(2005, f"no submitted message {target!r} to act on")
@@ -731,7 +789,8 @@ class Simulator:
 
     async def ui(self, request: web.Request) -> web.Response:
         """GET: the web page of received messages, slides in order."""
-        page = render_page(self.store.messages, self.config.control_path, self.persona.name)
+        messages = self.store.shown_messages()
+        page = render_page(messages, self.config.control_path, self.persona.name)
         return web.Response(
             text=page,
             content_type="text/html",
@@ -742,7 +801,8 @@ class Simulator:
     # -- control API -----------------------------------------------------------------------------
     async def c_messages(self, request: web.Request) -> web.Response:
         """GET: every received message (newest last) with parts and slides."""
-        return web.json_response({"messages": [self.message_json(m) for m in self.store.messages]})
+        shown = self.store.shown_messages()
+        return web.json_response({"messages": [self.message_json(m) for m in shown]})
 
     async def c_message(self, request: web.Request) -> web.Response:
         """GET: one message with all its fields."""

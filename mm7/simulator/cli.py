@@ -71,7 +71,7 @@ import os
 import ssl
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +181,14 @@ def add_parser(sub: Any) -> None:
         type=int,
         help="open connections; at the limit the one waiting longest on its peer makes room "
         "(default 256)",
+    )
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="N processes answer MM7 on the port (SO_REUSEPORT, Linux) under a parent that keeps "
+        "the one control API, traffic record and console; uses more cores, does not make a "
+        "request cheaper (default 1: one process)",
     )
     s.add_argument(
         "--log-json",
@@ -403,6 +411,7 @@ def _serve(args: argparse.Namespace) -> int:
     from mm7.transport.stop_signal import stop_requested
 
     host, port = _listen(args.listen)
+    workers = _workers(args.workers)
     config = build_config(args)
     limits = build_limits(args)
     # validated now: a fault section with a typo fails here, not at the first request
@@ -414,6 +423,35 @@ def _serve(args: argparse.Namespace) -> int:
         raise SimulateError(f"TLS: cannot load the certificate, key or CA: {exc}") from None
 
     log = structlog.get_logger("mm7.simulator")
+
+    def announce(bound: int) -> None:
+        scheme = "https" if ssl_context is not None else "http"
+        base = f"{scheme}://{host}:{bound}"
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            print(f"warning: the control API on {host} has no authentication", file=sys.stderr)
+        print(
+            f"mm7 simulator ({config.persona.name}, "
+            f"{'strict' if config.is_strict else 'lenient'}) on {base}{config.path}; "
+            f"control API {base}{config.control_path}; "
+            f"reports to {config.vasp_url or '(none)'}",
+            flush=True,
+        )
+        if workers > 1:
+            print(f"mm7 simulator: {workers} workers", flush=True)
+        if config.ui_path:
+            print(f"mm7 simulator: page {base}{config.ui_path}", flush=True)
+        if config.scenario is not None:
+            print(f"mm7 simulator: scenario {config.scenario.name} started", flush=True)
+        log.info(
+            "mm7.simulator.started",
+            mm7=f"{base}{config.path}",
+            ui=f"{base}{config.ui_path}" if config.ui_path else None,
+            persona=config.persona.name,
+            workers=workers,
+        )
+
+    if workers > 1:
+        return _serve_workers(config, limits, host, port, workers, args.log_json, announce)
 
     async def run() -> None:
         # handlers in place before the ready line: a SIGTERM right after it stops cleanly
@@ -428,28 +466,7 @@ def _serve(args: argparse.Namespace) -> int:
             configure_logging("info", json=args.log_json)
             if config.scenario is not None:
                 app[SIMULATOR].run_scenario(config.scenario)
-            bound = listener.port
-            scheme = "https" if ssl_context is not None else "http"
-            base = f"{scheme}://{host}:{bound}"
-            if host not in ("127.0.0.1", "::1", "localhost"):
-                print(f"warning: the control API on {host} has no authentication", file=sys.stderr)
-            print(
-                f"mm7 simulator ({config.persona.name}, "
-                f"{'strict' if config.is_strict else 'lenient'}) on {base}{config.path}; "
-                f"control API {base}{config.control_path}; "
-                f"reports to {config.vasp_url or '(none)'}",
-                flush=True,
-            )
-            if config.ui_path:
-                print(f"mm7 simulator: page {base}{config.ui_path}", flush=True)
-            if config.scenario is not None:
-                print(f"mm7 simulator: scenario {config.scenario.name} started", flush=True)
-            log.info(
-                "mm7.simulator.started",
-                mm7=f"{base}{config.path}",
-                ui=f"{base}{config.ui_path}" if config.ui_path else None,
-                persona=config.persona.name,
-            )
+            announce(listener.port)
             await stopping
         finally:
             stopping.cancel()
@@ -462,6 +479,53 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:  # the listen address in use, or not this machine's
         raise SimulateError(f"cannot start: {exc}") from None
     return 0
+
+
+def _workers(count: int) -> int:
+    """``--workers``: at least 1; more only where SO_REUSEPORT exists (Linux)."""
+    from mm7.simulator.cluster import workers_supported
+
+    if count < 1:
+        raise SimulateError(f"--workers: expected a whole number >= 1, got {count}")
+    if count > 1 and not workers_supported():
+        raise SimulateError(
+            f"--workers {count}: several processes on one port need SO_REUSEPORT (Linux); "
+            "run one (--workers 1)"
+        )
+    return count
+
+
+def _serve_workers(
+    config: Any,
+    limits: Any,
+    host: str,
+    port: int,
+    workers: int,
+    log_json: bool,
+    announce: Callable[[int], None],
+) -> int:
+    """``--workers N`` (N > 1): the parent (``mm7.simulator.cluster``) until interrupted."""
+    import asyncio
+
+    from mm7.simulator.cluster import Cluster
+    from mm7.transport.logs import configure_logging
+    from mm7.transport.stop_signal import stop_requested
+
+    async def run() -> int:
+        stopping = asyncio.create_task(stop_requested())
+        await asyncio.sleep(0)  # the task installs the handlers on its first step
+        configure_logging("info", json=log_json)
+        cluster = Cluster(config, limits, host, port, workers=workers, log_json=log_json)
+        if config.scenario is not None:
+            cluster.sim.run_scenario(config.scenario)
+        return await cluster.run(stopping, announce)
+
+    try:
+        status = asyncio.run(run())
+    except OSError as exc:  # the listen address in use, or not this machine's
+        raise SimulateError(f"cannot start: {exc}") from None
+    print("mm7 simulator: stopped", flush=True)
+    return status
 
 
 def _mo(args: argparse.Namespace) -> int:

@@ -271,6 +271,34 @@ class FaultInjector:
             "client_cert": self.client_cert,
         }
 
+    @property
+    def shared(self) -> bool:
+        """Whether something in force has state one process must keep for all requests: the
+        one-shot queue (each fault taken once), the TPS window, Digest nonces. With workers
+        (``mm7.simulator.cluster``) such requests are decided by the parent."""
+        return bool(self.once) or self.tps is not None or self.digest is not None
+
+    def stateless(self) -> dict[str, Any]:
+        """What in force any process can apply alone, as ``configure`` takes it (secrets
+        included: for a worker's copy, never for display): rates, size limit, Basic, client
+        certificate."""
+        basic = self.basic_auth
+        return {
+            "rates": [{**f.to_json(), "rate": r} for f, r in self.rates],
+            "max_bytes": self.max_bytes,
+            "basic_auth": None if basic is None else {"user": basic[0], "password": basic[1]},
+            "client_cert": self.client_cert,
+        }
+
+    def mirror(self, stateless: Mapping[str, Any]) -> None:
+        """Become a copy of another injector's ``stateless()``: nothing else in force, no
+        baseline of its own (the other's baseline is in what it sent)."""
+        copy = FaultInjector(rng=self.rng, clock=self.clock)
+        copy.configure(stateless)  # checked first: a bad one changes nothing
+        self.baseline = {}
+        self.reset()
+        self.configure(stateless)
+
     def queue(self, specs: list[FaultSpec]) -> None:
         """Add one-shot faults as they are (a scenario's answers)."""
         self.once.extend(specs)

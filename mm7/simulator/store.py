@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from mm7.core.codec import decode
+from mm7.core.errors import MM7Error
+from mm7.core.limits import DEFAULT_LIMITS, Limits
 from mm7.core.mime import Part
 from mm7.core.model import Address, Message, Recipients
 from mm7.core.versions import version_for_namespace
@@ -90,6 +94,9 @@ class Exchange:
     request_content_type: str | None = None
     response_headers: tuple[tuple[str, str], ...] = ()
     response_content_type: str | None = None
+    #: the pid of the worker process that answered it (``mm7 simulate --workers``); None: one
+    #: process
+    worker: int | None = None
     bodies: Bodies = field(default_factory=lambda: Bodies.of(b"", b""))
 
     @property
@@ -152,7 +159,7 @@ class Exchange:
             "request_size": self.request_size,
             "response_size": self.response_size,
         }
-        for key in ("message_id", "fault", "recipient", "mm_status", "subject"):
+        for key in ("message_id", "fault", "recipient", "mm_status", "subject", "worker"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -183,10 +190,25 @@ class Received:
     message_id: str | None
     content: Part | None
     leniencies: tuple[str, ...] = ()
+    #: the request body and Content-Type it was read from, when a worker of ``mm7 simulate
+    #: --workers`` sent the message without its content (read again when first shown)
+    source: tuple[bytes, str | None] | None = None
 
     @property
     def operation(self) -> str:
         return self.message.OPERATION
+
+    def filled(self, limits: Limits) -> Received:
+        """This message with its content, read from ``source`` (itself when it has none)."""
+        if self.source is None:
+            return self
+        body, content_type = self.source
+        try:
+            message = decode(body, content_type, limits).message
+        except MM7Error:  # read once already: cannot happen; shown without its content then
+            return dataclasses.replace(self, source=None)
+        content = getattr(message, "content", None)
+        return dataclasses.replace(self, message=message, content=content, source=None)
 
 
 @dataclass
@@ -197,6 +219,8 @@ class TrafficStore:
     max_exchanges: int = 1000
     max_messages: int = 200
     max_body_bytes: int = DEFAULT_BODY_BUDGET
+    #: the parser limits for reading a worker's message again (``Received.filled``)
+    limits: Limits = DEFAULT_LIMITS
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     feed: TrafficFeed = field(default_factory=TrafficFeed)
     exchanges: collections.deque[Exchange] = field(init=False)
@@ -245,8 +269,11 @@ class TrafficStore:
         message_id: str | None,
         content: Part | None,
         leniencies: tuple[str, ...],
+        source: tuple[bytes, str | None] | None = None,
     ) -> Received:
-        received = Received(self.next_id(), self.now(), message, message_id, content, leniencies)
+        received = Received(
+            self.next_id(), self.now(), message, message_id, content, leniencies, source
+        )
         self.messages.append(received)
         self._wake()
         return received
@@ -255,7 +282,14 @@ class TrafficStore:
         return next((e for e in self.exchanges if e.id == id), None)
 
     def message(self, id: int) -> Received | None:
-        return next((m for m in self.messages if m.id == id), None)
+        return next((m for m in self.shown_messages() if m.id == id), None)
+
+    def shown_messages(self) -> collections.deque[Received]:
+        """The messages, those a worker sent without their content read now (once each)."""
+        if any(m.source is not None for m in self.messages):
+            filled = (m.filled(self.limits) for m in self.messages)
+            self.messages = collections.deque(filled, maxlen=self.max_messages)
+        return self.messages
 
     def clear(self) -> None:
         self.exchanges.clear()
