@@ -19,13 +19,15 @@ after a short warm-up), so runs compare whatever the machine's load: ``gateway_c
 the gateway's CPU (every thread) from the first DeliverReq until the hook received the last MO,
 divided by the MOs; ``gateway_loop_cpu_ms_per_mo`` the event-loop thread's part of it;
 ``gateway_idle_cpu_ms_per_s`` what the idle gateway spends per second (polls, timers), measured
-just before (issue 15's goal: <= 0.5 ms per MO). With ``--profile N`` py-spy samples every thread
+just before (issue 15's goal: <= 0.5 ms per MO). ``MM7_BENCH_MO_FIXED_S``: that step's length
+(default 3 s with --quick, else 10 s). With ``--profile N`` py-spy samples every thread
 of the gateway during that step (when installed; else cProfile for the whole run).
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import sys
 import tempfile
 import time
@@ -79,7 +81,7 @@ def fixed_rate(
     settings: SettingsLike, stack: Stack, procs: Procs, image: str, count_url: str
 ) -> dict[str, Any]:
     """Warm up, measure the idle gateway, then one step at ``FIXED_RATE``: CPU per MO."""
-    seconds = 3.0 if settings.quick else 10.0
+    seconds = float(os.environ.get("MM7_BENCH_MO_FIXED_S") or (3.0 if settings.quick else 10.0))
     send_mo(stack, image, 100, 1.0)  # warm-up: connections, first-use imports, caches
     wait_until(lambda: http_json(count_url)["posts"] >= 100 or None, timeout=30.0, interval=0.1)
     time.sleep(0.5)
