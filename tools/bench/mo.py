@@ -18,6 +18,8 @@ Before the ramp, the cost of one MO at a fixed offered rate every run sustains (
 after a short warm-up), so runs compare whatever the machine's load: ``gateway_cpu_ms_per_mo`` is
 the gateway's CPU (every thread) from the first DeliverReq until the hook received the last MO,
 divided by the MOs; ``gateway_loop_cpu_ms_per_mo`` the event-loop thread's part of it;
+``store_writes_per_mo`` and ``store_commits_per_mo`` the store's write jobs and commits per MO
+(from its /metrics: counts, which this machine's noise does not move);
 ``gateway_idle_cpu_ms_per_s`` what the idle gateway spends per second (polls, timers), measured
 just before (issue 15's goal: <= 0.5 ms per MO). ``MM7_BENCH_MO_FIXED_S``: that step's length
 (default 3 s with --quick, else 10 s). With ``--profile N`` py-spy samples every thread
@@ -36,7 +38,7 @@ from typing import Any
 
 from bench.bare import baseline, photo
 from bench.gateway import Stack, print_pyspy, pyspy, start_pyspy, start_stack, stop_gateway
-from bench.proc import Procs, SettingsLike, http_json, percentile, wait_until
+from bench.proc import Procs, SettingsLike, http_json, metric_sum, percentile, wait_until
 
 TARGET = 2000
 IMAGE_BYTES = 50_000
@@ -90,6 +92,7 @@ def fixed_rate(
     time.sleep(idle_s)
     idle = (stack.gateway.cpu_seconds() - idle0) / idle_s
     hooks0 = http_json(count_url)["posts"]
+    metrics0 = stack.metrics
     cpu0, threads0 = stack.gateway.cpu_seconds(), stack.gateway.thread_cpu()
     spy_out = procs.workdir / "gateway.pyspy.txt"
     spy = None
@@ -103,6 +106,11 @@ def fixed_rate(
     cpu, threads1 = stack.gateway.cpu_seconds() - cpu0, stack.gateway.thread_cpu()
     loop_cpu = threads1.get(stack.gateway.pid, 0.0) - threads0.get(stack.gateway.pid, 0.0)
     relayed = http_json(count_url)["posts"] - hooks0
+    metrics1 = stack.metrics
+    commits, writes = (
+        metric_sum(metrics1, name) - metric_sum(metrics0, name)
+        for name in ("mm7_store_commits_total", "mm7_store_writes_total")
+    )
     if spy is not None:
         spy.popen.wait(30)
         print_pyspy(settings, spy_out, "gateway")
@@ -112,12 +120,16 @@ def fixed_rate(
         "gateway_cpu_ms_per_mo": round(cpu * 1000 / sent, 3),
         "gateway_loop_cpu_ms_per_mo": round(loop_cpu * 1000 / sent, 3),
         "gateway_idle_cpu_ms_per_s": round(idle * 1000, 2),
+        # the store's writes (jobs on its writer) and commits per MO: counts, not timings
+        "store_writes_per_mo": round(writes / sent, 3),
+        "store_commits_per_mo": round(commits / sent, 3),
     }
     settings.say(
         f"  fixed rate {FIXED_RATE}/s for {seconds:g} s: sent {got['sent']:,}, DeliverRsp"
         f" {got['statuses']}, relayed {relayed:,}; gateway CPU {out['gateway_cpu_ms_per_mo']:.3f}"
         f" ms/MO (event-loop thread {out['gateway_loop_cpu_ms_per_mo']:.3f}); idle gateway"
-        f" {out['gateway_idle_cpu_ms_per_s']:.1f} ms CPU/s"
+        f" {out['gateway_idle_cpu_ms_per_s']:.1f} ms CPU/s; store writes"
+        f" {out['store_writes_per_mo']:.2f}, commits {out['store_commits_per_mo']:.2f} per MO"
     )
     return out
 
