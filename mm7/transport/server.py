@@ -83,6 +83,7 @@ from mm7.transport.inbound_auth import (
     authenticate,
     log_refusal,
 )
+from mm7.transport.logs import LazyLog
 from mm7.transport.wirelog import SECRET_HEADERS, wire_entry
 
 __all__ = [
@@ -485,7 +486,7 @@ class MM7Inbound:
                 return await self._refused(request, outcome)
             identity = outcome
         peer = self._peers[identity.name]
-        bound = log.bind(peer=peer.name, remote=request.remote)
+        bound = LazyLog("mm7.transport.server", peer=peer.name, remote=request.remote)
         limit = self.config.limits.max_total_bytes
         content_type = request.headers.get(hdrs.CONTENT_TYPE)
         try:

@@ -64,6 +64,7 @@ from mm7.service.relay.routing import status_hook_for
 from mm7.service.store.base import Store
 from mm7.service.store.outbox import Outcome, RelayItem, RelayKind, RelayOutcome
 from mm7.transport.link import Secret
+from mm7.transport.logs import LazyLog
 
 __all__ = ["RelayWorker"]
 
@@ -393,7 +394,10 @@ class RelayWorker:
         return body
 
     async def _handle(self, item: RelayItem) -> None:
-        bound = log.bind(relay_id=item.id, kind=item.kind.value, key=item.idempotency_key)
+        bound = LazyLog(
+            "mm7.service.relay.worker", relay_id=item.id, kind=item.kind.value,
+            key=item.idempotency_key,
+        )  # fmt: skip
         try:
             target = self._target(item)
             if target is None:
