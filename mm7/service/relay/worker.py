@@ -24,11 +24,13 @@ inline base64 for routes with ``media = "inline"``. One attempt per lease
 lost its lease cannot overwrite the new holder's result. Delivered, retry at a time (exponential
 backoff with jitter) or dead after ``max_age``: dead letters wait for ``mm7 relay retry|drop``.
 
-One write per round: outcomes wait in memory for the worker's next lease and are recorded in its
-transaction (``Store.lease_relay(finished=...)``), at most ``outcome_delay`` seconds after the
-attempt ended (the next MO's wake-up usually comes first), and at once when they could hold
-work back (the worker or the hook was full, or the hook is ordered). A crash in between sends
-those events again (at least once, the same Idempotency-Key), as a crash during a POST does.
+One write per round: a lease starts ``gather`` seconds after the commit that woke the worker
+(the commits of the next few milliseconds share it), and outcomes wait in memory for the
+worker's next lease and are recorded in its transaction (``Store.lease_relay(finished=...)``),
+at most ``outcome_delay`` seconds after the attempt ended (the next MO's wake-up usually comes
+first), and at once when they could hold work back (the worker or the hook was full, or the
+hook is ordered). A crash in between sends those events again (at least once, the same
+Idempotency-Key), as a crash during a POST does.
 
 At most ``max_in_flight`` events are leased at once (default: the hooks' concurrency added up,
 plus ``callback_concurrency``), and per hook no more than its free slots (``quotas``): what is
@@ -99,6 +101,7 @@ class RelayWorker:
         purge_interval: float = 3600.0,
         may_lease: Callable[[], bool] | None = None,
         outcome_delay: float = 0.05,
+        gather: float = 0.01,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -137,6 +140,10 @@ class RelayWorker:
         #: the last lease filled the free slots of the worker or of a hook: a freed slot may
         #: let more be leased at once
         self._saturated = False
+        #: seconds a lease waits after a commit woke the worker, so that the commits following
+        #: it closely share its transaction (one lease for several MOs at a steady rate)
+        self.gather = gather
+        self._committed = False
 
     @staticmethod
     def default_lease_ttl(settings: RelaySettings) -> timedelta:
@@ -154,7 +161,8 @@ class RelayWorker:
             self._task = asyncio.create_task(self._run(), name=f"mm7-relay-{self.owner}")
 
     def wake(self) -> None:
-        """Look for due events now (after a commit that queued one)."""
+        """Look for due events now (after a commit that queued one): after ``gather``."""
+        self._committed = True
         self._wake.set()
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -215,7 +223,10 @@ class RelayWorker:
                     await self.purge()
                 except Exception:
                     log.exception("mm7.relay.purge_failed")
+            if self._committed and self.gather > 0 and not self._saturated:
+                await asyncio.sleep(self.gather)
             # cleared before the lease: a commit waking the worker while it leases is not lost
+            self._committed = False
             self._wake.clear()
             try:
                 await self.run_once()
