@@ -123,13 +123,17 @@ def fixed_rate(
         # the store's writes (jobs on its writer) and commits per MO: counts, not timings
         "store_writes_per_mo": round(writes / sent, 3),
         "store_commits_per_mo": round(commits / sent, 3),
+        # DeliverReq -> DeliverRsp at the simulator, in this step
+        "fixed_p50_ms": round(percentile(got["latencies_ms"], 0.5), 1),
+        "fixed_p99_ms": round(percentile(got["latencies_ms"], 0.99), 1),
     }
     settings.say(
         f"  fixed rate {FIXED_RATE}/s for {seconds:g} s: sent {got['sent']:,}, DeliverRsp"
         f" {got['statuses']}, relayed {relayed:,}; gateway CPU {out['gateway_cpu_ms_per_mo']:.3f}"
         f" ms/MO (event-loop thread {out['gateway_loop_cpu_ms_per_mo']:.3f}); idle gateway"
         f" {out['gateway_idle_cpu_ms_per_s']:.1f} ms CPU/s; store writes"
-        f" {out['store_writes_per_mo']:.2f}, commits {out['store_commits_per_mo']:.2f} per MO"
+        f" {out['store_writes_per_mo']:.2f}, commits {out['store_commits_per_mo']:.2f} per MO;"
+        f" p50 {out['fixed_p50_ms']:.0f} ms, p99 {out['fixed_p99_ms']:.0f} ms"
     )
     return out
 
