@@ -250,8 +250,15 @@ class RelayWorker:
             try:
                 await self.store.lease_relay(self.owner, 0, self.lease_ttl, finished=finished)
             except BaseException:
-                self._finished[:0] = finished  # not recorded: kept for the next write
+                self._keep(finished)
                 raise
+
+    def _keep(self, finished: list[RelayOutcome]) -> None:
+        """Outcomes whose write failed: kept for the next write, tried again after a poll
+        interval (recording one twice is harmless: the second finds its lease gone)."""
+        self._finished[:0] = finished
+        if self._finished:
+            self._flush_at = asyncio.get_running_loop().time() + self.poll_interval
 
     async def run_once(self) -> int:
         """Record the outcomes waiting, lease what is due (up to the free slots) and start
@@ -279,7 +286,7 @@ class RelayWorker:
                 finished=finished,
             )
         except BaseException:
-            self._finished[:0] = finished  # not recorded: kept for the next write
+            self._keep(finished)
             raise
         leased: dict[str | None, int] = {}
         for item in items:
