@@ -225,6 +225,8 @@ class RelayWorker:
                     log.exception("mm7.relay.purge_failed")
             if self._committed and self.gather > 0 and not self._saturated:
                 await asyncio.sleep(self.gather)
+                if self._stopping:
+                    break
             # cleared before the lease: a commit waking the worker while it leases is not lost
             self._committed = False
             self._wake.clear()
