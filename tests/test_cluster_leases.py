@@ -9,6 +9,7 @@ test moves. Nothing sleeps for a TTL: the clocks are moved past it. Parametrised
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -18,10 +19,15 @@ from structlog.testing import capture_logs
 
 from mm7.service.cluster.dedupe import StoreDedupe, for_store
 from mm7.service.cluster.ownership import MARGIN, POLL, RENEW, Change, LeaseState, Ownership
+from mm7.service.config.settings import RelayHook, RelayRoute, RelaySettings
+from mm7.service.relay.ingest import MoIngest
 from mm7.service.store.base import ManualClock, Store
+from mm7.service.store.outbox import RelayKind
 from mm7.service.store.records import NewMessage
 from mm7.service.store.sqlite.store import SqliteStore
-from mm7.transport.server import InboundConfig
+from mm7.transport.dedupe import dedupe_keys
+from mm7.transport.link import Secret
+from mm7.transport.server import InboundConfig, InboundHandlers
 from tests.helpers.cluster import BACKENDS, Monotonic, open_pair
 from tests.helpers.inbound import OPEN, Recorder, post_message, request_message, start
 
@@ -285,6 +291,46 @@ async def test_a_retry_reaching_the_other_instance_is_a_duplicate(
     assert (await post_message(server_b.make_url("/mm7"), report)).status == 200
     assert [c.duplicate for c in first.contexts] == [False]
     assert [c.duplicate for c in second.contexts] == [True]
+
+
+async def test_a_deliver_req_key_is_left_to_the_store_of_the_mo(
+    stores: tuple[Store, Store],
+) -> None:
+    """store_mo finds a retried MO itself: its key costs no request-key read or write."""
+    deliver = request_message("DeliverReq", "REL-6-MM7-1-4", tid="tx-mo-1")
+    report = request_message("DeliveryReportReq", "REL-6-MM7-1-4")
+    (mo_key,) = dedupe_keys("mmsc", deliver)
+    (dr_key,) = dedupe_keys("mmsc", report)
+    a, b = StoreDedupe(stores[0]), StoreDedupe(stores[1])
+    await a.record(mo_key)
+    await a.record(dr_key)
+    assert not await b.seen(mo_key)
+    assert not await stores[1].seen_request(hashlib.sha256(mo_key.encode()).hexdigest())
+    assert await b.seen(dr_key)
+
+
+async def test_a_retried_mo_reaching_the_other_instance_is_stored_and_relayed_once(
+    aiohttp_server: object, stores: tuple[Store, Store], clock: ManualClock
+) -> None:
+    settings = RelaySettings(
+        hooks=(RelayHook(name="app", url="http://127.0.0.1:9/app", secret=Secret("s")),),
+        default_route=RelayRoute(name="all", hook="app"),
+    )
+    servers = [
+        await start(
+            aiohttp_server,  # type: ignore[arg-type]
+            handlers=InboundHandlers(on_deliver=MoIngest(store, settings, clock=clock).on_deliver),
+            config=InboundConfig(peers=OPEN),
+            dedupe=StoreDedupe(store),
+        )
+        for store in stores
+    ]
+    deliver = request_message("DeliverReq", "REL-6-MM7-1-4", tid="tx-mo-2")
+    for server in (*servers, servers[0]):
+        reply = await post_message(server.make_url("/mm7"), deliver)
+        assert reply.status == 200 and reply.message.status.code == 1000  # type: ignore[attr-defined]
+    events = await stores[1].relay_events(kind=RelayKind.MO)
+    assert len(events) == 1 and events[0].event["mm7"]["transaction_id"] == "tx-mo-2"
 
 
 async def test_the_gateway_shares_duplicate_detection_only_on_a_shared_store(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 from datetime import timedelta
 
 import pytest
@@ -22,6 +23,7 @@ from mm7.transport.dedupe import (
     MemoryDedupe,
     NoDedupe,
     any_seen,
+    content_digest,
     dedupe_keys,
 )
 from tests.helpers.samples import full_message
@@ -185,3 +187,13 @@ async def test_keyed_locks_release_on_error_and_allow_no_keys() -> None:
         pass
     async with locks.hold(["x", "x"]):  # a repeated key is taken once
         assert locks.users("x") == 1
+
+
+def test_content_digest_hands_out_each_leaf_digest_by_body() -> None:
+    deliver = message("DeliverReq")
+    assert isinstance(deliver, DeliverReq) and deliver.content is not None
+    leaves: dict[int, bytes] = {}
+    assert content_digest(deliver.content, leaves) == content_digest(deliver.content)
+    assert dedupe_keys("mmsc", deliver, {}) == dedupe_keys("mmsc", deliver)
+    bodies = [p.body for p in deliver.content.children] or [deliver.content.body]
+    assert leaves and {id(b): hashlib.sha256(b).digest() for b in bodies} == leaves

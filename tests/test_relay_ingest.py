@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import io
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -231,6 +232,10 @@ async def test_an_mo_is_stored_with_every_part_and_its_event(rig: Rig) -> None:
     ]
     blobs = [await rig.store.get_media(p.sha256) for p in mo.parts]
     assert [b.data if b else None for b in blobs] == [JPEG, TEXT.encode(), PNG]
+    # stored under their own SHA-256 (hashed once, by the endpoint's duplicate detection)
+    assert [p.sha256 for p in mo.parts] == [
+        hashlib.sha256(data).hexdigest() for data in (JPEG, TEXT.encode(), PNG)
+    ]
 
     event = dict(record.event)
     assert event["id"] == mo.id and event["type"] == "mo" and event["route"] == "shortcode"

@@ -579,3 +579,47 @@ async def test_only_the_instance_holding_the_relay_lease_relays(rig: Rig) -> Non
     assert await rig.run(a) == 1
     assert (await rig.event_of(mo_id)).status is RelayStatus.DELIVERED
     assert len(rig.rx.seen) == 1
+
+
+async def test_an_outcome_is_recorded_with_the_next_lease(rig: Rig) -> None:
+    """One write per round: the first attempt's outcome waits for the second lease and goes
+    into its transaction (or out by itself after outcome_delay; idle flushes it here)."""
+    first = await rig.mo("+15550001")
+    worker = rig.worker()
+    assert await worker.run_once() == 1
+    await rig.rx.until(lambda: len(rig.rx.seen) == 1)
+    while worker._in_flight:
+        await asyncio.sleep(0.01)
+    assert (await rig.event_of(first)).status is RelayStatus.PENDING  # not recorded yet
+    second = await rig.mo("+15550002")
+    writes = rig.store.stats().writes
+    assert await worker.run_once() == 1
+    assert rig.store.stats().writes == writes + 1  # the outcome and the lease: one write
+    assert (await rig.event_of(first)).status is RelayStatus.DELIVERED
+    await worker.idle()
+    assert (await rig.event_of(second)).status is RelayStatus.DELIVERED
+    assert rig.rx.keys() == {f"mo:{first}": 1, f"mo:{second}": 1}
+
+
+async def test_outcomes_whose_write_failed_are_recorded_by_the_next(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mo_id = await rig.mo()
+    worker = rig.worker()
+    assert await worker.run_once() == 1
+    while worker._in_flight:
+        await asyncio.sleep(0.01)
+    lease = rig.store.lease_relay
+
+    async def failing(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(rig.store, "lease_relay", lease)
+        raise RuntimeError("the store is away")
+
+    monkeypatch.setattr(rig.store, "lease_relay", failing)
+    with pytest.raises(RuntimeError):
+        await worker.run_once()
+    assert (await rig.event_of(mo_id)).status is RelayStatus.PENDING
+    assert await worker.run_once() == 0  # kept, recorded now; nothing due to lease
+    record = await rig.event_of(mo_id)
+    assert record.status is RelayStatus.DELIVERED and record.attempts == 1
+    assert len(rig.rx.seen) == 1

@@ -7,6 +7,7 @@ gateway queues them: with the MO (``store_mo``), with an MT status change or a r
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -32,6 +33,7 @@ from mm7.service.store import (
     Store,
     normalize_address,
 )
+from mm7.service.store.outbox import RelayOutcome
 from mm7.service.store.sqlite.migrations import LATEST, migrate, schema_version
 from tests.helpers.stores import Backend
 
@@ -575,3 +577,36 @@ async def test_requeue_relay_of_an_api_key_and_the_counts_of_a_key(store: Store)
     [event] = await store.relay_events(api_key="ops")
     assert event.source_id == other.message_id and event.status is RelayStatus.PENDING
     assert await store.relay_events(api_key="nobody") == []
+
+
+async def test_finished_outcomes_are_recorded_with_the_next_lease(
+    store: Any, clock: ManualClock
+) -> None:
+    """``lease_relay(finished=...)``: the outcomes first, in the same transaction, then the
+    lease, which does not take the events they finished; a stale one changes nothing."""
+    ids = [await mo(store, f"+1555000{i}") for i in range(4)]
+    items = {i.source_id: i for i in await store.lease_relay("w", 3, TTL)}
+    assert set(items) == set(ids[:3])
+    retry_at = clock.now() + timedelta(seconds=30)
+    finished = [
+        RelayOutcome(items[ids[0]], "delivered", http_status=200, hook="app"),
+        RelayOutcome(items[ids[1]], "retry", retry_at=retry_at, http_status=503, error="HTTP 503"),
+        RelayOutcome(items[ids[2]], "dead", error="HTTP 410"),
+    ]
+    stale = dataclasses.replace(items[ids[0]], lease_token="not-the-token")
+    leased = await store.lease_relay(
+        "w", 10, TTL, finished=[*finished, RelayOutcome(stale, "dead")]
+    )
+    assert sources(leased) == [ids[3]]  # the retried one is due in 30 s, not now
+    records = [await store.get_relay_event(items[i].id) for i in ids[:3]]
+    assert [(r.status, r.last_http_status) for r in records if r is not None] == [
+        (RelayStatus.DELIVERED, 200),
+        (RelayStatus.PENDING, 503),
+        (RelayStatus.DEAD, None),
+    ]
+    assert [(await store.get_mo(i)).status for i in ids[:3]] == ["relayed", "pending", "dead"]  # type: ignore[union-attr]
+    # only outcomes: n = 0 leases nothing
+    assert await store.lease_relay("w", 0, TTL, finished=[RelayOutcome(leased[0], "skipped")]) == []
+    assert (await store.get_relay_event(leased[0].id)).status is RelayStatus.SKIPPED  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="retry_at"):
+        RelayOutcome(leased[0], "retry")

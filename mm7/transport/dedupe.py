@@ -116,8 +116,11 @@ def _key(peer: str, kind: str, *fields: str) -> str:
     return _SEP.join((peer, kind, *fields))
 
 
-def dedupe_keys(peer: str, message: Message) -> tuple[str, ...]:
+def dedupe_keys(
+    peer: str, message: Message, leaves: dict[int, bytes] | None = None
+) -> tuple[str, ...]:
     """The keys that identify ``message`` from ``peer``; a retry matches at least one.
+    ``leaves``: as for ``content_digest``.
 
     MMSCs recycle small TransactionID counters, so a TransactionID alone would make a new
     message with a recycled one a "duplicate" and drop it. Each key therefore holds what a
@@ -145,7 +148,7 @@ def dedupe_keys(peer: str, message: Message) -> tuple[str, ...]:
         return (
             _key(
                 peer, "mo", message.transaction_id, _value(message.sender), date,
-                message.subject or "", content_digest(message.content),
+                message.subject or "", content_digest(message.content, leaves),
             ),
         )  # fmt: skip
     return (_key(peer, "tid", message.transaction_id),)
@@ -155,10 +158,13 @@ def _value(address: Address | None) -> str:
     return address.value if address is not None else ""
 
 
-def content_digest(part: Part | None) -> str:
+def content_digest(part: Part | None, leaves: dict[int, bytes] | None = None) -> str:
     """A SHA-256 (hex) over the bodies of a content's leaf parts, in order ("" for none).
 
     Over the decoded bodies, not the wire bytes: a retry may come with another MIME boundary.
+    ``leaves`` is filled with each leaf body's own SHA-256 keyed by the ``id`` of the body, so
+    that the request's handler need not hash the same bytes again (valid while the message
+    holds them).
     """
     if part is None:
         return ""
@@ -169,7 +175,10 @@ def content_digest(part: Part | None) -> str:
         if current.children:
             stack.extend(reversed(current.children))
         else:
-            digest.update(hashlib.sha256(current.body).digest())
+            leaf = hashlib.sha256(current.body).digest()
+            if leaves is not None:
+                leaves[id(current.body)] = leaf
+            digest.update(leaf)
     return digest.hexdigest()
 
 

@@ -34,7 +34,9 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 __all__ = [
     "REDACTED",
     "SECRET_KEY_WORDS",
+    "LazyLog",
     "configure_logging",
+    "drops",
     "is_secret_key",
     "redact",
     "redact_secrets",
@@ -139,6 +141,51 @@ def _level(level: str | int) -> int:
         raise ValueError(
             f"unknown log level {level!r}; expected one of {', '.join(LEVELS)}"
         ) from None
+
+
+def drops(name: str, level: int) -> bool:
+    """Whether an event at ``level`` of the logger ``name`` is dropped by the configuration in
+    force (``filter_by_level`` and the stdlib level): a hot path can skip building it. False
+    when the processors keep every level (``structlog.testing.capture_logs``)."""
+    return structlog.stdlib.filter_by_level in structlog.get_config()[
+        "processors"
+    ] and not logging.getLogger(name).isEnabledFor(level)
+
+
+class LazyLog:
+    """A structlog logger bound to its context only when an event is kept: ``log.bind`` costs
+    several microseconds, and a request on a hot path usually logs nothing at the configured
+    level (info events at ``warning``)."""
+
+    __slots__ = ("_name", "_context")
+
+    def __init__(self, name: str, **context: Any) -> None:
+        self._name = name
+        self._context = context
+
+    def bind(self, **more: Any) -> LazyLog:
+        """The same logger with ``more`` context."""
+        return LazyLog(self._name, **self._context, **more)
+
+    def _log(self, level: int, method: str, event: str, fields: dict[str, Any]) -> None:
+        if not drops(self._name, level):
+            bound = structlog.get_logger(self._name).bind(**self._context)
+            getattr(bound, method)(event, **fields)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._log(logging.DEBUG, "debug", event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._log(logging.INFO, "info", event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._log(logging.WARNING, "warning", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._log(logging.ERROR, "error", event, fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        self._log(logging.ERROR, "exception", event, fields)
 
 
 def _shared_processors() -> list[Processor]:

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
+import hashlib
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -83,6 +84,7 @@ from mm7.transport.inbound_auth import (
     authenticate,
     log_refusal,
 )
+from mm7.transport.logs import LazyLog
 from mm7.transport.wirelog import SECRET_HEADERS, wire_entry
 
 __all__ = [
@@ -176,6 +178,14 @@ class InboundContext(Generic[ReqT]):
     carrier_id: str | None
     #: a request with the same TransactionID (or the same report) was already answered 1xxx
     duplicate: bool
+    #: the SHA-256 of content bodies already hashed for duplicate detection, by ``id`` of the
+    #: body (``mm7.transport.dedupe.content_digest``): ``digest_of`` reuses them
+    leaf_digests: Mapping[int, bytes] = field(default_factory=dict)
+
+    def digest_of(self, data: bytes) -> str:
+        """The SHA-256 (hex) of ``data``, one of the message's bodies or any bytes."""
+        known = self.leaf_digests.get(id(data))
+        return known.hex() if known is not None else hashlib.sha256(data).hexdigest()
 
     @property
     def leniencies(self) -> tuple[Leniency, ...]:
@@ -485,7 +495,7 @@ class MM7Inbound:
                 return await self._refused(request, outcome)
             identity = outcome
         peer = self._peers[identity.name]
-        bound = log.bind(peer=peer.name, remote=request.remote)
+        bound = LazyLog("mm7.transport.server", peer=peer.name, remote=request.remote)
         limit = self.config.limits.max_total_bytes
         content_type = request.headers.get(hdrs.CONTENT_TYPE)
         try:
@@ -567,7 +577,8 @@ class MM7Inbound:
             return self._write(dialect, route)
         assert isinstance(message, Request)
 
-        keys = dedupe_keys(peer.name, message)
+        leaves: dict[int, bytes] = {}
+        keys = dedupe_keys(peer.name, message, leaves)
         async with self._locks.hold(keys):
             try:
                 duplicate = await any_seen(self.dedupe, keys)
@@ -582,6 +593,7 @@ class MM7Inbound:
                 headers=_public_headers(request),
                 carrier_id=self._carrier_id(request),
                 duplicate=duplicate,
+                leaf_digests=leaves,
             )
             status, rsp = await self._call(route, context, bound)
             if status.is_success:

@@ -13,11 +13,23 @@ highest step rate reached before the first DeliverRsp that is not 1000 or a p99 
 ``vs_bare_aiohttp`` divides it by the bare aiohttp baseline of the same DeliverReq bytes. When the
 gateway has no MO ingest (it answers 4003: no handler for DeliverReq), ``msgs_per_s`` is 0 and
 ``ingest_status`` says what was answered. Target >= 2,000/s.
+
+Before the ramp, the cost of one MO at a fixed offered rate every run sustains (``FIXED_RATE``,
+after a short warm-up), so runs compare whatever the machine's load: ``gateway_cpu_ms_per_mo`` is
+the gateway's CPU (every thread) from the first DeliverReq until the hook received the last MO,
+divided by the MOs; ``gateway_loop_cpu_ms_per_mo`` the event-loop thread's part of it;
+``store_writes_per_mo`` and ``store_commits_per_mo`` the store's write jobs and commits per MO
+(from its /metrics: counts, which this machine's noise does not move);
+``gateway_idle_cpu_ms_per_s`` what the idle gateway spends per second (polls, timers), measured
+just before (issue 15's goal: <= 0.5 ms per MO). ``MM7_BENCH_MO_FIXED_S``: that step's length
+(default 3 s with --quick, else 10 s). With ``--profile N`` py-spy samples every thread
+of the gateway during that step (when installed; else cProfile for the whole run).
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import sys
 import tempfile
 import time
@@ -25,11 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.bare import baseline, photo
-from bench.gateway import start_stack, stop_gateway
-from bench.proc import Procs, SettingsLike, http_json, percentile, wait_until
+from bench.gateway import Stack, print_pyspy, pyspy, start_pyspy, start_stack, stop_gateway
+from bench.proc import Procs, SettingsLike, http_json, metric_sum, percentile, wait_until
 
 TARGET = 2000
 IMAGE_BYTES = 50_000
+#: the offered rate of the fixed-rate step (far below what the gateway sustains on this machine)
+FIXED_RATE = 200
 RELAY_TOML = """
 [relay.hooks.bench]
 url = "{hook_url}"
@@ -52,6 +66,76 @@ def deliver_body() -> tuple[str, bytes]:
     )
     wire = encode(req, STRICT_3GPP)
     return wire.content_type, wire.body
+
+
+def send_mo(stack: Stack, image: str, rate: int, seconds: float) -> dict[str, Any]:
+    """The simulator originates DeliverReqs at ``rate`` for ``seconds``; its tally."""
+    got: dict[str, Any] = http_json(
+        stack.sim_base + "/bench/mo",
+        {"rate": rate, "seconds": seconds, "to": "12345", "from": "+15570000001",
+         "image_b64": image},
+        timeout=seconds + 300,
+    )  # fmt: skip
+    return got
+
+
+def fixed_rate(
+    settings: SettingsLike, stack: Stack, procs: Procs, image: str, count_url: str
+) -> dict[str, Any]:
+    """Warm up, measure the idle gateway, then one step at ``FIXED_RATE``: CPU per MO."""
+    seconds = float(os.environ.get("MM7_BENCH_MO_FIXED_S") or (3.0 if settings.quick else 10.0))
+    send_mo(stack, image, 100, 1.0)  # warm-up: connections, first-use imports, caches
+    wait_until(lambda: http_json(count_url)["posts"] >= 100 or None, timeout=30.0, interval=0.1)
+    time.sleep(0.5)
+    idle_s = 1.0 if settings.quick else 3.0
+    idle0 = stack.gateway.cpu_seconds()
+    time.sleep(idle_s)
+    idle = (stack.gateway.cpu_seconds() - idle0) / idle_s
+    hooks0 = http_json(count_url)["posts"]
+    metrics0 = stack.metrics
+    cpu0, threads0 = stack.gateway.cpu_seconds(), stack.gateway.thread_cpu()
+    spy_out = procs.workdir / "gateway.pyspy.txt"
+    spy = None
+    if settings.profile and pyspy() is not None:
+        spy = start_pyspy(procs, stack.gateway.pid, seconds, spy_out)
+    got = send_mo(stack, image, FIXED_RATE, seconds)
+    ok = got["statuses"].get("1000", 0)
+    wait_until(
+        lambda: http_json(count_url)["posts"] - hooks0 >= ok or None, timeout=30.0, interval=0.05
+    )
+    cpu, threads1 = stack.gateway.cpu_seconds() - cpu0, stack.gateway.thread_cpu()
+    loop_cpu = threads1.get(stack.gateway.pid, 0.0) - threads0.get(stack.gateway.pid, 0.0)
+    relayed = http_json(count_url)["posts"] - hooks0
+    metrics1 = stack.metrics
+    commits, writes = (
+        metric_sum(metrics1, name) - metric_sum(metrics0, name)
+        for name in ("mm7_store_commits_total", "mm7_store_writes_total")
+    )
+    if spy is not None:
+        spy.popen.wait(30)
+        print_pyspy(settings, spy_out, "gateway")
+    sent = max(1, got["sent"])
+    out = {
+        "fixed_rate": FIXED_RATE,
+        "gateway_cpu_ms_per_mo": round(cpu * 1000 / sent, 3),
+        "gateway_loop_cpu_ms_per_mo": round(loop_cpu * 1000 / sent, 3),
+        "gateway_idle_cpu_ms_per_s": round(idle * 1000, 2),
+        # the store's writes (jobs on its writer) and commits per MO: counts, not timings
+        "store_writes_per_mo": round(writes / sent, 3),
+        "store_commits_per_mo": round(commits / sent, 3),
+        # DeliverReq -> DeliverRsp at the simulator, in this step
+        "fixed_p50_ms": round(percentile(got["latencies_ms"], 0.5), 1),
+        "fixed_p99_ms": round(percentile(got["latencies_ms"], 0.99), 1),
+    }
+    settings.say(
+        f"  fixed rate {FIXED_RATE}/s for {seconds:g} s: sent {got['sent']:,}, DeliverRsp"
+        f" {got['statuses']}, relayed {relayed:,}; gateway CPU {out['gateway_cpu_ms_per_mo']:.3f}"
+        f" ms/MO (event-loop thread {out['gateway_loop_cpu_ms_per_mo']:.3f}); idle gateway"
+        f" {out['gateway_idle_cpu_ms_per_s']:.1f} ms CPU/s; store writes"
+        f" {out['store_writes_per_mo']:.2f}, commits {out['store_commits_per_mo']:.2f} per MO;"
+        f" p50 {out['fixed_p50_ms']:.0f} ms, p99 {out['fixed_p99_ms']:.0f} ms"
+    )
+    return out
 
 
 def bench_mo(settings: SettingsLike) -> dict[str, Any]:
@@ -78,23 +162,15 @@ def bench_mo(settings: SettingsLike) -> dict[str, Any]:
             procs,
             sim_options=("--persona", "strict-3gpp", "--dlr", "never"),
             extra=RELAY_TOML.format(hook_url=hook_url),
-            profile=bool(settings.profile),  # the figures of a profiled run are not results
+            # cProfile when py-spy is missing; the figures of a profiled run are not results
+            profile=bool(settings.profile) and pyspy() is None,
         )
+        fixed = fixed_rate(settings, stack, procs, image, count_url)
         for rate in rates:
             hooks0 = http_json(count_url)["posts"]
             cpu0 = stack.gateway.cpu_seconds()
             t0 = time.monotonic()
-            got = http_json(
-                stack.sim_base + "/bench/mo",
-                {
-                    "rate": rate,
-                    "seconds": step_s,
-                    "to": "12345",
-                    "from": "+15570000001",
-                    "image_b64": image,
-                },
-                timeout=step_s + 300,
-            )
+            got = send_mo(stack, image, rate, step_s)
             sent = got["sent"]
             ok = got["statuses"].get("1000", 0)
             answered_rate = sent / got["seconds"]
@@ -152,6 +228,7 @@ def bench_mo(settings: SettingsLike) -> dict[str, Any]:
         "p99_ms": round(last_ok[-1]["p99_ms"], 1) if last_ok else None,
         "relayed_per_s": round(last_ok[-1]["relayed_per_s"], 1) if last_ok else 0.0,
         "steps": len(steps),
+        **fixed,
     }
 
 

@@ -10,6 +10,12 @@ No in-memory cache in front: a key not in a local cache may have been recorded b
 instance, so only the store can say "not seen", and "seen" (a retry) is the rare answer a cache
 would save a read for.
 
+A DeliverReq's key is neither looked up nor recorded: the store's ``store_mo`` finds a retry of
+a stored MO itself (same link and TransactionID with the same sender, date, subject and media,
+within ``mo_duplicate_window``, 7 days by default; or the same vendor MessageID), in the very
+statement that would store it, and answers it as a duplicate. Looking the key up first and
+recording it after would only repeat that check at two more round trips per MO (issue 15).
+
 ``for_store`` chooses: ``StoreDedupe`` for a store other processes share, None (the endpoint's
 in-memory ``MemoryDedupe``) for SQLite, which one process uses: there the store's read and write
 per inbound request cost 0.3 - 0.5 ms of CPU per MO (about a fifth, BENCHMARKS.md) and answer
@@ -36,6 +42,18 @@ class _RequestKeys(Protocol):
     async def record_request(self, key: str, ttl: timedelta) -> None: ...
 
 
+#: the field separator of ``mm7.transport.dedupe`` keys (peer, kind, fields ...) and the kind of
+#: a DeliverReq's key
+_SEP = "\x1f"
+_MO = "mo"
+
+
+def _checked_by_the_store(key: str) -> bool:
+    """Whether ``key`` is a DeliverReq's, whose retries ``store_mo`` detects (module docstring)."""
+    fields = key.split(_SEP, 2)
+    return len(fields) > 2 and fields[1] == _MO
+
+
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -50,12 +68,17 @@ class StoreDedupe:
         self.ttl = timedelta(seconds=ttl)
 
     async def seen(self, key: str) -> bool:
-        """Whether any instance recorded ``key`` within its time to live."""
+        """Whether any instance recorded ``key`` within its time to live (a DeliverReq's: never
+        here, ``store_mo`` tells)."""
+        if _checked_by_the_store(key):
+            return False
         return await self.store.seen_request(_digest(key))
 
     async def record(self, key: str) -> None:
-        """Remember ``key`` for every instance (after the handler succeeded)."""
-        await self.store.record_request(_digest(key), self.ttl)
+        """Remember ``key`` for every instance (after the handler succeeded; a DeliverReq's is
+        not kept: ``store_mo`` keeps the MO)."""
+        if not _checked_by_the_store(key):
+            await self.store.record_request(_digest(key), self.ttl)
 
 
 def for_store(backend: Literal["sqlite", "postgresql"], store: _RequestKeys) -> StoreDedupe | None:

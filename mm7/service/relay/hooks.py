@@ -53,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import random
 import re
 import time
@@ -71,6 +72,7 @@ from mm7.service.config.settings import RelayHook, RelaySettings
 from mm7.service.relay.signing import signature_headers
 from mm7.service.store.base import Clock, SystemClock
 from mm7.service.url_guard import UrlGuard, UrlRefused
+from mm7.transport.logs import drops
 
 __all__ = [
     "EVENT_TYPE_HEADER",
@@ -85,7 +87,8 @@ __all__ = [
     "next_step",
 ]
 
-log = structlog.get_logger("mm7.service.relay")
+_LOGGER = "mm7.service.relay"
+log = structlog.get_logger(_LOGGER)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 EVENT_TYPE_HEADER = "X-MM7-Event-Type"
@@ -349,6 +352,8 @@ class HookSender:
         first = first_attempt_at if first_attempt_at is not None else at
         step = next_step(pending, first, attempt, self.clock.now(), self.settings, self._rng)
         outcome = dataclasses.replace(pending, step=step)
+        if delivered and drops(_LOGGER, logging.INFO):
+            return outcome
         fields = {
             "hook": hook.name,
             "url": _shown(hook.url),

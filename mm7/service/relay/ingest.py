@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import structlog
-
 from mm7.core.model import DeliverReq, Status
 from mm7.service.config.settings import RelaySettings
 from mm7.service.relay.mo_event import mo_content
@@ -25,11 +23,12 @@ from mm7.service.store.base import Clock, Store, SystemClock
 from mm7.service.store.outbox import MoRelay, OptOut
 from mm7.service.store.records import NewMo, normalize_address
 from mm7.transport.errors import HandlerError
+from mm7.transport.logs import LazyLog
 from mm7.transport.server import InboundContext
 
 __all__ = ["MoIngest"]
 
-log = structlog.get_logger("mm7.service.relay.ingest")
+_LOGGER = "mm7.service.relay.ingest"
 
 
 class MoIngest:
@@ -54,7 +53,7 @@ class MoIngest:
 
     async def on_deliver(self, ctx: InboundContext[DeliverReq]) -> Status:
         link = self._link_of(ctx.peer.name)
-        bound = log.bind(link=link, transaction_id=ctx.message.transaction_id)
+        bound = LazyLog(_LOGGER, link=link, transaction_id=ctx.message.transaction_id)
         if ctx.duplicate:
             bound.info("mm7.mo.duplicate", seen="endpoint")
             return Status.of(1000)

@@ -24,6 +24,14 @@ inline base64 for routes with ``media = "inline"``. One attempt per lease
 lost its lease cannot overwrite the new holder's result. Delivered, retry at a time (exponential
 backoff with jitter) or dead after ``max_age``: dead letters wait for ``mm7 relay retry|drop``.
 
+One write per round: a lease starts ``gather`` seconds after the commit that woke the worker
+(the commits of the next few milliseconds share it), and outcomes wait in memory for the
+worker's next lease and are recorded in its transaction (``Store.lease_relay(finished=...)``),
+at most ``outcome_delay`` seconds after the attempt ended (the next MO's wake-up usually comes
+first), and at once when they could hold work back (the worker or the hook was full, or the
+hook is ordered). A crash in between sends those events again (at least once, the same
+Idempotency-Key), as a crash during a POST does.
+
 At most ``max_in_flight`` events are leased at once (default: the hooks' concurrency added up,
 plus ``callback_concurrency``), and per hook no more than its free slots (``quotas``): what is
 leased starts at once, nothing waits leased behind a slow hook's limit (where it could outlive
@@ -44,7 +52,7 @@ import contextlib
 import functools
 import secrets
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -56,8 +64,9 @@ from mm7.service.relay.kannel import report as kannel_report
 from mm7.service.relay.media_urls import MediaUrls
 from mm7.service.relay.routing import status_hook_for
 from mm7.service.store.base import Store
-from mm7.service.store.outbox import RelayItem, RelayKind
+from mm7.service.store.outbox import Outcome, RelayItem, RelayKind, RelayOutcome
 from mm7.transport.link import Secret
+from mm7.transport.logs import LazyLog
 
 __all__ = ["RelayWorker"]
 
@@ -91,6 +100,8 @@ class RelayWorker:
         on_outcome: OutcomeHook | None = None,
         purge_interval: float = 3600.0,
         may_lease: Callable[[], bool] | None = None,
+        outcome_delay: float = 0.05,
+        gather: float = 0.01,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -122,6 +133,17 @@ class RelayWorker:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._in_flight: dict[int, tuple[asyncio.Task[None], RelayItem]] = {}
+        #: outcomes not recorded yet (module docstring), and when they must be at the latest
+        self.outcome_delay = outcome_delay
+        self._finished: list[RelayOutcome] = []
+        self._flush_at = 0.0
+        #: the last lease filled the free slots of the worker or of a hook: a freed slot may
+        #: let more be leased at once
+        self._saturated = False
+        #: seconds a lease waits after a commit woke the worker, so that the commits following
+        #: it closely share its transaction (one lease for several MOs at a steady rate)
+        self.gather = gather
+        self._committed = False
 
     @staticmethod
     def default_lease_ttl(settings: RelaySettings) -> timedelta:
@@ -139,7 +161,8 @@ class RelayWorker:
             self._task = asyncio.create_task(self._run(), name=f"mm7-relay-{self.owner}")
 
     def wake(self) -> None:
-        """Look for due events now (after a commit that queued one)."""
+        """Look for due events now (after a commit that queued one): after ``gather``."""
+        self._committed = True
         self._wake.set()
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -164,14 +187,21 @@ class RelayWorker:
                 with contextlib.suppress(Exception):
                     await self.store.release_relay(item)
         self._in_flight.clear()
+        try:
+            await self._flush()
+        except Exception:
+            log.exception("mm7.relay.outcomes_failed", outcomes=len(self._finished))
         if self._own_sender:
             await self.sender.close()
 
     async def idle(self, timeout: float = 10.0) -> None:
-        """Wait until nothing is in flight (for tests and tools)."""
+        """Wait until nothing is in flight and every outcome is recorded (tests and tools)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self._in_flight and loop.time() < deadline:
+        while (self._in_flight or self._finished) and loop.time() < deadline:
+            if not self._in_flight and self._task is None:
+                with contextlib.suppress(Exception):
+                    await self._flush()
             await asyncio.sleep(0.01)
 
     # -- the loop --------------------------------------------------------------------------
@@ -193,35 +223,78 @@ class RelayWorker:
                     await self.purge()
                 except Exception:
                     log.exception("mm7.relay.purge_failed")
+            if self._committed and self.gather > 0 and not self._saturated:
+                await asyncio.sleep(self.gather)
+                if self._stopping:
+                    break
+            # cleared before the lease: a commit waking the worker while it leases is not lost
+            self._committed = False
+            self._wake.clear()
             try:
-                leased = await self.run_once()
+                await self.run_once()
             except Exception:
                 log.exception("mm7.relay.lease_failed")
-                leased = 0
             if self._stopping:
                 break
-            if leased == 0 or len(self._in_flight) >= self.max_in_flight:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            # A lease takes everything due up to the free slots (``_saturated`` when it filled
+            # them): leasing again finds more only after a commit, a freed slot or a retry
+            # coming due, which wake the worker or fall within the poll interval.
+            wait = self.poll_interval
+            if self._finished:
+                wait = max(0.0, min(wait, self._flush_at - loop.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _flush(self) -> None:
+        """Record the outcomes waiting in memory now (one write), without leasing."""
+        if self._finished:
+            finished, self._finished = self._finished, []
+            try:
+                await self.store.lease_relay(self.owner, 0, self.lease_ttl, finished=finished)
+            except BaseException:
+                self._keep(finished)
+                raise
+
+    def _keep(self, finished: list[RelayOutcome]) -> None:
+        """Outcomes whose write failed: kept for the next write, tried again after a poll
+        interval (recording one twice is harmless: the second finds its lease gone)."""
+        self._finished[:0] = finished
+        if self._finished:
+            self._flush_at = asyncio.get_running_loop().time() + self.poll_interval
 
     async def run_once(self) -> int:
-        """Lease what is due (up to the free slots) and start delivering it; how many."""
+        """Record the outcomes waiting, lease what is due (up to the free slots) and start
+        delivering it; how many were leased."""
         free = self.max_in_flight - len(self._in_flight)
         if free <= 0 or not self._is_relay():
+            self._saturated = free <= 0
+            await self._flush()
             return 0
         # events of hooks no longer configured: looked for now and then (a slow query)
         now = asyncio.get_running_loop().time()
         others = now >= self._next_others
         if others:
             self._next_others = now + self.others_interval
-        items = await self.store.lease_relay(
-            self.owner,
-            free,
-            self.lease_ttl,
-            ordered_hooks=self._ordered,
-            quotas=self.quotas(),
-            others=others,
+        quotas = self.quotas()
+        finished, self._finished = self._finished, []
+        try:
+            items = await self.store.lease_relay(
+                self.owner,
+                free,
+                self.lease_ttl,
+                ordered_hooks=self._ordered,
+                quotas=quotas,
+                others=others,
+                finished=finished,
+            )
+        except BaseException:
+            self._keep(finished)
+            raise
+        leased: dict[str | None, int] = {}
+        for item in items:
+            leased[item.hook] = leased.get(item.hook, 0) + 1
+        self._saturated = len(items) >= free or any(
+            0 < quota <= leased.get(hook, 0) for hook, quota in quotas.items()
         )
         if items and not self._is_relay():
             log.info("mm7.relay.not_owner", released=len(items))
@@ -265,7 +338,12 @@ class RelayWorker:
         entry = self._in_flight.get(key)
         if entry is not None and entry[0] is task:  # not the delivery that replaced it
             del self._in_flight[key]
-        self._wake.set()  # a slot is free, and an ordered sender's next event may be due
+        # a slot is free (and an ordered sender's next event due once this outcome is
+        # recorded): lease again now when that can matter, else let the outcome wait for the
+        # next lease, at most outcome_delay
+        hook = entry[1].hook if entry is not None else None
+        if self._saturated or self._stopping or hook in self._ordered:
+            self._wake.set()
 
     # -- one event -------------------------------------------------------------------------
 
@@ -336,19 +414,22 @@ class RelayWorker:
         return body
 
     async def _handle(self, item: RelayItem) -> None:
-        bound = log.bind(relay_id=item.id, kind=item.kind.value, key=item.idempotency_key)
+        bound = LazyLog(
+            "mm7.service.relay.worker", relay_id=item.id, kind=item.kind.value,
+            key=item.idempotency_key,
+        )  # fmt: skip
         try:
             target = self._target(item)
             if target is None:
-                await self.store.relay_outcome(item, "skipped", error="no callback_url or hook")
+                self._finish(item, "skipped", error="no callback_url or hook")
                 self._count("none", "skipped")
                 return
             if isinstance(target, str):
-                await self._failed_without_attempt(item, target)
+                self._failed_without_attempt(item, target)
                 return
             get = kannel_report(item.event) if "kannel" in item.event else None
             if "kannel" in item.event and get is None:
-                await self.store.relay_outcome(item, "skipped", error="not a report Mbuni makes")
+                self._finish(item, "skipped", error="not a report Mbuni makes")
                 self._count(target.name, "skipped")
                 return
             body = await self._body(item, inline=item.media == "inline")
@@ -368,7 +449,7 @@ class RelayWorker:
             step = outcome.step
             result = step.outcome
             retry_at = step.at if isinstance(step, RetryAt) else None
-            await self.store.relay_outcome(
+            self._finish(
                 item, result, attempted_at=outcome.at, retry_at=retry_at,
                 http_status=outcome.status, error=outcome.error,
                 hook=None if item.callback_url is not None else target.name,
@@ -379,9 +460,35 @@ class RelayWorker:
         except Exception as exc:
             bound.exception("mm7.relay.handle_failed")
             with contextlib.suppress(Exception):
-                await self._failed_without_attempt(item, f"{type(exc).__name__}: {exc}"[:300])
+                self._failed_without_attempt(item, f"{type(exc).__name__}: {exc}"[:300])
 
-    async def _failed_without_attempt(self, item: RelayItem, error: str) -> None:
+    def _finish(
+        self,
+        item: RelayItem,
+        outcome: Outcome,
+        *,
+        attempted_at: datetime | None = None,
+        retry_at: datetime | None = None,
+        http_status: int | None = None,
+        error: str | None = None,
+        hook: str | None = None,
+    ) -> None:
+        """Keep an attempt's outcome for the worker's next write (module docstring)."""
+        if not self._finished:
+            self._flush_at = asyncio.get_running_loop().time() + self.outcome_delay
+        self._finished.append(
+            RelayOutcome(
+                item,
+                outcome,
+                attempted_at=attempted_at,
+                retry_at=retry_at,
+                http_status=http_status,
+                error=error,
+                hook=hook,
+            )  # fmt: skip
+        )
+
+    def _failed_without_attempt(self, item: RelayItem, error: str) -> None:
         """A failure before any POST (configuration, missing media): retried like a failed POST."""
         now = self.sender.clock.now()
         first = item.first_attempt_at or now
@@ -389,9 +496,7 @@ class RelayWorker:
         result = step.outcome
         retry_at = step.at if isinstance(step, RetryAt) else None
         log.warning("mm7.relay.not_sent", relay_id=item.id, error=error)
-        await self.store.relay_outcome(
-            item, result, attempted_at=now, retry_at=retry_at, error=error
-        )
+        self._finish(item, result, attempted_at=now, retry_at=retry_at, error=error)
         self._count("none", result)
 
     def _count(self, hook: str, outcome: str) -> None:

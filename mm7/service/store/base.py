@@ -45,7 +45,14 @@ from mm7.service.store.records import (
 if TYPE_CHECKING:
     from collections.abc import Collection
 
-    from mm7.service.store.outbox import RelayItem, RelayKind, RelayRecord, RelayStatus, Suppression
+    from mm7.service.store.outbox import (
+        RelayItem,
+        RelayKind,
+        RelayOutcome,
+        RelayRecord,
+        RelayStatus,
+        Suppression,
+    )
 
 
 class Clock(Protocol):
@@ -297,9 +304,12 @@ class Store(LimitOps, FallbackOps, Protocol):
         ordered_hooks: Collection[str] = (),
         quotas: Mapping[str | None, int] | None = None,
         others: bool = True,
+        finished: Sequence[RelayOutcome] = (),
     ) -> list[RelayItem]:
         """Lease up to ``n`` due relay events (the oldest per sender for ordered hooks; at
-        most ``quotas[hook]`` per hook, key None for events without a hook)."""
+        most ``quotas[hook]`` per hook, key None for events without a hook). ``finished``:
+        outcomes of earlier attempts (as ``relay_outcome``) recorded first, in the same
+        transaction: the worker's one write per round."""
         ...
 
     async def relay_outcome(

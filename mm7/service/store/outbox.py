@@ -91,6 +91,28 @@ class RelayItem:
     parts: tuple[PartRecord, ...] = ()
 
 
+#: what an attempt's outcome does to its event (``Store.relay_outcome``)
+Outcome = Literal["delivered", "retry", "dead", "skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class RelayOutcome:
+    """How the attempt on a leased event ended, recorded later in a batch
+    (``Store.lease_relay(finished=...)``): the arguments of ``Store.relay_outcome``."""
+
+    item: RelayItem
+    outcome: Outcome
+    attempted_at: datetime | None = None
+    retry_at: datetime | None = None
+    http_status: int | None = None
+    error: str | None = None
+    hook: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.outcome == "retry" and self.retry_at is None:
+            raise ValueError("a retry needs retry_at")
+
+
 @dataclass(frozen=True, slots=True)
 class RelayRecord:
     """A relay event as stored, for listing and inspection (dead letters)."""

@@ -20,18 +20,23 @@ import secrets
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
-from mm7.service.store.outbox import RelayItem, RelayKind, RelayRecord, RelayStatus, Suppression
+from mm7.service.store.outbox import (
+    Outcome,
+    RelayItem,
+    RelayKind,
+    RelayOutcome,
+    RelayRecord,
+    RelayStatus,
+    Suppression,
+)
 from mm7.service.store.postgres.base import PostgresBase, asyncpg
 from mm7.service.store.postgres.relay_rows import suppressed_keys
 from mm7.service.store.postgres.rows import dt, ms, new_token, opt_dt
 from mm7.service.store.records import PartRecord, normalize_address
 
 __all__ = ["PostgresRelayOps"]
-
-#: what a relay outcome does to a row
-Outcome = Literal["delivered", "retry", "dead", "skipped"]
 
 _STATUS_OF: dict[str, RelayStatus] = {
     "delivered": RelayStatus.DELIVERED,
@@ -78,6 +83,21 @@ _OUTCOME = (
     " WHERE id = $12 AND $10::text IS NOT NULL AND EXISTS (SELECT 1 FROM o))"
     " SELECT count(*) FROM o"
 )
+
+
+def _outcome_args(done: RelayOutcome, now: int) -> tuple[Any, ...]:
+    """``_OUTCOME``'s arguments for ``done`` recorded at ``now``."""
+    item = done.item
+    first = ms(done.attempted_at) if done.attempted_at is not None else now
+    due = ms(done.retry_at) if done.retry_at is not None else now
+    mo_status: str | None = None
+    if item.kind is RelayKind.MO and item.source_id is not None and done.outcome != "retry":
+        mo_status = "relayed" if done.outcome == "delivered" else done.outcome
+    return (
+        item.id, item.lease_token, _STATUS_OF[done.outcome].value, due, first,
+        done.http_status, done.error, now, done.hook, mo_status, item.attempt, item.source_id,
+    )  # fmt: skip
+
 
 #: a lease given back unattempted ($1 id, $2 token, $3 now); relay workers notified
 _RELEASE = (
@@ -210,8 +230,12 @@ class PostgresRelayOps(PostgresBase):
         ordered_hooks: Collection[str] = (),
         quotas: Mapping[str | None, int] | None = None,
         others: bool = True,
+        finished: Sequence[RelayOutcome] = (),
     ) -> list[RelayItem]:
         """Lease up to ``n`` due pending events not leased by anyone else (on any instance).
+
+        ``finished``: outcomes of earlier attempts recorded first, in the same transaction (as
+        ``SqliteStore.lease_relay``).
 
         As ``SqliteStore.lease_relay``: for hooks in ``ordered_hooks`` only the oldest pending
         event of each sender is eligible; ``quotas`` bounds the events per hook in this call
@@ -219,21 +243,26 @@ class PostgresRelayOps(PostgresBase):
         ``quotas``) also takes events of hooks the quotas do not name. Each lease counts as an
         attempt; every event leased carries this call's fencing token.
         """
-        buckets = _buckets(n, quotas, others)
-        if n <= 0 or not buckets:
+        buckets = _buckets(n, quotas, others) if n > 0 else []
+        if not buckets and not finished:
             return []
         now = self._now_ms()
         until = now + int(ttl.total_seconds() * 1000)
         token = new_token()
-        sql, args = _lease_statement(buckets)
+        sql, args = _lease_statement(buckets) if buckets else ("", [])
+        outcomes = [_outcome_args(done, now) for done in finished]
 
-        async def op(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+        async def lease(conn: asyncpg.Connection) -> list[asyncpg.Record]:
             found: list[asyncpg.Record] = await conn.fetch(
                 sql, now, sorted(ordered_hooks), n, owner, token, until, *args
             )
             return found
 
-        rows = await self._autocommit(op)
+        async def op(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            await conn.executemany(_OUTCOME, outcomes)
+            return await lease(conn) if buckets else []
+
+        rows = await (self._write(op) if outcomes else self._autocommit(lease))
         return [
             RelayItem(
                 id=row[0],
@@ -274,18 +303,11 @@ class PostgresRelayOps(PostgresBase):
         ``attempted_at`` kept as the first attempt's time, ``retry_at`` required for "retry";
         a delivered MO becomes ``relayed``, a dead or skipped one ``dead`` or ``skipped``.
         """
-        if outcome == "retry" and retry_at is None:
-            raise ValueError("a retry needs retry_at")
-        now = self._now_ms()
-        first = ms(attempted_at) if attempted_at is not None else now
-        due = ms(retry_at) if retry_at is not None else now
-        mo_status: str | None = None
-        if item.kind is RelayKind.MO and item.source_id is not None and outcome != "retry":
-            mo_status = "relayed" if outcome == "delivered" else outcome
-        row = await self._write_row(
-            _OUTCOME, item.id, item.lease_token, _STATUS_OF[outcome].value, due, first,
-            http_status, error, now, hook, mo_status, item.attempt, item.source_id,
+        done = RelayOutcome(
+            item, outcome, attempted_at=attempted_at, retry_at=retry_at,
+            http_status=http_status, error=error, hook=hook,
         )  # fmt: skip
+        row = await self._write_row(_OUTCOME, *_outcome_args(done, self._now_ms()))
         return bool(row is not None and row[0])
 
     async def release_relay(self, item: RelayItem) -> bool:

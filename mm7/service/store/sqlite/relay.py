@@ -13,15 +13,17 @@ import secrets
 import sqlite3
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from mm7.service.store.base import Clock
 from mm7.service.store.early import CORRELATED_SUFFIX
 from mm7.service.store.outbox import (
     MoRelay,
     OptOut,
+    Outcome,
     RelayItem,
     RelayKind,
+    RelayOutcome,
     RelayRecord,
     RelayStatus,
     Suppression,
@@ -33,8 +35,12 @@ T = TypeVar("T")
 
 LEASE_KIND_RELAY = "relay"
 
-#: what a relay outcome does to a row
-Outcome = Literal["delivered", "retry", "dead", "skipped"]
+_STATUS_OF: dict[str, str] = {
+    "delivered": RelayStatus.DELIVERED.value,
+    "retry": RelayStatus.PENDING.value,
+    "dead": RelayStatus.DEAD.value,
+    "skipped": RelayStatus.SKIPPED.value,
+}
 
 _RECORD_COLUMNS = (
     "id, kind, idempotency_key, status, hook, callback_url, link, source_id, attempts,"
@@ -148,6 +154,34 @@ def suppressed_keys(conn: sqlite3.Connection, keys: Collection[str]) -> set[str]
     return found
 
 
+def record_outcome(conn: sqlite3.Connection, done: RelayOutcome, now: int) -> bool:
+    """Record how an attempt ended and release its lease (``relay_outcome``); False if the
+    lease was lost (another worker leased the event since, or it was dropped)."""
+    item = done.item
+    row = conn.execute(
+        "SELECT token FROM leases WHERE kind=? AND item_id=?", (LEASE_KIND_RELAY, item.id)
+    ).fetchone()
+    if row is None or row[0] != item.lease_token:
+        return False
+    conn.execute("DELETE FROM leases WHERE kind=? AND item_id=?", (LEASE_KIND_RELAY, item.id))
+    first = ms(done.attempted_at) if done.attempted_at is not None else now
+    due = ms(done.retry_at) if done.retry_at is not None else now
+    conn.execute(
+        "UPDATE relay_outbox SET status=?, next_attempt_at=?,"
+        " first_attempt_at=COALESCE(first_attempt_at, ?), last_http_status=?,"
+        " last_error=?, updated_at=?, hook=COALESCE(hook, ?) WHERE id=?",
+        (_STATUS_OF[done.outcome], due, first, done.http_status, done.error, now, done.hook,
+         item.id),
+    )  # fmt: skip
+    if item.kind is RelayKind.MO and item.source_id is not None and done.outcome != "retry":
+        mo_status = "relayed" if done.outcome == "delivered" else done.outcome
+        conn.execute(
+            "UPDATE mo_messages SET status=?, attempts=?, updated_at=? WHERE id=?",
+            (mo_status, item.attempt, now, item.source_id),
+        )
+    return True
+
+
 def _set_mo_status(conn: sqlite3.Connection, event_id: int, status: str, now: int) -> None:
     """The MO a relay event carries follows it (dropped, pending again), for retention."""
     conn.execute(
@@ -173,8 +207,13 @@ class SqliteRelayOps:
         ordered_hooks: Collection[str] = (),
         quotas: Mapping[str | None, int] | None = None,
         others: bool = True,
+        finished: Sequence[RelayOutcome] = (),
     ) -> list[RelayItem]:
         """Lease up to ``n`` due pending events not leased by anyone else.
+
+        ``finished``: outcomes of earlier attempts (``relay_outcome``'s arguments), recorded
+        first in the same transaction, so a worker writes once per round, not once per event
+        and again per lease; events they finish are not leased again by this call.
 
         For hooks in ``ordered_hooks`` only the oldest pending event of each sender is ever
         eligible, so one sender's events reach the hook one at a time, in order (an event
@@ -225,6 +264,10 @@ class SqliteRelayOps:
         )
 
         def op(conn: sqlite3.Connection) -> list[RelayItem]:
+            for done in finished:
+                record_outcome(conn, done, now)
+            if n <= 0:
+                return []
             found: list[Any] = []
             for where, args, limit in buckets:
                 found.extend(
@@ -263,6 +306,8 @@ class SqliteRelayOps:
                 )  # fmt: skip
             return items
 
+        if n <= 0 and not finished:
+            return []
         result: list[RelayItem] = await self._write(op)
         return result
 
@@ -286,43 +331,12 @@ class SqliteRelayOps:
         ``max_age`` counts). ``retry_at`` is required for "retry". A delivered MO marks the MO
         ``relayed``; a dead one ``dead``.
         """
-        if outcome == "retry" and retry_at is None:
-            raise ValueError("a retry needs retry_at")
+        done = RelayOutcome(
+            item, outcome, attempted_at=attempted_at, retry_at=retry_at,
+            http_status=http_status, error=error, hook=hook,
+        )  # fmt: skip
         now = ms(self._clock.now())
-        first = ms(attempted_at) if attempted_at is not None else now
-        status = {
-            "delivered": RelayStatus.DELIVERED,
-            "retry": RelayStatus.PENDING,
-            "dead": RelayStatus.DEAD,
-            "skipped": RelayStatus.SKIPPED,
-        }[outcome].value
-        due = ms(retry_at) if retry_at is not None else now
-
-        def op(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(
-                "SELECT token FROM leases WHERE kind=? AND item_id=?",
-                (LEASE_KIND_RELAY, item.id),
-            ).fetchone()
-            if row is None or row[0] != item.lease_token:
-                return False
-            conn.execute(
-                "DELETE FROM leases WHERE kind=? AND item_id=?", (LEASE_KIND_RELAY, item.id)
-            )
-            conn.execute(
-                "UPDATE relay_outbox SET status=?, next_attempt_at=?,"
-                " first_attempt_at=COALESCE(first_attempt_at, ?), last_http_status=?,"
-                " last_error=?, updated_at=?, hook=COALESCE(hook, ?) WHERE id=?",
-                (status, due, first, http_status, error, now, hook, item.id),
-            )
-            if item.kind is RelayKind.MO and item.source_id is not None and outcome != "retry":
-                mo_status = "relayed" if outcome == "delivered" else outcome
-                conn.execute(
-                    "UPDATE mo_messages SET status=?, attempts=?, updated_at=? WHERE id=?",
-                    (mo_status, item.attempt, now, item.source_id),
-                )
-            return True
-
-        result: bool = await self._write(op)
+        result: bool = await self._write(lambda conn: record_outcome(conn, done, now))
         return result
 
     async def release_relay(self, item: RelayItem) -> bool:
