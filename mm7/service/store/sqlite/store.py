@@ -164,6 +164,12 @@ def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(cast(BaseException, value))
 
 
+def _resolve_all(resolved: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    """Resolve a batch's futures of one loop, on that loop, in commit order."""
+    for future, ok, value in resolved:
+        _resolve(future, ok, value)
+
+
 def _outcome_info(
     item: WorkItem, status_code: int | None, status_text: str | None, details: JSONObject | None
 ) -> dict[str, Any]:
@@ -394,14 +400,19 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits):
             self._last_commit = time.monotonic()
             self._commits += 1
             self._largest = max(self._largest, len(batch))
+        # one wake-up of each caller's loop for the whole batch, not one per write: every
+        # call_soon_threadsafe writes to the loop's self-pipe and hands it the GIL
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for job, (ok, value) in zip(batch, outcomes, strict=True):
             if ok:
                 self._writes += 1
             else:
                 self._failed += 1
-            # RuntimeError: the caller's loop is closed, nobody is waiting for this one.
+            by_loop.setdefault(job.loop, []).append((job.future, ok, value))
+        for loop, resolved in by_loop.items():
+            # RuntimeError: the caller's loop is closed, nobody is waiting for these.
             with contextlib.suppress(RuntimeError):
-                job.loop.call_soon_threadsafe(_resolve, job.future, ok, value)
+                loop.call_soon_threadsafe(_resolve_all, resolved)
 
     def _unavailable(self, exc: Exception) -> Exception:
         """A job's failure as the caller sees it: the disk refusing (SQLite's operational errors,
