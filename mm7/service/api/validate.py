@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 import re
@@ -84,7 +85,7 @@ class MediaInput:
     filename: str | None = None
     #: the SHA-256 (hex) of ``data``, taken once here: the request's digest and the part's
     #: Content-ID and store key all use it (each would otherwise hash the bytes again)
-    sha256: str | None = field(default=None, init=False, compare=False)
+    sha256: str | None = dataclasses.field(default=None, init=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.data is not None:
