@@ -87,3 +87,21 @@ async def test_writes_queued_before_close_commit(tmp_path: Path) -> None:
         assert len(found) == 20
     finally:
         await again.close()
+
+
+async def test_media_read_on_the_loop_and_from_files_come_back_in_the_order_asked(
+    tmp_path: Path,
+) -> None:
+    store = await SqliteStore.open(tmp_path / "gw.db", inline_media_max=1024)
+    try:
+        small, big = b"s" * 100, b"b" * 5000  # a row's blob; a file beside the database
+        inline = await store.put_media(small, "text/plain")
+        in_file = await store.put_media(big, "application/octet-stream")
+        assert list((tmp_path / "gw.db.media").rglob(in_file))
+        missing = "0" * 64
+        found = await store.get_media_many([in_file, missing, inline, in_file])
+        assert list(found) == [in_file, inline]
+        assert found[in_file].data == big and found[in_file].size == 5000
+        assert found[inline].data == small and found[inline].content_type == "text/plain"
+    finally:
+        await store.close()
