@@ -43,9 +43,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
+import queue
 import secrets
 import sqlite3
 import threading
@@ -141,6 +143,9 @@ class _Job:
     future: asyncio.Future[Any]
 
 
+#: a call for the commit thread, and what the home loop calls with its (result, failure)
+_CommitWork = tuple[Callable[[], Any], Callable[[Any, BaseException | None], None]]
+
 #: how long (ms) a batch run on the commit thread waits for another connection's write lock
 _BUSY_TIMEOUT_MS = 10_000
 _COMMIT = "cannot commit"
@@ -170,14 +175,6 @@ def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_result(value)
     else:
         future.set_exception(cast(BaseException, value))
-
-
-def _outcomes_or_failure(
-    done: asyncio.Future[list[tuple[bool, Any]]],
-) -> tuple[list[tuple[bool, Any]], BaseException | None]:
-    """A batch run on the commit thread: its outcomes, or why it failed as a whole."""
-    failure = done.exception()
-    return ([], failure) if failure is not None else (done.result(), None)
 
 
 def _outcome_info(
@@ -241,7 +238,12 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits):
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="mm7-store-read")
         #: how long a batch run on the commit thread waits for another connection's lock (ms)
         self._busy_timeout_ms = _BUSY_TIMEOUT_MS
-        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mm7-store-commit")
+        #: calls for the commit thread (a COMMIT, or a batch waiting for a lock) and what to call
+        #: on the home loop with (result, failure) when they return; None stops the thread
+        self._to_commit: queue.SimpleQueue[_CommitWork | None] = queue.SimpleQueue()
+        self._committer = threading.Thread(target=self._commit_loop, name="mm7-store-commit")
+        self._committer.daemon = True
+        self._committer.start()
         # the loop never waits for a lock (module docstring): BEGIN IMMEDIATE fails at once
         writer.execute("PRAGMA busy_timeout = 0")
 
@@ -312,7 +314,8 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits):
                 asyncio.run_coroutine_threadsafe(self._drain(), self._home)
             )
             await (self._drain() if self._home is asyncio.get_running_loop() else drained)
-        self._committer.shutdown(wait=True)
+        self._to_commit.put(None)
+        await asyncio.to_thread(self._committer.join)
         self._readers.shutdown(wait=True)
         with self._reader_lock:
             for conn in self._reader_conns:
@@ -377,7 +380,6 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits):
         """On the home loop: run the statements of the writes queued so far in one transaction
         and hand its COMMIT to the commit thread (or, when another connection holds the write
         lock, the whole batch)."""
-        loop = cast(asyncio.AbstractEventLoop, self._home)
         batch = self._pending[: self._max_batch]
         del self._pending[: len(batch)]
         if not batch:
@@ -394,16 +396,41 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits):
             if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
                 self._batch_done(batch, [], exc)
                 return
-            waiting = loop.run_in_executor(self._committer, self._batch_waiting, batch)
-            waiting.add_done_callback(lambda f: self._batch_done(batch, *_outcomes_or_failure(f)))
+            self._to_commit.put(
+                (
+                    functools.partial(self._batch_waiting, batch),
+                    lambda outcomes, failure: self._batch_done(batch, outcomes or [], failure),
+                )
+            )
             return
         try:
             outcomes = self._apply(conn, batch)
         except Exception as exc:
             self._batch_done(batch, [], exc)
             return
-        committing = loop.run_in_executor(self._committer, conn.execute, "COMMIT")
-        committing.add_done_callback(lambda f: self._batch_done(batch, outcomes, f.exception()))
+        self._to_commit.put(
+            (
+                functools.partial(conn.execute, "COMMIT"),
+                lambda _, failure: self._batch_done(batch, outcomes, failure),
+            )
+        )
+
+    def _commit_loop(self) -> None:
+        """The commit thread: run each call handed over and give its result (or failure) back
+        to the home loop, one wake-up of the loop per batch."""
+        while (work := self._to_commit.get()) is not None:
+            call, done = work
+            result: Any = None
+            failure: BaseException | None = None
+            try:
+                result = call()
+            except Exception as exc:
+                failure = exc
+            # RuntimeError: the home loop is closed, nobody is waiting for this batch
+            with contextlib.suppress(RuntimeError):
+                cast(asyncio.AbstractEventLoop, self._home).call_soon_threadsafe(
+                    done, result, failure
+                )
 
     def _apply(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
         """Run each write of ``batch`` in its own SAVEPOINT of the open transaction."""
