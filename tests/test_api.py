@@ -8,6 +8,7 @@ Response bodies are validated against the schemas of mm7/service/api/openapi.jso
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -203,6 +204,30 @@ async def test_idempotency_key_returns_the_original_and_creates_nothing(
     assert status == 202 and other["id"] != first["id"]
     status, other_again = await gw.post({"to": "+12015550100", "text": "x"}, headers)
     assert status == 200 and other_again["id"] == other["id"]
+
+
+async def test_a_medium_hashed_once_at_intake_keys_the_digest_and_the_store(
+    gateway: GatewayFactory,
+) -> None:
+    # the one SHA-256 taken when the base64 is decoded names the stored part and counts in the
+    # request's digest: the same bytes again are a duplicate, other bytes under the key are not
+    gw = await gateway()
+    image = png(10, 10, "green")
+
+    def body(data: bytes) -> dict[str, Any]:
+        media = [{"content_base64": b64(data), "content_type": "image/png"}]
+        return {"to": "+12015550100", "media": media, "idempotency_key": "pic-1"}
+
+    status, first = await gw.post(body(image))
+    assert status == 202
+    record = await gw.store.get_message(first["id"])
+    assert record is not None
+    assert record.parts[0].sha256 == hashlib.sha256(image).hexdigest()
+    assert record.parts[0].content_id.endswith(hashlib.sha256(image).hexdigest()[:8])
+    status, again = await gw.post(body(image))
+    assert (status, again["id"]) == (200, first["id"])
+    status, refused = await gw.post(body(png(10, 10, "red")))
+    assert status == 422 and refused["error"]["field"] == "idempotency_key"
 
 
 async def test_same_media_is_stored_once(gateway: GatewayFactory) -> None:

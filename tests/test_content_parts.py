@@ -5,6 +5,7 @@ part named."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import struct
@@ -341,6 +342,17 @@ def test_content_ids_are_stable_and_distinct() -> None:
     assert content_id_for("image/jpeg", 1, photo) == first[0].content_id
     other = make_items([pillow("JPEG", (65, 48)), "hi", photo])
     assert other[0].content_id != first[0].content_id
+
+
+def test_a_digest_the_caller_took_is_used_not_taken_again() -> None:
+    photo = pillow("JPEG")
+    digest = hashlib.sha256(photo).hexdigest()
+    plain = make_item(Source(photo), 1)
+    assert plain.sha256 == digest
+    # a digest handed over is trusted as is: the item (and its Content-ID) carry it
+    given = make_item(Source(photo, sha256="ab" * 32), 1)
+    assert given.sha256 == "ab" * 32
+    assert given.content_id == "img1-abababab" != plain.content_id
 
 
 @pytest.mark.parametrize(

@@ -552,6 +552,38 @@ async def test_content_is_fitted_to_the_links_profile(rig: Make) -> None:
     assert any("resize" in line for line in event.details["fitted"])
 
 
+async def test_messages_with_the_same_content_share_one_build(rig: Make) -> None:
+    # one request per recipient (a campaign sent message by message): the content is read from
+    # the store and built once for all the messages that have the same parts and text
+    r = await rig()
+    reads: list[tuple[str, ...]] = []
+    read_media = r.store.get_media_many
+
+    async def counted(hashes: Any) -> Any:
+        reads.append(tuple(hashes))
+        return await read_media(hashes)
+
+    r.store.get_media_many = counted  # type: ignore[method-assign]
+    image = (MediaPart("image/png", data=png(), content_id="<img>"),)
+    texts = ["Hello", "Hello", "Other", "Hello"]
+    mids = [
+        await r.enqueue(f"+1555123000{n}", fields={"text": text}, parts=image)
+        for n, text in enumerate(texts)
+    ]
+    await r.dispatcher()
+    sent = []
+    for mid in mids:
+        record = await r.wait_status(mid, RecipientStatus.SUBMITTED, RecipientStatus.DELIVERED)
+        submitted = r.sim.submitted[record.recipients[0].mm7_message_id or ""]
+        assert submitted.content is not None
+        (text,) = [
+            c for c in submitted.content.children if c.content_type.mime_type == "text/plain"
+        ]
+        sent.append(text.body.decode())
+    assert sent == texts
+    assert len(reads) == 2  # "Hello" once, "Other" once
+
+
 async def test_status_changes_are_relayed_to_the_callback_url(rig: Make) -> None:
     r = await rig()
     hits: list[dict[str, Any]] = []

@@ -105,7 +105,7 @@ async def test_commits_refused_by_a_held_lock_are_not_ready_503_then_recover(
     setup: Setup,
 ) -> None:
     gw = setup.gw
-    setup.gw.store._conn.execute("PRAGMA busy_timeout = 50")  # fail fast instead of after 10 s
+    setup.gw.store._busy_timeout_ms = 50  # fail fast instead of after 10 s
     blocker = sqlite3.connect(gw.db, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     try:

@@ -189,6 +189,8 @@ class Source:
     media_type: str | None = None
     #: the charset of text bytes (overrides a charset parameter in ``media_type``)
     charset: str | None = None
+    #: the SHA-256 (hex) of ``data`` when the caller took it already (not hashed again)
+    sha256: str | None = None
 
 
 def text_source(text: str, *, charset: str = "utf-8", filename: str | None = None) -> Source:
@@ -302,7 +304,7 @@ def make_item(
                 raise ContentError(problem)
     except ContentError as exc:
         raise PartError(str(exc), index=index, filename=src.filename) from None
-    digest = hashlib.sha256(data).hexdigest()
+    digest = src.sha256 or hashlib.sha256(data).hexdigest()
     cid = content_id_for(media_type, index, data, digest)
     location = safe_location(src.filename, media_type, f"{_prefix(media_type)}{index}")
     return MediaItem(data, media_type, cid, location, charset, digest)

@@ -279,6 +279,9 @@ def start_pyspy(procs: Procs, pid: int, seconds: float, out: Path) -> Proc | Non
         return None
     argv = [exe, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds)))]
     argv += ["--rate", "250", "--format", "raw", "--threads", "--output", str(out)]
+    if os.environ.get("MM7_BENCH_PYSPY_GIL") == "1":
+        # only the thread holding the GIL: where Python time goes, without the waits for the GIL
+        argv.append("--gil")
     return procs.start("py-spy", argv)
 
 

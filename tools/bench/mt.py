@@ -83,6 +83,7 @@ def run_one(
         gw_cpu, sim_cpu = stack.gateway.cpu_seconds() - gw_cpu0, stack.sim.cpu_seconds() - sim_cpu0
         threads1 = stack.gateway.thread_cpu()
         main_cpu = threads1.get(stack.gateway.pid, 0.0) - threads0.get(stack.gateway.pid, 0.0)
+        by_name = thread_names(stack.gateway.pid, threads0, threads1)
         result = load.json_result(10)
         acknowledged = result["acknowledged"]
         delivered_in_window = after - before
@@ -116,6 +117,10 @@ def run_one(
         "latency_samples": len(latencies),
         "gateway_cpu_ms_per_msg": gw_cpu * 1000 / max(1, delivered_in_window),
         "gateway_main_thread_share": main_cpu / gw_cpu if gw_cpu else float("nan"),
+        "gateway_threads_ms_per_msg": {
+            name: round(cpu * 1000 / max(1, delivered_in_window), 3)
+            for name, cpu in by_name.items()
+        },
         "gateway_cpu_share_of_wall": gw_cpu / elapsed,
         "sim_cpu_ms_per_msg": sim_cpu * 1000 / max(1, delivered_in_window),
         "load_cpu_ms_per_msg": (result.get("cpu_s", float("nan")) * 1000) / max(1, acknowledged),
@@ -137,8 +142,25 @@ def run_one(
         f" simulator accepted {tally['accepted']:,} (duplicates {tally['duplicates']});"
         f" recipients {statuses}; store: {out['store_commits_per_s']:,.0f} commits/s,"
         f" {out['store_writes_per_commit']:.1f} writes per commit,"
-        f" {out['store_writes_per_msg']:.1f} writes per message"
+        f" {out['store_writes_per_msg']:.1f} writes per message; gateway CPU ms/msg by thread"
+        f" {out['gateway_threads_ms_per_msg']}"
     )
+    return out
+
+
+def thread_names(pid: int, before: dict[int, float], after: dict[int, float]) -> dict[str, float]:
+    """CPU seconds between two ``thread_cpu`` readings by thread name ("main" for the event
+    loop's; numbered pool threads summed under their prefix: "mm7-store-read")."""
+    out: dict[str, float] = {}
+    for tid, cpu in after.items():
+        name = "main"
+        if tid != pid:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/comm", encoding="utf-8") as f:
+                    name = f.read().strip().rstrip("_0123456789") or "?"
+            except OSError:
+                name = "?"
+        out[name] = out.get(name, 0.0) + cpu - before.get(tid, 0.0)
     return out
 
 

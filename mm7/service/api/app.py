@@ -638,7 +638,9 @@ async def _gather_media(
         else:
             assert entry.data is not None
             data = entry.data
-            source = Source(data, filename=entry.filename, media_type=entry.content_type)
+            source = Source(
+                data, filename=entry.filename, media_type=entry.content_type, sha256=entry.sha256
+            )
         total += len(data)
         if total > budget:
             raise ApiError(413, entry.field, f"the media add up to more than {budget} bytes")

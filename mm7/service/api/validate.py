@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 import re
@@ -85,6 +86,13 @@ class MediaInput:
     data: bytes | None = None
     content_type: str | None = None
     filename: str | None = None
+    #: the SHA-256 (hex) of ``data``, taken once here: the request's digest and the part's
+    #: Content-ID and store key all use it (each would otherwise hash the bytes again)
+    sha256: str | None = dataclasses.field(default=None, init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.data is not None:
+            object.__setattr__(self, "sha256", hashlib.sha256(self.data).hexdigest())
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +162,7 @@ def request_digest(parsed: Request) -> str:
         "media": [
             {
                 "url": m.url,
-                "sha256": hashlib.sha256(m.data).hexdigest() if m.data is not None else None,
+                "sha256": m.sha256,
                 "content_type": m.content_type,
                 "filename": m.filename,
             }

@@ -11,11 +11,13 @@ The loop (one per link, ``Dispatcher.run``):
    due recipients (``next_attempt_at``, which is the earliest delivery time for scheduled
    messages) and marks those whose message expired on the way.
 2. Each leased item runs as its own task: build the SubmitReq (``mm7.service.mt.submit_build``:
-   fields + parts -> presentation -> fit to the link's profile -> ``to_part``; cached per message
-   so that its recipients share one fitting; when the link's profile says ``too_big = "link"``
-   and nothing fits, the message's text and its hosted page's URL, ``mm7.service.hosting``,
-   recorded as ``link_fallback`` in the event), send it through the link's ``MM7Client`` (which
-   enforces TPS, the in-flight bound and the circuit breaker), and record the step that
+   fields + parts -> presentation -> fit to the link's profile -> ``to_part``; cached by
+   content, so that a message's recipients, and messages with the same parts and presentation
+   (one request per recipient of a campaign), share one build and one read of the media; when
+   the link's profile says ``too_big = "link"`` and nothing fits, the message's text and its
+   hosted page's URL, ``mm7.service.hosting``, recorded as ``link_fallback`` in the event),
+   send it through the link's ``MM7Client`` (which enforces TPS, the in-flight bound and the
+   circuit breaker), and record the step that
    ``mm7.service.mt.outcome.next_step`` chooses for the answer: ``Submitted`` (1000/1100 ->
    ``complete`` with the MM7 MessageID), ``Failed`` (a permanent error, a 1100 whose Details
    name the recipient, content that cannot be built -> ``fail``), ``Retry`` (a transient error
@@ -68,7 +70,7 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Literal
@@ -174,9 +176,9 @@ class Dispatcher:
         #: the hosted pages' links: a message too big for the link's profile goes as its text
         #: and its page's URL when the profile says too_big = "link" (None: hosting is off)
         self.hosting = hosting
-        self._cache: collections.OrderedDict[str, BuiltContent] = collections.OrderedDict()
+        self._cache: collections.OrderedDict[Hashable, BuiltContent] = collections.OrderedDict()
         self._cache_size = content_cache
-        self._building: dict[str, asyncio.Future[BuiltContent]] = {}
+        self._building: dict[Hashable, asyncio.Future[BuiltContent]] = {}
         self._inflight: dict[asyncio.Task[None], WorkItem] = {}
         #: store writes the loop did not wait for (deferrals, give-backs): ``stop`` waits
         self._writes: set[asyncio.Task[None]] = set()
@@ -586,9 +588,12 @@ class Dispatcher:
             self._notify(item)
 
     async def _content(self, item: WorkItem, fields: MessageFields) -> BuiltContent:
-        """The message's content for this link, built once per message (LRU of recent ones);
-        concurrent recipients of one message wait for the same build."""
-        key = item.message_id
+        """The message's content for this link, built once per content (LRU of recent ones,
+        ``content_key``); concurrent recipients of one content wait for the same build."""
+        url = None
+        if self.hosting is not None and self.settings.profile is not None:
+            url = self.hosting.page_url(item.message_id, item.created_at)
+        key = content_key(item, fields, url)
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
@@ -599,9 +604,6 @@ class Dispatcher:
         future: asyncio.Future[BuiltContent] = asyncio.get_running_loop().create_future()
         self._building[key] = future
         try:
-            url = None
-            if self.hosting is not None:
-                url = self.hosting.page_url(item.message_id, item.created_at)
             built = await build_content(
                 self.store, fields, item.parts, self.settings, fallback_url=url
             )
@@ -624,3 +626,13 @@ class Dispatcher:
     def _notify(self, item: WorkItem) -> None:
         if self.wake_relay is not None and item.callback_url:
             self.wake_relay()
+
+
+def content_key(item: WorkItem, fields: MessageFields, fallback_url: str | None) -> Hashable:
+    """What a message's built content depends on (``build_content``'s inputs besides the link):
+    its parts (by hash, type, Content-ID, Content-Location, position), text and presentation;
+    the message itself only when its hosted page's URL may go into the content (the link's
+    profile falls back to a link)."""
+    if fallback_url is not None:
+        return ("message", item.message_id)
+    return ("content", item.parts, fields.text, fields.slides, fields.smil, fields.layout)

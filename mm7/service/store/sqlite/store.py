@@ -1,19 +1,28 @@
-"""The embedded store: SQLite in WAL mode with one group-committing writer thread.
+"""The embedded store: SQLite in WAL mode, group commit, the fsync on a commit thread.
 
-Durability. Every write runs on one writer thread, inside ``BEGIN IMMEDIATE ... COMMIT`` with
-``journal_mode=WAL`` and ``synchronous=FULL``: the WAL is fsync'd at every commit, so a
-committed transaction survives a process crash *and* a power loss. ``synchronous=NORMAL`` in
-WAL mode only fsyncs at checkpoints; it survives a process crash but may lose the last
-commits on power loss, and we acknowledge (HTTP 202, DeliverRsp 1000) right after the commit,
-so NORMAL would break "acknowledge only what is committed". FULL is affordable because of
-group commit: the writer drains every write queued while the previous fsync ran and commits
-them together (each in its own SAVEPOINT, so one failing write does not fail its neighbours).
-Each caller awaits a future resolved only after the COMMIT holding its write has returned.
-Under load, one fsync (about 0.23 ms here) is shared by many writes.
+Durability. Every write runs inside ``BEGIN IMMEDIATE ... COMMIT`` with ``journal_mode=WAL``
+and ``synchronous=FULL``: the WAL is fsync'd at every commit, so a committed transaction
+survives a process crash *and* a power loss. ``synchronous=NORMAL`` in WAL mode only fsyncs at
+checkpoints; it survives a process crash but may lose the last commits on power loss, and we
+acknowledge (HTTP 202, DeliverRsp 1000) right after the commit, so NORMAL would break
+"acknowledge only what is committed". FULL is affordable because of group commit: every write
+queued while the previous fsync ran is committed with the others (each in its own SAVEPOINT, so
+one failing write does not fail its neighbours). Each caller awaits a future resolved only
+after the COMMIT holding its write has returned. Under load, one fsync (about 0.23 ms here) is
+shared by many writes.
 
-Nothing blocks the event loop: writes go to the writer thread through a queue, reads run on a
-small pool of reader threads, each with its own read-only connection (WAL lets readers proceed
-while the writer commits), large media are hashed and written to files on worker threads.
+Where the work runs. A batch's statements run on the event loop's thread (the loop that wrote
+first, the store's "home"): they touch SQLite's page cache and take tens of microseconds; only
+the COMMIT, which waits for the disk, goes to the store's commit thread, and the writes queued
+meanwhile form the next batch. That is one thread hand-over per batch each way; a writer thread
+running the statements took the GIL from the loop and gave it back at every statement (SQLite
+releases it around each step), and the loop's own work waited for it each time (issue 15 in
+BENCHMARKS.md). The loop never waits for a lock: ``BEGIN IMMEDIATE`` is tried with no busy
+timeout, and when another connection (a ``mm7`` command on the same file) holds the write lock,
+that batch runs whole on the commit thread, waiting for the lock as long as ``busy_timeout``.
+A write from another event loop is handed to the home loop. Reads run on a small pool of reader
+threads, each with its own read-only connection (WAL lets readers proceed while a commit runs),
+large media are hashed and written to files on worker threads.
 
 Media storage. Media up to ``inline_media_max`` bytes (default 256 KiB) are BLOBs in the
 ``media`` table: one fsync covers message and media, and SQLite reads small blobs faster than
@@ -34,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -134,10 +144,13 @@ class _Prepared:
 class _Job:
     fn: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop
 
 
-_STOP = object()
+#: a call for the commit thread, and what the home loop calls with its (result, failure)
+_CommitWork = tuple[Callable[[], Any], Callable[[Any, BaseException | None], None]]
+
+#: how long (ms) a batch run on the commit thread waits for another connection's write lock
+_BUSY_TIMEOUT_MS = 10_000
 _COMMIT = "cannot commit"
 _MEDIA = "cannot write media files"
 
@@ -211,7 +224,12 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
         sync = writer.execute("PRAGMA synchronous").fetchone()[0]
         mode = writer.execute("PRAGMA journal_mode").fetchone()[0]
         self._durability = f"journal_mode={mode} synchronous={_SYNC_NAMES.get(sync, sync)}"
-        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        #: writes waiting for the next batch, the loop that runs the batches, whether a batch
+        #: is being written or committed now, and who waits for the last one (``close``)
+        self._pending: list[_Job] = []
+        self._home: asyncio.AbstractEventLoop | None = None
+        self._flushing = False
+        self._drained: list[asyncio.Future[None]] = []
         self._commits = 0
         self._writes = 0
         self._failed = 0
@@ -221,9 +239,16 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="mm7-store-read")
-        self._thread = threading.Thread(target=self._writer_loop, name="mm7-store-write")
-        self._thread.daemon = True
-        self._thread.start()
+        #: how long a batch run on the commit thread waits for another connection's lock (ms)
+        self._busy_timeout_ms = _BUSY_TIMEOUT_MS
+        #: calls for the commit thread (a COMMIT, or a batch waiting for a lock) and what to call
+        #: on the home loop with (result, failure) when they return; None stops the thread
+        self._to_commit: queue.SimpleQueue[_CommitWork | None] = queue.SimpleQueue()
+        self._committer = threading.Thread(target=self._commit_loop, name="mm7-store-commit")
+        self._committer.daemon = True
+        self._committer.start()
+        # the loop never waits for a lock (module docstring): BEGIN IMMEDIATE fails at once
+        writer.execute("PRAGMA busy_timeout = 0")
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -283,12 +308,17 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
         return conn
 
     async def close(self) -> None:
-        """Let queued writes commit, stop the writer, close every connection."""
+        """Let queued writes commit, stop the commit thread, close every connection."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
-        await asyncio.to_thread(self._thread.join)
+        if self._flushing and self._home is not None and not self._home.is_closed():
+            drained = asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(self._drain(), self._home)
+            )
+            await (self._drain() if self._home is asyncio.get_running_loop() else drained)
+        self._to_commit.put(None)
+        await asyncio.to_thread(self._committer.join)
         self._readers.shutdown(wait=True)
         with self._reader_lock:
             for conn in self._reader_conns:
@@ -347,50 +377,108 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
         self._failures[_MEDIA] = _why(exc)
         return StoreUnavailableError(f"the store cannot write media files: {_why(exc)}")
 
-    # -- the writer thread -----------------------------------------------------------------
+    # -- writes: batches on the home loop, COMMIT on the commit thread --------------------
 
-    def _writer_loop(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            batch = [cast(_Job, first)]
-            while len(batch) < self._max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stopping = True
-                    break
-                batch.append(cast(_Job, nxt))
-            self._commit_batch(batch)
-
-    def _commit_batch(self, batch: list[_Job]) -> None:
+    def _flush(self) -> None:
+        """On the home loop: run the statements of the writes queued so far in one transaction
+        and hand its COMMIT to the commit thread (or, when another connection holds the write
+        lock, the whole batch)."""
+        batch = self._pending[: self._max_batch]
+        del self._pending[: len(batch)]
+        if not batch:
+            self._flushing = False
+            for waiter in self._drained:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._drained.clear()
+            return
         conn = self._conn
-        outcomes: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                conn.execute("SAVEPOINT job")
-                try:
-                    value = job.fn(conn)
-                except Exception as exc:  # this write fails alone; its neighbours still commit
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    outcomes.append((False, self._unavailable(exc)))
-                else:
-                    conn.execute("RELEASE job")
-                    outcomes.append((True, value))
-            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                self._batch_done(batch, [], exc)
+                return
+            self._to_commit.put(
+                (
+                    functools.partial(self._batch_waiting, batch),
+                    lambda outcomes, failure: self._batch_done(batch, outcomes or [], failure),
+                )
+            )
+            return
+        try:
+            outcomes = self._apply(conn, batch)
         except Exception as exc:
+            self._batch_done(batch, [], exc)
+            return
+        self._to_commit.put(
+            (
+                functools.partial(conn.execute, "COMMIT"),
+                lambda _, failure: self._batch_done(batch, outcomes, failure),
+            )
+        )
+
+    def _commit_loop(self) -> None:
+        """The commit thread: run each call handed over and give its result (or failure) back
+        to the home loop, one wake-up of the loop per batch."""
+        while (work := self._to_commit.get()) is not None:
+            call, done = work
+            result: Any = None
+            failure: BaseException | None = None
+            try:
+                result = call()
+            except Exception as exc:
+                failure = exc
+            # RuntimeError: the home loop is closed, nobody is waiting for this batch
+            with contextlib.suppress(RuntimeError):
+                cast(asyncio.AbstractEventLoop, self._home).call_soon_threadsafe(
+                    done, result, failure
+                )
+
+    def _apply(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        """Run each write of ``batch`` in its own SAVEPOINT of the open transaction."""
+        outcomes: list[tuple[bool, Any]] = []
+        for job in batch:
+            conn.execute("SAVEPOINT job")
+            try:
+                value = job.fn(conn)
+            except Exception as exc:  # this write fails alone; its neighbours still commit
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                outcomes.append((False, self._unavailable(exc)))
+            else:
+                conn.execute("RELEASE job")
+                outcomes.append((True, value))
+        return outcomes
+
+    def _batch_waiting(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        """On the commit thread: the whole batch, waiting for another connection's lock."""
+        conn = self._conn
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            outcomes = self._apply(conn, batch)
+            conn.execute("COMMIT")
+            return outcomes
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
+
+    def _batch_done(
+        self,
+        batch: list[_Job],
+        outcomes: list[tuple[bool, Any]],
+        failure: BaseException | None,
+    ) -> None:
+        """On the home loop, after the COMMIT returned (or failed): resolve the batch's futures,
+        then start the next batch."""
+        conn = self._conn
+        if failure is not None:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-            self._failures[_COMMIT] = _why(exc)
-            failed = StoreUnavailableError(f"the store cannot commit: {_why(exc)}")
-            failed.__cause__ = exc
+            self._failures[_COMMIT] = _why(failure)
+            failed = StoreUnavailableError(f"the store cannot commit: {_why(failure)}")
+            failed.__cause__ = failure
             outcomes = [(False, failed)] * len(batch)
         else:
             self._failures.pop(_COMMIT, None)
@@ -402,9 +490,15 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
                 self._writes += 1
             else:
                 self._failed += 1
-            # RuntimeError: the caller's loop is closed, nobody is waiting for this one.
-            with contextlib.suppress(RuntimeError):
-                job.loop.call_soon_threadsafe(_resolve, job.future, ok, value)
+            _resolve(job.future, ok, value)
+        cast(asyncio.AbstractEventLoop, self._home).call_soon(self._flush)
+
+    async def _drain(self) -> None:
+        """Wait until every write queued so far has committed (or failed)."""
+        if self._flushing:
+            waiter = asyncio.get_running_loop().create_future()
+            self._drained.append(waiter)
+            await waiter
 
     def _unavailable(self, exc: Exception) -> Exception:
         """A job's failure as the caller sees it: the disk refusing (SQLite's operational errors,
@@ -424,8 +518,20 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
         if self._closed:
             raise RuntimeError("store is closed")
         loop = asyncio.get_running_loop()
+        home = self._home
+        if home is not loop:
+            if home is not None and home.is_running() and not self._closed:
+                # another loop's write: the home loop runs it with the others
+                handed = asyncio.run_coroutine_threadsafe(self._write(fn), home)
+                return cast(T, await asyncio.wrap_future(handed))
+            if self._flushing:  # the home loop stopped mid-batch: nothing will finish it
+                raise RuntimeError("the store's event loop stopped with writes in flight")
+            self._home = loop
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Job(fn, future, loop))
+        self._pending.append(_Job(fn, future))
+        if not self._flushing:
+            self._flushing = True
+            loop.call_soon(self._flush)
         return cast(T, await future)
 
     # -- readers ---------------------------------------------------------------------------
@@ -549,12 +655,19 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
         return (await self.get_media_many([sha256])).get(sha256)
 
     async def get_media_many(self, hashes: Sequence[str]) -> dict[str, MediaBlob]:
-        """Several media by sha256 in one read (files read on the same reader thread); the
-        ones not stored are absent from the answer."""
+        """Several media by sha256 in one read; the ones not stored are absent from the answer.
+
+        The rows are read on the caller's thread (the event loop): one indexed lookup each, the
+        blobs of inline media from SQLite's cache or the WAL, tens of microseconds, less than a
+        hand-over to a reader thread and back costs the loop. Media in files are read on a
+        worker thread."""
+        if self._closed:
+            raise RuntimeError("store is closed")
         wanted = list(dict.fromkeys(hashes))
 
-        def read(conn: sqlite3.Connection) -> dict[str, MediaBlob]:
+        def read(conn: sqlite3.Connection) -> tuple[dict[str, MediaBlob], list[tuple[Any, ...]]]:
             found: dict[str, MediaBlob] = {}
+            in_files: list[tuple[Any, ...]] = []
             for sha256 in wanted:
                 row = conn.execute(
                     "SELECT content_type, size, data, path FROM media WHERE sha256=?", (sha256,)
@@ -563,12 +676,24 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
                     continue
                 content_type, size, data, rel = row
                 if data is None:
-                    data = (self._media_dir / cast(str, rel)).read_bytes()
-                found[sha256] = MediaBlob(sha256, content_type, size, data)
-            return found
+                    in_files.append((sha256, content_type, size, rel))
+                else:
+                    found[sha256] = MediaBlob(sha256, content_type, size, data)
+            return found, in_files
 
-        result: dict[str, MediaBlob] = await self._read(read)
-        return result
+        found, in_files = self._run_read(read)
+        if in_files:
+
+            def read_files() -> list[MediaBlob]:
+                return [
+                    MediaBlob(sha256, content_type, size, (self._media_dir / rel).read_bytes())
+                    for sha256, content_type, size, rel in in_files
+                ]
+
+            for blob in await asyncio.to_thread(read_files):
+                found[blob.sha256] = blob
+        # in the order asked for, as before
+        return {h: found[h] for h in wanted if h in found}
 
     # -- MT messages -----------------------------------------------------------------------
 
