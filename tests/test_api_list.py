@@ -18,8 +18,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from mm7.core.status import MMStatus
 from mm7.service.api.app import create_api_app
+from mm7.service.config.loader import load_config
 from mm7.service.store import ManualClock, SqliteStore
-from tests.helpers.api import AUTH, OTHER_KEY, make_config, validate
+from tests.helpers.api import AUTH, CONFIG, KEY, OTHER_KEY, make_config, validate
 
 OTHER = {"Authorization": f"Bearer {OTHER_KEY}"}
 
@@ -172,3 +173,37 @@ async def test_unknown_or_repeated_parameters_are_refused_by_name(api: Api) -> N
     assert response.status == 400 and (await response.json())["error"]["field"] == "link"
     response = await api.client.get("/v1/messages")
     assert response.status == 401
+
+
+async def test_to_is_normalised_as_intake_stores_it_in_the_keys_region(tmp_path: Path) -> None:
+    # the "app" key reads national numbers as US ones; "other" has no region
+    text = CONFIG.format(
+        key=KEY, other=OTHER_KEY, allow_private="false", db=(tmp_path / "mm7.sqlite").as_posix()
+    ).replace('name = "app"\n', 'name = "app"\ndefault_region = "US"\n')
+    (tmp_path / "gateway.toml").write_text(text)
+    config = load_config(tmp_path / "gateway.toml", env={})
+    clock = ManualClock()
+    store = await SqliteStore.open(config.store.path, clock=clock)
+    client = TestClient(TestServer(create_api_app(config, store), host="127.0.0.1", port=0))
+    await client.start_server()
+    try:
+        api = Api(client, store, clock)
+        national = await api.send("(201) 555-0123")  # stored as +12015550123
+        e164 = await api.send("+12015550123")
+        short = await api.send("12345")
+        both = [e164, national]
+        assert await api.ids(to="2015550123") == both
+        assert await api.ids(to="201 555 0123") == both
+        assert await api.ids(to="+1 201 555 0123") == both
+        assert await api.ids(to="12345") == [short]
+        # a number that cannot be read: 422 naming to, not an empty page
+        for bad in ("+1", "+12", "1" * 20, "+999123456789"):
+            status, body = await api.list(to=bad)
+            assert status == 422 and body["error"]["field"] == "to", (bad, body)
+        # without a region, a national number cannot be read
+        status, body = await api.list(headers=OTHER, to="2015550123")
+        assert status == 422 and body["error"]["field"] == "to"
+        assert "region" in body["error"]["message"]
+    finally:
+        await client.close()
+        await store.close()

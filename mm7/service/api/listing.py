@@ -5,8 +5,10 @@ Query parameters (each at most once; another name is refused, 400 naming it):
 * ``status``: one message status (``queued``, ``sending``, ``submitted``, ``delivered``,
   ``partially_delivered``, ``expired``, ``failed``; how they roll up from the recipients is in
   ``mm7.service.store.records``);
-* ``to``: messages with this recipient (any spelling of the number: ``+49 151 ...``,
-  ``tel:49151...``; matched as the store normalises addresses);
+* ``to``: messages with this recipient, in any spelling intake takes (``+49 151 ...``,
+  ``tel:+49151...``, a national number read in the key's ``default_region``): normalised as
+  intake normalises recipients (``mm7.service.api.numbers``, a possible length enough), so it
+  matches the stored E.164 form;
 * ``since``: messages created at or after this time: an ISO 8601 date-time with its offset
   (``2026-01-02T03:04:05Z``) or a date (``2026-01-02``, midnight UTC);
 * ``link``: messages sent on this link (a configured one);
@@ -37,6 +39,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiMapping
 
+from mm7.service.api.numbers import NumberRules, normalise_recipient
 from mm7.service.api.validate import check_address
 from mm7.service.config.settings import ApiKey
 from mm7.service.errors import ApiError
@@ -105,10 +108,18 @@ def _limit(text: str | None) -> int:
     return int(value)
 
 
+def _to(text: str, region: str | None) -> str:
+    """``to`` as intake stores it: a number in E.164 (national ones read in ``region``), a short
+    code or an e-mail address as given. Only a possible length is asked for: a filter finds
+    what is stored, it does not judge it."""
+    return normalise_recipient(check_address(text, "to"), "to", NumberRules(region, "possible"))
+
+
 def parse_filter(
-    query: MultiMapping[str], api_key: str, links: Collection[str]
+    query: MultiMapping[str], api_key: str, links: Collection[str], region: str | None = None
 ) -> tuple[MessageFilter, int, MessageCursor | None]:
-    """The filter, page size and position a query asks for (module docstring for the rules)."""
+    """The filter, page size and position a query asks for (module docstring for the rules);
+    ``region``: the key's ``default_region``, which national numbers in ``to`` are read in."""
     for name in query:
         if name not in PARAMETERS:
             raise ApiError(400, name, f"unknown query parameter (known: {', '.join(PARAMETERS)})")
@@ -122,7 +133,7 @@ def parse_filter(
         except ValueError:
             known = ", ".join(s.value for s in MessageStatus)
             raise ApiError(422, "status", f"expected one of {known}, got {text!r}") from None
-    to = check_address(query["to"], "to") if "to" in query else None
+    to = _to(query["to"], region) if "to" in query else None
     since = _since(query["since"]) if "since" in query else None
     link = query.get("link")
     if link is not None and link not in links:
@@ -180,7 +191,7 @@ class MessageListing:
     async def list_messages(self, request: web.Request) -> web.Response:
         """One page of the key's messages (module docstring)."""
         key = self.key_of(request)
-        where, limit, after = parse_filter(request.query, key.name, self.links)
+        where, limit, after = parse_filter(request.query, key.name, self.links, key.default_region)
         page = await self.store.list_messages(where, limit=limit, after=after)
         return web.json_response(
             {
