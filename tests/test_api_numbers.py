@@ -264,6 +264,48 @@ async def test_number_check_possible_per_key_and_for_every_key(api: Any) -> None
     await relaxed.refuse(STRICT, "+15551230003", "to")
 
 
+@pytest.mark.parametrize(
+    ("sender", "why"),
+    [
+        ("+1", "not a phone number"),
+        ("+12", "not a phone number"),
+        ("+" + "1" * 20, "too long"),
+        ("1" * 20, "too long"),
+        ("12", "too short"),
+        ("+999123456789", "no country has this calling code"),
+        ("+15550100", "too short for region US"),
+        ("+15551230001", "not a valid number for region US"),
+    ],
+)
+async def test_a_sender_the_carrier_would_refuse_is_a_422_naming_from(
+    api: Any, sender: str, why: str
+) -> None:
+    gw = await api()
+    before = gw.counts()
+    status, answer = await gw.send(PLAIN, {"to": "+12015550100", "from": sender, "text": "hi"})
+    assert status == 422, answer
+    validate("Error", answer)
+    assert answer["error"]["field"] == "from" and why in answer["error"]["message"], answer
+    assert gw.counts() == before
+
+
+async def test_senders_valid_before_stay_valid_and_are_kept_as_given(api: Any) -> None:
+    gw = await api()
+    for sender in ("12345", "777", "12345678", "12025550100", "0012345", "+12025550100",
+                   " +1 (202) 555-0100 ", "tel:+18885550100", "news@example.com"):  # fmt: skip
+        status, answer = await gw.send(PLAIN, {"to": "+12015550100", "from": sender, "text": "x"})
+        assert status == 202, (sender, answer)
+        record = await gw.store.get_message(answer["id"])
+        assert record is not None
+        compact = sender.strip().replace(" ", "").replace("(", "").replace(")", "")
+        compact = compact.replace("-", "").removeprefix("tel:")
+        assert record.fields["from"] == compact
+    # number_check = "possible" takes a test range as a sender too; "valid" does not
+    body = {"to": "+12015550100", "from": "+15551230001", "text": "hi"}
+    assert (await gw.send(LAB, body))[0] == 202
+    assert (await gw.send(STRICT, body))[0] == 422
+
+
 async def test_a_campaign_is_checked_off_the_event_loop_naming_the_bad_one(
     api: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -170,7 +170,7 @@ from mm7.service.api.backlog import Backlog
 from mm7.service.api.fallback import resolve_fallback
 from mm7.service.api.listing import MessageListing
 from mm7.service.api.media_fetch import Fetcher, MediaFetcher
-from mm7.service.api.numbers import NumberRules, normalise_recipients
+from mm7.service.api.numbers import NumberRules, check_sender, normalise_recipients
 from mm7.service.api.quotas import QuotaExceeded
 from mm7.service.api.quotas import give_back as give_back_quota
 from mm7.service.api.quotas import take as take_quota
@@ -701,6 +701,8 @@ async def _submit(
     """Answer an MO (reply_to), route, fetch, build and enqueue."""
     config = app[CONFIG_KEY]
     store = app[STORE_KEY]
+    if parsed.sender is not None:
+        check_sender(parsed.sender, "from", key.number_check or config.api.number_check)
     if parsed.to:
         parsed.to = await _normalised_recipients(config, key, parsed)
     # taken before reply_to fills the request in: the caller's request is what a retry repeats

@@ -18,6 +18,13 @@ submitted, or raises a 422 ``ApiError`` naming ``where`` and saying why:
 
 The ``+`` of the stored form is written or dropped on the wire as the link's dialect says
 (``number_plus``).
+
+``check_sender(address, where, check)`` checks a ``from`` the same way where the rules fit a
+sender, and keeps it as given (the per-sender limits key senders by their spelling): a number
+with ``+`` is E.164, possible and, with ``check = "valid"``, valid; digits without ``+`` are a
+short code (3 to 8 digits) or a number as the carrier writes it (no region is assumed:
+``12025550100``, Mbuni's ``0012345``), at most 15 digits after an optional ``00``; an e-mail
+address passes.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from mm7.service.errors import ApiError
 __all__ = [
     "SHORT_CODE_DIGITS",
     "NumberRules",
+    "check_sender",
     "normalise_recipient",
     "normalise_recipients",
 ]
@@ -137,6 +145,21 @@ def normalise_recipient(address: str, where: str, rules: NumberRules) -> str:
             'assigned; number_check = "possible" accepts numbers of a possible length)',
         )
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def check_sender(address: str, where: str, check: NumberCheck) -> None:
+    """A 422 ApiError naming ``where`` for a sender (``address`` as ``check_address`` returned
+    it) the carrier would refuse (module docstring); the sender is kept as given."""
+    if "@" in address:
+        return
+    if address.startswith("+"):
+        normalise_recipient(address, where, NumberRules(None, check))
+        return
+    if len(address) < SHORT_CODE_DIGITS[0]:
+        _refused(where, address, "too short (a short code has 3 to 8 digits, a number more)")
+    national = address.removeprefix("00")
+    if len(national) > 15:
+        _refused(where, address, f"too long ({len(national)} digits; E.164 allows 15)")
 
 
 def normalise_recipients(
