@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -16,6 +17,7 @@ import pytest
 
 from mm7.core.status import MMStatus
 from mm7.service.store import ManualClock, MediaPart, MoRelay, NewMessage, NewMo, SqliteStore
+from mm7.service.store.sqlite import retention
 from tests.helpers.stores import Backend
 
 LINK = "carrier"
@@ -181,3 +183,48 @@ async def test_the_gateway_purges_at_start(tmp_path: Path) -> None:
         assert await gateway.store.get_message(finished.message_id) is None
     finally:
         await gateway.stop()
+
+
+async def test_files_go_off_the_event_loop_and_an_enqueue_meanwhile_keeps_its_file(
+    sqlite_store: SqliteStore, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unlinks run on a worker thread holding the write lock: an enqueue of the same bytes
+    that comes while they run commits only after them, finds its file gone and writes it
+    again (without the lock it would commit in the gap and keep a row without a file)."""
+    store = sqlite_store
+    first = await sent(store, MediaPart("application/octet-stream", data=BIG))
+    others = [
+        await sent(store, MediaPart("application/octet-stream", data=os.urandom(20_000)))
+        for _ in range(3)
+    ]
+    (path,) = [p for p in media_files(store) if p.read_bytes() == BIG]
+    clock.advance(timedelta(days=31))
+    loop = asyncio.get_running_loop()
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+    enqueues: list[Any] = []
+    real_unlink = retention.os.unlink
+
+    def unlink(target: Any) -> None:
+        threads.append(threading.get_ident())
+        if Path(target) == path and not enqueues:
+            again = store.enqueue_message(
+                NewMessage(LINK, {"text": "x"}), ["+15550009"], [MediaPart("a/b", data=BIG)]
+            )
+            enqueues.append(asyncio.run_coroutine_threadsafe(again, loop))
+            time.sleep(0.2)  # room for the enqueue to commit in the gap, were there one
+        real_unlink(target)
+
+    monkeypatch.setattr(retention.os, "unlink", unlink)
+    stats = await store.purge(clock.now() - timedelta(days=30))
+    assert stats.messages == 4 and stats.media == 4
+    assert threads and loop_thread not in threads
+    assert len(threads) == 4  # each purged file once, none of them on the loop
+    again = await asyncio.wrap_future(enqueues[0])
+    record = await store.get_message(again.message_id)
+    assert record is not None
+    blob = await store.get_media(record.parts[0].sha256)
+    assert blob is not None and blob.data == BIG and path.exists()
+    for mid in (first, *others):
+        assert await store.get_message(mid) is None
+    assert media_files(store) == [path]

@@ -8,7 +8,9 @@ delivered), each with its own medium stored as a file and a shared inline one; t
 moves a month on and ``purge`` runs. The SQLite store runs a write job's statements on the event
 loop (``mm7.service.store.sqlite.store``), so each retention job's own work is timed where it
 runs: the functions of ``mm7.service.store.sqlite.retention`` that a write job calls are wrapped
-with ``perf_counter``. Reported per job kind: count, median and max ms, and the purge's wall time.
+with ``perf_counter``. Reported per job kind: count, median and max ms, the purge's wall time,
+and the longest
+step of the loop seen by a task yielding in a loop meanwhile (whatever held the loop).
 """
 
 from __future__ import annotations
@@ -81,7 +83,9 @@ async def measure(messages: int) -> dict[str, Any]:
         if hasattr(retention, name):
             setattr(retention, name, _timed(samples, name, getattr(retention, name)))
     cls = retention.SqliteRetention
-    if "_unlink_unreferenced" in vars(cls):
+    if "_unlink_locked" in vars(cls):  # on a worker thread, holding the write lock
+        cls._unlink_locked = _timed(samples, "_unlink_locked (thread)", cls._unlink_locked)  # type: ignore[method-assign]
+    if "_unlink_unreferenced" in vars(cls):  # a write job: on the loop
         cls._unlink_unreferenced = _timed(samples, "_unlink_unreferenced", cls._unlink_unreferenced)  # type: ignore[method-assign]
     on_loop: list[float] = []
     with tempfile.TemporaryDirectory() as folder:
@@ -114,6 +118,7 @@ async def measure(messages: int) -> dict[str, Any]:
         "purge_s": round(wall, 3),
         "media": stats.media,
         "max_loop_step_ms": round(max(on_loop) * 1000, 2),
+        "p999_loop_step_ms": round(statistics.quantiles(on_loop, n=1000)[-1] * 1000, 2),
     }
     for name, values in sorted(samples.items()):
         out[name] = {

@@ -1,7 +1,7 @@
 """The SQLite store's retention: deleting what is finished and older than ``[store] retain``.
 
-A mixin of ``SqliteStore``. What goes, in small transactions so that the writer thread is never
-held for long (each chunk is one group commit among the others):
+A mixin of ``SqliteStore``. What goes, in small transactions (each chunk is one group commit
+among the others):
 
 - MT messages with no recipient left to send (none ``queued``) last changed before the cutoff,
   with their recipients, parts and events;
@@ -17,6 +17,15 @@ held for long (each chunk is one group commit among the others):
   the cutoff: they have their own time to live.
 
 Suppressions (opt-outs) are never purged: they hold until the subscriber sends START.
+
+On the event loop. The store runs a write job's statements on the event loop, so each job here
+stops after ``BUDGET`` seconds of work (or ``CHUNK`` items, ``ROWS`` rows) and says more remain:
+a job holds the loop about 2 ms whatever the machine (BENCHMARKS.md, "Retention on the event
+loop"). Files are unlinked on a worker thread, ``UNLINK_GROUP`` at a time, each only if its row
+is still gone, by a connection of its own holding the database's write lock (``BEGIN
+IMMEDIATE``) meanwhile: no write commits between the check and the unlink (the store's batches
+wait on its commit thread, off the loop, as for any other connection's lock), and a write that
+stores the same bytes afterwards finds the file gone and writes it again (``_insert_media``).
 """
 
 from __future__ import annotations
@@ -38,12 +47,20 @@ from mm7.service.store.sqlite.rows import ms
 
 __all__ = ["SqliteRetention"]
 
-#: messages, MOs or media looked at per transaction
-CHUNK = 500
-#: rows deleted per transaction at most (a big campaign's recipients and events)
-ROWS = 5000
+#: messages, MOs or media looked at per transaction at most
+CHUNK = 100
+#: rows deleted per transaction at most (a big campaign's recipients and events): one statement
+#: deleting this many takes about a millisecond
+ROWS = 1000
+#: seconds of work after which a job commits and says more remain (it runs on the event loop)
+BUDGET = 0.002
+#: files unlinked per hold of the write lock (on a worker thread): the store's writes wait
+#: meanwhile, about 1 ms a file on this machine's disk
+UNLINK_GROUP = 20
 #: a media file without a row must be at least this old to be removed (seconds)
 ORPHAN_FILE_AGE = 86400.0
+#: how long an unlink group waits for the write lock (ms; the store's own batches are short)
+UNLINK_LOCK_WAIT_MS = 10_000
 _DONE_MO = ("relayed", "unrouted", "skipped", "dropped")
 
 
@@ -51,6 +68,7 @@ class SqliteRetention:
     """The retention half of ``SqliteStore`` (module docstring)."""
 
     _clock: Clock
+    _path: Path
     _media_dir: Path
     _write: Callable[..., Any]
 
@@ -68,10 +86,8 @@ class SqliteRetention:
             if not gone:
                 break
             media += len(gone)
-            # Files go on the writer thread, each only if its row is still gone: an enqueue of
-            # the same bytes commits there too, so it cannot slip in between check and unlink.
-            if any(path for _, path in gone):
-                await self._write(lambda conn, gone=gone: self._unlink_unreferenced(conn, gone))
+            # each file only if its row is still gone, under the write lock (module docstring)
+            await self._unlink_files(gone)
         orphans = await self._orphan_files()
         now = ms(self._clock.now())
         keys = await self._chunked(lambda conn: purge_request_keys(conn, now, ROWS))
@@ -87,37 +103,52 @@ class SqliteRetention:
             if not more:
                 return total
 
-    def _unlink_unreferenced(
-        self, conn: sqlite3.Connection, files: list[tuple[str, str | None]]
-    ) -> int:
-        """On the writer thread: remove each file whose media row does not exist (now)."""
-        removed = 0
-        for sha256, rel in files:
-            if rel is None:
-                continue
-            if conn.execute("SELECT 1 FROM media WHERE sha256=?", (sha256,)).fetchone():
-                continue  # stored again meanwhile: the file is in use
-            with contextlib.suppress(OSError):
-                os.unlink(self._media_dir / rel)
-                removed += 1
-        return removed
+    async def _unlink_files(self, files: list[tuple[str, str | None]]) -> int:
+        """Remove each file whose media row does not exist, off the event loop (module
+        docstring); ``files``: (sha256, path under the media folder or None)."""
+        named = [(sha256, rel) for sha256, rel in files if rel is not None]
+        if not named:
+            return 0
+        conn = await asyncio.to_thread(self._unlink_connection)
+        try:
+            removed = 0
+            for start in range(0, len(named), UNLINK_GROUP):
+                group = named[start : start + UNLINK_GROUP]
+                removed += await asyncio.to_thread(self._unlink_locked, conn, group)
+            return removed
+        finally:
+            await asyncio.to_thread(conn.close)
+
+    def _unlink_connection(self) -> sqlite3.Connection:
+        """A connection of the unlinks' own (used from worker threads, one call at a time)."""
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {UNLINK_LOCK_WAIT_MS}")
+        return conn
+
+    def _unlink_locked(self, conn: sqlite3.Connection, files: list[tuple[str, str]]) -> int:
+        """On a worker thread: hold the write lock, unlink each file whose row is gone (now)."""
+        conn.execute("BEGIN IMMEDIATE")  # until the end: no write commits meanwhile
+        try:
+            removed = 0
+            for sha256, rel in files:
+                if conn.execute("SELECT 1 FROM media WHERE sha256=?", (sha256,)).fetchone():
+                    continue  # stored again meanwhile: the file is in use
+                with contextlib.suppress(OSError):
+                    os.unlink(self._media_dir / rel)
+                    removed += 1
+            return removed
+        finally:
+            conn.execute("ROLLBACK")  # nothing written: the lock was the point
 
     async def _orphan_files(self) -> int:
         """Remove media files no row names (a crash between file write and commit)."""
         # the directory walk is slow on a big store: never on the event loop
         candidates = await asyncio.to_thread(_old_files, self._media_dir)
-        removed = 0
-        for start in range(0, len(candidates), CHUNK):
-            # temporary files of an interrupted write (".<sha>.<rand>.tmp") match no row either
-            files: list[tuple[str, str | None]] = [
-                (p.name, str(p.relative_to(self._media_dir)))
-                for p in candidates[start : start + CHUNK]
-            ]
-            count: int = await self._write(
-                lambda conn, files=files: self._unlink_unreferenced(conn, files)
-            )
-            removed += count
-        return removed
+        # temporary files of an interrupted write (".<sha>.<rand>.tmp") match no row either
+        files: list[tuple[str, str | None]] = [
+            (p.name, str(p.relative_to(self._media_dir))) for p in candidates
+        ]
+        return await self._unlink_files(files)
 
 
 def _old_files(folder: Path) -> list[Path]:
@@ -143,6 +174,7 @@ def _purge_messages(conn: sqlite3.Connection, cutoff: int) -> tuple[int, bool]:
     held for long; a message row goes once its recipients and events have. Returns (messages
     deleted, whether more remain).
     """
+    deadline = time.perf_counter() + BUDGET
     rows = 0
     messages = 0
     for (message_id,) in conn.execute(
@@ -161,7 +193,7 @@ def _purge_messages(conn: sqlite3.Connection, cutoff: int) -> tuple[int, bool]:
         conn.execute("DELETE FROM messages WHERE id=?", (message_id,))
         messages += 1
         rows += 1
-        if rows >= ROWS:
+        if rows >= ROWS or time.perf_counter() >= deadline:
             return messages, True
     return messages, messages == CHUNK
 
@@ -175,9 +207,12 @@ def _purge_mos(conn: sqlite3.Connection, cutoff: int) -> tuple[int, bool]:
             (cutoff, *_DONE_MO, CHUNK),
         )
     ]
-    for mo_id in ids:
+    deadline = time.perf_counter() + BUDGET
+    for done, mo_id in enumerate(ids, 1):
         conn.execute("DELETE FROM mo_media WHERE mo_id=?", (mo_id,))
         conn.execute("DELETE FROM mo_messages WHERE id=?", (mo_id,))
+        if time.perf_counter() >= deadline:
+            return done, True
     return len(ids), len(ids) == CHUNK
 
 
@@ -211,9 +246,12 @@ def _purge_media(conn: sqlite3.Connection, cutoff: int) -> list[tuple[str, str |
             (cutoff, CHUNK),
         )
     ]
+    deadline = time.perf_counter() + BUDGET
     gone: list[tuple[str, str | None]] = []
     for sha256 in chosen:
         row = conn.execute("SELECT path FROM media WHERE sha256=?", (sha256,)).fetchone()
         conn.execute("DELETE FROM media WHERE sha256=?", (sha256,))
         gone.append((sha256, row[0] if row else None))
+        if time.perf_counter() >= deadline:
+            break  # the caller asks again until none is left
     return gone
