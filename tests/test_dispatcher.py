@@ -30,7 +30,7 @@ from mm7.core.codec import decode, encode
 from mm7.core.model import Address, Priority, Recipients, Request, SubmitReq, SubmitRsp, reply_to
 from mm7.core.status import MMStatus
 from mm7.service.backoff import backoff_delay
-from mm7.service.config.settings import LinkSettings, RelaySettings, RetrySettings
+from mm7.service.config.settings import LinkSettings, RelaySettings, RetrySettings, SenderRates
 from mm7.service.errors import BuildError
 from mm7.service.mt.dispatcher import Dispatcher
 from mm7.service.mt.reports import DeliveryReports
@@ -442,6 +442,31 @@ async def test_graceful_stop_releases_in_flight_items_and_concurrency_is_bounded
         assert recipient.status is RecipientStatus.QUEUED and recipient.attempts == 0
     again = await r.store.lease(LINK, "probe", 10, timedelta(seconds=60))
     assert len(again) == 5
+
+
+async def test_graceful_stop_releases_items_leased_but_not_yet_started(rig: Make) -> None:
+    """Items leased and waiting for their sender's turn (held, not sending yet) and one on the
+    wire: a graceful stop gives all of them back due at once, so another dispatcher leases them
+    without waiting for the lease TTL."""
+    r = await rig()
+    hole_url = await r.black_hole()
+    mids = [await r.enqueue(f"+1201555010{i}") for i in range(2)]
+    settings = dataclasses.replace(
+        r.settings(url=hole_url), sender_tps=SenderRates(rates=(("12345", 1.0),))
+    )
+    d = await r.dispatcher(settings, concurrency=4, sender_hold=60.0)
+
+    async def one_sending_one_held() -> bool:
+        return len(r.holes[0].requests) == 1 and d.held == 1
+
+    await until(one_sending_one_held)
+    assert await r.store.lease(LINK, "probe", 10, timedelta(seconds=60)) == []  # both leased
+    await d.stop(grace=0)
+    assert d.counts["released"] == 2 and d.in_flight == 0 and d.held == 0
+    # due again at once: the lease TTL has not passed (the clock has not moved)
+    again = await r.store.lease(LINK, "other", 10, timedelta(seconds=60))
+    assert sorted(item.message_id for item in again) == sorted(mids)
+    assert all(item.attempts == 1 for item in again)  # the released attempt was not counted
 
 
 async def test_scheduled_message_is_not_sent_before_its_time(rig: Make) -> None:
