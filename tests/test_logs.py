@@ -169,6 +169,51 @@ def test_configure_is_idempotent(out: io.StringIO) -> None:
     assert [line["event"] for line in lines(out)] == ["mm7.once", "mm7.stdlib.once"]
 
 
+def test_a_call_below_the_level_runs_no_processor(out: io.StringIO) -> None:
+    configure_logging("warning", json=True, stream=out)
+    seen: list[str] = []
+
+    def spy(logger: object, method_name: str, event_dict: Any) -> Any:
+        seen.append(event_dict["event"])
+        return event_dict
+
+    # the spy first, before filter_by_level: it sees every event that is processed at all
+    structlog.configure(processors=[spy, *structlog.get_config()["processors"]])
+    log = structlog.get_logger("mm7.service.mt.dispatcher").bind(link="carrier-a")
+    log.debug("mm7.below.debug")
+    log.info("mm7.below.info")
+    log.log(logging.INFO, "mm7.below.log")
+    log.warning("mm7.kept")
+    assert seen == ["mm7.kept"]
+    assert [line["event"] for line in lines(out)] == ["mm7.kept"]
+
+
+def test_a_disabled_stdlib_logger_drops_as_filter_by_level_does(out: io.StringIO) -> None:
+    configure_logging("debug", json=True, stream=out)
+    stdlib = logging.getLogger("mm7.test.disabled")
+    stdlib.disabled = True
+    try:
+        structlog.get_logger("mm7.test.disabled").error("mm7.hidden")
+    finally:
+        stdlib.disabled = False
+    structlog.get_logger("mm7.test.disabled").error("mm7.shown")
+    assert [line["event"] for line in lines(out)] == ["mm7.shown"]
+
+
+def test_a_later_configuration_reaches_loggers_already_bound(out: io.StringIO) -> None:
+    configure_logging("warning", json=True, stream=out)
+    log = structlog.get_logger("mm7.service.mt.dispatcher").bind(link="carrier-a")
+    log.info("mm7.before")
+    configure_logging("debug", json=True, stream=out)
+    log.debug("mm7.after")
+    assert [line["event"] for line in lines(out)] == ["mm7.after"]
+    # and capture_logs (processors without filter_by_level) keeps every level again
+    configure_logging("warning", json=True, stream=out)
+    with structlog.testing.capture_logs() as captured:
+        structlog.get_logger("mm7.service.mt.dispatcher").debug("mm7.captured")
+    assert [entry["event"] for entry in captured] == ["mm7.captured"]
+
+
 def test_console_renderer_for_development(out: io.StringIO) -> None:
     configure_logging("info", json=False, stream=out)
     structlog.get_logger("mm7.test").info("mm7.hello", link="carrier-a", password="hunter2")

@@ -17,7 +17,11 @@ before. Afterwards:
   ``Secret`` values that mask themselves already; this is defence in depth.
 
 The level filters both worlds: stdlib records below it never reach the handler, and structlog's
-stdlib-bound loggers drop events below it before any processing.
+stdlib-bound loggers drop events below it before any processing: ``LevelFirstLogger`` checks the
+level before the context is copied and the processors run, so a call below the level costs the
+proxy's assembly and one comparison. Loggers are not cached (``cache_logger_on_first_use`` stays
+off): a cached logger keeps the processors, wrapper and factory it was built with, so a later
+``configure_logging``, ``unconfigure_logging`` or a test's ``capture_logs`` would not reach it.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ __all__ = [
     "REDACTED",
     "SECRET_KEY_WORDS",
     "LazyLog",
+    "LevelFirstLogger",
     "configure_logging",
     "drops",
     "is_secret_key",
@@ -69,6 +74,17 @@ SECRET_KEY_WORDS = frozenset(
 
 #: the keys structlog and logging use for themselves: never masked
 _OWN_KEYS = frozenset({"event", "level", "logger", "timestamp", "exc_info", "stack_info"})
+#: structlog's method names to stdlib levels, as ``filter_by_level`` reads them
+_NAME_TO_LEVEL: Mapping[str, int] = {
+    "critical": logging.CRITICAL,
+    "exception": logging.ERROR,
+    "error": logging.ERROR,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "notset": logging.NOTSET,
+}
 _SEPARATORS = re.compile(r"[-\s.]+")
 _MAX_DEPTH = 8
 
@@ -147,9 +163,40 @@ def drops(name: str, level: int) -> bool:
     """Whether an event at ``level`` of the logger ``name`` is dropped by the configuration in
     force (``filter_by_level`` and the stdlib level): a hot path can skip building it. False
     when the processors keep every level (``structlog.testing.capture_logs``)."""
-    return structlog.stdlib.filter_by_level in structlog.get_config()[
-        "processors"
-    ] and not logging.getLogger(name).isEnabledFor(level)
+    # the level first: it is cheap, and when it lets the event through the processors don't matter
+    return not logging.getLogger(name).isEnabledFor(level) and (
+        structlog.stdlib.filter_by_level in structlog.get_config()["processors"]
+    )
+
+
+class LevelFirstLogger(structlog.stdlib.BoundLogger):
+    """structlog's stdlib ``BoundLogger`` that drops an event below the level before copying the
+    context and running the processors, exactly when ``filter_by_level`` (in the chain) would.
+
+    ``filter_by_level`` runs as the first processor, after the call has bound and copied the
+    context; most calls on the hot paths are below the configured level (debug and info events at
+    ``warning``), and for them that work and the ``DropEvent`` it ends in were the whole cost.
+    Without ``filter_by_level`` in the chain (``capture_logs``) every event goes through as before.
+    """
+
+    def _proxy_to_logger(
+        self,
+        method_name: str,
+        event: str | None = None,
+        *event_args: str,
+        **event_kw: Any,
+    ) -> Any:
+        logger = self._logger
+        level = _NAME_TO_LEVEL.get(method_name)
+        # filter_by_level's own test (disabled, effective level), not isEnabledFor: see there;
+        # a method it doesn't know takes the ordinary path
+        if (
+            level is not None
+            and (logger.disabled or level < logger.getEffectiveLevel())
+            and structlog.stdlib.filter_by_level in self._processors
+        ):
+            return None
+        return super()._proxy_to_logger(method_name, event, *event_args, **event_kw)
 
 
 class LazyLog:
@@ -246,7 +293,7 @@ def configure_logging(
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        wrapper_class=LevelFirstLogger,
         context_class=dict,
         # not cached: a later configure_logging (or a test's reset) applies to every logger
         cache_logger_on_first_use=False,

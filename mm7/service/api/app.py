@@ -166,6 +166,7 @@ from mm7.content.model import MediaItem, Slide
 from mm7.content.parts import ContentError, PartError, Source, make_items, text_source
 from mm7.content.smil import SmilError
 from mm7.core.sniff import sniff
+from mm7.service.api import fastcodec
 from mm7.service.api.backlog import Backlog
 from mm7.service.api.fallback import resolve_fallback
 from mm7.service.api.listing import MessageListing
@@ -381,7 +382,7 @@ async def post_message(request: web.Request) -> web.Response:
     if mime == "application/json":
         raw = await request.read()
         try:
-            body = json.loads(raw)
+            body = fastcodec.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, None, f"the body is not valid JSON: {exc}") from None
         if isinstance(body, dict) and "idempotency_key" not in body:
@@ -405,11 +406,18 @@ async def post_message(request: web.Request) -> web.Response:
     result = await _submit(request.app, parsed, key, source="api")
     message_id = result.message_id
     if not result.created:
-        return web.json_response({"id": message_id, "status": "duplicate"}, status=200)
+        return web.json_response(
+            {"id": message_id, "status": "duplicate"}, status=200, dumps=fastcodec.dumps
+        )
     answer: dict[str, Any] = {"id": message_id, "status": "queued"}
     if result.suppressed:
         answer["suppressed"] = list(result.suppressed)
-    return web.json_response(answer, status=202, headers={"Location": f"/v1/messages/{message_id}"})
+    return web.json_response(
+        answer,
+        status=202,
+        headers={"Location": f"/v1/messages/{message_id}"},
+        dumps=fastcodec.dumps,
+    )
 
 
 def _key_of(request: web.Request) -> ApiKey:

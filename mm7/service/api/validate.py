@@ -9,7 +9,6 @@ fetched or decoded here beyond base64 (``api.py`` does that next, then builds th
 
 from __future__ import annotations
 
-import base64
 import binascii
 import dataclasses
 import hashlib
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 
 from mm7.core.errors import MM7Error
 from mm7.core.values import Duration, format_datetime, parse_relative_or_absolute
+from mm7.service.api import fastcodec
 from mm7.service.errors import ApiError
 
 __all__ = [
@@ -356,7 +356,7 @@ def _media(value: Any) -> list[MediaInput]:
         if content_type is None:
             raise _bad(f"{where}.content_type", "missing (required with content_base64)")
         try:
-            data = base64.b64decode(encoded, validate=True)
+            data = fastcodec.b64decode(encoded)
         except (binascii.Error, ValueError):
             raise _bad(f"{where}.content_base64", "not valid base64", 422) from None
         if not data:
