@@ -26,7 +26,6 @@ import collections
 import contextlib
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from tests.helpers.runtime import (
     accepted,
     bound_socket,
     clean_env,
+    drain,
     jpeg,
     message,
     read_until,
@@ -137,18 +137,11 @@ class Instance:
     proc: subprocess.Popen[str]
     api: str = ""
     inbound: str = ""
-    lines: list[str] = field(default_factory=list)
+    lines: collections.deque[str] = field(default_factory=collections.deque)
 
     def drain(self) -> None:
         """Keep reading stdout so the process never blocks on a full pipe."""
-        assert self.proc.stdout is not None
-        stream = self.proc.stdout
-
-        def pump() -> None:
-            for line in stream:
-                self.lines.append(line)
-
-        threading.Thread(target=pump, daemon=True).start()
+        self.lines = drain(self.proc)
 
 
 async def start_instance(
