@@ -25,7 +25,7 @@ The parent
     acknowledged it (at most ``SYNC_TIMEOUT``); changes made by a scenario or by a one-shot
     fault being used are sent within ``POLL`` seconds;
   - restarts a worker that exits (after ``restart_delay``, doubling while restarts fail to start,
-    up to ``MAX_DELAY``; after ``failed_starts`` failed starts in a row it stops them all and
+    up to 30 s; after ``failed_starts`` failed starts in a row it stops them all and
     exits 1) and says so on stderr.
 
 A worker answers a SubmitReq itself; it passes on to the parent any other MM7 request (a
@@ -68,6 +68,7 @@ from mm7.simulator.app import Simulator, SimulatorConfig
 from mm7.simulator.channel import Channel, ChannelError
 from mm7.simulator.replica import Replica, WorkerStart
 from mm7.transport.listener import ListenerLimits
+from mm7.transport.restarts import GiveUp, after_exit
 
 __all__ = ["Cluster", "reserve_port", "workers_supported"]
 
@@ -75,8 +76,6 @@ __all__ = ["Cluster", "reserve_port", "workers_supported"]
 SYNC_TIMEOUT = 5.0
 #: seconds between checks for changes made outside the control API (scenarios, one-shots used)
 POLL = 0.05
-#: seconds: the longest wait before restarting a worker
-MAX_DELAY = 30.0
 
 log = structlog.get_logger("mm7.simulator")
 
@@ -238,21 +237,15 @@ class Cluster:
                 continue
             if stopping.done():
                 return 0
-            if not started and not worker.ready:
-                self.err(
-                    f"mm7 simulator: worker {worker.index} could not start (exit status {code});"
-                    " stopping the others"
-                )
+            worker.failed_starts, step = after_exit(
+                worker.index, code, started=started, ready=worker.ready,
+                failed_starts=worker.failed_starts, limit=self.failed_starts,
+                restart_delay=self.restart_delay,
+            )  # fmt: skip
+            if isinstance(step, GiveUp):
+                self.err(f"mm7 simulator: {step.reason}")
                 return 1
-            if not worker.ready:
-                worker.failed_starts += 1
-                if worker.failed_starts >= self.failed_starts:
-                    self.err(
-                        f"mm7 simulator: worker {worker.index} failed to start "
-                        f"{worker.failed_starts} times in a row (exit status {code}); giving up"
-                    )
-                    return 1
-            delay = min(MAX_DELAY, self.restart_delay * 2**worker.failed_starts)
+            delay = step.delay
             self.err(
                 f"mm7 simulator: worker {worker.index} (pid {worker.pid}) exited (status {code});"
                 f" restarting it in {delay:g}s"

@@ -10,12 +10,12 @@ the workers. ``[metrics] listen`` is per worker: port + i - 1 (each worker's own
 
 Supervision: a worker is started when it prints ``READY``. One that exits before every worker
 started ends the start (the others are stopped, exit status 1); one that dies later is started
-again after ``restart_delay`` (doubling while its restarts fail to start, up to ``MAX_DELAY``),
-and after ``failed_starts`` restarts in a row that never became ready the parent stops them all
-and exits 1. SIGTERM or SIGINT to the parent is forwarded to every worker as SIGTERM (each stops
-gracefully); a worker still running ``stop_timeout`` seconds later is killed. Workers run in
-sessions of their own (a terminal's Ctrl-C reaches the parent only, which forwards it once) and
-stop by themselves when the parent is gone.
+again after ``restart_delay`` (doubling while its restarts fail to start), and after
+``failed_starts`` restarts in a row that never became ready the parent stops them all and exits
+1 (the rule: ``mm7.transport.restarts``). SIGTERM or SIGINT to the parent is forwarded to every
+worker as SIGTERM (each stops gracefully); a worker still running ``stop_timeout`` seconds
+later is killed. Workers run in sessions of their own (a terminal's Ctrl-C reaches the parent
+only, which forwards it once) and stop by themselves when the parent is gone.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mm7.service.config.settings import GatewayConfig, Listen
+from mm7.transport.restarts import GiveUp, after_exit
 
 __all__ = [
     "READY",
@@ -44,7 +45,6 @@ __all__ = [
 #: the line a worker prints on stdout once it serves (what the parent waits for)
 READY = "mm7 gateway: worker ready"
 #: seconds: the longest wait before restarting a worker
-MAX_DELAY = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,21 +213,15 @@ class Supervisor:
                 continue
             if stopping.done():
                 return 0
-            if not started and not worker.ready:
-                self.err(
-                    f"mm7 gateway: worker {worker.index} could not start (exit status {code}); "
-                    "stopping the others"
-                )
+            worker.failed_starts, step = after_exit(
+                worker.index, code, started=started, ready=worker.ready,
+                failed_starts=worker.failed_starts, limit=self.failed_starts,
+                restart_delay=self.restart_delay,
+            )  # fmt: skip
+            if isinstance(step, GiveUp):
+                self.err(f"mm7 gateway: {step.reason}")
                 return 1
-            if not worker.ready:
-                worker.failed_starts += 1
-                if worker.failed_starts >= self.failed_starts:
-                    self.err(
-                        f"mm7 gateway: worker {worker.index} failed to start "
-                        f"{worker.failed_starts} times in a row (exit status {code}); giving up"
-                    )
-                    return 1
-            delay = min(MAX_DELAY, self.restart_delay * 2**worker.failed_starts)
+            delay = step.delay
             self.err(
                 f"mm7 gateway: worker {worker.index} exited (status {code}); "
                 f"restarting it in {delay:g}s"
