@@ -257,3 +257,14 @@ async def test_api_reads_json_the_stdlib_way(codecs: str, gw: Gateway) -> None:
         small_answer["error"]["message"],
     )
     assert gw.counts() == before
+
+
+async def test_api_refuses_a_deeply_nested_body_as_bad_json(codecs: str, gw: Gateway) -> None:
+    before = gw.counts()
+    for depth in (600, 5000):  # past orjson's 1024 levels and past json.loads's recursion limit
+        body = b'{"to": "+12015550100", "text": ' + b"[" * depth + b"]" * depth + b"}"
+        status, answer = await post_raw(gw, body)
+        assert status in (400, 422), (depth, answer)
+        if depth == 5000:
+            assert answer["error"]["message"] == "the body is not valid JSON: nested too deeply"
+    assert gw.counts() == before

@@ -54,7 +54,8 @@ def using() -> dict[str, str]:
 
 def loads(raw: bytes) -> Any:
     """The JSON value of ``raw``, as ``json.loads(raw)`` gives it; raises what it raises
-    (``ValueError``, ``UnicodeDecodeError``)."""
+    (``ValueError``, ``UnicodeDecodeError``), and ``ValueError`` for a body nested deeper than
+    the parsers go (``json.loads``'s ``RecursionError``)."""
     fast = _orjson
     if fast is not None:
         try:
@@ -64,18 +65,25 @@ def loads(raw: bytes) -> Any:
         else:
             if not _has_big_float(value):
                 return value
-    return json.loads(raw)
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def _has_big_float(value: Any) -> bool:
     """Whether a float of magnitude >= 2**63 (an int orjson widened) or not finite (which orjson
-    writes as ``null``) is anywhere in ``value``."""
-    if isinstance(value, float):
-        return not -_BIG < value < _BIG
-    if isinstance(value, dict):
-        return any(_has_big_float(item) for item in value.values())
-    if isinstance(value, list | tuple):
-        return any(_has_big_float(item) for item in value)
+    writes as ``null``) is anywhere in ``value`` (a loop, not recursion: a body may nest deep)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not -_BIG < item < _BIG:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
     return False
 
 
