@@ -327,6 +327,16 @@ async def test_multipart_upload(gateway: GatewayFactory) -> None:
     assert (await response.json())["error"]["field"] == "colour"
     assert gw.counts() == before
 
+    # a slides field nested past the JSON parser's depth is bad JSON (400), not a crash
+    form = FormData()
+    form.add_field("to", "+12015550100")
+    form.add_field("slides", "[" * 5000 + "]" * 5000)
+    response = await gw.client.post("/v1/messages", data=form, headers=AUTH)
+    error = (await response.json())["error"]
+    assert response.status == 400
+    assert (error["field"], error["message"]) == ("slides", "expected a JSON array")
+    assert gw.counts() == before
+
 
 # --------------------------------------------------------------------------- refusals
 

@@ -149,7 +149,6 @@ Kannel/Mbuni users"); ``fields["sendmms"]`` holds what only sendmms carries (``d
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -549,7 +548,7 @@ def _form_body(form: MultiMapping[Any]) -> tuple[dict[str, Any], list[MediaInput
             body[name] = flag in ("true", "1", "yes")
         elif name == "slides":
             try:
-                body[name] = json.loads(value)
+                body[name] = fastcodec.loads(value.encode("utf-8"))
             except ValueError:
                 raise ApiError(400, "slides", "expected a JSON array") from None
         else:
