@@ -623,3 +623,46 @@ async def test_outcomes_whose_write_failed_are_recorded_by_the_next(
     record = await rig.event_of(mo_id)
     assert record.status is RelayStatus.DELIVERED and record.attempts == 1
     assert len(rig.rx.seen) == 1
+
+
+async def test_a_freed_slot_lets_the_background_loop_lease_what_waited_without_a_poll(
+    rig: Rig,
+) -> None:
+    """An event committed while its hook was full is leased once the slot frees, by the
+    outcome's own write (at most outcome_delay later), not by the next poll an hour away."""
+    worker = rig.worker(rig.settings(concurrency=1))
+    worker.poll_interval = 3600.0
+    await worker.start()
+    first = await rig.mo("+15550001", hook="gated")
+    worker.wake()
+    await rig.rx.until(lambda: rig.rx.in_flight == 1)
+    second = await rig.mo("+15550002", hook="gated")
+    worker.wake()  # leases nothing: the hook's one slot is taken
+    for _ in range(50):
+        await asyncio.sleep(0.01)  # let that lease run before the slot frees
+    assert len(rig.rx.seen) == 1
+    rig.rx.gate.release()
+    await rig.rx.until(lambda: len(rig.rx.seen) == 2)
+    rig.rx.gate.release()
+    await rig.rx.until(lambda: rig.rx.in_flight == 0)
+    assert [r.body["id"] for r in rig.rx.seen] == [first, second]
+
+
+async def test_an_outcome_is_written_within_outcome_delay_while_the_loop_waits(rig: Rig) -> None:
+    """The last outcome of a burst is recorded by itself after outcome_delay even when the loop
+    went to sleep for a whole poll interval before the delivery ended (the hook had room, so
+    the freed slot wakes nobody)."""
+    worker = rig.worker(rig.settings(concurrency=4))
+    worker.poll_interval = 3600.0
+    await worker.start()
+    mo_id = await rig.mo(hook="gated")
+    worker.wake()
+    await rig.rx.until(lambda: rig.rx.in_flight == 1)
+    for _ in range(50):
+        await asyncio.sleep(0.01)  # the loop is waiting on its poll interval now
+    rig.rx.gate.release()
+    for _ in range(500):
+        if (await rig.event_of(mo_id)).status is RelayStatus.DELIVERED:
+            break
+        await asyncio.sleep(0.01)
+    assert (await rig.event_of(mo_id)).status is RelayStatus.DELIVERED

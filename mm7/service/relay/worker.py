@@ -475,7 +475,11 @@ class RelayWorker:
     ) -> None:
         """Keep an attempt's outcome for the worker's next write (module docstring)."""
         if not self._finished:
-            self._flush_at = asyncio.get_running_loop().time() + self.outcome_delay
+            loop = asyncio.get_running_loop()
+            self._flush_at = loop.time() + self.outcome_delay
+            # the loop may be asleep for a whole poll interval: wake it to write the outcome
+            # (and lease what this freed slot lets in) by then
+            loop.call_at(self._flush_at, self._wake.set)
         self._finished.append(
             RelayOutcome(
                 item,
