@@ -205,8 +205,23 @@ class _Runner:
             raise _Unreachable(f"cannot connect: {peer_text(str(exc), 200)}") from None
         except aiohttp.ClientError as exc:
             what = peer_text(str(exc), 200) or type(exc).__name__
-            return Verdict((f"the connection failed: {type(exc).__name__}: {what}",))
+            problem = f"the connection failed: {type(exc).__name__}: {what}"
+            return Verdict((problem + self._no_certificate_hint(exc),))
         return check(exchange, answer)
+
+    def _no_certificate_hint(self, exc: aiohttp.ClientError) -> str:
+        """Why an https endpoint may drop the connection: with TLS 1.3 a server that wants a
+        client certificate and got none closes the connection after the handshake, which the
+        client sees as a disconnect, not as a TLS error."""
+        dropped = isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
+        https = self.target.url.lower().startswith("https://")
+        presented = self.target.tls is not None and self.target.tls.mutual
+        if not (dropped and https and not presented):
+            return ""
+        return (
+            " (an endpoint that requires a client certificate closes the connection so: "
+            "give --tls-cert and --tls-key)"
+        )
 
 
 class _TooLarge(Exception):
