@@ -26,6 +26,7 @@ from mm7.simulator.personas import Persona, load_persona, load_persona_file, per
 from mm7.transport.client import MM7Client
 from mm7.transport.link import ClientAuth, DigestAuth, LinkConfig, Secret
 from tests.helpers.interop import Ran, run_mm7
+from tests.helpers.tls_ca import make_ca
 
 Server = Callable[..., Awaitable[Any]]
 TO = "+15551230001"
@@ -242,3 +243,37 @@ async def test_a_plan_over_the_budget_sends_nothing(aiohttp_server: Server) -> N
     assert len(list(server.app[SIMULATOR].store.exchanges)) == 0
     narrowed = await probe(server, "--max-requests", "10", "--versions", "REL-6-MM7-1-4", "--json")
     assert narrowed.code == 0 and len(narrowed.json()["accepted"]) == 9
+
+
+async def test_the_probe_speaks_mutual_tls(aiohttp_server: Server, tmp_path: Path) -> None:
+    """An https MMSC that wants a client certificate: the probe verifies it with --tls-ca and
+    presents --tls-cert/--tls-key; without the certificate every pair is refused, no dialect."""
+    ca = make_ca(tmp_path / "pki")
+    mmsc, vasp = ca.issue("mmsc", server=True), ca.issue("vasp")
+    config = SimulatorConfig(
+        persona=load_persona("nokia"),
+        ui_path=None,
+        tls_cert=mmsc.cert,
+        tls_key=mmsc.key,
+        client_ca=ca.cert_path,
+    )
+    server = await aiohttp_server(create_simulator_app(config), ssl=config.ssl_context())
+    url = str(server.make_url("/mm7")).replace("http://", "https://")
+    options = ("--to", TO, "--versions", "REL-6-MM7-1-4", "--json", "--tls-ca", str(ca.cert_path))
+    ran = await run_mm7(
+        "interop", "mmsc", url, *options, "--tls-cert", str(vasp.cert), "--tls-key", str(vasp.key)
+    )
+    assert ran.code == 0, ran.out + ran.err
+    result = ran.json()
+    assert result["refused"] == [] and len(result["accepted"]) == 8  # no --from: 2 pairs + 6
+    assert result["dialect"]["version"] == "REL-6-MM7-1-4"
+    assert len(server.app[SIMULATOR].store.messages) == 8
+    without = await run_mm7("interop", "mmsc", url, *options)
+    assert without.code == 1, without.out + without.err
+    refused = without.json()["refused"]
+    assert [r["variant"] for r in refused] == [
+        "pair/REL-6-MM7-1-4/6.8.0",
+        "pair/REL-6-MM7-1-4/5.3.0",
+    ]
+    assert all(r["reason"].endswith("give --tls-cert and --tls-key)") for r in refused), refused
+    assert len(server.app[SIMULATOR].store.messages) == 8  # nothing more was taken

@@ -31,7 +31,9 @@ from mm7.interop.mmsc_plan import (
     submit_for,
 )
 from mm7.interop.peer_text import peer_text
+from mm7.interop.tls_hint import no_certificate_hint
 from mm7.interop.urls import check_peer
+from mm7.transport.classify import Outcome
 from mm7.transport.client import MM7Client
 from mm7.transport.errors import LinkConfigError, MM7ClientError
 from mm7.transport.link import ClientAuth, LinkConfig, TLSConfig
@@ -213,7 +215,9 @@ async def _send(endpoint: Endpoint, settings: ProbeSettings, variant: Variant) -
             reason = exc.reason
             if exc.details:
                 reason = f"{reason}: {exc.details}"
-            return Tried(variant, False, exc.code, exc.http_status, peer_text(reason, 300))
+            dropped = exc.outcome in (Outcome.CONNECTION_RESET, Outcome.TLS_ERROR)
+            hint = no_certificate_hint(endpoint.url, endpoint.tls, dropped=dropped)
+            return Tried(variant, False, exc.code, exc.http_status, peer_text(reason, 300) + hint)
     message_id = getattr(answered.message, "message_id", None)
     return Tried(
         variant,

@@ -26,6 +26,7 @@ from mm7 import __version__
 from mm7.core.errors import MM7Error
 from mm7.interop.errors import InteropError
 from mm7.interop.peer_text import peer_text
+from mm7.interop.tls_hint import no_certificate_hint
 from mm7.interop.urls import check_peer
 from mm7.interop.vasp_cases import Case, Exchange
 from mm7.interop.vasp_check import Answer, Verdict, check
@@ -206,22 +207,10 @@ class _Runner:
         except aiohttp.ClientError as exc:
             what = peer_text(str(exc), 200) or type(exc).__name__
             problem = f"the connection failed: {type(exc).__name__}: {what}"
-            return Verdict((problem + self._no_certificate_hint(exc),))
+            dropped = isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
+            hint = no_certificate_hint(self.target.url, self.target.tls, dropped=dropped)
+            return Verdict((problem + hint,))
         return check(exchange, answer)
-
-    def _no_certificate_hint(self, exc: aiohttp.ClientError) -> str:
-        """Why an https endpoint may drop the connection: with TLS 1.3 a server that wants a
-        client certificate and got none closes the connection after the handshake, which the
-        client sees as a disconnect, not as a TLS error."""
-        dropped = isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
-        https = self.target.url.lower().startswith("https://")
-        presented = self.target.tls is not None and self.target.tls.mutual
-        if not (dropped and https and not presented):
-            return ""
-        return (
-            " (an endpoint that requires a client certificate closes the connection so: "
-            "give --tls-cert and --tls-key)"
-        )
 
 
 class _TooLarge(Exception):
