@@ -154,6 +154,8 @@ async def test_the_aggregators_refusals_carry_status_and_reason(aiohttp_server: 
     text = await probe(server)
     toml = toml_of(text)
     assert "# SMIL is required: give the link a content profile" in toml
+    # the profile named loads only with [hosting]: the comment says so, and what else to do
+    assert "needs [hosting] enabled" in toml and 'too_big = "refuse"' in toml
     assert 'notes = "probed with mm7 interop mmsc on ' in toml and "no-smil, chunked" in toml
     assert tomllib.loads(toml)["dialects"]["probed"]["chunked"] is False
 

@@ -3,8 +3,7 @@ refused ones first-class (version, status and text, recipients, fault, problems)
 the detail view (SOAP pretty, media listed with links, slides); the ring and the whole-body
 budget; the live stream (server-sent events) with replay, reset and slow subscribers dropped;
 the persona switched at run time; faults aimed at one operation; the leniencies each exchange
-needed, both ways. Real simulator, real VASP,
-real client, all on loopback."""
+needed, both ways. Real simulator, real VASP, real client, all on loopback."""
 
 from __future__ import annotations
 

@@ -165,7 +165,8 @@ def probe_comments(result: ProbeResult, name: str) -> list[str]:
     if result.smil_required:
         comments.append(
             "SMIL is required: give the link a content profile with smil_required = true "
-            '(e.g. profile = "aggregator-smil").'
+            '(e.g. profile = "aggregator-smil", whose too_big = "link" needs [hosting] enabled; '
+            'or a copy of it in profiles/ with too_big = "refuse").'
         )
     return comments
 
