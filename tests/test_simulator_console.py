@@ -2,8 +2,8 @@
 traffic sent by a real client appears live without a reload, in both directions; a filter
 narrows the rows; a row opens its detail (SOAP, parts, slides with the image the browser
 really loaded); the persona and a fault chosen on the page take effect on the next request (the
-lenient aggregator's row shows the leniency it forgave); a
-hostile Subject and text stay text. Skips, saying why, without a chromium binary."""
+lenient aggregator's row shows the leniency it forgave); a hostile Subject and text stay text.
+Skips, saying why, without a chromium binary."""
 
 from __future__ import annotations
 
