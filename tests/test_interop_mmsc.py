@@ -6,6 +6,7 @@ written in that dialect through mm7's client is accepted by that persona."""
 from __future__ import annotations
 
 import dataclasses
+import socket
 import tomllib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -279,3 +280,27 @@ async def test_the_probe_speaks_mutual_tls(aiohttp_server: Server, tmp_path: Pat
     ]
     assert all(r["reason"].endswith("give --tls-cert and --tls-key)") for r in refused), refused
     assert len(server.app[SIMULATOR].store.messages) == 8  # nothing more was taken
+
+
+async def test_an_mmsc_that_cannot_be_reached_is_given_up_on() -> None:
+    """A firewall not yet opened for the VASP: after 3 connection failures in a row the rest of
+    the plan is not sent (each says so), rather than waiting out every connect timeout."""
+    with socket.socket() as sock:  # a port nobody listens on: bound, never listening
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/mm7"
+        ran = await run_mm7("interop", "mmsc", url, "--to", TO, "--json")
+        table = await run_mm7("interop", "mmsc", url, "--to", TO)
+    assert ran.code == 1, ran.out + ran.err
+    result = ran.json()
+    assert result["accepted"] == [] and result["dialect"] is None
+    refused = result["refused"]
+    assert len(refused) == 17 and {r["variant"] for r in refused} == ALL_PAIRS
+    assert all("Cannot connect" in r["reason"] for r in refused[:3]), refused[:3]
+    assert all(
+        r["reason"] == "not sent: the MMSC could not be reached (3 connection failures in a row)"
+        and r["status"] is None
+        and r["http_status"] is None
+        for r in refused[3:]
+    ), refused[3:]
+    assert table.code == 1
+    assert "3 SubmitReqs, 0 accepted, 0 refused, 3 could not connect, 14 not sent" in table.out

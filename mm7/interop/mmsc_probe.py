@@ -40,6 +40,11 @@ from mm7.transport.link import ClientAuth, LinkConfig, TLSConfig
 
 __all__ = ["Endpoint", "ProbeResult", "Tried", "check_budget", "probe", "recommend"]
 
+#: connection failures in a row (nothing reached the MMSC: refused, unreachable, TLS) after
+#: which the remaining variants are not sent; a firewall not yet opened for the VASP's address
+#: would otherwise cost every variant its connect timeout
+MAX_UNREACHABLE = 3
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -67,6 +72,10 @@ class Tried:
     #: why it was refused, in words (None when accepted)
     reason: str | None
     message_id: str | None = None
+    #: False when the connection itself failed (the MMSC never saw the request)
+    reached: bool = True
+    #: False when it was not sent at all (the MMSC could not be reached before it)
+    sent: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +172,19 @@ async def probe(
     check_budget(settings, max_requests)
     started = datetime.now(UTC)
     tried: list[Tried] = []
+    unreachable = 0
 
     async def attempt(variant: Variant) -> Tried:
-        result = await _send(endpoint, settings, variant)
+        nonlocal unreachable
+        if unreachable >= MAX_UNREACHABLE:
+            why = (
+                "not sent: the MMSC could not be reached "
+                f"({unreachable} connection failures in a row)"
+            )
+            result = Tried(variant, False, None, None, why, reached=False, sent=False)
+        else:
+            result = await _send(endpoint, settings, variant)
+            unreachable = 0 if result.reached else unreachable + 1
         tried.append(result)
         if on_tried is not None:
             on_tried(result)
@@ -217,7 +236,9 @@ async def _send(endpoint: Endpoint, settings: ProbeSettings, variant: Variant) -
                 reason = f"{reason}: {exc.details}"
             dropped = exc.outcome in (Outcome.CONNECTION_RESET, Outcome.TLS_ERROR)
             hint = no_certificate_hint(endpoint.url, endpoint.tls, dropped=dropped)
-            return Tried(variant, False, exc.code, exc.http_status, peer_text(reason, 300) + hint)
+            reached = exc.outcome not in (Outcome.CONNECT_ERROR, Outcome.TLS_ERROR)
+            reason = peer_text(reason, 300) + hint
+            return Tried(variant, False, exc.code, exc.http_status, reason, reached=reached)
     message_id = getattr(answered.message, "message_id", None)
     return Tried(
         variant,
