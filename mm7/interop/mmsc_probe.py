@@ -9,7 +9,9 @@ pair (newest namespace, then newest MM7Version) becomes the base, and each packa
 tried on it once. When no pair is accepted, no packaging variant is sent and there is no dialect
 to recommend: the refusals say why. The recommended dialect is the base's: the baseline
 packaging, which the MMSC took; the other findings (SMIL required, chunked refused...) are kept
-as notes, since some are not dialect settings (SMIL is the content profile's).
+as notes, since some are not dialect settings (SMIL is the content profile's). An MMSC that
+cannot be reached is given up after ``MAX_UNREACHABLE`` connection failures in a row: the rest
+of the plan is listed as not sent.
 """
 
 from __future__ import annotations
