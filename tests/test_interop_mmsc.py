@@ -280,6 +280,14 @@ async def test_the_probe_speaks_mutual_tls(aiohttp_server: Server, tmp_path: Pat
     ]
     assert all(r["reason"].endswith("give --tls-cert and --tls-key)") for r in refused), refused
     assert len(server.app[SIMULATOR].store.messages) == 8  # nothing more was taken
+    # the MMSC's certificate not verified (no --tls-ca: the system store): no certificate hint
+    untrusted = await run_mm7(
+        "interop", "mmsc", url, "--to", TO, "--versions", "REL-6-MM7-1-4", "--json"
+    )
+    assert untrusted.code == 1
+    for refusal in untrusted.json()["refused"]:
+        assert "certificate verify failed" in refusal["reason"], refusal
+        assert "--tls-cert" not in refusal["reason"], refusal
 
 
 async def test_an_mmsc_that_cannot_be_reached_is_given_up_on() -> None:

@@ -236,7 +236,12 @@ async def _send(endpoint: Endpoint, settings: ProbeSettings, variant: Variant) -
             reason = exc.reason
             if exc.details:
                 reason = f"{reason}: {exc.details}"
-            dropped = exc.outcome in (Outcome.CONNECTION_RESET, Outcome.TLS_ERROR)
+            # a reset (TLS 1.3) or a handshake aborted (TLS 1.2) may be a client certificate
+            # wanted; a certificate of theirs we could not verify is not
+            verify = "verify failed" in reason.lower()
+            dropped = exc.outcome is Outcome.CONNECTION_RESET or (
+                exc.outcome is Outcome.TLS_ERROR and not verify
+            )
             hint = no_certificate_hint(endpoint.url, endpoint.tls, dropped=dropped)
             reached = exc.outcome not in (Outcome.CONNECT_ERROR, Outcome.TLS_ERROR)
             reason = peer_text(reason, 300) + hint
