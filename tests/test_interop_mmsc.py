@@ -6,6 +6,7 @@ written in that dialect through mm7's client is accepted by that persona."""
 from __future__ import annotations
 
 import dataclasses
+import socket
 import tomllib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from mm7.simulator.personas import Persona, load_persona, load_persona_file, per
 from mm7.transport.client import MM7Client
 from mm7.transport.link import ClientAuth, DigestAuth, LinkConfig, Secret
 from tests.helpers.interop import Ran, run_mm7
+from tests.helpers.tls_ca import make_ca
 
 Server = Callable[..., Awaitable[Any]]
 TO = "+15551230001"
@@ -153,6 +155,8 @@ async def test_the_aggregators_refusals_carry_status_and_reason(aiohttp_server: 
     text = await probe(server)
     toml = toml_of(text)
     assert "# SMIL is required: give the link a content profile" in toml
+    # the profile named loads only with [hosting]: the comment says so, and what else to do
+    assert "needs [hosting] enabled" in toml and 'too_big = "refuse"' in toml
     assert 'notes = "probed with mm7 interop mmsc on ' in toml and "no-smil, chunked" in toml
     assert tomllib.loads(toml)["dialects"]["probed"]["chunked"] is False
 
@@ -242,3 +246,69 @@ async def test_a_plan_over_the_budget_sends_nothing(aiohttp_server: Server) -> N
     assert len(list(server.app[SIMULATOR].store.exchanges)) == 0
     narrowed = await probe(server, "--max-requests", "10", "--versions", "REL-6-MM7-1-4", "--json")
     assert narrowed.code == 0 and len(narrowed.json()["accepted"]) == 9
+
+
+async def test_the_probe_speaks_mutual_tls(aiohttp_server: Server, tmp_path: Path) -> None:
+    """An https MMSC that wants a client certificate: the probe verifies it with --tls-ca and
+    presents --tls-cert/--tls-key; without the certificate every pair is refused, no dialect."""
+    ca = make_ca(tmp_path / "pki")
+    mmsc, vasp = ca.issue("mmsc", server=True), ca.issue("vasp")
+    config = SimulatorConfig(
+        persona=load_persona("nokia"),
+        ui_path=None,
+        tls_cert=mmsc.cert,
+        tls_key=mmsc.key,
+        client_ca=ca.cert_path,
+    )
+    server = await aiohttp_server(create_simulator_app(config), ssl=config.ssl_context())
+    url = str(server.make_url("/mm7")).replace("http://", "https://")
+    options = ("--to", TO, "--versions", "REL-6-MM7-1-4", "--json", "--tls-ca", str(ca.cert_path))
+    ran = await run_mm7(
+        "interop", "mmsc", url, *options, "--tls-cert", str(vasp.cert), "--tls-key", str(vasp.key)
+    )
+    assert ran.code == 0, ran.out + ran.err
+    result = ran.json()
+    assert result["refused"] == [] and len(result["accepted"]) == 8  # no --from: 2 pairs + 6
+    assert result["dialect"]["version"] == "REL-6-MM7-1-4"
+    assert len(server.app[SIMULATOR].store.messages) == 8
+    without = await run_mm7("interop", "mmsc", url, *options)
+    assert without.code == 1, without.out + without.err
+    refused = without.json()["refused"]
+    assert [r["variant"] for r in refused] == [
+        "pair/REL-6-MM7-1-4/6.8.0",
+        "pair/REL-6-MM7-1-4/5.3.0",
+    ]
+    assert all(r["reason"].endswith("give --tls-cert and --tls-key)") for r in refused), refused
+    assert len(server.app[SIMULATOR].store.messages) == 8  # nothing more was taken
+    # the MMSC's certificate not verified (no --tls-ca: the system store): no certificate hint
+    untrusted = await run_mm7(
+        "interop", "mmsc", url, "--to", TO, "--versions", "REL-6-MM7-1-4", "--json"
+    )
+    assert untrusted.code == 1
+    for refusal in untrusted.json()["refused"]:
+        assert "certificate verify failed" in refusal["reason"], refusal
+        assert "--tls-cert" not in refusal["reason"], refusal
+
+
+async def test_an_mmsc_that_cannot_be_reached_is_given_up_on() -> None:
+    """A firewall not yet opened for the VASP: after 3 connection failures in a row the rest of
+    the plan is not sent (each says so), rather than waiting out every connect timeout."""
+    with socket.socket() as sock:  # a port nobody listens on: bound, never listening
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/mm7"
+        ran = await run_mm7("interop", "mmsc", url, "--to", TO, "--json")
+        table = await run_mm7("interop", "mmsc", url, "--to", TO)
+    assert ran.code == 1, ran.out + ran.err
+    result = ran.json()
+    assert result["accepted"] == [] and result["dialect"] is None
+    refused = result["refused"]
+    assert len(refused) == 17 and {r["variant"] for r in refused} == ALL_PAIRS
+    assert all("Cannot connect" in r["reason"] for r in refused[:3]), refused[:3]
+    assert all(
+        r["reason"] == "not sent: the MMSC could not be reached (3 connection failures in a row)"
+        and r["status"] is None
+        and r["http_status"] is None
+        for r in refused[3:]
+    ), refused[3:]
+    assert table.code == 1
+    assert "3 SubmitReqs, 0 accepted, 0 refused, 3 could not connect, 14 not sent" in table.out

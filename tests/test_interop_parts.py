@@ -264,6 +264,9 @@ def test_dialect_table_loads_and_names_are_checked() -> None:
         (["vasp", "http://127.0.0.1:9/mm7", "--only", "zzz"], "no case matches 'zzz'"),
         (["vasp", "http://127.0.0.1:9/mm7", "--versions", "REL-7"], "--versions"),
         (["vasp", "http://127.0.0.1:9/mm7", "--tls-ca", "/nonexistent.pem"], "no such file"),
+        # checked before the run: its requests are real traffic, its results would be lost
+        (["vasp", "http://127.0.0.1:9/mm7", "--html", "/nonexistent/r.html"], "no such folder"),
+        (["vasp", "http://127.0.0.1:9/mm7", "--html", "/"], "--html /: is a directory"),
         (["mmsc", "http://127.0.0.1:9/mm7", "--to", "abc"], "--to: expected a handset number"),
         (
             ["mmsc", "http://127.0.0.1:9/mm7", "--to", "+1555123", "--dialect-name", "3gpp"],

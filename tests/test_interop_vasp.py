@@ -272,3 +272,87 @@ async def test_https_is_verified_against_the_ca_given(
     assert untrusted.code == 1
     [case] = untrusted.json()["cases"]
     assert "certificate verify failed" in case["problem"]
+
+
+MTLS_CONFIG = """
+[links.main]
+url = "http://127.0.0.1:9/mm7"
+default = true
+sender_address = "12345"
+
+[inbound]
+listen = "127.0.0.1:0"
+[inbound.tls]
+cert_file = "{cert}"
+key_file = "{key}"
+client_ca = "{ca}"
+require_client_cert = true
+[inbound.peers.carrier]
+link = "main"
+client_cert = {{ subjects = ["mmsc1"], issuers = ["{ca}"] }}
+
+[api]
+listen = "127.0.0.1:0"
+[[api.keys]]
+name = "app"
+key = "interop-api-key-0123456789"
+
+[store]
+path = "{db}"
+
+[logging]
+level = "warning"
+"""
+
+
+async def test_mutual_tls_presents_the_client_certificate_given(tmp_path: Path) -> None:
+    """mm7's own inbound endpoint behind mutual TLS, as carriers connect: the suite passes with
+    --tls-cert/--tls-key naming a certificate the peer accepts, and fails without one."""
+    ca = make_ca(tmp_path / "pki")
+    server = ca.issue("gateway", server=True)
+    mmsc = ca.issue("mmsc1")
+    stranger = ca.issue("mmsc2")
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        MTLS_CONFIG.format(
+            cert=server.cert.as_posix(),
+            key=server.key.as_posix(),
+            ca=ca.cert_path.as_posix(),
+            db=(tmp_path / "mm7.sqlite").as_posix(),
+        )
+    )
+    gw = Gateway(
+        load_config(path, env={}), configure_logs=False, poll_interval=3600, announce=lambda x: None
+    )
+    await gw.start()
+    try:
+        assert gw.inbound_url is not None and gw.inbound_url.startswith("https://")
+        url = gw.inbound_url
+        only = ("--versions", "REL-6-MM7-1-4", "--only", "deliver/text", "--json")
+        ca_file = ("--tls-ca", str(ca.cert_path))
+        good = await run_mm7(
+            "interop", "vasp", url, *ca_file, "--tls-cert", str(mmsc.cert),
+            "--tls-key", str(mmsc.key), *only,
+        )  # fmt: skip
+        assert good.code == 0, good.out + good.err
+        assert good.json()["passed"] == 1
+        # a certificate of the right CA but not the peer's: the gateway answers 401/403
+        other = await run_mm7(
+            "interop", "vasp", url, *ca_file, "--tls-cert", str(stranger.cert),
+            "--tls-key", str(stranger.key), *only,
+        )  # fmt: skip
+        assert other.code == 1, other.out + other.err
+        [case] = other.json()["cases"]
+        assert "refused the MMSC's credentials or address" in case["problem"], case
+        # no certificate: the handshake itself is refused
+        none = await run_mm7("interop", "vasp", url, *ca_file, *only)
+        assert none.code == 1, none.out + none.err
+        [case] = none.json()["cases"]
+        assert case["ok"] is False, case
+        assert case["problem"].endswith("give --tls-cert and --tls-key)"), case
+        # a certificate without its key is an option error: nothing is sent
+        half = await run_mm7("interop", "vasp", url, *ca_file, "--tls-cert", str(mmsc.cert))
+        assert half.code == 2 and half.out == ""
+        assert "--tls-cert and --tls-key go together" in half.err
+    finally:
+        await gw.stop()

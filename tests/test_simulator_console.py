@@ -1,14 +1,16 @@
 """The simulator's console (/ui) clicked through in headless Chromium (tests/helpers/browser.py):
 traffic sent by a real client appears live without a reload, in both directions; a filter
 narrows the rows; a row opens its detail (SOAP, parts, slides with the image the browser
-really loaded); the persona and a fault chosen on the page take effect on the next request; a
-hostile Subject and text stay text. Skips, saying why, without a chromium binary."""
+really loaded); the persona and a fault chosen on the page take effect on the next request (the
+lenient aggregator's row shows the leniency it forgave); a hostile Subject and text stay text.
+Skips, saying why, without a chromium binary."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+from mm7.core.codec import encode
 from mm7.transport.errors import MM7ClientError
 from tests.helpers.browser import Browser, browser_binary
 from tests.helpers.simulator import Make, submit
@@ -110,6 +112,19 @@ async def test_console_live_filter_detail_persona_fault_in_a_browser(
             ".some(e => e.textContent.startsWith('3003'))"
         )
 
+        # the aggregator is lenient: an unknown element is forgiven, and the row says so
+        encoded = encode(submit("+15551230001", smil=True, report=False, tid="tx-lenient"))
+        bogus = encoded.body.replace(
+            b"<mm7:Recipients>", b"<mm7:Bogus>x</mm7:Bogus><mm7:Recipients>", 1
+        )
+        status, _, _ = await r.post(bogus, encoded.content_type)
+        assert status == 200
+        await b.wait(
+            "Array.from(document.querySelectorAll('#rows tr')).some(tr => "
+            "tr.querySelector('.c-tid').textContent === 'tx-lenient' && "
+            "tr.querySelector('.c-leniencies').textContent === 'unknown-element')"
+        )
+
         # a fault chosen on the page: the next submit is answered 4006
         await b.choose("#fault-kind", "status")
         await b.choose("#fault-code", "4006")
@@ -132,7 +147,7 @@ async def test_console_live_filter_detail_persona_fault_in_a_browser(
         await b.choose("#f-status", "error")
         await b.wait("document.querySelectorAll('#rows tr').length === 2")
         tids = await b.texts("#rows .c-tid")
-        assert tids == ["tx-fault", "tx-two"]
+        assert tids == ["tx-fault", "tx-two"]  # tx-lenient was taken: not an error
 
         # a scenario run from the page: its answers are queued, its steps shown
         await b.wait("document.querySelectorAll('#scenario option').length >= 5")

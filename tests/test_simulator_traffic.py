@@ -2,25 +2,30 @@
 refused ones first-class (version, status and text, recipients, fault, problems); filters;
 the detail view (SOAP pretty, media listed with links, slides); the ring and the whole-body
 budget; the live stream (server-sent events) with replay, reset and slow subscribers dropped;
-the persona switched at run time; faults aimed at one operation. Real simulator, real VASP,
-real client, all on loopback."""
+the persona switched at run time; faults aimed at one operation; the leniencies each exchange
+needed, both ways. Real simulator, real VASP, real client, all on loopback."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
-from mm7.core.model import CancelReq
+from mm7.core.codec import decode, encode
+from mm7.core.dialect import STRICT_3GPP
+from mm7.core.model import RESPONSE_FOR, CancelReq, Request, Status, reply_to
+from mm7.core.versions import get_version
 from mm7.simulator.feed import Dropped, TrafficFeed
 from mm7.transport.errors import MM7ClientError
 from mm7.transport.link import BasicAuth, Secret
-from tests.helpers.simulator import Make, Rig, png, submit
+from tests.helpers.simulator import Hit, Make, Rig, Vasp, png, submit
 
 
 async def get(r: Rig, path: str) -> tuple[int, Any]:
@@ -377,3 +382,48 @@ async def test_console_page_and_assets_are_served_with_a_strict_policy(sim_rig: 
             assert missing.status == 404
         async with s.get(r.base + "/ui/messages") as messages:
             assert messages.status == 200 and "No messages yet" in await messages.text()
+
+
+class OtherVersionVasp(Vasp):
+    """Answers every request properly but in another schema version (REL-6-MM7-1-0)."""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        message = decode(body, request.headers.get("Content-Type")).message
+        self.hits.append(Hit(dict(request.headers), body, message))
+        self.changed.set()
+        assert isinstance(message, Request)
+        other = get_version("REL-6-MM7-1-0")
+        rsp = reply_to(message, RESPONSE_FOR[type(message)](status=Status.of(1000)))
+        rsp = dataclasses.replace(
+            rsp, namespace=other.namespace, mm7_version=other.default_mm7_version
+        )
+        encoded = encode(rsp, STRICT_3GPP)
+        return web.Response(body=encoded.body, headers={"Content-Type": encoded.content_type})
+
+
+async def test_leniencies_are_shown_both_ways(sim_rig: Make) -> None:
+    """What the simulator had to forgive is on the row and in the detail: an unknown element in
+    a SubmitReq it took (in), a VASP's answer in another schema version (out)."""
+    r = await sim_rig(strict=False, vasp=OtherVersionVasp())
+    encoded = encode(submit("+15551230001", tid="tx-lenient"))
+    bogus = encoded.body.replace(
+        b"<mm7:Recipients>", b"<mm7:Bogus>x</mm7:Bogus><mm7:Recipients>", 1
+    )
+    status, _, _ = await r.post(bogus, encoded.content_type)
+    assert status == 200
+    await r.vasp.wait(1)
+    await r.sim.dlr.idle()
+    listed = await traffic(r)
+    [taken] = [e for e in listed if e["transaction_id"] == "tx-lenient"]
+    assert taken["status_code"] == 1000 and taken["leniencies"] == ["unknown-element"]
+    status, detail = await get(r, f"/control/traffic/{taken['id']}")
+    assert status == 200 and detail["leniencies"] == ["unknown-element"]
+    [out] = [e for e in listed if e["direction"] == "out"]
+    assert out["status_code"] == 1000 and out["version"] == "REL-6-MM7-1-4"
+    assert out["leniencies"] == ["response-version-mismatch"], out
+    strict = await sim_rig()  # a proper request needs none: the key is left out
+    async with strict.client() as client:
+        await client.submit(submit("+15551230001", report=False, tid="tx-strict"))
+    [clean] = await traffic(strict)
+    assert "leniencies" not in clean

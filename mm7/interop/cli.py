@@ -202,6 +202,8 @@ def _vasp(args: argparse.Namespace) -> int:
             raise InteropError(
                 f"{option}: expected digits (a leading '+' for a number), got {value!r}"
             )
+    if args.html is not None:
+        _check_writable(args.html)
     parties = Parties(handset=args.handset, short_code=args.short_code)
     run_id = "mm7i-" + uuid.uuid4().hex[:12]
     cases = build_cases(
@@ -212,16 +214,31 @@ def _vasp(args: argparse.Namespace) -> int:
         raise InteropError(f"--only: no case matches {', '.join(map(repr, args.only))}")
     _quiet_logs(args)
     result = asyncio.run(run_suite(target, chosen))
+    if args.json:
+        print(json.dumps(suite_json(result), ensure_ascii=False))
+    else:
+        sys.stdout.write(suite_table(result))
+    sys.stdout.flush()  # the results are out even if the report cannot be written after all
     if args.html is not None:
         try:
             args.html.write_text(suite_html(result), encoding="utf-8")
         except OSError as exc:
             raise InteropError(f"--html {args.html}: {exc.strerror or exc}") from None
-    if args.json:
-        print(json.dumps(suite_json(result), ensure_ascii=False))
-    else:
-        sys.stdout.write(suite_table(result))
     return 0 if result.failed == 0 else 1
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse an --html FILE that cannot be written before anything is sent: a run's requests
+    are real traffic for the VASP, and its results would otherwise be lost at the end."""
+    if path.is_dir():
+        raise InteropError(f"--html {path}: is a directory")
+    folder = path.parent
+    if not folder.is_dir():
+        raise InteropError(f"--html {path}: no such folder: {folder}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InteropError(f"--html {path}: not writable")
+    if not path.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        raise InteropError(f"--html {path}: the folder {folder} is not writable")
 
 
 def _mmsc(args: argparse.Namespace) -> int:

@@ -9,7 +9,9 @@ pair (newest namespace, then newest MM7Version) becomes the base, and each packa
 tried on it once. When no pair is accepted, no packaging variant is sent and there is no dialect
 to recommend: the refusals say why. The recommended dialect is the base's: the baseline
 packaging, which the MMSC took; the other findings (SMIL required, chunked refused...) are kept
-as notes, since some are not dialect settings (SMIL is the content profile's).
+as notes, since some are not dialect settings (SMIL is the content profile's). An MMSC that
+cannot be reached is given up after ``MAX_UNREACHABLE`` connection failures in a row: the rest
+of the plan is listed as not sent.
 """
 
 from __future__ import annotations
@@ -31,12 +33,19 @@ from mm7.interop.mmsc_plan import (
     submit_for,
 )
 from mm7.interop.peer_text import peer_text
+from mm7.interop.tls_hint import no_certificate_hint
 from mm7.interop.urls import check_peer
+from mm7.transport.classify import Outcome
 from mm7.transport.client import MM7Client
 from mm7.transport.errors import LinkConfigError, MM7ClientError
 from mm7.transport.link import ClientAuth, LinkConfig, TLSConfig
 
 __all__ = ["Endpoint", "ProbeResult", "Tried", "check_budget", "probe", "recommend"]
+
+#: connection failures in a row (nothing reached the MMSC: refused, unreachable, TLS) after
+#: which the remaining variants are not sent. A connect timeout is not one: the client reports
+#: it as a timeout, like a slow answer, which may have reached the MMSC
+MAX_UNREACHABLE = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +74,10 @@ class Tried:
     #: why it was refused, in words (None when accepted)
     reason: str | None
     message_id: str | None = None
+    #: False when the connection itself failed (the MMSC never saw the request)
+    reached: bool = True
+    #: False when it was not sent at all (the MMSC could not be reached before it)
+    sent: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +174,19 @@ async def probe(
     check_budget(settings, max_requests)
     started = datetime.now(UTC)
     tried: list[Tried] = []
+    unreachable = 0
 
     async def attempt(variant: Variant) -> Tried:
-        result = await _send(endpoint, settings, variant)
+        nonlocal unreachable
+        if unreachable >= MAX_UNREACHABLE:
+            why = (
+                "not sent: the MMSC could not be reached "
+                f"({unreachable} connection failures in a row)"
+            )
+            result = Tried(variant, False, None, None, why, reached=False, sent=False)
+        else:
+            result = await _send(endpoint, settings, variant)
+            unreachable = 0 if result.reached else unreachable + 1
         tried.append(result)
         if on_tried is not None:
             on_tried(result)
@@ -213,7 +236,16 @@ async def _send(endpoint: Endpoint, settings: ProbeSettings, variant: Variant) -
             reason = exc.reason
             if exc.details:
                 reason = f"{reason}: {exc.details}"
-            return Tried(variant, False, exc.code, exc.http_status, peer_text(reason, 300))
+            # a reset (TLS 1.3) or a handshake aborted (TLS 1.2) may be a client certificate
+            # wanted; a certificate of theirs we could not verify is not
+            verify = "verify failed" in reason.lower()
+            dropped = exc.outcome is Outcome.CONNECTION_RESET or (
+                exc.outcome is Outcome.TLS_ERROR and not verify
+            )
+            hint = no_certificate_hint(endpoint.url, endpoint.tls, dropped=dropped)
+            reached = exc.outcome not in (Outcome.CONNECT_ERROR, Outcome.TLS_ERROR)
+            reason = peer_text(reason, 300) + hint
+            return Tried(variant, False, exc.code, exc.http_status, reason, reached=reached)
     message_id = getattr(answered.message, "message_id", None)
     return Tried(
         variant,

@@ -133,16 +133,33 @@ def _status(t: Tried) -> str:
     return f"HTTP {t.http_status}" if t.http_status is not None else "-"
 
 
+def _sent(result: ProbeResult) -> int:
+    return sum(1 for t in result.tried if t.sent)
+
+
+def _verdict(t: Tried) -> str:
+    """accepted, refused (the MMSC answered no), failed (no connection), not sent."""
+    if t.accepted:
+        return "accepted"
+    if not t.sent:
+        return "not sent"
+    return "refused " if t.reached else "failed  "
+
+
 def probe_matrix(result: ProbeResult) -> str:
     """Every variant tried (accepted or refused, status, reason), the base pair and findings."""
     width = max((len(t.variant.name) for t in result.tried), default=0)
+    unreached = sum(1 for t in result.tried if t.sent and not t.reached)
+    not_sent = len(result.tried) - _sent(result)
+    refused = len(result.refused) - unreached - not_sent
     lines = [
-        f"mm7 interop mmsc {result.url} --to {result.to}: "
-        f"{_count(len(result.tried), 'SubmitReq')}, "
-        f"{len(result.accepted)} accepted, {len(result.refused)} refused"
+        f"mm7 interop mmsc {result.url} --to {result.to}: {_count(_sent(result), 'SubmitReq')}, "
+        f"{len(result.accepted)} accepted, {refused} refused"
+        + (f", {unreached} could not connect" if unreached else "")
+        + (f", {not_sent} not sent" if not_sent else "")
     ]
     for t in result.tried:
-        verdict = "accepted" if t.accepted else "refused "
+        verdict = _verdict(t)
         line = f"  {t.variant.name:<{width}}  {verdict}  {_status(t):<9}  {t.reason or ''}"
         lines.append(line.rstrip())
     if result.base is None:
@@ -157,7 +174,7 @@ def probe_comments(result: ProbeResult, name: str) -> list[str]:
     """The comment lines above the recommended dialect: where it came from and the findings."""
     comments = [
         f"Probed {result.url} with mm7 interop mmsc on "
-        f"{result.started:%Y-%m-%d %H:%M} UTC: {len(result.tried)} SubmitReqs, "
+        f"{result.started:%Y-%m-%d %H:%M} UTC: {_sent(result)} SubmitReqs, "
         f"{len(result.accepted)} accepted.",
         f'Paste into conf/dialects.toml and name it in a link: dialect = "{name}".',
     ]
@@ -165,7 +182,8 @@ def probe_comments(result: ProbeResult, name: str) -> list[str]:
     if result.smil_required:
         comments.append(
             "SMIL is required: give the link a content profile with smil_required = true "
-            '(e.g. profile = "aggregator-smil").'
+            '(e.g. profile = "aggregator-smil", whose too_big = "link" needs [hosting] enabled; '
+            'or a copy of it in profiles/ with too_big = "refuse").'
         )
     return comments
 

@@ -26,6 +26,7 @@ from mm7 import __version__
 from mm7.core.errors import MM7Error
 from mm7.interop.errors import InteropError
 from mm7.interop.peer_text import peer_text
+from mm7.interop.tls_hint import no_certificate_hint
 from mm7.interop.urls import check_peer
 from mm7.interop.vasp_cases import Case, Exchange
 from mm7.interop.vasp_check import Answer, Verdict, check
@@ -205,7 +206,10 @@ class _Runner:
             raise _Unreachable(f"cannot connect: {peer_text(str(exc), 200)}") from None
         except aiohttp.ClientError as exc:
             what = peer_text(str(exc), 200) or type(exc).__name__
-            return Verdict((f"the connection failed: {type(exc).__name__}: {what}",))
+            problem = f"the connection failed: {type(exc).__name__}: {what}"
+            dropped = isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
+            hint = no_certificate_hint(self.target.url, self.target.tls, dropped=dropped)
+            return Verdict((problem + hint,))
         return check(exchange, answer)
 
 
