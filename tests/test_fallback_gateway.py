@@ -245,6 +245,26 @@ async def test_the_commit_that_queues_the_sms_wakes_the_worker_without_a_callbac
         assert running.callback.events == []
 
 
+async def test_metrics_count_the_fallback_sms_by_outcome(running: Running) -> None:
+    async def counts() -> dict[str, float]:
+        async with running.http.get(f"{running.api}/metrics") as rsp:
+            assert rsp.status == 200
+            text = await rsp.text()
+        found = re.findall(r'^mm7_fallback_sms_total\{outcome="(\w+)"\} (\S+)$', text, re.M)
+        return {outcome: float(value) for outcome, value in found}
+
+    zero = {"queued": 0.0, "submitted": 0.0, "delivered": 0.0, "failed": 0.0}
+    assert await counts() == zero  # every outcome, before any SMS
+    first = (await running.post(message(NO_MMS)))["id"]
+    await running.fallback_of(first, "submitted")
+    assert await running.sms.report(0, 1) == 200
+    await running.fallback_of(first, "delivered")
+    running.sms.answers = [400]  # the second is refused for good
+    second = (await running.post(message(NO_MMS)))["id"]
+    await running.fallback_of(second, "failed")
+    assert await counts() == {"queued": 2.0, "submitted": 1.0, "delivered": 1.0, "failed": 1.0}
+
+
 async def test_a_delivered_mms_sends_no_sms(running: Running) -> None:
     message_id = (await running.post(message("+12025550001")))["id"]
 

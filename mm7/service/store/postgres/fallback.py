@@ -16,6 +16,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
+from mm7.service.store import tally
 from mm7.service.store.outbox import RelayKind
 from mm7.service.store.postgres.base import PostgresBase, asyncpg
 from mm7.service.store.postgres.relay_rows import NOTIFY_RELAY, insert_event
@@ -48,6 +49,7 @@ async def fallback_event(
 ) -> None:
     """The ``fallback_sms`` event of a change: in the message's history, and in the relay
     outbox for its callback_url (or the link's status hook), in the caller's transaction."""
+    tally.note(status.value)  # mm7_fallback_sms_total, once the transaction commits
     row = await conn.fetchrow(
         f"SELECT {_ROW}, m.callback_url, m.api_key, m.link, m.fields::jsonb ? 'sendmms'"
         " FROM fallback_sms f JOIN messages m ON m.id = f.message_id WHERE f.id = $1",

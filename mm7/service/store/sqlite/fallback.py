@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from mm7.service.store import tally
 from mm7.service.store.base import Clock
 from mm7.service.store.outbox import RelayKind
 from mm7.service.store.records import OUTCOME_UNKNOWN, FallbackItem, FallbackRecord, FallbackStatus
@@ -48,6 +49,7 @@ def fallback_event(
 ) -> None:
     """The ``fallback_sms`` event of a change: in the message's history, and in the relay
     outbox for its callback_url (or the link's status hook), in the caller's transaction."""
+    tally.note(status.value)  # mm7_fallback_sms_total, once the transaction commits
     row = conn.execute(
         f"SELECT {_ROW}, m.callback_url, json_extract(m.fields, '$.api_key'), m.link,"
         " json_type(m.fields, '$.sendmms') FROM fallback_sms f"
