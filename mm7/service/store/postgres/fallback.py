@@ -49,7 +49,6 @@ async def fallback_event(
 ) -> None:
     """The ``fallback_sms`` event of a change: in the message's history, and in the relay
     outbox for its callback_url (or the link's status hook), in the caller's transaction."""
-    tally.note(status.value)  # mm7_fallback_sms_total, once the transaction commits
     row = await conn.fetchrow(
         f"SELECT {_ROW}, m.callback_url, m.api_key, m.link, m.fields::jsonb ? 'sendmms'"
         " FROM fallback_sms f JOIN messages m ON m.id = f.message_id WHERE f.id = $1",
@@ -57,6 +56,7 @@ async def fallback_event(
     )
     if row is None:
         return
+    tally.note(status.value)  # mm7_fallback_sms_total, once the transaction commits
     record = _record(row)
     callback, api_key, link = row[12], row[13], row[14]
     if row[15]:

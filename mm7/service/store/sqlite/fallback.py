@@ -49,7 +49,6 @@ def fallback_event(
 ) -> None:
     """The ``fallback_sms`` event of a change: in the message's history, and in the relay
     outbox for its callback_url (or the link's status hook), in the caller's transaction."""
-    tally.note(status.value)  # mm7_fallback_sms_total, once the transaction commits
     row = conn.execute(
         f"SELECT {_ROW}, m.callback_url, json_extract(m.fields, '$.api_key'), m.link,"
         " json_type(m.fields, '$.sendmms') FROM fallback_sms f"
@@ -58,6 +57,7 @@ def fallback_event(
     ).fetchone()
     if row is None:
         return
+    tally.note(status.value)  # mm7_fallback_sms_total, once the transaction commits
     record = _record(row)
     callback, api_key, link = row[12], row[13], row[14]
     if row[15] is not None:
