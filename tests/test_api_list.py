@@ -207,3 +207,30 @@ async def test_to_is_normalised_as_intake_stores_it_in_the_keys_region(tmp_path:
     finally:
         await client.close()
         await store.close()
+
+
+async def test_to_is_read_in_the_links_region_when_the_key_has_none(tmp_path: Path) -> None:
+    """As intake: the key's region, else the region of the link given (``link``), else of the
+    link the number routes to (here the default link, "main", in the US)."""
+    text = CONFIG.format(
+        key=KEY, other=OTHER_KEY, allow_private="false", db=(tmp_path / "mm7.sqlite").as_posix()
+    ).replace("default = true\n", 'default = true\ndefault_region = "US"\n', 1)
+    text = text.replace('prefixes = ["+44"]\n', 'prefixes = ["+44"]\ndefault_region = "GB"\n', 1)
+    (tmp_path / "gateway.toml").write_text(text)
+    config = load_config(tmp_path / "gateway.toml", env={})
+    assert all(key.default_region is None for key in config.api.keys)
+    clock = ManualClock()
+    store = await SqliteStore.open(config.store.path, clock=clock)
+    client = TestClient(TestServer(create_api_app(config, store), host="127.0.0.1", port=0))
+    await client.start_server()
+    try:
+        api = Api(client, store, clock)
+        us = await api.send("(201) 555-0123")  # routed to main: read as a US number
+        uk = await api.send("07400 900001", link="uk")  # the link given: read as a UK number
+        assert await api.ids(to="2015550123") == [us]
+        assert await api.ids(to="+12015550123") == [us]
+        assert await api.ids(to="07400900001", link="uk") == [uk]
+        assert await api.ids(to="+447400900001") == [uk]
+    finally:
+        await client.close()
+        await store.close()

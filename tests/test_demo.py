@@ -42,6 +42,8 @@ def test_demo_shows_the_whole_mt_path_an_mo_relayed_and_the_sms_fallback(tmp_pat
         assert step in text
     assert "image/jpeg" in text and "SubmitRsp 1000" in text
     assert list(tmp_path.iterdir()) == []  # the store was temporary
+    # the demo sets [hosting] url_base to its API's address: no "guessed" warning in its output
+    assert "url_base_guessed" not in done.stdout + done.stderr
 
 
 def test_demo_without_json_has_no_json_line(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ SMS links down then back; the API's field and the configuration refusals."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -27,6 +28,7 @@ from tests.helpers.api import validate
 from tests.helpers.fallback import NO_MMS, start_simulator
 from tests.helpers.runtime import AUTH, KEY, bound_socket, message, wait_for, write_config
 from tests.helpers.sendsms import SendSms
+from tests.helpers.stores import pg_database
 from tests.test_hosting_gateway import PHOTO, TINY, b64
 
 Server = Callable[..., Awaitable[Any]]
@@ -144,16 +146,26 @@ class Running:
         await self.gateway.start()
 
 
-@pytest.fixture
-async def running(tmp_path: Path, aiohttp_server: Server) -> AsyncIterator[Running]:
+@contextlib.asynccontextmanager
+async def run_gateway(
+    tmp_path: Path, aiohttp_server: Server, *, poll_interval: float = 0.05, dsn: str | None = None
+) -> AsyncIterator[Running]:
+    """The gateway of ``configure`` (on PostgreSQL at ``dsn`` when given), the simulator as its
+    MMSC, the sendsms gateway and the callback; every worker polls every ``poll_interval``."""
     sms = await SendSms().start(aiohttp_server)
     callback = Callback()
     hook = await aiohttp_server(callback.app())
     with bound_socket() as mmsc:
         path = configure(tmp_path, mmsc.getsockname()[1], sms.url, free_port())
+        env = {}
+        if dsn is not None:
+            env["MM7_TEST_DSN"] = dsn
+            path.write_text(path.read_text().replace(
+                '[store]\npath = "', '[store]\nbackend = "postgresql"\ndsn_env = "MM7_TEST_DSN"\n#'
+            ))  # fmt: skip
         gateway = Gateway(
-            load_config(path, env={}), configure_logs=False, announce=lambda _: None,
-            poll_interval=0.05,
+            load_config(path, env=env), configure_logs=False, announce=lambda _: None,
+            poll_interval=poll_interval,
         )  # fmt: skip
         await gateway.start()
         runner = await start_simulator(mmsc, gateway.inbound_url)
@@ -165,6 +177,12 @@ async def running(tmp_path: Path, aiohttp_server: Server) -> AsyncIterator[Runni
         finally:
             await made.gateway.stop()
             await runner.cleanup()
+
+
+@pytest.fixture
+async def running(tmp_path: Path, aiohttp_server: Server) -> AsyncIterator[Running]:
+    async with run_gateway(tmp_path, aiohttp_server) as made:
+        yield made
 
 
 async def test_a_handset_that_refuses_mms_gets_one_sms_with_a_working_link(
@@ -198,6 +216,53 @@ async def test_a_handset_that_refuses_mms_gets_one_sms_with_a_working_link(
 
 async def _async(value: Any) -> Any:
     return value
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_the_commit_that_queues_the_sms_wakes_the_worker_without_a_callback_url(
+    tmp_path: Path, aiohttp_server: Server, backend: str
+) -> None:
+    """Every worker polls once an hour here: the SMS go out only because the commits that
+    queued them woke the fallback worker (a permanent failure at the dispatcher; a Rejected
+    report, which may land before the submit's commit and be applied by it)."""
+    async with contextlib.AsyncExitStack() as stack:
+        dsn = await stack.enter_async_context(pg_database()) if backend == "postgresql" else None
+        running = await stack.enter_async_context(
+            run_gateway(tmp_path, aiohttp_server, poll_interval=3600, dsn=dsn)
+        )
+        photo = {"content_base64": b64(PHOTO), "content_type": "image/jpeg"}
+        too_big = await running.post(
+            {"to": "+12035550001", "text": "Big", "media": [photo], "fallback": "sms"}
+        )
+        (sms,) = await running.sms.wait(1)
+        assert sms["to"] == "+12035550001"
+        assert (await running.fallback_of(too_big["id"], "submitted"))["trigger"] == "failed"
+        rejected = await running.post(message(NO_MMS))
+        sent = await running.sms.wait(2)
+        assert sent[1]["to"] == NO_MMS
+        got = await running.fallback_of(rejected["id"], "submitted")
+        assert got["trigger"] == "report:Rejected"
+        assert running.callback.events == []
+
+
+async def test_metrics_count_the_fallback_sms_by_outcome(running: Running) -> None:
+    async def counts() -> dict[str, float]:
+        async with running.http.get(f"{running.api}/metrics") as rsp:
+            assert rsp.status == 200
+            text = await rsp.text()
+        found = re.findall(r'^mm7_fallback_sms_total\{outcome="(\w+)"\} (\S+)$', text, re.M)
+        return {outcome: float(value) for outcome, value in found}
+
+    zero = {"queued": 0.0, "submitted": 0.0, "delivered": 0.0, "failed": 0.0}
+    assert await counts() == zero  # every outcome, before any SMS
+    first = (await running.post(message(NO_MMS)))["id"]
+    await running.fallback_of(first, "submitted")
+    assert await running.sms.report(0, 1) == 200
+    await running.fallback_of(first, "delivered")
+    running.sms.answers = [400]  # the second is refused for good
+    second = (await running.post(message(NO_MMS)))["id"]
+    await running.fallback_of(second, "failed")
+    assert await counts() == {"queued": 2.0, "submitted": 1.0, "delivered": 1.0, "failed": 1.0}
 
 
 async def test_a_delivered_mms_sends_no_sms(running: Running) -> None:

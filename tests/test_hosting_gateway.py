@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog.testing
 from aiohttp import web
 from PIL import Image
 
@@ -301,3 +302,20 @@ def test_bad_hosting_settings_are_refused_naming_the_key(
         load_config(path, env={})
     message = str(err.value)
     assert where in message and why in message, message
+
+
+@pytest.mark.parametrize(
+    ("url_base", "warned"), [("", True), ('url_base = "https://mms.example.com"\n', False)]
+)
+async def test_a_guessed_url_base_is_warned_about_a_set_one_is_not(
+    tmp_path: Path, url_base: str, warned: bool
+) -> None:
+    """A deployment without ``[hosting] url_base`` is told its pages' links use the API's
+    address (``mm7 demo`` sets it: tests/test_demo.py checks its output has no warning)."""
+    path = write_config(tmp_path, 9, extra=f"\n[hosting]\nenabled = true\n{url_base}")
+    gateway = Gateway(load_config(path, env={}), configure_logs=False, announce=lambda _: None)
+    with structlog.testing.capture_logs() as captured:
+        await gateway.start()
+        await gateway.stop()
+    guessed = [e for e in captured if e["event"] == "mm7.gateway.hosting_url_base_guessed"]
+    assert bool(guessed) is warned

@@ -12,7 +12,7 @@ import pytest
 
 from mm7.core.status import MMStatus
 from mm7.service.fallback.rules import OUTCOME_UNKNOWN
-from mm7.service.store import ManualClock, NewMessage, RelayKind, Store, WorkItem
+from mm7.service.store import ManualClock, NewMessage, RelayKind, Store, WorkItem, tally
 from mm7.service.store.records import FallbackStatus
 from tests.helpers.stores import Backend
 
@@ -158,6 +158,41 @@ async def test_a_row_left_sending_is_failed_never_sent_again(
     # the first worker's late answer changes nothing
     assert not await store.fallback_submitted(lease, "sms-late")
     assert await fallback_events(store) == [("+15550001", "queued"), ("+15550001", "failed")]
+
+
+async def test_stats_count_each_status_reached_once_committed(
+    store: Store, clock: ManualClock
+) -> None:
+    """``StoreStats.fallback_sms`` (``mm7_fallback_sms_total``): each status a row reaches, the
+    failure of a row left ``sending`` included; a rolled-back transaction counts nothing."""
+    a, b, c = await leased(store, ["+15550001", "+15550002", "+15550003"])
+    assert await store.fail(a, 4004, "refused")
+    assert await store.fail(b, 4004, "refused")
+    assert await store.complete(c, "M-3", 1000, "ok")
+    await store.record_delivery_report("mmsc1", "M-3", "+15550003", MMStatus.REJECTED)
+    first, second, third = await store.lease_fallback("fw", 5, TTL)
+    for lease, sms_id in ((first, "sms-1"), (second, "sms-2")):
+        assert await store.fallback_sending(lease, TTL)
+        assert await store.fallback_submitted(lease, sms_id)
+    assert await store.fallback_receipt("smsc1", "sms-1", FallbackStatus.DELIVERED)
+    assert await store.fallback_receipt("smsc1", "sms-2", FallbackStatus.FAILED, "UNDELIV")
+    assert await store.fallback_sending(third, TTL)
+    clock.advance(TTL + timedelta(seconds=1))
+    assert await store.lease_fallback("fw2", 5, TTL) == []  # the third: outcome unknown
+    expected = {"queued": 3, "submitted": 2, "delivered": 1, "failed": 2}
+    assert store.stats().fallback_sms == expected
+
+    def noted_then_failed(*_: Any) -> Any:
+        tally.note("queued")
+        raise RuntimeError("rolled back")
+
+    async def noted_then_failed_async(*_: Any) -> Any:
+        noted_then_failed()
+
+    is_pg = type(store).__name__.startswith("Postgres")
+    with pytest.raises(RuntimeError):
+        await store._write(noted_then_failed_async if is_pg else noted_then_failed)
+    assert store.stats().fallback_sms == expected
 
 
 async def test_a_row_leased_but_not_sending_is_leased_again(

@@ -4,8 +4,8 @@ test_store_relay.py runs the relay's behaviours on both backends; here, on a fre
 database (tests/helpers/stores.py; skipped, saying why, without a server): two stores (two
 pools, as two instances) leasing at once never get the same event, never two events of one
 ordered sender, and deliver each ordered sender's events in order; a row locked by another
-transaction is skipped, not waited for; releases and requeues wake every instance; instances
-starting together share one secret.
+transaction is skipped, not waited for; releases, requeues and queued fallback SMS wake every
+instance; instances starting together share one secret.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from mm7.service.store import ManualClock, RelayItem, Store
+from mm7.core.status import MMStatus
+from mm7.service.store import ManualClock, NewMessage, RelayItem, Store
 from tests.helpers.stores import Backend, PostgresBackend, backend_of
 from tests.test_store_relay import TTL, mo, sources
 
@@ -66,6 +67,27 @@ async def test_release_and_requeue_wake_the_relay_workers_of_every_instance(
     assert woken.empty()  # a dead letter is nobody's work
     assert await store.requeue_relay() == 1
     assert await asyncio.wait_for(woken.get(), 30) == "relay"
+
+
+async def test_a_queued_fallback_sms_wakes_every_instance_without_a_callback_url(
+    pg: Backend, store: Store, clock: ManualClock
+) -> None:
+    """No relay event (no callback_url), yet a fallback row to send: the failure's and the
+    Rejected report's commits notify, so the instance holding the ``fallback`` lease sends it
+    now, not at its next poll."""
+    other = await pg.open(clock=clock)
+    woken: asyncio.Queue[str] = asyncio.Queue()
+    other.watch(on_mt=lambda link: None, on_relay=lambda: woken.put_nowait("relay"))
+    await other._listener.listening()
+    fields = {"from": "12345", "text": "hi", "fallback": {"sms_link": "smsc1", "text_max": 160}}
+    await store.enqueue_message(NewMessage(link="mmsc1", fields=fields), ["+15550001", "+15550002"])
+    failed, reported = sorted(await store.lease("mmsc1", "w", 2, TTL), key=lambda i: i.address)
+    assert await store.fail(failed, 2002, "address error")
+    assert await asyncio.wait_for(woken.get(), 30) == "relay"  # a bound, not a timing
+    assert await store.complete(reported, "M-2", 1000, "ok")
+    await store.record_delivery_report("mmsc1", "M-2", "+15550002", MMStatus.REJECTED)
+    assert await asyncio.wait_for(woken.get(), 30) == "relay"
+    assert len(await store.lease_fallback("fw", 5, TTL)) == 2
 
 
 async def test_an_event_locked_by_another_transaction_is_skipped_not_waited_for(

@@ -101,6 +101,7 @@ hook = "demo-app"
 
 [hosting]
 enabled = true
+url_base = "http://127.0.0.1:{api_port}"   # the API's port, held: nothing to guess
 
 [sms_links.demo-sms]
 type = "http"
@@ -198,8 +199,9 @@ async def _path(folder: Path, summary: dict[str, Any]) -> None:
     sms_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sms_sock.bind(("127.0.0.1", 0))
     sms_port = sms_sock.getsockname()[1]
-    # the API's port is in the SMS link's dlr-url base, so it is chosen now and held (the
-    # gateway binds it too, with SO_REUSEPORT) until the gateway listens on it
+    # the API's port is in the SMS link's dlr-url base and in hosting's url_base (so no
+    # warning says it was guessed), so it is chosen now and held (the gateway binds it too,
+    # with SO_REUSEPORT) until the gateway listens on it
     api_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     api_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     api_sock.bind(("127.0.0.1", 0))

@@ -170,7 +170,7 @@ from mm7.service.api.backlog import Backlog
 from mm7.service.api.fallback import resolve_fallback
 from mm7.service.api.listing import MessageListing
 from mm7.service.api.media_fetch import Fetcher, MediaFetcher
-from mm7.service.api.numbers import NumberRules, check_sender, normalise_recipients
+from mm7.service.api.numbers import NumberRules, check_sender, normalise_recipients, region_for
 from mm7.service.api.quotas import QuotaExceeded
 from mm7.service.api.quotas import give_back as give_back_quota
 from mm7.service.api.quotas import take as take_quota
@@ -284,7 +284,7 @@ def create_api_app(
     app.on_cleanup.append(_close)
     app.router.add_post("/v1/messages", post_message)
     app.router.add_get("/v1/messages/{id}", get_message)
-    MessageListing(store, config.link_names, _key_of).add_routes(app.router)
+    MessageListing(store, config, _key_of).add_routes(app.router)
     app.router.add_get("/openapi.json", openapi)
     RelayApi(store, _key_of).add_routes(app.router)
     for path in _SENDMMS_PATHS:
@@ -592,22 +592,16 @@ RECIPIENTS_OFF_LOOP = 200
 async def _normalised_recipients(config: GatewayConfig, key: ApiKey, parsed: Request) -> list[str]:
     """The caller's recipients as stored and submitted (``numbers``): E.164 numbers, short codes,
     e-mail; a 422 naming ``to[i]`` for one the carrier would refuse. National numbers are read in
-    the key's ``default_region``, else in that of the link given or the recipient routes to."""
+    the key's ``default_region``, else in that of the link given or the recipient routes to
+    (``numbers.region_for``)."""
     check = key.number_check or config.api.number_check
-    fixed = key.default_region
-    if fixed is None and parsed.link is not None and parsed.link in config.link_names:
-        fixed = config.link(parsed.link).default_region
-    by_link: dict[str, NumberRules] = {}
+    rules: dict[str | None, NumberRules] = {}  # one per region: a campaign has few
 
     def rules_for(address: str) -> NumberRules:
-        if fixed is not None or parsed.link is not None:
-            return NumberRules(fixed, check)
-        settings = config.route(address)
-        if settings is None:
-            return NumberRules(None, check)
-        if settings.name not in by_link:
-            by_link[settings.name] = NumberRules(settings.default_region, check)
-        return by_link[settings.name]
+        region = region_for(config, key, parsed.link, address)
+        if region not in rules:
+            rules[region] = NumberRules(region, check)
+        return rules[region]
 
     fields = [f"to[{i}]" if parsed.to_array else "to" for i in range(len(parsed.to))]
     if len(parsed.to) <= RECIPIENTS_OFF_LOOP:

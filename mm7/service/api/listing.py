@@ -6,9 +6,12 @@ Query parameters (each at most once; another name is refused, 400 naming it):
   ``partially_delivered``, ``expired``, ``failed``; how they roll up from the recipients is in
   ``mm7.service.store.records``);
 * ``to``: messages with this recipient, in any spelling intake takes (``+49 151 ...``,
-  ``tel:+49151...``, a national number read in the key's ``default_region``): normalised as
-  intake normalises recipients (``mm7.service.api.numbers``, a possible length enough), so it
-  matches the stored E.164 form;
+  ``tel:+49151...``, a national number read in the region intake reads it in,
+  ``numbers.region_for``: the key's ``default_region``, else that of the ``link`` filter,
+  else that of the link the number routes to): normalised as intake normalises recipients
+  (``mm7.service.api.numbers``, a possible length enough), so it matches the stored E.164
+  form (a national number sent with a ``link`` of another region is found with that
+  ``link`` filter, or in E.164);
 * ``since``: messages created at or after this time: an ISO 8601 date-time with its offset
   (``2026-01-02T03:04:05Z``) or a date (``2026-01-02``, midnight UTC);
 * ``link``: messages sent on this link (a configured one);
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Callable, Collection
 from datetime import UTC, date, datetime, time
@@ -39,9 +43,9 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiMapping
 
-from mm7.service.api.numbers import NumberRules, normalise_recipient
+from mm7.service.api.numbers import NumberRules, normalise_recipient, region_for
 from mm7.service.api.validate import check_address
-from mm7.service.config.settings import ApiKey
+from mm7.service.config.settings import ApiKey, GatewayConfig
 from mm7.service.errors import ApiError
 from mm7.service.store.base import Store
 from mm7.service.store.records import (
@@ -108,18 +112,25 @@ def _limit(text: str | None) -> int:
     return int(value)
 
 
-def _to(text: str, region: str | None) -> str:
-    """``to`` as intake stores it: a number in E.164 (national ones read in ``region``), a short
-    code or an e-mail address as given. Only a possible length is asked for: a filter finds
-    what is stored, it does not judge it."""
-    return normalise_recipient(check_address(text, "to"), "to", NumberRules(region, "possible"))
+#: the region a national ``to`` is read in, given the ``link`` filter (None: none) and ``to``
+RegionOf = Callable[[str | None, str], str | None]
+
+
+def _to(address: str, region: str | None) -> str:
+    """``to`` (read by ``check_address``) as intake stores it: a number in E.164 (national ones
+    read in ``region``), a short code or an e-mail address as given. Only a possible length is
+    asked for: a filter finds what is stored, it does not judge it."""
+    return normalise_recipient(address, "to", NumberRules(region, "possible"))
 
 
 def parse_filter(
-    query: MultiMapping[str], api_key: str, links: Collection[str], region: str | None = None
+    query: MultiMapping[str],
+    api_key: str,
+    links: Collection[str],
+    region_of: RegionOf | None = None,
 ) -> tuple[MessageFilter, int, MessageCursor | None]:
     """The filter, page size and position a query asks for (module docstring for the rules);
-    ``region``: the key's ``default_region``, which national numbers in ``to`` are read in."""
+    ``region_of``: the region national numbers in ``to`` are read in (None: E.164 only)."""
     for name in query:
         if name not in PARAMETERS:
             raise ApiError(400, name, f"unknown query parameter (known: {', '.join(PARAMETERS)})")
@@ -133,11 +144,14 @@ def parse_filter(
         except ValueError:
             known = ", ".join(s.value for s in MessageStatus)
             raise ApiError(422, "status", f"expected one of {known}, got {text!r}") from None
-    to = _to(query["to"], region) if "to" in query else None
-    since = _since(query["since"]) if "since" in query else None
     link = query.get("link")
     if link is not None and link not in links:
         raise ApiError(422, "link", f"unknown link {link!r} (links: {', '.join(links)})")
+    to = None
+    if (text := query.get("to")) is not None:
+        address = check_address(text, "to")
+        to = _to(address, region_of(link, address) if region_of is not None else None)
+    since = _since(query["since"]) if "since" in query else None
     cursor = decode_cursor(query["cursor"]) if "cursor" in query else None
     where = MessageFilter(api_key=api_key, status=status, to=to, since=since, link=link)
     return where, _limit(query.get("limit")), cursor
@@ -175,13 +189,14 @@ def summary_view(summary: MessageSummary) -> dict[str, Any]:
 
 class MessageListing:
     """The ``GET /v1/messages`` handler over ``store``; ``key_of`` names the request's API key
-    (set by the API's authentication) and ``links`` the configured links."""
+    (set by the API's authentication); ``config``: the links, and the regions of ``to``."""
 
     def __init__(
-        self, store: Store, links: Collection[str], key_of: Callable[[web.Request], ApiKey]
+        self, store: Store, config: GatewayConfig, key_of: Callable[[web.Request], ApiKey]
     ) -> None:
         self.store = store
-        self.links = tuple(links)
+        self.config = config
+        self.links = config.link_names
         self.key_of = key_of
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
@@ -191,7 +206,8 @@ class MessageListing:
     async def list_messages(self, request: web.Request) -> web.Response:
         """One page of the key's messages (module docstring)."""
         key = self.key_of(request)
-        where, limit, after = parse_filter(request.query, key.name, self.links, key.default_region)
+        region_of = functools.partial(region_for, self.config, key)
+        where, limit, after = parse_filter(request.query, key.name, self.links, region_of)
         page = await self.store.list_messages(where, limit=limit, after=after)
         return web.json_response(
             {

@@ -36,7 +36,7 @@ from typing import NoReturn
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumber, ValidationResult
 
-from mm7.service.config.settings import NumberCheck
+from mm7.service.config.settings import ApiKey, GatewayConfig, NumberCheck
 from mm7.service.errors import ApiError
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "check_sender",
     "normalise_recipient",
     "normalise_recipients",
+    "region_for",
 ]
 
 #: how many digits a short code has (national short codes run from 3 digits to 8)
@@ -160,6 +161,19 @@ def check_sender(address: str, where: str, check: NumberCheck) -> None:
     national = address.removeprefix("00")
     if len(national) > 15:
         _refused(where, address, f"too long ({len(national)} digits; E.164 allows 15)")
+
+
+def region_for(config: GatewayConfig, key: ApiKey, link: str | None, address: str) -> str | None:
+    """The region a national ``address`` is read in, one rule for intake and the listing's
+    ``to``: the key's ``default_region``, else that of the link named (``link``: the message's,
+    or the listing's filter; None when it names no configured link), else that of the link
+    ``address`` routes to (its prefix, else the default link); None: E.164 only."""
+    if key.default_region is not None:
+        return key.default_region
+    if link is not None:
+        return config.link(link).default_region if link in config.link_names else None
+    settings = config.route(address)
+    return settings.default_region if settings is not None else None
 
 
 def normalise_recipients(

@@ -167,8 +167,9 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self.poll_interval = poll_interval
         self.lease_ttl = lease_ttl or self.default_lease_ttl(settings, self.concurrency)
-        #: called after a status change was recorded for a message with a callback_url (the
-        #: store queued a relay event in the same commit): wakes the relay worker
+        #: called after a final status was recorded for a message with a callback_url or an SMS
+        #: fallback (the store queued a relay event or a fallback row in the same commit):
+        #: wakes the relay and the fallback worker
         self.wake_relay = wake_relay
         self.metrics = metrics
         #: whether this instance owns the link now (None: always; module docstring)
@@ -554,7 +555,8 @@ class Dispatcher:
         self, item: WorkItem, step: Step, details: dict[str, Any], bound: BoundLogger
     ) -> None:
         """Record ``step`` under the newest lease of ``item``'s recipient; wake the relay when
-        the recipient reached a final status and its message has a callback_url."""
+        the recipient reached a final status and its message has a callback_url or asked for an
+        SMS fallback (``_notify``)."""
         item = self._current(item)
         match step:
             case Submitted(message_id=mm7_id, code=code, text=text):
@@ -624,7 +626,13 @@ class Dispatcher:
             self._building.pop(key, None)
 
     def _notify(self, item: WorkItem) -> None:
-        if self.wake_relay is not None and item.callback_url:
+        """After a final outcome's commit: it queued a relay event when the message has a
+        callback_url, and may have queued an SMS fallback when it asked for one (a failure, or
+        a report kept from before the submit committed and applied by it): ``wake_relay``
+        wakes the relay and the fallback worker."""
+        if self.wake_relay is not None and (
+            item.callback_url or item.fields.get("fallback") is not None
+        ):
             self.wake_relay()
 
 

@@ -31,6 +31,9 @@ Series (``link`` is the configured link name):
 ``mm7_store_commits_total``                counter    (store transactions committed)
 ``mm7_store_writes_total``                 counter    (write operations they carried)
 ``mm7_store_failed_writes_total``          counter    (write operations that failed)
+``mm7_fallback_sms_total``                 counter    outcome (the SMS fallback's rows this
+                                                      instance's commits moved: queued,
+                                                      submitted, delivered, failed)
 ``process_cpu_seconds_total``, ...         (process)  prometheus-client's ``ProcessCollector``:
                                                       CPU seconds, resident and virtual memory,
                                                       open and max fds, start time (Linux)
@@ -72,13 +75,14 @@ from prometheus_client.registry import Collector
 
 from mm7.core.status import MMStatus
 from mm7.service.ops.health import LinkLike, breaker_of
-from mm7.service.store.records import StoreStats
+from mm7.service.store.records import FallbackStatus, StoreStats
 from mm7.transport.classify import Verdict
 from mm7.transport.flow import BreakerState, LinkFlow
 from mm7.transport.link import Secret
 
 __all__ = [
     "BREAKER_VALUES",
+    "FALLBACK_OUTCOMES",
     "LATENCY_BUCKETS",
     "OUTCOMES",
     "GatewayMetrics",
@@ -88,6 +92,11 @@ log = structlog.get_logger("mm7.service.ops.metrics")
 
 #: the submit outcomes counted (``mm7.transport.classify.Verdict`` values)
 OUTCOMES: tuple[str, ...] = tuple(v.value for v in Verdict)
+#: ``mm7_fallback_sms_total`` outcomes: the statuses a fallback row reaches (``FallbackStatus``
+#: but ``sending``, which is the worker's own step before the send)
+FALLBACK_OUTCOMES: tuple[str, ...] = tuple(
+    s.value for s in FallbackStatus if s is not FallbackStatus.SENDING
+)
 #: ``mm7_link_breaker_state`` values
 BREAKER_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 #: submit round-trip buckets, seconds: MMSCs answer in tens of milliseconds to tens of seconds
@@ -183,6 +192,13 @@ class _StateCollector(Collector):
         commits = CounterMetricFamily("mm7_store_commits", "Store transactions committed.")
         writes = CounterMetricFamily("mm7_store_writes", "Store write operations committed.")
         failed = CounterMetricFamily("mm7_store_failed_writes", "Store write operations failed.")
+        fallback = CounterMetricFamily(
+            "mm7_fallback_sms",
+            "SMS fallback rows this instance's commits moved to queued, submitted, delivered or "
+            "failed (a row reaches each status once).",
+            labels=["outcome"],
+        )
+        fallback_counts: dict[str, int] = dict.fromkeys(FALLBACK_OUTCOMES, 0)
         relay = GaugeMetricFamily(
             "mm7_relay_events",
             "Relay events to applications by status (pending, delivered, dead, ...).",
@@ -203,6 +219,8 @@ class _StateCollector(Collector):
             commits.add_metric([], stats.commits)
             writes.add_metric([], stats.writes)
             failed.add_metric([], stats.failed_writes)
+            for outcome in FALLBACK_OUTCOMES:
+                fallback_counts[outcome] += stats.fallback_sms.get(outcome, 0)
         if owner._stores:
             yield depth
             yield up
@@ -210,6 +228,9 @@ class _StateCollector(Collector):
             yield writes
             yield failed
             yield relay
+            for outcome, count in fallback_counts.items():
+                fallback.add_metric([outcome], count)
+            yield fallback
 
 
 class GatewayMetrics:

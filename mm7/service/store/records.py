@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -468,12 +468,15 @@ class MoRecord:
 
 @dataclass(frozen=True, slots=True)
 class StoreStats:
-    """Writer counters: ``commits`` transactions carried ``writes`` operations (group commit)."""
+    """Writer counters: ``commits`` transactions carried ``writes`` operations (group commit);
+    ``fallback_sms``: SMS fallback rows this store handle moved to each status (queued,
+    submitted, delivered, failed), counted once committed (``mm7.service.store.tally``)."""
 
     commits: int
     writes: int
     failed_writes: int = 0
     largest_batch: int = 0
+    fallback_sms: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,12 +24,14 @@ the extra to install.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from mm7.service.errors import ConfigError, StoreUnavailableError
+from mm7.service.store import tally
 from mm7.service.store.base import Clock
 from mm7.service.store.postgres.rows import ms
 from mm7.service.store.records import StoreStats
@@ -115,6 +117,8 @@ class PostgresBase:
         self._probing: asyncio.Lock | None = None
         self._writes = 0
         self._failed = 0
+        #: changes ``tally.note``d by the transactions committed so far (``stats``)
+        self._tally: collections.Counter[str] = collections.Counter()
         self._closed = False
 
     def _now_ms(self) -> int:
@@ -217,8 +221,9 @@ class PostgresBase:
         failure (the transaction rolled back whole) runs it again."""
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                async with self._connection() as conn:
-                    result = await op(conn)
+                with tally.counting() as counts:  # a retried attempt's count is dropped
+                    async with self._connection() as conn:
+                        result = await op(conn)
             except _RETRY:
                 if attempt == _ATTEMPTS:
                     self._failed += 1
@@ -228,6 +233,7 @@ class PostgresBase:
                 self._failed += 1
                 raise
             self._writes += 1
+            self._tally.update(counts)  # committed: ``op`` returned
             self._succeeded()
             return result
         raise AssertionError("unreachable")
@@ -237,7 +243,9 @@ class PostgresBase:
     def stats(self) -> StoreStats:
         """Writes committed and failed; one commit per write (PostgreSQL has no group commit
         for the store to do: the server's own ``commit_delay`` does that)."""
-        return StoreStats(self._writes, self._writes, self._failed, 1 if self._writes else 0)
+        return StoreStats(
+            self._writes, self._writes, self._failed, 1 if self._writes else 0, dict(self._tally)
+        )
 
     async def writable(self) -> str | None:
         """None when the store can commit, else why not (for /readyz).

@@ -2,7 +2,8 @@
 and rules as ``sqlite/fallback.py``, on asyncpg. Rows are leased with ``FOR UPDATE SKIP
 LOCKED`` (besides the ``fallback`` named lease the worker runs under), so two workers can never
 hold one row; every change's relay event notifies the other instances' relay
-(``insert_event``).
+(``insert_event``), and a queued row notifies them too (``NOTIFY mm7_work, 'relay'``, which the
+runtime's ``on_relay`` answers by waking its relay and fallback workers).
 
 A mixin of ``PostgresStore``; ``queue_fallback`` is called by its ``fail`` and delivery-report
 recording inside their transactions.
@@ -15,9 +16,10 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
+from mm7.service.store import tally
 from mm7.service.store.outbox import RelayKind
 from mm7.service.store.postgres.base import PostgresBase, asyncpg
-from mm7.service.store.postgres.relay_rows import insert_event
+from mm7.service.store.postgres.relay_rows import NOTIFY_RELAY, insert_event
 from mm7.service.store.postgres.rows import dt, ms, to_json
 from mm7.service.store.records import OUTCOME_UNKNOWN, FallbackItem, FallbackRecord, FallbackStatus
 
@@ -54,6 +56,7 @@ async def fallback_event(
     )
     if row is None:
         return
+    tally.note(status.value)  # mm7_fallback_sms_total, once the transaction commits
     record = _record(row)
     callback, api_key, link = row[12], row[13], row[14]
     if row[15]:
@@ -109,6 +112,10 @@ async def queue_fallback(
     if fallback_id is None:
         return False
     await fallback_event(conn, fallback_id, FallbackStatus.QUEUED, now, relay_all)
+    # with no relay event (no callback_url) nothing else notifies: the instance holding the
+    # fallback lease sends it now (the runtime's on_relay wakes its fallback worker too; a
+    # second NOTIFY of the same payload in one transaction is delivered once)
+    await conn.execute(NOTIFY_RELAY)
     return True
 
 

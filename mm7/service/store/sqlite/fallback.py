@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from mm7.service.store import tally
 from mm7.service.store.base import Clock
 from mm7.service.store.outbox import RelayKind
 from mm7.service.store.records import OUTCOME_UNKNOWN, FallbackItem, FallbackRecord, FallbackStatus
@@ -56,6 +57,7 @@ def fallback_event(
     ).fetchone()
     if row is None:
         return
+    tally.note(status.value)  # mm7_fallback_sms_total, once the transaction commits
     record = _record(row)
     callback, api_key, link = row[12], row[13], row[14]
     if row[15] is not None:

@@ -42,6 +42,7 @@ batch starts afresh, so the store recovers by itself when the disk does.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import hashlib
@@ -67,7 +68,7 @@ from mm7.service.errors import (
     StoreUnavailableError,
     UnknownMediaError,
 )
-from mm7.service.store import early
+from mm7.service.store import early, tally
 from mm7.service.store.base import Clock, SystemClock
 from mm7.service.store.outbox import OptOut, RelayKind, status_event
 from mm7.service.store.records import (
@@ -234,6 +235,9 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
         self._writes = 0
         self._failed = 0
         self._largest = 0
+        #: changes ``tally.note``d by the batch being written, and those committed so far
+        self._uncommitted: collections.Counter[str] = collections.Counter()
+        self._tally: collections.Counter[str] = collections.Counter()
         self._closed = False
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
@@ -328,7 +332,9 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
 
     def stats(self) -> StoreStats:
         """Commits versus writes so far: fewer commits than writes means group commit worked."""
-        return StoreStats(self._commits, self._writes, self._failed, self._largest)
+        return StoreStats(
+            self._commits, self._writes, self._failed, self._largest, dict(self._tally)
+        )
 
     @property
     def durability(self) -> str:
@@ -438,10 +444,12 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
     def _apply(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
         """Run each write of ``batch`` in its own SAVEPOINT of the open transaction."""
         outcomes: list[tuple[bool, Any]] = []
+        self._uncommitted.clear()
         for job in batch:
             conn.execute("SAVEPOINT job")
             try:
-                value = job.fn(conn)
+                with tally.counting() as counts:
+                    value = job.fn(conn)
             except Exception as exc:  # this write fails alone; its neighbours still commit
                 conn.execute("ROLLBACK TO job")
                 conn.execute("RELEASE job")
@@ -449,6 +457,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
             else:
                 conn.execute("RELEASE job")
                 outcomes.append((True, value))
+                self._uncommitted.update(counts)  # added to the totals once COMMIT returns
         return outcomes
 
     def _batch_waiting(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
@@ -485,6 +494,8 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
             self._last_commit = time.monotonic()
             self._commits += 1
             self._largest = max(self._largest, len(batch))
+            self._tally.update(self._uncommitted)
+        self._uncommitted.clear()
         for job, (ok, value) in zip(batch, outcomes, strict=True):
             if ok:
                 self._writes += 1
