@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -202,6 +203,30 @@ async def test_connection_refused_is_transient() -> None:
     async with MM7Client(link(f"http://127.0.0.1:{free_port()}{PATH}")) as client:
         error = await fails(client)
     assert error.outcome is Outcome.CONNECT_ERROR and error.transient
+
+
+async def test_a_connect_timeout_is_a_connect_error() -> None:
+    """A peer whose SYNs go unanswered (its accept queue full, as behind a dropping firewall)
+    never saw the request: a connect error, not a timeout that may have reached it."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)  # never accepted: once the queue is full, SYNs are dropped
+        port = listener.getsockname()[1]
+        fillers = []
+        try:
+            for _ in range(8):
+                filler = socket.socket()
+                filler.setblocking(False)
+                filler.connect_ex(("127.0.0.1", port))
+                fillers.append(filler)
+            config = link(f"http://127.0.0.1:{port}{PATH}", connect_timeout=0.3)
+            async with MM7Client(config) as client:
+                error = await fails(client)
+        finally:
+            for filler in fillers:
+                filler.close()
+    assert error.outcome is Outcome.CONNECT_ERROR and error.transient, error
+    assert "could not connect within 0.3s" in str(error)
 
 
 async def test_slow_response_times_out_transient(mmsc: tuple[FakeMMSC, str]) -> None:

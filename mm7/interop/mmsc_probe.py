@@ -42,9 +42,8 @@ from mm7.transport.link import ClientAuth, LinkConfig, TLSConfig
 
 __all__ = ["Endpoint", "ProbeResult", "Tried", "check_budget", "probe", "recommend"]
 
-#: connection failures in a row (nothing reached the MMSC: refused, unreachable, TLS) after
-#: which the remaining variants are not sent. A connect timeout is not one: the client reports
-#: it as a timeout, like a slow answer, which may have reached the MMSC
+#: connection failures in a row (nothing reached the MMSC: refused, unreachable, connect
+#: timeout, TLS) after which the remaining variants are not sent; a slow answer is not one
 MAX_UNREACHABLE = 3
 
 

@@ -73,7 +73,7 @@ class Outcome(StrEnum):
     FAULT_OTHER = "fault-other"
     #: the request or the response took longer than the link's timeouts
     TIMEOUT = "timeout"
-    #: the TCP connection could not be made (refused, DNS, unreachable)
+    #: the TCP connection could not be made (refused, DNS, unreachable, connect timeout)
     CONNECT_ERROR = "connect-error"
     #: the connection dropped mid-exchange (reset, disconnected, truncated body)
     CONNECTION_RESET = "connection-reset"

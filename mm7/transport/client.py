@@ -289,6 +289,13 @@ class MM7Client:
                 rsp_headers = resp.headers
                 rsp_body = await self._read_body(resp)
                 ex.received = rsp_body
+        except aiohttp.ConnectionTimeoutError:
+            # no TCP connection within the connect timeout: the MMSC never saw the request
+            raise self._error(
+                ex,
+                Outcome.CONNECT_ERROR,
+                f"could not connect within {link.connect_timeout:g}s",
+            ) from None
         except TimeoutError:
             raise self._error(
                 ex,
