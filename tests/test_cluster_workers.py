@@ -3,8 +3,9 @@ supervision (restart, failed starts, graceful stop) with real processes.
 
 The supervisor is run on small Python workers written by the tests (they print READY, exit,
 ignore SIGTERM... as told), then on a real `mm7 serve --workers 1` on SQLite (the one worker
-count SQLite allows) whose worker is SIGKILLed. Waits are on conditions, bounded only against a
-hang."""
+count SQLite allows) whose worker is SIGKILLed, and on `mm7 serve --workers 2` on a fresh
+PostgreSQL database (both workers answer on the one port, one owns the link, every message is
+delivered). Waits are on conditions, bounded only against a hang."""
 
 from __future__ import annotations
 
@@ -20,18 +21,22 @@ from aiohttp import web
 
 from mm7.service.cluster.workers import READY, Supervisor, WorkerSpec, reserve_ports, worker_config
 from mm7.service.config.loader import load_config
+from mm7.simulator.app import SIMULATOR
 from mm7.transport.listener import ListenerLimits, serve
 from tests.helpers.runtime import (
     AUTH,
     bound_socket,
     clean_env,
+    drain,
     message,
     read_until,
+    start_simulator,
     wait_for,
     write_config,
 )
 from tests.helpers.runtime import serve as mm7_serve
 from tests.helpers.runtime import stop as stop_process
+from tests.helpers.stores import pg_database
 
 # A worker that does what its file says, once per start: "ready" (print READY and wait for
 # SIGTERM), "crash" (print READY, then exit 3), "fail" (exit 1 without READY), "stubborn"
@@ -282,3 +287,69 @@ async def test_mm7_serve_workers_restarts_a_killed_worker_on_the_same_port(
         assert "[worker 1] mm7 gateway: stopped" in out
     finally:
         stop_process(proc)
+
+
+async def test_mm7_serve_two_workers_on_postgresql_share_the_ports_and_the_work(
+    tmp_path: Path,
+) -> None:
+    """Two real workers on one fresh PostgreSQL database: one API port and one MM7 port that the
+    kernel spreads over both, one link owner, and the reports of what it sent correlated by
+    whichever worker the simulator's connection reached."""
+    async with pg_database() as dsn:
+        with bound_socket() as mmsc:
+            path = write_config(tmp_path, mmsc.getsockname()[1])
+            text = path.read_text()
+            db_line = f'path = "{(tmp_path / "var" / "mm7.sqlite").as_posix()}"'
+            assert db_line in text
+            path.write_text(
+                text.replace(db_line, 'backend = "postgresql"\ndsn_env = "MM7_TEST_DSN"')
+            )
+            env = {**clean_env(), "MM7_TEST_DSN": dsn}
+            proc = mm7_serve(path, tmp_path, env, "--workers", "2", "--poll-interval", "0.1")
+            runner: web.AppRunner | None = None
+            try:
+                read = asyncio.to_thread
+                api = (await read(read_until, proc, r"sending API on (\S+)/v1/messages"))[1]
+                inbound = (await read(read_until, proc, r"inbound MM7 endpoint on (\S+)"))[1]
+                await read(read_until, proc, r"2 workers ready")
+                lines = drain(proc)
+                sim, runner = await start_simulator(mmsc, inbound)
+                # a new connection per request, as from many clients: SO_REUSEPORT spreads them
+                fresh = aiohttp.TCPConnector(force_close=True)
+                async with aiohttp.ClientSession(headers=AUTH, connector=fresh) as http:
+                    held: dict[str, dict[str, int]] = {}
+
+                    async def both_answered() -> bool:
+                        async with http.get(f"{api}/readyz") as rsp:
+                            assert rsp.status == 200, await rsp.text()
+                            cluster = (await rsp.json())["cluster"]
+                        held[cluster["instance"]] = cluster["leases"]
+                        return len(held) == 2
+
+                    await wait_for(both_answered, deadline=60)
+                    assert sorted(name[-2:] for name in held) == ["-1", "-2"]
+                    owners = [name for name, leases in held.items() if "link:main" in leases]
+                    assert len(owners) == 1, held
+
+                    ids = []
+                    for n in range(6):
+                        body = message(to=f"+1202555{n:04d}")
+                        async with http.post(f"{api}/v1/messages", json=body) as rsp:
+                            assert rsp.status == 202, await rsp.text()
+                            ids.append((await rsp.json())["id"])
+
+                    async def all_delivered() -> bool:
+                        for message_id in ids:
+                            async with http.get(f"{api}/v1/messages/{message_id}") as rsp:
+                                if (await rsp.json())["status"] != "delivered":
+                                    return False
+                        return True
+
+                    await wait_for(all_delivered, deadline=60)
+                assert len(sim[SIMULATOR].submitted) == len(ids)
+                proc.send_signal(signal.SIGTERM)
+                assert await read(proc.wait, 60) == 0, "".join(lines)
+            finally:
+                if runner is not None:
+                    await runner.cleanup()
+                stop_process(proc)

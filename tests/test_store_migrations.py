@@ -80,6 +80,59 @@ async def test_a_version_1_database_is_upgraded_and_keeps_its_data(tmp_path: Pat
     conn.close()
 
 
+async def test_a_postgresql_version_1_database_is_upgraded_and_keeps_its_data() -> None:
+    """A cluster's database written by the first PostgreSQL mm7: its rows work after the upgrade
+    (a report correlates, a queued recipient is leased and completed through what later
+    migrations added: the early-reports check in every completion)."""
+    import asyncpg
+
+    from mm7.service.store.postgres import PostgresStore
+    from mm7.service.store.postgres import migrations as pg
+
+    clock = ManualClock()
+    now = int(clock.now().timestamp() * 1000)
+    async with pg_database() as dsn:
+        conn = await asyncpg.connect(dsn)
+        try:
+            assert await pg.migrate(conn, now, target=1) == 1
+            # m1 already submitted to the MMSC, m2 still queued, as a version-1 gateway left them
+            await conn.execute(
+                "INSERT INTO messages (id, link, fields, status, recipient_count, queued_count,"
+                " submitted_count, created_at, updated_at) VALUES"
+                " ('m1','mmsc1','{}','submitted',1,0,1,$1,$1),"
+                " ('m2','mmsc1','{}','queued',1,1,0,$1,$1)",
+                now,
+            )
+            await conn.execute(
+                "INSERT INTO recipients (message_id, link, address, address_key, status,"
+                " mm7_message_id, transaction_id, next_attempt_at, updated_at) VALUES"
+                " ('m1','mmsc1','123','123','submitted','MID','m1.0',$1,$1),"
+                " ('m2','mmsc1','456','456','queued',NULL,'m2.0',$1,$1)",
+                now,
+            )
+        finally:
+            await conn.close()
+
+        store = await PostgresStore.open(dsn, clock=clock)
+        try:
+            report = await store.record_delivery_report("mmsc1", "MID", "123", MMStatus.RETRIEVED)
+            assert report.message_id == "m1"
+            assert report.recipient_status is RecipientStatus.DELIVERED
+            (item,) = await store.lease("mmsc1", "w", 5, timedelta(seconds=30))
+            assert item.message_id == "m2"
+            assert await store.complete(item, "MID-2", 1000, "Success")
+            got = await store.get_message("m2")
+            assert got is not None and got.recipients[0].status is RecipientStatus.SUBMITTED
+        finally:
+            await store.close()
+        conn = await asyncpg.connect(dsn)
+        try:
+            versions = await conn.fetch("SELECT version FROM schema_version ORDER BY 1")
+            assert [r[0] for r in versions] == list(range(1, pg.LATEST + 1))
+        finally:
+            await conn.close()
+
+
 async def test_a_newer_database_is_refused_and_left_untouched(backend: Backend) -> None:
     await (await backend.open()).close()
     latest, _ = schema_of(backend)

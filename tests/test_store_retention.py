@@ -18,7 +18,7 @@ import pytest
 from mm7.core.status import MMStatus
 from mm7.service.store import ManualClock, MediaPart, MoRelay, NewMessage, NewMo, SqliteStore
 from mm7.service.store.sqlite import retention
-from tests.helpers.stores import Backend
+from tests.helpers.stores import Backend, PostgresBackend, SqliteBackend
 
 LINK = "carrier"
 TTL = timedelta(seconds=60)
@@ -156,22 +156,30 @@ async def test_media_files_a_crash_left_without_a_row_are_removed(
     assert not stray.exists() and kept.exists() and fresh.exists()
 
 
-async def test_the_gateway_purges_at_start(tmp_path: Path) -> None:
+async def test_the_gateway_purges_at_start(backend: Backend, tmp_path: Path) -> None:
     from mm7.service.config.loader import load_config
     from mm7.service.runtime import Gateway
     from tests.helpers.runtime import bound_socket, write_config
 
     with bound_socket() as mmsc:
         path = write_config(tmp_path, mmsc.getsockname()[1])
-    config = load_config(path, env={})
-    config.store.path.parent.mkdir(parents=True, exist_ok=True)
-    old = await SqliteStore.open(config.store.path, clock=ManualClock())  # 2026-01-01
-    try:
-        finished = await old.enqueue_message(NewMessage("main", {"text": "x"}), ["+15550001"])
-        (item,) = await old.lease("main", "w", 1, TTL)
-        assert await old.complete(item, "mm7-1", 1000, "Success")
-    finally:
-        await old.close()
+    env = {}
+    if isinstance(backend, PostgresBackend):
+        text = path.read_text()
+        db_line = f'path = "{(tmp_path / "var" / "mm7.sqlite").as_posix()}"'
+        assert db_line in text
+        path.write_text(text.replace(db_line, 'backend = "postgresql"\ndsn_env = "MM7_TEST_DSN"'))
+        env["MM7_TEST_DSN"] = backend.dsn
+    config = load_config(path, env=env)
+    if isinstance(backend, SqliteBackend):
+        backend.path = config.store.path
+        config.store.path.parent.mkdir(parents=True, exist_ok=True)
+    old = await backend.open(clock=ManualClock())  # 2026-01-01
+    finished = await old.enqueue_message(NewMessage("main", {"text": "x"}), ["+15550001"])
+    (item,) = await old.lease("main", "w", 1, TTL)
+    assert await old.complete(item, "mm7-1", 1000, "Success")
+    await old.close()
+    backend.stores.remove(old)
     gateway = Gateway(config, configure_logs=False, announce=lambda line: None)
     await gateway.start()
     try:
