@@ -163,6 +163,12 @@ async def _stall(host: str, port: int, path: str, count: int) -> Stalled:
     return stalled
 
 
+async def _closed(stalled: Stalled) -> list[asyncio.StreamReader]:
+    """The stalled connections the server has closed (reset or ended) by now."""
+    await asyncio.sleep(0.2)  # lets the loop take in what the sockets already hold
+    return [r for r, _ in stalled if r.at_eof() or r.exception() is not None]
+
+
 @pytest.mark.parametrize("listener", ["api", "inbound"])
 async def test_valid_requests_are_answered_at_the_connection_limit(
     tmp_path: Path, listener: str
@@ -197,9 +203,7 @@ async def test_valid_requests_are_answered_at_the_connection_limit(
                             ) as rsp,
                         ):
                             assert rsp.status == 202, await rsp.text()
-            # the oldest stalled connection made room: closed by the listener, not by a clock
-            async with asyncio.timeout(5):
-                assert await _closed_within(stalled[0][0], 5) < 5
+            assert await _closed(stalled)  # made room: closed by the listener, not by a clock
             for _, writer in stalled:
                 writer.close()
         finally:
@@ -272,6 +276,6 @@ async def test_the_simulator_process_answers_submits_at_the_connection_limit() -
             assert reply.status == 200
             status = getattr(reply.decoded.message, "status", None)
             assert status is not None and status.code == 1000
-        assert await _closed_within(stalled[0][0], 5) < 5  # made room: closed, not timed out
+        assert await _closed(stalled)  # made room: closed by the listener, not by a clock
         for _, writer in stalled:
             writer.close()
