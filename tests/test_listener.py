@@ -5,13 +5,16 @@ answers a new caller at once."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from mm7.transport.listener import Listener, ListenerLimits, serve
+from tests.helpers.tls_ca import make_ca
 
 SHORT = ListenerLimits(
     header_timeout=0.4, body_timeout=0.4, keepalive_timeout=0.4, max_connections=50
@@ -227,6 +230,73 @@ async def test_at_the_limit_with_every_request_in_its_handler_a_new_one_is_refus
         assert (await busy_reader.readuntil(b"held")).startswith(b"HTTP/1.1 200")
         busy_writer.close()
     writer.close()
+
+
+async def test_tls_handshakes_in_progress_count_and_make_room(tmp_path: Path) -> None:
+    """A TLS listener counts a connection from its accept, not from the end of its handshake:
+    connections that never start TLS fill it (they cannot pile up past max_connections and
+    exhaust file descriptors), and a real TLS caller still gets an answer, taking the place
+    of the one waiting longest."""
+    await _tls_fills_and_answers(tmp_path)
+
+
+def test_tls_handshakes_count_on_uvloop_too(tmp_path: Path) -> None:
+    """The same on uvloop (``mm7 serve --loop auto`` runs it when installed), whose TLS layer
+    the listener runs itself there."""
+    uvloop = pytest.importorskip("uvloop")
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_tls_fills_and_answers(tmp_path))
+
+
+async def _tls_fills_and_answers(tmp_path: Path) -> None:
+    ca = make_ca(tmp_path)
+    server = ca.issue("127.0.0.1", server=True)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(server.cert, server.key)
+    client_context = ssl.create_default_context(cafile=str(ca.cert_path))
+    limits = ListenerLimits(
+        header_timeout=30.0, body_timeout=30.0, keepalive_timeout=30.0, max_connections=3
+    )
+    listener = await serve(_app(), "127.0.0.1", 0, limits, ssl_context=server_context)
+    try:
+        silent = [await _connect(listener) for _ in range(limits.max_connections)]
+        await asyncio.sleep(0.2)
+        assert listener.open_connections == limits.max_connections
+        for _ in range(2):
+            async with asyncio.timeout(10):  # a hang guard: the silent ones stay 30 s
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1", listener.port, ssl=client_context
+                )
+                writer.write(_request(body=b"hello", method="POST"))
+                head = await reader.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200")
+                assert await reader.readexactly(len(b"got 5")) == b"got 5"
+            writer.close()
+        assert listener.evicted >= 1
+        assert listener.open_connections <= limits.max_connections
+        for _, silent_writer in silent:
+            silent_writer.close()
+    finally:
+        await listener.close()
+
+
+async def test_a_tls_handshake_that_never_comes_is_closed_at_the_header_timeout(
+    tmp_path: Path,
+) -> None:
+    ca = make_ca(tmp_path)
+    server = ca.issue("127.0.0.1", server=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(server.cert, server.key)
+    listener = await serve(_app(), "127.0.0.1", 0, SHORT, ssl_context=context)
+    try:
+        reader, writer = await _connect(listener)
+        writer.write(b"\x16\x03\x01")  # the first bytes of a ClientHello, and no more
+        took = await _closed_after(reader, time.monotonic(), SHORT.header_timeout + SLACK)
+        assert took < SHORT.header_timeout + LATE
+        assert listener.open_connections == 0
+        writer.close()
+    finally:
+        await listener.close()
 
 
 def test_limits_refuse_nonsense() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 
 from mm7.cli.main import main
@@ -20,7 +22,9 @@ from mm7.service.config.loader import load_config
 from mm7.service.errors import ConfigError
 from mm7.service.runtime import Gateway
 from mm7.simulator.cli import SimulateError, build_limits
-from tests.helpers.runtime import KEY, bound_socket, write_config
+from tests.helpers.inbound import post_message, request_message
+from tests.helpers.runtime import KEY, bound_socket, message, write_config
+from tests.helpers.simulator import submit
 
 LIMITS = """header_timeout = "0.4s"
 body_timeout = 0.4
@@ -130,6 +134,82 @@ async def test_the_api_answers_while_full_of_stalled_connections(gateway: Gatewa
         w.close()
 
 
+#: limits whose timeouts no test waits for: an answer at the limit can only come from eviction
+FULL = """header_timeout = 60
+body_timeout = 60
+keepalive_timeout = 60
+max_connections = 3
+"""
+
+
+Stalled = list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+
+
+async def _stall(host: str, port: int, path: str, count: int) -> Stalled:
+    """``count`` connections that stop: half a request line, or a body to ``path`` (read by
+    its handler) that never comes."""
+    stalled = []
+    for index in range(count):
+        reader, writer = await asyncio.open_connection(host, port)
+        if index % 2:
+            writer.write(b"POST /mm")
+        else:
+            writer.write(
+                f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+                'Content-Type: application/json\r\nContent-Length: 900\r\n\r\n{"to"'.encode()
+            )
+        stalled.append((reader, writer))
+    await asyncio.sleep(0.1)
+    return stalled
+
+
+async def _closed(stalled: Stalled) -> list[asyncio.StreamReader]:
+    """The stalled connections the server has closed (reset or ended) by now."""
+    await asyncio.sleep(0.2)  # lets the loop take in what the sockets already hold
+    return [r for r, _ in stalled if r.at_eof() or r.exception() is not None]
+
+
+@pytest.mark.parametrize("listener", ["api", "inbound"])
+async def test_valid_requests_are_answered_at_the_connection_limit(
+    tmp_path: Path, listener: str
+) -> None:
+    """Full of stalled connections that would stay a minute, each listener still answers valid
+    requests (an MO delivery report on the inbound endpoint; a send on the API): the stalled
+    connection waiting longest makes room, so the answer cannot have waited for a timeout."""
+    with bound_socket() as mmsc:
+        path = _config(tmp_path, mmsc.getsockname()[1], FULL)
+        config = load_config(path, env={})
+        gateway = Gateway(config, configure_logs=False, poll_interval=3600, announce=print)
+        await gateway.start()
+        try:
+            url = gateway.api_url if listener == "api" else gateway.inbound_url
+            path = "/mm7" if listener == "inbound" else "/v1/messages"
+            stalled = await _stall(*_address(url), path, 3)
+            for n in range(3):
+                async with asyncio.timeout(20):  # a hang guard: the stalled ones stay 60 s
+                    if listener == "inbound":
+                        report = request_message("DeliveryReportReq", "REL-6-MM7-1-4", tid=f"t{n}")
+                        reply = await post_message(gateway.inbound_url, report)
+                        assert reply.status == 200
+                        status = getattr(reply.decoded.message, "status", None)
+                        assert status is not None and status.code == 1000
+                    else:
+                        async with (
+                            aiohttp.ClientSession() as session,
+                            session.post(
+                                f"{gateway.api_url}/v1/messages",
+                                json=message(to=f"+1202555010{n}"),
+                                headers={"Authorization": f"Bearer {KEY}"},
+                            ) as rsp,
+                        ):
+                            assert rsp.status == 202, await rsp.text()
+            assert await _closed(stalled)  # made room: closed by the listener, not by a clock
+            for _, writer in stalled:
+                writer.close()
+        finally:
+            await gateway.stop()
+
+
 def test_simulator_limits_from_options_and_config(tmp_path: Path) -> None:
     conf = tmp_path / "sim.toml"
     conf.write_text("header_timeout = 2.5\nmax_connections = 7\n")
@@ -150,10 +230,11 @@ def test_simulate_refuses_a_bad_limit_in_one_line(capsys: pytest.CaptureFixture[
     assert "header_timeout" in capsys.readouterr().err
 
 
-async def test_the_simulator_process_closes_a_stalled_request() -> None:
+@contextlib.asynccontextmanager
+async def _simulator(*options: str) -> AsyncIterator[str]:
+    """A real ``mm7 simulate`` process on 127.0.0.1 with these options; its MM7 URL."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mm7.cli.main", "simulate", "--listen", "127.0.0.1:0",
-        "--header-timeout", "0.4", "--max-connections", "5",
+        sys.executable, "-m", "mm7.cli.main", "simulate", "--listen", "127.0.0.1:0", *options,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )  # fmt: skip
@@ -161,14 +242,40 @@ async def test_the_simulator_process_closes_a_stalled_request() -> None:
         assert proc.stdout is not None
         async with asyncio.timeout(20):
             line = (await proc.stdout.readline()).decode()
-        url = line.split(" on ", 1)[1].split(";", 1)[0]
-        reader, writer = await asyncio.open_connection(*_address(url))
-        writer.write(b"POST /mm7 HTTP/1.1\r\nContent-")
-        took = await _closed_within(reader, TIMEOUT + SLACK)
-        assert TIMEOUT - 0.05 <= took < TIMEOUT + LATE
-        writer.close()
+        yield line.split(" on ", 1)[1].split(";", 1)[0]
     finally:
         proc.terminate()
         async with asyncio.timeout(20):
             await proc.wait()
     assert proc.returncode == 0
+
+
+async def test_the_simulator_process_closes_a_stalled_request() -> None:
+    async with _simulator("--header-timeout", "0.4", "--body-timeout", "0.4") as url:
+        reader, writer = await asyncio.open_connection(*_address(url))
+        writer.write(b"POST /mm7 HTTP/1.1\r\nContent-")
+        took = await _closed_within(reader, TIMEOUT + SLACK)
+        assert TIMEOUT - 0.05 <= took < TIMEOUT + LATE
+        writer.close()
+        reader, writer = await asyncio.open_connection(*_address(url))
+        writer.write(b"POST /mm7 HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\n\r\n<env:")
+        took = await _closed_within(reader, TIMEOUT + SLACK)
+        assert TIMEOUT - 0.05 <= took < TIMEOUT + LATE
+        writer.close()
+
+
+async def test_the_simulator_process_answers_submits_at_the_connection_limit() -> None:
+    """Full of stalled connections that would stay a minute, the simulator still accepts
+    SubmitReqs: the stalled connection waiting longest makes room for each."""
+    limits = ("--header-timeout", "60", "--body-timeout", "60", "--keepalive-timeout", "60")
+    async with _simulator(*limits, "--max-connections", "3") as url:
+        stalled = await _stall(*_address(url), "/mm7", 3)
+        for n in range(3):
+            async with asyncio.timeout(20):  # a hang guard: the stalled ones stay 60 s
+                reply = await post_message(url, submit("+12015550123", tid=f"t{n}"))
+            assert reply.status == 200
+            status = getattr(reply.decoded.message, "status", None)
+            assert status is not None and status.code == 1000
+        assert await _closed(stalled)  # made room: closed by the listener, not by a clock
+        for _, writer in stalled:
+            writer.close()

@@ -905,6 +905,9 @@ def test_a_header_block_read_again_notes_its_leniencies_again() -> None:
 def test_multipart_header_blocks_are_read_each_time_and_not_kept() -> None:
     from mm7.core.mime import multipart
 
+    # what earlier tests left (a fuzzed block naming multipart/ that reads as another type is
+    # rightly kept) is not this test's: it looks at what these messages add
+    multipart._HEAD_CACHE.clear()
     # The same headers but for the boundary, new on every message: not worth keeping
     for inner, tag in (("b-one", b"first"), ("b-two", b"second"), ("b-one", b"third")):
         content_type, body = _two_part_body(b"Content-Type: text/xml", inner, tag)

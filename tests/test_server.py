@@ -789,16 +789,16 @@ async def test_a_large_request_is_decoded_off_the_event_loop(
 ) -> None:
     import threading
 
-    import mm7.transport.server as server_module
+    import mm7.transport.decode_off_loop as off_loop
 
     threads: list[int] = []
-    real_decode = server_module.decode
+    real_decode = off_loop.decode
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         threads.append(threading.get_ident())
         return real_decode(*args, **kwargs)
 
-    monkeypatch.setattr(server_module, "decode", spy)
+    monkeypatch.setattr(off_loop, "decode", spy)
     recorder = Recorder()
     server = await start(aiohttp_server, recorder)
     loop_thread = threading.get_ident()
@@ -813,4 +813,4 @@ async def test_a_large_request_is_decoded_off_the_event_loop(
     assert threads[0] == loop_thread  # a small body is cheaper to decode than to hand over
     assert threads[1] != loop_thread
     assert recorder.contexts[1].message.subject == "é" * 8_000
-    assert len(encode(large).body) >= server_module.DECODE_OFF_LOOP_BYTES
+    assert len(encode(large).body) >= off_loop.DECODE_OFF_LOOP_BYTES

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,6 +16,8 @@ import aiohttp
 import pytest
 from lxml import etree
 
+import mm7.simulator.app as sim_app
+import mm7.transport.decode_off_loop as off_loop
 from mm7.core.codec import decode, encode
 from mm7.core.dialect import STRICT_3GPP, Dialect, get_dialect
 from mm7.core.leniency import Leniency
@@ -165,6 +169,45 @@ async def test_broken_soap_is_2007(sim_rig: Make) -> None:
     message = decode(body, headers["Content-Type"]).message
     assert status == 500 and isinstance(message, Fault) and message.status is not None
     assert message.status.code == 2007 and message.status.details
+
+
+async def test_a_large_request_is_decoded_off_the_event_loop(
+    sim_rig: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body of DECODE_OFF_LOOP_BYTES or more is decoded once, in a worker thread (a hostile
+    one would otherwise hold every other connection); a small one on the loop."""
+    threads: list[int] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.get_ident())
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(off_loop, "decode", spy)
+    monkeypatch.setattr(sim_app, "decode", spy)
+    r = await sim_rig()
+    loop_thread = threading.get_ident()
+    # a hostile Subject: 8,000 encoded words, about 140 KB of SOAP
+    large = dataclasses.replace(
+        submit("+12015550123", tid="tx-large"), subject="=?utf-8?B?w6k=?=" * 8_000
+    )
+    assert len(encode(large).body) >= off_loop.DECODE_OFF_LOOP_BYTES
+    async with r.client() as client:
+        small_result = await client.send(submit("+12015550123", tid="tx-small"))
+        assert threads == [loop_thread]  # cheaper to decode than to hand over
+        threads.clear()
+        large_result = await client.send(large)
+    assert small_result.http_status == large_result.http_status == 200
+    message_id = getattr(large_result.message, "message_id", None)
+    assert message_id is not None and r.sim.submitted[message_id].subject == "é" * 8_000
+    assert len(threads) == 1 and threads[0] != loop_thread
+
+    threads.clear()  # unreadable and large: refused with what the thread read, not decoded again
+    junk = b"<env:Envelope><oops" + b" " * off_loop.DECODE_OFF_LOOP_BYTES
+    status, headers, body = await r.post(junk, "text/xml; charset=utf-8")
+    message = decode(body, headers["Content-Type"]).message
+    assert status == 500 and isinstance(message, Fault) and message.status is not None
+    assert message.status.code == 2007
+    assert len(threads) == 1 and threads[0] != loop_thread
 
 
 # ---------------------------------------------------------------- personas on the bytes

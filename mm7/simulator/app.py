@@ -107,6 +107,7 @@ from mm7.simulator.store import DEFAULT_BODY_BUDGET, Received, TrafficStore, rec
 from mm7.simulator.traffic_api import TrafficApi
 from mm7.simulator.ui import PAGE_CSP, render_page
 from mm7.simulator.wire import slides
+from mm7.transport.decode_off_loop import DECODE_OFF_LOOP_BYTES, decode_request
 from mm7.transport.inbound_auth import peer_certificate, server_ssl_context
 from mm7.transport.wirelog import redact_headers
 
@@ -353,6 +354,8 @@ class Simulator:
         body = b""
         decoded_box: list[Decoded | None] = []
         salvaged: list[Message | None] = []
+        #: why a body decoded off the loop is unreadable (not decoded again on the loop)
+        unreadable: ParseError | None = None
         upstream = self.upstream
         # taken once: the parent decides authentication too while it holds Digest nonces
         forward_all = upstream is not None and upstream.forward_all
@@ -387,6 +390,17 @@ class Simulator:
                 answer = self._pre_checks(request)
             if answer is None:
                 body, answer = await self._read(request)
+            if answer is None and not forward_all and len(body) >= DECODE_OFF_LOOP_BYTES:
+                # decoded in a worker thread now, not lazily on the loop below
+                outcome = await decode_request(
+                    body, request.headers.get(hdrs.CONTENT_TYPE), self.config.limits
+                )
+                if isinstance(outcome, tuple):
+                    unreadable, echoed = outcome
+                    decoded_box.append(None)
+                    salvaged.append(echoed)
+                else:
+                    decoded_box.append(outcome)
             if answer is None and upstream is not None:
                 decoded = None if forward_all else peek()  # kept: decoded once either way
                 if forward_all or (decoded is not None and decoded.operation != "SubmitReq"):
@@ -413,7 +427,7 @@ class Simulator:
                     answer = self._refused(self.faults.injected_refusal())
                 else:
                     known = decoded_box[0] if decoded_box else None
-                    answer, decoded = self._answer_body(body, request, echo, known)
+                    answer, decoded = self._answer_body(body, request, echo, known, unreadable)
                     decoded_box[:] = [decoded]
             return await self._send(request, answer, fault)
         finally:
@@ -567,10 +581,14 @@ class Simulator:
         request: web.Request,
         salvage: Callable[[], Message | None],
         known: Decoded | None = None,
+        unreadable: ParseError | None = None,
     ) -> tuple[_Answer, Decoded | None]:
-        """Decode (unless ``known`` is the body decoded already), validate and route one
-        request body (``salvage``: the echo of a body the codec refuses)."""
+        """Decode (unless ``known`` is the body decoded already, or ``unreadable`` why it cannot
+        be), validate and route one request body (``salvage``: the echo of a refused body)."""
         persona = self.persona
+        if unreadable is not None:
+            status = persona.status(unreadable.status_code, _details(str(unreadable)))
+            return self._error(salvage(), None, status), None
         if known is not None:
             decoded = known
         else:

@@ -19,7 +19,10 @@ sent, and by an outermost middleware, which tells it when a request's headers ar
   least this often (an idle timeout: a long upload that keeps coming is fine); and a response
   the peer stops reading (writing stays paused) is dropped after as long;
 - ``keepalive_timeout``: an idle connection between requests is closed after this;
-- ``max_connections``: open connections (after the TLS handshake). At the limit a new
+- ``max_connections``: open connections, counted from the moment they are accepted (a TLS
+  handshake in progress counts: the listener runs the loop's own TLS protocol on an admitted
+  connection, so connections that never finish a handshake cannot pile up past the limit and
+  exhaust file descriptors). At the limit a new
   connection takes the place of the open one that has waited longest on its peer: idle between
   requests, headers not complete, or a request body not complete. Connections whose request
   is complete and being handled are never closed to make room; when every open connection is
@@ -102,6 +105,8 @@ class _Connection(asyncio.Protocol):
         self.request: web.BaseRequest | None = None
         self.write_paused_since: float | None = None
         self.admitted = False
+        #: aiohttp has the connection (with TLS: once the handshake is done)
+        self.inner_made = False
         #: why the listener dropped the connection (None: it did not)
         self.why: str | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -110,14 +115,51 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # not isinstance: uvloop's transports are not asyncio.Transport subclasses
+        if self.admitted:  # the TLS layer's transport, once the handshake is done
+            self.transport = cast(asyncio.Transport, transport)
+            self._made(transport)
+            return
         self.transport = cast(asyncio.Transport, transport)
         self.since = self.last_byte = self.loop.time()
         if not self.listener._admit(self):
             self.transport.abort()
             return
         self.admitted = True
-        self.inner.connection_made(transport)
         self._arm(self.since + self.listener.limits.header_timeout)
+        ssl_context = self.listener.ssl_context
+        if ssl_context is None:
+            self._made(transport)
+            return
+        # TLS from here, as the loop's create_server(ssl=) does it, but counted and timed
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        waiter.add_done_callback(self._handshake_over)
+        tls = _ssl_protocol(self.loop)(
+            self.loop,
+            self,
+            ssl_context,
+            waiter,
+            True,  # server side
+            None,
+            ssl_handshake_timeout=self.listener.limits.header_timeout,
+        )
+        self.transport.set_protocol(tls)
+        tls.connection_made(transport)
+
+    def _handshake_over(self, waiter: asyncio.Future[None]) -> None:
+        """A handshake that failed (or a connection closed during it) gives its place back:
+        the TLS layer tells only the waiter, not this protocol."""
+        if not self.inner_made:
+            if not waiter.cancelled():
+                log.debug(
+                    "mm7.listener.tls_failed",
+                    listener=self.listener.name,
+                    error=repr(waiter.exception()),
+                )
+            self.connection_lost(None)
+
+    def _made(self, transport: asyncio.BaseTransport) -> None:
+        self.inner_made = True
+        self.inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         now = self.loop.time()
@@ -131,21 +173,23 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused_since = self.loop.time()
-        self.inner.pause_writing()
+        if self.inner_made:
+            self.inner.pause_writing()
         self._arm(self.write_paused_since + self.listener.limits.body_timeout)
 
     def resume_writing(self) -> None:
         self.write_paused_since = None
         if self.state is _State.IDLE:  # the response is out: the connection is idle from now
             self.since = self.loop.time()
-        self.inner.resume_writing()
+        if self.inner_made:
+            self.inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self.listener._release(self)
-        if self.admitted:
+        if self.inner_made:
             self.inner.connection_lost(exc)
 
     # -- the request's life, from the middleware
@@ -218,12 +262,29 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
+def _ssl_protocol(loop: asyncio.AbstractEventLoop) -> Any:
+    """The TLS protocol class this loop's own ``create_server(ssl=...)`` would wrap a
+    connection in (uvloop's or asyncio's): the listener runs it itself once a connection is
+    admitted, so that handshakes in progress count against ``max_connections``."""
+    if type(loop).__module__.startswith("uvloop"):
+        import uvloop.loop
+
+        return uvloop.loop.SSLProtocol  # type: ignore[attr-defined]
+    from asyncio import sslproto
+
+    return sslproto.SSLProtocol
+
+
 class Listener:
     """One bounded HTTP listener (module docstring); made by ``serve``."""
 
-    def __init__(self, name: str, limits: ListenerLimits) -> None:
+    def __init__(
+        self, name: str, limits: ListenerLimits, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.name = name
         self.limits = limits
+        #: TLS for every connection, run by each connection once admitted
+        self.ssl_context = ssl_context
         self.runner: web.AppRunner | None = None
         self.port = 0
         #: open connections, oldest first
@@ -325,19 +386,15 @@ class _Site(web.BaseSite):
         await super().start()
         server = self._runner.server
         assert server is not None
-        extra: dict[str, Any] = {}
-        if self._ssl_context is not None:
-            extra["ssl_handshake_timeout"] = self._listener.limits.header_timeout
         loop = asyncio.get_running_loop()
+        # no ssl= here: each connection runs its handshake once admitted (Listener.ssl_context)
         self._server = await loop.create_server(
             lambda: self._listener._protocol(server),
             self._host,
             self._port,
-            ssl=self._ssl_context,
             backlog=self._backlog,
             reuse_address=True,
             reuse_port=self._reuse_port or None,
-            **extra,
         )
 
 
@@ -358,7 +415,7 @@ async def serve(
     (outermost), so it must not be frozen yet. ``reuse_port``: SO_REUSEPORT, so that several
     processes listen on one port and the kernel spreads the connections among them.
     """
-    listener = Listener(name, limits)
+    listener = Listener(name, limits, ssl_context)
 
     @web.middleware
     async def track(request: web.Request, handler: _Handler) -> web.StreamResponse:

@@ -31,7 +31,6 @@ as soon as it passes the limit. Duplicate requests (an MMSC retry) reach the han
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
@@ -43,7 +42,7 @@ from aiohttp import StreamReader, hdrs, web
 from aiohttp.http import HttpVersion11
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from mm7.core.codec import Decoded, decode, encode, safe_echo, salvage_envelope
+from mm7.core.codec import Decoded, encode, safe_echo
 from mm7.core.dialect import STRICT_3GPP, Dialect
 from mm7.core.emit import fault_code_for
 from mm7.core.errors import MM7Error, ParseError
@@ -66,6 +65,7 @@ from mm7.core.model import (
     reply_to,
 )
 from mm7.core.versions import ALL, Version, get_version
+from mm7.transport.decode_off_loop import decode_request
 from mm7.transport.dedupe import (
     DuplicateStore,
     KeyedLocks,
@@ -116,21 +116,6 @@ __all__ = [
 log = structlog.get_logger("mm7.transport.server")
 
 #: (operation, status code) of the answer, kept on the request for ``InboundConfig.on_answer``
-#: Bodies at least this large are decoded in a worker thread: decoding costs up to ~0.15 s per MB
-#: of hostile input (BENCHMARKS.md, scaling), which on the loop would stall every other request.
-DECODE_OFF_LOOP_BYTES = 64 * 1024
-
-
-def _decode_or_salvage(
-    body: bytes, content_type: str | None, limits: Limits, strict: bool
-) -> Decoded | tuple[ParseError, Message | None]:
-    """The decoded request, or why it is unreadable and what of its envelope could be read."""
-    try:
-        return decode(body, content_type, limits, strict=strict)
-    except ParseError as exc:
-        return exc, salvage_envelope(body, content_type, limits)
-
-
 _ANSWERED = web.RequestKey("mm7_inbound_answered", tuple)
 
 #: headers in which aggregators name the carrier a message came through; applications route on
@@ -548,11 +533,7 @@ class MM7Inbound:
         """Decode, let ``admit`` choose the handler or the refusal, run the handler (duplicate
         check around it), and write the ``Reply`` chosen for its outcome."""
         dialect = self._lax[peer.name]
-        args = (body, content_type, self.config.limits, peer.strict)
-        if len(body) < DECODE_OFF_LOOP_BYTES:
-            outcome = _decode_or_salvage(*args)
-        else:
-            outcome = await asyncio.to_thread(_decode_or_salvage, *args)
+        outcome = await decode_request(body, content_type, self.config.limits, peer.strict)
         if isinstance(outcome, tuple):
             exc, echo = outcome
             if echo is not None:
