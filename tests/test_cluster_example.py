@@ -16,10 +16,8 @@ from aiohttp import web
 from mm7.service.config.loader import load_config
 from mm7.service.config.settings import GatewayConfig
 from mm7.service.runtime import Gateway
-from mm7.simulator.app import SIMULATOR, SimulatorConfig, create_simulator_app
-from mm7.simulator.dlr import DlrPlan, RetryPolicy
-from mm7.simulator.personas import load_persona
-from tests.helpers.runtime import bound_socket, message, wait_for
+from mm7.simulator.app import SIMULATOR
+from tests.helpers.runtime import bound_socket, message, start_simulator, wait_for
 from tests.helpers.stores import pg_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,20 +69,8 @@ async def test_the_readme_example_runs_two_instances_on_one_database(tmp_path: P
             runner: web.AppRunner | None = None
             try:
                 await second.start()
-                sim = create_simulator_app(
-                    SimulatorConfig(
-                        persona=load_persona("strict-3gpp"),
-                        vasp_url=first.inbound_url,  # the MMSC's reports reach one host
-                        vasp_auth=("carrier", PASSWORD),
-                        dlr=DlrPlan(when="always", delay=0.0, final_delay=0.0),
-                        retry=RetryPolicy(max_attempts=3, backoff=0.0, timeout=5.0),
-                        ui_path=None,
-                        seed=1,
-                    )
-                )
-                runner = web.AppRunner(sim, handle_signals=False)
-                await runner.setup()
-                await web.SockSite(runner, mmsc).start()
+                # the MMSC's reports reach one host
+                sim, runner = await start_simulator(mmsc, first.inbound_url, ("carrier", PASSWORD))
                 async with aiohttp.ClientSession(headers=auth) as http:
                     leases = [(await get(http, f"{g.api_url}/readyz"))["cluster"]["leases"]
                               for g in (first, second)]  # fmt: skip

@@ -121,13 +121,15 @@ def bound_socket() -> Iterator[socket.socket]:
 
 
 async def start_simulator(
-    sock: socket.socket, vasp_url: str | None
+    sock: socket.socket, vasp_url: str | None, vasp_auth: tuple[str, str] | None = None
 ) -> tuple[web.Application, web.AppRunner]:
-    """The strict-3gpp simulator on ``sock``, reporting every message at once to ``vasp_url``."""
+    """The strict-3gpp simulator on ``sock``, reporting every message at once to ``vasp_url``
+    (with Basic ``vasp_auth`` when given)."""
     app = create_simulator_app(
         SimulatorConfig(
             persona=load_persona("strict-3gpp"),
             vasp_url=vasp_url,
+            vasp_auth=vasp_auth,
             dlr=DlrPlan(when="always", delay=0.0, final_delay=0.0),
             retry=RetryPolicy(max_attempts=3, backoff=0.0, timeout=5.0),
             ui_path=None,
