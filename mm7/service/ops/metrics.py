@@ -6,48 +6,52 @@ inbound endpoint report through plain methods; link and store state is read when
 
 Series (``link`` is the configured link name):
 
-=========================================  =========  =======================================
-``mm7_submits_total``                      counter    link, outcome (success, partial,
-                                                      transient, permanent)
-``mm7_submit_status_total``                counter    link, status_code (the MM7 status, e.g.
-                                                      "1000", "3001"; "none" when the answer
-                                                      carried none: timeout, reset, HTTP error)
-``mm7_submit_duration_seconds``            histogram  link (SubmitReq round trip)
-``mm7_retries_total``                      counter    link (a recipient scheduled for retry)
-``mm7_delivery_reports_total``             counter    link, mm_status (Retrieved, Forwarded...)
-``mm7_inbound_requests_total``             counter    operation (DeliverReq...), status_code
-``mm7_mo_total``                           counter    link, outcome (stored, duplicate)
-``mm7_relay_attempts_total``               counter    hook, outcome (delivered, retry, dead,
-                                                      skipped; hook "none" when not sent)
-``mm7_queue_depth``                        gauge      link (recipients queued, read at scrape)
-``mm7_link_breaker_state``                 gauge      link (0 closed, 1 half-open, 2 open)
-``mm7_link_in_flight``                     gauge      link (requests on the wire now)
-``mm7_store_up``                           gauge      (1 when the store answered the scrape)
-``mm7_relay_events``                       gauge      status (relay events by status: pending,
-                                                      delivered, dead, dropped, skipped)
-``mm7_cluster_lease_held``                  gauge      lease (1 while this instance holds the
-                                                      named lease: link:<name>, relay,
-                                                      retention; 0 while another does)
-``mm7_store_commits_total``                counter    (store transactions committed)
-``mm7_store_writes_total``                 counter    (write operations they carried)
-``mm7_store_failed_writes_total``          counter    (write operations that failed)
-``mm7_fallback_sms_total``                 counter    outcome (the SMS fallback's rows this
-                                                      instance's commits moved: queued,
-                                                      submitted, delivered, failed)
-``mm7_listener_connections_open``          gauge      listener (api, inbound, metrics:
-                                                      connections counted against
-                                                      max_connections now)
-``mm7_listener_connections_accepted_total`` counter   listener (connections admitted)
-``mm7_listener_connections_evicted_total``  counter   listener (closed to make room at
-                                                      max_connections)
-``mm7_listener_connections_refused_total``  counter   listener (closed at once at the limit:
-                                                      every request in its handler)
-``mm7_listener_timeouts_total``            counter    listener, timeout (header, body,
-                                                      keepalive: connections closed by it)
-``process_cpu_seconds_total``, ...         (process)  prometheus-client's ``ProcessCollector``:
-                                                      CPU seconds, resident and virtual memory,
-                                                      open and max fds, start time (Linux)
-=========================================  =========  =======================================
+=============================================  =========  =======================================
+``mm7_submits_total``                          counter    link, outcome (success, partial,
+                                                          transient, permanent)
+``mm7_submit_status_total``                    counter    link, status_code (the MM7 status, e.g.
+                                                          "1000", "3001"; "none" when the answer
+                                                          carried none: timeout, reset, HTTP error)
+``mm7_submit_duration_seconds``                histogram  link (SubmitReq round trip)
+``mm7_retries_total``                          counter    link (a recipient scheduled for retry)
+``mm7_delivery_reports_total``                 counter    link, mm_status (Retrieved, Forwarded...)
+``mm7_inbound_requests_total``                 counter    operation (DeliverReq...), status_code
+``mm7_mo_total``                               counter    link, outcome (stored, duplicate)
+``mm7_relay_attempts_total``                   counter    hook, outcome (delivered, retry, dead,
+                                                          skipped; hook "none" when not sent)
+``mm7_sender_waits_total``                     counter    link, how (held, deferred: recipients
+                                                          made to wait for their sender_tps)
+``mm7_api_quota_refusals_total``               counter    api_key, quota (API requests refused
+                                                          429 by max_per_second, max_per_day)
+``mm7_queue_depth``                            gauge      link (recipients queued, read at scrape)
+``mm7_link_breaker_state``                     gauge      link (0 closed, 1 half-open, 2 open)
+``mm7_link_in_flight``                         gauge      link (requests on the wire now)
+``mm7_store_up``                               gauge      (1 when the store answered the scrape)
+``mm7_relay_events``                           gauge      status (relay events by status: pending,
+                                                          delivered, dead, dropped, skipped)
+``mm7_cluster_lease_held``                     gauge      lease (1 while this instance holds the
+                                                          named lease: link:<name>, relay,
+                                                          retention; 0 while another does)
+``mm7_store_commits_total``                    counter    (store transactions committed)
+``mm7_store_writes_total``                     counter    (write operations they carried)
+``mm7_store_failed_writes_total``              counter    (write operations that failed)
+``mm7_fallback_sms_total``                     counter    outcome (the SMS fallback's rows this
+                                                          instance's commits moved: queued,
+                                                          submitted, delivered, failed)
+``mm7_listener_connections_open``              gauge      listener (api, inbound, metrics:
+                                                          connections counted against
+                                                          max_connections now)
+``mm7_listener_connections_accepted_total``    counter    listener (connections admitted)
+``mm7_listener_connections_evicted_total``     counter    listener (closed to make room at
+                                                          max_connections)
+``mm7_listener_connections_refused_total``     counter    listener (closed at once at the limit:
+                                                          every request in its handler)
+``mm7_listener_timeouts_total``                counter    listener, timeout (header, body,
+                                                          keepalive: connections closed by it)
+``process_cpu_seconds_total``, ...             (process)  prometheus-client's ``ProcessCollector``:
+                                                          CPU seconds, resident and virtual memory,
+                                                          open and max fds, start time (Linux)
+=============================================  =========  =======================================
 
 Counters and histograms have no ``_created`` series (``disable_created_metrics``: a
 process-wide switch of prometheus-client, thrown when a ``GatewayMetrics`` is made): the start
