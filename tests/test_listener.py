@@ -1,41 +1,71 @@
-"""mm7.transport.listener with real sockets on 127.0.0.1: stalled requests are closed within
-their timeout, slow but moving ones are not, and a listener full of stalled connections still
-answers a new caller at once."""
+"""mm7.transport.listener with real sockets on 127.0.0.1: stalled requests are closed by their
+timeout and not before, slow but moving ones are not, and a listener full of stalled
+connections still answers a new caller at once.
+
+No assertion here measures time. The timeout tests run on an event loop whose clock the test
+moves forward (``_ClockLoop``): a connection must still be open just before its deadline (after
+the listener has answered a request on another connection, so its timers had their turn) and
+closed just after, by the timeout the listener's counts name. A hang guard is only a safety net.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-from mm7.transport.listener import Listener, ListenerLimits, serve
+from mm7.transport.listener import TIMEOUT_KINDS, Listener, ListenerLimits, serve
 from tests.helpers.tls_ca import make_ca
 
 SHORT = ListenerLimits(
     header_timeout=0.4, body_timeout=0.4, keepalive_timeout=0.4, max_connections=50
 )
-#: how late a close may come after its timeout on a busy test machine
-SLACK = 1.5
-#: how late a close may come and still be the listener's (aiohttp's backstop: 4x later)
-LATE = 0.8
+#: the timeouts of the moved-clock tests: far from each step, so a loaded machine that stalls
+#: the test for seconds between two steps changes nothing
+TIMEOUT = 60.0
+LONG = ListenerLimits(
+    header_timeout=TIMEOUT, body_timeout=TIMEOUT, keepalive_timeout=TIMEOUT, max_connections=50
+)
+#: seconds the moved clock stops short of a deadline, and goes past it
+BEFORE, AFTER = 50.0, 15.0
+#: a hang guard (real seconds), only a safety net: nothing waits for it to pass
+GUARD = 30.0
+NONE_TIMED_OUT = dict.fromkeys(TIMEOUT_KINDS, 0)
 
 Serve = Callable[..., Awaitable[Listener]]
+
+
+class _ClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock the test moves forward (``advance``): the listener's timers
+    fire when the test says, in the order it says, however loaded the machine."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shift = 0.0
+
+    def time(self) -> float:
+        return super().time() + self.shift
+
+
+def _advance(seconds: float) -> None:
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, _ClockLoop)
+    loop.shift += seconds
+
+
+def _on_moved_clock(test: Callable[[], Awaitable[None]]) -> None:
+    with asyncio.Runner(loop_factory=_ClockLoop) as runner:
+        runner.run(test())
 
 
 def _app(release: asyncio.Event | None = None) -> web.Application:
     async def echo(request: web.Request) -> web.Response:
         body = await request.read()
         return web.Response(text=f"got {len(body)}")
-
-    async def slow(request: web.Request) -> web.Response:
-        await request.read()
-        await asyncio.sleep(1.0)  # longer than every timeout: a complete request is not cut
-        return web.Response(text="slow done")
 
     async def hold(request: web.Request) -> web.Response:
         assert release is not None
@@ -45,7 +75,6 @@ def _app(release: asyncio.Event | None = None) -> web.Application:
     app = web.Application()
     app.router.add_post("/echo", echo)
     app.router.add_get("/echo", echo)
-    app.router.add_get("/slow", slow)
     app.router.add_get("/hold", hold)
     return app
 
@@ -68,14 +97,13 @@ async def _connect(listener: Listener) -> tuple[asyncio.StreamReader, asyncio.St
     return await asyncio.open_connection("127.0.0.1", listener.port)
 
 
-async def _closed_after(reader: asyncio.StreamReader, started: float, limit: float) -> float:
-    """Seconds from ``started`` until the server closed the connection (nothing was answered)."""
+async def _closed(reader: asyncio.StreamReader) -> None:
+    """The server closes the connection without answering (the guard: only against a hang)."""
     try:
-        data = await asyncio.wait_for(reader.read(), limit)
+        data = await asyncio.wait_for(reader.read(), GUARD)
     except ConnectionResetError:
         data = b""
     assert data == b"", data
-    return time.monotonic() - started
 
 
 def _request(path: str = "/echo", body: bytes = b"", method: str = "GET") -> bytes:
@@ -83,91 +111,178 @@ def _request(path: str = "/echo", body: bytes = b"", method: str = "GET") -> byt
     return head.encode() + body
 
 
-async def _answer(listener: Listener, request: bytes, timeout: float = 5.0) -> bytes:
+async def _answer(listener: Listener, request: bytes) -> bytes:
     reader, writer = await _connect(listener)
     writer.write(request)
     try:
-        status = await asyncio.wait_for(reader.readuntil(b"\r\n"), timeout)
+        status = await asyncio.wait_for(reader.readuntil(b"\r\n"), GUARD)
     finally:
         writer.close()
     return status
 
 
-async def test_half_a_request_line_is_closed_at_the_header_timeout(start: Serve) -> None:
-    listener = await start(SHORT)
+async def _in_turn(listener: Listener) -> None:
+    """Let the listener take its turn: a request on another connection is answered, so every
+    timer due and every byte already sent has been dealt with. The server closes that
+    connection (``Connection: close``) before this returns: no clock of the listener is left
+    running on it."""
     reader, writer = await _connect(listener)
-    began = time.monotonic()
-    writer.write(b"GET /ec")
-    took = await _closed_after(reader, began, SHORT.header_timeout + SLACK)
-    assert SHORT.header_timeout - 0.05 <= took < SHORT.header_timeout + LATE
-    writer.close()
+    writer.write(b"GET /echo HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+    try:
+        answer = await asyncio.wait_for(reader.read(), GUARD)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"got 0"), answer
 
 
-async def test_headers_trickling_in_do_not_extend_the_header_timeout(start: Serve) -> None:
-    listener = await start(SHORT)
-    reader, writer = await _connect(listener)
-    began = time.monotonic()
-
-    async def trickle() -> None:
-        for byte in b"GET /echo HTTP/1.1\r\nX-Slow: " + b"a" * 100:
-            writer.write(bytes([byte]))
-            await asyncio.sleep(0.05)
-
-    trickling = asyncio.create_task(trickle())
-    took = await _closed_after(reader, began, SHORT.header_timeout + SLACK)
-    trickling.cancel()
-    assert took < SHORT.header_timeout + LATE
-    writer.close()
+def _timeouts(listener: Listener, **expected: int) -> None:
+    """The listener closed connections by these timeouts only (``header=1``...)."""
+    assert listener.counts().timeouts == {**NONE_TIMED_OUT, **expected}
 
 
-async def test_a_stalled_body_is_closed_at_the_body_timeout(start: Serve) -> None:
-    listener = await start(SHORT)
-    reader, writer = await _connect(listener)
-    writer.write(_request(body=b"x" * 100, method="POST")[:-90])  # headers and 10 bytes
-    began = time.monotonic()
-    took = await _closed_after(reader, began, SHORT.body_timeout + SLACK)
-    assert SHORT.body_timeout - 0.05 <= took < SHORT.body_timeout + LATE
-    writer.close()
+async def _open_until_its_deadline(
+    listener: Listener, reader: asyncio.StreamReader, kind: str
+) -> None:
+    """The connection is open just before its ``kind`` timeout and closed by it just after."""
+    await _in_turn(listener)  # the listener has the connection, and what it sent, before
+    _advance(BEFORE)
+    await _in_turn(listener)
+    assert not reader.at_eof()
+    _timeouts(listener)
+    _advance(AFTER)
+    await _closed(reader)
+    _timeouts(listener, **{kind: 1})
 
 
-async def test_a_body_that_keeps_coming_outlives_the_body_timeout(start: Serve) -> None:
-    listener = await start(SHORT)
-    reader, writer = await _connect(listener)
-    body = b"y" * 12
-    writer.write(_request(body=body, method="POST")[: -len(body)])
-    for byte in body:  # 12 x 0.1 s: three times the body timeout, never idle that long
-        await asyncio.sleep(0.1)
-        writer.write(bytes([byte]))
-    answer = await asyncio.wait_for(reader.read(), 5.0)  # the keep-alive timeout closes it
-    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"got 12")
-    writer.close()
+def test_half_a_request_line_is_closed_at_the_header_timeout() -> None:
+    async def test() -> None:
+        listener = await serve(_app(), "127.0.0.1", 0, LONG)
+        try:
+            reader, writer = await _connect(listener)
+            writer.write(b"GET /ec")
+            await _open_until_its_deadline(listener, reader, "header")
+            writer.close()
+        finally:
+            await listener.close()
+
+    _on_moved_clock(test)
 
 
-async def test_a_request_handled_longer_than_every_timeout_is_answered(start: Serve) -> None:
-    listener = await start(SHORT)
-    assert (await _answer(listener, _request("/slow"))).startswith(b"HTTP/1.1 200")
+def test_headers_trickling_in_do_not_extend_the_header_timeout() -> None:
+    async def test() -> None:
+        listener = await serve(_app(), "127.0.0.1", 0, LONG)
+        try:
+            reader, writer = await _connect(listener)
+            step = TIMEOUT / 6
+            sent = 0
+            for byte in b"GET /echo HTTP/1.1\r\nX-Slow: a":
+                writer.write(bytes([byte]))
+                sent += 1
+                await _in_turn(listener)  # the byte is in: it came step seconds after the last
+                if listener.counts().timeouts["header"]:
+                    break
+                _advance(step)
+            else:
+                raise AssertionError("still open after the whole trickle")
+            # closed at the deadline counted from the first byte, not before
+            assert (sent - 1) * step >= TIMEOUT
+            await _closed(reader)
+            _timeouts(listener, header=1)
+            writer.close()
+        finally:
+            await listener.close()
+
+    _on_moved_clock(test)
 
 
-async def test_an_idle_keep_alive_connection_is_closed(start: Serve) -> None:
-    listener = await start(SHORT)
-    reader, writer = await _connect(listener)
-    writer.write(_request())
-    assert (await reader.readuntil(b"got 0")).startswith(b"HTTP/1.1 200")
-    began = time.monotonic()
-    took = await _closed_after(reader, began, SHORT.keepalive_timeout + SLACK)
-    assert SHORT.keepalive_timeout - 0.05 <= took < SHORT.keepalive_timeout + LATE
-    # and the connection served a second request while it was kept alive: see below
-    writer.close()
+def test_a_stalled_body_is_closed_at_the_body_timeout() -> None:
+    async def test() -> None:
+        listener = await serve(_app(), "127.0.0.1", 0, LONG)
+        try:
+            reader, writer = await _connect(listener)
+            writer.write(_request(body=b"x" * 100, method="POST")[:-90])  # headers and 10 bytes
+            await _open_until_its_deadline(listener, reader, "body")
+            writer.close()
+        finally:
+            await listener.close()
+
+    _on_moved_clock(test)
 
 
-async def test_a_kept_alive_connection_serves_the_next_request(start: Serve) -> None:
-    listener = await start(SHORT)
-    reader, writer = await _connect(listener)
-    for _ in range(3):
-        writer.write(_request())
-        assert (await reader.readuntil(b"got 0")).startswith(b"HTTP/1.1 200")
-        await asyncio.sleep(SHORT.keepalive_timeout / 2)
-    writer.close()
+def test_a_body_that_keeps_coming_outlives_the_body_timeout() -> None:
+    async def test() -> None:
+        listener = await serve(_app(), "127.0.0.1", 0, LONG)
+        try:
+            reader, writer = await _connect(listener)
+            body = b"y" * 6
+            writer.write(_request(body=body, method="POST")[: -len(body)])
+            for byte in body:  # 6 x 0.4: over twice the body timeout, never idle that long
+                await _in_turn(listener)
+                _advance(0.4 * TIMEOUT)
+                writer.write(bytes([byte]))
+            answer = await asyncio.wait_for(reader.readuntil(b"got 6"), GUARD)
+            assert answer.startswith(b"HTTP/1.1 200")
+            _timeouts(listener)
+            writer.close()
+        finally:
+            await listener.close()
+
+    _on_moved_clock(test)
+
+
+def test_a_request_handled_longer_than_every_timeout_is_answered() -> None:
+    async def test() -> None:
+        release = asyncio.Event()
+        listener = await serve(_app(release), "127.0.0.1", 0, LONG)
+        try:
+            reader, writer = await _connect(listener)
+            writer.write(_request("/hold"))
+            await _in_turn(listener)
+            _advance(3 * TIMEOUT)  # past every timeout while the handler runs
+            await _in_turn(listener)
+            release.set()
+            answer = await asyncio.wait_for(reader.readuntil(b"held"), GUARD)
+            assert answer.startswith(b"HTTP/1.1 200")
+            _timeouts(listener)
+            writer.close()
+        finally:
+            await listener.close()
+
+    _on_moved_clock(test)
+
+
+def test_an_idle_keep_alive_connection_is_closed() -> None:
+    async def test() -> None:
+        listener = await serve(_app(), "127.0.0.1", 0, LONG)
+        try:
+            reader, writer = await _connect(listener)
+            writer.write(_request())
+            answer = await asyncio.wait_for(reader.readuntil(b"got 0"), GUARD)
+            assert answer.startswith(b"HTTP/1.1 200")
+            await _open_until_its_deadline(listener, reader, "keepalive")
+            writer.close()
+        finally:
+            await listener.close()
+
+    _on_moved_clock(test)
+
+
+def test_a_kept_alive_connection_serves_the_next_request() -> None:
+    async def test() -> None:
+        listener = await serve(_app(), "127.0.0.1", 0, LONG)
+        try:
+            reader, writer = await _connect(listener)
+            for _ in range(3):  # 3 x 0.6 keep-alive timeouts in all, never idle that long
+                writer.write(_request())
+                answer = await asyncio.wait_for(reader.readuntil(b"got 0"), GUARD)
+                assert answer.startswith(b"HTTP/1.1 200")
+                _advance(0.6 * TIMEOUT)
+            _timeouts(listener)
+            writer.close()
+        finally:
+            await listener.close()
+
+    _on_moved_clock(test)
 
 
 async def test_at_the_limit_stalled_connections_make_room_for_a_valid_request(
@@ -192,16 +307,14 @@ async def test_at_the_limit_stalled_connections_make_room_for_a_valid_request(
     await asyncio.sleep(0.1)
     assert listener.open_connections == limits.max_connections
 
-    began = time.monotonic()
     for _ in range(3):
-        status = await _answer(listener, _request(), timeout=2.0)
+        status = await _answer(listener, _request())
         assert status.startswith(b"HTTP/1.1 200")
-    assert time.monotonic() - began < 2.0  # not after a timeout: at once
     assert listener.open_connections <= limits.max_connections
-    # the oldest stalled ones made room, in order; the newest are still open
-    first_reader = stalled[0][0]
-    assert await asyncio.wait_for(first_reader.read(), 1.0) == b""
+    # the oldest stalled one made room (evicted, not timed out: the answers came at once)
+    await _closed(stalled[0][0])
     assert listener.evicted >= 1
+    _timeouts(listener)
     for _, writer in stalled:
         writer.close()
 
@@ -223,8 +336,9 @@ async def test_at_the_limit_with_every_request_in_its_handler_a_new_one_is_refus
     await asyncio.sleep(0.2)
     reader, writer = await _connect(listener)
     writer.write(_request())
-    assert await _closed_after(reader, time.monotonic(), 2.0) < 2.0
+    await _closed(reader)
     assert listener.refused == 1
+    _timeouts(listener)  # refused at once, not timed out
     release.set()
     for busy_reader, busy_writer in busy:
         assert (await busy_reader.readuntil(b"held")).startswith(b"HTTP/1.1 200")
@@ -291,8 +405,8 @@ async def test_a_tls_handshake_that_never_comes_is_closed_at_the_header_timeout(
     try:
         reader, writer = await _connect(listener)
         writer.write(b"\x16\x03\x01")  # the first bytes of a ClientHello, and no more
-        took = await _closed_after(reader, time.monotonic(), SHORT.header_timeout + SLACK)
-        assert took < SHORT.header_timeout + LATE
+        await _closed(reader)
+        _timeouts(listener, header=1)  # by the listener's header clock
         assert listener.open_connections == 0
         writer.close()
     finally:

@@ -107,6 +107,30 @@ async def test_send_one_with_a_wrong_key_or_bad_input_says_why(
             await gateway.stop()
 
 
+async def test_send_prints_the_field_the_api_names_as_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API's 422 names the field it refused as the request gave it: ``to`` for the one
+    recipient of a message per recipient (a string), ``to[0]`` in a campaign (a list). ``mm7
+    send`` prints that name, the API's message and the HTTP status, and nothing else."""
+    monkeypatch.setenv("MM7_API_KEY", KEY)
+    with bound_socket() as mmsc:
+        config = load_config(write_config(tmp_path, mmsc.getsockname()[1]), env={})
+        gateway = Gateway(config, configure_logs=False, poll_interval=3600, announce=lambda x: None)
+        await gateway.start()
+        try:
+            base = ["send", "--api-url", str(gateway.api_url), "--text", "hi", "--to", "+1"]
+            for extra, field in (([], "to"), (["--one-message"], "to[0]")):
+                status = await asyncio.to_thread(main, [*base, *extra])
+                _, err = capsys.readouterr()
+                assert status == 2
+                assert err.strip() == (
+                    f"mm7 send: the API answered HTTP 422: {field}: '+1': not a phone number"
+                )
+        finally:
+            await gateway.stop()
+
+
 def test_send_needs_content_and_a_reachable_gateway(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

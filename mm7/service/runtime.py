@@ -40,7 +40,8 @@ What ``start`` does:
 
 Every listener (inbound, API, metrics) is an ``mm7.transport.listener``: header, body and
 keep-alive timeouts and a connection limit from ``[inbound]`` / ``[api]`` (the metrics listener
-takes the API's). A listen port 0 picks a free port: the bound one is in ``api_url`` /
+takes the API's); their connection counts are in ``/metrics`` (``mm7_listener_*``, labelled
+by listener name). A listen port 0 picks a free port: the bound one is in ``api_url`` /
 ``inbound_url`` and in the announcement. Every new message the API commits (JSON or
 ``sendmms``) wakes its link's dispatcher at once (``on_enqueued``), so it does not wait for the
 dispatchers' poll interval.
@@ -561,10 +562,12 @@ class Gateway:
             reuse_port=reuse_port,
         )
         self._listeners[name] = listener
+        self.metrics.track_listener(name, listener)
         return listener.port
 
     async def _cleanup(self, name: str) -> None:
         listener = self._listeners.pop(name, None)
+        self.metrics.untrack_listener(name)
         if listener is not None:
             try:
                 await listener.close()

@@ -14,7 +14,7 @@ sent, and by an outermost middleware, which tells it when a request's headers ar
 
 - ``header_timeout``: a request's line and headers must be complete this long after its first
   byte (the first request: after the connection opened; with TLS the handshake must also fit
-  in it, as asyncio's ``ssl_handshake_timeout``). Bytes trickling in do not extend it;
+  in it: the header clock closes a slow handshake). Bytes trickling in do not extend it;
 - ``body_timeout``: while a request body is not complete, the peer must send some of it at
   least this often (an idle timeout: a long upload that keeps coming is fine); and a response
   the peer stops reading (writing stays paused) is dropped after as long;
@@ -28,6 +28,10 @@ sent, and by an outermost middleware, which tells it when a request's headers ar
   is complete and being handled are never closed to make room; when every open connection is
   such, the new one is closed at once. So stalled connections cannot lock callers out: with
   the listener full of them, a new caller is answered at once, not when they time out.
+
+Each listener counts what it did (``Listener.counts()``, a ``ListenerCounts``): connections
+open and admitted, evicted and refused at the limit, and closed by each timeout. The gateway
+exports them as Prometheus metrics (``mm7.service.ops.metrics``); this layer only counts.
 
 A connection timed out or evicted is aborted (no response: nothing useful can be said to a
 peer that stopped talking, and a peer that stopped reading would hold a graceful close). A
@@ -51,7 +55,7 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-__all__ = ["Listener", "ListenerLimits", "serve"]
+__all__ = ["TIMEOUT_KINDS", "Listener", "ListenerCounts", "ListenerLimits", "serve"]
 
 log = structlog.get_logger("mm7.transport.listener")
 
@@ -81,6 +85,29 @@ class ListenerLimits:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
         if self.max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {self.max_connections!r}")
+
+
+#: the timeouts a connection can be closed by, named as ``ListenerLimits`` names them
+#: (``header_timeout``...): the keys of ``ListenerCounts.timeouts``
+TIMEOUT_KINDS: tuple[str, ...] = ("header", "body", "keepalive")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenerCounts:
+    """What one listener has done since it started (``Listener.counts()``): for metrics."""
+
+    #: connections open now (counted against ``max_connections``)
+    open: int
+    #: connections admitted (counted against ``max_connections``) since the start
+    accepted: int
+    #: open connections closed to make room for a new one at ``max_connections``
+    evicted: int
+    #: new connections closed at once: at the limit with every request in its handler
+    refused: int
+    #: connections closed by each timeout: ``header`` (request line and headers, or the TLS
+    #: handshake, too slow), ``body`` (a request body, or the reading of a response, idle too
+    #: long), ``keepalive`` (idle between two requests too long)
+    timeouts: dict[str, int]
 
 
 class _State(Enum):
@@ -140,7 +167,8 @@ class _Connection(asyncio.Protocol):
             waiter,
             True,  # server side
             None,
-            ssl_handshake_timeout=self.listener.limits.header_timeout,
+            # a backstop: the header clock, armed first, closes a slow handshake (and counts it)
+            ssl_handshake_timeout=2 * self.listener.limits.header_timeout,
         )
         self.transport.set_protocol(tls)
         tls.connection_made(transport)
@@ -216,15 +244,16 @@ class _Connection(asyncio.Protocol):
             return self.last_byte
         return self.since
 
-    def _deadline(self) -> float | None:
-        """When this connection is closed unless its peer does something; None: not timed."""
+    def _deadline(self) -> tuple[float, str] | None:
+        """When this connection is closed unless its peer does something, and by which of
+        ``TIMEOUT_KINDS``; None: not timed."""
         limits = self.listener.limits
-        if self.write_paused_since is not None:
-            return self.write_paused_since + limits.body_timeout
+        if self.write_paused_since is not None:  # the peer does not read the response
+            return self.write_paused_since + limits.body_timeout, "body"
         if self.state is _State.HEADERS:
-            return self.since + limits.header_timeout
+            return self.since + limits.header_timeout, "header"
         if self.state is _State.IDLE:
-            return self.since + limits.keepalive_timeout
+            return self.since + limits.keepalive_timeout, "keepalive"
         request = self.request
         if request is None or request.content.is_eof():
             return None
@@ -232,7 +261,7 @@ class _Connection(asyncio.Protocol):
         if transport is not None and not transport.is_reading():
             # the handler has not taken what came: the wait is ours, not the peer's
             self.last_byte = self.loop.time()
-        return self.last_byte + limits.body_timeout
+        return self.last_byte + limits.body_timeout, "body"
 
     def _arm(self, when: float) -> None:
         """Check the deadline at ``when`` (the loop's clock)."""
@@ -244,17 +273,18 @@ class _Connection(asyncio.Protocol):
         self._timer = None
         if self.transport is None or self.transport.is_closing():
             return
-        deadline = self._deadline()
+        timed = self._deadline()
         now = self.loop.time()
-        if deadline is None:
+        if timed is None:
             self._arm(now + self.listener.limits.body_timeout)
-        elif deadline <= now:
-            self.abort(f"{self.state.value} timeout")
+        elif timed[0] <= now:
+            self.listener.timeouts[timed[1]] += 1
+            self.abort(f"{timed[1]} timeout")
         else:
-            self._arm(deadline)
+            self._arm(timed[0])
 
     def abort(self, why: str) -> None:
-        """Drop the connection now (timed out, or evicted to make room)."""
+        """Drop the connection now (timed out, or evicted to make room); the caller counts it."""
         self.why = why
         log.debug("mm7.listener.closed", listener=self.listener.name, why=why)
         self.listener._release(self)
@@ -290,15 +320,29 @@ class Listener:
         #: open connections, oldest first
         self._open: dict[_Connection, None] = {}
         self._by_handler: dict[RequestHandler, _Connection] = {}
+        #: connections admitted since the start
+        self.accepted = 0
         #: connections closed to make room, and refused for want of any
         self.evicted = 0
         self.refused = 0
+        #: connections closed by each timeout (``TIMEOUT_KINDS``)
+        self.timeouts: dict[str, int] = dict.fromkeys(TIMEOUT_KINDS, 0)
         self._warned = -LIMIT_WARNING_INTERVAL
 
     @property
     def open_connections(self) -> int:
         """Connections counted against ``max_connections`` now."""
         return len(self._open)
+
+    def counts(self) -> ListenerCounts:
+        """What this listener has done so far (a snapshot, for metrics)."""
+        return ListenerCounts(
+            open=len(self._open),
+            accepted=self.accepted,
+            evicted=self.evicted,
+            refused=self.refused,
+            timeouts=dict(self.timeouts),
+        )
 
     def _admit(self, conn: _Connection) -> bool:
         if len(self._open) >= self.limits.max_connections:
@@ -314,6 +358,7 @@ class Listener:
                 return False
         self._open[conn] = None
         self._by_handler[conn.inner] = conn
+        self.accepted += 1
         return True
 
     def _release(self, conn: _Connection) -> None:

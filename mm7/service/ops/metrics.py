@@ -6,38 +6,52 @@ inbound endpoint report through plain methods; link and store state is read when
 
 Series (``link`` is the configured link name):
 
-=========================================  =========  =======================================
-``mm7_submits_total``                      counter    link, outcome (success, partial,
-                                                      transient, permanent)
-``mm7_submit_status_total``                counter    link, status_code (the MM7 status, e.g.
-                                                      "1000", "3001"; "none" when the answer
-                                                      carried none: timeout, reset, HTTP error)
-``mm7_submit_duration_seconds``            histogram  link (SubmitReq round trip)
-``mm7_retries_total``                      counter    link (a recipient scheduled for retry)
-``mm7_delivery_reports_total``             counter    link, mm_status (Retrieved, Forwarded...)
-``mm7_inbound_requests_total``             counter    operation (DeliverReq...), status_code
-``mm7_mo_total``                           counter    link, outcome (stored, duplicate)
-``mm7_relay_attempts_total``               counter    hook, outcome (delivered, retry, dead,
-                                                      skipped; hook "none" when not sent)
-``mm7_queue_depth``                        gauge      link (recipients queued, read at scrape)
-``mm7_link_breaker_state``                 gauge      link (0 closed, 1 half-open, 2 open)
-``mm7_link_in_flight``                     gauge      link (requests on the wire now)
-``mm7_store_up``                           gauge      (1 when the store answered the scrape)
-``mm7_relay_events``                       gauge      status (relay events by status: pending,
-                                                      delivered, dead, dropped, skipped)
-``mm7_cluster_lease_held``                  gauge      lease (1 while this instance holds the
-                                                      named lease: link:<name>, relay,
-                                                      retention; 0 while another does)
-``mm7_store_commits_total``                counter    (store transactions committed)
-``mm7_store_writes_total``                 counter    (write operations they carried)
-``mm7_store_failed_writes_total``          counter    (write operations that failed)
-``mm7_fallback_sms_total``                 counter    outcome (the SMS fallback's rows this
-                                                      instance's commits moved: queued,
-                                                      submitted, delivered, failed)
-``process_cpu_seconds_total``, ...         (process)  prometheus-client's ``ProcessCollector``:
-                                                      CPU seconds, resident and virtual memory,
-                                                      open and max fds, start time (Linux)
-=========================================  =========  =======================================
+=============================================  =========  =======================================
+``mm7_submits_total``                          counter    link, outcome (success, partial,
+                                                          transient, permanent)
+``mm7_submit_status_total``                    counter    link, status_code (the MM7 status, e.g.
+                                                          "1000", "3001"; "none" when the answer
+                                                          carried none: timeout, reset, HTTP error)
+``mm7_submit_duration_seconds``                histogram  link (SubmitReq round trip)
+``mm7_retries_total``                          counter    link (a recipient scheduled for retry)
+``mm7_delivery_reports_total``                 counter    link, mm_status (Retrieved, Forwarded...)
+``mm7_inbound_requests_total``                 counter    operation (DeliverReq...), status_code
+``mm7_mo_total``                               counter    link, outcome (stored, duplicate)
+``mm7_relay_attempts_total``                   counter    hook, outcome (delivered, retry, dead,
+                                                          skipped; hook "none" when not sent)
+``mm7_sender_waits_total``                     counter    link, how (held, deferred: recipients
+                                                          made to wait for their sender_tps)
+``mm7_api_quota_refusals_total``               counter    api_key, quota (API requests refused
+                                                          429 by max_per_second, max_per_day)
+``mm7_queue_depth``                            gauge      link (recipients queued, read at scrape)
+``mm7_link_breaker_state``                     gauge      link (0 closed, 1 half-open, 2 open)
+``mm7_link_in_flight``                         gauge      link (requests on the wire now)
+``mm7_store_up``                               gauge      (1 when the store answered the scrape)
+``mm7_relay_events``                           gauge      status (relay events by status: pending,
+                                                          delivered, dead, dropped, skipped)
+``mm7_cluster_lease_held``                     gauge      lease (1 while this instance holds the
+                                                          named lease: link:<name>, relay,
+                                                          retention; 0 while another does)
+``mm7_store_commits_total``                    counter    (store transactions committed)
+``mm7_store_writes_total``                     counter    (write operations they carried)
+``mm7_store_failed_writes_total``              counter    (write operations that failed)
+``mm7_fallback_sms_total``                     counter    outcome (the SMS fallback's rows this
+                                                          instance's commits moved: queued,
+                                                          submitted, delivered, failed)
+``mm7_listener_connections_open``              gauge      listener (api, inbound, metrics:
+                                                          connections counted against
+                                                          max_connections now)
+``mm7_listener_connections_accepted_total``    counter    listener (connections admitted)
+``mm7_listener_connections_evicted_total``     counter    listener (closed to make room at
+                                                          max_connections)
+``mm7_listener_connections_refused_total``     counter    listener (closed at once at the limit:
+                                                          every request in its handler)
+``mm7_listener_timeouts_total``                counter    listener, timeout (header, body,
+                                                          keepalive: connections closed by it)
+``process_cpu_seconds_total``, ...             (process)  prometheus-client's ``ProcessCollector``:
+                                                          CPU seconds, resident and virtual memory,
+                                                          open and max fds, start time (Linux)
+=============================================  =========  =======================================
 
 Counters and histograms have no ``_created`` series (``disable_created_metrics``: a
 process-wide switch of prometheus-client, thrown when a ``GatewayMetrics`` is made): the start
@@ -52,6 +66,7 @@ Usage::
     metrics = GatewayMetrics()
     metrics.track_store(store, [link.name for link in config.links])
     metrics.track_link("carrier-a", client)            # an MM7Client, LinkFlow or breaker
+    metrics.track_listener("api", listener)            # an mm7.transport.listener.Listener
     metrics.add_to(app, "/metrics", token=None)         # or metrics.application() alone
     ...
     metrics.observe_submit("carrier-a", result.verdict, result.status.code, elapsed)
@@ -79,6 +94,7 @@ from mm7.service.store.records import FallbackStatus, StoreStats
 from mm7.transport.classify import Verdict
 from mm7.transport.flow import BreakerState, LinkFlow
 from mm7.transport.link import Secret
+from mm7.transport.listener import TIMEOUT_KINDS, ListenerCounts
 
 __all__ = [
     "BREAKER_VALUES",
@@ -105,6 +121,12 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 _NO_STATUS = "none"
 _OTHER = "other"
 _MM_STATUS = {s.value.lower(): s.value for s in MMStatus}
+
+
+class _ListenerLike(Protocol):
+    """What the metrics read from a listener (``mm7.transport.listener.Listener`` has it)."""
+
+    def counts(self) -> ListenerCounts: ...
 
 
 class _StoreLike(Protocol):
@@ -184,6 +206,7 @@ class _StateCollector(Collector):
             for name, is_held in sorted(owner._leases().items()):
                 held.add_metric([name], 1 if is_held else 0)
             yield held
+        yield from _listener_families(owner._listeners)
 
         depth = GaugeMetricFamily(
             "mm7_queue_depth", "Recipients queued for the link (due or scheduled).", labels=["link"]
@@ -233,6 +256,47 @@ class _StateCollector(Collector):
             yield fallback
 
 
+def _listener_families(listeners: dict[str, _ListenerLike]) -> Iterator[Metric]:
+    """The ``mm7_listener_*`` families from each tracked listener's counts (none: no family)."""
+    if not listeners:
+        return
+    labels = ["listener"]
+    open_ = GaugeMetricFamily(
+        "mm7_listener_connections_open",
+        "Connections open on the listener now (counted against max_connections).",
+        labels=labels,
+    )
+    accepted = CounterMetricFamily(
+        "mm7_listener_connections_accepted", "Connections the listener admitted.", labels=labels
+    )
+    evicted = CounterMetricFamily(
+        "mm7_listener_connections_evicted",
+        "Connections closed to make room for a new one at max_connections (the one waiting "
+        "longest on its peer).",
+        labels=labels,
+    )
+    refused = CounterMetricFamily(
+        "mm7_listener_connections_refused",
+        "New connections closed at once at max_connections: every request was in its handler.",
+        labels=labels,
+    )
+    timeouts = CounterMetricFamily(
+        "mm7_listener_timeouts",
+        "Connections the listener closed by a timeout: header (request line and headers, or "
+        "TLS handshake), body (request body or response reading idle), keepalive.",
+        labels=["listener", "timeout"],
+    )
+    for name, listener in sorted(listeners.items()):
+        counts = listener.counts()
+        open_.add_metric([name], counts.open)
+        accepted.add_metric([name], counts.accepted)
+        evicted.add_metric([name], counts.evicted)
+        refused.add_metric([name], counts.refused)
+        for kind in TIMEOUT_KINDS:
+            timeouts.add_metric([name, kind], counts.timeouts.get(kind, 0))
+    yield from (open_, accepted, evicted, refused, timeouts)
+
+
 class GatewayMetrics:
     """The gateway's metrics on a registry of its own (``self.registry``)."""
 
@@ -254,6 +318,7 @@ class GatewayMetrics:
         self._links: dict[str, LinkLike] = {}
         self._stores: list[_TrackedStore] = []
         self._leases: Callable[[], dict[str, bool]] | None = None
+        self._listeners: dict[str, _ListenerLike] = {}
         self.submits = Counter(
             "mm7_submits",
             "SubmitReq outcomes per link (success, partial, transient, permanent).",
@@ -387,6 +452,15 @@ class GatewayMetrics:
         names = tuple(dict.fromkeys(links))
         self._stores = [t for t in self._stores if t.store is not store]
         self._stores.append(_TrackedStore(store, names, {}))
+
+    def track_listener(self, name: str, listener: _ListenerLike) -> None:
+        """Export the connection counts of the listener called ``name`` (api, inbound,
+        metrics) at each scrape; tracking a name again replaces."""
+        self._listeners[name] = listener
+
+    def untrack_listener(self, name: str) -> None:
+        """Stop exporting the listener called ``name`` (it was closed)."""
+        self._listeners.pop(name, None)
 
     def track_leases(self, leases: Callable[[], dict[str, bool]]) -> None:
         """Export ``leases()`` (lease name -> held by this instance) at each scrape."""
