@@ -24,7 +24,7 @@ statement latency p50/p99 and, for the bucket, the tokens granted in any 1-secon
 (sliding, stamped by the server at the grant) against TPS + burst: ``over_admitted`` counts the
 windows above it and must be 0. The bucket's cost is per message; ownership's is per second,
 so it is divided by the gateway's rate (``RATE`` msgs/s, also the link's TPS here) for the
-ratios. Best round of each (least CPU). Needs the PostgreSQL server of the tests
+ratios. Each CPU figure is the least of its rounds. Needs the PostgreSQL server of the tests
 (``MM7_TEST_PG_DSN``); without it, it says why and reports nothing.
 """
 
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -269,33 +270,38 @@ def _round(agents: list[Proc], shape: str, seconds: float, database: str) -> dic
 
 
 def _summary(shape: str, rounds: list[dict[str, Any]]) -> dict[str, float]:
-    """The figures of one shape: its best round (least client CPU per unit), latencies of all."""
+    """The figures of one shape over its rounds: each CPU figure the least of its rounds (a noisy
+    neighbour only costs a round), counts the median, latencies over every statement."""
     latencies = [x for r in rounds for x in r["latencies"]]
-    lat = {
-        f"{shape}_p50_ms": round(percentile(latencies, 0.5) * 1e3, 3),
-        f"{shape}_p99_ms": round(percentile(latencies, 0.99) * 1e3, 3),
-    }
+    out: dict[str, float] = {}
     if shape == "ownership":
-        best = min(rounds, key=lambda r: r["client_s"] / r["seconds"])
-        per_s = 1e3 / best["seconds"]
-        return {
-            f"{shape}_statements_per_s": round(best["statements"] / best["seconds"], 3),
-            f"{shape}_client_cpu_ms_per_s": round(best["client_s"] * per_s, 4),
-            f"{shape}_postgres_cpu_ms_per_s": round(best["postgres_s"] * per_s, 4),
-            f"{shape}_client_cpu_ms_per_msg": round(best["client_s"] * per_s / RATE, 6),
-            f"{shape}_postgres_cpu_ms_per_msg": round(best["postgres_s"] * per_s / RATE, 6),
-            **lat,
-        }
-    best = min(rounds, key=lambda r: r["client_s"] / r["granted"])
-    return {
-        f"{shape}_granted_per_s": round(best["granted"] / best["seconds"], 1),
-        f"{shape}_statements_per_msg": round(best["statements"] / best["granted"], 3),
-        f"{shape}_client_cpu_ms_per_msg": round(best["client_s"] * 1e3 / best["granted"], 4),
-        f"{shape}_postgres_cpu_ms_per_msg": round(best["postgres_s"] * 1e3 / best["granted"], 4),
-        f"{shape}_max_granted_per_window": max(r["max_stamped"] for r in rounds),
-        f"{shape}_max_received_per_window": max(r["max_received"] for r in rounds),
-        **lat,
-    }
+        client = min(r["client_s"] / r["seconds"] for r in rounds) * 1e3
+        postgres = min(r["postgres_s"] / r["seconds"] for r in rounds) * 1e3
+        out[f"{shape}_statements_per_s"] = round(
+            statistics.median(r["statements"] / r["seconds"] for r in rounds), 3
+        )
+        out[f"{shape}_client_cpu_ms_per_s"] = round(client, 4)
+        out[f"{shape}_postgres_cpu_ms_per_s"] = round(postgres, 4)
+        out[f"{shape}_client_cpu_ms_per_msg"] = round(client / RATE, 6)
+        out[f"{shape}_postgres_cpu_ms_per_msg"] = round(postgres / RATE, 6)
+    else:
+        out[f"{shape}_granted_per_s"] = round(
+            statistics.median(r["granted"] / r["seconds"] for r in rounds), 1
+        )
+        out[f"{shape}_statements_per_msg"] = round(
+            statistics.median(r["statements"] / r["granted"] for r in rounds), 3
+        )
+        out[f"{shape}_client_cpu_ms_per_msg"] = round(
+            min(r["client_s"] / r["granted"] for r in rounds) * 1e3, 4
+        )
+        out[f"{shape}_postgres_cpu_ms_per_msg"] = round(
+            min(r["postgres_s"] / r["granted"] for r in rounds) * 1e3, 4
+        )
+        out[f"{shape}_max_granted_per_window"] = max(r["max_stamped"] for r in rounds)
+        out[f"{shape}_max_received_per_window"] = max(r["max_received"] for r in rounds)
+    out[f"{shape}_p50_ms"] = round(percentile(latencies, 0.5) * 1e3, 3)
+    out[f"{shape}_p99_ms"] = round(percentile(latencies, 0.99) * 1e3, 3)
+    return out
 
 
 def measure(quick: bool, say: Callable[[str], None]) -> dict[str, Any]:
