@@ -1,11 +1,14 @@
 """Smoke tests of the multi-process benchmarks in tools/bench.py (sim, mt, loss, memory, campaign,
-mo, and pgdriver and the cluster ones where a PostgreSQL server answers): each runs with --quick
-(real processes on loopback, a few seconds) and prints one JSON object of the documented shape.
+mo, and pgdriver, pgbucket and the cluster ones where a PostgreSQL server answers): each runs
+with --quick (real processes on loopback, a few seconds) and prints one JSON object of the
+documented shape.
 
 Only shapes are checked, and that the figures are positive, never how big they are: the machines
-that run the tests are shared, so timings cannot gate a build. One behaviour is asserted: under
+that run the tests are shared, so timings cannot gate a build. Two behaviours are asserted: under
 two SIGKILLs of the gateway nothing acknowledged is lost (``loss``, and ``cluster_loss`` where
-the killed instance owns the link: acknowledged == delivered).
+the killed instance owns the link: acknowledged == delivered); and a token bucket in PostgreSQL
+never grants more than its rate + burst in a second (``pgbucket``, counted by the server's stamp
+of each grant, exact by construction, not a timing).
 """
 
 from __future__ import annotations
@@ -104,6 +107,38 @@ async def test_pgdriver_benchmark() -> None:
         pytest.skip(why)
     result = await asyncio.to_thread(_run, "pgdriver")
     _positive(result, "asyncpg_cpu_ms_per_msg", "psycopg_cpu_ms_per_msg", "psycopg_over_asyncpg")
+
+
+async def test_pgbucket_benchmark_never_over_admits() -> None:
+    from tests.helpers.stores import pg_unavailable
+
+    why = await pg_unavailable()
+    if why is not None:
+        pytest.skip(why)
+    result = await asyncio.to_thread(_run, "pgbucket")
+    for shape in ("bucket_1", "bucket_2"):
+        _positive(
+            result,
+            f"{shape}_granted_per_s",
+            f"{shape}_statements_per_msg",
+            f"{shape}_client_cpu_ms_per_msg",
+            f"{shape}_postgres_cpu_ms_per_msg",
+            f"{shape}_max_granted_per_window",
+            f"{shape}_p50_ms",
+            f"{shape}_p99_ms",
+            f"{shape}_over_ownership_client_cpu",
+            f"{shape}_over_ownership_postgres_cpu",
+        )
+        # the bucket's own guarantee, stamped by the server at each grant: exact, not a timing
+        assert result[f"{shape}_max_granted_per_window"] <= result["limit_per_window"]
+    _positive(
+        result,
+        "ownership_statements_per_s",
+        "ownership_client_cpu_ms_per_msg",
+        "ownership_postgres_cpu_ms_per_msg",
+        "ownership_p50_ms",
+    )
+    assert result["over_admitted"] == 0
 
 
 #: the shapes of tools/bench/cluster_stack.py, as the cluster benchmarks name their figures

@@ -32,10 +32,12 @@ generators on loopback) live in tools/bench/ and are registered at the end of th
 (SIGKILL under load), ``memory`` (50 x 5 MB in flight), ``campaign`` (100,000 recipients) and
 ``mo`` (MO ingest and relay); each compares itself with a bare-aiohttp baseline or a limit
 measured in the same run (BENCHMARKS.md). ``pgdriver`` compares the PostgreSQL drivers (asyncpg,
-psycopg 3) on the store's hot statements; it needs a PostgreSQL server and reports nothing
-(saying why) without one. ``cluster_mt``, ``cluster_mo`` and ``cluster_loss`` run the gateway on
-SQLite and on PostgreSQL with one and two processes (two instances, ``--workers 2``) and kill the
-link's owner of two instances under load (tools/bench/cluster_*.py); they too need the server.
+psycopg 3) on the store's hot statements, and ``pgbucket`` a link's limit held by a shared token
+bucket in the store against link ownership's lease (tools/bench/pgbucket.py); they need a
+PostgreSQL server and report nothing (saying why) without one. ``cluster_mt``, ``cluster_mo``
+and ``cluster_loss`` run the gateway on SQLite and on PostgreSQL with one and two processes (two
+instances, ``--workers 2``) and kill the link's owner of two instances under load
+(tools/bench/cluster_*.py); they too need the server.
 """
 
 from __future__ import annotations
@@ -920,6 +922,7 @@ from bench.loss import bench_loss  # noqa: E402
 from bench.memory import bench_memory  # noqa: E402
 from bench.mo import bench_mo  # noqa: E402
 from bench.mt import bench_mt  # noqa: E402
+from bench.pgbucket import bench_pgbucket  # noqa: E402
 from bench.pgdriver import bench_pgdriver  # noqa: E402
 from bench.sim import bench_sim  # noqa: E402
 
@@ -930,6 +933,7 @@ benchmark("memory")(bench_memory)
 benchmark("campaign")(bench_campaign)
 benchmark("mo")(bench_mo)
 benchmark("pgdriver")(bench_pgdriver)
+benchmark("pgbucket")(bench_pgbucket)
 benchmark("cluster_mt")(bench_cluster_mt)
 benchmark("cluster_mo")(bench_cluster_mo)
 benchmark("cluster_loss")(bench_cluster_loss)

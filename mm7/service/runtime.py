@@ -83,6 +83,7 @@ from mm7.service.cluster.ownership import (
     default_instance,
     link_lease,
 )
+from mm7.service.cluster.urls import HOSTING_URL_BASE, MEDIA_URL_BASE, unset_url_bases
 from mm7.service.config.settings import GatewayConfig, Listen, StoreSettings
 from mm7.service.errors import ConfigError, StoreError
 from mm7.service.fallback.links import add_dlr_routes, make_sms_links, no_plus, send_ttl
@@ -175,6 +176,8 @@ class Gateway:
         #: sends the SMS fallback through them (None without SMS links)
         self.sms_links: dict[str, SmsLink] = {}
         self.fallback: FallbackWorker | None = None
+        #: the URL base keys warned about as a cluster's (``cluster.urls``), at start
+        self._cluster_urls: tuple[str, ...] = ()
         self._listeners: dict[str, Listener] = {}
         self._started = False
         self._stopped = False
@@ -197,6 +200,16 @@ class Gateway:
         if self.configure_logs:
             configure_logging(config.logging.level, config.logging.json)
         self.store = store = await self._open_store()
+        # warned here, once, in the cluster's words; the single-process warnings skip these keys
+        self._cluster_urls = unset_url_bases(config)
+        if self._cluster_urls:
+            log.warning(
+                "mm7.gateway.cluster_url_base_unset",
+                keys=list(self._cluster_urls),
+                hint="with several instances set them to the load balancer's address: unset, "
+                "a URL names the API listen address of the instance that made it and breaks "
+                "while that instance is down",
+            )
         ttl = self.lease_ttl.total_seconds() if self.lease_ttl else config.cluster.lease_ttl
         names = [*(link_lease(name) for name in config.link_names), RELAY, RETENTION]
         if config.sms_links:
@@ -319,7 +332,7 @@ class Gateway:
             public = _url("http", Listen(socket.getfqdn(), port), port)
         if config.relay.media_url_base is None:
             media_urls.base = public
-            if public != self.api_url:
+            if public != self.api_url and MEDIA_URL_BASE not in self._cluster_urls:
                 log.warning(
                     "mm7.gateway.media_url_base_guessed",
                     base=media_urls.base,
@@ -529,14 +542,14 @@ class Gateway:
         key = secret.reveal() if secret is not None else await store.own_secret("hosting")
         listen = self.config.api.listen
         base = settings.url_base or self.config.relay.media_url_base or ""
-        if not base:
+        if not base and HOSTING_URL_BASE not in self._cluster_urls:
             log.warning(
                 "mm7.gateway.hosting_url_base_guessed",
                 hint="set [hosting] url_base to the public address phones reach; the API's "
                 "listen address is used",
             )
-            if listen.port and listen.host not in ("0.0.0.0", "::", ""):
-                base = _url("http", listen, listen.port)
+        if not base and listen.port and listen.host not in ("0.0.0.0", "::", ""):
+            base = _url("http", listen, listen.port)
         return HostedLinks(key.encode(), base, settings.ttl)
 
     async def _serve(

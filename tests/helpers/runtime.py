@@ -89,6 +89,18 @@ def write_config(
     return path
 
 
+def use_postgresql(path: Path, dsn_env: str = "MM7_TEST_DSN") -> None:
+    """Point the configuration at ``write_config`` wrote at PostgreSQL: ``[store] backend =
+    "postgresql"``, the DSN read from the environment variable ``dsn_env``."""
+    text = path.read_text()
+    store = '[store]\npath = "'
+    if store not in text:
+        raise AssertionError(f"{path}: no [store] path to replace")
+    path.write_text(
+        text.replace(store, f'[store]\nbackend = "postgresql"\ndsn_env = "{dsn_env}"\n#', 1)
+    )
+
+
 def jpeg() -> bytes:
     """A small real JPEG (32x24, Pillow): the photo the API messages carry."""
     out = io.BytesIO()

@@ -252,6 +252,17 @@ def pid_cpu(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def pid_cpu_fine(pid: int) -> float | None:
+    """CPU seconds of process ``pid``'s main thread from /proc/<pid>/schedstat (nanoseconds,
+    where /proc/<pid>/stat counts 10 ms ticks); None once it is gone. For single-threaded
+    processes (PostgreSQL backends) that is the whole process: small windows need it."""
+    try:
+        with open(f"/proc/{pid}/schedstat", encoding="ascii") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def process_tree(pid: int) -> list[int]:
     """``pid`` and every process below it (its children, theirs ...), read from /proc."""
     children: dict[int, list[int]] = {}
@@ -273,10 +284,16 @@ def process_tree(pid: int) -> list[int]:
 class CpuWindow:
     """CPU seconds a set of processes spent between ``start()`` and ``stop()``; the set is
     listed again at both ends (``pids``), so a process started in the window counts all its
-    CPU; one that ended inside it is lost and counted in ``lost``."""
+    CPU; one that ended inside it is lost and counted in ``lost``. ``reader``: ``pid_cpu``
+    (ticks, every thread) or ``pid_cpu_fine`` (nanoseconds, single-threaded processes)."""
 
-    def __init__(self, pids: Callable[[], Iterable[int]]) -> None:
+    def __init__(
+        self,
+        pids: Callable[[], Iterable[int]],
+        reader: Callable[[int], float | None] = pid_cpu,
+    ) -> None:
         self._pids = pids
+        self._reader = reader
         self._before: dict[int, float] = {}
         self.lost = 0
         self.processes = 0
@@ -284,7 +301,7 @@ class CpuWindow:
     def _sample(self) -> dict[int, float]:
         out = {}
         for pid in self._pids():
-            cpu = pid_cpu(pid)
+            cpu = self._reader(pid)
             if cpu is not None:
                 out[pid] = cpu
         return out
