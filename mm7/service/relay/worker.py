@@ -479,7 +479,7 @@ class RelayWorker:
             self._flush_at = loop.time() + self.outcome_delay
             # the loop may be asleep for a whole poll interval: wake it to write the outcome
             # (and lease what this freed slot lets in) by then
-            loop.call_at(self._flush_at, self._wake.set)
+            loop.call_at(self._flush_at, self._flush_due)
         self._finished.append(
             RelayOutcome(
                 item,
@@ -491,6 +491,12 @@ class RelayWorker:
                 hook=hook,
             )  # fmt: skip
         )
+
+    def _flush_due(self) -> None:
+        """``outcome_delay`` after an outcome was kept: wake the loop if it still waits (a lease
+        since may have recorded it; outcomes kept after that have a timer of their own)."""
+        if self._finished and asyncio.get_running_loop().time() >= self._flush_at:
+            self._wake.set()
 
     def _failed_without_attempt(self, item: RelayItem, error: str) -> None:
         """A failure before any POST (configuration, missing media): retried like a failed POST."""
