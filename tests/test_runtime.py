@@ -28,6 +28,7 @@ from tests.helpers.runtime import (
     read_until,
     serve,
     start_simulator,
+    use_postgresql,
     wait_for,
     write_config,
 )
@@ -140,11 +141,7 @@ async def test_stop_releases_what_could_not_be_sent(tmp_path: Path) -> None:
 def _postgresql_config(tmp_path: Path, mmsc_port: int, dsn: str) -> Path:
     """The test configuration with ``[store] backend = "postgresql"`` on ``dsn`` (by env)."""
     path = write_config(tmp_path, mmsc_port)
-    path.write_text(
-        path.read_text().replace(
-            '[store]\npath = "', '[store]\nbackend = "postgresql"\ndsn_env = "MM7_TEST_DSN"\n#'
-        )
-    )
+    use_postgresql(path)
     return path
 
 
