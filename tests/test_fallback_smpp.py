@@ -103,15 +103,18 @@ async def test_the_sms_goes_to_the_smsc_and_its_receipt_settles_it(
 class Running:
     """One run of the gateway's SMS fallback: a store handle, an SMPP link and a worker."""
 
-    def __init__(self, store: Store, port: int) -> None:
+    def __init__(
+        self, store: Store, port: int, clock: ManualClock, send_timeout: float = 30.0
+    ) -> None:
         settings = SmppSettings(
             name="smsc1", host="127.0.0.1", port=port, system_id="mm7gw",
             password=Secret("s3cret"), source_addr="MM7", reconnect_initial=0.05,
-            reconnect_max=0.2,
+            reconnect_max=0.2, send_timeout=send_timeout, throttle_delay=0.05,
         )  # fmt: skip
         self.store = store
         self.link = SmppLink(settings)
-        self.worker = FallbackWorker(store, {"smsc1": self.link}, HOSTING, lease_ttl=TTL)
+        self.worker = FallbackWorker(store, {"smsc1": self.link}, HOSTING, lease_ttl=TTL,
+                                     clock=clock)  # fmt: skip
 
     async def start(self) -> Running:
         await self.link.start(self.worker.on_receipt)
@@ -133,6 +136,41 @@ class Running:
         return row.status
 
 
+async def failed_recipient(store: Store) -> str:
+    """A recipient whose MMS failed, its fallback a 3-part UCS-2 text on smsc1; the message."""
+    fields: dict[str, Any] = {"text": "Фото " * 40,
+                              "fallback": {"sms_link": "smsc1", "text_max": 160}}  # fmt: skip
+    result = await store.enqueue_message(NewMessage(link="l", fields=fields), ["+15550001"])
+    (item,) = await store.lease("l", "d", 1, TTL)
+    assert await store.fail(item, 4004, "refused")
+    return result.message_id
+
+
+async def test_a_long_text_cut_short_after_its_first_part_is_failed_never_sent_again(
+    store: Store, clock: ManualClock
+) -> None:
+    """Part 2 throttled past the send_timeout: part 1 went out, so the row is failed, naming
+    it, and not queued again (a retry would send part 1 twice)."""
+    smsc = Smsc(free_port(), SMSC_THROTTLE_FROM="2")
+    smsc.start()
+    try:
+        message_id = await failed_recipient(store)
+        run = await Running(store, smsc.port, clock, send_timeout=0.3).start()
+        try:
+            assert await run.worker.run_once() == 1
+            await run.worker.idle()
+            clock.advance(timedelta(hours=2))
+            assert await run.worker.run_once() == 0
+        finally:
+            await run.stop()
+    finally:
+        smsc.stop()
+    (row,) = await store.fallback_sms(message_id)
+    assert row.status is FallbackStatus.FAILED and row.attempts == 1
+    assert row.error is not None and "1 of 3 parts sent" in row.error
+    assert len(smsc.events("submit")) == 1 and smsc.events("throttled")
+
+
 @pytest.mark.parametrize(
     ("stats", "final"),
     [
@@ -150,33 +188,29 @@ async def test_a_long_text_is_settled_by_all_its_parts_across_a_restart(
     smsc.start()
     try:
         store = await backend.open(clock=clock)
-        fields: dict[str, Any] = {"text": "Фото " * 40,
-                                  "fallback": {"sms_link": "smsc1", "text_max": 160}}  # fmt: skip
-        result = await store.enqueue_message(NewMessage(link="l", fields=fields), ["+15550001"])
-        (item,) = await store.lease("l", "d", 1, TTL)
-        assert await store.fail(item, 4004, "refused")
-        first = await Running(store, smsc.port).start()
+        message_id = await failed_recipient(store)
+        first = await Running(store, smsc.port, clock).start()
         try:
             assert await first.worker.run_once() == 1
             await first.worker.idle()
             parts = [e["id"] for e in smsc.events("submit")]
             assert len(parts) == 3 and all(e["esm_class"] == 0x40 for e in smsc.events("submit"))
-            assert await first.status(result.message_id) is FallbackStatus.SUBMITTED
+            assert await first.status(message_id) is FallbackStatus.SUBMITTED
             smsc.receipt(parts[0], stats[0])
             await first.receipts(1)
-            assert await first.status(result.message_id) is FallbackStatus.SUBMITTED
+            assert await first.status(message_id) is FallbackStatus.SUBMITTED
         finally:
             await first.stop()
         # the restart: a new store handle, link and worker; part 1's receipt is in the store
-        second = await Running(await backend.open(clock=clock), smsc.port).start()
+        second = await Running(await backend.open(clock=clock), smsc.port, clock).start()
         try:
             await smsc.wait_events("bound", 2)
             smsc.receipt(parts[1], stats[1])
             await second.receipts(1)
-            assert await second.status(result.message_id) is FallbackStatus.SUBMITTED
+            assert await second.status(message_id) is FallbackStatus.SUBMITTED
             smsc.receipt(parts[2], stats[2])
             await second.receipts(2)
-            (row,) = await second.store.fallback_sms(result.message_id)
+            (row,) = await second.store.fallback_sms(message_id)
         finally:
             await second.stop()
     finally:

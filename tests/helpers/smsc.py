@@ -2,6 +2,7 @@
 a few scripted behaviours. Prints one JSON line per submit_sm so the test can see the wire.
 
 Environment: SMSC_PORT; SMSC_THROTTLE = how many first submits get ESME_RTHROTTLED (0x58);
+SMSC_THROTTLE_FROM = the submit (1-based) from which every one gets it;
 SMSC_UNDELIV = a destination whose receipts say stat:UNDELIV; SMSC_RECEIPT_DELAY = seconds
 before a receipt is sent; SMSC_RECEIPTS=manual: no receipt until the test asks for one
 (``Smsc.receipt``: a line ``ID STAT`` on stdin, sent on the newest bind)."""
@@ -46,6 +47,7 @@ async def _manual_receipts(
 async def main() -> None:
     port = int(os.environ["SMSC_PORT"])
     throttle = int(os.environ.get("SMSC_THROTTLE", "0"))
+    throttle_from = int(os.environ.get("SMSC_THROTTLE_FROM", "0"))
     undeliv = os.environ.get("SMSC_UNDELIV", "")
     delay = float(os.environ.get("SMSC_RECEIPT_DELAY", "0"))
     tasks: set[asyncio.Task[None]] = set()
@@ -70,7 +72,7 @@ async def main() -> None:
                 "esm_class": ev.esm_class, "data_coding": ev.data_coding,
                 "short_message": ev.short_message.hex(), "n": count,
             }  # fmt: skip
-            if count <= throttle:
+            if count <= throttle or 0 < throttle_from <= count:
                 ev.reject(smpp34.ESME_RTHROTTLED)
                 record["event"] = "throttled"
                 print(json.dumps(record), flush=True)

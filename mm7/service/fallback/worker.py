@@ -18,8 +18,10 @@ One row, at most one SMS (never twice beats at-least-once for a text to a handse
 4. ``SmsLink.send``; then ``submitted`` with the link's ``sms_id`` and every part's id (a long
    text over SMPP is several SMS, each with its own id and receipt), or for ``SmsRejected``
    ``failed``, or for ``SmsUnavailable`` (down, throttled past its timeout) ``queued`` again at a
-   backed-off time until ``[fallback] max_age`` (then ``failed``). Anything else the send raises
-   leaves the outcome unknown: ``failed``, not retried.
+   backed-off time until ``[fallback] max_age`` (then ``failed``). ``SmsPartlySent`` (a long
+   text's later part failing after earlier ones went out) is ``failed``: a retry would send those
+   parts twice. Anything else the send raises leaves the outcome unknown: ``failed``, not
+   retried.
 
 Receipts (``on_receipt``), one per part, are correlated in the store by (SMS link, part id), so
 they land after a restart too; the row settles there once its parts decide it (failed at the
@@ -45,7 +47,7 @@ import structlog
 from mm7.service.config.settings import FallbackSettings
 from mm7.service.fallback.rules import next_attempt, receipt_status, sms_text
 from mm7.service.hosting.links import HostedLinks
-from mm7.service.sms.link import Receipt, SmsLink, SmsRejected, SmsUnavailable
+from mm7.service.sms.link import Receipt, SmsLink, SmsPartlySent, SmsRejected, SmsUnavailable
 from mm7.service.store.base import Clock, Store, SystemClock
 from mm7.service.store.records import FallbackItem
 
@@ -202,7 +204,7 @@ class FallbackWorker:
             to = to.removeprefix("+")
         try:
             sent = await link.send(to, text)
-        except SmsRejected as exc:
+        except (SmsRejected, SmsPartlySent) as exc:
             await self._failed(item, str(exc), bound)
         except SmsUnavailable as exc:
             at = next_attempt(

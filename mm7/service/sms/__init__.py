@@ -8,6 +8,7 @@ from mm7.service.sms.link import (
     ReceiptState,
     SentSms,
     SmsLink,
+    SmsPartlySent,
     SmsRejected,
     SmsUnavailable,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "SmppSettings",
     "SmsLink",
     "SmsPart",
+    "SmsPartlySent",
     "SmsRejected",
     "SmsUnavailable",
     "parse_receipt",

@@ -15,6 +15,7 @@ __all__ = [
     "ReceiptState",
     "SentSms",
     "SmsLink",
+    "SmsPartlySent",
     "SmsRejected",
     "SmsUnavailable",
 ]
@@ -81,6 +82,17 @@ class SmsUnavailable(ServiceError):
     """The link could not take the SMS now (down, throttled past the deadline); retry later."""
 
 
+class SmsPartlySent(ServiceError):
+    """A long text's later part failed after earlier ones went out (``sent``: their ids): never
+    to be sent again, as a retry would repeat those parts to the handset."""
+
+    def __init__(self, link: str, sent: tuple[str, ...], parts: int, cause: ServiceError) -> None:
+        self.link = link
+        self.sent = sent
+        self.parts = parts
+        super().__init__(f"sms link {link!r}: {len(sent)} of {parts} parts sent, then: {cause}")
+
+
 class SmsLink(Protocol):
     """Sends one text to one number; receipts arrive later through the handler given at start."""
 
@@ -92,7 +104,7 @@ class SmsLink(Protocol):
 
     async def send(self, to: str, text: str, sender: str | None = None) -> SentSms:
         """Submit ``text`` (split when long) to ``to``; returns the ids its parts' receipts
-        will carry."""
+        will carry. Raises SmsRejected, SmsUnavailable (nothing went out) or SmsPartlySent."""
         ...
 
     async def close(self) -> None:

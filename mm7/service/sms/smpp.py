@@ -19,7 +19,14 @@ import structlog
 
 from mm7.service.backoff import backoff_delay
 from mm7.service.sms.encoding import split_text
-from mm7.service.sms.link import Receipt, ReceiptHandler, SentSms, SmsRejected, SmsUnavailable
+from mm7.service.sms.link import (
+    Receipt,
+    ReceiptHandler,
+    SentSms,
+    SmsPartlySent,
+    SmsRejected,
+    SmsUnavailable,
+)
 from mm7.service.sms.receipt import parse_receipt
 from mm7.service.sms.settings import SmppSettings
 from mm7.transport.flow import TokenBucket
@@ -112,14 +119,21 @@ class SmppLink:
                 await self._on_receipt(receipt)
 
     async def send(self, to: str, text: str, sender: str | None = None) -> SentSms:
-        """Submit every part of ``text``; raises SmsRejected (permanent) or SmsUnavailable
-        (a part after the first failing: the earlier ones went out)."""
+        """Submit every part of ``text``; raises SmsRejected (permanent) or SmsUnavailable for
+        the first part, SmsPartlySent for a later one (the earlier ones went out)."""
         parts = split_text(text, next(self._refs))
         source = sender or self._s.source_addr
-        part_ids = []
+        part_ids: list[str] = []
         for part in parts:
             esm = _UDHI if part.udh else 0
-            part_ids.append(await self._submit(to, source, part.payload, int(part.coding), esm))
+            try:
+                part_ids.append(await self._submit(to, source, part.payload, int(part.coding), esm))
+            except (SmsRejected, SmsUnavailable) as exc:
+                if not part_ids:
+                    raise
+                log.warning("mm7.sms.partly_sent", link=self.name, sent=len(part_ids),
+                            parts=len(parts), error=str(exc))  # fmt: skip
+                raise SmsPartlySent(self.name, tuple(part_ids), len(parts), exc) from exc
         sent = SentSms(tuple(part_ids))
         log.info("mm7.sms.submitted", link=self.name, sms_id=sent.sms_id, parts=len(parts))
         return sent
