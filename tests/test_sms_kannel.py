@@ -134,7 +134,7 @@ async def test_sms_through_kannel_to_the_smsc_and_back(
     try:
         for _ in range(200):  # smsbox takes a moment to listen; nothing is sent until it does
             try:
-                sms_id = await link.send("447700900001", text)
+                sms_id = (await link.send("447700900001", text)).sms_id
                 break
             except SmsUnavailable:
                 await asyncio.sleep(0.1)

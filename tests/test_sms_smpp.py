@@ -1,5 +1,5 @@
 """The SMPP SMS link against an SMSC process on loopback (the smpp34 library's server side, see
-tests/helpers/smsc.py): bind, short and long GSM / UCS-2 texts with UDH, receipts correlated,
+tests/helpers/smsc.py): bind, short and long GSM / UCS-2 texts with UDH, receipts per part,
 throttling retried, and the SMSC going away and coming back."""
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ async def test_short_gsm_and_ucs2_with_receipts(smsc_factory: Any, receipts: Rec
     link = SmppLink(_settings(smsc.port))
     await link.start(receipts)
     try:
-        gsm_id = await link.send("447700900001", "Hello {world} €5")
-        ucs_id = await link.send("447700900002", "Привет 👋", sender="MM7")
+        (gsm_id,) = (await link.send("447700900001", "Hello {world} €5")).part_ids
+        (ucs_id,) = (await link.send("447700900002", "Привет 👋", sender="MM7")).part_ids
         got = await receipts.wait_for(2)
     finally:
         await link.close()
@@ -93,19 +93,21 @@ async def test_long_texts_split_with_udh(smsc_factory: Any, receipts: Receipts) 
     gsm_text = "".join(chr(ord("a") + i % 26) for i in range(400))
     ucs_text = "Ж" * 150
     try:
-        gsm_id = await link.send("447700900001", gsm_text)
-        ucs_id = await link.send("447700900009", ucs_text)
-        got = await receipts.wait_for(2)
+        gsm = await link.send("447700900001", gsm_text)
+        ucs = await link.send("447700900009", ucs_text)
+        got = await receipts.wait_for(6)
     finally:
         await link.close()
     smsc.stop()
-    # one receipt per send, after all its parts; one undelivered part makes it undeliverable
-    assert {(r.sms_id, r.state) for r in got} == {
-        (gsm_id, ReceiptState.DELIVERED),
-        (ucs_id, ReceiptState.UNDELIVERABLE),
-    }
+    # every part's id, the first as the SMS's; one receipt per part, handed on under its id
     submits = smsc.events("submit")
     assert len(submits) == 3 + 3  # 400 GSM chars: 153+153+94; 150 UCS-2 chars: 67+67+16
+    assert gsm.part_ids + ucs.part_ids == tuple(s["id"] for s in submits)
+    assert gsm.sms_id == gsm.part_ids[0]
+    assert sorted((r.sms_id, r.state) for r in got) == sorted(
+        [(part, ReceiptState.DELIVERED) for part in gsm.part_ids]
+        + [(part, ReceiptState.UNDELIVERABLE) for part in ucs.part_ids]
+    )
     gsm_parts = [bytes.fromhex(s["short_message"]) for s in submits[:3]]
     ucs_parts = [bytes.fromhex(s["short_message"]) for s in submits[3:]]
     assert all(s["esm_class"] == 0x40 for s in submits)
@@ -124,7 +126,7 @@ async def test_throttled_submit_is_retried(smsc_factory: Any, receipts: Receipts
     link = SmppLink(_settings(smsc.port))
     await link.start(receipts)
     try:
-        sms_id = await link.send("447700900001", "after the throttle")
+        sms_id = (await link.send("447700900001", "after the throttle")).sms_id
         got = await receipts.wait_for(1)
     finally:
         await link.close()
@@ -132,7 +134,7 @@ async def test_throttled_submit_is_retried(smsc_factory: Any, receipts: Receipts
     assert [e["n"] for e in smsc.events("throttled")] == [1, 2]
     (accepted,) = smsc.events("submit")
     assert accepted["id"] == sms_id and accepted["n"] == 3
-    assert got == [Receipt("smsc1", sms_id, ReceiptState.DELIVERED, "")]
+    assert got == [Receipt("smsc1", sms_id, ReceiptState.DELIVERED, "000")]  # err: as sent
 
 
 async def test_rebinds_when_the_smsc_comes_back(smsc_factory: Any, receipts: Receipts) -> None:
@@ -140,7 +142,7 @@ async def test_rebinds_when_the_smsc_comes_back(smsc_factory: Any, receipts: Rec
     link = SmppLink(_settings(smsc.port))
     await link.start(receipts)
     try:
-        first = await link.send("447700900001", "before")
+        first = (await link.send("447700900001", "before")).sms_id
         await receipts.wait_for(1)
         smsc.stop()
         # the link notices the closed socket and keeps trying; a send waits for the new bind
@@ -148,7 +150,7 @@ async def test_rebinds_when_the_smsc_comes_back(smsc_factory: Any, receipts: Rec
         await asyncio.sleep(0.3)
         assert not sending.done()
         smsc.start()
-        second = await asyncio.wait_for(sending, 20)
+        second = (await asyncio.wait_for(sending, 20)).sms_id
         got = await receipts.wait_for(2)
     finally:
         await link.close()

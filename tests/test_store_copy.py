@@ -127,8 +127,12 @@ async def _build(path: Path, clock: ManualClock) -> Source:
     unknown = await store.record_delivery_report(LINK, "mmsc-??", "+15550777", MMStatus.EXPIRED)
     assert unknown.message_id is None
     assert await store.record_read_reply(LINK, "mmsc-1", "+15550001", "Read") is not None
-    # the SMS fallback of the failed recipient, leased; a receipt of no row yet
-    assert len(await store.lease_fallback("fallback-1", 5, TTL)) == 1
+    # the SMS fallback of the failed recipient, sent in two parts, one part's receipt in; a
+    # receipt of no row yet
+    (sms,) = await store.lease_fallback("fallback-1", 5, TTL)
+    assert await store.fallback_sending(sms, TTL)
+    assert await store.fallback_submitted(sms, "sms-1", ("sms-1", "sms-2"))
+    assert await store.fallback_receipt("smsc1", "sms-1", FallbackStatus.DELIVERED)
     assert not await store.fallback_receipt("smsc1", "sms-early", FallbackStatus.DELIVERED)
     # relay events in every status: delivered, dead, skipped, dropped, pending retried, leased
     events = await store.lease_relay("relay-1", 100, TTL)
@@ -513,7 +517,7 @@ def test_the_command_prints_the_rows_per_table(
     assert [name for name, _count in lines] == [
         "media", "messages", "recipients", "message_media", "events", "delivery_reports",
         "early_reports", "mo_messages", "mo_media", "relay_outbox", "suppressions",
-        "api_day_counts", "fallback_sms", "fallback_receipts",
+        "api_day_counts", "fallback_sms", "fallback_parts", "fallback_receipts",
         "store_secrets",
     ]  # fmt: skip
     for name, count in lines:

@@ -1,6 +1,7 @@
 """The SMS fallback rows, on each backend (a real SQLite file, a fresh PostgreSQL database):
 queued in the same commit as the failure they follow, never twice for one recipient, leased,
-fenced, settled by receipts correlated in the store (across a reopen), each change with its
+fenced, settled by receipts correlated in the store per part (a long text: delivered once every
+part is, failed at the first failed part, across a reopen), each change with its
 ``fallback_sms`` event in the relay outbox (``mm7.service.fallback``)."""
 
 from __future__ import annotations
@@ -143,6 +144,95 @@ async def test_a_receipt_before_the_submitted_commit_is_kept_until_then(
     assert await backend.count("fallback_receipts") == 0
 
 
+async def submitted_in_parts(store: Store, parts: tuple[str, ...]) -> str:
+    """A failed recipient's fallback sent as ``parts`` (a long text); its message id."""
+    (item,) = await leased(store, ["+15550001"])
+    assert await store.fail(item, 4004, "refused")
+    (lease,) = await store.lease_fallback("fw", 5, TTL)
+    assert await store.fallback_sending(lease, TTL)
+    assert await store.fallback_submitted(lease, parts[0], parts)
+    return item.message_id
+
+
+async def status_of(store: Store, message_id: str) -> tuple[FallbackStatus, str | None]:
+    (row,) = await store.fallback_sms(message_id)
+    return row.status, row.error
+
+
+async def test_a_long_text_is_delivered_once_every_part_is_across_a_reopen(
+    store: Store, backend: Backend, clock: ManualClock
+) -> None:
+    (item,) = await leased(store, ["+15550001"])
+    assert await store.fail(item, 4004, "refused")
+    (lease,) = await store.lease_fallback("fw", 5, TTL)
+    assert await store.fallback_sending(lease, TTL)
+    # part 2's receipt beats the submitted commit: kept, then applied to its part only
+    assert not await store.fallback_receipt("smsc1", "p-2", FallbackStatus.DELIVERED)
+    assert await store.fallback_submitted(lease, "p-1", ("p-1", "p-2", "p-3"))
+    assert await status_of(store, item.message_id) == (FallbackStatus.SUBMITTED, None)
+    assert await backend.count("fallback_receipts") == 0
+    assert await store.fallback_receipt("smsc1", "p-1", FallbackStatus.DELIVERED)
+    assert await status_of(store, item.message_id) == (FallbackStatus.SUBMITTED, None)
+    # the gateway restarts between the parts' receipts: the parts are in the store
+    reopened = await backend.open(clock=clock)
+    # a part's second receipt changes nothing (its first counts)
+    assert await reopened.fallback_receipt("smsc1", "p-1", FallbackStatus.FAILED, "late")
+    assert await status_of(reopened, item.message_id) == (FallbackStatus.SUBMITTED, None)
+    assert await reopened.fallback_receipt("smsc1", "p-3", FallbackStatus.DELIVERED)
+    (row,) = await reopened.fallback_sms(item.message_id)
+    assert (row.status, row.sms_id, row.error) == (FallbackStatus.DELIVERED, "p-1", None)
+    assert await fallback_events(reopened) == [
+        ("+15550001", "queued"),
+        ("+15550001", "submitted"),
+        ("+15550001", "delivered"),
+    ]
+
+
+async def test_a_failed_part_fails_the_row_at_once_and_later_parts_change_nothing(
+    store: Store, backend: Backend, clock: ManualClock
+) -> None:
+    message_id = await submitted_in_parts(store, ("p-1", "p-2", "p-3"))
+    assert await store.fallback_receipt("smsc1", "p-1", FallbackStatus.DELIVERED)
+    reopened = await backend.open(clock=clock)
+    assert await reopened.fallback_receipt("smsc1", "p-3", FallbackStatus.FAILED, "UNDELIV")
+    assert await status_of(reopened, message_id) == (FallbackStatus.FAILED, "UNDELIV")
+    assert not await reopened.fallback_receipt("smsc1", "p-2", FallbackStatus.DELIVERED)
+    assert await status_of(reopened, message_id) == (FallbackStatus.FAILED, "UNDELIV")
+    assert await fallback_events(reopened) == [
+        ("+15550001", "queued"),
+        ("+15550001", "submitted"),
+        ("+15550001", "failed"),
+    ]
+
+
+async def test_receipts_of_every_part_before_the_commit_settle_it_there(store: Store) -> None:
+    (item,) = await leased(store, ["+15550001"])
+    assert await store.fail(item, 4004, "refused")
+    (lease,) = await store.lease_fallback("fw", 5, TTL)
+    assert await store.fallback_sending(lease, TTL)
+    assert not await store.fallback_receipt("smsc1", "p-2", FallbackStatus.DELIVERED)
+    assert not await store.fallback_receipt("smsc1", "p-1", FallbackStatus.DELIVERED)
+    assert await store.fallback_submitted(lease, "p-1", ("p-1", "p-2"))
+    assert await status_of(store, item.message_id) == (FallbackStatus.DELIVERED, None)
+
+
+@pytest.mark.parametrize(
+    ("sms_id", "parts"),
+    [("p-1", ("p-2", "p-1")), ("p-1", ("p-1", "p-1")), ("p-1", ("p-1", "")), ("p-1", "p-1")],
+)
+async def test_part_ids_out_of_shape_are_refused_and_change_nothing(
+    store: Store, backend: Backend, sms_id: str, parts: Any
+) -> None:
+    (item,) = await leased(store, ["+15550001"])
+    assert await store.fail(item, 4004, "refused")
+    (lease,) = await store.lease_fallback("fw", 5, TTL)
+    assert await store.fallback_sending(lease, TTL)
+    with pytest.raises((ValueError, TypeError), match="part_ids"):
+        await store.fallback_submitted(lease, sms_id, parts)
+    assert await status_of(store, item.message_id) == (FallbackStatus.SENDING, None)
+    assert await backend.count("fallback_parts") == 0
+
+
 async def test_a_row_left_sending_is_failed_never_sent_again(
     store: Store, backend: Backend, clock: ManualClock
 ) -> None:
@@ -234,11 +324,12 @@ async def test_no_callback_no_relay_event_but_the_history_has_it(store: Store) -
 async def test_retention_takes_the_rows_with_their_message(
     store: Store, backend: Backend, clock: ManualClock
 ) -> None:
-    (item,) = await leased(store, ["+15550001"])
-    assert await store.fail(item, 4004, "refused")
+    await submitted_in_parts(store, ("p-1", "p-2"))
+    assert await backend.count("fallback_parts") == 2
     clock.advance(timedelta(days=2))
     await store.purge(clock.now() - timedelta(days=1))
     assert await backend.count("fallback_sms") == 0
+    assert await backend.count("fallback_parts") == 0
 
 
 async def test_a_sendmms_message_sends_no_fallback_event_to_its_dlr_url(store: Store) -> None:

@@ -198,3 +198,64 @@ async def test_postgresql_instances_starting_together_migrate_once() -> None:
         finally:
             for store in stores:
                 await store.close()
+
+
+#: a message whose recipient's SMS fallback was submitted by a gateway before the parts table
+#: (SQLite's version 9, PostgreSQL's 4), its receipt still to come
+_FALLBACK_ROWS = (
+    "INSERT INTO messages (id, link, fields, status, recipient_count, queued_count,"
+    " submitted_count, created_at, updated_at) VALUES ('m1','mmsc1','{}','failed',1,0,0,?1,?1)",
+    "INSERT INTO fallback_sms (message_id, recipient_id, address, sms_link, text_max, trigger,"
+    " status, sms_id, next_attempt_at, created_at, updated_at)"
+    " VALUES ('m1',1,'+15550001','smsc1',160,'failed','submitted','smsc-7',?1,?1,?1)",
+)
+
+
+async def test_a_fallback_submitted_before_the_parts_table_is_settled_by_its_receipt(
+    tmp_path: Path,
+) -> None:
+    """Its one known id becomes its only part (migration 10), so its receipt settles it."""
+    from mm7.service.store.records import FallbackStatus
+
+    db = tmp_path / "old.db"
+    conn = connect(db)
+    assert migrate(conn, 0, target=9) == 9
+    clock = ManualClock()
+    now = int(clock.now().timestamp() * 1000)
+    for statement in _FALLBACK_ROWS:
+        conn.execute(statement, (now,))
+    conn.close()
+    store = await SqliteStore.open(db, clock=clock)
+    try:
+        assert await store.fallback_receipt("smsc1", "smsc-7", FallbackStatus.DELIVERED)
+        (row,) = await store.fallback_sms("m1")
+        assert (row.status, row.sms_id) == (FallbackStatus.DELIVERED, "smsc-7")
+    finally:
+        await store.close()
+
+
+async def test_a_postgresql_fallback_submitted_before_the_parts_table_is_settled() -> None:
+    """The same on PostgreSQL (migration 5)."""
+    import asyncpg
+
+    from mm7.service.store.postgres import PostgresStore
+    from mm7.service.store.postgres import migrations as pg
+    from mm7.service.store.records import FallbackStatus
+
+    clock = ManualClock()
+    now = int(clock.now().timestamp() * 1000)
+    async with pg_database() as dsn:
+        conn = await asyncpg.connect(dsn)
+        try:
+            assert await pg.migrate(conn, now, target=4) == 4
+            for statement in _FALLBACK_ROWS:
+                await conn.execute(statement.replace("?1", "$1"), now)
+        finally:
+            await conn.close()
+        store = await PostgresStore.open(dsn, clock=clock)
+        try:
+            assert await store.fallback_receipt("smsc1", "smsc-7", FallbackStatus.FAILED, "UNDELIV")
+            (row,) = await store.fallback_sms("m1")
+            assert (row.status, row.error) == (FallbackStatus.FAILED, "UNDELIV")
+        finally:
+            await store.close()

@@ -15,13 +15,18 @@ One row, at most one SMS (never twice beats at-least-once for a text to a handse
 2. the text: the message's text (else its subject) trimmed so that it and the hosted page's
    link fit in the link's ``fallback_text_max`` (``rules.sms_text``);
 3. ``fallback_sending`` commits ``sending`` BEFORE the send (a lost lease: nothing is sent);
-4. ``SmsLink.send``; then ``submitted`` with the link's ``sms_id``, or for ``SmsRejected``
+4. ``SmsLink.send``; then ``submitted`` with the link's ``sms_id`` and every part's id (a long
+   text over SMPP is several SMS, each with its own id and receipt), or for ``SmsRejected``
    ``failed``, or for ``SmsUnavailable`` (down, throttled past its timeout) ``queued`` again at a
-   backed-off time until ``[fallback] max_age`` (then ``failed``). Anything else the send raises
-   leaves the outcome unknown: ``failed``, not retried.
+   backed-off time until ``[fallback] max_age`` (then ``failed``). ``SmsPartlySent`` (a long
+   text's later part failing after earlier ones went out) is ``failed``: a retry would send those
+   parts twice. Anything else the send raises leaves the outcome unknown: ``failed``, not
+   retried.
 
-Receipts (``on_receipt``) are correlated in the store by (SMS link, sms_id), so they land after
-a restart too; one that beats its send's ``submitted`` commit is kept until that commit. Each
+Receipts (``on_receipt``), one per part, are correlated in the store by (SMS link, part id), so
+they land after a restart too; the row settles there once its parts decide it (failed at the
+first failed part, delivered when every part is). One that beats its send's ``submitted`` commit
+is kept until that commit. Each
 change queues its ``fallback_sms`` event in the same commit; ``wake_relay`` is called after.
 
 Several instances on one store: the worker leases only while ``may_lease`` says this instance
@@ -42,7 +47,7 @@ import structlog
 from mm7.service.config.settings import FallbackSettings
 from mm7.service.fallback.rules import next_attempt, receipt_status, sms_text
 from mm7.service.hosting.links import HostedLinks
-from mm7.service.sms.link import Receipt, SmsLink, SmsRejected, SmsUnavailable
+from mm7.service.sms.link import Receipt, SmsLink, SmsPartlySent, SmsRejected, SmsUnavailable
 from mm7.service.store.base import Clock, Store, SystemClock
 from mm7.service.store.records import FallbackItem
 
@@ -198,8 +203,8 @@ class FallbackWorker:
         if item.sms_link in self.no_plus:
             to = to.removeprefix("+")
         try:
-            sms_id = await link.send(to, text)
-        except SmsRejected as exc:
+            sent = await link.send(to, text)
+        except (SmsRejected, SmsPartlySent) as exc:
             await self._failed(item, str(exc), bound)
         except SmsUnavailable as exc:
             at = next_attempt(
@@ -217,9 +222,10 @@ class FallbackWorker:
             # it may have gone out: failed, never sent again
             await self._failed(item, f"outcome unknown: {type(exc).__name__}", bound)
         else:
-            recorded = await self.store.fallback_submitted(item, sms_id)
+            recorded = await self.store.fallback_submitted(item, sent.sms_id, sent.part_ids)
             self._count("submitted" if recorded else "lost")
-            bound.info("mm7.fallback.submitted", sms_id=sms_id, recorded=recorded)
+            bound.info("mm7.fallback.submitted", sms_id=sent.sms_id, parts=len(sent.part_ids),
+                       recorded=recorded)  # fmt: skip
 
     async def _failed(
         self, item: FallbackItem, error: str, bound: structlog.typing.FilteringBoundLogger
@@ -231,8 +237,9 @@ class FallbackWorker:
     # -- receipts ----------------------------------------------------------------------------
 
     async def on_receipt(self, receipt: Receipt) -> None:
-        """An SMS link's receipt: the row it names moves to delivered or failed, in the store
-        (kept there until its send's commit when it came first)."""
+        """An SMS link's receipt of one part: recorded on that part in the store, which settles
+        the row once its parts decide it (kept there until its send's commit when it came
+        first)."""
         status = receipt_status(receipt.state)
         if status is None:
             return

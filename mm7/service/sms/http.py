@@ -13,7 +13,14 @@ import structlog
 from aiohttp import web
 
 from mm7.service.sms.encoding import Coding, encode_gsm
-from mm7.service.sms.link import Receipt, ReceiptHandler, ReceiptState, SmsRejected, SmsUnavailable
+from mm7.service.sms.link import (
+    Receipt,
+    ReceiptHandler,
+    ReceiptState,
+    SentSms,
+    SmsRejected,
+    SmsUnavailable,
+)
 from mm7.service.sms.settings import HttpSmsSettings
 from mm7.transport.flow import TokenBucket
 
@@ -65,8 +72,9 @@ class HttpSmsLink:
         }  # fmt: skip
         return self._s.url.format_map({k: quote(values[k], safe="") for k in _FIELDS})
 
-    async def send(self, to: str, text: str, sender: str | None = None) -> str:
-        """One GET on the template; 2xx = accepted, 4xx = SmsRejected, else SmsUnavailable."""
+    async def send(self, to: str, text: str, sender: str | None = None) -> SentSms:
+        """One GET on the template, one part (the gateway splits a long text itself); 2xx =
+        accepted, 4xx = SmsRejected, else SmsUnavailable."""
         if self._session is None:
             raise SmsUnavailable(f"sms link {self.name!r} is not started")
         if not text:
@@ -84,7 +92,7 @@ class HttpSmsLink:
             raise SmsUnavailable(f"sms link {self.name!r}: {type(exc).__name__}") from None
         if 200 <= status < 300:
             log.info("mm7.sms.submitted", link=self.name, sms_id=sms_id, parts=1)
-            return sms_id
+            return SentSms((sms_id,))
         if 400 <= status < 500 and status not in (408, 429):
             raise SmsRejected(self.name, status, body.strip())
         raise SmsUnavailable(f"sms link {self.name!r}: HTTP {status} {body.strip()}")

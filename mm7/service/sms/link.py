@@ -9,7 +9,16 @@ from typing import Protocol
 
 from mm7.service.errors import ServiceError
 
-__all__ = ["Receipt", "ReceiptHandler", "ReceiptState", "SmsLink", "SmsRejected", "SmsUnavailable"]
+__all__ = [
+    "Receipt",
+    "ReceiptHandler",
+    "ReceiptState",
+    "SentSms",
+    "SmsLink",
+    "SmsPartlySent",
+    "SmsRejected",
+    "SmsUnavailable",
+]
 
 
 class ReceiptState(StrEnum):
@@ -30,8 +39,26 @@ class ReceiptState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class SentSms:
+    """What ``SmsLink.send`` submitted: every part's id, in order (one for a short text or an
+    HTTP gateway's send); each part's receipt carries its own id."""
+
+    part_ids: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.part_ids or not all(self.part_ids):
+            raise ValueError("SentSms: expected at least one part id, none empty")
+
+    @property
+    def sms_id(self) -> str:
+        """The SMS's id as recorded and reported: its first part's."""
+        return self.part_ids[0]
+
+
+@dataclass(frozen=True, slots=True)
 class Receipt:
-    """A delivery receipt, correlated to the id ``SmsLink.send`` returned (``sms_id``)."""
+    """A delivery receipt of one part, correlated to one of the ``part_ids`` that
+    ``SmsLink.send`` returned (``sms_id``); a long text gets one per part."""
 
     link: str
     sms_id: str
@@ -55,6 +82,17 @@ class SmsUnavailable(ServiceError):
     """The link could not take the SMS now (down, throttled past the deadline); retry later."""
 
 
+class SmsPartlySent(ServiceError):
+    """A long text's later part failed after earlier ones went out (``sent``: their ids): never
+    to be sent again, as a retry would repeat those parts to the handset."""
+
+    def __init__(self, link: str, sent: tuple[str, ...], parts: int, cause: ServiceError) -> None:
+        self.link = link
+        self.sent = sent
+        self.parts = parts
+        super().__init__(f"sms link {link!r}: {len(sent)} of {parts} parts sent, then: {cause}")
+
+
 class SmsLink(Protocol):
     """Sends one text to one number; receipts arrive later through the handler given at start."""
 
@@ -64,8 +102,9 @@ class SmsLink(Protocol):
         """Connect (or get ready) and route receipts to ``on_receipt``."""
         ...
 
-    async def send(self, to: str, text: str, sender: str | None = None) -> str:
-        """Submit ``text`` (split when long) to ``to``; returns the id its receipt will carry."""
+    async def send(self, to: str, text: str, sender: str | None = None) -> SentSms:
+        """Submit ``text`` (split when long) to ``to``; returns the ids its parts' receipts
+        will carry. Raises SmsRejected, SmsUnavailable (nothing went out) or SmsPartlySent."""
         ...
 
     async def close(self) -> None:

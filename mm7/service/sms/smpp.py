@@ -1,6 +1,10 @@
 """``SmppLink``: an SMPP 3.4 transceiver bind through the smpp34 library (its Rust core does the
 PDUs, the window and enquire_link); this adds TPS, long text with UDH, encoding, throttling
-retries, receipts correlated to the send, and reconnection with backoff."""
+retries, receipts and reconnection with backoff.
+
+Each part's receipt is handed on as it comes, under that part's SMSC id: the receiver knows every
+part's id from ``send`` and combines them where it keeps them (the SMS fallback: in the store, so
+the parts of one text settle it across a restart of this link)."""
 
 from __future__ import annotations
 
@@ -15,7 +19,14 @@ import structlog
 
 from mm7.service.backoff import backoff_delay
 from mm7.service.sms.encoding import split_text
-from mm7.service.sms.link import Receipt, ReceiptHandler, ReceiptState, SmsRejected, SmsUnavailable
+from mm7.service.sms.link import (
+    Receipt,
+    ReceiptHandler,
+    SentSms,
+    SmsPartlySent,
+    SmsRejected,
+    SmsUnavailable,
+)
 from mm7.service.sms.receipt import parse_receipt
 from mm7.service.sms.settings import SmppSettings
 from mm7.transport.flow import TokenBucket
@@ -26,24 +37,11 @@ log = structlog.get_logger("mm7.service.sms.smpp")
 
 _RETRY_LATER = {0x58, 0x14}  # ESME_RTHROTTLED, ESME_RMSGQFUL
 _UDHI = 0x40
-#: seconds a receipt matching no send waits to be claimed (it may beat its submit_sm_resp)
-#: before it is handed on as a receipt of an earlier run's send
-ORPHAN_DELAY = 2.0
-
-
-class _Pending:
-    """What is still awaited for one send: its parts' SMSC ids, the worst state seen so far."""
-
-    def __init__(self, sms_id: str, parts: int) -> None:
-        self.sms_id = sms_id
-        self.left = parts
-        self.state = ReceiptState.DELIVERED
-        self.error = ""
 
 
 class SmppLink:
-    """One SMPP transceiver bind used as an ``SmsLink``; ``send`` returns the first part's SMSC
-    message id, and one receipt per send comes once every part's receipt is in."""
+    """One SMPP transceiver bind used as an ``SmsLink``; ``send`` returns every part's SMSC
+    message id, and each part's receipt is handed on under its own id."""
 
     def __init__(self, settings: SmppSettings) -> None:
         self.name = settings.name
@@ -54,11 +52,7 @@ class SmppLink:
         self._smsc: smpp34.Smsc | None = None
         self._client: smpp34.Client | None = None
         self._bound = asyncio.Event()
-        self._by_part: dict[str, _Pending] = {}
-        #: receipts that beat their submit_sm_resp to us, by SMSC id (bounded)
-        self._early: dict[str, tuple[ReceiptState, str]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._orphans: set[asyncio.Task[None]] = set()
         self._on_receipt: ReceiptHandler | None = None
         #: binds made so far (1 after the first connect); for operators and tests
         self.binds = 0
@@ -120,49 +114,29 @@ class SmppLink:
             if parsed is None:
                 log.warning("mm7.sms.receipt_unreadable", link=self.name)
                 continue
-            await self._receipt(parsed.message_id, parsed.state, parsed.error)
+            if self._on_receipt is not None:
+                receipt = Receipt(self.name, parsed.message_id, parsed.state, parsed.error)
+                await self._on_receipt(receipt)
 
-    async def _receipt(self, part_id: str, state: ReceiptState, error: str) -> None:
-        pending = self._by_part.pop(part_id, None)
-        if pending is None:
-            log.info("mm7.sms.receipt_unmatched", link=self.name, smsc_id=part_id)
-            if len(self._early) >= 10_000:
-                self._early.pop(next(iter(self._early)))
-            self._early[part_id] = (state, error)
-            task = asyncio.create_task(self._orphan(part_id))
-            self._orphans.add(task)
-            task.add_done_callback(self._orphans.discard)
-            return
-        pending.left -= 1
-        if state is not ReceiptState.DELIVERED and pending.state is ReceiptState.DELIVERED:
-            pending.state, pending.error = state, error
-        if pending.left == 0 and self._on_receipt is not None:
-            await self._on_receipt(Receipt(self.name, pending.sms_id, pending.state, pending.error))
-
-    async def _orphan(self, part_id: str) -> None:
-        """A receipt no send of this run claimed within ``ORPHAN_DELAY`` is of a send of an
-        earlier run (its parts are not in memory any more): handed on under the part's id, the
-        send's sms_id for its first part, so that a receiver correlating in a store (the SMS
-        fallback) still settles it after a restart."""
-        await asyncio.sleep(ORPHAN_DELAY)
-        early = self._early.pop(part_id, None)
-        if early is not None and self._on_receipt is not None:
-            await self._on_receipt(Receipt(self.name, part_id, *early))
-
-    async def send(self, to: str, text: str, sender: str | None = None) -> str:
-        """Submit every part of ``text``; raises SmsRejected (permanent) or SmsUnavailable."""
+    async def send(self, to: str, text: str, sender: str | None = None) -> SentSms:
+        """Submit every part of ``text``; raises SmsRejected (permanent) or SmsUnavailable for
+        the first part, SmsPartlySent for a later one (the earlier ones went out)."""
         parts = split_text(text, next(self._refs))
-        pending = _Pending("", len(parts))
+        source = sender or self._s.source_addr
+        part_ids: list[str] = []
         for part in parts:
-            part_id = await self._submit(to, sender or self._s.source_addr, part.payload,
-                                         int(part.coding), _UDHI if part.udh else 0)  # fmt: skip
-            pending.sms_id = pending.sms_id or part_id
-            if self._s.receipts:  # registered at once: a part's receipt may beat the next submit
-                self._by_part[part_id] = pending
-                if (early := self._early.pop(part_id, None)) is not None:
-                    await self._receipt(part_id, *early)
-        log.info("mm7.sms.submitted", link=self.name, sms_id=pending.sms_id, parts=len(parts))
-        return pending.sms_id
+            esm = _UDHI if part.udh else 0
+            try:
+                part_ids.append(await self._submit(to, source, part.payload, int(part.coding), esm))
+            except (SmsRejected, SmsUnavailable) as exc:
+                if not part_ids:
+                    raise
+                log.warning("mm7.sms.partly_sent", link=self.name, sent=len(part_ids),
+                            parts=len(parts), error=str(exc))  # fmt: skip
+                raise SmsPartlySent(self.name, tuple(part_ids), len(parts), exc) from exc
+        sent = SentSms(tuple(part_ids))
+        log.info("mm7.sms.submitted", link=self.name, sms_id=sent.sms_id, parts=len(parts))
+        return sent
 
     async def _submit(self, to: str, sender: str, payload: bytes, coding: int, esm: int) -> str:
         deadline = time.monotonic() + self._s.send_timeout
@@ -200,8 +174,6 @@ class SmppLink:
 
     async def close(self) -> None:
         """Stop rebinding, unbind and close."""
-        for orphan in list(self._orphans):
-            orphan.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

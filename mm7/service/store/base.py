@@ -105,8 +105,11 @@ class FallbackOps(Protocol):
         """Commit ``sending`` (the lease ``ttl`` from now) before the SMS goes out."""
         ...
 
-    async def fallback_submitted(self, item: FallbackItem, sms_id: str) -> bool:
-        """``submitted`` with the link's ``sms_id``; a receipt kept early is applied."""
+    async def fallback_submitted(
+        self, item: FallbackItem, sms_id: str, part_ids: Sequence[str] = ()
+    ) -> bool:
+        """``submitted`` with the link's ``sms_id`` and every part's id (``part_ids``,
+        ``sms_id`` first; none: one part); receipts kept early are applied."""
         ...
 
     async def fallback_retry(self, item: FallbackItem, at: datetime, error: str) -> bool:
@@ -120,8 +123,10 @@ class FallbackOps(Protocol):
     async def fallback_receipt(
         self, sms_link: str, sms_id: str, status: FallbackStatus, error: str = ""
     ) -> bool:
-        """Apply a receipt to the submitted row of (``sms_link``, ``sms_id``) (True); one for
-        no row yet is kept until that send's ``submitted`` commit applies it."""
+        """Record the receipt of the part (``sms_link``, ``sms_id``) and settle its submitted
+        row once its parts decide it: failed at the first failed part, delivered when all are
+        (True: recorded on a submitted row); one for no part yet is kept until that send's
+        ``submitted`` commit applies it."""
         ...
 
     async def fallback_sms(self, message_id: str) -> list[FallbackRecord]:

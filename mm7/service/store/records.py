@@ -513,8 +513,9 @@ class FallbackStatus(StrEnum):
 
     ``QUEUED`` rows are leased by the fallback worker; ``SENDING`` is committed right before the
     SMS goes out, so a row found ``SENDING`` after its lease expired (a crash mid-send) is failed
-    with "outcome unknown", never sent again; ``SUBMITTED`` carries the SMS link's ``sms_id``,
-    which its receipt moves to ``DELIVERED`` or ``FAILED``.
+    with "outcome unknown", never sent again; ``SUBMITTED`` carries the SMS link's ``sms_id``
+    (its first part's; every part's id is in ``fallback_parts``), which its parts' receipts
+    move to ``DELIVERED`` (all delivered) or ``FAILED`` (at the first that is not).
     """
 
     QUEUED = "queued"

@@ -159,6 +159,11 @@ PLANS: tuple[TablePlan, ...] = (
         identity=True,
     ),
     TablePlan(
+        "fallback_parts",
+        ("sms_link", "part_id", "fallback_id", "position", "status", "error"),
+        ("sms_link", "part_id"),
+    ),
+    TablePlan(
         "fallback_receipts",
         ("sms_link", "sms_id", "status", "error", "received_at"),
         ("sms_link", "sms_id"),

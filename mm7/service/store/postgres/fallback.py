@@ -1,9 +1,13 @@
-"""The PostgreSQL store's SMS fallback rows (``fallback_sms``, migration 4): the same operations
-and rules as ``sqlite/fallback.py``, on asyncpg. Rows are leased with ``FOR UPDATE SKIP
-LOCKED`` (besides the ``fallback`` named lease the worker runs under), so two workers can never
-hold one row; every change's relay event notifies the other instances' relay
-(``insert_event``), and a queued row notifies them too (``NOTIFY mm7_work, 'relay'``, which the
-runtime's ``on_relay`` answers by waking its relay and fallback workers).
+"""The PostgreSQL store's SMS fallback rows (``fallback_sms``, migration 4, and their parts,
+``fallback_parts``, migration 5): the same operations and rules as ``sqlite/fallback.py``, on
+asyncpg. A part's receipt and its send's ``submitted`` commit meet on an advisory lock keyed by
+(SMS link, part id), so a receipt racing that commit is either seen by it (kept early) or sees
+its part; receipts of one row's parts queue on the row's lock, so the last one settles it. Rows
+are leased with ``FOR UPDATE SKIP LOCKED`` (besides the ``fallback`` named lease the worker
+runs under), so two workers can never hold one row; every change's relay event notifies the
+other instances' relay (``insert_event``), and a queued row notifies them too (``NOTIFY
+mm7_work, 'relay'``, which the runtime's ``on_relay`` answers by waking its relay and fallback
+workers).
 
 A mixin of ``PostgresStore``; ``queue_fallback`` is called by its ``fail`` and delivery-report
 recording inside their transactions.
@@ -13,11 +17,14 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from mm7.service.store import tally
+from mm7.service.store.early import PG_LOCK_CLASS
 from mm7.service.store.outbox import RelayKind
+from mm7.service.store.parts import part_list, settle_parts
 from mm7.service.store.postgres.base import PostgresBase, asyncpg
 from mm7.service.store.postgres.relay_rows import NOTIFY_RELAY, insert_event
 from mm7.service.store.postgres.rows import dt, ms, to_json
@@ -33,6 +40,8 @@ _ROW = (
     " f.error, f.attempts, f.created_at, f.updated_at"
 )
 _QUEUED, _SENDING = FallbackStatus.QUEUED.value, FallbackStatus.SENDING.value
+#: a part's receipt and its send's commit meet here (module docstring)
+_LOCK_PART = f"SELECT pg_advisory_xact_lock({PG_LOCK_CLASS}, hashtext($1 || ' ' || $2))"
 
 
 def _record(r: asyncpg.Record) -> FallbackRecord:
@@ -189,8 +198,12 @@ class PostgresFallback(PostgresBase):
 
         return await self._write(op)
 
-    async def fallback_submitted(self, item: FallbackItem, sms_id: str) -> bool:
-        """``submitted`` with ``sms_id``; a receipt kept early is applied in the same commit."""
+    async def fallback_submitted(
+        self, item: FallbackItem, sms_id: str, part_ids: Sequence[str] = ()
+    ) -> bool:
+        """``submitted`` with ``sms_id`` and every part's id (``part_ids``, ``sms_id`` first;
+        none: one part); receipts kept early are applied in the same commit."""
+        parts = part_list(sms_id, part_ids)
         now = self._now_ms()
         relay_all = self._relay_all_statuses
 
@@ -205,13 +218,20 @@ class PostgresFallback(PostgresBase):
             if done is None:
                 return False
             await fallback_event(conn, item.id, FallbackStatus.SUBMITTED, now, relay_all)
-            early = await conn.fetchrow(
-                "DELETE FROM fallback_receipts WHERE sms_link = $1 AND sms_id = $2"
-                " RETURNING status, error",
-                item.sms_link, sms_id,
-            )  # fmt: skip
-            if early is not None:
-                await _finish(conn, item.id, FallbackStatus(early[0]), early[1], now, relay_all)
+            for position, part_id in enumerate(parts):
+                await conn.execute(_LOCK_PART, item.sms_link, part_id)
+                early = await conn.fetchrow(
+                    "DELETE FROM fallback_receipts WHERE sms_link = $1 AND sms_id = $2"
+                    " RETURNING status, error",
+                    item.sms_link, part_id,
+                )  # fmt: skip
+                await conn.execute(
+                    "INSERT INTO fallback_parts (sms_link, part_id, fallback_id, position,"
+                    " status, error) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                    item.sms_link, part_id, item.id, position,
+                    *(early if early is not None else (None, None)),
+                )  # fmt: skip
+            await _settle(conn, item.id, now, relay_all)
             return True
 
         return await self._write(op)
@@ -248,17 +268,19 @@ class PostgresFallback(PostgresBase):
     async def fallback_receipt(
         self, sms_link: str, sms_id: str, status: FallbackStatus, error: str = ""
     ) -> bool:
-        """Apply a receipt to the submitted row it names (True); kept early when none does."""
+        """A part's receipt, recorded on its part and settling its submitted row when it
+        decides it (True when recorded on a submitted row); kept early when no row has that
+        part yet."""
         now = self._now_ms()
         relay_all = self._relay_all_statuses
 
         async def op(conn: asyncpg.Connection) -> bool:
-            row = await conn.fetchrow(
-                "SELECT id, status FROM fallback_sms WHERE sms_link = $1 AND sms_id = $2"
-                " FOR UPDATE",
+            await conn.execute(_LOCK_PART, sms_link, sms_id)
+            fallback_id = await conn.fetchval(
+                "SELECT fallback_id FROM fallback_parts WHERE sms_link = $1 AND part_id = $2",
                 sms_link, sms_id,
             )  # fmt: skip
-            if row is None:
+            if fallback_id is None:
                 await conn.execute(
                     "DELETE FROM fallback_receipts WHERE received_at < $1", now - EARLY_RECEIPT_MS
                 )
@@ -268,9 +290,18 @@ class PostgresFallback(PostgresBase):
                     sms_link, sms_id, status.value, error or None, now,
                 )  # fmt: skip
                 return False
-            if row[1] != FallbackStatus.SUBMITTED.value:
+            # the row's lock first: receipts of its other parts wait, so the last one sees all
+            row_status = await conn.fetchval(
+                "SELECT status FROM fallback_sms WHERE id = $1 FOR UPDATE", fallback_id
+            )
+            await conn.execute(
+                "UPDATE fallback_parts SET status = $1, error = $2 WHERE sms_link = $3"
+                " AND part_id = $4 AND status IS NULL",
+                status.value, error or None, sms_link, sms_id,
+            )  # fmt: skip
+            if row_status != FallbackStatus.SUBMITTED.value:
                 return False
-            await _finish(conn, row[0], status, error or None, now, relay_all)
+            await _settle(conn, fallback_id, now, relay_all)
             return True
 
         return await self._write(op)
@@ -284,17 +315,21 @@ class PostgresFallback(PostgresBase):
         return [_record(r) for r in rows]
 
 
-async def _finish(
-    conn: asyncpg.Connection,
-    fallback_id: int,
-    status: FallbackStatus,
-    error: str | None,
-    now: int,
-    relay_all: bool,
-) -> None:
-    """A receipt's final status on a submitted row, with its event."""
-    await conn.execute(
-        "UPDATE fallback_sms SET status = $1, error = $2, updated_at = $3 WHERE id = $4",
-        status.value, error if status is FallbackStatus.FAILED else None, now, fallback_id,
+async def _settle(conn: asyncpg.Connection, fallback_id: int, now: int, relay_all: bool) -> None:
+    """A submitted row whose parts' receipts decide it (``settle_parts``) takes that final
+    status, with its event."""
+    parts = await conn.fetch(
+        "SELECT status, error FROM fallback_parts WHERE fallback_id = $1 ORDER BY position",
+        fallback_id,
+    )
+    decided = settle_parts((r[0], r[1]) for r in parts)
+    if decided is None:
+        return
+    status, error = decided
+    done = await conn.fetchval(
+        "UPDATE fallback_sms SET status = $1, error = $2, updated_at = $3 WHERE id = $4"
+        " AND status = 'submitted' RETURNING id",
+        status.value, error, now, fallback_id,
     )  # fmt: skip
-    await fallback_event(conn, fallback_id, status, now, relay_all)
+    if done is not None:
+        await fallback_event(conn, fallback_id, status, now, relay_all)

@@ -357,6 +357,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        5,
+        "SMS fallback parts: every part of a long text, each settled by its own receipt",
+        (
+            # the same table as SQLite's migration 10; its parts go with a deleted row
+            """CREATE TABLE fallback_parts (
+                sms_link TEXT NOT NULL,
+                part_id TEXT NOT NULL,
+                fallback_id BIGINT NOT NULL REFERENCES fallback_sms(id) ON DELETE CASCADE,
+                position INTEGER NOT NULL,
+                status TEXT,
+                error TEXT,
+                PRIMARY KEY (sms_link, part_id)
+            )""",
+            "CREATE INDEX fallback_parts_row ON fallback_parts(fallback_id)",
+            """INSERT INTO fallback_parts (sms_link, part_id, fallback_id, position)
+                SELECT sms_link, sms_id, id, 0 FROM fallback_sms WHERE sms_id IS NOT NULL
+                ON CONFLICT DO NOTHING""",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

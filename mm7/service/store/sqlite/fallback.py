@@ -1,7 +1,9 @@
 """The SQLite store's SMS fallback rows (``fallback_sms``, migration 9): queued in the same
 transaction as the recipient's failure, leased by the fallback worker, fenced by its lease token,
-correlated to receipts by (SMS link, sms_id), each change with its ``fallback_sms`` event on the
-message and in the relay outbox (``mm7.service.fallback`` describes the whole path).
+settled by receipts correlated per part by (SMS link, part id) in ``fallback_parts`` (migration
+10: a long text's row settles once all its parts are in, ``parts.settle_parts``), each change
+with its ``fallback_sms`` event on the message and in the relay outbox (``mm7.service.fallback``
+describes the whole path).
 
 A mixin of ``SqliteStore`` (its writer thread, readers and clock); ``queue_fallback`` is called
 by the store's ``fail`` and delivery-report recording, inside their transactions.
@@ -12,13 +14,14 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from mm7.service.store import tally
 from mm7.service.store.base import Clock
 from mm7.service.store.outbox import RelayKind
+from mm7.service.store.parts import part_list, settle_parts
 from mm7.service.store.records import OUTCOME_UNKNOWN, FallbackItem, FallbackRecord, FallbackStatus
 from mm7.service.store.sqlite.relay import insert_event
 from mm7.service.store.sqlite.rows import dt, event, ms
@@ -185,9 +188,13 @@ class SqliteFallback:
         done: bool = await self._write(op)
         return done
 
-    async def fallback_submitted(self, item: FallbackItem, sms_id: str) -> bool:
-        """The SMS link took it: ``submitted`` with its ``sms_id``; a receipt that arrived
-        before this commit (kept early) is applied now. False when the lease was lost."""
+    async def fallback_submitted(
+        self, item: FallbackItem, sms_id: str, part_ids: Sequence[str] = ()
+    ) -> bool:
+        """The SMS link took it: ``submitted`` with its ``sms_id`` and every part's id
+        (``part_ids``, ``sms_id`` first; none: one part); receipts that arrived before this
+        commit (kept early) are applied now. False when the lease was lost."""
+        parts = part_list(sms_id, part_ids)
         now = ms(self._clock.now())
         relay_all = self._relay_all_statuses
 
@@ -202,16 +209,19 @@ class SqliteFallback:
             if cursor.rowcount != 1:
                 return False
             fallback_event(conn, item.id, FallbackStatus.SUBMITTED, now, relay_all)
-            early = conn.execute(
-                "SELECT status, error FROM fallback_receipts WHERE sms_link=? AND sms_id=?",
-                (item.sms_link, sms_id),
-            ).fetchone()
-            if early is not None:
+            for position, part_id in enumerate(parts):
+                early = conn.execute(
+                    "DELETE FROM fallback_receipts WHERE sms_link=? AND sms_id=?"
+                    " RETURNING status, error",
+                    (item.sms_link, part_id),
+                ).fetchone()
                 conn.execute(
-                    "DELETE FROM fallback_receipts WHERE sms_link=? AND sms_id=?",
-                    (item.sms_link, sms_id),
-                )
-                _finish(conn, item.id, FallbackStatus(early[0]), early[1], now, relay_all)
+                    "INSERT OR IGNORE INTO fallback_parts (sms_link, part_id, fallback_id,"
+                    " position, status, error) VALUES (?,?,?,?,?,?)",
+                    (item.sms_link, part_id, item.id, position,
+                     *(early if early is not None else (None, None))),
+                )  # fmt: skip
+            _settle(conn, item.id, now, relay_all)
             return True
 
         done: bool = await self._write(op)
@@ -258,15 +268,18 @@ class SqliteFallback:
     async def fallback_receipt(
         self, sms_link: str, sms_id: str, status: FallbackStatus, error: str = ""
     ) -> bool:
-        """A receipt (``status``: delivered or failed) for (``sms_link``, ``sms_id``): applied
-        to the submitted row it names (True), ignored for one already final, kept early when no
-        row carries that id yet (its send's commit is still on its way)."""
+        """A part's receipt (``sms_id``: the part's id; ``status``: delivered or failed):
+        recorded on its part (the first receipt of a part counts) and settling its submitted
+        row when it decides it (True when it was recorded on a submitted row); kept early when
+        no row has that part yet (its send's commit is still on its way)."""
         now = ms(self._clock.now())
         relay_all = self._relay_all_statuses
 
         def op(conn: sqlite3.Connection) -> bool:
             row = conn.execute(
-                "SELECT id, status FROM fallback_sms WHERE sms_link=? AND sms_id=?",
+                "SELECT p.fallback_id, f.status FROM fallback_parts p"
+                " JOIN fallback_sms f ON f.id = p.fallback_id"
+                " WHERE p.sms_link=? AND p.part_id=?",
                 (sms_link, sms_id),
             ).fetchone()
             if row is None:
@@ -279,9 +292,14 @@ class SqliteFallback:
                     (sms_link, sms_id, status.value, error or None, now),
                 )
                 return False
+            conn.execute(
+                "UPDATE fallback_parts SET status=?, error=? WHERE sms_link=? AND part_id=?"
+                " AND status IS NULL",
+                (status.value, error or None, sms_link, sms_id),
+            )
             if row[1] != FallbackStatus.SUBMITTED.value:
                 return False
-            _finish(conn, row[0], status, error or None, now, relay_all)
+            _settle(conn, row[0], now, relay_all)
             return True
 
         done: bool = await self._write(op)
@@ -300,20 +318,23 @@ class SqliteFallback:
         return result
 
 
-def _finish(
-    conn: sqlite3.Connection,
-    fallback_id: int,
-    status: FallbackStatus,
-    error: str | None,
-    now: int,
-    relay_all: bool,
-) -> None:
-    """A receipt's final status on a submitted row, with its event."""
-    conn.execute(
-        "UPDATE fallback_sms SET status=?, error=?, updated_at=? WHERE id=?",
-        (status.value, error if status is FallbackStatus.FAILED else None, now, fallback_id),
+def _settle(conn: sqlite3.Connection, fallback_id: int, now: int, relay_all: bool) -> None:
+    """A submitted row whose parts' receipts decide it (``settle_parts``) takes that final
+    status, with its event."""
+    parts = conn.execute(
+        "SELECT status, error FROM fallback_parts WHERE fallback_id=? ORDER BY position",
+        (fallback_id,),
+    ).fetchall()
+    decided = settle_parts((r[0], r[1]) for r in parts)
+    if decided is None:
+        return
+    status, error = decided
+    cursor = conn.execute(
+        "UPDATE fallback_sms SET status=?, error=?, updated_at=? WHERE id=? AND status=?",
+        (status.value, error, now, fallback_id, FallbackStatus.SUBMITTED.value),
     )
-    fallback_event(conn, fallback_id, status, now, relay_all)
+    if cursor.rowcount == 1:
+        fallback_event(conn, fallback_id, status, now, relay_all)
 
 
 def _json_object(text: str) -> dict[str, Any]:

@@ -380,6 +380,33 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        10,
+        "SMS fallback parts: every part of a long text, each settled by its own receipt",
+        (
+            # mm7.service.fallback: one row per part the SMS link sent (part 0's id is the
+            # row's sms_id); receipts are correlated here by (SMS link, part id), and the row
+            # settles once every part has its receipt (delivered), or at the first failed one.
+            # status: NULL until the part's receipt came, then delivered or failed.
+            """CREATE TABLE fallback_parts (
+                sms_link TEXT NOT NULL,
+                part_id TEXT NOT NULL,
+                fallback_id INTEGER NOT NULL REFERENCES fallback_sms(id),
+                position INTEGER NOT NULL,
+                status TEXT,
+                error TEXT,
+                PRIMARY KEY (sms_link, part_id)
+            ) WITHOUT ROWID""",
+            "CREATE INDEX fallback_parts_row ON fallback_parts(fallback_id)",
+            # a row sent before this version: its one known id becomes its only part
+            """INSERT OR IGNORE INTO fallback_parts (sms_link, part_id, fallback_id, position)
+                SELECT sms_link, sms_id, id, 0 FROM fallback_sms WHERE sms_id IS NOT NULL""",
+            # retention deletes a message's fallback rows (fallback_sms_purge); their parts too
+            """CREATE TRIGGER fallback_parts_purge AFTER DELETE ON fallback_sms BEGIN
+                DELETE FROM fallback_parts WHERE fallback_id = OLD.id;
+            END""",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version
