@@ -232,7 +232,9 @@ class Cluster:
                 if not started and all(w.ready for w in self.workers):
                     started = True
                     on_ready(self.port)
-                elif started:
+                elif started and self.starts.get(worker.index, 0) > 1:
+                    # not a first start: every ready flag is set as its frame arrives, so the
+                    # first of the start's events may already have found them all ready
                     self.err(f"mm7 simulator: worker {worker.index} restarted (pid {worker.pid})")
                 continue
             if stopping.done():
