@@ -202,12 +202,38 @@ async def test_a_large_request_is_decoded_off_the_event_loop(
     assert len(threads) == 1 and threads[0] != loop_thread
 
     threads.clear()  # unreadable and large: refused with what the thread read, not decoded again
-    junk = b"<env:Envelope><oops" + b" " * off_loop.DECODE_OFF_LOOP_BYTES
+    junk = b"<env:Envelope><oops" + b"\n" * off_loop.DECODE_OFF_LOOP_BYTES
     status, headers, body = await r.post(junk, "text/xml; charset=utf-8")
     message = decode(body, headers["Content-Type"]).message
     assert status == 500 and isinstance(message, Fault) and message.status is not None
     assert message.status.code == 2007
     assert len(threads) == 1 and threads[0] != loop_thread
+
+
+async def test_a_large_light_submit_is_decoded_on_the_loop(
+    sim_rig: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SubmitReq carrying a 64 KB attachment of plain bytes costs little to decode: on the
+    loop, without a thread hand-over per request (off_loop.on_loop)."""
+    threads: list[int] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.get_ident())
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(off_loop, "decode", spy)
+    monkeypatch.setattr(sim_app, "decode", spy)
+    r = await sim_rig()
+    plain = bytes(b for b in range(256) if b not in b"\n\r<;=") * 300
+    photo = dataclasses.replace(
+        submit("+12015550123", tid="tx-photo"),
+        content=make_part(plain, "image/jpeg", content_id="photo"),
+    )
+    assert len(encode(photo).body) >= off_loop.DECODE_OFF_LOOP_BYTES
+    async with r.client() as client:
+        result = await client.send(photo)
+    assert result.http_status == 200
+    assert threads and set(threads) == {threading.get_ident()}
 
 
 # ---------------------------------------------------------------- personas on the bytes

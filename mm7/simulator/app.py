@@ -107,7 +107,7 @@ from mm7.simulator.store import DEFAULT_BODY_BUDGET, Received, TrafficStore, rec
 from mm7.simulator.traffic_api import TrafficApi
 from mm7.simulator.ui import PAGE_CSP, render_page
 from mm7.simulator.wire import slides
-from mm7.transport.decode_off_loop import DECODE_OFF_LOOP_BYTES, decode_request
+from mm7.transport.decode_off_loop import decode_request, on_loop
 from mm7.transport.inbound_auth import peer_certificate, server_ssl_context
 from mm7.transport.wirelog import redact_headers
 
@@ -390,7 +390,7 @@ class Simulator:
                 answer = self._pre_checks(request)
             if answer is None:
                 body, answer = await self._read(request)
-            if answer is None and not forward_all and len(body) >= DECODE_OFF_LOOP_BYTES:
+            if answer is None and not forward_all and not on_loop(body):
                 # decoded in a worker thread now, not lazily on the loop below
                 outcome = await decode_request(
                     body, request.headers.get(hdrs.CONTENT_TYPE), self.config.limits
