@@ -171,11 +171,8 @@ async def test_broken_soap_is_2007(sim_rig: Make) -> None:
     assert message.status.code == 2007 and message.status.details
 
 
-async def test_a_large_request_is_decoded_off_the_event_loop(
-    sim_rig: Make, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A body of DECODE_OFF_LOOP_BYTES or more is decoded once, in a worker thread (a hostile
-    one would otherwise hold every other connection); a small one on the loop."""
+def decoding_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The threads the simulator decodes requests in, one entry per decode, from now on."""
     threads: list[int] = []
 
     def spy(*args: Any, **kwargs: Any) -> Any:
@@ -184,6 +181,15 @@ async def test_a_large_request_is_decoded_off_the_event_loop(
 
     monkeypatch.setattr(off_loop, "decode", spy)
     monkeypatch.setattr(sim_app, "decode", spy)
+    return threads
+
+
+async def test_a_large_request_is_decoded_off_the_event_loop(
+    sim_rig: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body of DECODE_OFF_LOOP_BYTES or more is decoded once, in a worker thread (a hostile
+    one would otherwise hold every other connection); a small one on the loop."""
+    threads = decoding_threads(monkeypatch)
     r = await sim_rig()
     loop_thread = threading.get_ident()
     # a hostile Subject: 8,000 encoded words, about 140 KB of SOAP
@@ -215,14 +221,7 @@ async def test_a_large_light_submit_is_decoded_on_the_loop(
 ) -> None:
     """A SubmitReq carrying a 64 KB attachment of plain bytes costs little to decode: on the
     loop, without a thread hand-over per request (off_loop.on_loop)."""
-    threads: list[int] = []
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        threads.append(threading.get_ident())
-        return decode(*args, **kwargs)
-
-    monkeypatch.setattr(off_loop, "decode", spy)
-    monkeypatch.setattr(sim_app, "decode", spy)
+    threads = decoding_threads(monkeypatch)
     r = await sim_rig()
     plain = bytes(b for b in range(256) if b not in b"\n\r<;=") * 300
     photo = dataclasses.replace(
