@@ -140,6 +140,19 @@ def test_an_answer_after_the_deadline_does_not_hold() -> None:
     assert not state.held(109.0) and not state.holding
 
 
+def test_a_renewal_answered_after_the_holding_ran_out_is_announced_again() -> None:
+    """While the renewal was on its way ``held`` said no, and the work it guards may have
+    turned a wake-up away: announced as acquired, so that the runtime wakes it again."""
+    state = LeaseState("link:x", ttl=10.0)
+    state.answered(100.0, 100.0, 1)
+    deadline = 100 + 10 * (1 - MARGIN)
+    assert not state.held(deadline + 0.5) and state.holding  # nobody has checked yet
+    assert state.answered(sent=deadline - 1, now=deadline + 0.5, token=1) is Change.ACQUIRED
+    assert state.held(deadline + 0.5)
+    # a renewal answered in time is no news
+    assert state.answered(sent=deadline + 1, now=deadline + 1.1, token=1) is None
+
+
 def test_a_refusal_of_a_held_lease_is_a_loss() -> None:
     state = LeaseState("link:x", ttl=10.0)
     state.answered(100.0, 100.0, 1)

@@ -110,7 +110,10 @@ class LeaseState:
         return self.holding and now < self.held_until
 
     def answered(self, sent: float, now: float, token: int | None) -> Change | None:
-        """The store answered a claim sent at ``sent`` with ``token`` (None: someone else's)."""
+        """The store answered a claim sent at ``sent`` with ``token`` (None: someone else's).
+        A renewal answered after the holding ran out (``held`` said no meanwhile, so the work
+        it guards may have turned a wake-up away) is announced as acquired again."""
+        lapsed = self.holding and now >= self.held_until
         if token is None:
             self.held_until = -math.inf
             self.next_claim = now + self.ttl * POLL
@@ -118,7 +121,10 @@ class LeaseState:
             self.held_until = sent + self.ttl * (1 - MARGIN)
             self.next_claim = sent + self.ttl * RENEW
             self.token = token
-        return self.settle(now)
+        change = self.settle(now)
+        if change is None and lapsed and self.holding:
+            return Change.ACQUIRED
+        return change
 
     def failed(self, now: float) -> Change | None:
         """A claim raised or timed out: try again soon; held only until ``held_until``."""
