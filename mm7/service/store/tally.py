@@ -6,9 +6,12 @@ The statement code notes a change where it writes it (``note``), however deep; t
 opens a count around each transaction (``counting``) and adds it to its totals after COMMIT, so
 a rolled-back or retried transaction counts nothing::
 
-    with counting() as counts:
+    with counting() as notes:
         run_the_transaction()        # ... note("queued") ...
-    totals.update(counts)            # only when it committed
+    totals.update(notes)             # a Counter; only when it committed
+
+A change written in a savepoint that is rolled back is dropped with ``del notes[mark:]``, mark
+being ``len(notes)`` before it: one count per batch of SQLite jobs, not one per job.
 
 The count in force is a context variable: a transaction's statements run in its caller's
 context (PostgreSQL: the caller's task; SQLite: one synchronous call per write).
@@ -16,31 +19,30 @@ context (PostgreSQL: the caller's task; SQLite: one synchronous call per write).
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import contextvars
 from collections.abc import Iterator
 
 __all__ = ["counting", "note"]
 
-_CURRENT: contextvars.ContextVar[collections.Counter[str] | None] = contextvars.ContextVar(
+_CURRENT: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "mm7_store_tally", default=None
 )
 
 
 def note(what: str) -> None:
     """Count one ``what`` in the transaction being written (nothing outside ``counting``)."""
-    counts = _CURRENT.get()
-    if counts is not None:
-        counts[what] += 1
+    notes = _CURRENT.get()
+    if notes is not None:
+        notes.append(what)
 
 
 @contextlib.contextmanager
-def counting() -> Iterator[collections.Counter[str]]:
-    """The count of the changes ``note``d inside the block."""
-    counts: collections.Counter[str] = collections.Counter()
-    token = _CURRENT.set(counts)
+def counting() -> Iterator[list[str]]:
+    """The changes ``note``d inside the block, in order."""
+    notes: list[str] = []
+    token = _CURRENT.set(notes)
     try:
-        yield counts
+        yield notes
     finally:
         _CURRENT.reset(token)

@@ -221,7 +221,7 @@ class PostgresBase:
         failure (the transaction rolled back whole) runs it again."""
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                with tally.counting() as counts:  # a retried attempt's count is dropped
+                with tally.counting() as notes:  # a retried attempt's notes are dropped
                     async with self._connection() as conn:
                         result = await op(conn)
             except _RETRY:
@@ -233,7 +233,7 @@ class PostgresBase:
                 self._failed += 1
                 raise
             self._writes += 1
-            self._tally.update(counts)  # committed: ``op`` returned
+            self._tally.update(notes)  # committed: ``op`` returned
             self._succeeded()
             return result
         raise AssertionError("unreachable")

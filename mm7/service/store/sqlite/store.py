@@ -236,7 +236,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
         self._failed = 0
         self._largest = 0
         #: changes ``tally.note``d by the batch being written, and those committed so far
-        self._uncommitted: collections.Counter[str] = collections.Counter()
+        self._uncommitted: list[str] = []
         self._tally: collections.Counter[str] = collections.Counter()
         self._closed = False
         self._local = threading.local()
@@ -444,20 +444,22 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
     def _apply(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
         """Run each write of ``batch`` in its own SAVEPOINT of the open transaction."""
         outcomes: list[tuple[bool, Any]] = []
-        self._uncommitted.clear()
-        for job in batch:
-            conn.execute("SAVEPOINT job")
-            try:
-                with tally.counting() as counts:
+        # the batch's notes, added to the totals once COMMIT returns (``_batch_done``)
+        with tally.counting() as notes:
+            for job in batch:
+                mark = len(notes)
+                conn.execute("SAVEPOINT job")
+                try:
                     value = job.fn(conn)
-            except Exception as exc:  # this write fails alone; its neighbours still commit
-                conn.execute("ROLLBACK TO job")
-                conn.execute("RELEASE job")
-                outcomes.append((False, self._unavailable(exc)))
-            else:
-                conn.execute("RELEASE job")
-                outcomes.append((True, value))
-                self._uncommitted.update(counts)  # added to the totals once COMMIT returns
+                except Exception as exc:  # this write fails alone; its neighbours still commit
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    del notes[mark:]
+                    outcomes.append((False, self._unavailable(exc)))
+                else:
+                    conn.execute("RELEASE job")
+                    outcomes.append((True, value))
+        self._uncommitted = notes
         return outcomes
 
     def _batch_waiting(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
