@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -150,6 +150,7 @@ b64_texts = st.text(alphabet="QUJDRkxwxyz019+/=-_ \n\té", max_size=14) | st.bin
 
 
 @needs_fast
+@example(text="0000=")  # excess padding: pybase64 refuses it, the stdlib accepts it
 @given(text=b64_texts)
 def test_b64decode_accepts_exactly_what_the_stdlib_accepts(text: str) -> None:
     assert outcome(fastcodec.b64decode, text) == outcome(

@@ -105,6 +105,11 @@ def b64decode(text: str) -> bytes:
     for a string that is not strict base64 (padding, characters outside the alphabet)."""
     fast = _pybase64
     if fast is not None:
-        data: bytes = fast.b64decode(text, validate=True)
-        return data
+        try:
+            data: bytes = fast.b64decode(text, validate=True)
+            return data
+        except (ValueError, TypeError):
+            # pybase64 refuses some strings the stdlib accepts (excess padding after a whole
+            # quantum, "0000="): the stdlib decides, as for every other refusal
+            pass
     return base64.b64decode(text, validate=True)
