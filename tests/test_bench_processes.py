@@ -1,5 +1,5 @@
 """Smoke tests of the multi-process benchmarks in tools/bench.py (sim, mt, loss, memory, campaign,
-mo, and pgdriver, pgbucket and the cluster ones where a PostgreSQL server answers): each runs
+mo, floor, and pgdriver, pgbucket and the cluster ones where a PostgreSQL server answers): each runs
 with --quick (real processes on loopback, a few seconds) and prints one JSON object of the
 documented shape.
 
@@ -71,6 +71,17 @@ def test_mo_benchmark() -> None:
     if result["ingest_status"] != 1000:
         pytest.skip(f"the gateway answered DeliverReq with {result['ingest_status']}: no MO ingest")
     _positive(result, "msgs_per_s", "vs_bare_aiohttp", "bare_per_s", "relayed_per_s")
+
+
+def test_floor_benchmark() -> None:
+    """mm7 and the floor server each carried the path's traffic (the floor servers raise when
+    a message is not answered 1000, submitted and reported, or relayed), figures per path."""
+    result = _run("floor")
+    assert set(result) == {"mt", "mo", "sim"}
+    for path in ("mt", "mo", "sim"):
+        _positive(result[path], "mm7_ms", "floor_ms", "vs_floor", "goal_ms")
+    _positive(result["mt"], "mm7_msgs_per_s", "floor_msgs_per_s", "mm7_vs_bare", "floor_vs_bare")
+    _positive(result["sim"], "bare_ms")
 
 
 def test_loss_benchmark_loses_nothing_acknowledged() -> None:

@@ -918,6 +918,7 @@ from bench.campaign import bench_campaign  # noqa: E402
 from bench.cluster_loss import bench_cluster_loss  # noqa: E402
 from bench.cluster_mo import bench_cluster_mo  # noqa: E402
 from bench.cluster_mt import bench_cluster_mt  # noqa: E402
+from bench.floor import bench_floor  # noqa: E402
 from bench.loss import bench_loss  # noqa: E402
 from bench.memory import bench_memory  # noqa: E402
 from bench.mo import bench_mo  # noqa: E402
@@ -937,6 +938,7 @@ benchmark("pgbucket")(bench_pgbucket)
 benchmark("cluster_mt")(bench_cluster_mt)
 benchmark("cluster_mo")(bench_cluster_mo)
 benchmark("cluster_loss")(bench_cluster_loss)
+benchmark("floor")(bench_floor)
 
 
 # --------------------------------------------------------------------------- the scaling benchmark
