@@ -32,7 +32,7 @@ from bench import pgserver
 from bench.bare import photo
 from bench.cluster_mt import compare, verdict
 from bench.cluster_stack import VARIANTS, ClusterStack, Variant, start_cluster, store_for
-from bench.mo import IMAGE_BYTES, RELAY_TOML
+from bench.mo import IMAGE_BYTES, RELAY_TOML, start_hook
 from bench.proc import Procs, SettingsLike, http_json, percentile, wait_until
 
 P99_BOUND_MS = 1000.0
@@ -101,9 +101,7 @@ def run_variant(
         tempfile.TemporaryDirectory(prefix="mm7-bench-cluster-mo-") as tmp,
         Procs(Path(tmp)) as procs,
     ):
-        hook = procs.python("hook", "-m", "bench.hook")
-        hook_url = hook.wait_for(r"hook receiver on (\S+)", 30)[1]
-        count_url = hook_url.rsplit("/hook", 1)[0] + "/count"
+        hook_url, count_url = start_hook(procs)
         stack = start_cluster(
             procs,
             variant,

@@ -31,55 +31,58 @@ from pathlib import Path
 from typing import Any
 
 from bench.bare import BARE_CONCURRENCY, baseline, photo, post_load, submit_body
-from bench.gateway import api_load, api_payload, start_stack, stop_gateway
-from bench.mo import FIXED_RATE, RELAY_TOML, fixed_rate
+from bench.gateway import api_load, api_payload, stop_gateway
+from bench.mo import FIXED_RATE, fixed_rate, send_mo, start_hook, start_mo_stack
 from bench.mo import IMAGE_BYTES as MO_IMAGE_BYTES
 from bench.mt import IMAGE_BYTES as MT_IMAGE_BYTES
 from bench.mt import run_one
-from bench.proc import Procs, SettingsLike, http_json, wait_until
+from bench.proc import Proc, Procs, SettingsLike, http_json, wait_until
 from bench.sim import _measure as measure_sim
 
 #: issue 15's goals, ms of CPU per message
 GOALS = {"mt": 0.7, "mo": 0.5, "sim": 0.2}
 
 
+def _floor_stack(
+    procs: Procs, mode: str, peer: str | None, *sim_options: str
+) -> tuple[Proc, str, str]:
+    """The bench simulator, then the floor server of ``mode`` (``peer``: the hook's URL for mo;
+    None: the simulator's), then the simulator told the floor's inbound URL: (the floor, its
+    base URL, the simulator's base URL)."""
+    sim = procs.python("simulator", "-m", "bench.simrun", "--persona", "strict-3gpp", *sim_options)
+    sim_url = sim.wait_for(r"bench simulator on (\S+)", 60)[1]
+    floor = procs.python("floor", "-m", "bench.floorsrv", mode, peer or sim_url)
+    base = floor.wait_for(r"floor server on (\S+)", 60)[1]
+    sim.send(base + "/mm7")
+    sim.wait_for("bench simulator serving", 30)
+    return floor, base, sim_url.rsplit("/mm7", 1)[0]
+
+
+def _count(base: str, what: str) -> int:
+    return int(http_json(base + "/count").get(what, 0))
+
+
 def _floor_mt(settings: SettingsLike, seconds: float) -> tuple[float, float]:
     """CPU ms per message of the floor VASP under the mt load, and its messages/s."""
     payload = api_payload(photo(MT_IMAGE_BYTES))
     with tempfile.TemporaryDirectory(prefix="mm7-bench-floor-") as tmp, Procs(Path(tmp)) as procs:
-        sim = procs.python(
-            "simulator", "-m", "bench.simrun", "--persona", "strict-3gpp", "--dlr-delay", "0"
-        )
-        sim_url = sim.wait_for(r"bench simulator on (\S+)", 60)[1]
-        floor = procs.python("floor", "-m", "bench.floorsrv", "mt", sim_url)
-        base = floor.wait_for(r"floor server on (\S+)", 60)[1]
-        sim.send(base + "/mm7")
-        sim.wait_for("bench simulator serving", 30)
+        floor, base, _ = _floor_stack(procs, "mt", None, "--dlr-delay", "0")
         load = api_load(procs, base, payload, seconds=seconds, concurrency=16, name="floor-load")
-        count0 = http_json(base + "/count").get("submitted", 0)
+        count0 = _count(base, "submitted")
         cpu0 = floor.cpu_seconds()
         load.send("go")
         result = load.json_result(seconds + 120)
-        # what was accepted is submitted (and reported) before the clock stops
-        wait_until(
-            lambda: (
-                http_json(base + "/count").get("submitted", 0) - count0 >= result["acknowledged"]
-                or None
-            ),
-            timeout=30.0,
-            interval=0.05,
-        )
-        counts = http_json(base + "/count")
+        # what was accepted is submitted before the clock stops, and every one reported
+        acknowledged = result["acknowledged"]
+        wait_until(lambda: _count(base, "submitted") - count0 >= acknowledged or None, 30.0, 0.05)
         cpu = floor.cpu_seconds() - cpu0
-        submitted = counts.get("submitted", 0) - count0
-        wait_until(
-            lambda: http_json(base + "/count").get("reports", 0) >= counts["submitted"] or None,
-            timeout=30.0,
-            interval=0.05,
-        )
-        reports = http_json(base + "/count").get("reports", 0)
-        if submitted <= 0 or reports < counts["submitted"]:
-            raise RuntimeError(f"floor mt: submitted {submitted}, reports {reports}")
+        submitted = _count(base, "submitted") - count0
+        total = _count(base, "submitted")
+        wait_until(lambda: _count(base, "reports") >= total or None, 30.0, 0.05)
+        if submitted <= 0 or _count(base, "reports") < total:
+            raise RuntimeError(
+                f"floor mt: submitted {submitted}, {_count(base, 'reports')} reports"
+            )
         ms = cpu * 1000 / submitted
         settings.say(
             f"    floor VASP: {submitted:,} submitted, {result['accept_rate']:,.0f}/s"
@@ -97,53 +100,24 @@ def _floor_mo(settings: SettingsLike, seconds: float) -> tuple[float, float]:
     """CPU ms per MO of the floor ingest + relay at the mo benchmark's fixed rate."""
     image = base64.b64encode(photo(MO_IMAGE_BYTES)).decode()
     with tempfile.TemporaryDirectory(prefix="mm7-bench-floor-") as tmp, Procs(Path(tmp)) as procs:
-        hook = procs.python("hook", "-m", "bench.hook")
-        hook_url = hook.wait_for(r"hook receiver on (\S+)", 30)[1]
-        count_url = hook_url.rsplit("/hook", 1)[0] + "/count"
-        sim = procs.python(
-            "simulator", "-m", "bench.simrun", "--persona", "strict-3gpp", "--dlr", "never"
-        )
-        sim_url = sim.wait_for(r"bench simulator on (\S+)", 60)[1]
-        floor = procs.python("floor", "-m", "bench.floorsrv", "mo", hook_url)
-        base = floor.wait_for(r"floor server on (\S+)", 60)[1]
-        sim.send(base + "/mm7")
-        sim.wait_for("bench simulator serving", 30)
-        sim_base = sim_url.rsplit("/mm7", 1)[0]
-
-        def send(rate: int, for_s: float) -> dict[str, Any]:
-            got: dict[str, Any] = http_json(
-                sim_base + "/bench/mo",
-                {
-                    "rate": rate,
-                    "seconds": for_s,
-                    "to": "12345",
-                    "from": "+15570000001",
-                    "image_b64": image,
-                },
-                timeout=for_s + 300,
-            )
-            return got
-
-        send(100, 1.0)  # warm-up, as the mo benchmark's
+        hook_url, count_url = start_hook(procs)
+        floor, _, sim_base = _floor_stack(procs, "mo", hook_url, "--dlr", "never")
+        send_mo(sim_base, image, 100, 1.0)  # warm-up, as the mo benchmark's
         wait_until(lambda: http_json(count_url)["posts"] >= 100 or None, timeout=30.0)
         time.sleep(0.5)
         hooks0 = http_json(count_url)["posts"]
         cpu0 = floor.cpu_seconds()
-        got = send(FIXED_RATE, seconds)
+        got = send_mo(sim_base, image, FIXED_RATE, seconds)
         ok = got["statuses"].get("1000", 0)
-        wait_until(
-            lambda: http_json(count_url)["posts"] - hooks0 >= ok or None,
-            timeout=30.0,
-            interval=0.05,
-        )
+        wait_until(lambda: http_json(count_url)["posts"] - hooks0 >= ok or None, 30.0, 0.05)
         cpu = floor.cpu_seconds() - cpu0
         if ok != got["sent"]:
             raise RuntimeError(f"floor mo: DeliverRsp {got['statuses']}")
         ms = cpu * 1000 / max(1, got["sent"])
         relayed = http_json(count_url)["posts"] - hooks0
         settings.say(
-            f"    floor MO: {got['sent']:,} at {FIXED_RATE}/s, relayed"
-            f" {relayed:,}; CPU {ms:.3f} ms/MO"
+            f"    floor MO: {got['sent']:,} at {FIXED_RATE}/s, relayed {relayed:,};"
+            f" CPU {ms:.3f} ms/MO"
         )
         return ms, float(FIXED_RATE)
 
@@ -154,15 +128,7 @@ def _mm7_mo(settings: SettingsLike, seconds: float) -> tuple[float, float]:
     image = base64.b64encode(photo(MO_IMAGE_BYTES)).decode()
     os.environ["MM7_BENCH_MO_FIXED_S"] = str(seconds)
     with tempfile.TemporaryDirectory(prefix="mm7-bench-floor-") as tmp, Procs(Path(tmp)) as procs:
-        hook = procs.python("hook", "-m", "bench.hook")
-        hook_url = hook.wait_for(r"hook receiver on (\S+)", 30)[1]
-        count_url = hook_url.rsplit("/hook", 1)[0] + "/count"
-        stack = start_stack(
-            settings,
-            procs,
-            sim_options=("--persona", "strict-3gpp", "--dlr", "never"),
-            extra=RELAY_TOML.format(hook_url=hook_url),
-        )
+        stack, count_url = start_mo_stack(settings, procs)
         got = fixed_rate(settings, stack, procs, image, count_url)
         stop_gateway(settings, stack)
     return float(got["gateway_cpu_ms_per_mo"]), float(FIXED_RATE)

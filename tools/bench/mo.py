@@ -68,10 +68,34 @@ def deliver_body() -> tuple[str, bytes]:
     return wire.content_type, wire.body
 
 
-def send_mo(stack: Stack, image: str, rate: int, seconds: float) -> dict[str, Any]:
-    """The simulator originates DeliverReqs at ``rate`` for ``seconds``; its tally."""
+def start_hook(procs: Procs) -> tuple[str, str]:
+    """A tools/bench/hook.py receiver process, up: (its hook URL, its /count URL)."""
+    hook = procs.python("hook", "-m", "bench.hook")
+    hook_url = hook.wait_for(r"hook receiver on (\S+)", 30)[1]
+    return hook_url, hook_url.rsplit("/hook", 1)[0] + "/count"
+
+
+def start_mo_stack(
+    settings: SettingsLike, procs: Procs, *, profile: bool = False
+) -> tuple[Stack, str]:
+    """A hook receiver, then the simulator (no DLRs) and the gateway relaying every MO to the
+    hook: (the stack, the hook's /count URL)."""
+    hook_url, count_url = start_hook(procs)
+    stack = start_stack(
+        settings,
+        procs,
+        sim_options=("--persona", "strict-3gpp", "--dlr", "never"),
+        extra=RELAY_TOML.format(hook_url=hook_url),
+        profile=profile,
+    )
+    return stack, count_url
+
+
+def send_mo(sim_base: str, image: str, rate: int, seconds: float) -> dict[str, Any]:
+    """The simulator at ``sim_base`` originates DeliverReqs at ``rate`` for ``seconds``; its
+    tally."""
     got: dict[str, Any] = http_json(
-        stack.sim_base + "/bench/mo",
+        sim_base + "/bench/mo",
         {"rate": rate, "seconds": seconds, "to": "12345", "from": "+15570000001",
          "image_b64": image},
         timeout=seconds + 300,
@@ -84,7 +108,7 @@ def fixed_rate(
 ) -> dict[str, Any]:
     """Warm up, measure the idle gateway, then one step at ``FIXED_RATE``: CPU per MO."""
     seconds = float(os.environ.get("MM7_BENCH_MO_FIXED_S") or (3.0 if settings.quick else 10.0))
-    send_mo(stack, image, 100, 1.0)  # warm-up: connections, first-use imports, caches
+    send_mo(stack.sim_base, image, 100, 1.0)  # warm-up: connections, first-use imports, caches
     wait_until(lambda: http_json(count_url)["posts"] >= 100 or None, timeout=30.0, interval=0.1)
     time.sleep(0.5)
     idle_s = 1.0 if settings.quick else 3.0
@@ -98,7 +122,7 @@ def fixed_rate(
     spy = None
     if settings.profile and pyspy() is not None:
         spy = start_pyspy(procs, stack.gateway.pid, seconds, spy_out)
-    got = send_mo(stack, image, FIXED_RATE, seconds)
+    got = send_mo(stack.sim_base, image, FIXED_RATE, seconds)
     ok = got["statuses"].get("1000", 0)
     wait_until(
         lambda: http_json(count_url)["posts"] - hooks0 >= ok or None, timeout=30.0, interval=0.05
@@ -154,23 +178,16 @@ def bench_mo(settings: SettingsLike) -> dict[str, Any]:
             f" {step_s:g} s per rate"
         )
         bare = baseline(settings, procs, content_type, body, 1.5 if settings.quick else 10.0)
-        hook = procs.python("hook", "-m", "bench.hook")
-        hook_url = hook.wait_for(r"hook receiver on (\S+)", 30)[1]
-        count_url = hook_url.rsplit("/hook", 1)[0] + "/count"
-        stack = start_stack(
-            settings,
-            procs,
-            sim_options=("--persona", "strict-3gpp", "--dlr", "never"),
-            extra=RELAY_TOML.format(hook_url=hook_url),
-            # cProfile when py-spy is missing; the figures of a profiled run are not results
-            profile=bool(settings.profile) and pyspy() is None,
+        # cProfile when py-spy is missing; the figures of a profiled run are not results
+        stack, count_url = start_mo_stack(
+            settings, procs, profile=bool(settings.profile) and pyspy() is None
         )
         fixed = fixed_rate(settings, stack, procs, image, count_url)
         for rate in rates:
             hooks0 = http_json(count_url)["posts"]
             cpu0 = stack.gateway.cpu_seconds()
             t0 = time.monotonic()
-            got = send_mo(stack, image, rate, step_s)
+            got = send_mo(stack.sim_base, image, rate, step_s)
             sent = got["sent"]
             ok = got["statuses"].get("1000", 0)
             answered_rate = sent / got["seconds"]
