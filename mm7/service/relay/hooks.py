@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import random
 import re
@@ -70,6 +69,7 @@ from yarl import URL
 from mm7.service.backoff import backoff_delay
 from mm7.service.config.settings import RelayHook, RelaySettings
 from mm7.service.relay.signing import signature_headers
+from mm7.service.store import jsontext
 from mm7.service.store.base import Clock, SystemClock
 from mm7.service.url_guard import UrlGuard, UrlRefused
 from mm7.transport.logs import drops
@@ -315,7 +315,7 @@ class HookSender:
             raise ValueError("a relay event needs a string 'type'")
         if attempt < 1:
             raise ValueError("attempt numbers start at 1")
-        body = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+        body = jsontext.dumps_bytes(event)
         async with self.limit(hook):
             at = self.clock.now()
             started = time.monotonic()

@@ -4,10 +4,10 @@ unchanged."""
 
 from __future__ import annotations
 
-import json
 import secrets
 from datetime import UTC, datetime
 
+from mm7.service.store import jsontext
 from mm7.service.store.records import JSONObject
 
 __all__ = ["dt", "ms", "new_id", "opt_dt", "opt_ms", "to_json"]
@@ -37,7 +37,7 @@ def opt_dt(value: int | None) -> datetime | None:
 
 def to_json(value: JSONObject | None) -> str:
     """Compact JSON text of a mapping (None: ``{}``), as the TEXT columns hold it."""
-    return json.dumps(dict(value) if value is not None else {}, separators=(",", ":"))
+    return jsontext.dumps(dict(value) if value is not None else {})
 
 
 def new_id(now_ms: int) -> str:

@@ -1,0 +1,75 @@
+"""JSON text the gateway writes and reads back itself: the store's JSON columns and the relay's
+event bodies. orjson when installed (``mm7[fast]``), the stdlib otherwise.
+
+An MO costs three encodings (its fields, its relay event, the hook's body) and a decoding (the
+event at its lease): ~14 us each with ``json``, under 1 us with orjson, ~7% of an MO's event-loop
+time (BENCHMARKS.md, "Issue 15: JSON text with orjson"). The documents are the gateway's own, so
+what orjson does differently never changes a value:
+
+- writing: a float that is not finite, which JSON cannot hold, is written ``null`` (``json.dumps``
+  wrote the non-standard ``NaN``, which PostgreSQL's ``::jsonb`` and most hook receivers refuse);
+  what orjson refuses (an int beyond 64 bits, a lone surrogate, a non-string key) is written by
+  ``json.dumps``, escaped to ASCII; non-ASCII text is UTF-8 rather than ``\\uXXXX`` escapes;
+  dataclasses and datetimes are refused as ``json.dumps`` refuses them (TypeError);
+- reading: text holding a run of 19 or more digits (perhaps an int beyond 64 bits, which orjson
+  reads as a float) and text orjson refuses (``NaN``, a BOM) are read by ``json.loads``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from types import ModuleType
+from typing import Any
+
+__all__ = ["dumps", "dumps_bytes", "loads"]
+
+_orjson: ModuleType | None
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the extra
+    _orjson = None
+
+#: types orjson would write that json.dumps refuses: handed to ``default``, which refuses them
+_OPTIONS = 0
+if _orjson is not None:
+    _OPTIONS = _orjson.OPT_PASSTHROUGH_DATACLASS | _orjson.OPT_PASSTHROUGH_DATETIME
+
+#: 2**63 has 19 digits: a shorter run of digits is an int orjson reads exactly
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def dumps_bytes(value: Any) -> bytes:
+    """``value`` as compact JSON, UTF-8 (module docstring for what differs from ``json``)."""
+    fast = _orjson
+    if fast is not None:
+        try:
+            out: bytes = fast.dumps(value, default=_refuse, option=_OPTIONS)
+        except fast.JSONEncodeError as exc:
+            if isinstance(exc.__cause__, TypeError):
+                raise exc.__cause__ from None
+        else:
+            return out
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def dumps(value: Any) -> str:
+    """``dumps_bytes`` as text (a TEXT column)."""
+    return dumps_bytes(value).decode()
+
+
+def loads(text: str | bytes) -> Any:
+    """The value of JSON ``text`` the gateway wrote (module docstring)."""
+    fast = _orjson
+    if fast is not None:
+        raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+        if _LONG_DIGITS.search(raw) is None:
+            try:
+                return fast.loads(raw)
+            except fast.JSONDecodeError:
+                pass  # json.loads decides: it may accept it (NaN, a BOM) or raise its own error
+    return json.loads(text)
