@@ -1,24 +1,23 @@
 """JSON text the gateway writes and reads back itself: the store's JSON columns and the relay's
 event bodies. orjson when installed (``mm7[fast]``), the stdlib otherwise.
 
-An MO costs three encodings (its fields, its relay event, the hook's body) and a decoding (the
-event at its lease): ~14 us each with ``json``, under 1 us with orjson, ~7% of an MO's event-loop
-time (BENCHMARKS.md, "Issue 15: JSON text with orjson"). The documents are the gateway's own, so
-what orjson does differently never changes a value:
+Writing is orjson's: an MO costs three encodings (its fields, its relay event, the hook's
+body), ~9-14 us each with ``json`` and under 1 us with orjson (BENCHMARKS.md, "Issue 15: JSON
+text with orjson"). Reading stays ``json.loads``: orjson reads an int beyond 64 bits as a float,
+and the check that guards against it (a scan for a run of 19 digits) cost more than the 3 us
+orjson saves on a 1.2 KB event. The documents are the gateway's own, so what orjson writes
+differently never changes a value:
 
-- writing: a float that is not finite, which JSON cannot hold, is written ``null`` (``json.dumps``
+- a float that is not finite, which JSON cannot hold, is written ``null`` (``json.dumps``
   wrote the non-standard ``NaN``, which PostgreSQL's ``::jsonb`` and most hook receivers refuse);
-  what orjson refuses (an int beyond 64 bits, a lone surrogate, a non-string key) is written by
+- what orjson refuses (an int beyond 64 bits, a lone surrogate, a non-string key) is written by
   ``json.dumps``, escaped to ASCII; non-ASCII text is UTF-8 rather than ``\\uXXXX`` escapes;
-  dataclasses and datetimes are refused as ``json.dumps`` refuses them (TypeError);
-- reading: text holding a run of 19 or more digits (perhaps an int beyond 64 bits, which orjson
-  reads as a float) and text orjson refuses (``NaN``, a BOM) are read by ``json.loads``.
+- dataclasses and datetimes are refused as ``json.dumps`` refuses them (TypeError).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from types import ModuleType
 from typing import Any
 
@@ -34,9 +33,6 @@ except ImportError:  # pragma: no cover - depends on the extra
 _OPTIONS = 0
 if _orjson is not None:
     _OPTIONS = _orjson.OPT_PASSTHROUGH_DATACLASS | _orjson.OPT_PASSTHROUGH_DATETIME
-
-#: 2**63 has 19 digits: a shorter run of digits is an int orjson reads exactly
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
 def _refuse(value: Any) -> Any:
@@ -63,13 +59,5 @@ def dumps(value: Any) -> str:
 
 
 def loads(text: str | bytes) -> Any:
-    """The value of JSON ``text`` the gateway wrote (module docstring)."""
-    fast = _orjson
-    if fast is not None:
-        raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
-        if _LONG_DIGITS.search(raw) is None:
-            try:
-                return fast.loads(raw)
-            except fast.JSONDecodeError:
-                pass  # json.loads decides: it may accept it (NaN, a BOM) or raise its own error
+    """The value of JSON ``text`` (``json.loads``: exact for every text the gateway wrote)."""
     return json.loads(text)
