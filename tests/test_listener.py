@@ -57,7 +57,22 @@ def _advance(seconds: float) -> None:
     loop.shift += seconds
 
 
-def _on_moved_clock(test: Callable[[], Awaitable[None]]) -> None:
+Steps = Callable[[Listener, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def _on_moved_clock(steps: Steps, release: asyncio.Event | None = None) -> None:
+    """Run ``steps`` on a loop whose clock the test moves, against a listener with the
+    ``LONG`` timeouts and one connection to it; both closed after."""
+
+    async def test() -> None:
+        listener = await serve(_app(release), "127.0.0.1", 0, LONG)
+        try:
+            reader, writer = await _connect(listener)
+            await steps(listener, reader, writer)
+            writer.close()
+        finally:
+            await listener.close()
+
     with asyncio.Runner(loop_factory=_ClockLoop) as runner:
         runner.run(test())
 
@@ -155,134 +170,107 @@ async def _open_until_its_deadline(
 
 
 def test_half_a_request_line_is_closed_at_the_header_timeout() -> None:
-    async def test() -> None:
-        listener = await serve(_app(), "127.0.0.1", 0, LONG)
-        try:
-            reader, writer = await _connect(listener)
-            writer.write(b"GET /ec")
-            await _open_until_its_deadline(listener, reader, "header")
-            writer.close()
-        finally:
-            await listener.close()
+    async def steps(
+        listener: Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writer.write(b"GET /ec")
+        await _open_until_its_deadline(listener, reader, "header")
 
-    _on_moved_clock(test)
+    _on_moved_clock(steps)
 
 
 def test_headers_trickling_in_do_not_extend_the_header_timeout() -> None:
-    async def test() -> None:
-        listener = await serve(_app(), "127.0.0.1", 0, LONG)
-        try:
-            reader, writer = await _connect(listener)
-            step = TIMEOUT / 6
-            sent = 0
-            for byte in b"GET /echo HTTP/1.1\r\nX-Slow: a":
-                writer.write(bytes([byte]))
-                sent += 1
-                await _in_turn(listener)  # the byte is in: it came step seconds after the last
-                if listener.counts().timeouts["header"]:
-                    break
-                _advance(step)
-            else:
-                raise AssertionError("still open after the whole trickle")
-            # closed at the deadline counted from the first byte, not before
-            assert (sent - 1) * step >= TIMEOUT
-            await _closed(reader)
-            _timeouts(listener, header=1)
-            writer.close()
-        finally:
-            await listener.close()
+    async def steps(
+        listener: Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        step = TIMEOUT / 6
+        sent = 0
+        for byte in b"GET /echo HTTP/1.1\r\nX-Slow: a":
+            writer.write(bytes([byte]))
+            sent += 1
+            await _in_turn(listener)  # the byte is in: it came step seconds after the last
+            if listener.counts().timeouts["header"]:
+                break
+            _advance(step)
+        else:
+            raise AssertionError("still open after the whole trickle")
+        # closed at the deadline counted from the first byte, not before
+        assert (sent - 1) * step >= TIMEOUT
+        await _closed(reader)
+        _timeouts(listener, header=1)
 
-    _on_moved_clock(test)
+    _on_moved_clock(steps)
 
 
 def test_a_stalled_body_is_closed_at_the_body_timeout() -> None:
-    async def test() -> None:
-        listener = await serve(_app(), "127.0.0.1", 0, LONG)
-        try:
-            reader, writer = await _connect(listener)
-            writer.write(_request(body=b"x" * 100, method="POST")[:-90])  # headers and 10 bytes
-            await _open_until_its_deadline(listener, reader, "body")
-            writer.close()
-        finally:
-            await listener.close()
+    async def steps(
+        listener: Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writer.write(_request(body=b"x" * 100, method="POST")[:-90])  # headers and 10 bytes
+        await _open_until_its_deadline(listener, reader, "body")
 
-    _on_moved_clock(test)
+    _on_moved_clock(steps)
 
 
 def test_a_body_that_keeps_coming_outlives_the_body_timeout() -> None:
-    async def test() -> None:
-        listener = await serve(_app(), "127.0.0.1", 0, LONG)
-        try:
-            reader, writer = await _connect(listener)
-            body = b"y" * 6
-            writer.write(_request(body=body, method="POST")[: -len(body)])
-            for byte in body:  # 6 x 0.4: over twice the body timeout, never idle that long
-                await _in_turn(listener)
-                _advance(0.4 * TIMEOUT)
-                writer.write(bytes([byte]))
-            answer = await asyncio.wait_for(reader.readuntil(b"got 6"), GUARD)
-            assert answer.startswith(b"HTTP/1.1 200")
-            _timeouts(listener)
-            writer.close()
-        finally:
-            await listener.close()
+    async def steps(
+        listener: Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        body = b"y" * 6
+        writer.write(_request(body=body, method="POST")[: -len(body)])
+        for byte in body:  # 6 x 0.4: over twice the body timeout, never idle that long
+            await _in_turn(listener)
+            _advance(0.4 * TIMEOUT)
+            writer.write(bytes([byte]))
+        answer = await asyncio.wait_for(reader.readuntil(b"got 6"), GUARD)
+        assert answer.startswith(b"HTTP/1.1 200")
+        _timeouts(listener)
 
-    _on_moved_clock(test)
+    _on_moved_clock(steps)
 
 
 def test_a_request_handled_longer_than_every_timeout_is_answered() -> None:
-    async def test() -> None:
-        release = asyncio.Event()
-        listener = await serve(_app(release), "127.0.0.1", 0, LONG)
-        try:
-            reader, writer = await _connect(listener)
-            writer.write(_request("/hold"))
-            await _in_turn(listener)
-            _advance(3 * TIMEOUT)  # past every timeout while the handler runs
-            await _in_turn(listener)
-            release.set()
-            answer = await asyncio.wait_for(reader.readuntil(b"held"), GUARD)
-            assert answer.startswith(b"HTTP/1.1 200")
-            _timeouts(listener)
-            writer.close()
-        finally:
-            await listener.close()
+    release = asyncio.Event()
 
-    _on_moved_clock(test)
+    async def steps(
+        listener: Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writer.write(_request("/hold"))
+        await _in_turn(listener)
+        _advance(3 * TIMEOUT)  # past every timeout while the handler runs
+        await _in_turn(listener)
+        release.set()
+        answer = await asyncio.wait_for(reader.readuntil(b"held"), GUARD)
+        assert answer.startswith(b"HTTP/1.1 200")
+        _timeouts(listener)
+
+    _on_moved_clock(steps, release)
 
 
 def test_an_idle_keep_alive_connection_is_closed() -> None:
-    async def test() -> None:
-        listener = await serve(_app(), "127.0.0.1", 0, LONG)
-        try:
-            reader, writer = await _connect(listener)
-            writer.write(_request())
-            answer = await asyncio.wait_for(reader.readuntil(b"got 0"), GUARD)
-            assert answer.startswith(b"HTTP/1.1 200")
-            await _open_until_its_deadline(listener, reader, "keepalive")
-            writer.close()
-        finally:
-            await listener.close()
+    async def steps(
+        listener: Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writer.write(_request())
+        answer = await asyncio.wait_for(reader.readuntil(b"got 0"), GUARD)
+        assert answer.startswith(b"HTTP/1.1 200")
+        await _open_until_its_deadline(listener, reader, "keepalive")
 
-    _on_moved_clock(test)
+    _on_moved_clock(steps)
 
 
 def test_a_kept_alive_connection_serves_the_next_request() -> None:
-    async def test() -> None:
-        listener = await serve(_app(), "127.0.0.1", 0, LONG)
-        try:
-            reader, writer = await _connect(listener)
-            for _ in range(3):  # 3 x 0.6 keep-alive timeouts in all, never idle that long
-                writer.write(_request())
-                answer = await asyncio.wait_for(reader.readuntil(b"got 0"), GUARD)
-                assert answer.startswith(b"HTTP/1.1 200")
-                _advance(0.6 * TIMEOUT)
-            _timeouts(listener)
-            writer.close()
-        finally:
-            await listener.close()
+    async def steps(
+        listener: Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        for _ in range(3):  # 3 x 0.6 keep-alive timeouts in all, never idle that long
+            writer.write(_request())
+            answer = await asyncio.wait_for(reader.readuntil(b"got 0"), GUARD)
+            assert answer.startswith(b"HTTP/1.1 200")
+            _advance(0.6 * TIMEOUT)
+        _timeouts(listener)
 
-    _on_moved_clock(test)
+    _on_moved_clock(steps)
 
 
 async def test_at_the_limit_stalled_connections_make_room_for_a_valid_request(
