@@ -373,6 +373,10 @@ SMS1 = '\n[sms_links.sms1]\ntype = "http"\nurl = "http://127.0.0.1:9/s?to={to}&t
          "links.main.fallback_text_max", "70"),
         ("\n[fallback]\nmax_backoff = \"1s\"\ninitial_backoff = \"2s\"\n", "",
          "fallback.max_backoff", "initial_backoff"),
+        ("\n[fallback]\nreceipt_timeout = -1\n", "",
+         "fallback.receipt_timeout", "expected a duration of 0 or more"),
+        ("\n[fallback]\nreceipt_timeout = \"-2h\"\n", "",
+         "fallback.receipt_timeout", "expected a duration of 0 or more"),
     ],
 )  # fmt: skip
 def test_the_configuration_is_refused_by_name(
@@ -393,3 +397,15 @@ def test_a_valid_configuration(tmp_path: Path) -> None:
     link = config.link("main")
     assert (link.fallback, link.fallback_sms_link, link.fallback_text_max) == ("sms", "sms1", 300)
     assert config.fallback.max_age == 600.0
+
+
+@pytest.mark.parametrize(
+    ("line", "seconds"),
+    [("", 172800.0), ("receipt_timeout = 0", 0.0), ('receipt_timeout = "6h"', 21600.0),
+     ("receipt_timeout = 90.5", 90.5)],
+)  # fmt: skip
+def test_receipt_timeout_defaults_to_48_hours_and_0_is_never(
+    tmp_path: Path, line: str, seconds: float
+) -> None:
+    config = load_config(_config(tmp_path, f"\n[fallback]\n{line}\n"), env={})
+    assert config.fallback.receipt_timeout == seconds
