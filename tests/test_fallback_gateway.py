@@ -4,10 +4,12 @@ Kannel-style sendsms gateway on loopback (tests/helpers/sendsms.py) and an appli
 callback. The recipient gets one SMS with the text and a working link to the hosted page; the
 dlr-url receipt lands, before or after a restart; the events reach the callback; GET shows it.
 Content that cannot fit falls back too (the message asking for it); SMS refused for good and
-SMS links down then back; the API's field and the configuration refusals."""
+SMS links down then back; an SMS whose receipt never comes ends expired after receipt_timeout
+(0: never); the API's field and the configuration refusals."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -40,6 +42,7 @@ enabled = true
 [fallback]
 initial_backoff = "0.05s"
 max_backoff = "0.1s"
+{fallback_extra}
 
 [sms_links.sms1]
 type = "http"
@@ -65,13 +68,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def configure(tmp_path: Path, mmsc_port: int, sms_url: str, api_port: int) -> Path:
+def configure(
+    tmp_path: Path, mmsc_port: int, sms_url: str, api_port: int, fallback_extra: str = ""
+) -> Path:
     """The runtime's test config: link "main" falls back to SMS through "sms1"; link "tiny"
-    (recipients +1203...) refuses every photo and falls back only when a message asks."""
+    (recipients +1203...) refuses every photo and falls back only when a message asks.
+    ``fallback_extra``: more lines of ``[fallback]``."""
     profiles = tmp_path / "profiles"
     profiles.mkdir(exist_ok=True)
     (profiles / "tiny-refuse.toml").write_text(TINY.format(too_big="refuse"))
-    extra = FALLBACK.format(sms_url=sms_url, api_port=api_port, mmsc_port=mmsc_port)
+    extra = FALLBACK.format(
+        sms_url=sms_url, api_port=api_port, mmsc_port=mmsc_port, fallback_extra=fallback_extra
+    )
     path = write_config(
         tmp_path, mmsc_port, api_port=api_port,
         key_line=f'key = "{KEY}"\nallow_private = true', extra=extra,
@@ -148,15 +156,21 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def run_gateway(
-    tmp_path: Path, aiohttp_server: Server, *, poll_interval: float = 0.05, dsn: str | None = None
+    tmp_path: Path,
+    aiohttp_server: Server,
+    *,
+    poll_interval: float = 0.05,
+    dsn: str | None = None,
+    fallback_extra: str = "",
 ) -> AsyncIterator[Running]:
-    """The gateway of ``configure`` (on PostgreSQL at ``dsn`` when given), the simulator as its
-    MMSC, the sendsms gateway and the callback; every worker polls every ``poll_interval``."""
+    """The gateway of ``configure`` (on PostgreSQL at ``dsn`` when given; ``fallback_extra``:
+    more lines of ``[fallback]``), the simulator as its MMSC, the sendsms gateway and the
+    callback; every worker polls every ``poll_interval``."""
     sms = await SendSms().start(aiohttp_server)
     callback = Callback()
     hook = await aiohttp_server(callback.app())
     with bound_socket() as mmsc:
-        path = configure(tmp_path, mmsc.getsockname()[1], sms.url, free_port())
+        path = configure(tmp_path, mmsc.getsockname()[1], sms.url, free_port(), fallback_extra)
         env = {}
         if dsn is not None:
             env["MM7_TEST_DSN"] = dsn
@@ -253,7 +267,7 @@ async def test_metrics_count_the_fallback_sms_by_outcome(running: Running) -> No
         found = re.findall(r'^mm7_fallback_sms_total\{outcome="(\w+)"\} (\S+)$', text, re.M)
         return {outcome: float(value) for outcome, value in found}
 
-    zero = {"queued": 0.0, "submitted": 0.0, "delivered": 0.0, "failed": 0.0}
+    zero = {"queued": 0.0, "submitted": 0.0, "delivered": 0.0, "failed": 0.0, "expired": 0.0}
     assert await counts() == zero  # every outcome, before any SMS
     first = (await running.post(message(NO_MMS)))["id"]
     await running.fallback_of(first, "submitted")
@@ -262,7 +276,62 @@ async def test_metrics_count_the_fallback_sms_by_outcome(running: Running) -> No
     running.sms.answers = [400]  # the second is refused for good
     second = (await running.post(message(NO_MMS)))["id"]
     await running.fallback_of(second, "failed")
-    assert await counts() == {"queued": 2.0, "submitted": 1.0, "delivered": 1.0, "failed": 1.0}
+    assert await counts() == {
+        "queued": 2.0, "submitted": 1.0, "delivered": 1.0, "failed": 1.0, "expired": 0.0,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_an_sms_whose_link_never_sends_its_receipt_ends_expired(
+    tmp_path: Path, aiohttp_server: Server, backend: str
+) -> None:
+    """The sendsms gateway takes the SMS and never calls its dlr-url: ``receipt_timeout``
+    after its ``submitted`` commit the fallback is ``expired``, in the view, in the event to
+    the callback_url and in the metrics."""
+    async with contextlib.AsyncExitStack() as stack:
+        dsn = await stack.enter_async_context(pg_database()) if backend == "postgresql" else None
+        running = await stack.enter_async_context(
+            run_gateway(
+                tmp_path, aiohttp_server, dsn=dsn, fallback_extra='receipt_timeout = "0.3s"'
+            )
+        )
+        body = message(NO_MMS, callback_url=running.callback_url)
+        message_id = (await running.post(body))["id"]
+        expired = await running.fallback_of(message_id, "expired")
+        assert expired["error"] == "no delivery receipt within receipt_timeout (0.3s)"
+        assert expired["sms_id"] and expired["trigger"] == "report:Rejected"
+        await wait_for(lambda: _async(len(running.callback.fallback()) >= 3))
+        assert sorted(running.callback.fallback()) == [
+            (NO_MMS, "expired"), (NO_MMS, "queued"), (NO_MMS, "submitted"),
+        ]  # fmt: skip
+        event = next(
+            e for e in running.callback.events
+            if e["type"] == "fallback_sms" and e["status"] == "expired"
+        )  # fmt: skip
+        validate("FallbackSmsEvent", event)
+        assert (event["status"], event["error"]) == ("expired", expired["error"])
+        # a receipt after the end is recorded on its part; the row stays expired
+        assert await running.sms.report(0, 1) == 200
+        assert (await running.view(message_id))["recipients"][0]["fallback_sms"] == expired
+        async with running.http.get(f"{running.api}/metrics") as rsp:
+            text = await rsp.text()
+        assert re.search(r'^mm7_fallback_sms_total\{outcome="expired"\} 1(\.0)?$', text, re.M)
+        assert len(running.sms.sent) == 1
+
+
+async def test_receipt_timeout_0_waits_for_the_receipt_as_long_as_it_takes(
+    tmp_path: Path, aiohttp_server: Server
+) -> None:
+    async with run_gateway(
+        tmp_path, aiohttp_server, fallback_extra="receipt_timeout = 0"
+    ) as running:
+        message_id = (await running.post(message(NO_MMS)))["id"]
+        await running.fallback_of(message_id, "submitted")
+        await asyncio.sleep(0.5)  # ten polls of the worker
+        sms = (await running.view(message_id))["recipients"][0]["fallback_sms"]
+        assert sms["status"] == "submitted"
+        assert await running.sms.report(0, 1) == 200
+        await running.fallback_of(message_id, "delivered")
 
 
 async def test_a_delivered_mms_sends_no_sms(running: Running) -> None:
@@ -371,6 +440,10 @@ SMS1 = '\n[sms_links.sms1]\ntype = "http"\nurl = "http://127.0.0.1:9/s?to={to}&t
          "links.main.fallback_text_max", "70"),
         ("\n[fallback]\nmax_backoff = \"1s\"\ninitial_backoff = \"2s\"\n", "",
          "fallback.max_backoff", "initial_backoff"),
+        ("\n[fallback]\nreceipt_timeout = -1\n", "",
+         "fallback.receipt_timeout", "expected a duration of 0 or more"),
+        ("\n[fallback]\nreceipt_timeout = \"-2h\"\n", "",
+         "fallback.receipt_timeout", "expected a duration of 0 or more"),
     ],
 )  # fmt: skip
 def test_the_configuration_is_refused_by_name(
@@ -391,3 +464,15 @@ def test_a_valid_configuration(tmp_path: Path) -> None:
     link = config.link("main")
     assert (link.fallback, link.fallback_sms_link, link.fallback_text_max) == ("sms", "sms1", 300)
     assert config.fallback.max_age == 600.0
+
+
+@pytest.mark.parametrize(
+    ("line", "seconds"),
+    [("", 172800.0), ("receipt_timeout = 0", 0.0), ('receipt_timeout = "6h"', 21600.0),
+     ("receipt_timeout = 90.5", 90.5)],
+)  # fmt: skip
+def test_receipt_timeout_defaults_to_48_hours_and_0_is_never(
+    tmp_path: Path, line: str, seconds: float
+) -> None:
+    config = load_config(_config(tmp_path, f"\n[fallback]\n{line}\n"), env={})
+    assert config.fallback.receipt_timeout == seconds

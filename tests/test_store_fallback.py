@@ -1,8 +1,10 @@
 """The SMS fallback rows, on each backend (a real SQLite file, a fresh PostgreSQL database):
 queued in the same commit as the failure they follow, never twice for one recipient, leased,
 fenced, settled by receipts correlated in the store per part (a long text: delivered once every
-part is, failed at the first failed part, across a reopen), each change with its
-``fallback_sms`` event in the relay outbox (``mm7.service.fallback``)."""
+part is, failed at the first failed part, across a reopen), expired when their receipts do not
+come in time (only submitted rows, in batches, a late receipt changing nothing), each change
+with its ``fallback_sms`` event in the relay outbox in the same commit
+(``mm7.service.fallback``)."""
 
 from __future__ import annotations
 
@@ -353,3 +355,137 @@ async def test_a_rejected_report_before_the_completion_queues_it_with_the_comple
     assert await store.complete(item, "M-9", 1000, "ok")
     (row,) = await store.fallback_sms(item.message_id)
     assert row.trigger == "report:Rejected"
+
+
+# --------------------------------------------------------------------------- expiry
+
+
+async def submitted_now(
+    store: Store, recipient: str, sms_id: str, parts: tuple[str, ...] = ()
+) -> str:
+    """``recipient``'s fallback submitted now (as ``parts``, a long text, when given); its
+    message id."""
+    (item,) = await leased(store, [recipient])
+    assert await store.fail(item, 4004, "refused")
+    (lease,) = await store.lease_fallback("fw", 5, TTL)
+    assert await store.fallback_sending(lease, TTL)
+    assert await store.fallback_submitted(lease, sms_id, parts)
+    return item.message_id
+
+
+async def test_a_row_submitted_before_the_cut_expires_a_newer_one_waits(
+    store: Store, clock: ManualClock
+) -> None:
+    """``expire_fallback``: a row still ``submitted`` since before the cut is ``expired`` with
+    the error given, its event on the message and in the relay outbox; one submitted after the
+    cut stays; so does a long text whose last part's receipt is missing (not before the cut)."""
+    old = await submitted_now(store, "+15550001", "p-1", ("p-1", "p-2"))
+    assert await store.fallback_receipt("smsc1", "p-1", FallbackStatus.DELIVERED)  # p-2 never
+    clock.advance(timedelta(hours=1))
+    cut = clock.now()
+    clock.advance(timedelta(seconds=1))
+    new = await submitted_now(store, "+15550002", "sms-2")
+    clock.advance(timedelta(hours=1))
+    error = "no delivery receipt within receipt_timeout (3600s)"
+    assert await store.expire_fallback(cut, 10, error=error) == 1
+    assert await status_of(store, old) == (FallbackStatus.EXPIRED, error)
+    assert await status_of(store, new) == (FallbackStatus.SUBMITTED, None)
+    (row,) = await store.fallback_sms(old)
+    assert row.updated_at == clock.now() and row.sms_id == "p-1"
+    assert await fallback_events(store) == [
+        ("+15550001", "queued"), ("+15550001", "submitted"),
+        ("+15550002", "queued"), ("+15550002", "submitted"), ("+15550001", "expired"),
+    ]  # fmt: skip
+    expired = next(
+        e.event for e in await store.relay_events(limit=1000)
+        if e.kind is RelayKind.FALLBACK_SMS and e.event["status"] == "expired"
+    )  # fmt: skip
+    assert (expired["message_id"], expired["error"], expired["sms_id"]) == (old, error, "p-1")
+    got = await store.get_message(old)
+    assert got is not None
+    assert [(e.kind, e.status) for e in got.events][-1] == ("fallback_sms", "expired")
+    assert store.stats().fallback_sms["expired"] == 1
+    assert await store.expire_fallback(cut, 10) == 0  # expired once
+
+
+async def test_only_submitted_rows_expire(
+    store: Store, backend: Backend, clock: ManualClock
+) -> None:
+    """Delivered and failed rows are final; a queued or sending row is the worker's (max_age,
+    the lease): none of them expires, however old."""
+    delivered = await submitted_now(store, "+15550001", "sms-1")
+    assert await store.fallback_receipt("smsc1", "sms-1", FallbackStatus.DELIVERED)
+    failed = await submitted_now(store, "+15550002", "sms-2")
+    assert await store.fallback_receipt("smsc1", "sms-2", FallbackStatus.FAILED, "UNDELIV")
+    a, b = await leased(store, ["+15550003", "+15550004"])
+    assert await store.fail(a, 4004, "refused") and await store.fail(b, 4004, "refused")
+    (sending,) = await store.lease_fallback("fw", 1, TTL)  # the other stays queued
+    assert await store.fallback_sending(sending, timedelta(days=30))
+    clock.advance(timedelta(days=7))
+    assert await store.expire_fallback(clock.now(), 10) == 0
+    assert await status_of(store, delivered) == (FallbackStatus.DELIVERED, None)
+    assert await status_of(store, failed) == (FallbackStatus.FAILED, "UNDELIV")
+    statuses = sorted(r[0] for r in await backend.rows("SELECT status FROM fallback_sms"))
+    assert statuses == ["delivered", "failed", "queued", "sending"]
+
+
+async def test_n_bounds_the_batch_oldest_first(store: Store, clock: ManualClock) -> None:
+    ids = []
+    for i in range(3):
+        ids.append(await submitted_now(store, f"+1555000{i}", f"sms-{i}"))
+        clock.advance(timedelta(seconds=1))
+    assert await store.expire_fallback(clock.now(), 2) == 2
+    assert [(await status_of(store, m))[0] for m in ids] == [
+        FallbackStatus.EXPIRED, FallbackStatus.EXPIRED, FallbackStatus.SUBMITTED,
+    ]  # fmt: skip
+    assert await store.expire_fallback(clock.now(), 2) == 1
+    assert await store.expire_fallback(clock.now(), 2) == 0
+    assert store.stats().fallback_sms["expired"] == 3
+
+
+async def test_a_late_receipt_is_recorded_on_its_part_and_the_row_stays_expired(
+    store: Store, backend: Backend, clock: ManualClock
+) -> None:
+    message_id = await submitted_now(store, "+15550001", "sms-1")
+    clock.advance(timedelta(days=3))
+    assert await store.expire_fallback(clock.now(), 10, error="no receipt") == 1
+    reopened = await backend.open(clock=clock)
+    assert not await reopened.fallback_receipt("smsc1", "sms-1", FallbackStatus.DELIVERED)
+    assert await status_of(reopened, message_id) == (FallbackStatus.EXPIRED, "no receipt")
+    assert await backend.rows("SELECT status FROM fallback_parts") == [("delivered",)]
+    assert await backend.count("fallback_receipts") == 0  # not kept as early either
+    assert [s for _, s in await fallback_events(reopened)] == ["queued", "submitted", "expired"]
+
+
+async def test_the_expiry_and_its_event_are_one_commit(
+    store: Store, backend: Backend, clock: ManualClock
+) -> None:
+    """The relay outbox refusing the event rolls the expiry back: the row is still submitted,
+    and expires with its event once the outbox takes it."""
+    message_id = await submitted_now(store, "+15550001", "sms-1")
+    clock.advance(timedelta(days=3))
+    if backend.name == "sqlite":
+        await backend.rows(
+            "CREATE TRIGGER no_relay BEFORE INSERT ON relay_outbox"
+            " BEGIN SELECT RAISE(ABORT, 'relay refused'); END"
+        )
+    else:
+        await backend.rows(
+            "CREATE FUNCTION no_relay() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN RAISE EXCEPTION 'relay refused'; END $$"
+        )
+        await backend.rows(
+            "CREATE TRIGGER no_relay BEFORE INSERT ON relay_outbox"
+            " FOR EACH ROW EXECUTE FUNCTION no_relay()"
+        )
+    with pytest.raises(Exception, match="relay refused"):
+        await store.expire_fallback(clock.now(), 10)
+    assert await status_of(store, message_id) == (FallbackStatus.SUBMITTED, None)
+    assert "expired" not in store.stats().fallback_sms
+    got = await store.get_message(message_id)
+    assert got is not None and got.events[-1].status == "submitted"
+    await backend.rows(
+        "DROP TRIGGER no_relay" + ("" if backend.name == "sqlite" else " ON relay_outbox")
+    )
+    assert await store.expire_fallback(clock.now(), 10) == 1
+    assert [s for _, s in await fallback_events(store)] == ["queued", "submitted", "expired"]

@@ -437,7 +437,7 @@ async def _fallback(
     summary["waiting_for"] = "the fallback SMS's receipt"
     view = await _wait(
         http, url, lambda r: (r["recipients"][0]["fallback_sms"] or {}).get("status")
-        in ("delivered", "failed"),
+        in ("delivered", "failed", "expired"),
     )  # fmt: skip
     fallback = view["recipients"][0]["fallback_sms"]
     if fallback["status"] != "delivered":

@@ -931,6 +931,9 @@ class _Loader:
             initial_backoff=initial,
             max_backoff=maximum,
             concurrency=t.integer("concurrency", _default(FallbackSettings, "concurrency")),
+            receipt_timeout=t.duration(
+                "receipt_timeout", _default(FallbackSettings, "receipt_timeout"), allow_zero=True
+            ),
         )
         t.finish()
         return settings

@@ -29,7 +29,8 @@ __all__ = ["ENV_SUFFIX", "ConfigError", "Context", "Table", "show"]
 ENV_SUFFIX = "_env"
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
+#: a sign is read so that "-5m" is refused as negative rather than as unreadable
+_DURATION = re.compile(r"\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -187,8 +188,9 @@ class Table:
         else:
             raise self._bad(key, want)
         if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
-            raise self._bad(key, want.replace("a duration", "a positive duration"))
-        return seconds
+            kind = "a duration of 0 or more" if allow_zero else "a positive duration"
+            raise self._bad(key, want.replace("a duration", kind))
+        return seconds or 0.0  # "-0" is 0
 
     def str_list(
         self, key: str, *, pattern: re.Pattern[str] | None = None, what: str = ""

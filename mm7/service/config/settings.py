@@ -515,7 +515,8 @@ class HostingSettings:
 @dataclass(frozen=True, slots=True)
 class FallbackSettings:
     """``[fallback]``: how the SMS fallback worker retries an SMS its link could not take now
-    (``SmsUnavailable``: down, throttled past its timeout)."""
+    (``SmsUnavailable``: down, throttled past its timeout), and how long a submitted SMS waits
+    for its delivery receipts."""
 
     #: seconds after the fallback was queued when retrying stops (the row is failed)
     max_age: float = 3600.0
@@ -524,6 +525,9 @@ class FallbackSettings:
     max_backoff: float = 300.0
     #: SMS sends in flight at once
     concurrency: int = 10
+    #: seconds after its ``submitted`` commit when an SMS still without a final receipt is
+    #: ``expired`` (48 h); 0: never (it stays ``submitted`` until retention deletes it)
+    receipt_timeout: float = 172800.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,10 @@ transaction as the failure, ``mm7.service.store``):
 
 Never on ``Expired`` (the MMS ran out of time, not of capability), on transient errors (they are
 retried), nor on an ``Indeterminate`` report (the outcome is unknown: it may have arrived).
+
+A submitted SMS whose final receipt never comes (the SMSC sends none, or the link asks for none)
+is ``expired`` once ``[fallback] receipt_timeout`` has passed since its ``submitted`` commit
+(``expiry_cutoff``, ``no_receipt_error``); 0 keeps it waiting.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ __all__ = [
     "FAILED_TRIGGER",
     "OUTCOME_UNKNOWN",
     "REPORT_TRIGGERS",
+    "expiry_cutoff",
     "next_attempt",
+    "no_receipt_error",
     "receipt_status",
     "report_trigger",
     "sms_text",
@@ -95,3 +101,19 @@ def next_attempt(
     if at >= created_at + timedelta(seconds=max_age):
         return None
     return at
+
+
+def expiry_cutoff(now: datetime, receipt_timeout: float) -> datetime | None:
+    """The ``submitted`` commit time before which a fallback still waiting for its receipts
+    expires (``[fallback] receipt_timeout`` seconds before ``now``), or None when
+    ``receipt_timeout`` is 0 (never: it waits for them until retention deletes its message)."""
+    if receipt_timeout <= 0:
+        return None
+    return now - timedelta(seconds=receipt_timeout)
+
+
+def no_receipt_error(receipt_timeout: float) -> str:
+    """The error of a fallback expired for want of a final receipt."""
+    seconds = receipt_timeout
+    shown = str(int(seconds)) if seconds == int(seconds) else str(seconds)
+    return f"no delivery receipt within receipt_timeout ({shown}s)"

@@ -26,7 +26,10 @@ One row, at most one SMS (never twice beats at-least-once for a text to a handse
 Receipts (``on_receipt``), one per part, are correlated in the store by (SMS link, part id), so
 they land after a restart too; the row settles there once its parts decide it (failed at the
 first failed part, delivered when every part is). One that beats its send's ``submitted`` commit
-is kept until that commit. Each
+is kept until that commit. A row whose final receipts do not come (an SMSC that sends none, an
+SMPP link with ``receipts = false``) is ``expired`` by the loop (``expire_fallback``, before each
+lease) once ``[fallback] receipt_timeout`` has passed since its ``submitted`` commit (0: never);
+a receipt after that is recorded on its part, the row stays ``expired``. Each
 change queues its ``fallback_sms`` event in the same commit; ``wake_relay`` is called after.
 
 Several instances on one store: the worker leases only while ``may_lease`` says this instance
@@ -45,7 +48,13 @@ from datetime import timedelta
 import structlog
 
 from mm7.service.config.settings import FallbackSettings
-from mm7.service.fallback.rules import next_attempt, receipt_status, sms_text
+from mm7.service.fallback.rules import (
+    expiry_cutoff,
+    next_attempt,
+    no_receipt_error,
+    receipt_status,
+    sms_text,
+)
 from mm7.service.hosting.links import HostedLinks
 from mm7.service.sms.link import Receipt, SmsLink, SmsPartlySent, SmsRejected, SmsUnavailable
 from mm7.service.store.base import Clock, Store, SystemClock
@@ -57,6 +66,8 @@ log = structlog.get_logger("mm7.service.fallback.worker")
 
 #: the named lease (``mm7.service.cluster.ownership``) whose holder sends the fallback SMS
 FALLBACK = "fallback"
+#: rows expired per store transaction (``FallbackWorker.expire``)
+EXPIRE_BATCH = 100
 
 
 class FallbackWorker:
@@ -99,7 +110,7 @@ class FallbackWorker:
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stopping = False
-        #: outcomes so far (tests, logs): submitted, failed, retry, lost, receipts
+        #: outcomes so far (tests, logs): submitted, failed, retry, lost, receipts, expired
         self.counts: dict[str, int] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -145,16 +156,42 @@ class FallbackWorker:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
 
     async def run_once(self) -> int:
-        """Lease what is due (up to the free places) and start sending it; how many."""
-        free = self.settings.concurrency - len(self._in_flight)
-        if free <= 0 or (self.may_lease is not None and not self.may_lease()):
+        """Expire what waited too long for its receipts, lease what is due (up to the free
+        places) and start sending it; how many rows it moved (expired and leased)."""
+        if self.may_lease is not None and not self.may_lease():
             return 0
+        try:
+            expired = await self.expire()
+        except Exception:
+            # the sends must not wait on the expiry: it is tried again at the next poll
+            log.exception("mm7.fallback.expire_failed")
+            expired = 0
+        free = self.settings.concurrency - len(self._in_flight)
+        if free <= 0:
+            return expired
         items = await self.store.lease_fallback(self.owner, free, self.lease_ttl)
         for item in items:
             task = asyncio.create_task(self._guarded(item), name=f"mm7-fallback-{item.id}")
             self._in_flight.add(task)
             task.add_done_callback(self._done)
-        return len(items)
+        return expired + len(items)
+
+    async def expire(self) -> int:
+        """Move the rows still ``submitted`` ``receipt_timeout`` after their ``submitted``
+        commit to ``expired`` (a batch of ``EXPIRE_BATCH``: the loop comes back at once for
+        the rest); how many. Nothing when ``receipt_timeout`` is 0."""
+        timeout = self.settings.receipt_timeout
+        before = expiry_cutoff(self.clock.now(), timeout)
+        if before is None:
+            return 0
+        error = no_receipt_error(timeout)
+        expired = await self.store.expire_fallback(before, EXPIRE_BATCH, error=error)
+        if expired:
+            self.counts["expired"] = self.counts.get("expired", 0) + expired
+            log.info("mm7.fallback.expired", count=expired, receipt_timeout=timeout)
+            if self.wake_relay is not None:
+                self.wake_relay()
+        return expired
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)

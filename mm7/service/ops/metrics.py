@@ -37,7 +37,8 @@ Series (``link`` is the configured link name):
 ``mm7_store_failed_writes_total``              counter    (write operations that failed)
 ``mm7_fallback_sms_total``                     counter    outcome (the SMS fallback's rows this
                                                           instance's commits moved: queued,
-                                                          submitted, delivered, failed)
+                                                          submitted, delivered, failed,
+                                                          expired)
 ``mm7_listener_connections_open``              gauge      listener (api, inbound, metrics:
                                                           connections counted against
                                                           max_connections now)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 from mm7.core.status import MMStatus
 from mm7.service.store.limits import LimitOps
 from mm7.service.store.records import (
+    NO_RECEIPT,
     DeliveryReportRecord,
     DeliveryReportResult,
     EnqueueResult,
@@ -126,7 +127,16 @@ class FallbackOps(Protocol):
         """Record the receipt of the part (``sms_link``, ``sms_id``) and settle its submitted
         row once its parts decide it: failed at the first failed part, delivered when all are
         (True: recorded on a submitted row); one for no part yet is kept until that send's
-        ``submitted`` commit applies it."""
+        ``submitted`` commit applies it. A row already final (delivered, failed, expired)
+        keeps its status: the receipt is recorded on its part only (False)."""
+        ...
+
+    async def expire_fallback(self, before: datetime, n: int, *, error: str = NO_RECEIPT) -> int:
+        """Move up to ``n`` rows still ``submitted`` since before ``before`` (no final receipt
+        since their ``submitted`` commit: ``[fallback] receipt_timeout``) to ``expired`` with
+        ``error``, oldest first, each with its ``fallback_sms`` event; how many. Not fenced by a
+        lease: the worker calls it under the ``fallback`` named lease, and a row a receipt is
+        settling at the same moment is left to that receipt."""
         ...
 
     async def fallback_sms(self, message_id: str) -> list[FallbackRecord]:

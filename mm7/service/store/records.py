@@ -501,6 +501,9 @@ FALLBACK_REPORTS: frozenset[MMStatus] = frozenset(
 )
 #: the error of a fallback found ``sending`` after its lease expired (never sent again)
 OUTCOME_UNKNOWN = "outcome unknown: the sender stopped while sending (not sent again)"
+#: the error of a fallback expired for want of a final receipt (the worker's says how long:
+#: ``mm7.service.fallback.rules.no_receipt_error``)
+NO_RECEIPT = "no delivery receipt within receipt_timeout"
 
 
 def report_trigger(mm_status: MMStatus) -> str | None:
@@ -515,7 +518,11 @@ class FallbackStatus(StrEnum):
     SMS goes out, so a row found ``SENDING`` after its lease expired (a crash mid-send) is failed
     with "outcome unknown", never sent again; ``SUBMITTED`` carries the SMS link's ``sms_id``
     (its first part's; every part's id is in ``fallback_parts``), which its parts' receipts
-    move to ``DELIVERED`` (all delivered) or ``FAILED`` (at the first that is not).
+    move to ``DELIVERED`` (all delivered) or ``FAILED`` (at the first that is not); one left
+    ``SUBMITTED`` past ``[fallback] receipt_timeout`` (no final receipt came: an SMSC that sends
+    none, an SMPP link with ``receipts = false``) is moved to ``EXPIRED`` by the worker.
+    ``DELIVERED``, ``FAILED`` and ``EXPIRED`` are final: a receipt arriving later is recorded
+    on its part, and the row stays where it is.
     """
 
     QUEUED = "queued"
@@ -523,6 +530,7 @@ class FallbackStatus(StrEnum):
     SUBMITTED = "submitted"
     DELIVERED = "delivered"
     FAILED = "failed"
+    EXPIRED = "expired"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,13 @@
 """The PostgreSQL store's SMS fallback rows (``fallback_sms``, migration 4, and their parts,
-``fallback_parts``, migration 5): the same operations and rules as ``sqlite/fallback.py``, on
-asyncpg. A part's receipt and its send's ``submitted`` commit meet on an advisory lock keyed by
-(SMS link, part id), so a receipt racing that commit is either seen by it (kept early) or sees
-its part; receipts of one row's parts queue on the row's lock, so the last one settles it. Rows
-are leased with ``FOR UPDATE SKIP LOCKED`` (besides the ``fallback`` named lease the worker
-runs under), so two workers can never hold one row; every change's relay event notifies the
-other instances' relay (``insert_event``), and a queued row notifies them too (``NOTIFY
-mm7_work, 'relay'``, which the runtime's ``on_relay`` answers by waking its relay and fallback
-workers).
+``fallback_parts``, migration 5; the index that finds the rows to expire, migration 6): the same
+operations and rules as ``sqlite/fallback.py``, on asyncpg. A part's receipt and its send's
+``submitted`` commit meet on an advisory lock keyed by (SMS link, part id), so a receipt racing
+that commit is either seen by it (kept early) or sees its part; receipts of one row's parts
+queue on the row's lock, so the last one settles it. Rows are leased with ``FOR UPDATE SKIP
+LOCKED`` (besides the ``fallback`` named lease the worker runs under), so two workers can never
+hold one row; every change's relay event notifies the other instances' relay (``insert_event``),
+and a queued row notifies them too (``NOTIFY mm7_work, 'relay'``, which the runtime's
+``on_relay`` answers by waking its relay and fallback workers).
 
 A mixin of ``PostgresStore``; ``queue_fallback`` is called by its ``fail`` and delivery-report
 recording inside their transactions.
@@ -27,7 +27,13 @@ from mm7.service.store.parts import part_list, settle_parts
 from mm7.service.store.postgres.base import PostgresBase, asyncpg
 from mm7.service.store.postgres.relay_rows import NOTIFY_RELAY, insert_event
 from mm7.service.store.postgres.rows import dt, ms, to_json
-from mm7.service.store.records import OUTCOME_UNKNOWN, FallbackItem, FallbackRecord, FallbackStatus
+from mm7.service.store.records import (
+    NO_RECEIPT,
+    OUTCOME_UNKNOWN,
+    FallbackItem,
+    FallbackRecord,
+    FallbackStatus,
+)
 
 __all__ = ["PostgresFallback", "queue_fallback"]
 
@@ -304,6 +310,31 @@ class PostgresFallback(PostgresBase):
             return True
 
         return await self._write(op)
+
+    async def expire_fallback(self, before: datetime, n: int, *, error: str = NO_RECEIPT) -> int:
+        """Up to ``n`` rows ``submitted`` before ``before`` and never settled become ``expired``
+        with ``error``, oldest first, each with its event; how many. ``SKIP LOCKED``: a row a
+        receipt holds (``FOR UPDATE`` in ``fallback_receipt``) is left to it; one it settles
+        after this commit finds the row expired and is recorded on its part only."""
+        now = self._now_ms()
+        relay_all = self._relay_all_statuses
+
+        async def op(conn: asyncpg.Connection) -> int:
+            # the FROM form, as lease_fallback's: with ``id IN (... LIMIT n)`` the planner may
+            # put the subquery inside a nested loop and run it again per row, past n
+            rows = await conn.fetch(
+                "UPDATE fallback_sms f SET status = 'expired', error = $1, updated_at = $2"
+                " FROM (SELECT id FROM fallback_sms WHERE status = 'submitted'"
+                " AND updated_at < $3 ORDER BY updated_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) d"
+                " WHERE f.id = d.id RETURNING f.id",
+                error, now, ms(before), n,
+            )  # fmt: skip
+            for fallback_id in sorted(r[0] for r in rows):
+                await fallback_event(conn, fallback_id, FallbackStatus.EXPIRED, now, relay_all)
+            return len(rows)
+
+        done: int = await self._write(op)
+        return done
 
     async def fallback_sms(self, message_id: str) -> list[FallbackRecord]:
         """The fallback rows of ``message_id``, by recipient."""

@@ -377,6 +377,14 @@ MIGRATIONS: tuple[Migration, ...] = (
                 ON CONFLICT DO NOTHING""",
         ),
     ),
+    Migration(
+        6,
+        "SMS fallback expiry: the rows submitted longest ago without a final receipt, found fast",
+        (
+            # the same index as SQLite's migration 11
+            "CREATE INDEX fallback_sms_waiting ON fallback_sms(status, updated_at)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -1,8 +1,9 @@
 """The SQLite store's SMS fallback rows (``fallback_sms``, migration 9): queued in the same
 transaction as the recipient's failure, leased by the fallback worker, fenced by its lease token,
 settled by receipts correlated per part by (SMS link, part id) in ``fallback_parts`` (migration
-10: a long text's row settles once all its parts are in, ``parts.settle_parts``), each change
-with its ``fallback_sms`` event on the message and in the relay outbox (``mm7.service.fallback``
+10: a long text's row settles once all its parts are in, ``parts.settle_parts``), or expired
+when they never come (``expire_fallback``, found by the index of migration 11), each change with
+its ``fallback_sms`` event on the message and in the relay outbox (``mm7.service.fallback``
 describes the whole path).
 
 A mixin of ``SqliteStore`` (its writer thread, readers and clock); ``queue_fallback`` is called
@@ -21,7 +22,13 @@ from mm7.service.store import jsontext, tally
 from mm7.service.store.base import Clock
 from mm7.service.store.outbox import RelayKind
 from mm7.service.store.parts import part_list, settle_parts
-from mm7.service.store.records import OUTCOME_UNKNOWN, FallbackItem, FallbackRecord, FallbackStatus
+from mm7.service.store.records import (
+    NO_RECEIPT,
+    OUTCOME_UNKNOWN,
+    FallbackItem,
+    FallbackRecord,
+    FallbackStatus,
+)
 from mm7.service.store.sqlite.relay import insert_event
 from mm7.service.store.sqlite.rows import dt, event, ms
 
@@ -302,6 +309,31 @@ class SqliteFallback:
             return True
 
         done: bool = await self._write(op)
+        return done
+
+    async def expire_fallback(self, before: datetime, n: int, *, error: str = NO_RECEIPT) -> int:
+        """Up to ``n`` rows ``submitted`` before ``before`` and never settled by their receipts
+        become ``expired`` with ``error``, oldest first, each with its event; how many (the
+        store's one writer: no receipt can settle one of them between the read and the write)."""
+        now = ms(self._clock.now())
+        cut = ms(before)
+        relay_all = self._relay_all_statuses
+
+        def op(conn: sqlite3.Connection) -> int:
+            due = [r[0] for r in conn.execute(
+                "SELECT id FROM fallback_sms WHERE status=? AND updated_at<?"
+                " ORDER BY updated_at, id LIMIT ?",
+                (FallbackStatus.SUBMITTED.value, cut, n),
+            )]  # fmt: skip
+            for fallback_id in due:
+                conn.execute(
+                    "UPDATE fallback_sms SET status=?, error=?, updated_at=? WHERE id=?",
+                    (FallbackStatus.EXPIRED.value, error, now, fallback_id),
+                )
+                fallback_event(conn, fallback_id, FallbackStatus.EXPIRED, now, relay_all)
+            return len(due)
+
+        done: int = await self._write(op)
         return done
 
     async def fallback_sms(self, message_id: str) -> list[FallbackRecord]:

@@ -407,6 +407,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             END""",
         ),
     ),
+    Migration(
+        11,
+        "SMS fallback expiry: the rows submitted longest ago without a final receipt, found fast",
+        (
+            # mm7.service.fallback: the worker expires rows still submitted receipt_timeout
+            # after their submitted commit (updated_at), at every poll: a range of this index,
+            # not a scan of every row waiting for receipts (an SMS link without receipts keeps
+            # them all there until then). status gains "expired" (status has no CHECK).
+            "CREATE INDEX fallback_sms_waiting ON fallback_sms(status, updated_at)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version
