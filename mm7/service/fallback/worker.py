@@ -43,7 +43,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Callable, Collection, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -68,6 +68,10 @@ log = structlog.get_logger("mm7.service.fallback.worker")
 FALLBACK = "fallback"
 #: rows expired per store transaction (``FallbackWorker.expire``)
 EXPIRE_BATCH = 100
+#: seconds between two looks for rows to expire at most (and a tenth of ``receipt_timeout``
+#: when that is less): the loop wakes at every commit that may queue an SMS, and a look is a
+#: store transaction
+EXPIRE_EVERY = 60.0
 
 
 class FallbackWorker:
@@ -110,6 +114,8 @@ class FallbackWorker:
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stopping = False
+        #: when ``expire`` looks next (this worker's clock)
+        self._next_expiry: datetime | None = None
         #: outcomes so far (tests, logs): submitted, failed, retry, lost, receipts, expired
         self.counts: dict[str, int] = {}
 
@@ -179,13 +185,18 @@ class FallbackWorker:
     async def expire(self) -> int:
         """Move the rows still ``submitted`` ``receipt_timeout`` after their ``submitted``
         commit to ``expired`` (a batch of ``EXPIRE_BATCH``: the loop comes back at once for
-        the rest); how many. Nothing when ``receipt_timeout`` is 0."""
+        the rest); how many. Nothing when ``receipt_timeout`` is 0; it looks at most every
+        ``EXPIRE_EVERY`` seconds or a tenth of ``receipt_timeout``, so a row expires that much
+        late at most."""
         timeout = self.settings.receipt_timeout
-        before = expiry_cutoff(self.clock.now(), timeout)
-        if before is None:
+        now = self.clock.now()
+        before = expiry_cutoff(now, timeout)
+        if before is None or (self._next_expiry is not None and now < self._next_expiry):
             return 0
         error = no_receipt_error(timeout)
         expired = await self.store.expire_fallback(before, EXPIRE_BATCH, error=error)
+        if expired < EXPIRE_BATCH:
+            self._next_expiry = now + timedelta(seconds=min(EXPIRE_EVERY, timeout / 10))
         if expired:
             self.counts["expired"] = self.counts.get("expired", 0) + expired
             log.info("mm7.fallback.expired", count=expired, receipt_timeout=timeout)
