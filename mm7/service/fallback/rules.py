@@ -27,6 +27,7 @@ from mm7.service.sms.link import ReceiptState
 from mm7.service.store.records import (
     FALLBACK_FAILED,
     FALLBACK_REPORTS,
+    NO_RECEIPT,
     OUTCOME_UNKNOWN,
     FallbackStatus,
     report_trigger,
@@ -116,4 +117,4 @@ def no_receipt_error(receipt_timeout: float) -> str:
     """The error of a fallback expired for want of a final receipt."""
     seconds = receipt_timeout
     shown = str(int(seconds)) if seconds == int(seconds) else str(seconds)
-    return f"no delivery receipt within receipt_timeout ({shown}s)"
+    return f"{NO_RECEIPT} ({shown}s)"

@@ -41,11 +41,11 @@ ends in ``:correlated``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mm7.service.store import jsontext
 from mm7.service.store.outbox import RelayKind
 from mm7.service.store.records import normalize_address
 
@@ -96,10 +96,10 @@ COLUMNS = (
 
 def from_row(row: Sequence[Any]) -> EarlyReport:
     """An ``EarlyReport`` from a row of ``COLUMNS``."""
-    links = (row[3], *jsontext.loads(row[4]))
+    links = (row[3], *json.loads(row[4]))
     return EarlyReport(
         row[0], RelayKind(row[1]), row[2], links, row[5], row[6], row[7], row[8], row[9],
-        jsontext.loads(row[10]), row[11],
+        json.loads(row[10]), row[11],
     )  # fmt: skip
 
 

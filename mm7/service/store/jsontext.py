@@ -1,9 +1,10 @@
-"""JSON text the gateway writes and reads back itself: the store's JSON columns and the relay's
-event bodies. orjson when installed (``mm7[fast]``), the stdlib otherwise.
+"""JSON text the gateway writes: the store's JSON columns and the relay's event bodies. orjson
+when installed (``mm7[fast]``), the stdlib otherwise; the store reads them back with
+``json.loads``.
 
 Writing is orjson's: an MO costs three encodings (its fields, its relay event, the hook's
 body), ~9-14 us each with ``json`` and under 1 us with orjson (BENCHMARKS.md, "Issue 15: JSON
-text with orjson"). Reading stays ``json.loads``: orjson reads an int beyond 64 bits as a float,
+text with orjson"). Reading is ``json.loads``'s: orjson reads an int beyond 64 bits as a float,
 and the check that guards against it (a scan for a run of 19 digits) cost more than the 3 us
 orjson saves on a 1.2 KB event. The documents are the gateway's own, so what orjson writes
 differently never changes a value:
@@ -21,7 +22,7 @@ import json
 from types import ModuleType
 from typing import Any
 
-__all__ = ["dumps", "dumps_bytes", "loads"]
+__all__ = ["dumps", "dumps_bytes"]
 
 _orjson: ModuleType | None
 try:
@@ -56,8 +57,3 @@ def dumps_bytes(value: Any) -> bytes:
 def dumps(value: Any) -> str:
     """``dumps_bytes`` as text (a TEXT column)."""
     return dumps_bytes(value).decode()
-
-
-def loads(text: str | bytes) -> Any:
-    """The value of JSON ``text`` (``json.loads``: exact for every text the gateway wrote)."""
-    return json.loads(text)

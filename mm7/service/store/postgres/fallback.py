@@ -15,12 +15,13 @@ recording inside their transactions.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from mm7.service.store import jsontext, tally
+from mm7.service.store import tally
 from mm7.service.store.early import PG_LOCK_CLASS
 from mm7.service.store.outbox import RelayKind
 from mm7.service.store.parts import part_list, settle_parts
@@ -179,7 +180,7 @@ class PostgresFallback(PostgresBase):
                     lease_expires_at=dt(until),
                     created_at=dt(r[6]),
                     message_created_at=dt(r[7]),
-                    fields=jsontext.loads(r[8]),
+                    fields=json.loads(r[8]),
                 )  # fmt: skip
                 for r in sorted(rows, key=lambda r: r[0])
             ]

@@ -24,7 +24,6 @@ from typing import Any
 
 from mm7.core.leniency import Leniency
 from mm7.core.status import MMStatus
-from mm7.service.store import jsontext
 from mm7.service.store.early import PG_LOCK_CLASS
 from mm7.service.store.outbox import RelayKind, status_event
 from mm7.service.store.postgres import statements as sql
@@ -674,7 +673,7 @@ class PostgresInbound(PostgresMedia):
             )
             if row is None:
                 return None
-            return MoRecord(row[0], row[1], row[2], row[3], jsontext.loads(row[4]), row[5],
+            return MoRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5],
                             dt(row[6]), await mo_parts(conn, mo_id))  # fmt: skip
 
         return await self._read(read)

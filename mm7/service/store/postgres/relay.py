@@ -15,13 +15,13 @@ its retry no later event of that sender is, on any instance.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from mm7.service.store import jsontext
 from mm7.service.store.outbox import (
     Outcome,
     RelayItem,
@@ -147,12 +147,12 @@ def _record(row: asyncpg.Record) -> RelayRecord:
     return RelayRecord(
         row[0], RelayKind(row[1]), row[2], RelayStatus(row[3]), row[4], row[5], row[6], row[7],
         row[8], dt(row[9]), opt_dt(row[10]), row[11], row[12], dt(row[13]), dt(row[14]),
-        jsontext.loads(row[15]), row[16],
+        json.loads(row[15]), row[16],
     )  # fmt: skip
 
 
 def _parts(text: str | None) -> tuple[PartRecord, ...]:
-    return tuple(PartRecord(*p) for p in jsontext.loads(text)) if text else ()
+    return tuple(PartRecord(*p) for p in json.loads(text)) if text else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +274,7 @@ class PostgresRelayOps(PostgresBase):
                 link=row[6],
                 source_id=row[7],
                 media=row[8],
-                event=jsontext.loads(row[9]),
+                event=json.loads(row[9]),
                 attempt=row[10],
                 first_attempt_at=opt_dt(row[11]),
                 owner=owner,

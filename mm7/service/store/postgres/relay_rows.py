@@ -8,10 +8,10 @@ every instance. The relay mixin (``relay``) leases these rows; this module only 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from mm7.service.store import jsontext
 from mm7.service.store.outbox import MoRelay, OptOut, RelayKind, RelayStatus, status_event
 from mm7.service.store.postgres.rows import dt, to_json
 from mm7.service.store.records import normalize_address
@@ -98,7 +98,7 @@ def _kannel(fields_json: str | None, url_key: str) -> dict[str, Any] | None:
     who it is from; None for a message that did not come through sendmms."""
     if fields_json is None or '"sendmms"' not in fields_json:
         return None
-    fields = jsontext.loads(fields_json)
+    fields = json.loads(fields_json)
     sendmms = fields.get("sendmms")
     if not isinstance(sendmms, dict):
         return None

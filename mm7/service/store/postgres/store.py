@@ -15,6 +15,7 @@ send ``NOTIFY mm7_work`` (``listen``), delivered at commit to every instance.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,7 +27,6 @@ from mm7.service.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from mm7.service.store import jsontext
 from mm7.service.store.base import Clock, SystemClock
 from mm7.service.store.postgres import statements as sql
 from mm7.service.store.postgres.base import asyncpg, create_pool, why
@@ -292,7 +292,7 @@ class PostgresStore(
                 r[0],
                 r[1],
                 MessageStatus(r[2]),
-                jsontext.loads(r[3]),
+                json.loads(r[3]),
                 dt(r[4]),
                 dt(r[5]),
                 _counts(tuple(r[6:])),
@@ -347,7 +347,7 @@ class PostgresStore(
                 )
             )
             events = tuple(
-                EventRecord(e[0], message_id, e[1], e[2], e[3], jsontext.loads(e[4]), dt(e[5]))
+                EventRecord(e[0], message_id, e[1], e[2], e[3], json.loads(e[4]), dt(e[5]))
                 for e in await conn.fetch(
                     "SELECT e.id, r.address, e.kind, e.status, e.details, e.at FROM events e"
                     " LEFT JOIN recipients r ON r.id = e.recipient_id"
@@ -356,7 +356,7 @@ class PostgresStore(
                 )
             )
             return MessageRecord(
-                row[0], row[1], row[2], MessageStatus(row[3]), jsontext.loads(row[4]), dt(row[5]),
+                row[0], row[1], row[2], MessageStatus(row[3]), json.loads(row[4]), dt(row[5]),
                 dt(row[6]), opt_dt(row[7]), opt_dt(row[8]), row[9], recipients,
                 await message_parts(conn, message_id), events,
             )  # fmt: skip
@@ -373,7 +373,7 @@ class PostgresStore(
             if row is None:
                 return None
             parts = await message_parts(conn, message_id)
-            return MessageContent(row[0], row[1], jsontext.loads(row[2]), dt(row[3]), parts)
+            return MessageContent(row[0], row[1], json.loads(row[2]), dt(row[3]), parts)
 
         return await self._read(read)
 
@@ -410,10 +410,8 @@ class PostgresStore(
             for row in sorted((r for r in rows if not r[11]), key=lambda r: (r[12], r[0])):
                 mid = row[1]
                 if mid not in messages:
-                    parts = (
-                        tuple(PartRecord(*p) for p in jsontext.loads(row[10])) if row[10] else ()
-                    )
-                    messages[mid] = (jsontext.loads(row[5]), row[6], opt_dt(row[7]), row[8], parts,
+                    parts = tuple(PartRecord(*p) for p in json.loads(row[10])) if row[10] else ()
+                    messages[mid] = (json.loads(row[5]), row[6], opt_dt(row[7]), row[8], parts,
                                      dt(row[9]))  # fmt: skip
                 fields, key, expires_at, callback, parts, created_at = messages[mid]
                 items.append(

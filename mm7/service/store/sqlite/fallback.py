@@ -12,13 +12,14 @@ by the store's ``fail`` and delivery-report recording, inside their transactions
 
 from __future__ import annotations
 
+import json
 import secrets
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from mm7.service.store import jsontext, tally
+from mm7.service.store import tally
 from mm7.service.store.base import Clock
 from mm7.service.store.outbox import RelayKind
 from mm7.service.store.parts import part_list, settle_parts
@@ -369,5 +370,5 @@ def _settle(conn: sqlite3.Connection, fallback_id: int, now: int, relay_all: boo
 
 
 def _json_object(text: str) -> dict[str, Any]:
-    value = jsontext.loads(text)
+    value = json.loads(text)
     return value if isinstance(value, dict) else {}

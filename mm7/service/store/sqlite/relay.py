@@ -15,7 +15,6 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from mm7.service.store import jsontext
 from mm7.service.store.base import Clock
 from mm7.service.store.early import CORRELATED_SUFFIX
 from mm7.service.store.outbox import (
@@ -54,7 +53,7 @@ def _record(row: Sequence[Any]) -> RelayRecord:
     return RelayRecord(
         row[0], RelayKind(row[1]), row[2], RelayStatus(row[3]), row[4], row[5], row[6], row[7],
         row[8], dt(row[9]), opt_dt(row[10]), row[11], row[12], dt(row[13]), dt(row[14]),
-        jsontext.loads(row[15]), row[16],
+        json.loads(row[15]), row[16],
     )  # fmt: skip
 
 
@@ -295,7 +294,7 @@ class SqliteRelayOps:
                     RelayItem(
                         id=row[0], kind=kind, idempotency_key=row[2], hook=row[3],
                         callback_url=row[4], api_key=row[5], link=row[6], source_id=row[7],
-                        media=row[8], event=jsontext.loads(row[9]), attempt=row[10] + 1,
+                        media=row[8], event=json.loads(row[9]), attempt=row[10] + 1,
                         first_attempt_at=opt_dt(row[11]), owner=owner, lease_token=token,
                         lease_expires_at=dt(until),
                         parts=(

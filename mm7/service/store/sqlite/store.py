@@ -68,7 +68,7 @@ from mm7.service.errors import (
     StoreUnavailableError,
     UnknownMediaError,
 )
-from mm7.service.store import early, jsontext, tally
+from mm7.service.store import early, tally
 from mm7.service.store.base import Clock, SystemClock
 from mm7.service.store.outbox import OptOut, RelayKind, status_event
 from mm7.service.store.records import (
@@ -854,7 +854,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
                     r[0],
                     r[1],
                     MessageStatus(r[2]),
-                    jsontext.loads(r[3]),
+                    json.loads(r[3]),
                     _dt(r[4]),
                     _dt(r[5]),
                     _counts(r[6:]),
@@ -918,7 +918,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
                 )
             )
             events = tuple(
-                EventRecord(e[0], message_id, e[1], e[2], e[3], jsontext.loads(e[4]), _dt(e[5]))
+                EventRecord(e[0], message_id, e[1], e[2], e[3], json.loads(e[4]), _dt(e[5]))
                 for e in conn.execute(
                     "SELECT e.id, r.address, e.kind, e.status, e.details, e.at FROM events e"
                     " LEFT JOIN recipients r ON r.id = e.recipient_id"
@@ -927,7 +927,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
                 )
             )
             return MessageRecord(
-                row[0], row[1], row[2], MessageStatus(row[3]), jsontext.loads(row[4]), _dt(row[5]),
+                row[0], row[1], row[2], MessageStatus(row[3]), json.loads(row[4]), _dt(row[5]),
                 _dt(row[6]), _opt_dt(row[7]), _opt_dt(row[8]), row[9], recipients,
                 _parts(conn, "message_media", "message_id", message_id), events,
             )  # fmt: skip
@@ -944,7 +944,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
             if row is None:
                 return None
             parts = _parts(conn, "message_media", "message_id", message_id)
-            return MessageContent(row[0], row[1], jsontext.loads(row[2]), _dt(row[3]), parts)
+            return MessageContent(row[0], row[1], json.loads(row[2]), _dt(row[3]), parts)
 
         return await self._read(read)
 
@@ -1028,14 +1028,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
                         (mid,),
                     ).fetchone()
                     parts = _parts(conn, "message_media", "message_id", mid)
-                    messages[mid] = (
-                        jsontext.loads(m[0]),
-                        m[1],
-                        _opt_dt(m[2]),
-                        m[3],
-                        parts,
-                        _dt(m[4]),
-                    )
+                    messages[mid] = (json.loads(m[0]), m[1], _opt_dt(m[2]), m[3], parts, _dt(m[4]))
                 fields, key, expires_at, callback, parts, created_at = messages[mid]
                 items.append(
                     WorkItem(
@@ -1668,7 +1661,7 @@ class SqliteStore(SqliteRelayOps, SqliteRetention, SqliteCluster, SqliteLimits, 
             if row is None:
                 return None
             return MoRecord(
-                row[0], row[1], row[2], row[3], jsontext.loads(row[4]), row[5], _dt(row[6]),
+                row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], _dt(row[6]),
                 _parts(conn, "mo_media", "mo_id", mo_id),
             )  # fmt: skip
 
